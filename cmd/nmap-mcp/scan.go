@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/nmap-mcp/nmap-mcp/scan"
+)
+
+func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("scan", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var s settings
+	s.register(fs)
+	var (
+		req      scan.Request
+		topPorts int
+		timeoutS int
+	)
+	fs.StringVar(&req.ScanType, "type", "connect", "scan type: connect, syn, udp or ping")
+	fs.StringVar(&req.Ports, "ports", "", "ports, e.g. 22,80,8000-8100 (not with --top-ports)")
+	fs.IntVar(&topPorts, "top-ports", 0, "scan the N most common ports (default 100 when --ports is not given)")
+	fs.BoolVar(&req.ServiceVersions, "service-versions", false, "detect service versions (-sV)")
+	fs.BoolVar(&req.SkipHostDiscovery, "skip-host-discovery", false, "treat all targets as up (-Pn)")
+	fs.StringVar(&req.Timing, "timing", "", "timing template T0-T5")
+	fs.IntVar(&timeoutS, "timeout-seconds", 0, "wall clock of this scan in seconds (default: --timeout)")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: nmap-mcp scan [flags] TARGETS...\n\nRun one sandboxed scan with the same validation as the MCP tool, and print the result.\nExample: nmap-mcp scan --ports 22,80,443 127.0.0.1\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return flagErr(err)
+	}
+	req.Targets = strings.Join(fs.Args(), " ")
+	if topPorts != 0 {
+		req.TopPorts = &topPorts
+	}
+	if timeoutS != 0 {
+		req.TimeoutSeconds = &timeoutS
+	}
+	logger, closeLog, err := s.logger(stderr)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+
+	st, err := bringUp(ctx, &s, logger, stderr)
+	if err != nil {
+		return err
+	}
+	defer st.close()
+	rep, err := st.scanner.Prepare(req)
+	if err != nil {
+		return fmt.Errorf("scan refused, nothing was run: %w", err)
+	}
+	fmt.Fprintln(stdout, rep.Header())
+	err = st.scanner.Execute(ctx, rep, stdout)
+	fmt.Fprintln(stdout)
+	fmt.Fprint(stdout, rep.Footer())
+	if err != nil {
+		if se := strings.TrimSpace(string(rep.Result.Stderr)); se != "" && !errors.Is(err, context.Canceled) {
+			fmt.Fprintf(stderr, "nmap stderr:\n%s\n", se)
+		}
+		return &exitCode{1}
+	}
+	return nil
+}

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"os"
+
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/nmap-mcp/nmap-mcp/mcpserver"
+)
+
+func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var s settings
+	s.register(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: nmap-mcp serve [flags]\n\nServe MCP over stdio. stdout carries only the protocol; logs go to stderr or --log-file.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return flagErr(err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve takes no arguments, got %q", fs.Args())
+	}
+	logger, closeLog, err := s.logger(stderr)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	st, err := bringUp(ctx, &s, logger, stderr)
+	if err != nil {
+		return err
+	}
+	defer st.close()
+	srv := mcpserver.New(st.scanner, mcpserver.Info{ServerVersion: version, EngineVersion: st.engine}, logger)
+	stdio := server.NewStdioServer(srv)
+	stdio.SetErrorLogger(log.New(stderr, "nmap-mcp: ", log.LstdFlags))
+	logger.Info("serving MCP on stdio", "image", st.scanner.Image().Tag, "engine", st.engine)
+	err = stdio.Listen(ctx, os.Stdin, os.Stdout)
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, io.EOF) {
+		logger.Info("stdio closed; exiting")
+		return nil
+	}
+	return fmt.Errorf("serve stdio: %w", err)
+}
+
+// flagErr turns -h into a clean exit and other flag errors into exit 2.
+func flagErr(err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	return &exitCode{2}
+}

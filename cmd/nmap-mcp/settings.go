@@ -1,0 +1,103 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+
+	units "github.com/docker/go-units"
+
+	"github.com/nmap-mcp/nmap-mcp/sandbox"
+	"github.com/nmap-mcp/nmap-mcp/scan"
+)
+
+// settings are the deployment settings shared by serve and scan. Each has a
+// flag and an environment variable; the flag wins.
+type settings struct {
+	network      string
+	cpus         float64
+	memory       string
+	pids         int64
+	timeout      int
+	maxTimeout   int
+	maxAddresses uint64
+	logFile      string
+	logLevel     string
+	mirror       string
+}
+
+func envOr(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+// register adds the shared flags to fs, with defaults from the environment.
+func (s *settings) register(fs *flag.FlagSet) {
+	lim := sandbox.DefaultLimits()
+	fs.StringVar(&s.network, "network", envOr("NMAP_MCP_NETWORK", "host"),
+		"container network: host, bridge, none or a Docker network name (env NMAP_MCP_NETWORK)")
+	fs.Float64Var(&s.cpus, "cpus", envFloat("NMAP_MCP_CPUS", lim.CPUs), "CPUs per scan container (env NMAP_MCP_CPUS)")
+	fs.StringVar(&s.memory, "memory", envOr("NMAP_MCP_MEMORY", "512m"), "memory per scan container, e.g. 512m or 1g; no swap (env NMAP_MCP_MEMORY)")
+	fs.Int64Var(&s.pids, "pids", int64(envFloat("NMAP_MCP_PIDS", float64(lim.Pids))), "process limit per scan container (env NMAP_MCP_PIDS)")
+	fs.IntVar(&s.timeout, "timeout", int(envFloat("NMAP_MCP_TIMEOUT", lim.Timeout.Seconds())), "default wall clock of a scan in seconds (env NMAP_MCP_TIMEOUT)")
+	fs.IntVar(&s.maxTimeout, "max-timeout", int(envFloat("NMAP_MCP_MAX_TIMEOUT", lim.MaxTimeout.Seconds())), "largest timeout_seconds a caller may ask for, at most 600 (env NMAP_MCP_MAX_TIMEOUT)")
+	fs.Uint64Var(&s.maxAddresses, "max-addresses", uint64(envFloat("NMAP_MCP_MAX_ADDRESSES", float64(scan.DefaultRules().MaxAddresses))), "most addresses per scan after CIDR expansion (env NMAP_MCP_MAX_ADDRESSES)")
+	fs.StringVar(&s.logFile, "log-file", envOr("NMAP_MCP_LOG_FILE", ""), "append logs to this file instead of stderr (env NMAP_MCP_LOG_FILE)")
+	fs.StringVar(&s.logLevel, "log-level", envOr("NMAP_MCP_LOG_LEVEL", "info"), "debug, info, warn or error (env NMAP_MCP_LOG_LEVEL)")
+	fs.StringVar(&s.mirror, "debian-mirror", envOr("NMAP_MCP_DEBIAN_MIRROR", ""), "Debian mirror for making the base image offline (env NMAP_MCP_DEBIAN_MIRROR)")
+}
+
+func envFloat(name string, def float64) float64 {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
+		if f, err := strconv.ParseFloat(v, 64); err == nil {
+			return f
+		}
+		fmt.Fprintf(os.Stderr, "nmap-mcp: ignoring %s=%q: not a number\n", name, v)
+	}
+	return def
+}
+
+// sandboxOptions checks the limits and returns the sandbox options.
+func (s *settings) sandboxOptions(instance string) (sandbox.Options, error) {
+	mem, err := units.RAMInBytes(s.memory)
+	if err != nil {
+		return sandbox.Options{}, fmt.Errorf("memory %q: not a size such as 512m or 1g: %w", s.memory, err)
+	}
+	lim := sandbox.DefaultLimits()
+	lim.CPUs, lim.Memory, lim.Pids = s.cpus, mem, s.pids
+	lim.Timeout = time.Duration(s.timeout) * time.Second
+	lim.MaxTimeout = time.Duration(s.maxTimeout) * time.Second
+	if lim.Timeout > lim.MaxTimeout {
+		lim.Timeout = lim.MaxTimeout
+	}
+	if err := lim.Validate(); err != nil {
+		return sandbox.Options{}, fmt.Errorf("sandbox limits: %w", err)
+	}
+	if s.maxAddresses == 0 {
+		return sandbox.Options{}, fmt.Errorf("max-addresses 0: must be at least 1")
+	}
+	return sandbox.Options{Network: s.network, Limits: lim, Instance: instance}, nil
+}
+
+// logger returns the logger and a closer for the log file, if any.
+func (s *settings) logger(stderr io.Writer) (*slog.Logger, func(), error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(s.logLevel)); err != nil {
+		return nil, nil, fmt.Errorf("log-level %q: must be debug, info, warn or error", s.logLevel)
+	}
+	w, closer := stderr, func() {}
+	if s.logFile != "" {
+		f, err := os.OpenFile(s.logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			return nil, nil, fmt.Errorf("open log file: %w", err)
+		}
+		w, closer = f, func() { f.Close() }
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl})), closer, nil
+}

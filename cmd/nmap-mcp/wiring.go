@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/docker/docker/client"
+
+	"github.com/nmap-mcp/nmap-mcp/engine"
+	"github.com/nmap-mcp/nmap-mcp/executor"
+	"github.com/nmap-mcp/nmap-mcp/images"
+	"github.com/nmap-mcp/nmap-mcp/scanner"
+)
+
+// stack is everything a scan needs, wired together.
+type stack struct {
+	cli     *client.Client
+	scanner *scanner.Scanner
+	engine  string // engine version
+	close   func()
+}
+
+// sweepAge is older than any scan may run, so a container that old is orphaned.
+const sweepAge = 15 * time.Minute
+
+// bringUp connects to the engine, ensures the image (building it on first
+// use, saying so on stderr), sweeps orphans and returns a scanner.
+func bringUp(ctx context.Context, s *settings, log *slog.Logger, stderr io.Writer) (*stack, error) {
+	instance := newInstance()
+	opts, err := s.sandboxOptions(instance)
+	if err != nil {
+		return nil, err
+	}
+	cli, err := engine.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ver, err := cli.ServerVersion(ctx)
+	if err != nil {
+		cli.Close()
+		return nil, fmt.Errorf("ask the engine its version: %w", err)
+	}
+	img, err := images.New(cli, stderr, s.mirror).Ensure(ctx)
+	if err != nil {
+		cli.Close()
+		return nil, err
+	}
+	ex := executor.New(cli, log)
+	if removed, err := ex.Sweep(ctx, sweepAge); err != nil {
+		log.Warn("start-up sweep failed", "err", err)
+	} else if len(removed) > 0 {
+		log.Info("start-up sweep removed orphaned scan containers", "count", len(removed))
+	}
+	sc := scanner.New(ex, img, scanner.Config{Sandbox: opts, MaxAddresses: s.maxAddresses, Log: log})
+	return &stack{cli: cli, scanner: sc, engine: ver.Version + " (API " + ver.APIVersion + ")", close: func() { cli.Close() }}, nil
+}
+
+func newInstance() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func nmapPackage() string { return images.NmapVersion }

@@ -1,0 +1,310 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/pkg/stdcopy"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Engine is the part of the Docker client the executor uses;
+// *client.Client satisfies it.
+type Engine interface {
+	ContainerCreate(ctx context.Context, config *container.Config, hostConfig *container.HostConfig,
+		networkingConfig *network.NetworkingConfig, platform *ocispec.Platform, containerName string) (container.CreateResponse, error)
+	ContainerAttach(ctx context.Context, container string, options container.AttachOptions) (types.HijackedResponse, error)
+	ContainerWait(ctx context.Context, container string, condition container.WaitCondition) (<-chan container.WaitResponse, <-chan error)
+	ContainerStart(ctx context.Context, container string, options container.StartOptions) error
+	ContainerKill(ctx context.Context, container, signal string) error
+	ContainerInspect(ctx context.Context, container string) (container.InspectResponse, error)
+	ContainerRemove(ctx context.Context, container string, options container.RemoveOptions) error
+	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
+}
+
+// Job describes one container run, as exec.Cmd describes one process.
+type Job struct {
+	// Name is the container name; empty lets the engine choose.
+	Name       string
+	Config     *container.Config
+	HostConfig *container.HostConfig
+	// Timeout is the wall clock from the container's start; 0 means none.
+	Timeout time.Duration
+	// Stdout and Stderr, when set, receive the output live as it arrives.
+	Stdout, Stderr io.Writer
+	// MaxOutput bounds the bytes kept of each stream (default 4 MiB);
+	// further bytes are counted in Result.Dropped*.
+	MaxOutput int
+	// OnEvent, when set, is told of lifecycle steps (created, started,
+	// exited, removed) as they happen.
+	OnEvent func(Event)
+}
+
+// Event is one lifecycle step of a job's container.
+type Event struct {
+	Step        string // "created", "started", "killed", "exited", "removed"
+	ContainerID string
+	Detail      string
+	At          time.Time
+}
+
+// Result is what a run produced. Run returns it even when it also returns
+// an error, so partial output is never lost.
+type Result struct {
+	ContainerID                  string
+	Stdout, Stderr               []byte
+	DroppedStdout, DroppedStderr int64
+	ExitCode                     int
+	OOMKilled                    bool
+	TimedOut                     bool
+	Canceled                     bool
+	Created, Started, Exited     time.Time
+}
+
+// Duration is the time from the container's start to its exit.
+func (r *Result) Duration() time.Duration {
+	if r.Started.IsZero() || r.Exited.IsZero() {
+		return 0
+	}
+	return r.Exited.Sub(r.Started)
+}
+
+// Executor runs jobs on one engine.
+type Executor struct {
+	engine Engine
+	log    *slog.Logger
+	// cleanup bounds kill, inspect and removal, which run on a context of
+	// their own so that a cancelled caller cannot leak a container.
+	cleanup time.Duration
+}
+
+// New returns an executor for engine; log may be nil.
+func New(engine Engine, log *slog.Logger) *Executor {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Executor{engine: engine, log: log, cleanup: 30 * time.Second}
+}
+
+// defaultMaxOutput is the default bound of kept output per stream.
+const defaultMaxOutput = 4 << 20
+
+// drainGrace is how long output may keep flowing after the exit.
+const drainGrace = 2 * time.Second
+
+// Run creates, starts and waits for the job's container, then removes it.
+// The error is nil only when the program exited 0; otherwise it is a
+// *TimeoutError, *OOMError, *PidsError, *ExitError, *ImageError, an error
+// wrapping the context's error, or an engine error.
+func (e *Executor) Run(ctx context.Context, job Job) (*Result, error) {
+	res := &Result{}
+	if err := ctx.Err(); err != nil {
+		res.Canceled = true
+		return res, fmt.Errorf("scan not started: %w", err)
+	}
+	emit := func(step, id, detail string) {
+		if job.OnEvent != nil {
+			job.OnEvent(Event{Step: step, ContainerID: id, Detail: detail, At: time.Now()})
+		}
+	}
+	maxOut := job.MaxOutput
+	if maxOut <= 0 {
+		maxOut = defaultMaxOutput
+	}
+	stdout := &capture{limit: maxOut, live: job.Stdout}
+	stderr := &capture{limit: maxOut, live: job.Stderr}
+	defer func() {
+		res.Stdout, res.DroppedStdout = stdout.result()
+		res.Stderr, res.DroppedStderr = stderr.result()
+	}()
+
+	created, err := e.engine.ContainerCreate(ctx, job.Config, job.HostConfig, nil, nil, job.Name)
+	if err != nil {
+		if cerrdefs.IsNotFound(err) {
+			return res, &ImageError{Image: job.Config.Image, Err: err}
+		}
+		if ctx.Err() != nil {
+			// The create may have landed although the call was cut short.
+			e.removeByName(job.Name)
+			res.Canceled = true
+			return res, fmt.Errorf("scan cancelled while creating its container: %w", ctx.Err())
+		}
+		return res, fmt.Errorf("create container: %w", err)
+	}
+	id := created.ID
+	res.ContainerID = id
+	res.Created = time.Now()
+	emit("created", id, "")
+	defer func() {
+		e.remove(id)
+		emit("removed", id, "")
+	}()
+
+	hijack, err := e.engine.ContainerAttach(ctx, id, container.AttachOptions{Stream: true, Stdout: true, Stderr: true})
+	if err != nil {
+		return res, e.startErr(ctx, res, "attach to container", err)
+	}
+	defer hijack.Close()
+
+	// The wait must outlive the caller's context: after a kill we still
+	// want the exit status before removing the container.
+	waitCtx, stopWait := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWait()
+	waitC, waitErrC := e.engine.ContainerWait(waitCtx, id, container.WaitConditionNextExit)
+
+	if err := e.engine.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
+		return res, e.startErr(ctx, res, "start container", err)
+	}
+	res.Started = time.Now()
+	emit("started", id, "")
+
+	copyDone := make(chan error, 1)
+	go func() {
+		_, err := stdcopy.StdCopy(stdout, stderr, hijack.Reader)
+		copyDone <- err
+	}()
+
+	var deadline <-chan time.Time
+	if job.Timeout > 0 {
+		t := time.NewTimer(job.Timeout)
+		defer t.Stop()
+		deadline = t.C
+	}
+	done := ctx.Done()
+	var waitErr error
+wait:
+	for {
+		select {
+		case st := <-waitC:
+			res.ExitCode = int(st.StatusCode)
+			if st.Error != nil && st.Error.Message != "" {
+				waitErr = errors.New(st.Error.Message)
+			}
+			break wait
+		case err := <-waitErrC:
+			waitErr = err
+			e.kill(id)
+			break wait
+		case <-deadline:
+			res.TimedOut = true
+			deadline = nil
+			e.kill(id)
+			emit("killed", id, "wall-clock limit")
+		case <-done:
+			res.Canceled = true
+			done = nil
+			e.kill(id)
+			emit("killed", id, "cancelled")
+		}
+	}
+	res.Exited = time.Now()
+
+	// Let the rest of the output drain, but not forever.
+	select {
+	case <-copyDone:
+	case <-time.After(drainGrace):
+		hijack.Close()
+		<-copyDone
+	}
+
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cleanup)
+	defer cancel()
+	if info, err := e.engine.ContainerInspect(ictx, id); err == nil && info.State != nil {
+		res.OOMKilled = info.State.OOMKilled
+		if waitErr == nil {
+			res.ExitCode = info.State.ExitCode
+		}
+	}
+	emit("exited", id, fmt.Sprintf("exit code %d", res.ExitCode))
+	kept, _ := stderr.result()
+	return res, e.classify(ctx, job, res, waitErr, tail(kept))
+}
+
+func (e *Executor) classify(ctx context.Context, job Job, res *Result, waitErr error, se string) error {
+	switch {
+	case res.Canceled:
+		return fmt.Errorf("scan cancelled, container killed: %w", context.Cause(ctx))
+	case res.TimedOut:
+		return &TimeoutError{After: job.Timeout}
+	case res.OOMKilled:
+		return &OOMError{Limit: job.HostConfig.Memory}
+	case waitErr != nil:
+		return fmt.Errorf("wait for container %.12s: %w", res.ContainerID, waitErr)
+	case res.ExitCode != 0:
+		if isPidsExhausted(se) {
+			var limit int64
+			if job.HostConfig.PidsLimit != nil {
+				limit = *job.HostConfig.PidsLimit
+			}
+			return &PidsError{Limit: limit, Stderr: se}
+		}
+		return &ExitError{Code: res.ExitCode, Stderr: se}
+	}
+	return nil
+}
+
+// tail returns the last 2 KiB of b as trimmed text.
+func tail(b []byte) string {
+	const n = 2 << 10
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// isPidsExhausted recognises the messages of a failed fork or thread
+// creation (EAGAIN), which is how the pids limit shows inside a container.
+func isPidsExhausted(stderr string) bool {
+	s := strings.ToLower(stderr)
+	return strings.Contains(s, "resource temporarily unavailable") ||
+		strings.Contains(s, "cannot fork") || strings.Contains(s, "can't fork") ||
+		strings.Contains(s, "pthread_create")
+}
+
+// startErr turns a failure between create and start into an error.
+func (e *Executor) startErr(ctx context.Context, res *Result, what string, err error) error {
+	if ctx.Err() != nil {
+		res.Canceled = true
+		return fmt.Errorf("scan cancelled before it started: %w", ctx.Err())
+	}
+	return fmt.Errorf("%s %.12s: %w", what, res.ContainerID, err)
+}
+
+func (e *Executor) kill(id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), e.cleanup)
+	defer cancel()
+	if err := e.engine.ContainerKill(ctx, id, "KILL"); err != nil && !cerrdefs.IsNotFound(err) && !cerrdefs.IsConflict(err) {
+		e.log.Warn("kill container", "container", shortID(id), "err", err)
+	}
+}
+
+func (e *Executor) remove(id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), e.cleanup)
+	defer cancel()
+	err := e.engine.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	if err != nil && !cerrdefs.IsNotFound(err) {
+		e.log.Error("remove container; the next start-up sweep will retry", "container", shortID(id), "err", err)
+	}
+}
+
+func (e *Executor) removeByName(name string) {
+	if name != "" {
+		e.remove(name)
+	}
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}

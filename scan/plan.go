@@ -1,0 +1,311 @@
+package scan
+
+import (
+	"fmt"
+	"math/bits"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Target is one validated target token.
+type Target struct {
+	// Text is the token as it is passed to nmap.
+	Text string
+	// Kind is "ip", "cidr" or "hostname".
+	Kind string
+	// Addresses is how many addresses the token stands for (1 for a
+	// hostname, which is resolved inside the sandbox).
+	Addresses uint64
+	// IPv6 is true for IPv6 addresses and prefixes.
+	IPv6 bool
+}
+
+// Plan is a validated Request with every default applied. Its fields are
+// safe to render into nmap arguments.
+type Plan struct {
+	Type              Type
+	Targets           []Target
+	Addresses         uint64
+	Ports             string // normalised port list, or empty
+	TopPorts          int    // 0 when Ports is set or for ping scans
+	ServiceVersions   bool
+	SkipHostDiscovery bool
+	Timing            int // 0..5, or -1 for nmap's default
+	Timeout           time.Duration
+	IPv6              bool
+}
+
+// Plan validates r against rules. On failure it returns a *FieldError and no
+// plan; nothing else happens.
+func (r Request) Plan(rules Rules) (*Plan, error) {
+	p := &Plan{Timing: -1}
+
+	var err error
+	if p.Type, err = parseType(r.ScanType); err != nil {
+		return nil, err
+	}
+	if p.Targets, p.Addresses, p.IPv6, err = parseTargets(r.Targets, rules.MaxAddresses); err != nil {
+		return nil, err
+	}
+
+	switch {
+	case p.Type == Ping && r.Ports != "":
+		return nil, &FieldError{"ports", r.Ports, "is not used by scan_type ping (host discovery only); leave it out"}
+	case p.Type == Ping && r.TopPorts != nil:
+		return nil, &FieldError{"top_ports", strconv.Itoa(*r.TopPorts), "is not used by scan_type ping (host discovery only); leave it out"}
+	case p.Type == Ping && r.ServiceVersions:
+		return nil, &FieldError{"service_versions", "true", "needs a port scan; it cannot be used with scan_type ping"}
+	case p.Type == Ping && r.SkipHostDiscovery:
+		return nil, &FieldError{"skip_host_discovery", "true", "cannot be used with scan_type ping, which is host discovery"}
+	case r.Ports != "" && r.TopPorts != nil:
+		return nil, &FieldError{"top_ports", strconv.Itoa(*r.TopPorts), "cannot be combined with ports; give one of ports or top_ports"}
+	}
+	if p.Type != Ping {
+		if r.Ports != "" {
+			if p.Ports, err = parsePorts(r.Ports); err != nil {
+				return nil, err
+			}
+		} else {
+			p.TopPorts = DefaultTopPorts
+			if r.TopPorts != nil {
+				if *r.TopPorts < 1 || *r.TopPorts > 65535 {
+					return nil, &FieldError{"top_ports", strconv.Itoa(*r.TopPorts), "must be an integer from 1 to 65535"}
+				}
+				p.TopPorts = *r.TopPorts
+			}
+		}
+	}
+	p.ServiceVersions = r.ServiceVersions
+	p.SkipHostDiscovery = r.SkipHostDiscovery
+
+	if p.Timing, err = parseTiming(r.Timing, r.ExtraTiming); err != nil {
+		return nil, err
+	}
+
+	p.Timeout = rules.DefaultTimeout
+	maxT := min(rules.MaxTimeout, HardMaxTimeout)
+	if maxT <= 0 {
+		maxT = HardMaxTimeout
+	}
+	if p.Timeout <= 0 || p.Timeout > maxT {
+		p.Timeout = maxT
+	}
+	if r.TimeoutSeconds != nil {
+		s := *r.TimeoutSeconds
+		if s < 1 || time.Duration(s)*time.Second > maxT {
+			return nil, &FieldError{"timeout_seconds", strconv.Itoa(s),
+				fmt.Sprintf("must be an integer from 1 to %d", int(maxT/time.Second))}
+		}
+		p.Timeout = time.Duration(s) * time.Second
+	}
+	return p, nil
+}
+
+func parseType(s string) (Type, error) {
+	if s == "" {
+		return Connect, nil
+	}
+	for _, t := range Types {
+		if strings.EqualFold(s, string(t)) {
+			return t, nil
+		}
+	}
+	return "", &FieldError{"scan_type", s, "must be one of syn, connect, udp, ping"}
+}
+
+func parseTiming(timing, alias string) (int, error) {
+	field, v := "timing", timing
+	if timing == "" {
+		field, v = "extra_timing", alias
+	} else if alias != "" && !strings.EqualFold(strings.TrimPrefix(strings.ToUpper(timing), "T"), strings.TrimPrefix(strings.ToUpper(alias), "T")) {
+		return 0, &FieldError{"extra_timing", alias, fmt.Sprintf("is an alias of timing and disagrees with timing %q; give one of them", timing)}
+	}
+	if v == "" {
+		return -1, nil
+	}
+	s := strings.TrimPrefix(strings.ToUpper(v), "T")
+	if len(s) == 1 && s[0] >= '0' && s[0] <= '5' {
+		return int(s[0] - '0'), nil
+	}
+	return 0, &FieldError{field, v, "must be a timing template T0 to T5 (for example T4)"}
+}
+
+// maxTokens bounds how many target tokens one request may list.
+const maxTokens = 1024
+
+func parseTargets(s string, maxAddr uint64) ([]Target, uint64, bool, error) {
+	if maxAddr == 0 {
+		maxAddr = DefaultRules().MaxAddresses
+	}
+	tokens := strings.FieldsFunc(s, func(r rune) bool {
+		return r == ',' || r == ' ' || r == '\t' || r == '\n' || r == '\r'
+	})
+	if len(tokens) == 0 {
+		return nil, 0, false, &FieldError{"targets", s, "is empty; give at least one IP address, CIDR block or hostname, e.g. 127.0.0.1"}
+	}
+	if len(tokens) > maxTokens {
+		return nil, 0, false, &FieldError{"targets", clip(s), fmt.Sprintf("lists %d targets; at most %d are accepted", len(tokens), maxTokens)}
+	}
+	var (
+		out     []Target
+		total   uint64
+		v4, v6  bool
+		seen    = map[string]bool{}
+		firstV4 string
+		firstV6 string
+	)
+	for _, tok := range tokens {
+		t, err := parseTarget(tok)
+		if err != nil {
+			return nil, 0, false, err
+		}
+		if seen[t.Text] {
+			continue
+		}
+		seen[t.Text] = true
+		if t.Kind != "hostname" {
+			if t.IPv6 {
+				v6 = true
+				if firstV6 == "" {
+					firstV6 = tok
+				}
+			} else {
+				v4 = true
+				if firstV4 == "" {
+					firstV4 = tok
+				}
+			}
+		}
+		sum, carry := bits.Add64(total, t.Addresses, 0)
+		if carry != 0 || sum > maxAddr {
+			return nil, 0, false, &FieldError{"targets", clip(s), fmt.Sprintf(
+				"expands to more than %d addresses (after CIDR expansion, at %q); scan a smaller range", maxAddr, tok)}
+		}
+		total = sum
+		out = append(out, t)
+	}
+	if v4 && v6 {
+		return nil, 0, false, &FieldError{"targets", clip(s), fmt.Sprintf(
+			"mixes IPv4 (%s) and IPv6 (%s); nmap scans one address family per run, so split them into two scans", firstV4, firstV6)}
+	}
+	return out, total, v6, nil
+}
+
+const targetRule = "must be an IPv4 or IPv6 address, a CIDR block (e.g. 192.168.1.0/24) or a hostname, and may not start with \"-\""
+
+func parseTarget(tok string) (Target, error) {
+	if len(tok) > 253 {
+		return Target{}, &FieldError{"targets", clip(tok), "is longer than 253 characters; " + targetRule}
+	}
+	if strings.HasPrefix(tok, "-") {
+		return Target{}, &FieldError{"targets", tok, "starts with \"-\": options cannot be passed as targets; " + targetRule}
+	}
+	if strings.Contains(tok, "/") {
+		pfx, err := netip.ParsePrefix(tok)
+		if err != nil {
+			return Target{}, &FieldError{"targets", tok, "is not a valid CIDR block; " + targetRule}
+		}
+		if pfx.Addr().Zone() != "" {
+			return Target{}, &FieldError{"targets", tok, "has an IPv6 zone, which is not supported; " + targetRule}
+		}
+		host := pfx.Addr().BitLen() - pfx.Bits()
+		n := uint64(1)
+		if host >= 64 {
+			n = ^uint64(0)
+		} else {
+			n <<= uint(host)
+		}
+		return Target{Text: pfx.String(), Kind: "cidr", Addresses: n, IPv6: pfx.Addr().Is6() && !pfx.Addr().Is4In6()}, nil
+	}
+	if addr, err := netip.ParseAddr(tok); err == nil {
+		if addr.Zone() != "" {
+			return Target{}, &FieldError{"targets", tok, "has an IPv6 zone, which is not supported; " + targetRule}
+		}
+		if addr.Is4In6() {
+			addr = addr.Unmap()
+		}
+		return Target{Text: addr.String(), Kind: "ip", Addresses: 1, IPv6: addr.Is6()}, nil
+	}
+	if isHostname(tok) {
+		return Target{Text: strings.ToLower(strings.TrimSuffix(tok, ".")), Kind: "hostname", Addresses: 1}, nil
+	}
+	return Target{}, &FieldError{"targets", tok, targetRule}
+}
+
+// isHostname accepts RFC 1123 names whose last label holds a letter, so that
+// nothing nmap would read as an address range (10.0.0.1-5, 10.0.*.1) passes.
+func isHostname(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	labels := strings.Split(s, ".")
+	for _, l := range labels {
+		if len(l) == 0 || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(l); i++ {
+			c := l[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	last := labels[len(labels)-1]
+	return strings.IndexFunc(last, func(r rune) bool { return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' }) >= 0
+}
+
+// maxPortItems bounds how many comma-separated items a port list may have.
+const maxPortItems = 256
+
+func parsePorts(s string) (string, error) {
+	const rule = "must be ports 1-65535 separated by commas, with ascending ranges, e.g. 22,80,8000-8100"
+	items := strings.Split(s, ",")
+	if len(items) > maxPortItems {
+		return "", &FieldError{"ports", clip(s), fmt.Sprintf("has %d items; at most %d are accepted", len(items), maxPortItems)}
+	}
+	out := make([]string, 0, len(items))
+	for _, it := range items {
+		it = strings.TrimSpace(it)
+		lo, hi, isRange := strings.Cut(it, "-")
+		a, err := parsePort(lo)
+		if err != nil {
+			return "", &FieldError{"ports", s, rule}
+		}
+		if !isRange {
+			out = append(out, strconv.Itoa(a))
+			continue
+		}
+		b, err := parsePort(hi)
+		if err != nil || b < a {
+			return "", &FieldError{"ports", s, rule}
+		}
+		out = append(out, strconv.Itoa(a)+"-"+strconv.Itoa(b))
+	}
+	return strings.Join(out, ","), nil
+}
+
+func parsePort(s string) (int, error) {
+	if s == "" || len(s) > 5 {
+		return 0, fmt.Errorf("bad port %q", s)
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, fmt.Errorf("bad port %q", s)
+		}
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 65535 {
+		return 0, fmt.Errorf("bad port %q", s)
+	}
+	return n, nil
+}
+
+func clip(s string) string {
+	if len(s) > 80 {
+		return s[:77] + "..."
+	}
+	return s
+}

@@ -1,0 +1,123 @@
+package scan
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Type is an nmap scan technique offered to callers.
+type Type string
+
+// The scan types nmap_scan accepts.
+const (
+	Connect Type = "connect" // TCP connect scan (-sT), needs no privileges
+	SYN     Type = "syn"     // TCP SYN scan (-sS), needs raw sockets
+	UDP     Type = "udp"     // UDP scan (-sU), needs raw sockets
+	Ping    Type = "ping"    // host discovery only (-sn)
+)
+
+// Types lists the accepted scan types in the order shown to callers.
+var Types = []Type{Connect, SYN, UDP, Ping}
+
+// Request is the caller's view of one scan: the parameters of the original
+// Python server's nmap_scan, as they arrive in JSON. Pointer fields are
+// optional; nil means "not given".
+type Request struct {
+	// Targets holds comma- or space-separated IPv4/IPv6 addresses, CIDR
+	// blocks and hostnames.
+	Targets string `json:"targets"`
+	// ScanType is one of syn, connect, udp or ping; empty means connect.
+	ScanType string `json:"scan_type,omitempty"`
+	// Ports is an nmap port list such as "22,80,8000-8100".
+	Ports string `json:"ports,omitempty"`
+	// TopPorts scans the N most common ports; default 100 when Ports is empty.
+	TopPorts *int `json:"top_ports,omitempty"`
+	// ServiceVersions adds version detection (-sV).
+	ServiceVersions bool `json:"service_versions,omitempty"`
+	// SkipHostDiscovery treats every target as up (-Pn).
+	SkipHostDiscovery bool `json:"skip_host_discovery,omitempty"`
+	// Timing is an nmap timing template, T0 to T5.
+	Timing string `json:"timing,omitempty"`
+	// ExtraTiming is the original server's name for Timing, kept as an alias.
+	ExtraTiming string `json:"extra_timing,omitempty"`
+	// TimeoutSeconds is the wall-clock limit of the scan container.
+	TimeoutSeconds *int `json:"timeout_seconds,omitempty"`
+}
+
+// DecodeRequest decodes a JSON object of nmap_scan arguments strictly: an
+// unknown key or a value of the wrong JSON type is a *FieldError.
+func DecodeRequest(data []byte) (Request, error) {
+	var r Request
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &typeErr):
+			return Request{}, &FieldError{Field: typeErr.Field, Value: typeErr.Value,
+				Rule: "must be a JSON " + jsonKind(typeErr.Type.Kind().String())}
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+			return Request{}, &FieldError{Field: name, Value: "(present)",
+				Rule: "is not a parameter of nmap_scan; known parameters: " + strings.Join(ParameterNames, ", ")}
+		default:
+			return Request{}, fmt.Errorf("decode scan arguments: %w", err)
+		}
+	}
+	return r, nil
+}
+
+// ParameterNames lists the JSON names Request accepts.
+var ParameterNames = []string{"targets", "scan_type", "ports", "top_ports", "service_versions",
+	"skip_host_discovery", "timing", "extra_timing", "timeout_seconds"}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "int", "int64":
+		return "integer"
+	case "bool":
+		return "boolean"
+	default:
+		return goKind
+	}
+}
+
+// Rules are the server-side bounds a Request is checked against.
+type Rules struct {
+	// MaxAddresses bounds the number of addresses after CIDR expansion; a
+	// hostname counts as one.
+	MaxAddresses uint64
+	// DefaultTimeout applies when the request gives no timeout_seconds.
+	DefaultTimeout time.Duration
+	// MaxTimeout is the largest timeout_seconds accepted.
+	MaxTimeout time.Duration
+}
+
+// Bounds that hold whatever the configuration says.
+const (
+	// HardMaxTimeout is the largest wall clock any scan may get.
+	HardMaxTimeout = 600 * time.Second
+	// DefaultTopPorts is used when neither ports nor top_ports is given.
+	DefaultTopPorts = 100
+)
+
+// DefaultRules returns the defaults: 4096 addresses, 220 s, at most 600 s.
+func DefaultRules() Rules {
+	return Rules{MaxAddresses: 4096, DefaultTimeout: 220 * time.Second, MaxTimeout: HardMaxTimeout}
+}
+
+// FieldError is a refused input: which field, the value given, and the rule
+// it broke.
+type FieldError struct {
+	Field string
+	Value string
+	Rule  string
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("invalid %s %q: %s", e.Field, e.Value, e.Rule)
+}
