@@ -64,7 +64,11 @@ func followBuild(r io.Reader, out io.Writer) error {
 				}
 			}
 		} else if msg.Status != "" {
-			fmt.Fprintf(out, "%s %s\n", msg.Status, msg.Progress.String())
+			progress := ""
+			if msg.Progress != nil {
+				progress = msg.Progress.String()
+			}
+			fmt.Fprintf(out, "%s %s\n", msg.Status, progress)
 		}
 		if msg.Error != nil {
 			return &BuildError{Step: step, Message: msg.Error.Message}

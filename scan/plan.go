@@ -200,7 +200,7 @@ func parseTarget(tok string) (Target, error) {
 		return Target{}, &FieldError{"targets", clip(tok), "is longer than 253 characters; " + targetRule}
 	}
 	if strings.HasPrefix(tok, "-") {
-		return Target{}, &FieldError{"targets", tok, "starts with \"-\": options cannot be passed as targets; " + targetRule}
+		return Target{}, &FieldError{"targets", tok, "starts with \"-\": options cannot be passed as targets; give IPv4 or IPv6 addresses, CIDR blocks or hostnames"}
 	}
 	if strings.Contains(tok, "/") {
 		pfx, err := netip.ParsePrefix(tok)

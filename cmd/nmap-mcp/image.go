@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 
 	"github.com/nmap-mcp/nmap-mcp/engine"
 	"github.com/nmap-mcp/nmap-mcp/images"
@@ -68,8 +70,8 @@ func cmdImage(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	fmt.Fprintf(stdout, "tag:          %s\nid:           %s\nnmap version: %s\nrecipe:       sha256:%s\nbase:         %s\ncreated:      %s\n",
 		info.Tag, info.ID, info.NmapVersion, info.RecipeSHA256, info.Base, info.Created)
-	for k, v := range info.Labels {
-		fmt.Fprintf(stdout, "label:        %s=%s\n", k, v)
+	for _, k := range slices.Sorted(maps.Keys(info.Labels)) {
+		fmt.Fprintf(stdout, "label:        %s=%s\n", k, info.Labels[k])
 	}
 	return nil
 }

@@ -42,6 +42,10 @@ func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if timeoutS != 0 {
 		req.TimeoutSeconds = &timeoutS
 	}
+	// Refuse bad input before touching the engine or the image.
+	if _, err := req.Plan(s.rules()); err != nil {
+		return fmt.Errorf("scan refused, nothing was run: %w", err)
+	}
 	logger, closeLog, err := s.logger(stderr)
 	if err != nil {
 		return err

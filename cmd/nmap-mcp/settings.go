@@ -101,3 +101,9 @@ func (s *settings) logger(stderr io.Writer) (*slog.Logger, func(), error) {
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl})), closer, nil
 }
+
+// rules returns the validation bounds the settings imply.
+func (s *settings) rules() scan.Rules {
+	return scan.Rules{MaxAddresses: s.maxAddresses, DefaultTimeout: time.Duration(s.timeout) * time.Second,
+		MaxTimeout: time.Duration(s.maxTimeout) * time.Second}
+}

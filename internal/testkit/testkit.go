@@ -1,0 +1,182 @@
+// Package testkit holds what the integration tests share: a connection to
+// the real Docker engine, the real scanner image, loopback listeners to
+// scan, and the leak checks every test package runs when it ends.
+//
+// Scans in tests target only 127.0.0.0/8 or ::1, through listeners opened
+// here.
+package testkit
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/client"
+
+	"github.com/nmap-mcp/nmap-mcp/engine"
+	"github.com/nmap-mcp/nmap-mcp/images"
+	"github.com/nmap-mcp/nmap-mcp/sandbox"
+)
+
+// Env is a test package's view of the engine.
+type Env struct {
+	Client   *client.Client
+	Image    images.Info
+	Instance string // the sandbox instance label of this test process
+}
+
+// Setup connects to the engine and ensures the scanner image (building it
+// when missing, which the test script normally did first). It is meant for
+// TestMain; its error says what to do.
+func Setup(ctx context.Context, pkg string) (*Env, error) {
+	cli, err := engine.Connect(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("integration tests need a Docker engine (run ./scripts/test.sh, which starts one): %w", err)
+	}
+	img, err := images.New(cli, os.Stderr, "").Ensure(ctx)
+	if err != nil {
+		cli.Close()
+		return nil, fmt.Errorf("integration tests need the scanner image: %w", err)
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return &Env{Client: cli, Image: img, Instance: "test-" + pkg + "-" + hex.EncodeToString(b[:])}, nil
+}
+
+// Options returns sandbox options for this test process with limits lim.
+func (e *Env) Options(lim sandbox.Limits) sandbox.Options {
+	return sandbox.Options{Network: "host", Limits: lim, Instance: e.Instance}
+}
+
+// Leftovers lists the managed containers this test process created that
+// still exist.
+func (e *Env) Leftovers(ctx context.Context) ([]string, error) {
+	list, err := e.Client.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(
+		filters.Arg("label", sandbox.LabelManaged+"=true"),
+		filters.Arg("label", sandbox.LabelInstance+"="+e.Instance),
+	)})
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	ids := make([]string, 0, len(list))
+	for _, c := range list {
+		ids = append(ids, c.ID[:12]+" "+c.State)
+	}
+	return ids, nil
+}
+
+// Main runs m between Setup and the leak check, for a TestMain. It exits
+// non-zero when setup fails or a container of ours is left behind.
+func Main(m *testing.M, pkg string, set func(*Env)) int {
+	ctx := context.Background()
+	env, err := Setup(ctx, pkg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testkit:", err)
+		return 1
+	}
+	defer env.Client.Close()
+	set(env)
+	code := m.Run()
+	left, err := env.Leftovers(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testkit: leak check:", err)
+		return 1
+	}
+	if len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "testkit: LEAK: %d managed containers left behind: %v\n", len(left), left)
+		return 1
+	}
+	return code
+}
+
+// ContainerGone reports whether the container no longer exists.
+func (e *Env) ContainerGone(ctx context.Context, id string) bool {
+	_, err := e.Client.ContainerInspect(ctx, id)
+	return err != nil && client.IsErrNotFound(err)
+}
+
+// TCPListener opens a TCP listener on 127.0.0.1 that accepts and closes
+// connections until the test ends, and returns its port.
+func TCPListener(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen tcp: %v", err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// ClosedTCPPort returns a loopback TCP port that nothing listens on.
+func ClosedTCPPort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen tcp: %v", err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	return port
+}
+
+// UDPEcho opens a UDP socket on 127.0.0.1 that answers every datagram,
+// so that nmap sees the port open, and returns its port.
+func UDPEcho(t testing.TB) int {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen udp: %v", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 2048)
+		for {
+			_, addr, err := pc.ReadFrom(buf)
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				continue
+			}
+			_, _ = pc.WriteTo([]byte("nmap-mcp test echo\n"), addr)
+		}
+	}()
+	t.Cleanup(func() { pc.Close(); <-done })
+	return pc.LocalAddr().(*net.UDPAddr).Port
+}
+
+// Eventually polls cond every 20 ms until it holds or d passes.
+func Eventually(d time.Duration, cond func() bool) bool {
+	end := time.Now().Add(d)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(end) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
