@@ -31,7 +31,7 @@ const sweepAge = 15 * time.Minute
 // bringUp connects to the engine, ensures the image (building it on first
 // use, saying so on stderr), sweeps orphans and returns a scanner.
 func bringUp(ctx context.Context, s *settings, log *slog.Logger, stderr io.Writer) (*stack, error) {
-	instance := newInstance()
+	instance := envOr("NMAP_MCP_INSTANCE", newInstance())
 	opts, err := s.sandboxOptions(instance)
 	if err != nil {
 		return nil, err
@@ -40,6 +40,7 @@ func bringUp(ctx context.Context, s *settings, log *slog.Logger, stderr io.Write
 	if err != nil {
 		return nil, err
 	}
+	log.Debug("engine connected", "host", cli.DaemonHost())
 	ver, err := cli.ServerVersion(ctx)
 	if err != nil {
 		cli.Close()
@@ -50,12 +51,14 @@ func bringUp(ctx context.Context, s *settings, log *slog.Logger, stderr io.Write
 		cli.Close()
 		return nil, err
 	}
+	log.Debug("scanner image verified", "tag", img.Tag)
 	ex := executor.New(cli, log)
 	if removed, err := ex.Sweep(ctx, sweepAge); err != nil {
 		log.Warn("start-up sweep failed", "err", err)
 	} else if len(removed) > 0 {
 		log.Info("start-up sweep removed orphaned scan containers", "count", len(removed))
 	}
+	log.Debug("start-up sweep done")
 	sc := scanner.New(ex, img, scanner.Config{Sandbox: opts, MaxAddresses: s.maxAddresses, Log: log})
 	return &stack{cli: cli, scanner: sc, engine: ver.Version + " (API " + ver.APIVersion + ")", close: func() { cli.Close() }}, nil
 }

@@ -1,0 +1,245 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
+)
+
+// These tests build the real binary and drive it as a client would: over
+// stdio with the official Go SDK client (not mcp-go's own), against the real
+// engine. A fake "nmap" first on the server's PATH records any attempt to
+// run nmap on the host.
+
+var (
+	env         *testkit.Env
+	binary      string // the built nmap-mcp
+	marker      string // created by the fake host nmap if it ever runs
+	fakeNmapDir string
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "nmap-mcp-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := func() int {
+		defer os.RemoveAll(dir)
+		// World-readable, so that an unprivileged user can run the binary.
+		if err := os.Chmod(dir, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		binary = filepath.Join(dir, "nmap-mcp")
+		if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build nmap-mcp: %v\n%s", err, out)
+			return 1
+		}
+		fakeNmapDir = filepath.Join(dir, "fakebin")
+		marker = filepath.Join(dir, "host-nmap-ran")
+		if err := os.Mkdir(fakeNmapDir, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		script := "#!/bin/sh\ntouch " + marker + "\nexit 99\n"
+		if err := os.WriteFile(filepath.Join(fakeNmapDir, "nmap"), []byte(script), 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		code := testkit.Main(m, "e2e", func(e *testkit.Env) { env = e })
+		if _, err := os.Stat(marker); err == nil {
+			fmt.Fprintln(os.Stderr, "e2e: nmap was executed on the host")
+			return 1
+		}
+		return code
+	}()
+	os.Exit(code)
+}
+
+// serverEnv is the environment of a server process under test.
+func serverEnv(extra ...string) []string {
+	e := append(os.Environ(),
+		"PATH="+fakeNmapDir+string(os.PathListSeparator)+os.Getenv("PATH"),
+		"NMAP_MCP_INSTANCE="+env.Instance,
+		"NMAP_MCP_LOG_LEVEL=debug",
+	)
+	return append(e, extra...)
+}
+
+// connect starts "nmap-mcp serve" and returns a client session on it.
+func connect(t *testing.T, extraEnv ...string) *mcp.ClientSession {
+	t.Helper()
+	cmd := exec.Command(binary, "serve")
+	cmd.Env = serverEnv(extraEnv...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	client := mcp.NewClient(&mcp.Implementation{Name: "e2e", Version: "1"}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	sess, err := client.Connect(ctx, &mcp.CommandTransport{Command: cmd}, nil)
+	if err != nil {
+		t.Fatalf("connect: %v\nserver stderr:\n%s", err, stderr.String())
+	}
+	t.Cleanup(func() {
+		sess.Close()
+		if t.Failed() {
+			t.Logf("server stderr:\n%s", stderr.String())
+		}
+	})
+	return sess
+}
+
+func call(t *testing.T, s *mcp.ClientSession, name string, args map[string]any) (*mcp.CallToolResult, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := s.CallTool(ctx, &mcp.CallToolParams{Name: name, Arguments: args})
+	if err != nil {
+		t.Fatalf("call %s: %v", name, err)
+	}
+	var b strings.Builder
+	for _, c := range res.Content {
+		if tc, ok := c.(*mcp.TextContent); ok {
+			b.WriteString(tc.Text)
+		}
+	}
+	return res, b.String()
+}
+
+func TestToolsAreListed(t *testing.T) {
+	s := connect(t)
+	res, err := s.ListTools(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]*mcp.Tool{}
+	for _, tool := range res.Tools {
+		names[tool.Name] = tool
+	}
+	scanTool := names["nmap_scan"]
+	if scanTool == nil || names["nmap_version"] == nil {
+		t.Fatalf("tools = %v", names)
+	}
+	a := scanTool.Annotations
+	if a == nil || !a.ReadOnlyHint || a.DestructiveHint == nil || *a.DestructiveHint || a.IdempotentHint ||
+		a.OpenWorldHint == nil || !*a.OpenWorldHint {
+		t.Fatalf("annotations = %+v", a)
+	}
+	schema := fmt.Sprint(scanTool.InputSchema)
+	for _, want := range []string{"targets", "scan_type", "top_ports", "extra_timing", "timeout_seconds", "additionalProperties:false"} {
+		if !strings.Contains(schema, want) {
+			t.Errorf("input schema lacks %q: %s", want, schema)
+		}
+	}
+}
+
+func TestScanListener(t *testing.T) {
+	s := connect(t)
+	open := testkit.TCPListener(t)
+	closed := testkit.ClosedTCPPort(t)
+	res, text := call(t, s, "nmap_scan", map[string]any{"targets": "127.0.0.1", "ports": fmt.Sprintf("%d,%d", open, closed)})
+	if res.IsError {
+		t.Fatalf("isError: %s", text)
+	}
+	for _, want := range []string{fmt.Sprintf("%d/tcp open", open), fmt.Sprintf("%d/tcp closed", closed), "Command: nmap -sT", "Sandbox: image nmap-mcp/nmap:7.93-"} {
+		if !strings.Contains(text, want) {
+			t.Fatalf("result lacks %q:\n%s", want, text)
+		}
+	}
+	res, text = call(t, s, "nmap_version", nil)
+	if res.IsError || !strings.Contains(text, "Nmap version 7.93") || !strings.Contains(text, env.Image.ID) {
+		t.Fatalf("nmap_version: %s", text)
+	}
+}
+
+// Bad input is refused before anything runs. The server runs with the
+// container network "none", so even a broken validator could not send a
+// packet anywhere.
+func TestBadInputIsRefused(t *testing.T) {
+	s := connect(t, "NMAP_MCP_NETWORK=none")
+	cases := []struct {
+		args map[string]any
+		want string
+	}{
+		{map[string]any{"targets": "-iL=/etc/passwd"}, `invalid targets "-iL=/etc/passwd"`},
+		{map[string]any{"targets": "--script=vuln"}, `invalid targets "--script=vuln"`},
+		{map[string]any{"targets": "10.0.0.0/8"}, "more than 4096 addresses"},
+		{map[string]any{"targets": "127.0.0.1", "script": "vuln"}, "script"},
+		{map[string]any{"targets": "127.0.0.1", "scan_type": "xmas"}, "scan_type"},
+		{map[string]any{"targets": "127.0.0.1", "ports": "80", "top_ports": 10}, "top_ports"},
+		{map[string]any{"targets": "127.0.0.1", "timeout_seconds": 0}, "timeout_seconds"},
+		{map[string]any{}, "targets"},
+	}
+	for _, c := range cases {
+		res, text := call(t, s, "nmap_scan", c.args)
+		if !res.IsError || !strings.Contains(text, c.want) {
+			t.Errorf("%v: isError=%v text=%q; want an error naming %q", c.args, res.IsError, text, c.want)
+		}
+	}
+	left, err := env.Leftovers(context.Background())
+	if err != nil || len(left) > 0 {
+		t.Fatalf("containers after refusals: %v %v", left, err)
+	}
+}
+
+// A SYN scan driven by a host user who is not root but may use the Docker
+// socket: the raw socket lives inside the container only.
+func TestSYNScanWithoutHostRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to switch to an unprivileged user")
+	}
+	grp, err := user.LookupGroup("docker")
+	if err != nil {
+		t.Skipf("no docker group: %v", err)
+	}
+	gid, _ := strconv.Atoi(grp.Gid)
+	open := testkit.TCPListener(t)
+	closed := testkit.ClosedTCPPort(t)
+	cmd := exec.Command(binary, "scan", "--type", "syn", "--ports", fmt.Sprintf("%d,%d", open, closed), "127.0.0.1")
+	cmd.Env = serverEnv("HOME=/nonexistent")
+	cmd.Dir = "/"
+	// nobody (65534), with the docker group for the socket only.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{uint32(gid)}}}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("scan as uid 65534: %v\n%s", err, out)
+	}
+	for _, want := range []string{fmt.Sprintf("%d/tcp open", open), fmt.Sprintf("%d/tcp closed", closed), "-sS", "caps NET_RAW"} {
+		if !strings.Contains(string(out), want) {
+			t.Fatalf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestCLIRefusesBeforeTouchingTheEngine(t *testing.T) {
+	cmd := exec.Command(binary, "scan", "--", "-iL=/etc/passwd")
+	// An unreachable engine: a refusal must not need one.
+	cmd.Env = serverEnv("DOCKER_HOST=unix:///nonexistent.sock")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `invalid targets "-iL=/etc/passwd"`) {
+		t.Fatalf("err %v, output:\n%s", err, out)
+	}
+}
+
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"serve", "--help"}, {"scan", "--help"}, {"image", "--help"}, {"version"}} {
+		out, err := exec.Command(binary, args...).CombinedOutput()
+		if err != nil || len(out) == 0 {
+			t.Errorf("%v: %v\n%s", args, err, out)
+		}
+	}
+}

@@ -1,0 +1,102 @@
+package scanner_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/nmap-mcp/nmap-mcp/executor"
+	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
+	"github.com/nmap-mcp/nmap-mcp/sandbox"
+	"github.com/nmap-mcp/nmap-mcp/scan"
+	"github.com/nmap-mcp/nmap-mcp/scanner"
+)
+
+var env *testkit.Env
+
+func TestMain(m *testing.M) {
+	os.Exit(testkit.Main(m, "scanner", func(e *testkit.Env) { env = e }))
+}
+
+func newScanner() *scanner.Scanner {
+	return scanner.New(executor.New(env.Client, nil), env.Image, scanner.Config{
+		Sandbox: env.Options(sandbox.DefaultLimits()), MaxAddresses: 4096})
+}
+
+func intp(n int) *int { return &n }
+
+// TCP scans see the test's listener open and a free port closed, both as
+// an unprivileged connect scan and as a SYN scan with NET_RAW only.
+func TestTCPScansSeeOpenAndClosed(t *testing.T) {
+	open := testkit.TCPListener(t)
+	closed := testkit.ClosedTCPPort(t)
+	for _, typ := range []string{"connect", "syn"} {
+		t.Run(typ, func(t *testing.T) {
+			rep, err := newScanner().Run(context.Background(), scan.Request{
+				Targets: "127.0.0.1", ScanType: typ, Ports: fmt.Sprintf("%d,%d", open, closed)}, nil)
+			if err != nil {
+				t.Fatalf("scan: %v\n%s", err, rep.Text())
+			}
+			text := rep.Text()
+			for _, want := range []string{fmt.Sprintf("%d/tcp open", open), fmt.Sprintf("%d/tcp closed", closed),
+				"Command: nmap", "-- 127.0.0.1", "Outcome: completed"} {
+				if !strings.Contains(text, want) {
+					t.Fatalf("result lacks %q:\n%s", want, text)
+				}
+			}
+			wantCaps := map[string]string{"connect": "uid 65532, caps none", "syn": "uid 0, caps NET_RAW"}[typ]
+			if !strings.Contains(text, wantCaps) {
+				t.Errorf("header does not show %q:\n%s", wantCaps, rep.Header())
+			}
+		})
+	}
+}
+
+func TestUDPScanSeesListener(t *testing.T) {
+	port := testkit.UDPEcho(t)
+	rep, err := newScanner().Run(context.Background(), scan.Request{
+		Targets: "127.0.0.1", ScanType: "udp", Ports: fmt.Sprint(port), Timing: "T4"}, nil)
+	if err != nil {
+		t.Fatalf("scan: %v\n%s", err, rep.Text())
+	}
+	if want := fmt.Sprintf("%d/udp open ", port); !strings.Contains(rep.Text(), want) {
+		t.Fatalf("result lacks %q:\n%s", want, rep.Text())
+	}
+}
+
+// A scan that outlives timeout_seconds is killed and keeps what it printed.
+func TestTimeoutThroughScanner(t *testing.T) {
+	rep, err := newScanner().Run(context.Background(), scan.Request{
+		Targets: "127.0.0.1", Ports: "1-50", Timing: "T0", TimeoutSeconds: intp(2)}, nil)
+	var te *executor.TimeoutError
+	if !errors.As(err, &te) || rep.Outcome() != "timed out" {
+		t.Fatalf("err = %v, outcome %s", err, rep.Outcome())
+	}
+	text := rep.Text()
+	if !strings.Contains(text, "Starting Nmap") || !strings.Contains(text, "partial") {
+		t.Fatalf("partial output or its mark missing:\n%s", text)
+	}
+	if !env.ContainerGone(context.Background(), rep.Result.ContainerID) {
+		t.Fatal("container left after time-out")
+	}
+}
+
+func TestRefusedScanRunsNothing(t *testing.T) {
+	for _, targets := range []string{"-iL=/etc/passwd", "--script=vuln", "10.0.0.0/8"} {
+		rep, err := newScanner().Run(context.Background(), scan.Request{Targets: targets}, nil)
+		var fe *scan.FieldError
+		if rep != nil || !errors.As(err, &fe) {
+			t.Fatalf("%s: report %v, err %v; want a refusal and no report", targets, rep, err)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	v, err := newScanner().Version(context.Background())
+	if err != nil || !strings.HasPrefix(v, "Nmap version 7.93") {
+		t.Fatalf("Version = %q, %v", v, err)
+	}
+}

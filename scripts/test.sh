@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# test.sh: the whole test suite on a fresh Debian machine. Brings up a
+# Docker engine if none answers (as root), builds the scanner image, checks
+# formatting and vet, runs every test with the race detector against the
+# real engine, then checks that nothing of ours was left behind.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/engine.sh
+
+tmp_before=$(ls -d "${TMPDIR:-/tmp}"/nmap-mcp-* 2>/dev/null | sort || true)
+
+go build -o bin/nmap-mcp ./cmd/nmap-mcp
+bin/nmap-mcp image build
+
+unformatted=$(gofmt -l . | grep -v '^bin/' || true)
+if [ -n "$unformatted" ]; then
+	echo "test.sh: not gofmt-clean:" >&2
+	echo "$unformatted" >&2
+	exit 1
+fi
+go vet ./...
+go test -race -count=1 ./...
+
+left=$(curl -fsS --unix-socket /var/run/docker.sock \
+	'http://docker/containers/json?all=1&filters=%7B%22label%22%3A%5B%22nmap-mcp.managed%3Dtrue%22%5D%7D')
+if [ "$left" != "[]" ]; then
+	echo "test.sh: LEAK: managed containers remain: $left" >&2
+	exit 1
+fi
+tmp_after=$(ls -d "${TMPDIR:-/tmp}"/nmap-mcp-* 2>/dev/null | sort || true)
+if [ "$tmp_before" != "$tmp_after" ]; then
+	echo "test.sh: LEAK: temp files left: $(comm -13 <(echo "$tmp_before") <(echo "$tmp_after"))" >&2
+	exit 1
+fi
+echo "test.sh: all tests passed; no container or temp file left behind"
