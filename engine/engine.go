@@ -49,10 +49,13 @@ func Connect(ctx context.Context) (*client.Client, error) {
 	}
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if _, err := cli.Ping(pctx); err != nil {
+	ping, err := cli.Ping(pctx)
+	if err != nil {
 		host := cli.DaemonHost()
 		_ = cli.Close()
 		return nil, &UnreachableError{Host: host, Err: err}
 	}
+	// Negotiate from this ping rather than a second one on first use.
+	cli.NegotiateAPIVersionPing(ping)
 	return cli, nil
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -85,6 +86,10 @@ type Executor struct {
 	// cleanup bounds kill, inspect and removal, which run on a context of
 	// their own so that a cancelled caller cannot leak a container.
 	cleanup time.Duration
+
+	mu      sync.Mutex
+	pending map[string]bool // containers whose removal is still under way
+	wg      sync.WaitGroup
 }
 
 // New returns an executor for engine; log may be nil.
@@ -92,7 +97,7 @@ func New(engine Engine, log *slog.Logger) *Executor {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Executor{engine: engine, log: log, cleanup: 30 * time.Second}
+	return &Executor{engine: engine, log: log, cleanup: 30 * time.Second, pending: map[string]bool{}}
 }
 
 // defaultMaxOutput is the default bound of kept output per stream.
@@ -101,10 +106,16 @@ const defaultMaxOutput = 4 << 20
 // drainGrace is how long output may keep flowing after the exit.
 const drainGrace = 2 * time.Second
 
-// Run creates, starts and waits for the job's container, then removes it.
+// Run creates, starts and waits for the job's container, and removes it.
 // The error is nil only when the program exited 0; otherwise it is a
 // *TimeoutError, *OOMError, *PidsError, *ExitError, *ImageError, an error
 // wrapping the context's error, or an engine error.
+//
+// When the program reports its exit status in-band (sandbox.ExitMarker)
+// and was not killed by a signal, Run returns as soon as that report and
+// all output have arrived; the engine's exit processing and the removal
+// then finish in the background (see Wait and Pending). A deadline or a
+// cancellation kills and removes the container before Run returns.
 func (e *Executor) Run(ctx context.Context, job Job) (*Result, error) {
 	res := &Result{}
 	if err := ctx.Err(); err != nil {
@@ -122,6 +133,7 @@ func (e *Executor) Run(ctx context.Context, job Job) (*Result, error) {
 	}
 	stdout := &capture{limit: maxOut, live: job.Stdout}
 	stderr := &capture{limit: maxOut, live: job.Stderr}
+	outWatch, errWatch := newExitWatch(stdout), newExitWatch(stderr)
 	defer func() {
 		res.Stdout, res.DroppedStdout = stdout.result()
 		res.Stderr, res.DroppedStderr = stderr.result()
@@ -144,21 +156,34 @@ func (e *Executor) Run(ctx context.Context, job Job) (*Result, error) {
 	res.ContainerID = id
 	res.Created = time.Now()
 	emit("created", id, "")
+	e.track(id)
+	background := false
 	defer func() {
-		e.remove(id)
-		emit("removed", id, "")
+		if !background {
+			e.remove(id)
+			e.untrack(id)
+			emit("removed", id, "")
+		}
 	}()
 
 	hijack, err := e.engine.ContainerAttach(ctx, id, container.AttachOptions{Stream: true, Stdout: true, Stderr: true})
 	if err != nil {
 		return res, e.startErr(ctx, res, "attach to container", err)
 	}
-	defer hijack.Close()
+	defer func() {
+		if !background {
+			hijack.Close()
+		}
+	}()
 
 	// The wait must outlive the caller's context: after a kill we still
 	// want the exit status before removing the container.
 	waitCtx, stopWait := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopWait()
+	defer func() {
+		if !background {
+			stopWait()
+		}
+	}()
 	waitC, waitErrC := e.engine.ContainerWait(waitCtx, id, container.WaitConditionNextExit)
 
 	if err := e.engine.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
@@ -169,9 +194,14 @@ func (e *Executor) Run(ctx context.Context, job Job) (*Result, error) {
 
 	copyDone := make(chan error, 1)
 	go func() {
-		_, err := stdcopy.StdCopy(stdout, stderr, hijack.Reader)
+		_, err := stdcopy.StdCopy(outWatch, errWatch, hijack.Reader)
+		outWatch.flush()
+		errWatch.flush()
 		copyDone <- err
 	}()
+	stopReport := make(chan struct{})
+	defer close(stopReport)
+	reported := bothDone(outWatch, errWatch, stopReport)
 
 	var deadline <-chan time.Time
 	if job.Timeout > 0 {
@@ -184,6 +214,18 @@ func (e *Executor) Run(ctx context.Context, job Job) (*Result, error) {
 wait:
 	for {
 		select {
+		case status := <-reported:
+			reported = nil
+			if status >= 128 {
+				continue // killed by a signal: wait for the engine to say why
+			}
+			res.ExitCode = status
+			res.Exited = time.Now()
+			background = true
+			e.finishInBackground(id, job.HostConfig, hijack, waitC, waitErrC, copyDone, stopWait, func() { emit("removed", id, "") })
+			emit("exited", id, fmt.Sprintf("exit code %d (reported)", status))
+			kept, _ := stderr.result()
+			return res, e.classify(ctx, job, res, nil, tail(kept))
 		case st := <-waitC:
 			res.ExitCode = int(st.StatusCode)
 			if st.Error != nil && st.Error.Message != "" {
@@ -227,6 +269,97 @@ wait:
 	emit("exited", id, fmt.Sprintf("exit code %d", res.ExitCode))
 	kept, _ := stderr.result()
 	return res, e.classify(ctx, job, res, waitErr, tail(kept))
+}
+
+// finishInBackground completes a run whose exit status arrived in-band:
+// it waits for the engine to see the exit (killing the container if that
+// takes too long), lets the stream end, checks the final state, and removes
+// the container.
+func (e *Executor) finishInBackground(id string, hc *container.HostConfig, hijack types.HijackedResponse,
+	waitC <-chan container.WaitResponse, waitErrC <-chan error, copyDone <-chan error, stopWait func(), removed func()) {
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		defer e.untrack(id)
+		defer stopWait()
+		select {
+		case <-waitC:
+		case <-waitErrC:
+		case <-time.After(e.cleanup):
+			e.kill(id)
+		}
+		select {
+		case <-copyDone:
+		case <-time.After(drainGrace):
+		}
+		hijack.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), e.cleanup)
+		defer cancel()
+		if info, err := e.engine.ContainerInspect(ctx, id); err == nil && info.State != nil && info.State.OOMKilled {
+			e.log.Warn("container reported a clean exit but was OOM-killed afterwards", "container", shortID(id), "memory", hc.Memory)
+		}
+		e.remove(id)
+		removed()
+	}()
+}
+
+// Wait blocks until every background removal has finished or ctx ends.
+func (e *Executor) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { e.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for container removals: %w", ctx.Err())
+	}
+}
+
+// Pending lists the containers created by this executor that are not yet
+// removed, for a caller that exits before the background removals finish
+// and hands them to another process.
+func (e *Executor) Pending() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ids := make([]string, 0, len(e.pending))
+	for id := range e.pending {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+func (e *Executor) track(id string) {
+	e.mu.Lock()
+	e.pending[id] = true
+	e.mu.Unlock()
+}
+
+func (e *Executor) untrack(id string) {
+	e.mu.Lock()
+	delete(e.pending, id)
+	e.mu.Unlock()
+}
+
+// Reap waits up to d for each container to stop, killing it after that,
+// and removes it. It is for a helper process that finishes what an exiting
+// caller left in Pending.
+func (e *Executor) Reap(ctx context.Context, ids []string, d time.Duration) {
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			wctx, cancel := context.WithTimeout(ctx, d)
+			defer cancel()
+			waitC, errC := e.engine.ContainerWait(wctx, id, container.WaitConditionNotRunning)
+			select {
+			case <-waitC:
+			case <-errC:
+			}
+			e.remove(id)
+		}()
+	}
+	wg.Wait()
 }
 
 func (e *Executor) classify(ctx context.Context, job Job, res *Result, waitErr error, se string) error {

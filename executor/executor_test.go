@@ -35,6 +35,17 @@ func job(t *testing.T, lim sandbox.Limits, priv sandbox.Privilege, args ...strin
 
 func newExec() *executor.Executor { return executor.New(env.Client, nil) }
 
+// run runs j on a fresh executor and waits for its background removal.
+func run(t *testing.T, ctx context.Context, j executor.Job) (*executor.Result, error) {
+	t.Helper()
+	ex := newExec()
+	res, err := ex.Run(ctx, j)
+	if werr := ex.Wait(context.Background()); werr != nil {
+		t.Fatal(werr)
+	}
+	return res, err
+}
+
 func assertGone(t *testing.T, res *executor.Result) {
 	t.Helper()
 	if res == nil || res.ContainerID == "" {
@@ -54,7 +65,7 @@ func TestRunConnectScan(t *testing.T) {
 	var steps []string
 	var mu sync.Mutex
 	j.OnEvent = func(ev executor.Event) { mu.Lock(); steps = append(steps, ev.Step); mu.Unlock() }
-	res, err := newExec().Run(context.Background(), j)
+	res, err := run(t, context.Background(), j)
 	if err != nil {
 		t.Fatalf("Run: %v\nstderr: %s", err, res.Stderr)
 	}
@@ -64,6 +75,9 @@ func TestRunConnectScan(t *testing.T) {
 	}
 	if live.String() != out {
 		t.Errorf("live copy differs from the kept output")
+	}
+	if strings.Contains(out, "\x1e") || strings.Contains(string(res.Stderr), "\x1e") || strings.HasSuffix(out, "\n\n") {
+		t.Errorf("the launcher's exit line leaked into the output: %q / %q", out, res.Stderr)
 	}
 	if res.ExitCode != 0 || res.Duration() <= 0 {
 		t.Errorf("exit %d duration %v", res.ExitCode, res.Duration())
@@ -86,7 +100,7 @@ func slowScan(t *testing.T, timeout time.Duration) executor.Job {
 }
 
 func TestTimeoutKeepsPartialOutput(t *testing.T) {
-	res, err := newExec().Run(context.Background(), slowScan(t, 2*time.Second))
+	res, err := run(t, context.Background(), slowScan(t, 2*time.Second))
 	var te *executor.TimeoutError
 	if !errors.As(err, &te) || !res.TimedOut {
 		t.Fatalf("err = %v (timed out %v); want *TimeoutError", err, res.TimedOut)
@@ -148,7 +162,7 @@ func TestOOMKilled(t *testing.T) {
 	lim := sandbox.DefaultLimits()
 	lim.Memory = 8 << 20
 	port := testkit.TCPListener(t)
-	res, err := newExec().Run(context.Background(), job(t, lim, sandbox.Unprivileged, "-sT", "-sV", "-p", strconv.Itoa(port), "--", "127.0.0.1"))
+	res, err := run(t, context.Background(), job(t, lim, sandbox.Unprivileged, "-sT", "-sV", "-p", strconv.Itoa(port), "--", "127.0.0.1"))
 	var oe *executor.OOMError
 	if !errors.As(err, &oe) || !res.OOMKilled {
 		t.Fatalf("err = %v (oom %v, exit %d); want *OOMError", err, res.OOMKilled, res.ExitCode)
@@ -164,7 +178,7 @@ func TestPidsExhausted(t *testing.T) {
 	lim.Pids = 4
 	j := job(t, lim, sandbox.Unprivileged, "-c", "for i in 1 2 3 4 5 6 7 8; do sleep 3 & done; wait")
 	j.Config.Entrypoint = []string{"/bin/sh"}
-	res, err := newExec().Run(context.Background(), j)
+	res, err := run(t, context.Background(), j)
 	var pe *executor.PidsError
 	if !errors.As(err, &pe) {
 		t.Fatalf("err = %v (exit %d, stderr %q); want *PidsError", err, res.ExitCode, res.Stderr)
@@ -176,7 +190,7 @@ func TestPidsExhausted(t *testing.T) {
 }
 
 func TestExitErrorCarriesStderr(t *testing.T) {
-	res, err := newExec().Run(context.Background(), job(t, sandbox.DefaultLimits(), sandbox.Unprivileged, "--no-such-option"))
+	res, err := run(t, context.Background(), job(t, sandbox.DefaultLimits(), sandbox.Unprivileged, "--no-such-option"))
 	var ee *executor.ExitError
 	if !errors.As(err, &ee) || ee.Code == 0 {
 		t.Fatalf("err = %v; want *ExitError", err)
@@ -190,7 +204,7 @@ func TestExitErrorCarriesStderr(t *testing.T) {
 func TestOutputIsBounded(t *testing.T) {
 	j := job(t, sandbox.DefaultLimits(), sandbox.Unprivileged, "--version")
 	j.MaxOutput = 10
-	res, err := newExec().Run(context.Background(), j)
+	res, err := run(t, context.Background(), j)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +217,7 @@ func TestOutputIsBounded(t *testing.T) {
 func TestMissingImage(t *testing.T) {
 	j := job(t, sandbox.DefaultLimits(), sandbox.Unprivileged, "--version")
 	j.Config.Image = "nmap-mcp/nmap:no-such-tag"
-	res, err := newExec().Run(context.Background(), j)
+	res, err := run(t, context.Background(), j)
 	var ie *executor.ImageError
 	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "nmap-mcp image build") {
 		t.Fatalf("err = %v; want *ImageError saying what to do", err)
@@ -216,7 +230,7 @@ func TestMissingImage(t *testing.T) {
 func TestAlreadyCancelledRunsNothing(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	res, err := newExec().Run(ctx, job(t, sandbox.DefaultLimits(), sandbox.Unprivileged, "--version"))
+	res, err := run(t, ctx, job(t, sandbox.DefaultLimits(), sandbox.Unprivileged, "--version"))
 	if !errors.Is(err, context.Canceled) || res.ContainerID != "" {
 		t.Fatalf("err = %v, container %q", err, res.ContainerID)
 	}

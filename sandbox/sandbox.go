@@ -45,6 +45,20 @@ const (
 // UnprivilegedUser is the image's non-root user.
 const UnprivilegedUser = "65532:65532"
 
+// Program is the nmap binary inside the image.
+const Program = "/usr/bin/nmap"
+
+// ExitMarker starts the line the launcher prints on stdout and on stderr
+// after nmap exits, followed by nmap's exit status and a newline (the line
+// is preceded by an extra newline). It lets the executor know the scan is
+// complete as soon as the output arrives, instead of waiting ~80 ms for the
+// engine to process the exit. \x1e never appears in nmap's output.
+const ExitMarker = "\x1enmap-mcp-exit="
+
+// launcher runs nmap with the user's arguments as positional parameters
+// (never parsed by the shell) and then reports its exit status in-band.
+const launcher = `"$0" "$@"; s=$?; printf '\n\036nmap-mcp-exit=%d\n' "$s"; printf '\n\036nmap-mcp-exit=%d\n' "$s" >&2; exit "$s"`
+
 // Limits are the resources one scan container may use.
 type Limits struct {
 	CPUs       float64       // CPU share, e.g. 1 = one core
@@ -109,6 +123,7 @@ func Config(opts Options, s Scan) (*container.Config, *container.HostConfig) {
 	host, _ := os.Hostname()
 	cfg := &container.Config{
 		Image:           s.Image,
+		Entrypoint:      []string{"/bin/sh", "-c", launcher, Program},
 		Cmd:             append([]string(nil), s.Args...),
 		User:            UnprivilegedUser,
 		NetworkDisabled: network == "none",

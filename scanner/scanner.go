@@ -46,6 +46,9 @@ func New(exec *executor.Executor, image images.Info, cfg Config) *Scanner {
 	return &Scanner{cfg: cfg, exec: exec, image: image}
 }
 
+// Close waits until the containers of finished scans are removed, or ctx ends.
+func (s *Scanner) Close(ctx context.Context) error { return s.exec.Wait(ctx) }
+
 // Image is the scanner image this scanner runs.
 func (s *Scanner) Image() images.Info { return s.image }
 

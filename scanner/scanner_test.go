@@ -21,9 +21,17 @@ func TestMain(m *testing.M) {
 	os.Exit(testkit.Main(m, "scanner", func(e *testkit.Env) { env = e }))
 }
 
-func newScanner() *scanner.Scanner {
-	return scanner.New(executor.New(env.Client, nil), env.Image, scanner.Config{
+// newScanner returns a scanner whose finished containers are removed
+// before the test ends.
+func newScanner(t *testing.T) *scanner.Scanner {
+	sc := scanner.New(executor.New(env.Client, nil), env.Image, scanner.Config{
 		Sandbox: env.Options(sandbox.DefaultLimits()), MaxAddresses: 4096})
+	t.Cleanup(func() {
+		if err := sc.Close(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	return sc
 }
 
 func intp(n int) *int { return &n }
@@ -35,7 +43,7 @@ func TestTCPScansSeeOpenAndClosed(t *testing.T) {
 	closed := testkit.ClosedTCPPort(t)
 	for _, typ := range []string{"connect", "syn"} {
 		t.Run(typ, func(t *testing.T) {
-			rep, err := newScanner().Run(context.Background(), scan.Request{
+			rep, err := newScanner(t).Run(context.Background(), scan.Request{
 				Targets: "127.0.0.1", ScanType: typ, Ports: fmt.Sprintf("%d,%d", open, closed)}, nil)
 			if err != nil {
 				t.Fatalf("scan: %v\n%s", err, rep.Text())
@@ -57,7 +65,7 @@ func TestTCPScansSeeOpenAndClosed(t *testing.T) {
 
 func TestUDPScanSeesListener(t *testing.T) {
 	port := testkit.UDPEcho(t)
-	rep, err := newScanner().Run(context.Background(), scan.Request{
+	rep, err := newScanner(t).Run(context.Background(), scan.Request{
 		Targets: "127.0.0.1", ScanType: "udp", Ports: fmt.Sprint(port), Timing: "T4"}, nil)
 	if err != nil {
 		t.Fatalf("scan: %v\n%s", err, rep.Text())
@@ -69,7 +77,7 @@ func TestUDPScanSeesListener(t *testing.T) {
 
 // A scan that outlives timeout_seconds is killed and keeps what it printed.
 func TestTimeoutThroughScanner(t *testing.T) {
-	rep, err := newScanner().Run(context.Background(), scan.Request{
+	rep, err := newScanner(t).Run(context.Background(), scan.Request{
 		Targets: "127.0.0.1", Ports: "1-50", Timing: "T0", TimeoutSeconds: intp(2)}, nil)
 	var te *executor.TimeoutError
 	if !errors.As(err, &te) || rep.Outcome() != "timed out" {
@@ -86,7 +94,7 @@ func TestTimeoutThroughScanner(t *testing.T) {
 
 func TestRefusedScanRunsNothing(t *testing.T) {
 	for _, targets := range []string{"-iL=/etc/passwd", "--script=vuln", "10.0.0.0/8"} {
-		rep, err := newScanner().Run(context.Background(), scan.Request{Targets: targets}, nil)
+		rep, err := newScanner(t).Run(context.Background(), scan.Request{Targets: targets}, nil)
 		var fe *scan.FieldError
 		if rep != nil || !errors.As(err, &fe) {
 			t.Fatalf("%s: report %v, err %v; want a refusal and no report", targets, rep, err)
@@ -95,7 +103,7 @@ func TestRefusedScanRunsNothing(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
-	v, err := newScanner().Version(context.Background())
+	v, err := newScanner(t).Version(context.Background())
 	if err != nil || !strings.HasPrefix(v, "Nmap version 7.93") {
 		t.Fatalf("Version = %q, %v", v, err)
 	}

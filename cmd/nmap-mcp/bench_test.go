@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os/exec"
 	"slices"
@@ -34,6 +35,13 @@ func BenchmarkScanOverhead(b *testing.B) {
 	oursArgs := []string{"scan", "--ports", ports, "127.0.0.1"}
 
 	timeIt := func(name string, args ...string) time.Duration {
+		// Start each run on a quiet engine: the previous scan's container
+		// (removed by a detached reaper after nmap-mcp exits) is gone.
+		testkit.Eventually(10*time.Second, func() bool {
+			left, err := env.Leftovers(context.Background())
+			return err == nil && len(left) == 0
+		})
+		time.Sleep(50 * time.Millisecond)
 		cmd := exec.Command(name, args...)
 		cmd.Env = serverEnv()
 		start := time.Now()

@@ -57,6 +57,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdServe(ctx, args[1:], stderr)
 	case "scan":
 		return cmdScan(ctx, args[1:], stdout, stderr)
+	case "reap":
+		return cmdReap(ctx, args[1:], stderr)
 	case "image":
 		return cmdImage(ctx, args[1:], stdout, stderr)
 	case "version", "--version":

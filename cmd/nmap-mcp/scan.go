@@ -57,6 +57,13 @@ func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer st.close()
+	// Removals still under way when the result is printed go to a
+	// detached reaper, so the command ends with its output.
+	defer func() {
+		if !handOff(st.executor.Pending()) {
+			_ = st.scanner.Close(context.WithoutCancel(ctx))
+		}
+	}()
 	rep, err := st.scanner.Prepare(req)
 	if err != nil {
 		return fmt.Errorf("scan refused, nothing was run: %w", err)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log"
 	"os"
+	"time"
 
 	"github.com/mark3labs/mcp-go/server"
 
@@ -39,11 +40,20 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer st.close()
-	srv := mcpserver.New(st.scanner, mcpserver.Info{ServerVersion: version, EngineVersion: st.engine}, logger)
+	engineVersion, err := st.engineVersion(ctx)
+	if err != nil {
+		return err
+	}
+	srv := mcpserver.New(st.scanner, mcpserver.Info{ServerVersion: version, EngineVersion: engineVersion}, logger)
 	stdio := server.NewStdioServer(srv)
 	stdio.SetErrorLogger(log.New(stderr, "nmap-mcp: ", log.LstdFlags))
-	logger.Info("serving MCP on stdio", "image", st.scanner.Image().Tag, "engine", st.engine)
+	logger.Info("serving MCP on stdio", "image", st.scanner.Image().Tag, "engine", engineVersion)
 	err = stdio.Listen(ctx, os.Stdin, os.Stdout)
+	wctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	if werr := st.scanner.Close(wctx); werr != nil {
+		logger.Warn("some scan containers were not removed; the next start-up sweep will", "err", werr)
+	}
+	cancel()
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, io.EOF) {
 		logger.Info("stdio closed; exiting")
 		return nil

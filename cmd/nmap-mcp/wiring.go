@@ -19,10 +19,11 @@ import (
 
 // stack is everything a scan needs, wired together.
 type stack struct {
-	cli     *client.Client
-	scanner *scanner.Scanner
-	engine  string // engine version
-	close   func()
+	cli      *client.Client
+	scanner  *scanner.Scanner
+	executor *executor.Executor
+	engine   string // engine version
+	close    func()
 }
 
 // sweepAge is older than any scan may run, so a container that old is orphaned.
@@ -41,11 +42,6 @@ func bringUp(ctx context.Context, s *settings, log *slog.Logger, stderr io.Write
 		return nil, err
 	}
 	log.Debug("engine connected", "host", cli.DaemonHost())
-	ver, err := cli.ServerVersion(ctx)
-	if err != nil {
-		cli.Close()
-		return nil, fmt.Errorf("ask the engine its version: %w", err)
-	}
 	img, err := images.New(cli, stderr, s.mirror).Ensure(ctx)
 	if err != nil {
 		cli.Close()
@@ -60,7 +56,7 @@ func bringUp(ctx context.Context, s *settings, log *slog.Logger, stderr io.Write
 	}
 	log.Debug("start-up sweep done")
 	sc := scanner.New(ex, img, scanner.Config{Sandbox: opts, MaxAddresses: s.maxAddresses, Log: log})
-	return &stack{cli: cli, scanner: sc, engine: ver.Version + " (API " + ver.APIVersion + ")", close: func() { cli.Close() }}, nil
+	return &stack{cli: cli, scanner: sc, executor: ex, close: func() { cli.Close() }}, nil
 }
 
 func newInstance() string {
@@ -70,3 +66,12 @@ func newInstance() string {
 }
 
 func nmapPackage() string { return images.NmapVersion }
+
+// engineVersion describes the engine, e.g. "20.10.24+dfsg1 (API 1.41)".
+func (st *stack) engineVersion(ctx context.Context) (string, error) {
+	ver, err := st.cli.ServerVersion(ctx)
+	if err != nil {
+		return "", fmt.Errorf("ask the engine its version: %w", err)
+	}
+	return ver.Version + " (API " + ver.APIVersion + ")", nil
+}

@@ -86,7 +86,12 @@ func Main(m *testing.M, pkg string, set func(*Env)) int {
 	defer env.Client.Close()
 	set(env)
 	code := m.Run()
-	left, err := env.Leftovers(ctx)
+	// Removals that finish in the background get a few seconds.
+	var left []string
+	Eventually(10*time.Second, func() bool {
+		left, err = env.Leftovers(ctx)
+		return err == nil && len(left) == 0
+	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "testkit: leak check:", err)
 		return 1
