@@ -14,9 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
+	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
 
 // These tests build the real binary and drive it as a client would: over
@@ -232,6 +234,29 @@ func TestCLIRefusesBeforeTouchingTheEngine(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), `invalid targets "-iL=/etc/passwd"`) {
 		t.Fatalf("err %v, output:\n%s", err, out)
+	}
+}
+
+// A managed container whose server died is removed when a server starts.
+func TestStartupSweepsOrphans(t *testing.T) {
+	ctx := context.Background()
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	cfg, hc := sandbox.Config(env.Options(sandbox.DefaultLimits()), sandbox.Scan{ID: "orphan", Image: env.Image.Tag, Args: []string{"--version"}})
+	cfg.Labels[sandbox.LabelOwnerPID] = strconv.Itoa(dead.ProcessState.Pid())
+	c, err := env.Client.ContainerCreate(ctx, cfg, hc, nil, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}) })
+	s := connect(t)
+	if _, err := s.ListTools(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !env.ContainerGone(ctx, c.ID) {
+		t.Fatalf("orphan %.12s survived the server's start-up", c.ID)
 	}
 }
 
