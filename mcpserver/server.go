@@ -105,7 +105,7 @@ func (h *handlers) scan(ctx context.Context, req mcp.CallToolRequest) (*mcp.Call
 	if err != nil {
 		return refused(err), nil
 	}
-	rep, err := h.sc.Run(ctx, sreq, nil)
+	rep, err := h.sc.Run(ctx, sreq, scanner.Observer{})
 	if rep == nil {
 		if err == nil {
 			err = errors.New("no report")
@@ -113,10 +113,11 @@ func (h *handlers) scan(ctx context.Context, req mcp.CallToolRequest) (*mcp.Call
 		h.log.Info("scan refused", "err", err)
 		return refused(err), nil
 	}
+	text, _ := rep.Text(scanner.DefaultTextCap, "scan://"+rep.ID)
 	if err != nil {
-		return &mcp.CallToolResult{Content: []mcp.Content{mcp.NewTextContent(rep.Text())}, IsError: true}, nil
+		return &mcp.CallToolResult{Content: []mcp.Content{mcp.NewTextContent(text)}, IsError: true}, nil
 	}
-	return mcp.NewToolResultText(rep.Text()), nil
+	return mcp.NewToolResultText(text), nil
 }
 
 func refused(err error) *mcp.CallToolResult {

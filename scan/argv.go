@@ -5,6 +5,9 @@ import (
 	"strings"
 )
 
+// StatsEvery is how often nmap reports progress (<taskprogress>).
+const StatsEvery = "2s"
+
 // Privileged reports whether the plan needs raw sockets (SYN and UDP scans),
 // which nmap only uses as root.
 func (p *Plan) Privileged() bool { return p.Type == SYN || p.Type == UDP }
@@ -13,7 +16,9 @@ func (p *Plan) Privileged() bool { return p.Type == SYN || p.Type == UDP }
 // Every element before "--" is a fixed flag or a value rendered from a
 // parsed number; the targets follow "--".
 func (p *Plan) Args() []string {
-	args := make([]string, 0, 12+len(p.Targets))
+	args := make([]string, 0, 16+len(p.Targets))
+	// XML on stdout, with a progress report every StatsEvery.
+	args = append(args, "-oX", "-", "--stats-every", StatsEvery)
 	switch p.Type {
 	case SYN:
 		args = append(args, "-sS")

@@ -9,8 +9,10 @@ import (
 // flagsWithValue are the only flags that take a separate value, and the
 // shape that value must have.
 var flagsWithValue = map[string]*regexp.Regexp{
-	"-p":          regexp.MustCompile(`^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$`),
-	"--top-ports": regexp.MustCompile(`^[0-9]+$`),
+	"-p":            regexp.MustCompile(`^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$`),
+	"--top-ports":   regexp.MustCompile(`^[0-9]+$`),
+	"-oX":           regexp.MustCompile(`^-$`),
+	"--stats-every": regexp.MustCompile(`^[0-9]+s$`),
 }
 
 // fixedFlags are the flags Args may emit on its own.

@@ -45,8 +45,9 @@ func TestPlanAccepts(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Plan: %v", err)
 			}
-			if got := p.Args(); !reflect.DeepEqual(got, c.args) {
-				t.Fatalf("Args = %q, want %q", got, c.args)
+			want := append([]string{"-oX", "-", "--stats-every", StatsEvery}, c.args...)
+			if got := p.Args(); !reflect.DeepEqual(got, want) {
+				t.Fatalf("Args = %q, want %q", got, want)
 			}
 		})
 	}

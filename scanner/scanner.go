@@ -17,6 +17,7 @@ import (
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
 	"github.com/nmap-mcp/nmap-mcp/images"
+	"github.com/nmap-mcp/nmap-mcp/results"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 	"github.com/nmap-mcp/nmap-mcp/scan"
 )
@@ -67,8 +68,20 @@ type Report struct {
 	Sandbox string // one-line summary of the container's privileges and limits
 	Result  *executor.Result
 	Err     error
-	Started time.Time
-	Ended   time.Time
+	// Parsed is nmap's XML decoded, possibly partial; DecodeErr says why
+	// it is partial or missing.
+	Parsed    *results.Result
+	DecodeErr error
+	Started   time.Time
+	Ended     time.Time
+}
+
+// Observer is told about a running scan as nmap reports; any field may be nil.
+type Observer struct {
+	Host     func(results.Host)
+	Progress func(results.Progress)
+	// Stderr receives nmap's stderr lines as they arrive.
+	Stderr io.Writer
 }
 
 // Outcome is "completed", "timed out", "cancelled" or "failed".
@@ -117,39 +130,64 @@ func (s *Scanner) sandboxScan(r *Report) sandbox.Scan {
 	return sandbox.Scan{ID: r.ID, Image: s.image.Tag, Args: r.Argv[1:], Privilege: priv}
 }
 
-// Run validates and runs one scan. live, when set, receives nmap's stdout
-// as it arrives. A validation error returns (nil, *scan.FieldError) and
-// nothing runs; otherwise the report is always returned, and its Err (also
-// returned) says how the scan ended.
-func (s *Scanner) Run(ctx context.Context, req scan.Request, live io.Writer) (*Report, error) {
+// Run validates and runs one scan, telling obs as it goes. A validation
+// error returns (nil, *scan.FieldError) and nothing runs; otherwise the
+// report is always returned, and its Err (also returned) says how the scan
+// ended.
+func (s *Scanner) Run(ctx context.Context, req scan.Request, obs Observer) (*Report, error) {
 	r, err := s.Prepare(req)
 	if err != nil {
 		return nil, err
 	}
-	return r, s.Execute(ctx, r, live)
+	return r, s.Execute(ctx, r, obs)
 }
 
-// Execute runs a prepared report's scan and fills in its result.
-func (s *Scanner) Execute(ctx context.Context, r *Report, live io.Writer) error {
+// Execute runs a prepared report's scan, decoding nmap's XML as it streams,
+// and fills in the report.
+func (s *Scanner) Execute(ctx context.Context, r *Report, obs Observer) error {
 	opts := s.options(r.Plan)
 	cfg, hc := sandbox.Config(opts, s.sandboxScan(r))
 	log := s.cfg.Log.With("scan", r.ID)
 	r.Started = time.Now()
 	log.Info("scan start", "targets", r.Plan.TargetList(), "addresses", r.Plan.Addresses,
 		"argv", strings.Join(r.Argv, " "), "image", s.image.Tag, "timeout_s", int(r.Plan.Timeout.Seconds()))
+	xmlR, xmlW := io.Pipe()
+	type decoded struct {
+		res *results.Result
+		err error
+	}
+	decodedC := make(chan decoded, 1)
+	go func() {
+		res, err := results.Decode(xmlR, results.Handlers{Host: obs.Host, Progress: obs.Progress})
+		// Keep reading after a decode error so the stream never blocks.
+		_, _ = io.Copy(io.Discard, xmlR)
+		decodedC <- decoded{res, err}
+	}()
 	res, err := s.exec.Run(ctx, executor.Job{
 		Name:       "nmap-mcp-" + r.ID,
 		Config:     cfg,
 		HostConfig: hc,
 		Timeout:    r.Plan.Timeout,
-		Stdout:     live,
+		Stdout:     xmlW,
+		Stderr:     obs.Stderr,
 		MaxOutput:  s.cfg.MaxOutput,
 		OnEvent: func(ev executor.Event) {
 			log.Debug("container "+ev.Step, "container", shortID(ev.ContainerID), "detail", ev.Detail)
 		},
 	})
+	xmlW.Close()
+	d := <-decodedC
 	r.Ended = time.Now()
 	r.Result, r.Err = res, err
+	r.Parsed, r.DecodeErr = d.res, d.err
+	if err != nil {
+		r.Parsed.Partial = true
+	}
+	if err == nil && d.err != nil {
+		// nmap exited 0 but its XML is unusable: report, do not hide it.
+		r.Err = fmt.Errorf("nmap's XML output could not be read: %w", d.err)
+		err = r.Err
+	}
 	attrs := []any{"targets", r.Plan.TargetList(), "argv", strings.Join(r.Argv, " "),
 		"outcome", r.Outcome(), "duration_ms", r.Ended.Sub(r.Started).Milliseconds()}
 	if res != nil {

@@ -44,12 +44,14 @@ func TestTCPScansSeeOpenAndClosed(t *testing.T) {
 	for _, typ := range []string{"connect", "syn"} {
 		t.Run(typ, func(t *testing.T) {
 			rep, err := newScanner(t).Run(context.Background(), scan.Request{
-				Targets: "127.0.0.1", ScanType: typ, Ports: fmt.Sprintf("%d,%d", open, closed)}, nil)
+				Targets: "127.0.0.1", ScanType: typ, Ports: fmt.Sprintf("%d,%d", open, closed)}, scanner.Observer{})
+			text, _ := rep.Text(scanner.DefaultTextCap, "scan://"+rep.ID)
 			if err != nil {
-				t.Fatalf("scan: %v\n%s", err, rep.Text())
+				t.Fatalf("scan: %v\n%s", err, text)
 			}
-			text := rep.Text()
-			for _, want := range []string{fmt.Sprintf("%d/tcp open", open), fmt.Sprintf("%d/tcp closed", closed),
+			assertPort(t, rep, "tcp", open, "open")
+			assertPort(t, rep, "tcp", closed, "closed")
+			for _, want := range []string{fmt.Sprintf("%d/tcp open", open), "1 open, 1 closed",
 				"Command: nmap", "-- 127.0.0.1", "Outcome: completed"} {
 				if !strings.Contains(text, want) {
 					t.Fatalf("result lacks %q:\n%s", want, text)
@@ -66,25 +68,23 @@ func TestTCPScansSeeOpenAndClosed(t *testing.T) {
 func TestUDPScanSeesListener(t *testing.T) {
 	port := testkit.UDPEcho(t)
 	rep, err := newScanner(t).Run(context.Background(), scan.Request{
-		Targets: "127.0.0.1", ScanType: "udp", Ports: fmt.Sprint(port), Timing: "T4"}, nil)
+		Targets: "127.0.0.1", ScanType: "udp", Ports: fmt.Sprint(port), Timing: "T4"}, scanner.Observer{})
 	if err != nil {
-		t.Fatalf("scan: %v\n%s", err, rep.Text())
+		t.Fatalf("scan: %v", err)
 	}
-	if want := fmt.Sprintf("%d/udp open ", port); !strings.Contains(rep.Text(), want) {
-		t.Fatalf("result lacks %q:\n%s", want, rep.Text())
-	}
+	assertPort(t, rep, "udp", port, "open")
 }
 
 // A scan that outlives timeout_seconds is killed and keeps what it printed.
 func TestTimeoutThroughScanner(t *testing.T) {
 	rep, err := newScanner(t).Run(context.Background(), scan.Request{
-		Targets: "127.0.0.1", Ports: "1-50", Timing: "T0", TimeoutSeconds: intp(2)}, nil)
+		Targets: "127.0.0.1", Ports: "1-50", Timing: "T0", TimeoutSeconds: intp(2)}, scanner.Observer{})
 	var te *executor.TimeoutError
 	if !errors.As(err, &te) || rep.Outcome() != "timed out" {
 		t.Fatalf("err = %v, outcome %s", err, rep.Outcome())
 	}
-	text := rep.Text()
-	if !strings.Contains(text, "Starting Nmap") || !strings.Contains(text, "partial") {
+	text, _ := rep.Text(0, "")
+	if !rep.Parsed.Partial || !strings.Contains(string(rep.Result.Stdout), "<nmaprun") || !strings.Contains(text, "partial") {
 		t.Fatalf("partial output or its mark missing:\n%s", text)
 	}
 	if !env.ContainerGone(context.Background(), rep.Result.ContainerID) {
@@ -94,7 +94,7 @@ func TestTimeoutThroughScanner(t *testing.T) {
 
 func TestRefusedScanRunsNothing(t *testing.T) {
 	for _, targets := range []string{"-iL=/etc/passwd", "--script=vuln", "10.0.0.0/8"} {
-		rep, err := newScanner(t).Run(context.Background(), scan.Request{Targets: targets}, nil)
+		rep, err := newScanner(t).Run(context.Background(), scan.Request{Targets: targets}, scanner.Observer{})
 		var fe *scan.FieldError
 		if rep != nil || !errors.As(err, &fe) {
 			t.Fatalf("%s: report %v, err %v; want a refusal and no report", targets, rep, err)
@@ -107,4 +107,21 @@ func TestVersion(t *testing.T) {
 	if err != nil || !strings.HasPrefix(v, "Nmap version 7.93") {
 		t.Fatalf("Version = %q, %v", v, err)
 	}
+}
+
+// assertPort checks the decoded result has the port in the state.
+func assertPort(t *testing.T, rep *scanner.Report, proto string, port int, state string) {
+	t.Helper()
+	if rep.Parsed == nil || len(rep.Parsed.Hosts) != 1 {
+		t.Fatalf("decoded result %+v (decode error %v)", rep.Parsed, rep.DecodeErr)
+	}
+	for _, p := range rep.Parsed.Hosts[0].Ports {
+		if p.Protocol == proto && p.Port == port {
+			if p.State != state {
+				t.Fatalf("%d/%s is %s, want %s", port, proto, p.State, state)
+			}
+			return
+		}
+	}
+	t.Fatalf("%d/%s not in the result: %+v", port, proto, rep.Parsed.Hosts[0].Ports)
 }

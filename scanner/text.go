@@ -2,6 +2,7 @@ package scanner
 
 import (
 	"fmt"
+	"github.com/nmap-mcp/nmap-mcp/results"
 	"strings"
 )
 
@@ -30,31 +31,44 @@ func (r *Report) Footer() string {
 	}
 	if res := r.Result; res != nil {
 		if res.DroppedStdout > 0 {
-			fmt.Fprintf(&b, "Output cut: %d further bytes of nmap output were not kept.\n", res.DroppedStdout)
+			fmt.Fprintf(&b, "Raw XML cut: %d further bytes were decoded but not kept.\n", res.DroppedStdout)
 		}
 		if se := strings.TrimSpace(string(res.Stderr)); se != "" && r.Outcome() == "completed" {
-			fmt.Fprintf(&b, "nmap stderr: %s\n", se)
+			fmt.Fprintf(&b, "nmap warnings: %s\n", clipText(se, 512))
 		}
 	}
 	return b.String()
 }
 
-// Text is the whole result text: header, nmap's normal output, footer.
-func (r *Report) Text() string {
+// DefaultTextCap bounds the result text, in bytes.
+const DefaultTextCap = 16 << 10
+
+// Text is the whole result text: header, the compact result (one line per
+// host, one per open port), and footer, within maxBytes (0: no cap). more
+// names where the full result is, for the cut notice. cut reports whether
+// the text was cut.
+func (r *Report) Text(maxBytes int, more string) (text string, cut bool) {
 	var b strings.Builder
 	b.WriteString(r.Header())
 	b.WriteString("\n")
-	if r.Result != nil && len(r.Result.Stdout) > 0 {
-		b.Write(r.Result.Stdout)
-		if r.Result.Stdout[len(r.Result.Stdout)-1] != '\n' {
-			b.WriteString("\n")
-		}
+	if r.Parsed != nil && (len(r.Parsed.Hosts) > 0 || r.DecodeErr == nil) {
+		body, c := results.Text(r.Parsed, maxBytes-b.Len()-512, more)
+		b.WriteString(body)
+		cut = c
 	} else {
-		b.WriteString("(nmap printed nothing)\n")
+		b.WriteString("(no result: nmap printed no usable XML)\n")
 	}
 	b.WriteString("\n")
 	b.WriteString(r.Footer())
-	return b.String()
+	if r.Err != nil && r.Result != nil {
+		if se := strings.TrimSpace(string(r.Result.Stderr)); se != "" && !strings.Contains(r.Footer(), se) {
+			if len(se) > 1024 {
+				se = se[len(se)-1024:]
+			}
+			fmt.Fprintf(&b, "nmap stderr (last lines):\n%s\n", se)
+		}
+	}
+	return b.String(), cut
 }
 
 func plural(n uint64) string {
@@ -62,4 +76,11 @@ func plural(n uint64) string {
 		return ""
 	}
 	return "es"
+}
+
+func clipText(s string, n int) string {
+	if len(s) > n {
+		return s[:n-3] + "..."
+	}
+	return s
 }

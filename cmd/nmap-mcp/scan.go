@@ -2,13 +2,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"strings"
 
 	"github.com/nmap-mcp/nmap-mcp/scan"
+	"github.com/nmap-mcp/nmap-mcp/scanner"
 )
 
 func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -68,14 +68,11 @@ func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("scan refused, nothing was run: %w", err)
 	}
-	fmt.Fprintln(stdout, rep.Header())
-	err = st.scanner.Execute(ctx, rep, stdout)
-	fmt.Fprintln(stdout)
-	fmt.Fprint(stdout, rep.Footer())
+	fmt.Fprintln(stderr, "nmap-mcp: scanning", rep.Plan.TargetList())
+	err = st.scanner.Execute(ctx, rep, scanner.Observer{})
+	text, _ := rep.Text(0, "")
+	fmt.Fprint(stdout, text)
 	if err != nil {
-		if se := strings.TrimSpace(string(rep.Result.Stderr)); se != "" && !errors.Is(err, context.Canceled) {
-			fmt.Fprintf(stderr, "nmap stderr:\n%s\n", se)
-		}
 		return &exitCode{1}
 	}
 	return nil

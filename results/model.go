@@ -1,0 +1,144 @@
+// Package results decodes nmap's XML output (-oX -) incrementally, element
+// by element, into a compact typed result; renders that result as short text
+// for models that read only text; and compares two results.
+//
+// Decoding reuses the XML model of github.com/Ullaakut/nmap/v3 (Host, Port,
+// Service, Script, OS, TaskProgress, Stats). What the model receives is this
+// package's own smaller Result: it carries only what a reader acts on, its
+// arrays are never null, and its JSON schema (Schema) has no $ref and no
+// boolean subschemas, which LM Studio and the TypeScript SDK require.
+package results
+
+// Result is one scan's decoded outcome.
+type Result struct {
+	// NmapVersion and Args come from the <nmaprun> element.
+	NmapVersion string `json:"nmap_version"`
+	Args        string `json:"args"`
+	Hosts       []Host `json:"hosts"`
+	Stats       Stats  `json:"stats"`
+	// Partial is true when the XML ended before </nmaprun>: the scan was
+	// cut short (timed out, cancelled, failed) and Hosts holds those that
+	// finished.
+	Partial bool `json:"partial"`
+	// Skipped lists targets nmap could not use (e.g. unresolvable names).
+	Skipped []string `json:"skipped"`
+}
+
+// Host is one scanned host.
+type Host struct {
+	Addresses []string `json:"addresses"`
+	Hostnames []string `json:"hostnames"`
+	State     string   `json:"state"`  // up, down, unknown
+	Reason    string   `json:"reason"` // e.g. syn-ack, conn-refused, no-response
+	Ports     []Port   `json:"ports"`
+	// OtherPorts summarises ports nmap folded into <extraports>,
+	// e.g. {"state": "closed", "count": 97}.
+	OtherPorts []PortCount `json:"other_ports"`
+	OS         []OSMatch   `json:"os"`
+	Scripts    []Script    `json:"scripts"`
+}
+
+// Port is one reported port.
+type Port struct {
+	Protocol  string   `json:"protocol"`
+	Port      int      `json:"port"`
+	State     string   `json:"state"`
+	Reason    string   `json:"reason"`
+	Service   string   `json:"service"`
+	Product   string   `json:"product"`
+	Version   string   `json:"version"`
+	ExtraInfo string   `json:"extra_info"`
+	Scripts   []Script `json:"scripts"`
+}
+
+// PortCount is a number of ports in one state that nmap did not list.
+type PortCount struct {
+	State string `json:"state"`
+	Count int    `json:"count"`
+}
+
+// OSMatch is one OS detection guess.
+type OSMatch struct {
+	Name     string `json:"name"`
+	Accuracy int    `json:"accuracy"`
+}
+
+// Script is the output of one NSE script.
+type Script struct {
+	ID     string `json:"id"`
+	Output string `json:"output"`
+}
+
+// Stats are the run statistics from <runstats>.
+type Stats struct {
+	ElapsedSeconds float64 `json:"elapsed_seconds"`
+	HostsUp        int     `json:"hosts_up"`
+	HostsDown      int     `json:"hosts_down"`
+	HostsTotal     int     `json:"hosts_total"`
+	Exit           string  `json:"exit"` // "success" or "error"; empty when partial
+	Error          string  `json:"error"`
+	Summary        string  `json:"summary"`
+}
+
+// Progress is one <taskprogress> report.
+type Progress struct {
+	Task             string  `json:"task"`
+	Percent          float64 `json:"percent"`
+	RemainingSeconds int     `json:"remaining_seconds"`
+}
+
+// OpenPorts returns the host's ports in state open (or open|filtered).
+func (h Host) OpenPorts() []Port {
+	var out []Port
+	for _, p := range h.Ports {
+		if p.State == "open" || p.State == "open|filtered" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Name is the host's first address, with its first hostname if any.
+func (h Host) Name() string {
+	name := ""
+	if len(h.Addresses) > 0 {
+		name = h.Addresses[0]
+	}
+	if len(h.Hostnames) > 0 {
+		if name == "" {
+			return h.Hostnames[0]
+		}
+		return name + " (" + h.Hostnames[0] + ")"
+	}
+	return name
+}
+
+// normalize replaces nil slices with empty ones, so JSON never has null
+// where the schema says array.
+func (r *Result) normalize() {
+	if r.Hosts == nil {
+		r.Hosts = []Host{}
+	}
+	if r.Skipped == nil {
+		r.Skipped = []string{}
+	}
+	for i := range r.Hosts {
+		h := &r.Hosts[i]
+		h.Addresses = nonNil(h.Addresses)
+		h.Hostnames = nonNil(h.Hostnames)
+		h.Ports = nonNil(h.Ports)
+		h.OtherPorts = nonNil(h.OtherPorts)
+		h.OS = nonNil(h.OS)
+		h.Scripts = nonNil(h.Scripts)
+		for j := range h.Ports {
+			h.Ports[j].Scripts = nonNil(h.Ports[j].Scripts)
+		}
+	}
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}

@@ -1,0 +1,120 @@
+package results
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Text renders the result compactly: one line per host, one indented line
+// per open port with its service and version, and a closing summary. When
+// the text would pass maxBytes (0: no cap) it is cut at a line boundary and
+// ends with a line saying so and pointing to more, e.g. "scan://ID".
+func Text(r *Result, maxBytes int, more string) (text string, cut bool) {
+	var lines []string
+	for _, h := range r.Hosts {
+		lines = append(lines, hostLine(h))
+		for _, p := range h.OpenPorts() {
+			lines = append(lines, "  "+portLine(p))
+			for _, s := range p.Scripts {
+				lines = append(lines, "    "+scriptLine(s))
+			}
+		}
+		for _, s := range h.Scripts {
+			lines = append(lines, "  "+scriptLine(s))
+		}
+		if len(h.OS) > 0 {
+			lines = append(lines, fmt.Sprintf("  OS: %s (%d%%)", h.OS[0].Name, h.OS[0].Accuracy))
+		}
+	}
+	if len(r.Skipped) > 0 {
+		lines = append(lines, "skipped targets: "+strings.Join(r.Skipped, " "))
+	}
+	lines = append(lines, summaryLine(r))
+
+	var b strings.Builder
+	for i, l := range lines {
+		if maxBytes > 0 && b.Len()+len(l)+1 > maxBytes-200 && i < len(lines)-1 {
+			fmt.Fprintf(&b, "[cut at %d KB: %d more lines not shown; the full result is %s]\n%s\n",
+				maxBytes/1024, len(lines)-1-i, more, summaryLine(r))
+			return b.String(), true
+		}
+		b.WriteString(l)
+		b.WriteByte('\n')
+	}
+	return b.String(), false
+}
+
+func hostLine(h Host) string {
+	var counts []string
+	open := len(h.OpenPorts())
+	if len(h.Ports) > 0 || len(h.OtherPorts) > 0 {
+		counts = append(counts, fmt.Sprintf("%d open", open))
+		byState := map[string]int{}
+		var order []string
+		add := func(state string, n int) {
+			if _, ok := byState[state]; !ok {
+				order = append(order, state)
+			}
+			byState[state] += n
+		}
+		for _, p := range h.Ports {
+			if p.State != "open" && p.State != "open|filtered" {
+				add(p.State, 1)
+			}
+		}
+		for _, e := range h.OtherPorts {
+			add(e.State, e.Count)
+		}
+		for _, s := range order {
+			counts = append(counts, fmt.Sprintf("%d %s", byState[s], s))
+		}
+	}
+	line := h.Name() + " " + h.State
+	if h.State != "up" && h.Reason != "" {
+		line += " (" + h.Reason + ")"
+	}
+	if len(counts) > 0 {
+		line += ": " + strings.Join(counts, ", ")
+	}
+	return line
+}
+
+func portLine(p Port) string {
+	parts := []string{fmt.Sprintf("%d/%s %s", p.Port, p.Protocol, p.State)}
+	if p.Service != "" {
+		parts = append(parts, p.Service)
+	}
+	if v := strings.TrimSpace(strings.Join([]string{p.Product, p.Version}, " ")); v != "" {
+		parts = append(parts, v)
+	}
+	if p.ExtraInfo != "" {
+		parts = append(parts, "("+p.ExtraInfo+")")
+	}
+	return strings.Join(parts, " ")
+}
+
+func scriptLine(s Script) string {
+	out := strings.Join(strings.Fields(s.Output), " ")
+	if len(out) > 200 {
+		out = out[:197] + "..."
+	}
+	return "| " + s.ID + ": " + out
+}
+
+func summaryLine(r *Result) string {
+	s := fmt.Sprintf("%d %s up, %d down, %.2f s", r.Stats.HostsUp, plural(r.Stats.HostsUp, "host", "hosts"), r.Stats.HostsDown, r.Stats.ElapsedSeconds)
+	if r.Partial {
+		s = fmt.Sprintf("partial result: %d hosts finished before the scan stopped", len(r.Hosts))
+	}
+	if r.Stats.Error != "" {
+		s += "; nmap error: " + r.Stats.Error
+	}
+	return s
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
