@@ -2,16 +2,14 @@ package executor
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 
+	"github.com/nmap-mcp/nmap-mcp/internal/owner"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
 
@@ -28,10 +26,9 @@ func (e *Executor) Sweep(ctx context.Context, maxAge time.Duration) ([]string, e
 	if err != nil {
 		return nil, fmt.Errorf("list managed containers: %w", err)
 	}
-	host, _ := os.Hostname()
 	var removed []string
 	for _, c := range list {
-		if !orphaned(c, host, maxAge) {
+		if !orphaned(c, maxAge) {
 			continue
 		}
 		e.remove(c.ID)
@@ -42,21 +39,13 @@ func (e *Executor) Sweep(ctx context.Context, maxAge time.Duration) ([]string, e
 	return removed, nil
 }
 
-func orphaned(c container.Summary, host string, maxAge time.Duration) bool {
+func orphaned(c container.Summary, maxAge time.Duration) bool {
 	if maxAge > 0 && time.Since(time.Unix(c.Created, 0)) > maxAge {
 		return true
 	}
 	pid, err := strconv.Atoi(c.Labels[sandbox.LabelOwnerPID])
-	if err != nil || pid <= 0 {
+	if err != nil {
 		return true
 	}
-	if c.Labels[sandbox.LabelOwnerHost] != host {
-		return false // another host's server; only the age rule applies
-	}
-	return !processAlive(pid)
-}
-
-func processAlive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
+	return owner.Orphaned(pid, c.Labels[sandbox.LabelOwnerHost])
 }

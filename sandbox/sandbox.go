@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+
+	"github.com/nmap-mcp/nmap-mcp/internal/owner"
 )
 
 // Privilege is what a scan needs from the kernel.
@@ -120,7 +122,6 @@ func Config(opts Options, s Scan) (*container.Config, *container.HostConfig) {
 	if network == "" {
 		network = "host"
 	}
-	host, _ := os.Hostname()
 	cfg := &container.Config{
 		Image:           s.Image,
 		Entrypoint:      []string{"/bin/sh", "-c", launcher, Program},
@@ -134,7 +135,7 @@ func Config(opts Options, s Scan) (*container.Config, *container.HostConfig) {
 			LabelScanID:    s.ID,
 			LabelInstance:  opts.Instance,
 			LabelOwnerPID:  strconv.Itoa(os.Getpid()),
-			LabelOwnerHost: host,
+			LabelOwnerHost: owner.Host(),
 		},
 	}
 	hc := &container.HostConfig{

@@ -1,0 +1,157 @@
+package results
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func fixture(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func decodeFixture(t *testing.T, name string) *Result {
+	t.Helper()
+	var streamed []Host
+	res, err := Decode(bytes.NewReader(fixture(t, name)), Handlers{Host: func(h Host) { streamed = append(streamed, h) }})
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	if len(streamed) != len(res.Hosts) || res.Partial {
+		t.Fatalf("%s: streamed %d hosts, result has %d, partial %v", name, len(streamed), len(res.Hosts), res.Partial)
+	}
+	return res
+}
+
+func TestDecodeConnect(t *testing.T) {
+	r := decodeFixture(t, "connect.xml")
+	if r.NmapVersion != "7.93" || len(r.Hosts) != 1 || r.Stats.HostsUp != 1 || r.Stats.Exit != "success" {
+		t.Fatalf("result %+v", r)
+	}
+	h := r.Hosts[0]
+	if h.State != "up" || h.Addresses[0] != "127.0.0.1" || h.Hostnames[0] != "localhost" || len(h.OpenPorts()) != 2 {
+		t.Fatalf("host %+v", h)
+	}
+	states := map[string]int{}
+	for _, p := range h.Ports {
+		states[p.State]++
+		if p.Protocol != "tcp" || p.Reason == "" {
+			t.Errorf("port %+v", p)
+		}
+	}
+	if states["open"] != 2 || states["closed"] != 1 {
+		t.Fatalf("port states %v", states)
+	}
+}
+
+func TestDecodeServiceVersions(t *testing.T) {
+	r := decodeFixture(t, "service-versions.xml")
+	var ssh *Port
+	for _, p := range r.Hosts[0].Ports {
+		if p.Service == "ssh" {
+			ssh = &p
+		}
+	}
+	if ssh == nil || ssh.Product != "OpenSSH" || ssh.Version != "9.2p1 Debian 2+deb12u3" || ssh.ExtraInfo != "protocol 2.0" {
+		t.Fatalf("ssh port %+v in %+v", ssh, r.Hosts[0].Ports)
+	}
+}
+
+func TestDecodeHostDown(t *testing.T) {
+	r := decodeFixture(t, "host-down.xml")
+	if r.Stats.HostsDown != 1 || r.Stats.HostsUp != 0 || len(r.Hosts) != 1 || r.Hosts[0].State != "down" || r.Hosts[0].Reason == "" {
+		t.Fatalf("result %+v", r)
+	}
+	text, _ := Text(r, 0, "")
+	if !strings.Contains(text, "::1 down (") || !strings.Contains(text, "0 hosts up, 1 down") {
+		t.Fatalf("text:\n%s", text)
+	}
+}
+
+func TestDecodeUDPAndMultiHost(t *testing.T) {
+	r := decodeFixture(t, "udp.xml")
+	if open := r.Hosts[0].OpenPorts(); len(open) != 1 || open[0].Protocol != "udp" {
+		t.Fatalf("udp open ports %+v", r.Hosts[0].Ports)
+	}
+	m := decodeFixture(t, "multi-host.xml")
+	if len(m.Hosts) != 3 || m.Stats.HostsUp != 3 {
+		t.Fatalf("multi-host: %d hosts, stats %+v", len(m.Hosts), m.Stats)
+	}
+}
+
+// A document cut short keeps the hosts decoded before the cut and says so.
+func TestDecodeTruncated(t *testing.T) {
+	doc := fixture(t, "multi-host.xml")
+	second := bytes.Index(doc[bytes.Index(doc, []byte("<host "))+1:], []byte("<host ")) // start of host 2
+	third := bytes.LastIndex(doc, []byte("<host "))
+	for _, cut := range []int{bytes.Index(doc, []byte("<host ")) + 1 + second + 40, third} {
+		res, err := Decode(bytes.NewReader(doc[:cut]), Handlers{})
+		if err == nil || !res.Partial {
+			t.Fatalf("cut at %d: err %v partial %v", cut, err, res.Partial)
+		}
+		if len(res.Hosts) == 0 || res.Hosts == nil {
+			t.Fatalf("cut at %d: lost the decoded hosts (%v)", cut, err)
+		}
+		if !strings.Contains(err.Error(), fmt.Sprintf("after %d hosts", len(res.Hosts))) && !strings.Contains(err.Error(), "host") {
+			t.Errorf("error %q does not say where", err)
+		}
+	}
+}
+
+func TestDecodeMalformed(t *testing.T) {
+	doc := string(fixture(t, "connect.xml"))
+	bad := strings.Replace(doc, "</ports>", "</portz>", 1)
+	res, err := Decode(strings.NewReader(bad), Handlers{})
+	if err == nil || !res.Partial || !strings.Contains(err.Error(), "host 1") {
+		t.Fatalf("err %v partial %v", err, res.Partial)
+	}
+	res, err = Decode(strings.NewReader("Starting Nmap...\nsegfault"), Handlers{})
+	if err == nil || res.Hosts == nil {
+		t.Fatalf("garbage: err %v hosts %v", err, res.Hosts)
+	}
+}
+
+// The compact text names every open port and service, within 35% of the
+// bytes of nmap's normal output for the same scan.
+func TestTextIsCompact(t *testing.T) {
+	for _, name := range []string{"connect", "service-versions", "syn-top100", "udp", "multi-host"} {
+		r := decodeFixture(t, name+".xml")
+		normal := fixture(t, name+".nmap")
+		text, cut := Text(r, 16<<10, "scan://x")
+		if cut {
+			t.Fatalf("%s: cut", name)
+		}
+		for _, h := range r.Hosts {
+			for _, p := range h.OpenPorts() {
+				if !strings.Contains(text, fmt.Sprintf("%d/%s open", p.Port, p.Protocol)) || !strings.Contains(text, p.Service) {
+					t.Errorf("%s: text lacks port %d/%s %s:\n%s", name, p.Port, p.Protocol, p.Service, text)
+				}
+			}
+		}
+		ratio := float64(len(text)) / float64(len(normal))
+		t.Logf("%s: text %d bytes, normal output %d bytes, %.0f%%", name, len(text), len(normal), 100*ratio)
+		if ratio > 0.35 {
+			t.Errorf("%s: text is %.0f%% of the normal output, want at most 35%%:\n%s", name, 100*ratio, text)
+		}
+	}
+}
+
+func TestTextCap(t *testing.T) {
+	r := &Result{}
+	for i := 0; i < 2000; i++ {
+		r.Hosts = append(r.Hosts, Host{Addresses: []string{fmt.Sprintf("10.0.%d.%d", i/256, i%256)}, State: "up",
+			Ports: []Port{{Protocol: "tcp", Port: 80, State: "open", Service: "http"}}})
+	}
+	text, cut := Text(r, 16<<10, "scan://abc")
+	if !cut || len(text) > 16<<10 || !strings.Contains(text, "scan://abc") || !strings.Contains(text, "cut at 16 KB") {
+		t.Fatalf("cut %v, %d bytes, tail %q", cut, len(text), text[len(text)-200:])
+	}
+}
