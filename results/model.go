@@ -9,6 +9,11 @@
 // boolean subschemas, which LM Studio and the TypeScript SDK require.
 package results
 
+import (
+	"encoding/json"
+	"fmt"
+)
+
 // Result is one scan's decoded outcome.
 type Result struct {
 	// NmapVersion and Args come from the <nmaprun> element.
@@ -141,4 +146,14 @@ func nonNil[T any](s []T) []T {
 		return []T{}
 	}
 	return s
+}
+
+// FromJSON decodes a Result from JSON, with no nil slices.
+func FromJSON(b []byte) (Result, error) {
+	var r Result
+	if err := json.Unmarshal(b, &r); err != nil {
+		return Result{}, fmt.Errorf("decode result JSON: %w", err)
+	}
+	r.normalize()
+	return r, nil
 }

@@ -1,13 +1,16 @@
 // Package scanner runs one scan end to end: validated request, sandbox
-// profile, container run through the executor, and a report that keeps the
-// outcome and all output kept, whether the scan succeeded or not. The MCP
-// layer and the CLI both call it, so both validate and sandbox alike.
+// profile, container run through the executor with nmap's XML decoded as it
+// streams, a record in the scan store at the start and at the end, and a
+// report that keeps the outcome and all output kept, whether the scan
+// succeeded or not. The MCP layer and the CLI both call it, so both
+// validate, sandbox and record alike.
 package scanner
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,7 +23,14 @@ import (
 	"github.com/nmap-mcp/nmap-mcp/results"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 	"github.com/nmap-mcp/nmap-mcp/scan"
+	"github.com/nmap-mcp/nmap-mcp/store"
 )
+
+// Recorder keeps scan records; *store.Store is one.
+type Recorder interface {
+	Begin(ctx context.Context, r *store.Record) error
+	Finish(ctx context.Context, r *store.Record) error
+}
 
 // Config is what a Scanner needs besides the engine.
 type Config struct {
@@ -29,7 +39,11 @@ type Config struct {
 	MaxAddresses uint64
 	// MaxOutput bounds the bytes kept per output stream.
 	MaxOutput int
-	Log       *slog.Logger
+	// Store records every scan; nil records nothing.
+	Store Recorder
+	// Client names who asks for scans, for the records ("local" for stdio).
+	Client string
+	Log    *slog.Logger
 }
 
 // Scanner runs validated scans in sandboxed containers.
@@ -59,7 +73,7 @@ func (s *Scanner) Rules() scan.Rules {
 		MaxTimeout: s.cfg.Sandbox.Limits.MaxTimeout}
 }
 
-// Report is the record of one scan, complete or not.
+// Report is one scan, complete or not.
 type Report struct {
 	ID      string
 	Plan    *scan.Plan
@@ -72,30 +86,33 @@ type Report struct {
 	// it is partial or missing.
 	Parsed    *results.Result
 	DecodeErr error
-	Started   time.Time
-	Ended     time.Time
+	// Record is the scan as stored (also filled when no store is set).
+	Record  *store.Record
+	Started time.Time
+	Ended   time.Time
 }
 
 // Observer is told about a running scan as nmap reports; any field may be nil.
 type Observer struct {
 	Host     func(results.Host)
 	Progress func(results.Progress)
-	// Stderr receives nmap's stderr lines as they arrive.
+	// Stderr receives nmap's stderr as it arrives.
 	Stderr io.Writer
 }
 
-// Outcome is "completed", "timed out", "cancelled" or "failed".
-func (r *Report) Outcome() string {
+// Status is the record status the outcome maps to: done, failed,
+// timed-out or cancelled.
+func (r *Report) Status() string {
 	var te *executor.TimeoutError
 	switch {
 	case r.Err == nil:
-		return "completed"
+		return store.Done
 	case errors.As(r.Err, &te):
-		return "timed out"
+		return store.TimedOut
 	case errors.Is(r.Err, context.Canceled) || errors.Is(r.Err, context.DeadlineExceeded) || (r.Result != nil && r.Result.Canceled):
-		return "cancelled"
+		return store.Cancelled
 	default:
-		return "failed"
+		return store.Failed
 	}
 }
 
@@ -112,8 +129,23 @@ func (s *Scanner) Prepare(req scan.Request) (*Report, error) {
 	}
 	r := &Report{ID: id, Plan: plan, Image: s.image}
 	r.Argv = append([]string{"nmap"}, plan.Args()...)
-	r.Sandbox = sandbox.Describe(s.options(plan), s.sandboxScan(r))
+	opts := s.options(plan)
+	r.Sandbox = sandbox.Describe(opts, s.sandboxScan(r))
+	reqJSON, _ := json.Marshal(req)
+	r.Record = &store.Record{
+		ID: id, Targets: plan.TargetList(), ScanType: string(plan.Type), Request: reqJSON, Argv: r.Argv,
+		ImageID: s.image.ID, ImageTag: s.image.Tag, Client: s.cfg.Client,
+		Limits: store.Limits{CPUs: opts.Limits.CPUs, MemoryBytes: opts.Limits.Memory, Pids: opts.Limits.Pids,
+			TimeoutSeconds: int(plan.Timeout / time.Second), Network: networkName(opts.Network), Profile: r.Sandbox},
+	}
 	return r, nil
+}
+
+func networkName(n string) string {
+	if n == "" {
+		return "host"
+	}
+	return n
 }
 
 func (s *Scanner) options(plan *scan.Plan) sandbox.Options {
@@ -143,14 +175,25 @@ func (s *Scanner) Run(ctx context.Context, req scan.Request, obs Observer) (*Rep
 }
 
 // Execute runs a prepared report's scan, decoding nmap's XML as it streams,
-// and fills in the report.
+// records it at the start and at the end, and fills in the report. When the
+// start cannot be recorded, nothing runs.
 func (s *Scanner) Execute(ctx context.Context, r *Report, obs Observer) error {
 	opts := s.options(r.Plan)
 	cfg, hc := sandbox.Config(opts, s.sandboxScan(r))
 	log := s.cfg.Log.With("scan", r.ID)
 	r.Started = time.Now()
+	r.Record.StartedAt = r.Started.UTC()
+	if s.cfg.Store != nil {
+		if err := s.cfg.Store.Begin(ctx, r.Record); err != nil {
+			r.Err = fmt.Errorf("scan not run, because its record could not be written: %w", err)
+			r.Ended = time.Now()
+			r.Record.Status, r.Record.Error, r.Record.EndedAt = store.Failed, r.Err.Error(), r.Ended.UTC()
+			return r.Err
+		}
+	}
 	log.Info("scan start", "targets", r.Plan.TargetList(), "addresses", r.Plan.Addresses,
 		"argv", strings.Join(r.Argv, " "), "image", s.image.Tag, "timeout_s", int(r.Plan.Timeout.Seconds()))
+
 	xmlR, xmlW := io.Pipe()
 	type decoded struct {
 		res *results.Result
@@ -186,19 +229,45 @@ func (s *Scanner) Execute(ctx context.Context, r *Report, obs Observer) error {
 	if err == nil && d.err != nil {
 		// nmap exited 0 but its XML is unusable: report, do not hide it.
 		r.Err = fmt.Errorf("nmap's XML output could not be read: %w", d.err)
-		err = r.Err
 	}
+	s.finishRecord(ctx, r)
+
 	attrs := []any{"targets", r.Plan.TargetList(), "argv", strings.Join(r.Argv, " "),
-		"outcome", r.Outcome(), "duration_ms", r.Ended.Sub(r.Started).Milliseconds()}
+		"outcome", r.Status(), "duration_ms", r.Ended.Sub(r.Started).Milliseconds()}
 	if res != nil {
 		attrs = append(attrs, "exit_code", res.ExitCode)
 	}
-	if err != nil {
-		log.Warn("scan end", append(attrs, "err", err)...)
+	if r.Err != nil {
+		log.Warn("scan end", append(attrs, "err", r.Err)...)
 	} else {
 		log.Info("scan end", attrs...)
 	}
-	return err
+	return r.Err
+}
+
+// finishRecord completes the record, and stores it even when the caller
+// has gone away: a cancelled scan keeps its record and partial output.
+func (s *Scanner) finishRecord(ctx context.Context, r *Report) {
+	rec := r.Record
+	rec.Status = r.Status()
+	rec.EndedAt = r.Ended.UTC()
+	rec.Result = r.Parsed
+	if r.Err != nil {
+		rec.Error = r.Err.Error()
+	}
+	if res := r.Result; res != nil {
+		rec.ExitCode = res.ExitCode
+		rec.RawXML = res.Stdout
+		rec.RawXMLTruncated = res.DroppedStdout > 0
+	}
+	if s.cfg.Store == nil {
+		return
+	}
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := s.cfg.Store.Finish(fctx, rec); err != nil {
+		s.cfg.Log.Error("could not record the end of a scan", "scan", r.ID, "err", err)
+	}
 }
 
 // Version runs "nmap --version" in the sandbox, with no network, and

@@ -13,6 +13,7 @@ import (
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 	"github.com/nmap-mcp/nmap-mcp/scan"
 	"github.com/nmap-mcp/nmap-mcp/scanner"
+	"github.com/nmap-mcp/nmap-mcp/store"
 )
 
 var env *testkit.Env
@@ -45,21 +46,21 @@ func TestTCPScansSeeOpenAndClosed(t *testing.T) {
 		t.Run(typ, func(t *testing.T) {
 			rep, err := newScanner(t).Run(context.Background(), scan.Request{
 				Targets: "127.0.0.1", ScanType: typ, Ports: fmt.Sprintf("%d,%d", open, closed)}, scanner.Observer{})
-			text, _ := rep.Text(scanner.DefaultTextCap, "scan://"+rep.ID)
+			text, _ := rep.Text(scanner.DefaultTextCap)
 			if err != nil {
 				t.Fatalf("scan: %v\n%s", err, text)
 			}
 			assertPort(t, rep, "tcp", open, "open")
 			assertPort(t, rep, "tcp", closed, "closed")
 			for _, want := range []string{fmt.Sprintf("%d/tcp open", open), "1 open, 1 closed",
-				"Command: nmap", "-- 127.0.0.1", "Outcome: completed"} {
+				"Command: nmap", "-- 127.0.0.1", ": done after"} {
 				if !strings.Contains(text, want) {
 					t.Fatalf("result lacks %q:\n%s", want, text)
 				}
 			}
 			wantCaps := map[string]string{"connect": "uid 65532, caps none", "syn": "uid 0, caps NET_RAW"}[typ]
 			if !strings.Contains(text, wantCaps) {
-				t.Errorf("header does not show %q:\n%s", wantCaps, rep.Header())
+				t.Errorf("header does not show %q:\n%s", wantCaps, text)
 			}
 		})
 	}
@@ -80,10 +81,10 @@ func TestTimeoutThroughScanner(t *testing.T) {
 	rep, err := newScanner(t).Run(context.Background(), scan.Request{
 		Targets: "127.0.0.1", Ports: "1-50", Timing: "T0", TimeoutSeconds: intp(2)}, scanner.Observer{})
 	var te *executor.TimeoutError
-	if !errors.As(err, &te) || rep.Outcome() != "timed out" {
-		t.Fatalf("err = %v, outcome %s", err, rep.Outcome())
+	if !errors.As(err, &te) || rep.Status() != store.TimedOut {
+		t.Fatalf("err = %v, status %s", err, rep.Status())
 	}
-	text, _ := rep.Text(0, "")
+	text, _ := rep.Text(0)
 	if !rep.Parsed.Partial || !strings.Contains(string(rep.Result.Stdout), "<nmaprun") || !strings.Contains(text, "partial") {
 		t.Fatalf("partial output or its mark missing:\n%s", text)
 	}

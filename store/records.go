@@ -207,3 +207,15 @@ func (s *Store) List(ctx context.Context, f Filter) ([]*Record, error) {
 	}
 	return out, rows.Err()
 }
+
+// ParseSince reads an RFC 3339 time, or a duration meaning that long
+// before now ("24h", "90m").
+func ParseSince(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("invalid since %q: must be an RFC 3339 time (2026-01-31T12:00:00Z) or a duration such as 24h", s)
+}

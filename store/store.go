@@ -47,6 +47,8 @@ type Limits struct {
 	Pids           int64   `json:"pids"`
 	TimeoutSeconds int     `json:"timeout_seconds"`
 	Network        string  `json:"network"`
+	// Profile describes the container: user, capabilities, limits.
+	Profile string `json:"profile"`
 }
 
 // Record is one scan as stored.

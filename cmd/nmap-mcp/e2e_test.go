@@ -31,6 +31,7 @@ var (
 	binary      string // the built nmap-mcp
 	marker      string // created by the fake host nmap if it ever runs
 	fakeNmapDir string
+	storeDir    string // a world-writable folder for the default test store
 )
 
 func TestMain(m *testing.M) {
@@ -49,6 +50,11 @@ func TestMain(m *testing.M) {
 		binary = filepath.Join(dir, "nmap-mcp")
 		if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "build nmap-mcp: %v\n%s", err, out)
+			return 1
+		}
+		storeDir = filepath.Join(dir, "store")
+		if err := os.Mkdir(storeDir, 0o777); err != nil || os.Chmod(storeDir, 0o777) != nil {
+			fmt.Fprintln(os.Stderr, "make store folder:", err)
 			return 1
 		}
 		fakeNmapDir = filepath.Join(dir, "fakebin")
@@ -75,6 +81,7 @@ func TestMain(m *testing.M) {
 // serverEnv is the environment of a server process under test.
 func serverEnv(extra ...string) []string {
 	e := append(os.Environ(),
+		"NMAP_MCP_STORE="+filepath.Join(storeDir, "scans.db"),
 		"PATH="+fakeNmapDir+string(os.PathListSeparator)+os.Getenv("PATH"),
 		"NMAP_MCP_INSTANCE="+env.Instance,
 		"NMAP_MCP_LOG_LEVEL=debug",
@@ -212,7 +219,9 @@ func TestSYNScanWithoutHostRoot(t *testing.T) {
 	open := testkit.TCPListener(t)
 	closed := testkit.ClosedTCPPort(t)
 	cmd := exec.Command(binary, "scan", "--type", "syn", "--ports", fmt.Sprintf("%d,%d", open, closed), "127.0.0.1")
-	cmd.Env = serverEnv("HOME=/nonexistent")
+	// A store of its own (the shared one belongs to root), in the
+	// world-writable test folder.
+	cmd.Env = serverEnv("HOME=/nonexistent", "NMAP_MCP_STORE="+filepath.Join(storeDir, "nobody.db"))
 	cmd.Dir = "/"
 	// nobody (65534), with the docker group for the socket only.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{uint32(gid)}}}

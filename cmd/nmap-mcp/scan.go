@@ -70,9 +70,10 @@ func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintln(stderr, "nmap-mcp: scanning", rep.Plan.TargetList())
 	err = st.scanner.Execute(ctx, rep, scanner.Observer{})
-	text, _ := rep.Text(0, "")
+	text, _ := rep.Text(0)
 	fmt.Fprint(stdout, text)
 	if err != nil {
+		fmt.Fprintln(stderr, "nmap-mcp:", err)
 		return &exitCode{1}
 	}
 	return nil

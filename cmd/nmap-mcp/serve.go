@@ -44,10 +44,11 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv := mcpserver.New(st.scanner, mcpserver.Info{ServerVersion: version, EngineVersion: engineVersion}, logger)
+	srv := mcpserver.New(mcpserver.Deps{Scanner: st.scanner, Store: st.store, Log: logger,
+		Info: mcpserver.Info{ServerVersion: version, EngineVersion: engineVersion}})
 	stdio := server.NewStdioServer(srv)
 	stdio.SetErrorLogger(log.New(stderr, "nmap-mcp: ", log.LstdFlags))
-	logger.Info("serving MCP on stdio", "image", st.scanner.Image().Tag, "engine", engineVersion)
+	logger.Info("serving MCP on stdio", "image", st.scanner.Image().Tag, "engine", engineVersion, "store", st.store.Path())
 	err = stdio.Listen(ctx, os.Stdin, os.Stdout)
 	wctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	if werr := st.scanner.Close(wctx); werr != nil {

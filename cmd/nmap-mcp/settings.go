@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 	"github.com/nmap-mcp/nmap-mcp/scan"
+	"github.com/nmap-mcp/nmap-mcp/store"
 )
 
 // settings are the deployment settings shared by serve and scan. Each has a
@@ -28,6 +30,8 @@ type settings struct {
 	logFile      string
 	logLevel     string
 	mirror       string
+	storePath    string
+	maxXML       string
 }
 
 func envOr(name, def string) string {
@@ -50,6 +54,8 @@ func (s *settings) register(fs *flag.FlagSet) {
 	fs.Uint64Var(&s.maxAddresses, "max-addresses", uint64(envFloat("NMAP_MCP_MAX_ADDRESSES", float64(scan.DefaultRules().MaxAddresses))), "most addresses per scan after CIDR expansion (env NMAP_MCP_MAX_ADDRESSES)")
 	fs.StringVar(&s.logFile, "log-file", envOr("NMAP_MCP_LOG_FILE", ""), "append logs to this file instead of stderr (env NMAP_MCP_LOG_FILE)")
 	fs.StringVar(&s.logLevel, "log-level", envOr("NMAP_MCP_LOG_LEVEL", "info"), "debug, info, warn or error (env NMAP_MCP_LOG_LEVEL)")
+	fs.StringVar(&s.storePath, "store", envOr("NMAP_MCP_STORE", ""), "scan history database (default $XDG_STATE_HOME/nmap-mcp/scans.db) (env NMAP_MCP_STORE)")
+	fs.StringVar(&s.maxXML, "max-xml", envOr("NMAP_MCP_MAX_XML", "4m"), "raw XML kept per scan in the history, e.g. 4m (env NMAP_MCP_MAX_XML)")
 	fs.StringVar(&s.mirror, "debian-mirror", envOr("NMAP_MCP_DEBIAN_MIRROR", ""), "Debian mirror for making the base image offline (env NMAP_MCP_DEBIAN_MIRROR)")
 }
 
@@ -106,4 +112,24 @@ func (s *settings) logger(stderr io.Writer) (*slog.Logger, func(), error) {
 func (s *settings) rules() scan.Rules {
 	return scan.Rules{MaxAddresses: s.maxAddresses, DefaultTimeout: time.Duration(s.timeout) * time.Second,
 		MaxTimeout: time.Duration(s.maxTimeout) * time.Second}
+}
+
+// openStore opens the scan history named by the settings.
+func (s *settings) openStore(ctx context.Context) (*store.Store, error) {
+	return openStoreAt(ctx, s.storePath, s.maxXML)
+}
+
+func openStoreAt(ctx context.Context, path, maxXML string) (*store.Store, error) {
+	if path == "" {
+		p, err := store.DefaultPath()
+		if err != nil {
+			return nil, err
+		}
+		path = p
+	}
+	limit, err := units.RAMInBytes(maxXML)
+	if err != nil || limit <= 0 {
+		return nil, fmt.Errorf("max-xml %q: not a size such as 4m", maxXML)
+	}
+	return store.Open(ctx, path, int(limit))
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/nmap-mcp/nmap-mcp/executor"
 	"github.com/nmap-mcp/nmap-mcp/images"
 	"github.com/nmap-mcp/nmap-mcp/scanner"
+	"github.com/nmap-mcp/nmap-mcp/store"
 )
 
 // stack is everything a scan needs, wired together.
@@ -22,6 +23,7 @@ type stack struct {
 	cli      *client.Client
 	scanner  *scanner.Scanner
 	executor *executor.Executor
+	store    *store.Store
 	engine   string // engine version
 	close    func()
 }
@@ -37,14 +39,20 @@ func bringUp(ctx context.Context, s *settings, log *slog.Logger, stderr io.Write
 	if err != nil {
 		return nil, err
 	}
+	st, err := s.openStore(ctx)
+	if err != nil {
+		return nil, err
+	}
 	cli, err := engine.Connect(ctx)
 	if err != nil {
+		st.Close()
 		return nil, err
 	}
 	log.Debug("engine connected", "host", cli.DaemonHost())
 	img, err := images.New(cli, stderr, s.mirror).Ensure(ctx)
 	if err != nil {
 		cli.Close()
+		st.Close()
 		return nil, err
 	}
 	log.Debug("scanner image verified", "tag", img.Tag)
@@ -55,8 +63,8 @@ func bringUp(ctx context.Context, s *settings, log *slog.Logger, stderr io.Write
 		log.Info("start-up sweep removed orphaned scan containers", "count", len(removed))
 	}
 	log.Debug("start-up sweep done")
-	sc := scanner.New(ex, img, scanner.Config{Sandbox: opts, MaxAddresses: s.maxAddresses, Log: log})
-	return &stack{cli: cli, scanner: sc, executor: ex, close: func() { cli.Close() }}, nil
+	sc := scanner.New(ex, img, scanner.Config{Sandbox: opts, MaxAddresses: s.maxAddresses, Store: st, Client: "local", Log: log})
+	return &stack{cli: cli, scanner: sc, executor: ex, store: st, close: func() { cli.Close(); st.Close() }}, nil
 }
 
 func newInstance() string {

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/nmap-mcp/nmap-mcp/results"
+	"github.com/nmap-mcp/nmap-mcp/scanner"
+	"github.com/nmap-mcp/nmap-mcp/store"
+)
+
+func cmdScans(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	const usage = `Usage:
+  nmap-mcp scans list [--target T] [--status S] [--since 24h] [--limit N]
+  nmap-mcp scans show [--json|--xml] ID
+  nmap-mcp scans diff ID_A ID_B
+  nmap-mcp scans diff --target T      (its latest two finished scans)
+`
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(stderr, usage)
+		if len(args) == 0 {
+			return &exitCode{2}
+		}
+		return nil
+	}
+	sub := args[0]
+	fs := flag.NewFlagSet("scans "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("store", envOr("NMAP_MCP_STORE", ""), "scan history database (env NMAP_MCP_STORE)")
+	target := fs.String("target", "", "only scans that listed this target (list, diff)")
+	status := fs.String("status", "", "only scans with this status (list)")
+	since := fs.String("since", "", "only scans started since this RFC 3339 time or this long ago, e.g. 24h (list)")
+	limit := fs.Int("limit", 20, "at most this many scans (list)")
+	asJSON := fs.Bool("json", false, "print the full record as JSON (show)")
+	asXML := fs.Bool("xml", false, "print nmap's raw XML (show)")
+	fs.Usage = func() { fmt.Fprint(stderr, usage+"\nFlags:\n"); fs.PrintDefaults() }
+	if err := fs.Parse(args[1:]); err != nil {
+		return flagErr(err)
+	}
+	st, err := openStoreAt(ctx, *path, "4m")
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	switch sub {
+	case "list":
+		f := store.Filter{Target: *target, Status: *status, Limit: *limit}
+		if *since != "" {
+			t, err := store.ParseSince(*since, time.Now())
+			if err != nil {
+				return err
+			}
+			f.Since = t
+		}
+		recs, err := st.List(ctx, f)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			up, open := 0, 0
+			if r.Result != nil {
+				up = r.Result.Stats.HostsUp
+				for _, h := range r.Result.Hosts {
+					open += len(h.OpenPorts())
+				}
+			}
+			fmt.Fprintf(stdout, "%s  %s  %-11s %-7s %5.1fs  %3d up %4d open  %s\n", r.ID, r.CreatedAt.Local().Format("2006-01-02 15:04:05"),
+				r.Status, r.ScanType, r.Duration().Seconds(), up, open, r.Targets)
+		}
+		return nil
+	case "show":
+		if fs.NArg() != 1 {
+			return fmt.Errorf("scans show takes one scan id")
+		}
+		id := fs.Arg(0)
+		if *asXML {
+			xml, err := st.RawXML(ctx, id)
+			if err != nil {
+				return err
+			}
+			_, err = stdout.Write(xml)
+			return err
+		}
+		rec, err := st.Get(ctx, id)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(rec)
+		}
+		text, _ := scanner.RecordText(rec, 0)
+		fmt.Fprint(stdout, text)
+		return nil
+	case "diff":
+		var a, b string
+		if fs.NArg() == 2 {
+			a, b = fs.Arg(0), fs.Arg(1)
+		} else if fs.NArg() != 0 {
+			return fmt.Errorf("scans diff takes two scan ids, or --target")
+		}
+		ra, rb, err := st.Pair(ctx, a, b, *target)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "Changes from scan %s to scan %s:\n%s", ra.ID, rb.ID, results.DiffText(results.Compare(ra.Result, rb.Result)))
+		return nil
+	default:
+		fmt.Fprintf(stderr, "nmap-mcp: unknown scans command %q\n%s", sub, usage)
+		return &exitCode{2}
+	}
+}
