@@ -3,13 +3,13 @@ module github.com/nmap-mcp/nmap-mcp
 go 1.26.8
 
 require (
-	github.com/Ullaakut/nmap/v3 v3.1.0
 	github.com/containerd/errdefs v1.0.0
 	github.com/docker/docker v28.5.2+incompatible
 	github.com/docker/go-units v0.5.0
 	github.com/mark3labs/mcp-go v1.2.1
 	github.com/modelcontextprotocol/go-sdk v1.8.0
 	github.com/opencontainers/image-spec v1.1.1
+	github.com/orisano/gosax v1.1.4
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.2
 	modernc.org/sqlite v1.62.0
 )

@@ -1,128 +1,388 @@
 package results
 
 import (
-	"encoding/xml"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 
-	nmap "github.com/Ullaakut/nmap/v3"
+	"github.com/orisano/gosax"
 )
 
 // Handlers receive elements as they are decoded; any may be nil.
 type Handlers struct {
 	Host     func(Host)
 	Progress func(Progress)
+	// DropHosts passes hosts to Host only and keeps none in the result, so
+	// that memory stays flat however long the document is.
+	DropHosts bool
 }
+
+// readBuffer is the tokenizer's buffer; it bounds the longest element.
+const readBuffer = 256 << 10
 
 // Decode reads nmap XML from r element by element: it never holds the whole
-// document. Each <host> is decoded, converted and passed to h.Host as it
-// arrives. It always returns the result decoded so far; when the document
-// is truncated or malformed the error says where, and the result is marked
-// partial and keeps the hosts already decoded.
+// document. Each <host> is decoded and passed to h.Host as soon as its end
+// tag arrives. It always returns the result decoded so far; when the
+// document is truncated or malformed the error says where, and the result
+// is marked partial and keeps the hosts already decoded.
 func Decode(r io.Reader, h Handlers) (*Result, error) {
-	res := &Result{}
-	defer res.normalize()
-	dec := xml.NewDecoder(r)
-	dec.Strict = true
-	sawRun, sawEnd := false, false
+	d := &decoder{h: h, res: &Result{}}
+	err := d.run(r)
+	d.res.normalize()
+	if err != nil {
+		d.res.Partial = true
+	}
+	return d.res, err
+}
+
+type decoder struct {
+	h     Handlers
+	res   *Result
+	stack [][]byte // names of the open elements
+	seen  int      // hosts decoded, kept or not
+
+	host     *Host
+	port     *Port
+	inHost   bool
+	inRunEnd bool // inside <runstats>
+	sawRun   bool
+	sawEnd   bool
+}
+
+func (d *decoder) fail(format string, a ...any) error {
+	return fmt.Errorf("decode nmap XML after %d hosts: %s", d.seen, fmt.Sprintf(format, a...))
+}
+
+func (d *decoder) run(r io.Reader) error {
+	xr := gosax.NewReaderSize(r, readBuffer)
+	xr.EmitSelfClosingTag = true
 	for {
-		tok, err := dec.Token()
+		ev, err := xr.Event()
 		if err != nil {
-			if errors.Is(err, io.EOF) {
-				if !sawEnd {
-					res.Partial = true
-					if !sawRun {
-						return res, errors.New("decode nmap XML: no <nmaprun> element (nmap printed no XML)")
-					}
-					return res, fmt.Errorf("decode nmap XML: document ends before </nmaprun> after %d hosts (the scan was cut short)", len(res.Hosts))
-				}
-				return res, nil
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				return d.eof()
 			}
-			res.Partial = true
-			return res, fmt.Errorf("decode nmap XML after %d hosts: %w", len(res.Hosts), err)
+			return d.fail("%v", err)
 		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			switch t.Name.Local {
-			case "nmaprun":
-				sawRun = true
-				for _, a := range t.Attr {
-					switch a.Name.Local {
-					case "version":
-						res.NmapVersion = a.Value
-					case "args":
-						res.Args = a.Value
-					}
-				}
-			case "host":
-				var nh nmap.Host
-				if err := dec.DecodeElement(&nh, &t); err != nil {
-					res.Partial = true
-					return res, fmt.Errorf("decode nmap XML: host %d: %w", len(res.Hosts)+1, err)
-				}
-				host := convertHost(nh)
-				res.Hosts = append(res.Hosts, host)
-				if h.Host != nil {
-					h.Host(host)
-				}
-			case "taskprogress":
-				var tp nmap.TaskProgress
-				if err := dec.DecodeElement(&tp, &t); err != nil {
-					res.Partial = true
-					return res, fmt.Errorf("decode nmap XML: taskprogress: %w", err)
-				}
-				if h.Progress != nil {
-					h.Progress(Progress{Task: tp.Task, Percent: float64(tp.Percent), RemainingSeconds: tp.Remaining})
-				}
-			case "runstats":
-				var st nmap.Stats
-				if err := dec.DecodeElement(&st, &t); err != nil {
-					res.Partial = true
-					return res, fmt.Errorf("decode nmap XML: runstats: %w", err)
-				}
-				res.Stats = Stats{ElapsedSeconds: float64(st.Finished.Elapsed), HostsUp: st.Hosts.Up, HostsDown: st.Hosts.Down,
-					HostsTotal: st.Hosts.Total, Exit: st.Finished.Exit, Error: st.Finished.ErrorMsg, Summary: st.Finished.Summary}
-			case "target":
-				var tg nmap.Target
-				if err := dec.DecodeElement(&tg, &t); err == nil && tg.Status == "skipped" {
-					res.Skipped = append(res.Skipped, tg.Specification)
-				}
+		switch ev.Type() {
+		case gosax.EventEOF:
+			return d.eof()
+		case gosax.EventStart:
+			name, attrs := gosax.Name(ev.Bytes)
+			if d.sawEnd {
+				return d.fail("element <%s> after </nmaprun>", name)
 			}
-		case xml.EndElement:
-			if t.Name.Local == "nmaprun" {
-				sawEnd = true
+			d.stack = append(d.stack, intern(name))
+			if err := d.start(name, attrs); err != nil {
+				return err
 			}
+		case gosax.EventEnd:
+			name, _ := gosax.Name(ev.Bytes)
+			if len(d.stack) == 0 || !bytes.Equal(d.stack[len(d.stack)-1], name) {
+				open := "nothing"
+				if len(d.stack) > 0 {
+					open = "<" + string(d.stack[len(d.stack)-1]) + ">"
+				}
+				where := ""
+				if d.inHost {
+					where = fmt.Sprintf(" in host %d", d.seen+1)
+				}
+				return d.fail("malformed XML%s: </%s> closes %s", where, name, open)
+			}
+			d.stack = d.stack[:len(d.stack)-1]
+			d.end(name)
 		}
 	}
 }
 
-func convertHost(nh nmap.Host) Host {
-	h := Host{State: nh.Status.State, Reason: nh.Status.Reason}
-	for _, a := range nh.Addresses {
-		if a.AddrType != "mac" {
-			h.Addresses = append(h.Addresses, a.Addr)
+func (d *decoder) eof() error {
+	switch {
+	case !d.sawRun:
+		return errors.New("decode nmap XML: no <nmaprun> element (nmap printed no XML)")
+	case !d.sawEnd:
+		return fmt.Errorf("decode nmap XML: document ends before </nmaprun> after %d hosts (the scan was cut short)", d.seen)
+	}
+	return nil
+}
+
+// attrs calls fn for each attribute with its unescaped value.
+func eachAttr(b []byte, fn func(key, val []byte)) error {
+	for len(b) > 0 {
+		a, rest, err := gosax.NextAttribute(b)
+		if err != nil {
+			return err
+		}
+		if len(a.Key) == 0 {
+			break
+		}
+		v := a.Value
+		if len(v) >= 2 {
+			v = v[1 : len(v)-1]
+		}
+		if v, err = gosax.Unescape(v); err != nil {
+			return err
+		}
+		fn(a.Key, v)
+		b = rest
+	}
+	return nil
+}
+
+func atoi(b []byte) int {
+	n, _ := strconv.Atoi(string(b))
+	return n
+}
+
+func (d *decoder) parent() string {
+	if len(d.stack) < 2 {
+		return ""
+	}
+	return string(d.stack[len(d.stack)-2])
+}
+
+func (d *decoder) start(name, attrs []byte) error {
+	var err error
+	switch string(name) {
+	case "nmaprun":
+		d.sawRun = true
+		err = eachAttr(attrs, func(k, v []byte) {
+			switch string(k) {
+			case "version":
+				d.res.NmapVersion = string(v)
+			case "args":
+				d.res.Args = string(v)
+			}
+		})
+	case "host":
+		d.inHost = true
+		d.host = &Host{}
+	case "status":
+		if d.host != nil {
+			err = eachAttr(attrs, func(k, v []byte) {
+				switch string(k) {
+				case "state":
+					d.host.State = string(v)
+				case "reason":
+					d.host.Reason = string(v)
+				}
+			})
+		}
+	case "address":
+		if d.host != nil {
+			var addr, typ string
+			err = eachAttr(attrs, func(k, v []byte) {
+				switch string(k) {
+				case "addr":
+					addr = string(v)
+				case "addrtype":
+					typ = string(v)
+				}
+			})
+			if typ != "mac" && addr != "" {
+				d.host.Addresses = append(d.host.Addresses, addr)
+			}
+		}
+	case "hostname":
+		if d.host != nil {
+			err = eachAttr(attrs, func(k, v []byte) {
+				if string(k) == "name" {
+					d.host.Hostnames = append(d.host.Hostnames, string(v))
+				}
+			})
+		}
+	case "port":
+		if d.host != nil {
+			d.port = &Port{}
+			err = eachAttr(attrs, func(k, v []byte) {
+				switch string(k) {
+				case "protocol":
+					d.port.Protocol = string(v)
+				case "portid":
+					d.port.Port = atoi(v)
+				}
+			})
+		}
+	case "state":
+		if d.port != nil {
+			err = eachAttr(attrs, func(k, v []byte) {
+				switch string(k) {
+				case "state":
+					d.port.State = string(v)
+				case "reason":
+					d.port.Reason = string(v)
+				}
+			})
+		}
+	case "service":
+		if d.port != nil {
+			err = eachAttr(attrs, func(k, v []byte) {
+				switch string(k) {
+				case "name":
+					d.port.Service = string(v)
+				case "product":
+					d.port.Product = string(v)
+				case "version":
+					d.port.Version = string(v)
+				case "extrainfo":
+					d.port.ExtraInfo = string(v)
+				}
+			})
+		}
+	case "script":
+		var s Script
+		err = eachAttr(attrs, func(k, v []byte) {
+			switch string(k) {
+			case "id":
+				s.ID = string(v)
+			case "output":
+				s.Output = string(v)
+			}
+		})
+		switch {
+		case d.port != nil:
+			d.port.Scripts = append(d.port.Scripts, s)
+		case d.host != nil && d.parent() == "hostscript":
+			d.host.Scripts = append(d.host.Scripts, s)
+		}
+	case "extraports":
+		if d.host != nil {
+			var pc PortCount
+			err = eachAttr(attrs, func(k, v []byte) {
+				switch string(k) {
+				case "state":
+					pc.State = string(v)
+				case "count":
+					pc.Count = atoi(v)
+				}
+			})
+			d.host.OtherPorts = append(d.host.OtherPorts, pc)
+		}
+	case "osmatch":
+		if d.host != nil {
+			var m OSMatch
+			err = eachAttr(attrs, func(k, v []byte) {
+				switch string(k) {
+				case "name":
+					m.Name = string(v)
+				case "accuracy":
+					m.Accuracy = atoi(v)
+				}
+			})
+			d.host.OS = append(d.host.OS, m)
+		}
+	case "taskprogress":
+		if d.h.Progress != nil {
+			var p Progress
+			err = eachAttr(attrs, func(k, v []byte) {
+				switch string(k) {
+				case "task":
+					p.Task = string(v)
+				case "percent":
+					p.Percent, _ = strconv.ParseFloat(string(v), 64)
+				case "remaining":
+					p.RemainingSeconds = atoi(v)
+				}
+			})
+			if err == nil {
+				d.h.Progress(p)
+			}
+		}
+	case "runstats":
+		d.inRunEnd = true
+	case "finished":
+		if d.inRunEnd {
+			st := &d.res.Stats
+			err = eachAttr(attrs, func(k, v []byte) {
+				switch string(k) {
+				case "elapsed":
+					st.ElapsedSeconds, _ = strconv.ParseFloat(string(v), 64)
+				case "exit":
+					st.Exit = string(v)
+				case "errormsg":
+					st.Error = string(v)
+				case "summary":
+					st.Summary = string(v)
+				}
+			})
+		}
+	case "hosts":
+		if d.inRunEnd {
+			st := &d.res.Stats
+			err = eachAttr(attrs, func(k, v []byte) {
+				switch string(k) {
+				case "up":
+					st.HostsUp = atoi(v)
+				case "down":
+					st.HostsDown = atoi(v)
+				case "total":
+					st.HostsTotal = atoi(v)
+				}
+			})
+		}
+	case "target":
+		var spec, status string
+		err = eachAttr(attrs, func(k, v []byte) {
+			switch string(k) {
+			case "specification":
+				spec = string(v)
+			case "status":
+				status = string(v)
+			}
+		})
+		if status == "skipped" {
+			d.res.Skipped = append(d.res.Skipped, spec)
 		}
 	}
-	for _, n := range nh.Hostnames {
-		h.Hostnames = append(h.Hostnames, n.Name)
+	if err != nil {
+		return d.fail("<%s>: %v", name, err)
 	}
-	for _, p := range nh.Ports {
-		port := Port{Protocol: p.Protocol, Port: int(p.ID), State: p.State.State, Reason: p.State.Reason,
-			Service: p.Service.Name, Product: p.Service.Product, Version: p.Service.Version, ExtraInfo: p.Service.ExtraInfo}
-		for _, s := range p.Scripts {
-			port.Scripts = append(port.Scripts, Script{ID: s.ID, Output: s.Output})
+	return nil
+}
+
+func (d *decoder) end(name []byte) {
+	switch string(name) {
+	case "port":
+		if d.host != nil && d.port != nil {
+			d.host.Ports = append(d.host.Ports, *d.port)
 		}
-		h.Ports = append(h.Ports, port)
+		d.port = nil
+	case "host":
+		if d.host != nil {
+			d.seen++
+			if !d.h.DropHosts {
+				d.res.Hosts = append(d.res.Hosts, *d.host)
+			}
+			if d.h.Host != nil {
+				d.h.Host(*d.host)
+			}
+		}
+		d.host, d.inHost = nil, false
+	case "runstats":
+		d.inRunEnd = false
+	case "nmaprun":
+		d.sawEnd = true
 	}
-	for _, e := range nh.ExtraPorts {
-		h.OtherPorts = append(h.OtherPorts, PortCount{State: e.State, Count: e.Count})
+}
+
+// known holds the element names nmap writes, so the open-element stack
+// needs no allocation for them.
+var known = func() map[string][]byte {
+	m := map[string][]byte{}
+	for _, n := range []string{"nmaprun", "scaninfo", "verbose", "debugging", "host", "status", "address", "hostnames",
+		"hostname", "ports", "extraports", "extrareasons", "port", "state", "service", "cpe", "script", "elem", "table",
+		"times", "os", "osmatch", "osclass", "portused", "hostscript", "taskbegin", "taskprogress", "taskend",
+		"runstats", "finished", "hosts", "target", "distance", "uptime", "tcpsequence", "ipidsequence",
+		"tcptssequence", "trace", "hop", "output", "prescript", "postscript", "owner", "smurf"} {
+		m[n] = []byte(n)
 	}
-	for _, m := range nh.OS.Matches {
-		h.OS = append(h.OS, OSMatch{Name: m.Name, Accuracy: m.Accuracy})
+	return m
+}()
+
+func intern(name []byte) []byte {
+	if n, ok := known[string(name)]; ok {
+		return n
 	}
-	for _, s := range nh.HostScripts {
-		h.Scripts = append(h.Scripts, Script{ID: s.ID, Output: s.Output})
-	}
-	return h
+	return append([]byte(nil), name...)
 }
