@@ -9,6 +9,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/nmap-mcp/nmap-mcp/results"
+	"github.com/nmap-mcp/nmap-mcp/scanner"
 	"github.com/nmap-mcp/nmap-mcp/store"
 )
 
@@ -33,6 +34,36 @@ func listTool() mcp.Tool {
 		}, "scan list")),
 	)
 	return mcp.NewTool("list_scans", opts...)
+}
+
+func cancelTool() mcp.Tool {
+	opts := []mcp.ToolOption{
+		mcp.WithTitleAnnotation("Cancel scan"),
+		mcp.WithReadOnlyHintAnnotation(false),
+		mcp.WithDestructiveHintAnnotation(false),
+		mcp.WithIdempotentHintAnnotation(true),
+		mcp.WithOpenWorldHintAnnotation(false),
+		mcp.WithDescription("Stop a queued or running scan by id; its record keeps the hosts finished so far. Example: {\"id\": \"3f2a9c0b1d4e\"}."),
+		mcp.WithString("id", mcp.Required(), mcp.MinLength(1), mcp.MaxLength(64), mcp.Description("Scan id. Example: 3f2a9c0b1d4e")),
+	}
+	return mcp.NewTool("cancel_scan", opts...)
+}
+
+func (h *handlers) cancel(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	id := req.GetString("id", "")
+	if h.Jobs.Cancel(id) {
+		rec, err := h.Store.Get(ctx, id)
+		if err != nil {
+			return mcp.NewToolResultError(err.Error()), nil
+		}
+		text, _ := scanner.RecordText(rec, h.TextCap)
+		return mcp.NewToolResultText("Cancelled.\n" + text), nil
+	}
+	rec, err := h.Store.Get(ctx, id)
+	if err != nil {
+		return mcp.NewToolResultError(err.Error()), nil
+	}
+	return mcp.NewToolResultError(fmt.Sprintf("scan %s is not running: it is %s", id, rec.Status)), nil
 }
 
 func getTool() mcp.Tool {
@@ -109,6 +140,9 @@ func (h *handlers) list(ctx context.Context, req mcp.CallToolRequest) (*mcp.Call
 
 func (h *handlers) get(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 	id := req.GetString("id", "")
+	if job, ok := h.Jobs.Live(id); ok {
+		return h.liveResult(job, "Scan "+id+" is not finished yet."), nil
+	}
 	rec, err := h.Store.Get(ctx, id)
 	if err != nil {
 		return mcp.NewToolResultError(err.Error()), nil

@@ -9,6 +9,7 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/nmap-mcp/nmap-mcp/jobs"
 	"github.com/nmap-mcp/nmap-mcp/results"
 	"github.com/nmap-mcp/nmap-mcp/scan"
 	"github.com/nmap-mcp/nmap-mcp/scanner"
@@ -39,6 +40,8 @@ func scanTool(sc *scanner.Scanner) mcp.Tool {
 			mcp.Description("Old name of timing; use timing. Example: T4")),
 		mcp.WithInteger("timeout_seconds", mcp.Min(1), mcp.Max(maxT), mcp.DefaultNumber(defT),
 			mcp.Description(fmt.Sprintf("Stop the scan after this many seconds (1-%d). Example: 120", maxT))),
+		mcp.WithBoolean("wait", mcp.DefaultBool(true),
+			mcp.Description("true: return the result. false: return the scan_id at once; poll get_scan. Example: false")),
 		withOutputSchema(scanOutputSchema()),
 	)
 	return mcp.NewTool("nmap_scan", opts...)
@@ -66,6 +69,8 @@ type scanOutput struct {
 	Result          results.Result `json:"result"`
 	Resource        string         `json:"resource"`
 	XMLResource     string         `json:"xml_resource"`
+	ProgressPercent float64        `json:"progress_percent"`
+	ProgressMessage string         `json:"progress_message"`
 }
 
 func scanOutputSchema() map[string]any {
@@ -84,6 +89,8 @@ func scanOutputSchema() map[string]any {
 		"result":           results.Schema(),
 		"resource":         map[string]any{"type": "string", "description": "scan://ID: the full record as JSON"},
 		"xml_resource":     map[string]any{"type": "string", "description": "scan://ID/xml: nmap's raw XML"},
+		"progress_percent": map[string]any{"type": "number", "description": "0-100; 100 when finished"},
+		"progress_message": map[string]any{"type": "string", "description": "latest progress, e.g. queued, position 2"},
 	}, "one scan")
 }
 
@@ -100,6 +107,9 @@ func output(rec *store.Record, capBytes int) scanOutput {
 	}
 	if rec.Result != nil {
 		out.Result = *rec.Result
+	}
+	if store.Finished(rec.Status) {
+		out.ProgressPercent, out.ProgressMessage = 100, rec.Status
 	}
 	out.Result = normalized(out.Result)
 	all := out.Result.Hosts
@@ -125,26 +135,67 @@ func normalized(r results.Result) results.Result {
 }
 
 func (h *handlers) scan(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-	raw, err := json.Marshal(req.GetRawArguments())
+	args := req.GetArguments()
+	wait := true
+	if w, ok := args["wait"].(bool); ok {
+		wait = w
+	}
+	delete(args, "wait")
+	raw, err := json.Marshal(args)
 	if err != nil {
 		return mcp.NewToolResultErrorf("could not read the arguments: %v", err), nil
-	}
-	if string(raw) == "null" {
-		raw = []byte("{}")
 	}
 	sreq, err := scan.DecodeRequest(raw)
 	if err != nil {
 		return refused(err), nil
 	}
-	rep, err := h.Scanner.Run(ctx, sreq, scanner.Observer{})
-	if rep == nil {
-		if err == nil {
-			err = errors.New("no report")
+	if !wait {
+		job, err := h.Jobs.Submit(ctx, sreq, jobs.Listener{}, true)
+		if err != nil {
+			return h.refusal(err), nil
 		}
-		h.Log.Info("scan refused", "err", err)
-		return refused(err), nil
+		return h.liveResult(job, "Scan "+job.Report.ID+" started in the background; poll get_scan with this id, or stop it with cancel_scan."), nil
 	}
+	n := newCallNotifier(ctx, req, h.Delivery)
+	job, err := h.Jobs.Submit(ctx, sreq, n.listener(), false)
+	n.flush()
+	if err != nil {
+		return h.refusal(err), nil
+	}
+	rep := job.Report
 	return h.recordResult(rep.Record, rep.Err != nil), nil
+}
+
+// refusal is the result of a scan that was not admitted.
+func (h *handlers) refusal(err error) *mcp.CallToolResult {
+	var full *jobs.QueueFullError
+	if errors.As(err, &full) {
+		h.Log.Info("scan refused: queue full", "running", full.Running, "waiting", full.Waiting)
+		return mcp.NewToolResultError("Scan refused, nothing was run: " + err.Error())
+	}
+	h.Log.Info("scan refused", "err", err)
+	return refused(err)
+}
+
+// liveResult is the result for a queued or running scan.
+func (h *handlers) liveResult(job *jobs.Job, note string) *mcp.CallToolResult {
+	st := job.Snapshot()
+	rec := *job.Report.Record
+	rec.Status = st.Status
+	if store.Finished(rec.Status) {
+		// Finished between the snapshot and now: the record is final.
+		if final, err := h.Store.Get(context.Background(), rec.ID); err == nil {
+			return h.recordResult(final, false)
+		}
+	}
+	rec.Result = &results.Result{Hosts: st.Hosts, Partial: true}
+	res := h.recordResult(&rec, false)
+	out := res.StructuredContent.(scanOutput)
+	out.ProgressPercent, out.ProgressMessage = st.Percent, st.Message
+	res.StructuredContent = out
+	text := fmt.Sprintf("%s\nStatus: %s, %.0f%% (%s); %d hosts finished so far.\n", note, st.Status, st.Percent, st.Message, len(st.Hosts))
+	res.Content[0] = mcp.NewTextContent(text)
+	return res
 }
 
 // recordResult is the tool result for one scan record: compact text, links
@@ -167,11 +218,11 @@ func refused(err error) *mcp.CallToolResult {
 }
 
 func (h *handlers) version(ctx context.Context, _ mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-	v, err := h.Scanner.Version(ctx)
+	v, err := h.Jobs.Scanner().Version(ctx)
 	if err != nil {
 		return mcp.NewToolResultError(err.Error()), nil
 	}
-	img := h.Scanner.Image()
+	img := h.Jobs.Scanner().Image()
 	lines := []string{
 		v,
 		"Image: " + img.Tag,

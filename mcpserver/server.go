@@ -1,5 +1,6 @@
 // Package mcpserver is the MCP layer: it publishes the tools (nmap_scan,
-// nmap_version, list_scans, get_scan, diff_scans) and the scan resources
+// nmap_version, list_scans, get_scan, diff_scans, cancel_scan) and the scan
+// resources
 // (scan://{id}, scan://{id}/xml) over mcp-go, turns tool arguments into scan
 // requests, and turns every failure into an isError result rather than a
 // crash or a hung call. It is the only package besides cmd that imports
@@ -12,6 +13,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
+	"github.com/nmap-mcp/nmap-mcp/jobs"
 	"github.com/nmap-mcp/nmap-mcp/scanner"
 	"github.com/nmap-mcp/nmap-mcp/store"
 )
@@ -24,10 +26,14 @@ type Info struct {
 
 // Deps are what the MCP layer serves from.
 type Deps struct {
-	Scanner *scanner.Scanner
-	Store   *store.Store
-	Info    Info
-	Log     *slog.Logger
+	Jobs  *jobs.Manager
+	Store *store.Store
+	// Delivery watches the transport's output so that every notification
+	// is written before its call's result (see delivery.go); nil for a
+	// transport it cannot watch.
+	Delivery *Delivery
+	Info     Info
+	Log      *slog.Logger
 	// TextCap bounds each result's text and structured hosts, in bytes
 	// (default scanner.DefaultTextCap).
 	TextCap int
@@ -48,16 +54,19 @@ func New(d Deps) *server.MCPServer {
 		server.WithStrictInputSchemaDefault(),
 		server.WithInputSchemaValidation(),
 		server.WithRecovery(),
+		server.WithLogging(),
 		server.WithResourceRecovery(),
 		server.WithInstructions("Runs Nmap scans in a locked-down container and keeps their history. "+
-			"Call nmap_scan with targets such as 127.0.0.1 or 192.168.1.0/24; list_scans, get_scan and diff_scans read past scans."),
+			"Call nmap_scan with targets such as 127.0.0.1 or 192.168.1.0/24; for long scans pass wait: false and poll get_scan. "+
+			"list_scans, get_scan and diff_scans read past scans; cancel_scan stops one."),
 	)
 	h := &handlers{Deps: d}
-	s.AddTool(scanTool(d.Scanner), h.scan)
+	s.AddTool(scanTool(d.Jobs.Scanner()), h.scan)
 	s.AddTool(versionTool(), h.version)
 	s.AddTool(listTool(), h.list)
 	s.AddTool(getTool(), h.get)
 	s.AddTool(diffTool(), h.diff)
+	s.AddTool(cancelTool(), h.cancel)
 	h.addResources(s)
 	return s
 }

@@ -29,6 +29,7 @@ import (
 // Recorder keeps scan records; *store.Store is one.
 type Recorder interface {
 	Begin(ctx context.Context, r *store.Record) error
+	Start(ctx context.Context, id string, startedAt time.Time) error
 	Finish(ctx context.Context, r *store.Record) error
 }
 
@@ -87,9 +88,10 @@ type Report struct {
 	Parsed    *results.Result
 	DecodeErr error
 	// Record is the scan as stored (also filled when no store is set).
-	Record  *store.Record
-	Started time.Time
-	Ended   time.Time
+	Record   *store.Record
+	Started  time.Time
+	Ended    time.Time
+	admitted bool // recorded as queued by Admit
 }
 
 // Observer is told about a running scan as nmap reports; any field may be nil.
@@ -98,6 +100,9 @@ type Observer struct {
 	Progress func(results.Progress)
 	// Stderr receives nmap's stderr as it arrives.
 	Stderr io.Writer
+	// Lifecycle is told of the container's steps (created, started,
+	// killed, exited, removed) with a detail.
+	Lifecycle func(step, detail string)
 }
 
 // Status is the record status the outcome maps to: done, failed,
@@ -109,7 +114,7 @@ func (r *Report) Status() string {
 		return store.Done
 	case errors.As(r.Err, &te):
 		return store.TimedOut
-	case errors.Is(r.Err, context.Canceled) || errors.Is(r.Err, context.DeadlineExceeded) || (r.Result != nil && r.Result.Canceled):
+	case errors.Is(r.Err, context.Canceled) || (r.Result != nil && r.Result.Canceled):
 		return store.Cancelled
 	default:
 		return store.Failed
@@ -174,6 +179,25 @@ func (s *Scanner) Run(ctx context.Context, req scan.Request, obs Observer) (*Rep
 	return r, s.Execute(ctx, r, obs)
 }
 
+// Admit records a prepared scan as queued, before it waits for a run slot.
+func (s *Scanner) Admit(ctx context.Context, r *Report) error {
+	r.Record.Status = store.Queued
+	if s.cfg.Store != nil {
+		if err := s.cfg.Store.Begin(ctx, r.Record); err != nil {
+			return fmt.Errorf("scan not run, because its record could not be written: %w", err)
+		}
+	}
+	r.admitted = true
+	return nil
+}
+
+// Abandon ends an admitted scan that never ran (it left the queue), with
+// its error in the record.
+func (s *Scanner) Abandon(ctx context.Context, r *Report, err error) {
+	r.Started, r.Ended, r.Err = time.Now(), time.Now(), err
+	s.finishRecord(ctx, r)
+}
+
 // Execute runs a prepared report's scan, decoding nmap's XML as it streams,
 // records it at the start and at the end, and fills in the report. When the
 // start cannot be recorded, nothing runs.
@@ -184,13 +208,20 @@ func (s *Scanner) Execute(ctx context.Context, r *Report, obs Observer) error {
 	r.Started = time.Now()
 	r.Record.StartedAt = r.Started.UTC()
 	if s.cfg.Store != nil {
-		if err := s.cfg.Store.Begin(ctx, r.Record); err != nil {
+		var err error
+		if r.admitted {
+			err = s.cfg.Store.Start(ctx, r.ID, r.Record.StartedAt)
+		} else {
+			err = s.cfg.Store.Begin(ctx, r.Record)
+		}
+		if err != nil {
 			r.Err = fmt.Errorf("scan not run, because its record could not be written: %w", err)
 			r.Ended = time.Now()
 			r.Record.Status, r.Record.Error, r.Record.EndedAt = store.Failed, r.Err.Error(), r.Ended.UTC()
 			return r.Err
 		}
 	}
+	r.Record.Status = store.Running
 	log.Info("scan start", "targets", r.Plan.TargetList(), "addresses", r.Plan.Addresses,
 		"argv", strings.Join(r.Argv, " "), "image", s.image.Tag, "timeout_s", int(r.Plan.Timeout.Seconds()))
 
@@ -216,6 +247,9 @@ func (s *Scanner) Execute(ctx context.Context, r *Report, obs Observer) error {
 		MaxOutput:  s.cfg.MaxOutput,
 		OnEvent: func(ev executor.Event) {
 			log.Debug("container "+ev.Step, "container", shortID(ev.ContainerID), "detail", ev.Detail)
+			if obs.Lifecycle != nil {
+				obs.Lifecycle(ev.Step, ev.Detail)
+			}
 		},
 	})
 	xmlW.Close()
@@ -223,7 +257,7 @@ func (s *Scanner) Execute(ctx context.Context, r *Report, obs Observer) error {
 	r.Ended = time.Now()
 	r.Result, r.Err = res, err
 	r.Parsed, r.DecodeErr = d.res, d.err
-	if err != nil {
+	if err != nil && r.Parsed != nil {
 		r.Parsed.Partial = true
 	}
 	if err == nil && d.err != nil {

@@ -38,8 +38,8 @@ func (s *Store) Pair(ctx context.Context, idA, idB, target string) (*Record, *Re
 		return nil, nil, errors.New("give two scan ids (id_a and id_b), or a target to compare its latest two finished scans")
 	}
 	for _, r := range []*Record{a, b} {
-		if r.Status == Running {
-			return nil, nil, fmt.Errorf("scan %s is still running; compare it when it has finished", r.ID)
+		if !Finished(r.Status) {
+			return nil, nil, fmt.Errorf("scan %s is still %s; compare it when it has finished", r.ID, r.Status)
 		}
 		if r.Result == nil {
 			return nil, nil, fmt.Errorf("scan %s has no result to compare (status %s)", r.ID, r.Status)

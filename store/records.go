@@ -35,9 +35,12 @@ func fromMS(v int64) time.Time {
 	return time.UnixMilli(v).UTC()
 }
 
-// Begin writes a new record with status running, owned by this process.
+// Begin writes a new record owned by this process, with status queued
+// when r.Status is queued and running otherwise.
 func (s *Store) Begin(ctx context.Context, r *Record) error {
-	r.Status = Running
+	if r.Status != Queued {
+		r.Status = Running
+	}
 	r.OwnerPID, r.OwnerHost = os.Getpid(), owner.Host()
 	if r.CreatedAt.IsZero() {
 		r.CreatedAt = time.Now().UTC()
@@ -57,6 +60,15 @@ func (s *Store) Begin(ctx context.Context, r *Record) error {
 		string(limits), r.Client, r.OwnerPID, r.OwnerHost, ms(r.CreatedAt), ms(r.StartedAt))
 	if err != nil {
 		return fmt.Errorf("scan store %s: record scan %s: %w", s.path, r.ID, err)
+	}
+	return nil
+}
+
+// Start marks a queued record running from startedAt.
+func (s *Store) Start(ctx context.Context, id string, startedAt time.Time) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE scans SET status = ?, started_at = ? WHERE id = ?`, Running, ms(startedAt), id)
+	if err != nil {
+		return fmt.Errorf("scan store %s: start scan %s: %w", s.path, id, err)
 	}
 	return nil
 }
@@ -175,8 +187,8 @@ func (s *Store) List(ctx context.Context, f Filter) ([]*Record, error) {
 		args = append(args, f.Status)
 	}
 	if f.Finished {
-		where = append(where, `status != ?`)
-		args = append(args, Running)
+		where = append(where, `status NOT IN (?, ?)`)
+		args = append(args, Queued, Running)
 	}
 	if !f.Since.IsZero() {
 		where = append(where, `created_at >= ?`)

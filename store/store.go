@@ -25,6 +25,7 @@ import (
 
 // Statuses a scan record can have.
 const (
+	Queued      = "queued"
 	Running     = "running"
 	Done        = "done"
 	Failed      = "failed"
@@ -34,11 +35,10 @@ const (
 )
 
 // Statuses lists every status, for validation and schemas.
-var Statuses = []string{Running, Done, Failed, TimedOut, Cancelled, Interrupted}
+var Statuses = []string{Queued, Running, Done, Failed, TimedOut, Cancelled, Interrupted}
 
-// Finished reports whether status is final and the scan produced a result
-// worth comparing (done, or cut short with partial hosts).
-func Finished(status string) bool { return status != Running }
+// Finished reports whether status is final.
+func Finished(status string) bool { return status != Running && status != Queued }
 
 // Limits are the sandbox limits a scan ran under.
 type Limits struct {
@@ -234,7 +234,7 @@ func (s *Store) migrate(ctx context.Context) error {
 
 // markInterrupted closes the records of scans whose server died.
 func (s *Store) markInterrupted(ctx context.Context) error {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, owner_pid, owner_host FROM scans WHERE status = ?`, Running)
+	rows, err := s.db.QueryContext(ctx, `SELECT id, owner_pid, owner_host FROM scans WHERE status IN (?, ?)`, Queued, Running)
 	if err != nil {
 		return fmt.Errorf("scan store %s: find running scans: %w", s.path, err)
 	}
@@ -252,8 +252,8 @@ func (s *Store) markInterrupted(ctx context.Context) error {
 	}
 	rows.Close()
 	for _, id := range dead {
-		if _, err := s.db.ExecContext(ctx, `UPDATE scans SET status = ?, error = ?, ended_at = ? WHERE id = ? AND status = ?`,
-			Interrupted, "the server stopped while this scan ran", time.Now().UnixMilli(), id, Running); err != nil {
+		if _, err := s.db.ExecContext(ctx, `UPDATE scans SET status = ?, error = ?, ended_at = ? WHERE id = ? AND status IN (?, ?)`,
+			Interrupted, "the server stopped while this scan was queued or running", time.Now().UnixMilli(), id, Queued, Running); err != nil {
 			return fmt.Errorf("scan store %s: mark %s interrupted: %w", s.path, id, err)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mark3labs/mcp-go/server"
 
+	"github.com/nmap-mcp/nmap-mcp/jobs"
 	"github.com/nmap-mcp/nmap-mcp/mcpserver"
 )
 
@@ -44,13 +45,23 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv := mcpserver.New(mcpserver.Deps{Scanner: st.scanner, Store: st.store, Log: logger,
+	if s.concurrent < 1 || s.queueSize < 0 || s.queueWait < 0 {
+		return fmt.Errorf("max-concurrent %d, queue-size %d, queue-timeout %d: need at least 1 running scan and no negative bound",
+			s.concurrent, s.queueSize, s.queueWait)
+	}
+	manager := jobs.New(st.scanner, jobs.Config{Concurrency: s.concurrent, QueueSize: s.queueSize,
+		MaxQueueWait: time.Duration(s.queueWait) * time.Second, Log: logger})
+	delivery := mcpserver.NewDelivery()
+	srv := mcpserver.New(mcpserver.Deps{Jobs: manager, Store: st.store, Delivery: delivery, Log: logger,
 		Info: mcpserver.Info{ServerVersion: version, EngineVersion: engineVersion}})
 	stdio := server.NewStdioServer(srv)
 	stdio.SetErrorLogger(log.New(stderr, "nmap-mcp: ", log.LstdFlags))
 	logger.Info("serving MCP on stdio", "image", st.scanner.Image().Tag, "engine", engineVersion, "store", st.store.Path())
-	err = stdio.Listen(ctx, os.Stdin, os.Stdout)
+	err = stdio.Listen(ctx, os.Stdin, delivery.Writer(os.Stdout))
 	wctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	if cerr := manager.Close(wctx); cerr != nil {
+		logger.Warn("some scans did not stop in time", "err", cerr)
+	}
 	if werr := st.scanner.Close(wctx); werr != nil {
 		logger.Warn("some scan containers were not removed; the next start-up sweep will", "err", werr)
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -32,6 +33,9 @@ type settings struct {
 	mirror       string
 	storePath    string
 	maxXML       string
+	concurrent   int
+	queueSize    int
+	queueWait    int
 }
 
 func envOr(name, def string) string {
@@ -56,6 +60,9 @@ func (s *settings) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.logLevel, "log-level", envOr("NMAP_MCP_LOG_LEVEL", "info"), "debug, info, warn or error (env NMAP_MCP_LOG_LEVEL)")
 	fs.StringVar(&s.storePath, "store", envOr("NMAP_MCP_STORE", ""), "scan history database (default $XDG_STATE_HOME/nmap-mcp/scans.db) (env NMAP_MCP_STORE)")
 	fs.StringVar(&s.maxXML, "max-xml", envOr("NMAP_MCP_MAX_XML", "4m"), "raw XML kept per scan in the history, e.g. 4m (env NMAP_MCP_MAX_XML)")
+	fs.IntVar(&s.concurrent, "max-concurrent", int(envFloat("NMAP_MCP_MAX_CONCURRENT", float64(runtime.NumCPU()))), "scans running at once (env NMAP_MCP_MAX_CONCURRENT)")
+	fs.IntVar(&s.queueSize, "queue-size", int(envFloat("NMAP_MCP_QUEUE_SIZE", 32)), "scans that may wait for a slot; more are refused at once (env NMAP_MCP_QUEUE_SIZE)")
+	fs.IntVar(&s.queueWait, "queue-timeout", int(envFloat("NMAP_MCP_QUEUE_TIMEOUT", 600)), "seconds a scan may wait in the queue; 0 for no bound (env NMAP_MCP_QUEUE_TIMEOUT)")
 	fs.StringVar(&s.mirror, "debian-mirror", envOr("NMAP_MCP_DEBIAN_MIRROR", ""), "Debian mirror for making the base image offline (env NMAP_MCP_DEBIAN_MIRROR)")
 }
 
