@@ -88,7 +88,7 @@ type Executor struct {
 	cleanup time.Duration
 
 	mu      sync.Mutex
-	pending map[string]bool // containers whose removal is still under way
+	pending map[string]chan struct{} // containers whose removal is under way, closed when removed
 	wg      sync.WaitGroup
 }
 
@@ -97,7 +97,7 @@ func New(engine Engine, log *slog.Logger) *Executor {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Executor{engine: engine, log: log, cleanup: 30 * time.Second, pending: map[string]bool{}}
+	return &Executor{engine: engine, log: log, cleanup: 30 * time.Second, pending: map[string]chan struct{}{}}
 }
 
 // defaultMaxOutput is the default bound of kept output per stream.
@@ -139,16 +139,16 @@ func (e *Executor) Run(ctx context.Context, job Job) (*Result, error) {
 		res.Stderr, res.DroppedStderr = stderr.result()
 	}()
 
-	created, err := e.engine.ContainerCreate(ctx, job.Config, job.HostConfig, nil, nil, job.Name)
+	// Create, attach and start run to completion even when ctx ends
+	// meanwhile: a call cut short on our side can still land on the
+	// engine's, and a container we did not hear of would leak. ctx is
+	// checked after each step instead.
+	stepCtx, stepCancel := context.WithTimeout(context.WithoutCancel(ctx), e.cleanup)
+	defer stepCancel()
+	created, err := e.engine.ContainerCreate(stepCtx, job.Config, job.HostConfig, nil, nil, job.Name)
 	if err != nil {
 		if cerrdefs.IsNotFound(err) {
 			return res, &ImageError{Image: job.Config.Image, Err: err}
-		}
-		if ctx.Err() != nil {
-			// The create may have landed although the call was cut short.
-			e.removeByName(job.Name)
-			res.Canceled = true
-			return res, fmt.Errorf("scan cancelled while creating its container: %w", ctx.Err())
 		}
 		return res, fmt.Errorf("create container: %w", err)
 	}
@@ -166,7 +166,11 @@ func (e *Executor) Run(ctx context.Context, job Job) (*Result, error) {
 		}
 	}()
 
-	hijack, err := e.engine.ContainerAttach(ctx, id, container.AttachOptions{Stream: true, Stdout: true, Stderr: true})
+	if ctx.Err() != nil {
+		res.Canceled = true
+		return res, fmt.Errorf("scan cancelled before it started: %w", ctx.Err())
+	}
+	hijack, err := e.engine.ContainerAttach(stepCtx, id, container.AttachOptions{Stream: true, Stdout: true, Stderr: true})
 	if err != nil {
 		return res, e.startErr(ctx, res, "attach to container", err)
 	}
@@ -186,7 +190,11 @@ func (e *Executor) Run(ctx context.Context, job Job) (*Result, error) {
 	}()
 	waitC, waitErrC := e.engine.ContainerWait(waitCtx, id, container.WaitConditionNextExit)
 
-	if err := e.engine.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
+	if ctx.Err() != nil {
+		res.Canceled = true
+		return res, fmt.Errorf("scan cancelled before it started: %w", ctx.Err())
+	}
+	if err := e.engine.ContainerStart(stepCtx, id, container.StartOptions{}); err != nil {
 		return res, e.startErr(ctx, res, "start container", err)
 	}
 	res.Started = time.Now()
@@ -330,14 +338,31 @@ func (e *Executor) Pending() []string {
 
 func (e *Executor) track(id string) {
 	e.mu.Lock()
-	e.pending[id] = true
+	e.pending[id] = make(chan struct{})
 	e.mu.Unlock()
 }
 
 func (e *Executor) untrack(id string) {
 	e.mu.Lock()
-	delete(e.pending, id)
+	if ch, ok := e.pending[id]; ok {
+		close(ch)
+		delete(e.pending, id)
+	}
 	e.mu.Unlock()
+}
+
+// closed is a channel that is already closed.
+var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// Removed returns a channel closed once the container is removed (at once
+// when this executor has no removal of it under way).
+func (e *Executor) Removed(id string) <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if ch, ok := e.pending[id]; ok {
+		return ch
+	}
+	return closed
 }
 
 // Reap waits up to d for each container to stop, killing it after that,
@@ -426,12 +451,6 @@ func (e *Executor) remove(id string) {
 	err := e.engine.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
 	if err != nil && !cerrdefs.IsNotFound(err) {
 		e.log.Error("remove container; the next start-up sweep will retry", "container", shortID(id), "err", err)
-	}
-}
-
-func (e *Executor) removeByName(name string) {
-	if name != "" {
-		e.remove(name)
 	}
 }
 

@@ -185,7 +185,20 @@ func (m *Manager) run(ctx context.Context, job *Job, ticket *Ticket, n *notifier
 		logf("warning", "scan %s left the queue: %v", rep.ID, err)
 		return
 	}
-	defer release()
+	// The slot is held until the container is gone, so that no more than
+	// Concurrency containers of ours ever exist at once.
+	defer func() {
+		removed := m.sc.Removed(rep)
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			select {
+			case <-removed:
+			case <-time.After(time.Minute):
+			}
+			release()
+		}()
+	}()
 
 	job.set(store.Running, 0, "starting")
 	logf("info", "scan %s: image %s (%.19s), verified at start-up", rep.ID, rep.Image.Tag, rep.Image.ID)

@@ -62,6 +62,15 @@ func New(exec *executor.Executor, image images.Info, cfg Config) *Scanner {
 	return &Scanner{cfg: cfg, exec: exec, image: image}
 }
 
+// Removed returns a channel closed once the report's container has been
+// removed (at once when it has no container or it is gone already).
+func (s *Scanner) Removed(r *Report) <-chan struct{} {
+	if r.Result == nil || r.Result.ContainerID == "" {
+		return s.exec.Removed("")
+	}
+	return s.exec.Removed(r.Result.ContainerID)
+}
+
 // Close waits until the containers of finished scans are removed, or ctx ends.
 func (s *Scanner) Close(ctx context.Context) error { return s.exec.Wait(ctx) }
 
