@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"time"
 
@@ -18,7 +17,6 @@ import (
 // marked for Delivery, and counts them.
 type callNotifier struct {
 	ctx      context.Context
-	srv      *server.MCPServer
 	token    mcp.ProgressToken // nil: the client asked for no progress
 	call     string
 	sent     uint64
@@ -28,7 +26,7 @@ type callNotifier struct {
 func newCallNotifier(ctx context.Context, req mcp.CallToolRequest, d *Delivery) *callNotifier {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
-	n := &callNotifier{ctx: ctx, srv: server.ServerFromContext(ctx), call: hex.EncodeToString(b[:]), delivery: d}
+	n := &callNotifier{ctx: ctx, call: hex.EncodeToString(b[:]), delivery: d}
 	if req.Params.Meta != nil {
 		n.token = req.Params.Meta.ProgressToken
 	}
@@ -65,30 +63,38 @@ func (n *callNotifier) wantsLog(level mcp.LoggingLevel) bool {
 	return ok && level.ShouldSendTo(session.GetLogLevel())
 }
 
-// send queues one notification, retrying while mcp-go's queue is full, so
-// that none is dropped.
+// send queues one notification on the session, with its Delivery mark in
+// params._meta (mcp-go's SendNotificationToClient drops _meta). It waits
+// up to 2 s for room in mcp-go's queue rather than dropping it.
 func (n *callNotifier) send(method string, params map[string]any) {
-	if n.srv == nil {
+	session := server.ClientSessionFromContext(n.ctx)
+	if session == nil || !session.Initialized() {
 		return
 	}
+	if up, ok := session.(server.SessionWithStreamableHTTPConfig); ok {
+		up.UpgradeToSSEWhenReceiveNotification()
+	}
 	seq := n.sent + 1
-	params["_meta"] = map[string]any{seqKey: fmt.Sprintf("%s:%d", n.call, seq)}
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		err := n.srv.SendNotificationToClient(n.ctx, method, params)
-		if err == nil {
-			n.sent = seq
-			return
-		}
-		if !errors.Is(err, server.ErrNotificationChannelBlocked) || time.Now().After(deadline) {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
+	note := mcp.JSONRPCNotification{
+		JSONRPC: mcp.JSONRPC_VERSION,
+		Notification: mcp.Notification{Method: method, Params: mcp.NotificationParams{
+			Meta:             map[string]any{seqKey: fmt.Sprintf("%s:%d", n.call, seq)},
+			AdditionalFields: params,
+		}},
+	}
+	timer := time.NewTimer(2 * time.Second)
+	defer timer.Stop()
+	select {
+	case session.NotificationChannel() <- note:
+		n.sent = seq
+	case <-timer.C:
 	}
 }
 
-// flush waits until every notification sent has been written.
-func (n *callNotifier) flush() {
-	n.delivery.Wait(n.call, n.sent, 5*time.Second)
+// flush waits until every notification sent has been written; it reports
+// false when that was not seen within 5 s.
+func (n *callNotifier) flush() bool {
+	ok := n.delivery.Wait(n.call, n.sent, 5*time.Second)
 	n.delivery.Forget(n.call)
+	return ok
 }

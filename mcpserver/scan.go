@@ -158,7 +158,9 @@ func (h *handlers) scan(ctx context.Context, req mcp.CallToolRequest) (*mcp.Call
 	}
 	n := newCallNotifier(ctx, req, h.Delivery)
 	job, err := h.Jobs.Submit(ctx, sreq, n.listener(), false)
-	n.flush()
+	if !n.flush() {
+		h.Log.Warn("notifications of a call were not seen written before its result", "sent", n.sent)
+	}
 	if err != nil {
 		return h.refusal(err), nil
 	}
