@@ -294,5 +294,3 @@ func requestTokens(t *testing.T, w *wire) map[string]string {
 	}
 	return out
 }
-
-
