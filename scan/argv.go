@@ -8,9 +8,10 @@ import (
 // StatsEvery is how often nmap reports progress (<taskprogress>).
 const StatsEvery = "2s"
 
-// Privileged reports whether the plan needs raw sockets (SYN and UDP scans),
+// Privileged reports whether the plan needs raw sockets (SYN and UDP scans,
+// OS detection),
 // which nmap only uses as root.
-func (p *Plan) Privileged() bool { return p.Type == SYN || p.Type == UDP }
+func (p *Plan) Privileged() bool { return p.Type == SYN || p.Type == UDP || p.OSDetection }
 
 // Args returns nmap's arguments for the plan, without the program name.
 // Every element before "--" is a fixed flag or a value rendered from a
@@ -43,6 +44,15 @@ func (p *Plan) Args() []string {
 	}
 	if p.SkipHostDiscovery {
 		args = append(args, "-Pn")
+	}
+	if p.OSDetection {
+		args = append(args, "-O")
+	}
+	if len(p.Scripts) > 0 {
+		args = append(args, "--script", strings.Join(p.Scripts, ","))
+	}
+	if len(p.ScriptArgs) > 0 {
+		args = append(args, "--script-args", strings.Join(p.ScriptArgs, ","))
 	}
 	if p.Timing >= 0 {
 		args = append(args, "-T"+strconv.Itoa(p.Timing))

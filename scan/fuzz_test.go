@@ -17,7 +17,7 @@ var flagsWithValue = map[string]*regexp.Regexp{
 
 // fixedFlags are the flags Args may emit on its own.
 var fixedFlags = map[string]bool{
-	"-sT": true, "-sS": true, "-sU": true, "-sn": true, "-6": true, "-sV": true, "-Pn": true,
+	"-sT": true, "-sS": true, "-sU": true, "-sn": true, "-6": true, "-sV": true, "-Pn": true, "-O": true,
 	"-T0": true, "-T1": true, "-T2": true, "-T3": true, "-T4": true, "-T5": true,
 }
 
@@ -62,14 +62,14 @@ func checkArgv(t *testing.T, args []string) {
 // argv has no option that came from user text. Seeds live in
 // testdata/fuzz/FuzzArgs.
 func FuzzArgs(f *testing.F) {
-	f.Add("127.0.0.1", "connect", "", 0, false, false, "", "", 0)
-	f.Add("-iL=/etc/passwd", "syn", "80", 10, true, true, "T4", "", 30)
-	f.Add("127.0.0.1 --script=vuln", "udp", "1-100", 0, false, false, "", "T3", 0)
-	f.Add("::1,fd00::/120", "ping", "", 0, false, false, "-d", "", 600)
-	f.Add("scanme.nmap.org", "connect", "-p-", 65536, false, false, "T5", "T5", 1)
-	f.Fuzz(func(t *testing.T, targets, typ, ports string, top int, sv, pn bool, timing, extra string, timeout int) {
+	f.Add("127.0.0.1", "connect", "", 0, false, false, "", "", 0, false, "", "")
+	f.Add("-iL=/etc/passwd", "syn", "80", 10, true, true, "T4", "", 30, true, "default", "")
+	f.Add("127.0.0.1 --script=vuln", "udp", "1-100", 0, false, false, "", "T3", 0, false, "http-title,safe", "http.useragent=x")
+	f.Add("::1,fd00::/120", "ping", "", 0, false, false, "-d", "", 600, false, "", "")
+	f.Add("scanme.nmap.org", "connect", "-p-", 65536, false, false, "T5", "T5", 1, false, "../x.nse", "a={b},c=/etc/passwd")
+	f.Fuzz(func(t *testing.T, targets, typ, ports string, top int, sv, pn bool, timing, extra string, timeout int, osd bool, scripts, scriptArgs string) {
 		req := Request{Targets: targets, ScanType: typ, Ports: ports, ServiceVersions: sv,
-			SkipHostDiscovery: pn, Timing: timing, ExtraTiming: extra}
+			SkipHostDiscovery: pn, Timing: timing, ExtraTiming: extra, OSDetection: osd, Scripts: scripts, ScriptArgs: scriptArgs}
 		if top != 0 {
 			req.TopPorts = &top
 		}

@@ -35,6 +35,12 @@ type Plan struct {
 	Timing            int // 0..5, or -1 for nmap's default
 	Timeout           time.Duration
 	IPv6              bool
+	OSDetection       bool
+	Scripts           []string // NSE script names or categories
+	ScriptArgs        []string // key=value pairs
+	// Names maps each address that came from a hostname back to it, for
+	// the report (see Pin).
+	Names map[string][]string
 }
 
 // Plan validates r against rules. On failure it returns a *FieldError and no
@@ -79,6 +85,25 @@ func (r Request) Plan(rules Rules) (*Plan, error) {
 	}
 	p.ServiceVersions = r.ServiceVersions
 	p.SkipHostDiscovery = r.SkipHostDiscovery
+	p.OSDetection = r.OSDetection
+	if p.Type == Ping && (r.OSDetection || r.Scripts != "" || r.ScriptArgs != "") {
+		field, v := "os_detection", "true"
+		if r.Scripts != "" {
+			field, v = "scripts", r.Scripts
+		} else if r.ScriptArgs != "" {
+			field, v = "script_args", r.ScriptArgs
+		}
+		return nil, &FieldError{field, v, "needs a port scan; it cannot be used with scan_type ping"}
+	}
+	if p.Scripts, err = parseScripts(r.Scripts); err != nil {
+		return nil, err
+	}
+	if p.ScriptArgs, err = parseScriptArgs(r.ScriptArgs); err != nil {
+		return nil, err
+	}
+	if len(p.ScriptArgs) > 0 && len(p.Scripts) == 0 {
+		return nil, &FieldError{"script_args", r.ScriptArgs, "needs scripts; give the scripts these arguments are for"}
+	}
 
 	if p.Timing, err = parseTiming(r.Timing, r.ExtraTiming); err != nil {
 		return nil, err
@@ -308,4 +333,111 @@ func clip(s string) string {
 		return s[:77] + "..."
 	}
 	return s
+}
+
+// maxScripts bounds how many scripts or categories one request may name.
+const maxScripts = 32
+
+// parseScripts accepts a comma-separated list of NSE script names or
+// categories: lowercase letters, digits and inner hyphens, never a path,
+// a glob or an expression.
+func parseScripts(s string) ([]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	const rule = "must be NSE script names or categories separated by commas, e.g. default,http-title (letters, digits and hyphens only)"
+	items := strings.Split(s, ",")
+	if len(items) > maxScripts {
+		return nil, &FieldError{"scripts", clip(s), fmt.Sprintf("names %d scripts; at most %d are accepted", len(items), maxScripts)}
+	}
+	var out []string
+	for _, it := range items {
+		it = strings.ToLower(strings.TrimSpace(it))
+		if !isNSEName(it) {
+			return nil, &FieldError{"scripts", s, rule}
+		}
+		out = append(out, it)
+	}
+	return out, nil
+}
+
+func isNSEName(s string) bool {
+	if s == "" || len(s) > 64 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// parseScriptArgs accepts comma-separated key=value pairs with a narrow
+// charset: no quotes, braces, slashes or file paths.
+func parseScriptArgs(s string) ([]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	const rule = "must be key=value pairs separated by commas; keys are letters, digits, dots, hyphens and underscores; values are letters, digits and . _ : - @ (no paths, quotes or braces)"
+	items := strings.Split(s, ",")
+	if len(items) > maxScripts {
+		return nil, &FieldError{"script_args", clip(s), fmt.Sprintf("has %d pairs; at most %d are accepted", len(items), maxScripts)}
+	}
+	var out []string
+	for _, it := range items {
+		k, v, ok := strings.Cut(strings.TrimSpace(it), "=")
+		if !ok || !charset(k, "._-", 64) || !charset(v, "._:-@", 128) || k[0] == '-' || strings.Contains(v, "..") {
+			return nil, &FieldError{"script_args", s, rule}
+		}
+		out = append(out, k+"="+v)
+	}
+	return out, nil
+}
+
+// charset reports whether s is 1..n characters of letters, digits and extra.
+func charset(s, extra string, n int) bool {
+	if s == "" || len(s) > n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte(extra, c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// Pin returns a copy of the plan whose hostname targets are replaced by the
+// addresses resolved for them (in the scan's family), with Names mapping
+// each address back to its hostname for the report and Addresses counted
+// again. Hostnames missing from resolved stay as they are.
+func (p *Plan) Pin(resolved map[string][]netip.Addr) (*Plan, error) {
+	out := *p
+	out.Targets = nil
+	out.Addresses = 0
+	out.Names = map[string][]string{}
+	seen := map[string]bool{}
+	add := func(t Target) {
+		if !seen[t.Text] {
+			seen[t.Text] = true
+			out.Targets = append(out.Targets, t)
+			out.Addresses += t.Addresses
+		}
+	}
+	for _, t := range p.Targets {
+		addrs, ok := resolved[t.Text]
+		if t.Kind != "hostname" || !ok {
+			add(t)
+			continue
+		}
+		for _, a := range addrs {
+			text := a.Unmap().String()
+			out.Names[text] = append(out.Names[text], t.Text)
+			add(Target{Text: text, Kind: "ip", Addresses: 1, IPv6: a.Is6() && !a.Is4In6()})
+		}
+	}
+	return &out, nil
 }

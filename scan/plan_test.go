@@ -38,6 +38,8 @@ func TestPlanAccepts(t *testing.T) {
 			[]string{"-sT", "-p", "1", "--", "127.0.0.1"}},
 		{"hostname lowercased", Request{Targets: "ScanMe.Nmap.Org.", Ports: "80"},
 			[]string{"-sT", "-p", "80", "--", "scanme.nmap.org"}},
+		{"os and scripts", Request{Targets: "127.0.0.1", Ports: "80", OSDetection: true, Scripts: "Default, http-title", ScriptArgs: "http.useragent=nmap-mcp"},
+			[]string{"-sT", "-p", "80", "-O", "--script", "default,http-title", "--script-args", "http.useragent=nmap-mcp", "--", "127.0.0.1"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -117,6 +119,13 @@ func TestPlanRefuses(t *testing.T) {
 		{"ping with ports", Request{Targets: "127.0.0.1", ScanType: "ping", Ports: "80"}, "ports", "ping"},
 		{"ping with -sV", Request{Targets: "127.0.0.1", ScanType: "ping", ServiceVersions: true}, "service_versions", "ping"},
 		{"ping with -Pn", Request{Targets: "127.0.0.1", ScanType: "ping", SkipHostDiscovery: true}, "skip_host_discovery", "ping"},
+		{"script path", Request{Targets: "127.0.0.1", Scripts: "../../tmp/x.nse"}, "scripts", "letters, digits and hyphens"},
+		{"script expression", Request{Targets: "127.0.0.1", Scripts: "not intrusive"}, "scripts", "letters, digits and hyphens"},
+		{"script glob", Request{Targets: "127.0.0.1", Scripts: "http-*"}, "scripts", "letters, digits and hyphens"},
+		{"script args path", Request{Targets: "127.0.0.1", Scripts: "http-title", ScriptArgs: "userdb=/etc/passwd"}, "script_args", "no paths"},
+		{"script args braces", Request{Targets: "127.0.0.1", Scripts: "http-title", ScriptArgs: "a={b}"}, "script_args", "no paths"},
+		{"script args alone", Request{Targets: "127.0.0.1", ScriptArgs: "a=b"}, "script_args", "needs scripts"},
+		{"ping with os", Request{Targets: "127.0.0.1", ScanType: "ping", OSDetection: true}, "os_detection", "port scan"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

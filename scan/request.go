@@ -46,6 +46,13 @@ type Request struct {
 	ExtraTiming string `json:"extra_timing,omitempty"`
 	// TimeoutSeconds is the wall-clock limit of the scan container.
 	TimeoutSeconds *int `json:"timeout_seconds,omitempty"`
+	// OSDetection adds OS detection (-O); it needs raw sockets.
+	OSDetection bool `json:"os_detection,omitempty"`
+	// Scripts lists NSE scripts or categories, comma-separated, e.g.
+	// "default,http-title". The deployment's policy decides which may run.
+	Scripts string `json:"scripts,omitempty"`
+	// ScriptArgs are key=value pairs for the scripts, comma-separated.
+	ScriptArgs string `json:"script_args,omitempty"`
 }
 
 // DecodeRequest decodes a JSON object of nmap_scan arguments strictly: an
@@ -73,7 +80,7 @@ func DecodeRequest(data []byte) (Request, error) {
 
 // ParameterNames lists the JSON names Request accepts.
 var ParameterNames = []string{"targets", "scan_type", "ports", "top_ports", "service_versions",
-	"skip_host_discovery", "timing", "extra_timing", "timeout_seconds"}
+	"skip_host_discovery", "timing", "extra_timing", "timeout_seconds", "os_detection", "scripts", "script_args"}
 
 func jsonKind(goKind string) string {
 	switch goKind {
