@@ -128,7 +128,7 @@ var ErrCancelledByRequest = errors.New("cancelled by request (cancel_scan)")
 // and ctx's end cancels it. Validation errors are *scan.FieldError and
 // nothing is recorded.
 func (m *Manager) Submit(ctx context.Context, req scan.Request, l Listener, detach bool) (*Job, error) {
-	rep, err := m.sc.Prepare(req)
+	rep, err := m.sc.Prepare(ctx, req)
 	if err != nil {
 		return nil, err
 	}

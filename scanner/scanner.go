@@ -15,7 +15,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
@@ -33,8 +35,27 @@ type Recorder interface {
 	Finish(ctx context.Context, r *store.Record) error
 }
 
+// Checker is the deployment's policy: it refuses a plan or returns it
+// pinned to vetted addresses; *policy.Policy is one.
+type Checker interface {
+	Check(ctx context.Context, plan *scan.Plan, client string) (*scan.Plan, error)
+}
+
+// Auditor keeps the audit trail: one record when a scan is admitted and
+// one when it ends.
+type Auditor interface {
+	Admitted(ctx context.Context, r *store.Record) error
+	Ended(ctx context.Context, r *store.Record) error
+}
+
 // Config is what a Scanner needs besides the engine.
 type Config struct {
+	// Audit receives every admitted and ended scan; nil keeps no trail.
+	// A scan whose admission cannot be audited does not run.
+	Audit Auditor
+	// Policy checks every plan before it runs; nil allows everything
+	// within the validation rules.
+	Policy  Checker
 	Sandbox sandbox.Options
 	// MaxAddresses bounds addresses per scan after CIDR expansion.
 	MaxAddresses uint64
@@ -52,6 +73,9 @@ type Scanner struct {
 	cfg   Config
 	exec  *executor.Executor
 	image images.Info
+
+	dbMu     sync.Mutex
+	scriptDB map[string][]string
 }
 
 // New returns a scanner that runs image through exec.
@@ -101,6 +125,7 @@ type Report struct {
 	Started  time.Time
 	Ended    time.Time
 	admitted bool // recorded as queued by Admit
+	audited  bool // its admission is in the audit trail
 }
 
 // Observer is told about a running scan as nmap reports; any field may be nil.
@@ -130,12 +155,19 @@ func (r *Report) Status() string {
 	}
 }
 
-// Prepare validates req and describes the scan it would run, without
-// running anything. Validation errors are *scan.FieldError.
-func (s *Scanner) Prepare(req scan.Request) (*Report, error) {
+// Prepare validates req, checks it against the policy (resolving and
+// pinning hostnames), and describes the scan it would run, without running
+// anything. Validation errors are *scan.FieldError; policy refusals come
+// from the Checker.
+func (s *Scanner) Prepare(ctx context.Context, req scan.Request) (*Report, error) {
 	plan, err := req.Plan(s.Rules())
 	if err != nil {
 		return nil, err
+	}
+	if s.cfg.Policy != nil {
+		if plan, err = s.cfg.Policy.Check(ctx, plan, s.client()); err != nil {
+			return nil, err
+		}
 	}
 	id, err := newID()
 	if err != nil {
@@ -148,11 +180,18 @@ func (s *Scanner) Prepare(req scan.Request) (*Report, error) {
 	reqJSON, _ := json.Marshal(req)
 	r.Record = &store.Record{
 		ID: id, Targets: plan.TargetList(), ScanType: string(plan.Type), Request: reqJSON, Argv: r.Argv,
-		ImageID: s.image.ID, ImageTag: s.image.Tag, Client: s.cfg.Client,
+		ImageID: s.image.ID, ImageTag: s.image.Tag, Client: s.client(),
 		Limits: store.Limits{CPUs: opts.Limits.CPUs, MemoryBytes: opts.Limits.Memory, Pids: opts.Limits.Pids,
 			TimeoutSeconds: int(plan.Timeout / time.Second), Network: networkName(opts.Network), Profile: r.Sandbox},
 	}
 	return r, nil
+}
+
+func (s *Scanner) client() string {
+	if s.cfg.Client == "" {
+		return "local"
+	}
+	return s.cfg.Client
 }
 
 func networkName(n string) string {
@@ -181,7 +220,7 @@ func (s *Scanner) sandboxScan(r *Report) sandbox.Scan {
 // report is always returned, and its Err (also returned) says how the scan
 // ended.
 func (s *Scanner) Run(ctx context.Context, req scan.Request, obs Observer) (*Report, error) {
-	r, err := s.Prepare(req)
+	r, err := s.Prepare(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -191,6 +230,9 @@ func (s *Scanner) Run(ctx context.Context, req scan.Request, obs Observer) (*Rep
 // Admit records a prepared scan as queued, before it waits for a run slot.
 func (s *Scanner) Admit(ctx context.Context, r *Report) error {
 	r.Record.Status = store.Queued
+	if err := s.audit(ctx, r); err != nil {
+		return err
+	}
 	if s.cfg.Store != nil {
 		if err := s.cfg.Store.Begin(ctx, r.Record); err != nil {
 			return fmt.Errorf("scan not run, because its record could not be written: %w", err)
@@ -220,7 +262,7 @@ func (s *Scanner) Execute(ctx context.Context, r *Report, obs Observer) error {
 		var err error
 		if r.admitted {
 			err = s.cfg.Store.Start(ctx, r.ID, r.Record.StartedAt)
-		} else {
+		} else if err = s.audit(ctx, r); err == nil {
 			err = s.cfg.Store.Begin(ctx, r.Record)
 		}
 		if err != nil {
@@ -266,6 +308,7 @@ func (s *Scanner) Execute(ctx context.Context, r *Report, obs Observer) error {
 	r.Ended = time.Now()
 	r.Result, r.Err = res, err
 	r.Parsed, r.DecodeErr = d.res, d.err
+	addNames(r.Parsed, r.Plan.Names)
 	if err != nil && r.Parsed != nil {
 		r.Parsed.Partial = true
 	}
@@ -303,11 +346,16 @@ func (s *Scanner) finishRecord(ctx context.Context, r *Report) {
 		rec.RawXML = res.Stdout
 		rec.RawXMLTruncated = res.DroppedStdout > 0
 	}
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if s.cfg.Audit != nil && r.audited {
+		if err := s.cfg.Audit.Ended(fctx, rec); err != nil {
+			s.cfg.Log.Error("could not write the end of a scan to the audit trail", "scan", r.ID, "err", err)
+		}
+	}
 	if s.cfg.Store == nil {
 		return
 	}
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
 	if err := s.cfg.Store.Finish(fctx, rec); err != nil {
 		s.cfg.Log.Error("could not record the end of a scan", "scan", r.ID, "err", err)
 	}
@@ -346,4 +394,91 @@ func shortID(id string) string {
 		return id[:12]
 	}
 	return id
+}
+
+// addNames puts the hostnames the caller asked for back on the hosts that
+// were scanned by their pinned addresses.
+func addNames(res *results.Result, names map[string][]string) {
+	if res == nil || len(names) == 0 {
+		return
+	}
+	for i := range res.Hosts {
+		h := &res.Hosts[i]
+		for _, a := range h.Addresses {
+			for _, n := range names[a] {
+				if !slices.Contains(h.Hostnames, n) {
+					h.Hostnames = append([]string{n}, h.Hostnames...)
+				}
+			}
+		}
+	}
+}
+
+// ScriptCategories reads the NSE script database from the scanner image
+// (run in the sandbox with no network) and returns each script's
+// categories. The result is cached for the scanner's life.
+func (s *Scanner) ScriptCategories(ctx context.Context) (map[string][]string, error) {
+	s.dbMu.Lock()
+	defer s.dbMu.Unlock()
+	if s.scriptDB != nil {
+		return s.scriptDB, nil
+	}
+	opts := s.cfg.Sandbox
+	opts.Network = "none"
+	id, err := newID()
+	if err != nil {
+		return nil, err
+	}
+	cfg, hc := sandbox.Config(opts, sandbox.Scan{ID: id, Image: s.image.Tag, Args: []string{scriptDBPath}})
+	cfg.Entrypoint = []string{"/bin/cat"}
+	res, err := s.exec.Run(ctx, executor.Job{Name: "nmap-mcp-" + id, Config: cfg, HostConfig: hc, Timeout: 30 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("read %s in the scanner image: %w", scriptDBPath, err)
+	}
+	s.scriptDB = ParseScriptDB(string(res.Stdout))
+	return s.scriptDB, nil
+}
+
+// scriptDBPath is nmap's script index inside the image.
+const scriptDBPath = "/usr/share/nmap/scripts/script.db"
+
+// ParseScriptDB reads nmap's script.db lines such as
+// Entry { filename = "http-title.nse", categories = { "default", "discovery", "safe", } }
+func ParseScriptDB(text string) map[string][]string {
+	db := map[string][]string{}
+	for _, line := range strings.Split(text, "\n") {
+		_, rest, ok := strings.Cut(line, `filename = "`)
+		if !ok {
+			continue
+		}
+		file, rest, ok := strings.Cut(rest, `"`)
+		if !ok {
+			continue
+		}
+		_, cats, ok := strings.Cut(rest, "categories = {")
+		if !ok {
+			continue
+		}
+		cats, _, _ = strings.Cut(cats, "}")
+		var list []string
+		for _, c := range strings.Split(cats, ",") {
+			if c = strings.Trim(strings.TrimSpace(c), `"`); c != "" {
+				list = append(list, c)
+			}
+		}
+		db[strings.TrimSuffix(file, ".nse")] = list
+	}
+	return db
+}
+
+// audit writes the admission of r to the audit trail, once.
+func (s *Scanner) audit(ctx context.Context, r *Report) error {
+	if s.cfg.Audit == nil || r.audited {
+		return nil
+	}
+	if err := s.cfg.Audit.Admitted(ctx, r.Record); err != nil {
+		return fmt.Errorf("scan not run, because the audit trail could not be written: %w", err)
+	}
+	r.audited = true
+	return nil
 }

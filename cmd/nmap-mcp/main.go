@@ -22,6 +22,8 @@ Usage:
   nmap-mcp serve [flags]            serve MCP over stdio (for LM Studio, Claude Desktop, ...)
   nmap-mcp scan [flags] TARGETS...  run one sandboxed scan and print the result
   nmap-mcp scans list|show|diff     read the scan history
+  nmap-mcp config init|check FILE   print a commented default config, or validate one
+  nmap-mcp audit verify|tail        check or show the audit trail
   nmap-mcp image build [--no-cache] build the pinned scanner image (and its base, offline if need be)
   nmap-mcp image inspect            show the scanner image: tag, ID, labels, nmap version
   nmap-mcp version                  print the version
@@ -58,6 +60,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdServe(ctx, args[1:], stderr)
 	case "scan":
 		return cmdScan(ctx, args[1:], stdout, stderr)
+	case "config":
+		return cmdConfig(args[1:], stdout, stderr)
+	case "audit":
+		return cmdAudit(ctx, args[1:], stdout, stderr)
 	case "scans":
 		return cmdScans(ctx, args[1:], stdout, stderr)
 	case "reap":

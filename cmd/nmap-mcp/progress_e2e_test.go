@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -226,7 +227,8 @@ func TestNoNotificationAfterResult(t *testing.T) {
 	if testing.Short() {
 		t.Skip("200 scans")
 	}
-	s, w, plog := connectObserved(t, "NMAP_MCP_MAX_CONCURRENT=2")
+	// 200 scans are over the default per-client budget (120 an hour).
+	s, w, plog := connectObserved(t, "NMAP_MCP_MAX_CONCURRENT=2", "NMAP_MCP_CONFIG="+writeConfig(t, "budgets:\n  scans_per_client: 0\n"))
 	port := testkit.TCPListener(t)
 	const calls, parallel = 200, 4
 	var wg sync.WaitGroup
@@ -293,4 +295,14 @@ func requestTokens(t *testing.T, w *wire) map[string]string {
 		}
 	}
 	return out
+}
+
+// writeConfig writes a configuration file for a server under test.
+func writeConfig(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

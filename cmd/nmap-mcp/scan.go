@@ -15,7 +15,9 @@ func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := flag.NewFlagSet("scan", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var s settings
-	s.register(fs)
+	if err := s.register(fs, args); err != nil {
+		return err
+	}
 	var (
 		req      scan.Request
 		topPorts int
@@ -64,7 +66,7 @@ func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			_ = st.scanner.Close(context.WithoutCancel(ctx))
 		}
 	}()
-	rep, err := st.scanner.Prepare(req)
+	rep, err := st.scanner.Prepare(ctx, req)
 	if err != nil {
 		return fmt.Errorf("scan refused, nothing was run: %w", err)
 	}

@@ -20,7 +20,9 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var s settings
-	s.register(fs)
+	if err := s.register(fs, args); err != nil {
+		return err
+	}
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: nmap-mcp serve [flags]\n\nServe MCP over stdio. stdout carries only the protocol; logs go to stderr or --log-file.\n\nFlags:\n")
 		fs.PrintDefaults()

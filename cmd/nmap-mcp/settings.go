@@ -7,12 +7,15 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
 	units "github.com/docker/go-units"
 
+	"github.com/nmap-mcp/nmap-mcp/config"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 	"github.com/nmap-mcp/nmap-mcp/scan"
 	"github.com/nmap-mcp/nmap-mcp/store"
@@ -36,6 +39,38 @@ type settings struct {
 	concurrent   int
 	queueSize    int
 	queueWait    int
+	auditPath    string
+	configPath   string
+
+	// file is the configuration file's content (defaults when none).
+	file config.Config
+}
+
+// loadConfig reads the configuration file named by --config in args, or
+// NMAP_MCP_CONFIG, or the default path if it exists.
+func loadConfig(args []string) (config.Config, string, error) {
+	path, required := "", true
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		for _, p := range []string{"--config=", "-config="} {
+			if v, ok := strings.CutPrefix(a, p); ok {
+				path = v
+			}
+		}
+		if (a == "--config" || a == "-config") && i+1 < len(args) {
+			path = args[i+1]
+		}
+	}
+	if path == "" {
+		path = os.Getenv("NMAP_MCP_CONFIG")
+	}
+	if path == "" {
+		path, required = config.DefaultPath(), false
+	}
+	c, err := config.Load(path, required)
+	return c, path, err
 }
 
 func envOr(name, def string) string {
@@ -45,25 +80,54 @@ func envOr(name, def string) string {
 	return def
 }
 
-// register adds the shared flags to fs, with defaults from the environment.
-func (s *settings) register(fs *flag.FlagSet) {
-	lim := sandbox.DefaultLimits()
-	fs.StringVar(&s.network, "network", envOr("NMAP_MCP_NETWORK", "host"),
+// register reads the configuration file and adds the shared flags to fs,
+// with defaults from the file overridden by the environment.
+func (s *settings) register(fs *flag.FlagSet, args []string) error {
+	file, path, err := loadConfig(args)
+	if err != nil {
+		return err
+	}
+	s.file = file
+	fs.StringVar(&s.configPath, "config", path, "configuration file (env NMAP_MCP_CONFIG)")
+	c := file
+	concurrent := c.Queue.MaxConcurrent
+	if concurrent <= 0 {
+		concurrent = runtime.NumCPU()
+	}
+	fs.StringVar(&s.network, "network", envOr("NMAP_MCP_NETWORK", c.Sandbox.Network),
 		"container network: host, bridge, none or a Docker network name (env NMAP_MCP_NETWORK)")
-	fs.Float64Var(&s.cpus, "cpus", envFloat("NMAP_MCP_CPUS", lim.CPUs), "CPUs per scan container (env NMAP_MCP_CPUS)")
-	fs.StringVar(&s.memory, "memory", envOr("NMAP_MCP_MEMORY", "512m"), "memory per scan container, e.g. 512m or 1g; no swap (env NMAP_MCP_MEMORY)")
-	fs.Int64Var(&s.pids, "pids", int64(envFloat("NMAP_MCP_PIDS", float64(lim.Pids))), "process limit per scan container (env NMAP_MCP_PIDS)")
-	fs.IntVar(&s.timeout, "timeout", int(envFloat("NMAP_MCP_TIMEOUT", lim.Timeout.Seconds())), "default wall clock of a scan in seconds (env NMAP_MCP_TIMEOUT)")
-	fs.IntVar(&s.maxTimeout, "max-timeout", int(envFloat("NMAP_MCP_MAX_TIMEOUT", lim.MaxTimeout.Seconds())), "largest timeout_seconds a caller may ask for, at most 600 (env NMAP_MCP_MAX_TIMEOUT)")
-	fs.Uint64Var(&s.maxAddresses, "max-addresses", uint64(envFloat("NMAP_MCP_MAX_ADDRESSES", float64(scan.DefaultRules().MaxAddresses))), "most addresses per scan after CIDR expansion (env NMAP_MCP_MAX_ADDRESSES)")
-	fs.StringVar(&s.logFile, "log-file", envOr("NMAP_MCP_LOG_FILE", ""), "append logs to this file instead of stderr (env NMAP_MCP_LOG_FILE)")
-	fs.StringVar(&s.logLevel, "log-level", envOr("NMAP_MCP_LOG_LEVEL", "info"), "debug, info, warn or error (env NMAP_MCP_LOG_LEVEL)")
-	fs.StringVar(&s.storePath, "store", envOr("NMAP_MCP_STORE", ""), "scan history database (default $XDG_STATE_HOME/nmap-mcp/scans.db) (env NMAP_MCP_STORE)")
-	fs.StringVar(&s.maxXML, "max-xml", envOr("NMAP_MCP_MAX_XML", "4m"), "raw XML kept per scan in the history, e.g. 4m (env NMAP_MCP_MAX_XML)")
-	fs.IntVar(&s.concurrent, "max-concurrent", int(envFloat("NMAP_MCP_MAX_CONCURRENT", float64(runtime.NumCPU()))), "scans running at once (env NMAP_MCP_MAX_CONCURRENT)")
-	fs.IntVar(&s.queueSize, "queue-size", int(envFloat("NMAP_MCP_QUEUE_SIZE", 32)), "scans that may wait for a slot; more are refused at once (env NMAP_MCP_QUEUE_SIZE)")
-	fs.IntVar(&s.queueWait, "queue-timeout", int(envFloat("NMAP_MCP_QUEUE_TIMEOUT", 600)), "seconds a scan may wait in the queue; 0 for no bound (env NMAP_MCP_QUEUE_TIMEOUT)")
-	fs.StringVar(&s.mirror, "debian-mirror", envOr("NMAP_MCP_DEBIAN_MIRROR", ""), "Debian mirror for making the base image offline (env NMAP_MCP_DEBIAN_MIRROR)")
+	fs.Float64Var(&s.cpus, "cpus", envFloat("NMAP_MCP_CPUS", c.Sandbox.CPUs), "CPUs per scan container (env NMAP_MCP_CPUS)")
+	fs.StringVar(&s.memory, "memory", envOr("NMAP_MCP_MEMORY", c.Sandbox.Memory), "memory per scan container, e.g. 512m or 1g; no swap (env NMAP_MCP_MEMORY)")
+	fs.Int64Var(&s.pids, "pids", int64(envFloat("NMAP_MCP_PIDS", float64(c.Sandbox.Pids))), "process limit per scan container (env NMAP_MCP_PIDS)")
+	fs.IntVar(&s.timeout, "timeout", int(envFloat("NMAP_MCP_TIMEOUT", float64(c.Sandbox.TimeoutSeconds))), "default wall clock of a scan in seconds (env NMAP_MCP_TIMEOUT)")
+	fs.IntVar(&s.maxTimeout, "max-timeout", int(envFloat("NMAP_MCP_MAX_TIMEOUT", float64(c.Sandbox.MaxTimeoutSeconds))), "largest timeout_seconds a caller may ask for, at most 600 (env NMAP_MCP_MAX_TIMEOUT)")
+	fs.Uint64Var(&s.maxAddresses, "max-addresses", uint64(envFloat("NMAP_MCP_MAX_ADDRESSES", float64(c.Budgets.MaxAddressesPerScan))), "most addresses per scan after CIDR expansion (env NMAP_MCP_MAX_ADDRESSES)")
+	fs.StringVar(&s.logFile, "log-file", envOr("NMAP_MCP_LOG_FILE", c.Log.File), "append logs to this file instead of stderr (env NMAP_MCP_LOG_FILE)")
+	fs.StringVar(&s.logLevel, "log-level", envOr("NMAP_MCP_LOG_LEVEL", c.Log.Level), "debug, info, warn or error (env NMAP_MCP_LOG_LEVEL)")
+	fs.StringVar(&s.storePath, "store", envOr("NMAP_MCP_STORE", c.Store.Path), "scan history database (default $XDG_STATE_HOME/nmap-mcp/scans.db) (env NMAP_MCP_STORE)")
+	fs.StringVar(&s.maxXML, "max-xml", envOr("NMAP_MCP_MAX_XML", c.Store.MaxXML), "raw XML kept per scan in the history, e.g. 4m (env NMAP_MCP_MAX_XML)")
+	fs.IntVar(&s.concurrent, "max-concurrent", int(envFloat("NMAP_MCP_MAX_CONCURRENT", float64(concurrent))), "scans running at once (env NMAP_MCP_MAX_CONCURRENT)")
+	fs.IntVar(&s.queueSize, "queue-size", int(envFloat("NMAP_MCP_QUEUE_SIZE", float64(c.Queue.Size))), "scans that may wait for a slot; more are refused at once (env NMAP_MCP_QUEUE_SIZE)")
+	fs.IntVar(&s.queueWait, "queue-timeout", int(envFloat("NMAP_MCP_QUEUE_TIMEOUT", float64(c.Queue.TimeoutSeconds))), "seconds a scan may wait in the queue; 0 for no bound (env NMAP_MCP_QUEUE_TIMEOUT)")
+	fs.StringVar(&s.mirror, "debian-mirror", envOr("NMAP_MCP_DEBIAN_MIRROR", c.Image.DebianMirror), "Debian mirror for making the base image offline (env NMAP_MCP_DEBIAN_MIRROR)")
+	fs.StringVar(&s.auditPath, "audit", envOr("NMAP_MCP_AUDIT", c.Audit.Path), "audit trail (default: audit.jsonl beside the store) (env NMAP_MCP_AUDIT)")
+	return nil
+}
+
+// auditFile is the audit trail's path: as set, or beside the store.
+func (s *settings) auditFile() (string, error) {
+	if s.auditPath != "" {
+		return s.auditPath, nil
+	}
+	dir := filepath.Dir(s.storePath)
+	if s.storePath == "" {
+		p, err := store.DefaultPath()
+		if err != nil {
+			return "", err
+		}
+		dir = filepath.Dir(p)
+	}
+	return filepath.Join(dir, "audit.jsonl"), nil
 }
 
 func envFloat(name string, def float64) float64 {

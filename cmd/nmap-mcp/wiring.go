@@ -7,13 +7,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/docker/docker/client"
 
+	"github.com/nmap-mcp/nmap-mcp/audit"
 	"github.com/nmap-mcp/nmap-mcp/engine"
 	"github.com/nmap-mcp/nmap-mcp/executor"
 	"github.com/nmap-mcp/nmap-mcp/images"
+	"github.com/nmap-mcp/nmap-mcp/policy"
 	"github.com/nmap-mcp/nmap-mcp/scanner"
 	"github.com/nmap-mcp/nmap-mcp/store"
 )
@@ -56,6 +59,15 @@ func bringUp(ctx context.Context, s *settings, log *slog.Logger, stderr io.Write
 		return nil, err
 	}
 	log.Debug("scanner image verified", "tag", img.Tag)
+	trail, interrupted, err := openAudit(s)
+	if err != nil {
+		cli.Close()
+		st.Close()
+		return nil, err
+	}
+	if len(interrupted) > 0 {
+		log.Info("audit: closed scans a previous server left open", "count", len(interrupted))
+	}
 	ex := executor.New(cli, log)
 	if removed, err := ex.Sweep(ctx, sweepAge); err != nil {
 		log.Warn("start-up sweep failed", "err", err)
@@ -63,8 +75,20 @@ func bringUp(ctx context.Context, s *settings, log *slog.Logger, stderr io.Write
 		log.Info("start-up sweep removed orphaned scan containers", "count", len(removed))
 	}
 	log.Debug("start-up sweep done")
-	sc := scanner.New(ex, img, scanner.Config{Sandbox: opts, MaxAddresses: s.maxAddresses, Store: st, Client: "local", Log: log})
-	return &stack{cli: cli, scanner: sc, executor: ex, store: st, close: func() { cli.Close(); st.Close() }}, nil
+	// The policy reads NSE categories from the image through the scanner.
+	var sc *scanner.Scanner
+	pol, err := policy.New(s.file.Policy(), net.DefaultResolver, func(ctx context.Context) (map[string][]string, error) {
+		return sc.ScriptCategories(ctx)
+	})
+	if err != nil {
+		cli.Close()
+		st.Close()
+		trail.Close()
+		return nil, fmt.Errorf("config %s: %w", s.configPath, err)
+	}
+	sc = scanner.New(ex, img, scanner.Config{Sandbox: opts, MaxAddresses: s.maxAddresses, Store: st, Audit: trail,
+		Policy: pol, Client: "local", Log: log})
+	return &stack{cli: cli, scanner: sc, executor: ex, store: st, close: func() { cli.Close(); st.Close(); trail.Close() }}, nil
 }
 
 func newInstance() string {
@@ -82,4 +106,13 @@ func (st *stack) engineVersion(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("ask the engine its version: %w", err)
 	}
 	return ver.Version + " (API " + ver.APIVersion + ")", nil
+}
+
+// openAudit opens the audit trail named by the settings.
+func openAudit(s *settings) (*audit.Log, []string, error) {
+	path, err := s.auditFile()
+	if err != nil {
+		return nil, nil, err
+	}
+	return audit.Open(path)
 }

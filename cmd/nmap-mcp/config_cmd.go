@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/nmap-mcp/nmap-mcp/audit"
+	"github.com/nmap-mcp/nmap-mcp/config"
+	"github.com/nmap-mcp/nmap-mcp/policy"
+)
+
+func cmdConfig(args []string, stdout, stderr io.Writer) error {
+	const usage = "Usage: nmap-mcp config init          print a fully commented default configuration\n       nmap-mcp config check FILE    validate FILE and print the effective settings\n"
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return &exitCode{2}
+	}
+	switch args[0] {
+	case "init":
+		_, err := stdout.Write(config.Init())
+		return err
+	case "check":
+		if len(args) != 2 {
+			fmt.Fprint(stderr, usage)
+			return &exitCode{2}
+		}
+		c, err := config.Load(args[1], true)
+		if err != nil {
+			return err
+		}
+		pol, err := policy.New(c.Policy(), nil, nil)
+		if err != nil {
+			return fmt.Errorf("config file %s: %w", args[1], err)
+		}
+		out, err := c.YAML()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "# %s is valid. Effective settings (before environment variables and flags):\n%s\n# policy\n%s", args[1], out, pol.Describe())
+		return nil
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprintf(stderr, "nmap-mcp: unknown config command %q\n%s", args[0], usage)
+		return &exitCode{2}
+	}
+}
+
+func cmdAudit(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	const usage = "Usage: nmap-mcp audit verify [--audit PATH]   check the hash chain\n       nmap-mcp audit tail [--audit PATH] [-n N]  show the latest records\n"
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(stderr, usage)
+		if len(args) == 0 {
+			return &exitCode{2}
+		}
+		return nil
+	}
+	fs := flag.NewFlagSet("audit "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var s settings
+	if err := s.register(fs, args[1:]); err != nil {
+		return err
+	}
+	n := fs.Int("n", 20, "records to show (tail)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return flagErr(err)
+	}
+	path, err := s.auditFile()
+	if err != nil {
+		return err
+	}
+	switch args[0] {
+	case "verify":
+		count, err := audit.Verify(path)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: %d records, chain intact\n", path, count)
+		return nil
+	case "tail":
+		recs, err := audit.Tail(path, *n)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			fmt.Fprintf(stdout, "%d %s %-11s scan %s client %s", r.Seq, r.Time.Local().Format(time.RFC3339), r.Event, r.ScanID, r.Client)
+			if r.Targets != "" {
+				fmt.Fprintf(stdout, " targets [%s]", r.Targets)
+			}
+			if r.Outcome != "" {
+				fmt.Fprintf(stdout, " outcome %s", r.Outcome)
+			}
+			fmt.Fprintln(stdout)
+		}
+		return nil
+	default:
+		fmt.Fprintf(stderr, "nmap-mcp: unknown audit command %q\n%s", args[0], usage)
+		return &exitCode{2}
+	}
+}
