@@ -192,6 +192,10 @@ func TestBadInputIsRefused(t *testing.T) {
 		{map[string]any{"targets": "127.0.0.1", "ports": "80", "top_ports": 10}, "top_ports"},
 		{map[string]any{"targets": "127.0.0.1", "timeout_seconds": 0}, "timeout_seconds"},
 		{map[string]any{}, "targets"},
+		{map[string]any{"targets": "169.254.169.254"}, "out of scope: it is denied by 169.254.169.254/32"},
+		{map[string]any{"targets": "fd00:ec2::254"}, "scope.deny"},
+		{map[string]any{"targets": "127.0.0.1", "scripts": "vuln"}, `category "vuln" is refused`},
+		{map[string]any{"targets": "127.0.0.1", "scripts": "http-title", "script_args": "userdb=/etc/passwd"}, "script_args"},
 	}
 	for _, c := range cases {
 		res, text := call(t, s, "nmap_scan", c.args)
@@ -275,5 +279,19 @@ func TestHelp(t *testing.T) {
 		if err != nil || len(out) == 0 {
 			t.Errorf("%v: %v\n%s", args, err, out)
 		}
+	}
+}
+
+// A hostname is resolved by the server and the scan pinned to the vetted
+// address; the result still shows the name.
+func TestHostnamePinned(t *testing.T) {
+	s := connect(t)
+	port := testkit.TCPListener(t)
+	res, text := call(t, s, "nmap_scan", map[string]any{"targets": "localhost", "ports": fmt.Sprint(port)})
+	if res.IsError {
+		t.Fatal(text)
+	}
+	if !strings.Contains(text, "-- 127.0.0.1\n") || !strings.Contains(text, "127.0.0.1 (localhost) up") {
+		t.Fatalf("not pinned, or the name is lost:\n%s", text)
 	}
 }
