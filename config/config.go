@@ -32,6 +32,24 @@ type Config struct {
 	Scripts    Scripts    `yaml:"scripts"`
 	Budgets    Budgets    `yaml:"budgets"`
 	Audit      Audit      `yaml:"audit"`
+	HTTP       HTTP       `yaml:"http"`
+}
+
+// HTTP configures `serve --http`.
+type HTTP struct {
+	Addr         string   `yaml:"addr"`
+	TLSCert      string   `yaml:"tls_cert"`
+	TLSKey       string   `yaml:"tls_key"`
+	Origins      []string `yaml:"origins"`
+	Tokens       []Token  `yaml:"tokens"`
+	MaxBody      string   `yaml:"max_body"`
+	GraceSeconds int      `yaml:"grace_seconds"`
+}
+
+// Token is a named bearer token, stored as its SHA-256 (hex).
+type Token struct {
+	Name   string `yaml:"name"`
+	SHA256 string `yaml:"sha256"`
 }
 
 // Sandbox holds the container limits.

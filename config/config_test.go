@@ -58,3 +58,24 @@ func TestLoadOverridesAndStrictness(t *testing.T) {
 		t.Fatal("a missing file that was asked for must be an error")
 	}
 }
+
+func TestAddTokenKeepsComments(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := AddToken(path, Token{Name: "alice", SHA256: strings.Repeat("a", 64)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := AddToken(path, Token{Name: "bob", SHA256: strings.Repeat("b", 64)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := AddToken(path, Token{Name: "bob", SHA256: strings.Repeat("c", 64)}); err == nil {
+		t.Fatal("a second token named bob was accepted")
+	}
+	c, err := Load(path, true)
+	if err != nil || len(c.HTTP.Tokens) != 2 || c.HTTP.Tokens[1].Name != "bob" {
+		t.Fatalf("Load: %v %+v", err, c.HTTP.Tokens)
+	}
+	text, _ := os.ReadFile(path)
+	if !strings.Contains(string(text), "# Deny wins over allow") {
+		t.Fatal("comments were lost")
+	}
+}

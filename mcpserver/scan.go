@@ -10,6 +10,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/nmap-mcp/nmap-mcp/jobs"
+	"github.com/nmap-mcp/nmap-mcp/policy"
 	"github.com/nmap-mcp/nmap-mcp/results"
 	"github.com/nmap-mcp/nmap-mcp/scan"
 	"github.com/nmap-mcp/nmap-mcp/scanner"
@@ -153,6 +154,7 @@ func (h *handlers) scan(ctx context.Context, req mcp.CallToolRequest) (*mcp.Call
 	}
 	sreq, err := scan.DecodeRequest(raw)
 	if err != nil {
+		h.Refused("validation")
 		return refused(err), nil
 	}
 	if !wait {
@@ -176,7 +178,22 @@ func (h *handlers) scan(ctx context.Context, req mcp.CallToolRequest) (*mcp.Call
 
 // refusal is the result of a scan that was not admitted.
 func (h *handlers) refusal(err error) *mcp.CallToolResult {
-	var full *jobs.QueueFullError
+	var (
+		full   *jobs.QueueFullError
+		field  *scan.FieldError
+		scope  *policy.Refusal
+		budget *policy.BudgetError
+	)
+	switch {
+	case errors.As(err, &full):
+		h.Refused("queue_full")
+	case errors.As(err, &field):
+		h.Refused("validation")
+	case errors.As(err, &scope):
+		h.Refused("scope")
+	case errors.As(err, &budget):
+		h.Refused("budget")
+	}
 	if errors.As(err, &full) {
 		h.Log.Info("scan refused: queue full", "running", full.Running, "waiting", full.Waiting)
 		return mcp.NewToolResultError("Scan refused, nothing was run: " + err.Error())

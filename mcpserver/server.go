@@ -37,6 +37,9 @@ type Deps struct {
 	// TextCap bounds each result's text and structured hosts, in bytes
 	// (default scanner.DefaultTextCap).
 	TextCap int
+	// Refused, when set, counts refused calls by reason: validation,
+	// scope, budget or queue_full.
+	Refused func(reason string)
 }
 
 // New returns an MCP server exposing the scanner and the scan history.
@@ -44,6 +47,9 @@ type Deps struct {
 func New(d Deps) *server.MCPServer {
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
+	}
+	if d.Refused == nil {
+		d.Refused = func(string) {}
 	}
 	if d.TextCap <= 0 {
 		d.TextCap = scanner.DefaultTextCap

@@ -48,8 +48,17 @@ type Auditor interface {
 	Ended(ctx context.Context, r *store.Record) error
 }
 
+// Meter counts scans for metrics; any method may be a no-op.
+type Meter interface {
+	ScanStarted(scanType string)
+	ScanFinished(scanType, status string, d time.Duration)
+	ContainerStarted(latency time.Duration)
+}
+
 // Config is what a Scanner needs besides the engine.
 type Config struct {
+	// Meter, when set, is told of scans starting and ending.
+	Meter Meter
 	// Audit receives every admitted and ended scan; nil keeps no trail.
 	// A scan whose admission cannot be audited does not run.
 	Audit Auditor
@@ -165,7 +174,7 @@ func (s *Scanner) Prepare(ctx context.Context, req scan.Request) (*Report, error
 		return nil, err
 	}
 	if s.cfg.Policy != nil {
-		if plan, err = s.cfg.Policy.Check(ctx, plan, s.client()); err != nil {
+		if plan, err = s.cfg.Policy.Check(ctx, plan, s.client(ctx)); err != nil {
 			return nil, err
 		}
 	}
@@ -180,14 +189,25 @@ func (s *Scanner) Prepare(ctx context.Context, req scan.Request) (*Report, error
 	reqJSON, _ := json.Marshal(req)
 	r.Record = &store.Record{
 		ID: id, Targets: plan.TargetList(), ScanType: string(plan.Type), Request: reqJSON, Argv: r.Argv,
-		ImageID: s.image.ID, ImageTag: s.image.Tag, Client: s.client(),
+		ImageID: s.image.ID, ImageTag: s.image.Tag, Client: s.client(ctx),
 		Limits: store.Limits{CPUs: opts.Limits.CPUs, MemoryBytes: opts.Limits.Memory, Pids: opts.Limits.Pids,
 			TimeoutSeconds: int(plan.Timeout / time.Second), Network: networkName(opts.Network), Profile: r.Sandbox},
 	}
 	return r, nil
 }
 
-func (s *Scanner) client() string {
+type clientKey struct{}
+
+// WithClient names the client a scan is run for (e.g. the name of an HTTP
+// bearer token), for records, the audit trail and budgets.
+func WithClient(ctx context.Context, name string) context.Context {
+	return context.WithValue(ctx, clientKey{}, name)
+}
+
+func (s *Scanner) client(ctx context.Context) string {
+	if name, ok := ctx.Value(clientKey{}).(string); ok && name != "" {
+		return name
+	}
 	if s.cfg.Client == "" {
 		return "local"
 	}
@@ -273,6 +293,9 @@ func (s *Scanner) Execute(ctx context.Context, r *Report, obs Observer) error {
 		}
 	}
 	r.Record.Status = store.Running
+	if s.cfg.Meter != nil {
+		s.cfg.Meter.ScanStarted(string(r.Plan.Type))
+	}
 	log.Info("scan start", "targets", r.Plan.TargetList(), "addresses", r.Plan.Addresses,
 		"argv", strings.Join(r.Argv, " "), "image", s.image.Tag, "timeout_s", int(r.Plan.Timeout.Seconds()))
 
@@ -297,6 +320,9 @@ func (s *Scanner) Execute(ctx context.Context, r *Report, obs Observer) error {
 		Stderr:     obs.Stderr,
 		MaxOutput:  s.cfg.MaxOutput,
 		OnEvent: func(ev executor.Event) {
+			if ev.Step == "started" && s.cfg.Meter != nil {
+				s.cfg.Meter.ContainerStarted(ev.At.Sub(r.Started))
+			}
 			log.Debug("container "+ev.Step, "container", shortID(ev.ContainerID), "detail", ev.Detail)
 			if obs.Lifecycle != nil {
 				obs.Lifecycle(ev.Step, ev.Detail)
@@ -317,6 +343,9 @@ func (s *Scanner) Execute(ctx context.Context, r *Report, obs Observer) error {
 		r.Err = fmt.Errorf("nmap's XML output could not be read: %w", d.err)
 	}
 	s.finishRecord(ctx, r)
+	if s.cfg.Meter != nil {
+		s.cfg.Meter.ScanFinished(string(r.Plan.Type), r.Status(), r.Ended.Sub(r.Started))
+	}
 
 	attrs := []any{"targets", r.Plan.TargetList(), "argv", strings.Join(r.Argv, " "),
 		"outcome", r.Status(), "duration_ms", r.Ended.Sub(r.Started).Milliseconds()}

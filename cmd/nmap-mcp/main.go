@@ -20,6 +20,8 @@ const usage = `nmap-mcp runs Nmap scans for LLM clients, each in its own sandbox
 
 Usage:
   nmap-mcp serve [flags]            serve MCP over stdio (for LM Studio, Claude Desktop, ...)
+  nmap-mcp serve --http ADDR        serve MCP streamable HTTP at http://ADDR/mcp
+  nmap-mcp token add NAME           make a bearer token for --http (stored as SHA-256 in the config)
   nmap-mcp scan [flags] TARGETS...  run one sandboxed scan and print the result
   nmap-mcp scans list|show|diff     read the scan history
   nmap-mcp config init|check FILE   print a commented default config, or validate one
@@ -60,6 +62,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdServe(ctx, args[1:], stderr)
 	case "scan":
 		return cmdScan(ctx, args[1:], stdout, stderr)
+	case "token":
+		return cmdToken(args[1:], stdout, stderr)
 	case "config":
 		return cmdConfig(args[1:], stdout, stderr)
 	case "audit":

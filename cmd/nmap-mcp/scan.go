@@ -54,7 +54,7 @@ func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	defer closeLog()
 
-	st, err := bringUp(ctx, &s, logger, stderr)
+	st, err := bringUp(ctx, &s, logger, stderr, nil)
 	if err != nil {
 		return err
 	}

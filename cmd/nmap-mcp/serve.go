@@ -14,6 +14,7 @@ import (
 
 	"github.com/nmap-mcp/nmap-mcp/jobs"
 	"github.com/nmap-mcp/nmap-mcp/mcpserver"
+	"github.com/nmap-mcp/nmap-mcp/metrics"
 )
 
 func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
@@ -23,8 +24,9 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := s.register(fs, args); err != nil {
 		return err
 	}
+	httpAddr := fs.String("http", envOr("NMAP_MCP_HTTP", ""), "serve MCP streamable HTTP at ADDR/mcp instead of stdio, e.g. "+s.file.HTTP.Addr+" (env NMAP_MCP_HTTP)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: nmap-mcp serve [flags]\n\nServe MCP over stdio. stdout carries only the protocol; logs go to stderr or --log-file.\n\nFlags:\n")
+		fmt.Fprintf(stderr, "Usage: nmap-mcp serve [--http ADDR] [flags]\n\nServe MCP over stdio (default; stdout carries only the protocol, logs go to stderr or --log-file),\nor over streamable HTTP with --http (see http in the config file for tokens, origins and TLS).\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -38,7 +40,14 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer closeLog()
-	st, err := bringUp(ctx, &s, logger, stderr)
+	var manager *jobs.Manager
+	meters := metrics.New(func() (int, int) {
+		if manager == nil {
+			return 0, 0
+		}
+		return manager.QueueStats()
+	})
+	st, err := bringUp(ctx, &s, logger, stderr, meters)
 	if err != nil {
 		return err
 	}
@@ -51,11 +60,14 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("max-concurrent %d, queue-size %d, queue-timeout %d: need at least 1 running scan and no negative bound",
 			s.concurrent, s.queueSize, s.queueWait)
 	}
-	manager := jobs.New(st.scanner, jobs.Config{Concurrency: s.concurrent, QueueSize: s.queueSize,
+	manager = jobs.New(st.scanner, jobs.Config{Concurrency: s.concurrent, QueueSize: s.queueSize,
 		MaxQueueWait: time.Duration(s.queueWait) * time.Second, Log: logger})
 	delivery := mcpserver.NewDelivery()
-	srv := mcpserver.New(mcpserver.Deps{Jobs: manager, Store: st.store, Delivery: delivery, Log: logger,
+	srv := mcpserver.New(mcpserver.Deps{Jobs: manager, Store: st.store, Delivery: delivery, Log: logger, Refused: meters.Refused,
 		Info: mcpserver.Info{ServerVersion: version, EngineVersion: engineVersion}})
+	if *httpAddr != "" {
+		return serveHTTP(ctx, &s, *httpAddr, st, manager, srv, delivery, meters, logger)
+	}
 	stdio := server.NewStdioServer(srv)
 	stdio.SetErrorLogger(log.New(stderr, "nmap-mcp: ", log.LstdFlags))
 	logger.Info("serving MCP on stdio", "image", st.scanner.Image().Tag, "engine", engineVersion, "store", st.store.Path())

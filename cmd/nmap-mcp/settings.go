@@ -49,7 +49,15 @@ type settings struct {
 // loadConfig reads the configuration file named by --config in args, or
 // NMAP_MCP_CONFIG, or the default path if it exists.
 func loadConfig(args []string) (config.Config, string, error) {
-	path, required := "", true
+	path, required := configPath(args)
+	c, err := config.Load(path, required)
+	return c, path, err
+}
+
+// configPath finds the configuration file: --config in args, else
+// NMAP_MCP_CONFIG, else the default path (which may be missing).
+func configPath(args []string) (path string, required bool) {
+	required = true
 	for i, a := range args {
 		if a == "--" {
 			break
@@ -69,8 +77,7 @@ func loadConfig(args []string) (config.Config, string, error) {
 	if path == "" {
 		path, required = config.DefaultPath(), false
 	}
-	c, err := config.Load(path, required)
-	return c, path, err
+	return path, required
 }
 
 func envOr(name, def string) string {

@@ -36,7 +36,7 @@ const sweepAge = 15 * time.Minute
 
 // bringUp connects to the engine, ensures the image (building it on first
 // use, saying so on stderr), sweeps orphans and returns a scanner.
-func bringUp(ctx context.Context, s *settings, log *slog.Logger, stderr io.Writer) (*stack, error) {
+func bringUp(ctx context.Context, s *settings, log *slog.Logger, stderr io.Writer, meter scanner.Meter) (*stack, error) {
 	instance := envOr("NMAP_MCP_INSTANCE", newInstance())
 	opts, err := s.sandboxOptions(instance)
 	if err != nil {
@@ -87,7 +87,7 @@ func bringUp(ctx context.Context, s *settings, log *slog.Logger, stderr io.Write
 		return nil, fmt.Errorf("config %s: %w", s.configPath, err)
 	}
 	sc = scanner.New(ex, img, scanner.Config{Sandbox: opts, MaxAddresses: s.maxAddresses, Store: st, Audit: trail,
-		Policy: pol, Client: "local", Log: log})
+		Policy: pol, Client: "local", Meter: meter, Log: log})
 	return &stack{cli: cli, scanner: sc, executor: ex, store: st, close: func() { cli.Close(); st.Close(); trail.Close() }}, nil
 }
 

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	units "github.com/docker/go-units"
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/nmap-mcp/nmap-mcp/httpapi"
+	"github.com/nmap-mcp/nmap-mcp/images"
+	"github.com/nmap-mcp/nmap-mcp/jobs"
+	"github.com/nmap-mcp/nmap-mcp/mcpserver"
+	"github.com/nmap-mcp/nmap-mcp/metrics"
+)
+
+// serveHTTP serves MCP over streamable HTTP until ctx ends (SIGTERM or
+// SIGINT), then drains: new calls get 503, running scans get the grace
+// period, the rest are cancelled (their records say so), and no container
+// is left.
+func serveHTTP(ctx context.Context, s *settings, addr string, st *stack, manager *jobs.Manager, srv *server.MCPServer,
+	delivery *mcpserver.Delivery, meters *metrics.Metrics, log *slog.Logger) error {
+	hc := s.file.HTTP
+	maxBody, err := units.RAMInBytes(hc.MaxBody)
+	if err != nil || maxBody <= 0 {
+		return fmt.Errorf("http.max_body %q: not a size such as 1m", hc.MaxBody)
+	}
+	cfg := httpapi.Config{Addr: addr, TLSCert: hc.TLSCert, TLSKey: hc.TLSKey, Origins: hc.Origins, MaxBody: maxBody}
+	for _, t := range hc.Tokens {
+		cfg.Tokens = append(cfg.Tokens, httpapi.Token{Name: t.Name, SHA256: t.SHA256})
+	}
+	tag := st.scanner.Image().Tag
+	health := func(ctx context.Context) error {
+		if _, err := st.cli.Ping(ctx); err != nil {
+			return fmt.Errorf("docker engine unreachable: %w", err)
+		}
+		if _, err := images.New(st.cli, nil, "").Verify(ctx, tag); err != nil {
+			return err
+		}
+		return nil
+	}
+	front, err := httpapi.New(cfg, httpapi.Deps{MCP: srv, Delivery: delivery, Health: health, Metrics: meters.Handler(),
+		Refused: meters.Refused, Log: log})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- front.Serve(ln) }()
+	log.Info("serving MCP over HTTP", "url", "http://"+ln.Addr().String()+"/mcp", "tokens", len(cfg.Tokens),
+		"image", tag, "store", st.store.Path())
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve http: %w", err)
+	case <-ctx.Done():
+	}
+	grace := time.Duration(hc.GraceSeconds) * time.Second
+	log.Info("shutting down: refusing new calls, waiting for running scans", "grace", grace)
+	front.Drain()
+	deadline := time.Now().Add(grace)
+	for time.Now().Before(deadline) {
+		if r, w := manager.QueueStats(); r == 0 && w == 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := manager.Close(cctx); err != nil {
+		log.Warn("some scans did not stop in time", "err", err)
+	}
+	sctx, scancel := context.WithTimeout(context.Background(), time.Second)
+	_ = front.Shutdown(sctx)
+	scancel()
+	if err := st.scanner.Close(cctx); err != nil {
+		log.Warn("some scan containers were not removed; the next start-up sweep will", "err", err)
+	}
+	log.Info("http server stopped")
+	return nil
+}

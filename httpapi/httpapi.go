@@ -1,0 +1,269 @@
+// Package httpapi serves MCP over streamable HTTP for shared and remote
+// scanners: named bearer tokens (stored as SHA-256 hashes, compared in
+// constant time), an Origin allowlist against DNS rebinding, mcp-go's Host
+// check, a bounded request body, /healthz and /metrics, and a drain on
+// shutdown. The token's name is the client identity for logs, the audit
+// trail and budgets.
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/nmap-mcp/nmap-mcp/mcpserver"
+	"github.com/nmap-mcp/nmap-mcp/scanner"
+)
+
+// Token is a named bearer token as stored: its SHA-256, never the token.
+type Token struct {
+	Name   string `yaml:"name"`
+	SHA256 string `yaml:"sha256"`
+}
+
+// NewToken returns a random token and its stored form.
+func NewToken(name string) (secret string, t Token, err error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", Token{}, fmt.Errorf("make token: %w", err)
+	}
+	secret = "nmcp_" + base64.RawURLEncoding.EncodeToString(b[:])
+	return secret, Token{Name: name, SHA256: HashToken(secret)}, nil
+}
+
+// HashToken is the stored form of a token.
+func HashToken(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
+}
+
+// Config configures the HTTP transport.
+type Config struct {
+	Addr    string   // e.g. 127.0.0.1:8808
+	TLSCert string   // optional certificate file
+	TLSKey  string   // and its key
+	Origins []string // allowed Origin header values; an absent Origin is allowed
+	Tokens  []Token
+	MaxBody int64 // bytes; default 1 MiB
+}
+
+// Validate refuses a non-loopback address without tokens.
+func (c Config) Validate() error {
+	host, _, err := net.SplitHostPort(c.Addr)
+	if err != nil {
+		return fmt.Errorf("http address %q: %w", c.Addr, err)
+	}
+	loopback := host == "localhost"
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		loopback = true
+	}
+	if !loopback && len(c.Tokens) == 0 {
+		return fmt.Errorf("refusing to serve on %s, which is not loopback, without a bearer token: "+
+			"make one with `nmap-mcp token add NAME` (it is stored in the config file), or serve on 127.0.0.1", c.Addr)
+	}
+	for _, t := range c.Tokens {
+		if t.Name == "" || len(t.SHA256) != 64 {
+			return fmt.Errorf("http.tokens: token %q must have a name and a 64-hex-digit sha256", t.Name)
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("http: give both tls_cert and tls_key, or neither")
+	}
+	return nil
+}
+
+// Deps are what the HTTP server serves.
+type Deps struct {
+	MCP      *server.MCPServer
+	Delivery *mcpserver.Delivery
+	// Health says why the server cannot scan, or nil.
+	Health  func(ctx context.Context) error
+	Metrics http.Handler
+	// Refused counts refusals by reason (optional).
+	Refused func(reason string)
+	Log     *slog.Logger
+}
+
+// Server is the HTTP front.
+type Server struct {
+	cfg      Config
+	d        Deps
+	http     *http.Server
+	mcp      *server.StreamableHTTPServer
+	draining atomic.Bool
+}
+
+type clientKey struct{}
+
+// New builds the server; call Serve.
+func New(cfg Config, d Deps) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = 1 << 20
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	if d.Refused == nil {
+		d.Refused = func(string) {}
+	}
+	s := &Server{cfg: cfg, d: d}
+	s.mcp = server.NewStreamableHTTPServer(d.MCP,
+		server.WithEndpointPath("/mcp"),
+		server.WithHeartbeatInterval(30*time.Second),
+		server.WithHTTPContextFunc(func(ctx context.Context, r *http.Request) context.Context {
+			if name, ok := r.Context().Value(clientKey{}).(string); ok {
+				return scanner.WithClient(ctx, name)
+			}
+			return ctx
+		}))
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", s.healthz)
+	if d.Metrics != nil {
+		mux.Handle("/metrics", s.guard(d.Metrics, false))
+	}
+	mux.Handle("/mcp", s.guard(s.observe(s.mcp), true))
+	s.http = &http.Server{Addr: cfg.Addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return s, nil
+}
+
+// Handler is the server's HTTP handler (for tests).
+func (s *Server) Handler() http.Handler { return s.http.Handler }
+
+// Serve serves on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	var err error
+	if s.cfg.TLSCert != "" {
+		err = s.http.ServeTLS(ln, s.cfg.TLSCert, s.cfg.TLSKey)
+	} else {
+		err = s.http.Serve(ln)
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Drain refuses new requests to /mcp with 503 from now on.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+// Shutdown stops the listener and waits for requests until ctx ends, then
+// closes what is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.http.Shutdown(ctx)
+	if err != nil {
+		_ = s.http.Close()
+	}
+	return err
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	if s.d.Health != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		if err := s.d.Health(ctx); err != nil {
+			http.Error(w, "unhealthy: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// guard applies the Origin allowlist, bearer tokens, the drain and (for
+// MCP) the body bound, before anything reaches next.
+func (s *Server) guard(next http.Handler, mcpEndpoint bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if o := r.Header.Get("Origin"); o != "" && !slices.Contains(s.cfg.Origins, o) {
+			s.d.Refused("origin")
+			http.Error(w, fmt.Sprintf("Forbidden: Origin %q is not allowed; add it to http.origins in the config file", o), http.StatusForbidden)
+			return
+		}
+		name, ok := s.authenticate(r)
+		if !ok {
+			s.d.Refused("auth")
+			w.Header().Set("WWW-Authenticate", `Bearer realm="nmap-mcp"`)
+			http.Error(w, "Unauthorized: send Authorization: Bearer <token> (make one with nmap-mcp token add NAME)", http.StatusUnauthorized)
+			return
+		}
+		if mcpEndpoint {
+			if s.draining.Load() {
+				http.Error(w, "Service Unavailable: the server is shutting down", http.StatusServiceUnavailable)
+				return
+			}
+			if r.ContentLength > s.cfg.MaxBody {
+				s.d.Refused("body_too_large")
+				http.Error(w, fmt.Sprintf("Request Entity Too Large: at most %d bytes", s.cfg.MaxBody), http.StatusRequestEntityTooLarge)
+				return
+			}
+			if r.Body != nil {
+				r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
+			}
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clientKey{}, name)))
+	})
+}
+
+// authenticate returns the token's name. With no tokens configured (which
+// Validate allows on loopback only) every caller is "local".
+func (s *Server) authenticate(r *http.Request) (string, bool) {
+	if len(s.cfg.Tokens) == 0 {
+		return "local", true
+	}
+	secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || secret == "" {
+		return "", false
+	}
+	got := []byte(HashToken(strings.TrimSpace(secret)))
+	name, found := "", 0
+	for _, t := range s.cfg.Tokens {
+		// Compare with every token, in constant time, without stopping early.
+		if subtle.ConstantTimeCompare(got, []byte(strings.ToLower(t.SHA256))) == 1 {
+			name, found = t.Name, found+1
+		}
+	}
+	return name, found > 0
+}
+
+// observe lets Delivery see the notifications written to each response,
+// so a call's result waits for them (see mcpserver.Delivery).
+func (s *Server) observe(next http.Handler) http.Handler {
+	if s.d.Delivery == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(&observedWriter{ResponseWriter: w, out: s.d.Delivery.Writer(w)}, r)
+	})
+}
+
+type observedWriter struct {
+	http.ResponseWriter
+	out interface{ Write([]byte) (int, error) }
+}
+
+func (o *observedWriter) Write(p []byte) (int, error) { return o.out.Write(p) }
+
+func (o *observedWriter) Flush() {
+	if f, ok := o.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (o *observedWriter) Unwrap() http.ResponseWriter { return o.ResponseWriter }
