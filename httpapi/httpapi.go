@@ -7,14 +7,17 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -215,6 +218,9 @@ func (s *Server) guard(next http.Handler, mcpEndpoint bool) http.Handler {
 			if r.Body != nil {
 				r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
 			}
+			if s.modernCancel(w, r) {
+				return
+			}
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clientKey{}, name)))
 	})
@@ -267,3 +273,29 @@ func (o *observedWriter) Flush() {
 
 // Unwrap lets http.ResponseController reach the real writer.
 func (o *observedWriter) Unwrap() http.ResponseWriter { return o.ResponseWriter }
+
+// modernCancel answers a protocol 2026-07-28 notifications/cancelled with
+// 202 itself. In that version a request is cancelled by closing its HTTP
+// request, which mcp-go turns into the handler's cancellation; the
+// notification the official Go SDK also sends carries no per-request
+// _meta, which mcp-go v1.2.1 rejects with 400, and the SDK then closes the
+// whole session. It reports whether it answered.
+func (s *Server) modernCancel(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method != http.MethodPost || r.Header.Get("MCP-Protocol-Version") < "2026-07-28" || r.Body == nil {
+		return false
+	}
+	body, err := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if err != nil {
+		return false
+	}
+	var msg struct {
+		ID     any    `json:"id"`
+		Method string `json:"method"`
+	}
+	if json.Unmarshal(body, &msg) != nil || msg.ID != nil || msg.Method != "notifications/cancelled" {
+		return false
+	}
+	w.WriteHeader(http.StatusAccepted)
+	return true
+}
