@@ -19,6 +19,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/nmap-mcp/nmap-mcp/scan"
 )
 
 // DefaultAllow is the built-in allow list: loopback, RFC 1918, ULA, and
@@ -154,18 +156,7 @@ func isHostRule(s string) bool {
 	return true
 }
 
-func isName(s string) bool {
-	if s == "" || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
+func isName(s string) bool { return scan.ValidName(s, 63) }
 
 func (r rule) matchesName(name string) bool {
 	if r.name == "" {

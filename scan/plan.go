@@ -353,7 +353,7 @@ func parseScripts(s string) ([]string, error) {
 	var out []string
 	for _, it := range items {
 		it = strings.ToLower(strings.TrimSpace(it))
-		if !isNSEName(it) {
+		if !ValidName(it, 64) {
 			return nil, &FieldError{"scripts", s, rule}
 		}
 		out = append(out, it)
@@ -361,8 +361,10 @@ func parseScripts(s string) ([]string, error) {
 	return out, nil
 }
 
-func isNSEName(s string) bool {
-	if s == "" || len(s) > 64 || s[0] == '-' || s[len(s)-1] == '-' {
+// ValidName reports whether s is 1..maxLen lowercase letters, digits and
+// inner hyphens: an NSE script or category name, or a hostname label.
+func ValidName(s string, maxLen int) bool {
+	if s == "" || len(s) > maxLen || s[0] == '-' || s[len(s)-1] == '-' {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
