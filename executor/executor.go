@@ -48,6 +48,10 @@ type Job struct {
 	// OnEvent, when set, is told of lifecycle steps (created, started,
 	// exited, removed) as they happen.
 	OnEvent func(Event)
+	// BeforeStart, when set, runs after the container is created and
+	// attached and before it starts; an error removes the container and
+	// ends the run without starting it.
+	BeforeStart func() error
 }
 
 // Event is one lifecycle step of a job's container.
@@ -190,6 +194,11 @@ func (e *Executor) Run(ctx context.Context, job Job) (*Result, error) {
 	}()
 	waitC, waitErrC := e.engine.ContainerWait(waitCtx, id, container.WaitConditionNextExit)
 
+	if job.BeforeStart != nil {
+		if err := job.BeforeStart(); err != nil {
+			return res, err
+		}
+	}
 	if ctx.Err() != nil {
 		res.Canceled = true
 		return res, fmt.Errorf("scan cancelled before it started: %w", ctx.Err())

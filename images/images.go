@@ -119,13 +119,26 @@ func (m *Manager) Tag(base string) string {
 // the pinned upstream image first, then the offline-built one, as an image
 // ID. It returns "" when neither is present.
 func (m *Manager) localBase(ctx context.Context) (string, error) {
-	for _, ref := range []string{PinnedBase, BaseRef} {
-		info, err := m.engine.ImageInspect(ctx, ref)
-		if err == nil {
-			return info.ID, nil
+	refs := []string{PinnedBase, BaseRef}
+	type answer struct {
+		id  string
+		err error
+	}
+	answers := make([]chan answer, len(refs))
+	for i, ref := range refs { // both at once: this is on every start's path
+		answers[i] = make(chan answer, 1)
+		go func() {
+			info, err := m.engine.ImageInspect(ctx, ref)
+			answers[i] <- answer{info.ID, err}
+		}()
+	}
+	for i, ref := range refs {
+		a := <-answers[i]
+		if a.err == nil {
+			return a.id, nil
 		}
-		if !cerrdefs.IsNotFound(err) {
-			return "", fmt.Errorf("inspect base image %s: %w", ref, err)
+		if !cerrdefs.IsNotFound(a.err) {
+			return "", fmt.Errorf("inspect base image %s: %w", ref, a.err)
 		}
 	}
 	return "", nil

@@ -278,21 +278,27 @@ func (s *Scanner) Execute(ctx context.Context, r *Report, obs Observer) error {
 	log := s.cfg.Log.With("scan", r.ID)
 	r.Started = time.Now()
 	r.Record.StartedAt = r.Started.UTC()
-	if s.cfg.Store != nil {
+	r.Record.Status = store.Running
+	// The record and the audit entry are written while the container is
+	// created; it starts only once both are in.
+	recorded := make(chan error, 1)
+	go func() {
 		var err error
-		if r.admitted {
-			err = s.cfg.Store.Start(ctx, r.ID, r.Record.StartedAt)
-		} else if err = s.audit(ctx, r); err == nil {
-			err = s.cfg.Store.Begin(ctx, r.Record)
+		if s.cfg.Store != nil {
+			if r.admitted {
+				err = s.cfg.Store.Start(ctx, r.ID, r.Record.StartedAt)
+			} else if err = s.audit(ctx, r); err == nil {
+				err = s.cfg.Store.Begin(ctx, r.Record)
+			}
+		} else {
+			err = s.audit(ctx, r)
 		}
 		if err != nil {
-			r.Err = fmt.Errorf("scan not run, because its record could not be written: %w", err)
-			r.Ended = time.Now()
-			r.Record.Status, r.Record.Error, r.Record.EndedAt = store.Failed, r.Err.Error(), r.Ended.UTC()
-			return r.Err
+			err = fmt.Errorf("scan not run, because its record could not be written: %w", err)
 		}
-	}
-	r.Record.Status = store.Running
+		recorded <- err
+	}()
+	recordErr := func() error { return <-recorded }
 	if s.cfg.Meter != nil {
 		s.cfg.Meter.ScanStarted(string(r.Plan.Type))
 	}
@@ -319,6 +325,11 @@ func (s *Scanner) Execute(ctx context.Context, r *Report, obs Observer) error {
 		Stdout:     xmlW,
 		Stderr:     obs.Stderr,
 		MaxOutput:  s.cfg.MaxOutput,
+		BeforeStart: func() error {
+			err := recordErr()
+			recordErr = func() error { return err }
+			return err
+		},
 		OnEvent: func(ev executor.Event) {
 			if ev.Step == "started" && s.cfg.Meter != nil {
 				s.cfg.Meter.ContainerStarted(ev.At.Sub(r.Started))
@@ -331,6 +342,13 @@ func (s *Scanner) Execute(ctx context.Context, r *Report, obs Observer) error {
 	})
 	xmlW.Close()
 	d := <-decodedC
+	if rerr := recordErr(); rerr != nil {
+		// Nothing ran: the start could not be recorded.
+		r.Ended = time.Now()
+		r.Result, r.Err = res, rerr
+		r.Record.Status, r.Record.Error, r.Record.EndedAt = store.Failed, rerr.Error(), r.Ended.UTC()
+		return rerr
+	}
 	r.Ended = time.Now()
 	r.Result, r.Err = res, err
 	r.Parsed, r.DecodeErr = d.res, d.err

@@ -54,17 +54,17 @@ func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	defer closeLog()
 
-	st, err := bringUp(ctx, &s, logger, stderr, nil)
+	st, err := bringUp(ctx, &s, logger, stderr, nil, true)
 	if err != nil {
 		return err
 	}
-	defer st.close()
 	// Removals still under way when the result is printed go to a
 	// detached reaper, so the command ends with its output.
 	defer func() {
 		if !handOff(st.executor.Pending()) {
 			_ = st.scanner.Close(context.WithoutCancel(ctx))
 		}
+		st.close()
 	}()
 	rep, err := st.scanner.Prepare(ctx, req)
 	if err != nil {

@@ -47,7 +47,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		return manager.QueueStats()
 	})
-	st, err := bringUp(ctx, &s, logger, stderr, meters)
+	st, err := bringUp(ctx, &s, logger, stderr, meters, false)
 	if err != nil {
 		return err
 	}

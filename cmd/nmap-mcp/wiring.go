@@ -36,45 +36,75 @@ const sweepAge = 15 * time.Minute
 
 // bringUp connects to the engine, ensures the image (building it on first
 // use, saying so on stderr), sweeps orphans and returns a scanner.
-func bringUp(ctx context.Context, s *settings, log *slog.Logger, stderr io.Writer, meter scanner.Meter) (*stack, error) {
+// With sweepAside (the CLI) the start-up sweep runs beside the scan
+// instead of before it; a server sweeps before it serves.
+func bringUp(ctx context.Context, s *settings, log *slog.Logger, stderr io.Writer, meter scanner.Meter, sweepAside bool) (*stack, error) {
 	instance := envOr("NMAP_MCP_INSTANCE", newInstance())
 	opts, err := s.sandboxOptions(instance)
 	if err != nil {
 		return nil, err
 	}
-	st, err := s.openStore(ctx)
-	if err != nil {
-		return nil, err
+	// The history and the audit trail open while the engine answers.
+	type local struct {
+		st          *store.Store
+		trail       *audit.Log
+		interrupted []string
+		err         error
+	}
+	localC := make(chan local, 1)
+	go func() {
+		var l local
+		if l.st, l.err = s.openStore(ctx); l.err == nil {
+			if l.trail, l.interrupted, l.err = openAudit(s); l.err != nil {
+				l.st.Close()
+			}
+		}
+		localC <- l
+	}()
+	closeLocal := func(l local) {
+		if l.err == nil {
+			l.st.Close()
+			l.trail.Close()
+		}
 	}
 	cli, err := engine.Connect(ctx)
 	if err != nil {
-		st.Close()
+		closeLocal(<-localC)
 		return nil, err
 	}
 	log.Debug("engine connected", "host", cli.DaemonHost())
 	img, err := images.New(cli, stderr, s.mirror).Ensure(ctx)
 	if err != nil {
 		cli.Close()
-		st.Close()
+		closeLocal(<-localC)
 		return nil, err
 	}
 	log.Debug("scanner image verified", "tag", img.Tag)
-	trail, interrupted, err := openAudit(s)
-	if err != nil {
+	l := <-localC
+	if l.err != nil {
 		cli.Close()
-		st.Close()
-		return nil, err
+		return nil, l.err
 	}
+	st, trail, interrupted := l.st, l.trail, l.interrupted
 	if len(interrupted) > 0 {
 		log.Info("audit: closed scans a previous server left open", "count", len(interrupted))
 	}
 	ex := executor.New(cli, log)
-	if removed, err := ex.Sweep(ctx, sweepAge); err != nil {
-		log.Warn("start-up sweep failed", "err", err)
-	} else if len(removed) > 0 {
-		log.Info("start-up sweep removed orphaned scan containers", "count", len(removed))
+	swept := make(chan struct{})
+	sweep := func() {
+		defer close(swept)
+		if removed, err := ex.Sweep(ctx, sweepAge); err != nil {
+			log.Warn("start-up sweep failed", "err", err)
+		} else if len(removed) > 0 {
+			log.Info("start-up sweep removed orphaned scan containers", "count", len(removed))
+		}
+		log.Debug("start-up sweep done")
 	}
-	log.Debug("start-up sweep done")
+	if sweepAside {
+		go sweep() // close waits for it
+	} else {
+		sweep()
+	}
 	// The policy reads NSE categories from the image through the scanner.
 	var sc *scanner.Scanner
 	pol, err := policy.New(s.file.Policy(), net.DefaultResolver, func(ctx context.Context) (map[string][]string, error) {
@@ -88,7 +118,14 @@ func bringUp(ctx context.Context, s *settings, log *slog.Logger, stderr io.Write
 	}
 	sc = scanner.New(ex, img, scanner.Config{Sandbox: opts, MaxAddresses: s.maxAddresses, Store: st, Audit: trail,
 		Policy: pol, Client: "local", Meter: meter, Log: log})
-	return &stack{cli: cli, scanner: sc, executor: ex, store: st, close: func() { cli.Close(); st.Close(); trail.Close() }}, nil
+	return &stack{cli: cli, scanner: sc, executor: ex, store: st, close: func() {
+		<-swept
+		// The history and the trail close while the engine client does.
+		done := make(chan struct{})
+		go func() { st.Close(); trail.Close(); close(done) }()
+		cli.Close()
+		<-done
+	}}, nil
 }
 
 func newInstance() string {
