@@ -76,7 +76,8 @@ func serveHTTP(ctx context.Context, s *settings, addr string, st *stack, manager
 	if err := manager.Close(cctx); err != nil {
 		log.Warn("some scans did not stop in time", "err", err)
 	}
-	sctx, scancel := context.WithTimeout(context.Background(), time.Second)
+	// Every call has ended by now; only idle SSE streams remain.
+	sctx, scancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	_ = front.Shutdown(sctx)
 	scancel()
 	if err := st.scanner.Close(cctx); err != nil {
