@@ -66,6 +66,10 @@ type Log struct {
 	mu   sync.Mutex
 	path string
 	f    *os.File
+	// last is the final record and size the file's size when this process
+	// last wrote or read it; another process's append changes the size.
+	last Record
+	size int64
 }
 
 // Open opens (creating) the trail at path and closes the scans of dead
@@ -147,10 +151,17 @@ func (l *Log) Append(r Record) error {
 }
 
 func (l *Log) appendLocked(r Record) error {
-	last, err := lastRecord(l.path)
+	st, err := l.f.Stat()
 	if err != nil {
-		return err
+		return fmt.Errorf("audit trail %s: %w", l.path, err)
 	}
+	if st.Size() != l.size || l.size == 0 {
+		// Someone else appended (or this is the first write): read the tail.
+		if l.last, err = lastRecord(l.path); err != nil {
+			return err
+		}
+	}
+	last := l.last
 	r.Seq, r.Prev = last.Seq+1, last.Hash
 	if r.Time.IsZero() {
 		r.Time = time.Now().UTC()
@@ -169,6 +180,8 @@ func (l *Log) appendLocked(r Record) error {
 	if err := l.f.Sync(); err != nil {
 		return fmt.Errorf("audit trail %s: fsync: %w", l.path, err)
 	}
+	l.last = r
+	l.size = st.Size() + int64(len(line)) + 1
 	return nil
 }
 

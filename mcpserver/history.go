@@ -21,16 +21,16 @@ func listTool() mcp.Tool {
 		mcp.WithString("since", mcp.MaxLength(64), mcp.Description("Only scans started since this RFC 3339 time or this long ago. Example: 24h")),
 		mcp.WithInteger("limit", mcp.Min(1), mcp.Max(200), mcp.DefaultNumber(20), mcp.Description("At most this many scans. Example: 10")),
 		withOutputSchema(results.Object(map[string]any{
-			"scans": map[string]any{"type": "array", "description": "scans, newest first", "items": results.Object(map[string]any{
-				"scan_id":          map[string]any{"type": "string", "description": "scan id"},
-				"status":           map[string]any{"type": "string", "description": "scan status"},
-				"targets":          map[string]any{"type": "string", "description": "targets"},
-				"scan_type":        map[string]any{"type": "string", "description": "scan type"},
-				"started_at":       map[string]any{"type": "string", "description": "RFC 3339 start time"},
-				"duration_seconds": map[string]any{"type": "number", "description": "run time"},
-				"hosts_up":         map[string]any{"type": "integer", "description": "hosts up"},
-				"open_ports":       map[string]any{"type": "integer", "description": "open ports over all hosts"},
-			}, "one scan")},
+			"scans": results.ArraySchema(results.Object(map[string]any{
+				"scan_id":          results.StringSchema("scan id"),
+				"status":           results.StringSchema("scan status"),
+				"targets":          results.StringSchema("targets"),
+				"scan_type":        results.StringSchema("scan type"),
+				"started_at":       results.StringSchema("RFC 3339 start time"),
+				"duration_seconds": results.NumberSchema("run time"),
+				"hosts_up":         results.IntegerSchema("hosts up"),
+				"open_ports":       results.IntegerSchema("open ports over all hosts"),
+			}, "one scan"), "scans, newest first"),
 		}, "scan list")),
 	)
 	return mcp.NewTool("list_scans", opts...)
@@ -82,8 +82,8 @@ func diffTool() mcp.Tool {
 		mcp.WithString("id_b", mcp.MaxLength(64), mcp.Description("Newer scan id. Example: 9b1e7d2c4a60")),
 		mcp.WithString("target", mcp.MaxLength(253), mcp.Description("Compare this target's latest two finished scans. Example: 192.168.1.10")),
 		withOutputSchema(results.Object(map[string]any{
-			"before": map[string]any{"type": "string", "description": "older scan id"},
-			"after":  map[string]any{"type": "string", "description": "newer scan id"},
+			"before": results.StringSchema("older scan id"),
+			"after":  results.StringSchema("newer scan id"),
 			"diff":   results.DiffSchema(),
 		}, "scan comparison")),
 	)
@@ -123,10 +123,7 @@ func (h *handlers) list(ctx context.Context, req mcp.CallToolRequest) (*mcp.Call
 			it.StartedAt = r.StartedAt.Format(time.RFC3339)
 		}
 		if r.Result != nil {
-			it.HostsUp = r.Result.Stats.HostsUp
-			for _, host := range r.Result.Hosts {
-				it.OpenPorts += len(host.OpenPorts())
-			}
+			it.HostsUp, it.OpenPorts = r.Result.Stats.HostsUp, r.Result.OpenPortCount()
 		}
 		items = append(items, it)
 		fmt.Fprintf(&b, "%s %s %s %s [%s] %d up, %d open ports\n", it.ScanID, it.StartedAt, it.Status, it.ScanType, it.Targets, it.HostsUp, it.OpenPorts)

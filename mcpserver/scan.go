@@ -82,22 +82,22 @@ type scanOutput struct {
 
 func scanOutputSchema() map[string]any {
 	return results.Object(map[string]any{
-		"scan_id":          map[string]any{"type": "string", "description": "scan id, for get_scan and diff_scans"},
+		"scan_id":          results.StringSchema("scan id, for get_scan and diff_scans"),
 		"status":           map[string]any{"type": "string", "enum": store.Statuses, "description": "scan status"},
-		"targets":          map[string]any{"type": "string", "description": "targets as passed to nmap"},
-		"scan_type":        map[string]any{"type": "string", "description": "connect, syn, udp or ping"},
-		"command":          map[string]any{"type": "string", "description": "the nmap command run in the sandbox"},
-		"started_at":       map[string]any{"type": "string", "description": "RFC 3339 start time"},
-		"duration_seconds": map[string]any{"type": "number", "description": "run time"},
-		"exit_code":        map[string]any{"type": "integer", "description": "nmap's exit code"},
-		"error":            map[string]any{"type": "string", "description": "why the scan failed or stopped; empty when done"},
-		"truncated":        map[string]any{"type": "boolean", "description": "true when hosts were left out to keep the result small; read resource for all"},
-		"hosts_omitted":    map[string]any{"type": "integer", "description": "hosts left out of result.hosts"},
+		"targets":          results.StringSchema("targets as passed to nmap"),
+		"scan_type":        results.StringSchema("connect, syn, udp or ping"),
+		"command":          results.StringSchema("the nmap command run in the sandbox"),
+		"started_at":       results.StringSchema("RFC 3339 start time"),
+		"duration_seconds": results.NumberSchema("run time"),
+		"exit_code":        results.IntegerSchema("nmap's exit code"),
+		"error":            results.StringSchema("why the scan failed or stopped; empty when done"),
+		"truncated":        results.BooleanSchema("true when hosts were left out to keep the result small; read resource for all"),
+		"hosts_omitted":    results.IntegerSchema("hosts left out of result.hosts"),
 		"result":           results.Schema(),
-		"resource":         map[string]any{"type": "string", "description": "scan://ID: the full record as JSON"},
-		"xml_resource":     map[string]any{"type": "string", "description": "scan://ID/xml: nmap's raw XML"},
-		"progress_percent": map[string]any{"type": "number", "description": "0-100; 100 when finished"},
-		"progress_message": map[string]any{"type": "string", "description": "latest progress, e.g. queued, position 2"},
+		"resource":         results.StringSchema("scan://ID: the full record as JSON"),
+		"xml_resource":     results.StringSchema("scan://ID/xml: nmap's raw XML"),
+		"progress_percent": results.NumberSchema("0-100; 100 when finished"),
+		"progress_message": results.StringSchema("latest progress, e.g. queued, position 2"),
 	}, "one scan")
 }
 
@@ -118,7 +118,7 @@ func output(rec *store.Record, capBytes int) scanOutput {
 	if store.Finished(rec.Status) {
 		out.ProgressPercent, out.ProgressMessage = 100, rec.Status
 	}
-	out.Result = normalized(out.Result)
+	out.Result.Normalize()
 	all := out.Result.Hosts
 	size := 0
 	for i, h := range all {
@@ -131,14 +131,6 @@ func output(rec *store.Record, capBytes int) scanOutput {
 		}
 	}
 	return out
-}
-
-// normalized returns r with no nil slices, by a JSON round trip through
-// the decoder's normalisation.
-func normalized(r results.Result) results.Result {
-	b, _ := json.Marshal(r)
-	n, _ := results.FromJSON(b)
-	return n
 }
 
 func (h *handlers) scan(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
@@ -184,21 +176,19 @@ func (h *handlers) refusal(err error) *mcp.CallToolResult {
 		scope  *policy.Refusal
 		budget *policy.BudgetError
 	)
+	reason := "other"
 	switch {
 	case errors.As(err, &full):
-		h.Refused("queue_full")
+		reason = "queue_full"
 	case errors.As(err, &field):
-		h.Refused("validation")
+		reason = "validation"
 	case errors.As(err, &scope):
-		h.Refused("scope")
+		reason = "scope"
 	case errors.As(err, &budget):
-		h.Refused("budget")
+		reason = "budget"
 	}
-	if errors.As(err, &full) {
-		h.Log.Info("scan refused: queue full", "running", full.Running, "waiting", full.Waiting)
-		return mcp.NewToolResultError("Scan refused, nothing was run: " + err.Error())
-	}
-	h.Log.Info("scan refused", "err", err)
+	h.Refused(reason)
+	h.Log.Info("scan refused", "reason", reason, "err", err)
 	return refused(err)
 }
 

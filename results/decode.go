@@ -30,7 +30,7 @@ const readBuffer = 256 << 10
 func Decode(r io.Reader, h Handlers) (*Result, error) {
 	d := &decoder{h: h, res: &Result{}}
 	err := d.run(r)
-	d.res.normalize()
+	d.res.Normalize()
 	if err != nil {
 		d.res.Partial = true
 	}
@@ -350,6 +350,7 @@ func (d *decoder) end(name []byte) {
 		d.port = nil
 	case "host":
 		if d.host != nil {
+			d.host.normalize()
 			d.seen++
 			if !d.h.DropHosts {
 				d.res.Hosts = append(d.res.Hosts, *d.host)

@@ -121,34 +121,42 @@ func (h Host) Name() string {
 	return name
 }
 
-// normalize replaces nil slices with empty ones, so JSON never has null
-// where the schema says array.
-func (r *Result) normalize() {
-	if r.Hosts == nil {
-		r.Hosts = []Host{}
-	}
-	if r.Skipped == nil {
-		r.Skipped = []string{}
-	}
+// Normalize replaces nil slices with empty ones, so JSON never has null
+// where the schema says array. It writes nothing when there is nothing to
+// replace, so it is safe on results that are already normal.
+func (r *Result) Normalize() {
+	fill(&r.Hosts)
+	fill(&r.Skipped)
 	for i := range r.Hosts {
-		h := &r.Hosts[i]
-		h.Addresses = nonNil(h.Addresses)
-		h.Hostnames = nonNil(h.Hostnames)
-		h.Ports = nonNil(h.Ports)
-		h.OtherPorts = nonNil(h.OtherPorts)
-		h.OS = nonNil(h.OS)
-		h.Scripts = nonNil(h.Scripts)
-		for j := range h.Ports {
-			h.Ports[j].Scripts = nonNil(h.Ports[j].Scripts)
-		}
+		r.Hosts[i].normalize()
 	}
 }
 
-func nonNil[T any](s []T) []T {
-	if s == nil {
-		return []T{}
+func (h *Host) normalize() {
+	fill(&h.Addresses)
+	fill(&h.Hostnames)
+	fill(&h.Ports)
+	fill(&h.OtherPorts)
+	fill(&h.OS)
+	fill(&h.Scripts)
+	for j := range h.Ports {
+		fill(&h.Ports[j].Scripts)
 	}
-	return s
+}
+
+func fill[T any](s *[]T) {
+	if *s == nil {
+		*s = []T{}
+	}
+}
+
+// OpenPortCount is the number of open ports over all hosts.
+func (r *Result) OpenPortCount() int {
+	n := 0
+	for _, h := range r.Hosts {
+		n += len(h.OpenPorts())
+	}
+	return n
 }
 
 // FromJSON decodes a Result from JSON, with no nil slices.
@@ -157,6 +165,6 @@ func FromJSON(b []byte) (Result, error) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		return Result{}, fmt.Errorf("decode result JSON: %w", err)
 	}
-	r.normalize()
+	r.Normalize()
 	return r, nil
 }

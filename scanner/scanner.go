@@ -250,13 +250,8 @@ func (s *Scanner) Run(ctx context.Context, req scan.Request, obs Observer) (*Rep
 // Admit records a prepared scan as queued, before it waits for a run slot.
 func (s *Scanner) Admit(ctx context.Context, r *Report) error {
 	r.Record.Status = store.Queued
-	if err := s.audit(ctx, r); err != nil {
+	if err := s.recordStart(ctx, r); err != nil {
 		return err
-	}
-	if s.cfg.Store != nil {
-		if err := s.cfg.Store.Begin(ctx, r.Record); err != nil {
-			return fmt.Errorf("scan not run, because its record could not be written: %w", err)
-		}
 	}
 	r.admitted = true
 	return nil
@@ -282,26 +277,8 @@ func (s *Scanner) Execute(ctx context.Context, r *Report, obs Observer) error {
 	// The record and the audit entry are written while the container is
 	// created; it starts only once both are in.
 	recorded := make(chan error, 1)
-	go func() {
-		var err error
-		if s.cfg.Store != nil {
-			if r.admitted {
-				err = s.cfg.Store.Start(ctx, r.ID, r.Record.StartedAt)
-			} else if err = s.audit(ctx, r); err == nil {
-				err = s.cfg.Store.Begin(ctx, r.Record)
-			}
-		} else {
-			err = s.audit(ctx, r)
-		}
-		if err != nil {
-			err = fmt.Errorf("scan not run, because its record could not be written: %w", err)
-		}
-		recorded <- err
-	}()
-	recordErr := func() error { return <-recorded }
-	if s.cfg.Meter != nil {
-		s.cfg.Meter.ScanStarted(string(r.Plan.Type))
-	}
+	go func() { recorded <- s.recordStart(ctx, r) }()
+	recordErr := sync.OnceValue(func() error { return <-recorded })
 	log.Info("scan start", "targets", r.Plan.TargetList(), "addresses", r.Plan.Addresses,
 		"argv", strings.Join(r.Argv, " "), "image", s.image.Tag, "timeout_s", int(r.Plan.Timeout.Seconds()))
 
@@ -318,20 +295,17 @@ func (s *Scanner) Execute(ctx context.Context, r *Report, obs Observer) error {
 		decodedC <- decoded{res, err}
 	}()
 	res, err := s.exec.Run(ctx, executor.Job{
-		Name:       "nmap-mcp-" + r.ID,
-		Config:     cfg,
-		HostConfig: hc,
-		Timeout:    r.Plan.Timeout,
-		Stdout:     xmlW,
-		Stderr:     obs.Stderr,
-		MaxOutput:  s.cfg.MaxOutput,
-		BeforeStart: func() error {
-			err := recordErr()
-			recordErr = func() error { return err }
-			return err
-		},
+		Name:        "nmap-mcp-" + r.ID,
+		Config:      cfg,
+		HostConfig:  hc,
+		Timeout:     r.Plan.Timeout,
+		Stdout:      xmlW,
+		Stderr:      obs.Stderr,
+		MaxOutput:   s.cfg.MaxOutput,
+		BeforeStart: recordErr,
 		OnEvent: func(ev executor.Event) {
 			if ev.Step == "started" && s.cfg.Meter != nil {
+				s.cfg.Meter.ScanStarted(string(r.Plan.Type))
 				s.cfg.Meter.ContainerStarted(ev.At.Sub(r.Started))
 			}
 			log.Debug("container "+ev.Step, "container", shortID(ev.ContainerID), "detail", ev.Detail)
@@ -411,19 +385,11 @@ func (s *Scanner) finishRecord(ctx context.Context, r *Report) {
 // Version runs "nmap --version" in the sandbox, with no network, and
 // returns its first line.
 func (s *Scanner) Version(ctx context.Context) (string, error) {
-	opts := s.cfg.Sandbox
-	opts.Network = "none"
-	opts.Limits.Timeout = 30 * time.Second
-	id, err := newID()
-	if err != nil {
-		return "", err
-	}
-	cfg, hc := sandbox.Config(opts, sandbox.Scan{ID: id, Image: s.image.Tag, Args: []string{"--version"}})
-	res, err := s.exec.Run(ctx, executor.Job{Name: "nmap-mcp-" + id, Config: cfg, HostConfig: hc, Timeout: 30 * time.Second})
+	out, err := s.runQuiet(ctx, nil, "--version")
 	if err != nil {
 		return "", fmt.Errorf("run nmap --version in the sandbox: %w", err)
 	}
-	out := strings.TrimSpace(string(res.Stdout))
+	out = strings.TrimSpace(out)
 	line, _, _ := strings.Cut(out, "\n")
 	return line, nil
 }
@@ -470,20 +436,34 @@ func (s *Scanner) ScriptCategories(ctx context.Context) (map[string][]string, er
 	if s.scriptDB != nil {
 		return s.scriptDB, nil
 	}
-	opts := s.cfg.Sandbox
-	opts.Network = "none"
-	id, err := newID()
-	if err != nil {
-		return nil, err
-	}
-	cfg, hc := sandbox.Config(opts, sandbox.Scan{ID: id, Image: s.image.Tag, Args: []string{scriptDBPath}})
-	cfg.Entrypoint = []string{"/bin/cat"}
-	res, err := s.exec.Run(ctx, executor.Job{Name: "nmap-mcp-" + id, Config: cfg, HostConfig: hc, Timeout: 30 * time.Second})
+	out, err := s.runQuiet(ctx, []string{"/bin/cat"}, scriptDBPath)
 	if err != nil {
 		return nil, fmt.Errorf("read %s in the scanner image: %w", scriptDBPath, err)
 	}
-	s.scriptDB = ParseScriptDB(string(res.Stdout))
+	s.scriptDB = ParseScriptDB(out)
 	return s.scriptDB, nil
+}
+
+// runQuiet runs a short command in the unprivileged sandbox with no
+// network (entrypoint nil: nmap) and returns its stdout.
+func (s *Scanner) runQuiet(ctx context.Context, entrypoint []string, args ...string) (string, error) {
+	const limit = 30 * time.Second
+	opts := s.cfg.Sandbox
+	opts.Network = "none"
+	opts.Limits.Timeout = limit
+	id, err := newID()
+	if err != nil {
+		return "", err
+	}
+	cfg, hc := sandbox.Config(opts, sandbox.Scan{ID: id, Image: s.image.Tag, Args: args})
+	if entrypoint != nil {
+		cfg.Entrypoint = entrypoint
+	}
+	res, err := s.exec.Run(ctx, executor.Job{Name: "nmap-mcp-" + id, Config: cfg, HostConfig: hc, Timeout: limit})
+	if err != nil {
+		return "", err
+	}
+	return string(res.Stdout), nil
 }
 
 // scriptDBPath is nmap's script index inside the image.
@@ -527,5 +507,27 @@ func (s *Scanner) audit(ctx context.Context, r *Report) error {
 		return fmt.Errorf("scan not run, because the audit trail could not be written: %w", err)
 	}
 	r.audited = true
+	return nil
+}
+
+// recordStart writes a scan's start: the audit admission and a new record,
+// or, for a scan admitted earlier, the record's move to running. Its error
+// says that nothing ran.
+func (s *Scanner) recordStart(ctx context.Context, r *Report) error {
+	if err := s.audit(ctx, r); err != nil {
+		return err
+	}
+	if s.cfg.Store == nil {
+		return nil
+	}
+	var err error
+	if r.admitted {
+		err = s.cfg.Store.Start(ctx, r.ID, r.Record.StartedAt)
+	} else {
+		err = s.cfg.Store.Begin(ctx, r.Record)
+	}
+	if err != nil {
+		return fmt.Errorf("scan not run, because its record could not be written: %w", err)
+	}
 	return nil
 }

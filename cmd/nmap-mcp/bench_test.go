@@ -60,15 +60,7 @@ func BenchmarkScanOverhead(b *testing.B) {
 		ours = append(ours, timeIt(binary, oursArgs...))
 	}
 	b.StopTimer()
-	ms := func(d []time.Duration) float64 {
-		if len(d) == 0 {
-			return 0
-		}
-		s := slices.Clone(d)
-		slices.Sort(s)
-		return float64(s[len(s)/2].Microseconds()) / 1000
-	}
-	h, d, o := ms(host), ms(dock), ms(ours)
+	h, d, o := medianMS(host), medianMS(dock), medianMS(ours)
 	b.ReportMetric(h, "host-nmap-ms")
 	b.ReportMetric(d, "docker-run-ms")
 	b.ReportMetric(o, "nmap-mcp-ms")
@@ -76,4 +68,14 @@ func BenchmarkScanOverhead(b *testing.B) {
 		b.ReportMetric((o-h)/(d-h), "overhead-ratio")
 	}
 	b.ReportMetric(0, "ns/op")
+}
+
+// medianMS is the median of d in milliseconds (0 for none).
+func medianMS(d []time.Duration) float64 {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return float64(s[len(s)/2].Microseconds()) / 1000
 }

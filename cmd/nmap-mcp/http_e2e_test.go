@@ -165,17 +165,17 @@ func TestHTTPProtocolVersions(t *testing.T) {
 // 403 and 413, and none reaches a tool.
 func TestHTTPRefusals(t *testing.T) {
 	srv := startHTTP(t, "")
-	call := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"nmap_scan","arguments":{"targets":"127.0.0.1"}}}`
+	toolCall := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"nmap_scan","arguments":{"targets":"127.0.0.1"}}}`
 	for _, c := range []struct {
 		name   string
 		header map[string]string
 		body   string
 		want   int
 	}{
-		{"no token", nil, call, 401},
-		{"wrong token", map[string]string{"Authorization": "Bearer nmcp_wrong"}, call, 401},
-		{"bad origin", map[string]string{"Authorization": "Bearer " + srv.token, "Origin": "http://evil.test"}, call, 403},
-		{"oversized", map[string]string{"Authorization": "Bearer " + srv.token}, strings.Repeat(" ", 2<<20) + call, 413},
+		{"no token", nil, toolCall, 401},
+		{"wrong token", map[string]string{"Authorization": "Bearer nmcp_wrong"}, toolCall, 401},
+		{"bad origin", map[string]string{"Authorization": "Bearer " + srv.token, "Origin": "http://evil.test"}, toolCall, 403},
+		{"oversized", map[string]string{"Authorization": "Bearer " + srv.token}, strings.Repeat(" ", 2<<20) + toolCall, 413},
 	} {
 		req, _ := http.NewRequest("POST", srv.url+"/mcp", strings.NewReader(c.body))
 		req.Header.Set("Content-Type", "application/json")
@@ -196,7 +196,7 @@ func TestHTTPRefusals(t *testing.T) {
 		}
 	}
 	s := srv.connect(t, "2025-11-25", nil)
-	res, _ := (func() (*mcp.CallToolResult, string) { return callTool(t, s, "list_scans", map[string]any{}) })()
+	res, _ := call(t, s, "list_scans", map[string]any{})
 	if n := len(res.StructuredContent.(map[string]any)["scans"].([]any)); n != 0 {
 		t.Fatalf("%d scans ran from refused requests", n)
 	}
@@ -212,10 +212,6 @@ func TestHTTPRefusals(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
-}
-
-func callTool(t *testing.T, s *mcp.ClientSession, name string, args map[string]any) (*mcp.CallToolResult, string) {
-	return call(t, s, name, args)
 }
 
 func authed(s *httpServer, method, path string) *http.Request {

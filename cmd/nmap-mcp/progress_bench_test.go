@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -56,13 +55,8 @@ func BenchmarkFirstProgress(b *testing.B) {
 		mu.Unlock()
 	}
 	b.StopTimer()
-	med := func(d []time.Duration) float64 {
-		s := slices.Clone(d)
-		slices.Sort(s)
-		return float64(s[len(s)/2].Microseconds()) / 1000
-	}
-	b.ReportMetric(med(toFirst), "first-progress-ms")
-	b.ReportMetric(med(toStarted), "container-started-ms")
+	b.ReportMetric(medianMS(toFirst), "first-progress-ms")
+	b.ReportMetric(medianMS(toStarted), "container-started-ms")
 	b.ReportMetric(0, "ns/op")
 }
 

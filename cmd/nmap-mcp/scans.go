@@ -63,10 +63,7 @@ func cmdScans(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		for _, r := range recs {
 			up, open := 0, 0
 			if r.Result != nil {
-				up = r.Result.Stats.HostsUp
-				for _, h := range r.Result.Hosts {
-					open += len(h.OpenPorts())
-				}
+				up, open = r.Result.Stats.HostsUp, r.Result.OpenPortCount()
 			}
 			fmt.Fprintf(stdout, "%s  %s  %-11s %-7s %5.1fs  %3d up %4d open  %s\n", r.ID, r.CreatedAt.Local().Format("2006-01-02 15:04:05"),
 				r.Status, r.ScanType, r.Duration().Seconds(), up, open, r.Targets)
