@@ -1,10 +1,23 @@
 // Package audit keeps the tamper-evident audit trail: an append-only JSON
-// Lines file, fsynced after each record, where each record carries the hash
-// of the one before it, so that a deleted or edited line breaks the chain.
+// Lines file, fsynced after each record. Each line carries the SHA-256 of
+// the exact bytes of the line before it, so an edited, added, removed or
+// re-encoded line breaks the chain (extra or duplicate JSON keys included:
+// the bytes are hashed, not a re-encoding). The chain's head — the last
+// record's sequence number and the SHA-256 of its line — is kept outside
+// the trail in a checkpoint file (TRAIL.head), rewritten and fsynced with
+// each append, so that records cut off the end, an emptied file or a
+// replaced trail are detected at start-up and by Verify.
+//
 // A record is written when a scan is admitted and another when it ends; at
 // the next start, scans of a dead server that never ended get an
-// "interrupted" record. Appends take an exclusive file lock, so several
-// nmap-mcp processes may share one trail.
+// "interrupted" record. A torn last line (a crash in the middle of a
+// write) is moved aside into TRAIL.torn-UNIXTIME, never deleted; the server
+// starts and appends a "torn-line" record saying so. Appends take an
+// exclusive file lock, so several nmap-mcp processes may share one trail.
+//
+// What the head does not stop: someone who can write both the trail and
+// its head can rewrite history consistently. Keep both where the scanner's
+// users cannot write, or copy the head elsewhere (it is small).
 package audit
 
 import (
@@ -30,10 +43,15 @@ const (
 	Admitted    = "admitted"
 	Ended       = "ended"
 	Interrupted = "interrupted"
+	// TornLine says a torn last line was found at start-up and moved aside.
+	TornLine = "torn-line"
 )
 
 // Record is one line of the trail.
 type Record struct {
+	// V is the line format: 2 chains the exact bytes of lines; 0 (absent)
+	// is the first format, which chained a re-encoding (Hash).
+	V            int             `json:"v,omitempty"`
 	Seq          uint64          `json:"seq"`
 	Time         time.Time       `json:"time"`
 	Event        string          `json:"event"`
@@ -49,16 +67,89 @@ type Record struct {
 	ResultSHA256 string          `json:"result_sha256,omitempty"`
 	OwnerPID     int             `json:"owner_pid"`
 	OwnerHost    string          `json:"owner_host"`
-	Prev         string          `json:"prev"`
-	Hash         string          `json:"hash"`
+	// Prev is the SHA-256 (hex) of the previous line's bytes (format 2),
+	// or the previous record's Hash (format 0); empty for the first line.
+	Prev string `json:"prev"`
+	// Hash is the format-0 record hash; format 2 lines have none.
+	Hash string `json:"hash,omitempty"`
 }
 
-// hash is the sha256 of the record's JSON with Hash empty.
-func (r Record) hash() string {
+// format is the line format written now.
+const format = 2
+
+// legacyHash is the format-0 hash: the sha256 of the record's JSON with
+// Hash empty.
+func (r Record) legacyHash() string {
 	r.Hash = ""
 	b, _ := json.Marshal(r)
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// lineHash is the SHA-256 (hex) of a line's exact bytes, without its newline.
+func lineHash(line []byte) string {
+	sum := sha256.Sum256(line)
+	return hex.EncodeToString(sum[:])
+}
+
+// link is what the next line's Prev must be after line.
+func link(r Record, line []byte) string {
+	if r.V < format {
+		return r.Hash
+	}
+	return lineHash(line)
+}
+
+// Head is the chain's head, kept outside the trail.
+type Head struct {
+	Seq uint64 `json:"seq"`
+	// Link is what the next record's Prev must be (the last line's hash).
+	Link string `json:"link"`
+}
+
+// HeadPath is the checkpoint file of the trail at path.
+func HeadPath(path string) string { return path + ".head" }
+
+func readHead(path string) (Head, bool, error) {
+	b, err := os.ReadFile(HeadPath(path))
+	if errors.Is(err, os.ErrNotExist) {
+		return Head{}, false, nil
+	}
+	if err != nil {
+		return Head{}, false, fmt.Errorf("audit head %s: %w", HeadPath(path), err)
+	}
+	var h Head
+	if err := json.Unmarshal(b, &h); err != nil {
+		return Head{}, false, fmt.Errorf("audit head %s is not a head checkpoint: %w", HeadPath(path), err)
+	}
+	return h, true, nil
+}
+
+// writeHead replaces the checkpoint atomically and durably.
+func writeHead(path string, h Head) error {
+	b, _ := json.Marshal(h)
+	tmp := HeadPath(path) + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return fmt.Errorf("audit head %s: %w", tmp, err)
+	}
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		f.Close()
+		return fmt.Errorf("audit head %s: write: %w", tmp, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("audit head %s: fsync: %w", tmp, err)
+	}
+	f.Close()
+	if err := os.Rename(tmp, HeadPath(path)); err != nil {
+		return fmt.Errorf("audit head %s: %w", HeadPath(path), err)
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
 }
 
 // Log is an open trail.
@@ -66,24 +157,38 @@ type Log struct {
 	mu   sync.Mutex
 	path string
 	f    *os.File
-	// last is the final record and size the file's size when this process
+	// head is the chain's head and size the file's size when this process
 	// last wrote or read it; another process's append changes the size.
-	last Record
+	head Head
 	size int64
 }
 
-// Open opens (creating) the trail at path and closes the scans of dead
-// servers with an interrupted record. It returns the IDs it closed.
+// HeadError says the trail does not match its head checkpoint: records
+// were cut off the end, or the trail was emptied or replaced.
+type HeadError struct {
+	Path   string
+	Reason string
+}
+
+func (e *HeadError) Error() string {
+	return fmt.Sprintf("audit trail %s does not match its head checkpoint %s: %s; inspect it with `nmap-mcp audit verify`, "+
+		"and to start a new trail move both files aside (keep them as evidence)", e.Path, HeadPath(e.Path), e.Reason)
+}
+
+// Open opens (creating) the trail at path, moves a torn last line aside
+// (and records that), checks the trail against its head checkpoint (a
+// mismatch is a *HeadError and nothing is opened), and closes the scans of
+// dead servers with an interrupted record. It returns the IDs it closed.
 func Open(path string) (*Log, []string, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, nil, fmt.Errorf("audit trail %s: create its folder: %w", path, err)
 	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, nil, fmt.Errorf("audit trail %s: %w", path, err)
 	}
 	l := &Log{path: path, f: f}
-	closed, err := l.closeOrphans()
+	closed, err := l.start()
 	if err != nil {
 		f.Close()
 		return nil, nil, err
@@ -100,15 +205,135 @@ func (l *Log) Close() error { return l.f.Close() }
 func (l *Log) lock() error   { return syscall.Flock(int(l.f.Fd()), syscall.LOCK_EX) }
 func (l *Log) unlock() error { return syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN) }
 
-// closeOrphans appends an interrupted record for each admitted scan whose
-// owner is dead and that has no end.
-func (l *Log) closeOrphans() ([]string, error) {
+// start does Open's checks under the lock.
+func (l *Log) start() ([]string, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err := l.lock(); err != nil {
 		return nil, fmt.Errorf("audit trail %s: lock: %w", l.path, err)
 	}
 	defer l.unlock()
+	torn, err := l.moveTornTail()
+	if err != nil {
+		return nil, err
+	}
+	if err := l.checkHead(); err != nil {
+		return nil, err
+	}
+	if torn != "" {
+		if err := l.appendLocked(Record{Event: TornLine, Outcome: torn}); err != nil {
+			return nil, err
+		}
+	}
+	return l.closeOrphans()
+}
+
+// moveTornTail moves a last line that is cut short (no newline, or not a
+// record) into a file of its own and cuts the trail back to the last
+// whole line. It returns what it did, or "".
+func (l *Log) moveTornTail() (string, error) {
+	st, err := l.f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("audit trail %s: %w", l.path, err)
+	}
+	size := st.Size()
+	if size == 0 {
+		return "", nil
+	}
+	start, last, err := lastLine(l.f, size)
+	if err != nil {
+		return "", err
+	}
+	var r Record
+	if last[len(last)-1] == '\n' && json.Unmarshal(last, &r) == nil {
+		return "", nil
+	}
+	aside := fmt.Sprintf("%s.torn-%d", l.path, time.Now().UnixNano())
+	if err := os.WriteFile(aside, last, 0o600); err != nil {
+		return "", fmt.Errorf("audit trail %s: keep its torn last line in %s: %w", l.path, aside, err)
+	}
+	if err := l.f.Truncate(start); err != nil {
+		return "", fmt.Errorf("audit trail %s: cut its torn last line: %w", l.path, err)
+	}
+	if err := l.f.Sync(); err != nil {
+		return "", fmt.Errorf("audit trail %s: fsync: %w", l.path, err)
+	}
+	return fmt.Sprintf("a torn last line of %d bytes (a write cut short) was moved to %s", len(last), aside), nil
+}
+
+// checkHead compares the trail's last record with the head checkpoint.
+// A trail one record ahead of its head, chained to it, is a crash between
+// the two writes: the head is brought up to date. A missing head (a trail
+// from before heads, or a new trail) is written now.
+func (l *Log) checkHead() error {
+	tail, err := l.tail()
+	if err != nil {
+		return err
+	}
+	head, ok, err := readHead(l.path)
+	if err != nil {
+		return err
+	}
+	if ok {
+		if reason := headMismatch(head, tail); reason != "" {
+			return &HeadError{Path: l.path, Reason: reason}
+		}
+	}
+	l.head = tail.head
+	if !ok || head != tail.head {
+		return writeHead(l.path, tail.head)
+	}
+	return nil
+}
+
+// tailInfo is the trail's last record, the one before it, and the head.
+type tailInfo struct {
+	last     Record
+	prevLink string // what last.Prev should be: the link of the line before
+	head     Head
+	size     int64
+}
+
+func (l *Log) tail() (tailInfo, error) {
+	st, err := l.f.Stat()
+	if err != nil {
+		return tailInfo{}, fmt.Errorf("audit trail %s: %w", l.path, err)
+	}
+	t := tailInfo{size: st.Size()}
+	if t.size == 0 {
+		return t, nil
+	}
+	_, line, err := lastLine(l.f, t.size)
+	if err != nil {
+		return tailInfo{}, err
+	}
+	line = bytes.TrimRight(line, "\n")
+	if err := json.Unmarshal(line, &t.last); err != nil {
+		return tailInfo{}, fmt.Errorf("audit trail %s: the last line is not a record (%v); run nmap-mcp audit verify", l.path, err)
+	}
+	t.head = Head{Seq: t.last.Seq, Link: link(t.last, line)}
+	return t, nil
+}
+
+func headMismatch(h Head, t tailInfo) string {
+	switch {
+	case t.size == 0 && h.Seq > 0:
+		return fmt.Sprintf("the trail is empty, but its head says %d records were written", h.Seq)
+	case h.Seq > t.head.Seq:
+		return fmt.Sprintf("the trail ends at record %d, but its head says %d records were written (records were cut off the end)", t.head.Seq, h.Seq)
+	case h.Seq == t.head.Seq && h.Link != t.head.Link:
+		return fmt.Sprintf("record %d is not the one the head recorded (the trail was edited or replaced)", h.Seq)
+	case h.Seq+1 == t.head.Seq && t.last.Prev == h.Link:
+		return "" // written, but the head was not: a crash between the two
+	case h.Seq < t.head.Seq:
+		return fmt.Sprintf("the trail has record %d, but its head says %d records were written and the next does not follow it (the trail was replaced)", t.head.Seq, h.Seq)
+	}
+	return ""
+}
+
+// closeOrphans appends an interrupted record for each admitted scan whose
+// owner is dead and that has no end. Called with the lock held.
+func (l *Log) closeOrphans() ([]string, error) {
 	recs, err := readAll(l.path)
 	if err != nil {
 		return nil, err
@@ -120,6 +345,7 @@ func (l *Log) closeOrphans() ([]string, error) {
 		case Admitted:
 			open[r.ScanID] = r
 			order = append(order, r.ScanID)
+		case TornLine:
 		default:
 			delete(open, r.ScanID)
 		}
@@ -139,7 +365,8 @@ func (l *Log) closeOrphans() ([]string, error) {
 	return closed, nil
 }
 
-// Append adds r to the trail, chained to the last record, and fsyncs.
+// Append adds r to the trail, chained to the last record, fsyncs it, and
+// moves the head checkpoint to it.
 func (l *Log) Append(r Record) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -155,21 +382,21 @@ func (l *Log) appendLocked(r Record) error {
 	if err != nil {
 		return fmt.Errorf("audit trail %s: %w", l.path, err)
 	}
-	if st.Size() != l.size || l.size == 0 {
+	if st.Size() != l.size {
 		// Someone else appended (or this is the first write): read the tail.
-		if l.last, err = lastRecord(l.path); err != nil {
+		t, err := l.tail()
+		if err != nil {
 			return err
 		}
+		l.head = t.head
 	}
-	last := l.last
-	r.Seq, r.Prev = last.Seq+1, last.Hash
+	r.V, r.Seq, r.Prev, r.Hash = format, l.head.Seq+1, l.head.Link, ""
 	if r.Time.IsZero() {
 		r.Time = time.Now().UTC()
 	}
 	if r.OwnerPID == 0 {
 		r.OwnerPID, r.OwnerHost = os.Getpid(), owner.Host()
 	}
-	r.Hash = r.hash()
 	line, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("audit trail: encode: %w", err)
@@ -180,112 +407,140 @@ func (l *Log) appendLocked(r Record) error {
 	if err := l.f.Sync(); err != nil {
 		return fmt.Errorf("audit trail %s: fsync: %w", l.path, err)
 	}
-	l.last = r
+	l.head = Head{Seq: r.Seq, Link: lineHash(line)}
 	l.size = st.Size() + int64(len(line)) + 1
-	return nil
+	return writeHead(l.path, l.head)
 }
 
-// lastRecord reads the final line of the trail (the zero record if empty).
-func lastRecord(path string) (Record, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return Record{}, fmt.Errorf("audit trail %s: %w", path, err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return Record{}, fmt.Errorf("audit trail %s: %w", path, err)
-	}
-	size := st.Size()
-	if size == 0 {
-		return Record{}, nil
-	}
+// lastLine returns the offset and bytes (with its newline, if any) of the
+// final line of the first size bytes of f.
+func lastLine(f *os.File, size int64) (int64, []byte, error) {
 	chunk := int64(64 << 10)
 	for {
 		off := max(size-chunk, 0)
 		buf := make([]byte, size-off)
 		if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
-			return Record{}, fmt.Errorf("audit trail %s: %w", path, err)
+			return 0, nil, fmt.Errorf("audit trail %s: %w", f.Name(), err)
 		}
-		buf = bytes.TrimRight(buf, "\n")
-		i := bytes.LastIndexByte(buf, '\n')
+		body := buf
+		if len(body) > 0 && body[len(body)-1] == '\n' {
+			body = body[:len(body)-1]
+		}
+		i := bytes.LastIndexByte(body, '\n')
 		if i >= 0 || off == 0 {
-			var r Record
-			if err := json.Unmarshal(buf[i+1:], &r); err != nil {
-				return Record{}, fmt.Errorf("audit trail %s: the last line is not a record (%v); run nmap-mcp audit verify", path, err)
-			}
-			return r, nil
+			return off + int64(i+1), buf[i+1:], nil
 		}
 		chunk *= 4
 	}
 }
 
 func readAll(path string) ([]Record, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("audit trail %s: %w", path, err)
-	}
-	defer f.Close()
 	var out []Record
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	line := 0
-	for sc.Scan() {
-		line++
+	err := eachLine(path, func(n int, line []byte) error {
 		var r Record
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			return nil, fmt.Errorf("audit trail %s: line %d is not a record: %w", path, line, err)
+		if err := json.Unmarshal(line, &r); err != nil {
+			return fmt.Errorf("audit trail %s: line %d is not a record: %w", path, n, err)
 		}
 		out = append(out, r)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("audit trail %s: %w", path, err)
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }
 
-// VerifyError names the first line where the chain breaks.
+// eachLine calls fn with each line's number and bytes (without newline).
+func eachLine(path string, fn func(n int, line []byte) error) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("audit trail %s: %w", path, err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	n := 0
+	for sc.Scan() {
+		n++
+		if err := fn(n, sc.Bytes()); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("audit trail %s: %w", path, err)
+	}
+	return nil
+}
+
+// VerifyError names the first line where the chain breaks (0: the trail
+// as a whole, against its head).
 type VerifyError struct {
 	Line   int
 	Reason string
 }
 
 func (e *VerifyError) Error() string {
+	if e.Line == 0 {
+		return "audit trail broken: " + e.Reason
+	}
 	return fmt.Sprintf("audit trail broken at line %d: %s", e.Line, e.Reason)
 }
 
-// Verify checks every record's hash and its link to the one before, and
-// returns how many records it checked. A break is a *VerifyError.
-func Verify(path string) (int, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, fmt.Errorf("audit trail %s: %w", path, err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	var prev Record
-	n := 0
-	for sc.Scan() {
-		n++
+// Report is what Verify found in an intact trail.
+type Report struct {
+	Records int
+	// Notes name events worth a look, such as torn lines moved aside.
+	Notes []string
+}
+
+// Verify checks every line's link to the line before, the sequence, and
+// the last line against the head checkpoint. A break is a *VerifyError
+// naming the first broken line.
+func Verify(path string) (Report, error) {
+	var (
+		rep      Report
+		prevLink string
+		prevSeq  uint64
+		tail     tailInfo
+	)
+	err := eachLine(path, func(n int, line []byte) error {
 		var r Record
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			return n - 1, &VerifyError{Line: n, Reason: "not a JSON record: " + err.Error()}
+		if err := json.Unmarshal(line, &r); err != nil {
+			return &VerifyError{Line: n, Reason: "not a JSON record: " + err.Error()}
 		}
 		switch {
-		case r.hash() != r.Hash:
-			return n - 1, &VerifyError{Line: n, Reason: "its content does not match its hash (the line was edited)"}
-		case r.Prev != prev.Hash:
-			return n - 1, &VerifyError{Line: n, Reason: "it does not follow the line before (a line was deleted, moved or edited)"}
-		case r.Seq != prev.Seq+1:
-			return n - 1, &VerifyError{Line: n, Reason: fmt.Sprintf("sequence %d after %d", r.Seq, prev.Seq)}
+		case r.V < format && r.legacyHash() != r.Hash:
+			return &VerifyError{Line: n, Reason: "its content does not match its hash (the line was edited)"}
+		case r.Prev != prevLink:
+			return &VerifyError{Line: n, Reason: fmt.Sprintf("it does not follow line %d: line %d was edited, or a line between them was deleted or moved", n-1, n-1)}
+		case r.Seq != prevSeq+1:
+			return &VerifyError{Line: n, Reason: fmt.Sprintf("sequence %d after %d", r.Seq, prevSeq)}
 		}
-		prev = r
+		if r.Event == TornLine {
+			rep.Notes = append(rep.Notes, fmt.Sprintf("line %d (%s): %s", n, r.Time.Format(time.RFC3339), r.Outcome))
+		}
+		rep.Records++
+		prevLink, prevSeq = link(r, line), r.Seq
+		tail = tailInfo{last: r, head: Head{Seq: r.Seq, Link: prevLink}, size: 1}
+		return nil
+	})
+	if err != nil {
+		return rep, err
 	}
-	if err := sc.Err(); err != nil {
-		return n, fmt.Errorf("audit trail %s: %w", path, err)
+	if b, err := os.ReadFile(path); err == nil && len(b) > 0 && b[len(b)-1] != '\n' {
+		return rep, &VerifyError{Line: rep.Records, Reason: "the last line is torn (no newline: a write was cut short); the next start moves it aside"}
 	}
-	return n, nil
+	head, ok, err := readHead(path)
+	if err != nil {
+		return rep, err
+	}
+	if !ok {
+		if rep.Records > 0 {
+			return rep, &VerifyError{Reason: fmt.Sprintf("its head checkpoint %s is missing, so records cut off the end cannot be ruled out", HeadPath(path))}
+		}
+		return rep, nil
+	}
+	if reason := headMismatch(head, tail); reason != "" {
+		return rep, &VerifyError{Reason: reason}
+	}
+	return rep, nil
 }
 
 // Tail returns the last n records.

@@ -22,8 +22,8 @@ func TestChainVerifyAndTamper(t *testing.T) {
 		}
 	}
 	l.Close()
-	if n, err := Verify(path); err != nil || n != 4 {
-		t.Fatalf("Verify = %d, %v", n, err)
+	if rep, err := Verify(path); err != nil || rep.Records != 4 {
+		t.Fatalf("Verify = %+v, %v", rep, err)
 	}
 	orig, _ := os.ReadFile(path)
 	lines := bytes.Split(bytes.TrimRight(orig, "\n"), []byte("\n"))
@@ -32,7 +32,7 @@ func TestChainVerifyAndTamper(t *testing.T) {
 	edited := bytes.Replace(orig, lines[2], bytes.Replace(lines[2], []byte(`"local"`), []byte(`"mallory"`), 1), 1)
 	os.WriteFile(path, edited, 0o600)
 	var ve *VerifyError
-	if _, err := Verify(path); !errors.As(err, &ve) || ve.Line != 3 || !strings.Contains(err.Error(), "line 3") {
+	if _, err := Verify(path); !errors.As(err, &ve) || ve.Line != 4 || !strings.Contains(err.Error(), "line 3 was edited") {
 		t.Fatalf("edited line: %v", err)
 	}
 	deleted := bytes.Join(append([][]byte{lines[0]}, lines[2:]...), []byte("\n"))

@@ -15,9 +15,11 @@ import (
 	"path/filepath"
 	"time"
 
+	units "github.com/docker/go-units"
 	"gopkg.in/yaml.v3"
 
 	"github.com/nmap-mcp/nmap-mcp/policy"
+	"github.com/nmap-mcp/nmap-mcp/results"
 )
 
 // Config is the whole configuration.
@@ -44,12 +46,17 @@ type HTTP struct {
 	Tokens       []Token  `yaml:"tokens"`
 	MaxBody      string   `yaml:"max_body"`
 	GraceSeconds int      `yaml:"grace_seconds"`
+	// MaxConnections bounds open client connections.
+	MaxConnections int `yaml:"max_connections"`
 }
 
 // Token is a named bearer token, stored as its SHA-256 (hex).
 type Token struct {
 	Name   string `yaml:"name"`
 	SHA256 string `yaml:"sha256"`
+	// Admin lets the token's client see and control every client's scans;
+	// other clients see only their own.
+	Admin bool `yaml:"admin,omitempty"`
 }
 
 // Sandbox holds the container limits.
@@ -67,12 +74,20 @@ type Queue struct {
 	MaxConcurrent  int `yaml:"max_concurrent"`
 	Size           int `yaml:"size"`
 	TimeoutSeconds int `yaml:"timeout_seconds"`
+	// PerClient bounds one client's running plus queued scans; 0 means
+	// half of max_concurrent + size.
+	PerClient int `yaml:"per_client"`
 }
 
-// Store locates the scan history.
+// Store locates the scan history and bounds what a scan keeps.
 type Store struct {
 	Path   string `yaml:"path"`
 	MaxXML string `yaml:"max_xml"`
+	// MaxHosts and MaxPorts bound the hosts and listed ports a decoded
+	// result keeps; MaxScriptOutput the NSE output kept per scan.
+	MaxHosts        int    `yaml:"max_hosts"`
+	MaxPorts        int    `yaml:"max_ports"`
+	MaxScriptOutput string `yaml:"max_script_output"`
 }
 
 // Log says where logs go.
@@ -90,6 +105,9 @@ type Image struct {
 type Scope struct {
 	Allow []string `yaml:"allow"`
 	Deny  []string `yaml:"deny"`
+	// ResolveUnlistedNames lets the server resolve hostnames that no
+	// allow rule names (their addresses are still checked).
+	ResolveUnlistedNames bool `yaml:"resolve_unlisted_names"`
 }
 
 // Techniques switches scan techniques on or off.
@@ -189,6 +207,21 @@ func (c Config) Validate() error {
 	if _, err := policy.New(c.Policy(), nil, nil); err != nil {
 		return err
 	}
+	switch {
+	case c.Store.MaxHosts < 0:
+		return fmt.Errorf("store.max_hosts %d: must be 0 (default) or more", c.Store.MaxHosts)
+	case c.Store.MaxPorts < 0:
+		return fmt.Errorf("store.max_ports %d: must be 0 (default) or more", c.Store.MaxPorts)
+	case c.Queue.PerClient < 0:
+		return fmt.Errorf("queue.per_client %d: must be 0 (default) or more", c.Queue.PerClient)
+	case c.HTTP.MaxConnections < 0:
+		return fmt.Errorf("http.max_connections %d: must be 0 (default) or more", c.HTTP.MaxConnections)
+	}
+	if c.Store.MaxScriptOutput != "" {
+		if n, err := units.RAMInBytes(c.Store.MaxScriptOutput); err != nil || n <= 0 {
+			return fmt.Errorf("store.max_script_output %q: not a size such as 1m", c.Store.MaxScriptOutput)
+		}
+	}
 	return nil
 }
 
@@ -208,11 +241,27 @@ func (c Config) Window() (time.Duration, error) {
 func (c Config) Policy() policy.Config {
 	w, _ := c.Window()
 	return policy.Config{
-		Allow: c.Scope.Allow, Deny: c.Scope.Deny,
+		Allow: c.Scope.Allow, Deny: c.Scope.Deny, ResolveUnlistedNames: c.Scope.ResolveUnlistedNames,
 		SYN: c.Techniques.SYN, UDP: c.Techniques.UDP, OSDetection: c.Techniques.OSDetection, ServiceVersions: c.Techniques.ServiceVersions,
 		ScriptCategories: c.Scripts.Categories, ScriptNames: c.Scripts.Names,
 		Window: w, ScansPerClient: c.Budgets.ScansPerClient, AddressesPerClient: c.Budgets.AddressesPerClient,
 	}
+}
+
+// ResultLimits are the bounds of a decoded result (store.max_hosts,
+// store.max_ports, store.max_script_output); Validate has checked them.
+func (c Config) ResultLimits() results.Limits {
+	l := results.DefaultLimits()
+	if c.Store.MaxHosts > 0 {
+		l.MaxHosts = c.Store.MaxHosts
+	}
+	if c.Store.MaxPorts > 0 {
+		l.MaxPorts = c.Store.MaxPorts
+	}
+	if n, err := units.RAMInBytes(c.Store.MaxScriptOutput); err == nil && n > 0 {
+		l.MaxScriptBytes = int(n)
+	}
+	return l
 }
 
 // YAML renders the effective configuration.

@@ -374,28 +374,6 @@ func (e *Executor) Removed(id string) <-chan struct{} {
 	return closed
 }
 
-// Reap waits up to d for each container to stop, killing it after that,
-// and removes it. It is for a helper process that finishes what an exiting
-// caller left in Pending.
-func (e *Executor) Reap(ctx context.Context, ids []string, d time.Duration) {
-	var wg sync.WaitGroup
-	for _, id := range ids {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			wctx, cancel := context.WithTimeout(ctx, d)
-			defer cancel()
-			waitC, errC := e.engine.ContainerWait(wctx, id, container.WaitConditionNotRunning)
-			select {
-			case <-waitC:
-			case <-errC:
-			}
-			e.remove(id)
-		}()
-	}
-	wg.Wait()
-}
-
 func (e *Executor) classify(ctx context.Context, job Job, res *Result, waitErr error, se string) error {
 	switch {
 	case res.Canceled:

@@ -260,7 +260,7 @@ func TestSweepRemovesOrphansOnly(t *testing.T) {
 		_ = env.Client.ContainerRemove(ctx, mine, container.RemoveOptions{Force: true})
 		_ = env.Client.ContainerRemove(ctx, orphan, container.RemoveOptions{Force: true})
 	})
-	removed, err := newExec().Sweep(ctx, 15*time.Minute)
+	removed, err := newExec().Sweep(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,7 @@ package executor
 import (
 	"context"
 	"fmt"
-	"strconv"
+	"sync"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -13,12 +13,12 @@ import (
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
 
-// Sweep removes containers labelled sandbox.LabelManaged=true that no live
-// server owns: their owner process on this host is gone, they carry no
-// owner, or they are older than maxAge (longer than any scan may run).
-// Containers of other live servers on this host are left alone. It
-// returns the IDs it removed.
-func (e *Executor) Sweep(ctx context.Context, maxAge time.Duration) ([]string, error) {
+// Sweep removes containers that carry every label of ours
+// (sandbox.OwnedBy) and whose owner process on this host is gone. A
+// container with only some of our labels (another tool's, or one made by
+// hand) and one of a live server, here or on another host, are left
+// alone. It returns the IDs it removed.
+func (e *Executor) Sweep(ctx context.Context) ([]string, error) {
 	list, err := e.engine.ContainerList(ctx, container.ListOptions{
 		All:     true,
 		Filters: filters.NewArgs(filters.Arg("label", sandbox.LabelManaged+"=true")),
@@ -28,7 +28,8 @@ func (e *Executor) Sweep(ctx context.Context, maxAge time.Duration) ([]string, e
 	}
 	var removed []string
 	for _, c := range list {
-		if !orphaned(c, maxAge) {
+		pid, host, ok := sandbox.OwnedBy(c.Labels)
+		if !ok || !owner.Orphaned(pid, host) {
 			continue
 		}
 		e.remove(c.ID)
@@ -39,13 +40,43 @@ func (e *Executor) Sweep(ctx context.Context, maxAge time.Duration) ([]string, e
 	return removed, nil
 }
 
-func orphaned(c container.Summary, maxAge time.Duration) bool {
-	if maxAge > 0 && time.Since(time.Unix(c.Created, 0)) > maxAge {
-		return true
+// Reap removes containers that a CLI scan (process ownerPID) handed off
+// when it exited: each must carry our full label set naming ownerPID on
+// this host, and is removed only once that process is gone and the
+// container has stopped (killed after d). Any other id is left alone, so
+// reap cannot be used to remove a live server's containers.
+func (e *Executor) Reap(ctx context.Context, ids []string, ownerPID int, d time.Duration) {
+	deadline := time.Now().Add(d)
+	for owner.Alive(ownerPID) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
 	}
-	pid, err := strconv.Atoi(c.Labels[sandbox.LabelOwnerPID])
-	if err != nil {
-		return true
+	if owner.Alive(ownerPID) {
+		e.log.Warn("reap: the scan's process is still alive; its containers are left to it", "pid", ownerPID)
+		return
 	}
-	return owner.Orphaned(pid, c.Labels[sandbox.LabelOwnerHost])
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		info, err := e.engine.ContainerInspect(ctx, id)
+		if err != nil || info.Config == nil {
+			continue
+		}
+		pid, host, ok := sandbox.OwnedBy(info.Config.Labels)
+		if !ok || pid != ownerPID || host != owner.Host() {
+			e.log.Warn("reap: not a container of the process that handed it off; left alone", "container", shortID(id))
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			wctx, cancel := context.WithTimeout(ctx, time.Until(deadline))
+			defer cancel()
+			waitC, errC := e.engine.ContainerWait(wctx, id, container.WaitConditionNotRunning)
+			select {
+			case <-waitC:
+			case <-errC:
+			}
+			e.remove(id)
+		}()
+	}
+	wg.Wait()
 }

@@ -23,10 +23,12 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/mark3labs/mcp-go/server"
+	"golang.org/x/net/netutil"
 
 	"github.com/nmap-mcp/nmap-mcp/mcpserver"
 	"github.com/nmap-mcp/nmap-mcp/scanner"
@@ -36,6 +38,8 @@ import (
 type Token struct {
 	Name   string `yaml:"name"`
 	SHA256 string `yaml:"sha256"`
+	// Admin lets the client see and control every client's scans.
+	Admin bool `yaml:"admin"`
 }
 
 // NewToken returns a random token and its stored form.
@@ -62,7 +66,24 @@ type Config struct {
 	Origins []string // allowed Origin header values; an absent Origin is allowed
 	Tokens  []Token
 	MaxBody int64 // bytes; default 1 MiB
+	// MaxConnections bounds open connections (default 256); more wait
+	// to be accepted.
+	MaxConnections int
 }
+
+// Server timeouts. Calls to /mcp may stream for as long as a scan runs
+// (up to the queue wait plus the scan's wall clock), so once a /mcp
+// request's body is read its read and write deadlines are lifted; every
+// other request, and every idle keep-alive connection, is bounded.
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 30 * time.Second
+	writeTimeout      = 30 * time.Second
+	idleTimeout       = 60 * time.Second
+	// healthTTL is how long a health answer is reused: /healthz needs no
+	// token, so it must not cost engine calls per request.
+	healthTTL = 2 * time.Second
+)
 
 // Validate refuses a non-loopback address without tokens.
 func (c Config) Validate() error {
@@ -108,6 +129,20 @@ type Server struct {
 	http     *http.Server
 	mcp      *server.StreamableHTTPServer
 	draining atomic.Bool
+
+	// sessions maps each MCP session id to the client that created it: a
+	// session used with another client's token is not found.
+	sessMu   sync.Mutex
+	sessions map[string]string
+
+	healthMu  sync.Mutex
+	healthAt  time.Time
+	healthErr error
+}
+
+type identity struct {
+	name  string
+	admin bool
 }
 
 type clientKey struct{}
@@ -126,13 +161,21 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if d.Refused == nil {
 		d.Refused = func(string) {}
 	}
-	s := &Server{cfg: cfg, d: d}
+	if cfg.MaxConnections <= 0 {
+		cfg.MaxConnections = 256
+	}
+	s := &Server{cfg: cfg, d: d, sessions: map[string]string{}}
 	s.mcp = server.NewStreamableHTTPServer(d.MCP,
 		server.WithEndpointPath("/mcp"),
 		server.WithHeartbeatInterval(30*time.Second),
 		server.WithHTTPContextFunc(func(ctx context.Context, r *http.Request) context.Context {
-			if name, ok := r.Context().Value(clientKey{}).(string); ok {
-				return scanner.WithClient(ctx, name)
+			id, ok := r.Context().Value(clientKey{}).(identity)
+			if !ok {
+				return ctx
+			}
+			ctx = scanner.WithClient(ctx, id.name)
+			if id.admin {
+				ctx = scanner.WithAdmin(ctx)
 			}
 			return ctx
 		}))
@@ -142,15 +185,17 @@ func New(cfg Config, d Deps) (*Server, error) {
 		mux.Handle("/metrics", s.guard(d.Metrics, false))
 	}
 	mux.Handle("/mcp", s.guard(s.observe(s.mcp), true))
-	s.http = &http.Server{Addr: cfg.Addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	s.http = &http.Server{Addr: cfg.Addr, Handler: mux, ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout,
+		WriteTimeout: writeTimeout, IdleTimeout: idleTimeout}
 	return s, nil
 }
 
 // Handler is the server's HTTP handler (for tests).
 func (s *Server) Handler() http.Handler { return s.http.Handler }
 
-// Serve serves on ln until Shutdown.
+// Serve serves on ln until Shutdown, with at most MaxConnections open.
 func (s *Server) Serve(ln net.Listener) error {
+	ln = netutil.LimitListener(ln, s.cfg.MaxConnections)
 	var err error
 	if s.cfg.TLSCert != "" {
 		err = s.http.ServeTLS(ln, s.cfg.TLSCert, s.cfg.TLSKey)
@@ -177,16 +222,30 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
-	if s.d.Health != nil {
-		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-		defer cancel()
-		if err := s.d.Health(ctx); err != nil {
-			http.Error(w, "unhealthy: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
+	if err := s.health(r.Context()); err != nil {
+		http.Error(w, "unhealthy: "+err.Error(), http.StatusServiceUnavailable)
+		return
 	}
 	w.Header().Set("Content-Type", "text/plain")
 	_, _ = w.Write([]byte("ok\n"))
+}
+
+// health runs the health check at most once per healthTTL; concurrent
+// requests wait for the one check under way.
+func (s *Server) health(ctx context.Context) error {
+	if s.d.Health == nil {
+		return nil
+	}
+	s.healthMu.Lock()
+	defer s.healthMu.Unlock()
+	if time.Since(s.healthAt) < healthTTL {
+		return s.healthErr
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	s.healthErr = s.d.Health(cctx)
+	s.healthAt = time.Now()
+	return s.healthErr
 }
 
 // guard applies the Origin allowlist, bearer tokens, the drain and (for
@@ -198,7 +257,7 @@ func (s *Server) guard(next http.Handler, mcpEndpoint bool) http.Handler {
 			http.Error(w, fmt.Sprintf("Forbidden: Origin %q is not allowed; add it to http.origins in the config file", o), http.StatusForbidden)
 			return
 		}
-		name, ok := s.authenticate(r)
+		id, ok := s.authenticate(r)
 		if !ok {
 			s.d.Refused("auth")
 			w.Header().Set("WWW-Authenticate", `Bearer realm="nmap-mcp"`)
@@ -216,35 +275,120 @@ func (s *Server) guard(next http.Handler, mcpEndpoint bool) http.Handler {
 				return
 			}
 			if r.Body != nil {
-				r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
+				body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
+				if err != nil {
+					s.d.Refused("body_too_large")
+					http.Error(w, fmt.Sprintf("Bad Request: could not read the body within %d bytes and %s: %v", s.cfg.MaxBody, readTimeout, err), http.StatusBadRequest)
+					return
+				}
+				r.Body = io.NopCloser(bytes.NewReader(body))
+			}
+			// The body is in: lift the deadlines for a call that streams
+			// as long as its scan runs.
+			rc := http.NewResponseController(w)
+			_ = rc.SetReadDeadline(time.Time{})
+			_ = rc.SetWriteDeadline(time.Time{})
+			if !s.ownSession(w, r, id.name) {
+				return
 			}
 			if s.modernCancel(w, r) {
 				return
 			}
+			w = &sessionWriter{ResponseWriter: w, s: s, client: id.name, deleting: r.Method == http.MethodDelete}
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clientKey{}, name)))
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clientKey{}, id)))
 	})
 }
 
-// authenticate returns the token's name. With no tokens configured (which
-// Validate allows on loopback only) every caller is "local".
-func (s *Server) authenticate(r *http.Request) (string, bool) {
+// ownSession refuses, with 404 as for an unknown session, a request whose
+// Mcp-Session-Id another client created.
+func (s *Server) ownSession(w http.ResponseWriter, r *http.Request, client string) bool {
+	sid := r.Header.Get(server.HeaderKeySessionID)
+	if sid == "" {
+		return true
+	}
+	s.sessMu.Lock()
+	owner, known := s.sessions[sid]
+	s.sessMu.Unlock()
+	if known && owner != client {
+		s.d.Refused("session")
+		http.Error(w, "Not Found: no such session", http.StatusNotFound)
+		return false
+	}
+	return true
+}
+
+// sessionWriter records which client a new session belongs to, when the
+// response names its id, and forgets a session that is deleted.
+type sessionWriter struct {
+	http.ResponseWriter
+	s        *Server
+	client   string
+	deleting bool
+	seen     bool
+}
+
+func (sw *sessionWriter) note(code int) {
+	if sw.seen {
+		return
+	}
+	sw.seen = true
+	sid := sw.Header().Get(server.HeaderKeySessionID)
+	if sid == "" && !sw.deleting {
+		return
+	}
+	sw.s.sessMu.Lock()
+	defer sw.s.sessMu.Unlock()
+	switch {
+	case sw.deleting && code < 300:
+		delete(sw.s.sessions, sid)
+	case sid != "":
+		if _, ok := sw.s.sessions[sid]; !ok {
+			sw.s.sessions[sid] = sw.client
+		}
+	}
+}
+
+func (sw *sessionWriter) WriteHeader(code int) {
+	sw.note(code)
+	sw.ResponseWriter.WriteHeader(code)
+}
+
+func (sw *sessionWriter) Write(p []byte) (int, error) {
+	sw.note(http.StatusOK)
+	return sw.ResponseWriter.Write(p)
+}
+
+func (sw *sessionWriter) Flush() {
+	sw.note(http.StatusOK)
+	if f, ok := sw.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (sw *sessionWriter) Unwrap() http.ResponseWriter { return sw.ResponseWriter }
+
+// authenticate returns the token's identity. With no tokens configured
+// (which Validate allows on loopback only) every caller is "local".
+func (s *Server) authenticate(r *http.Request) (identity, bool) {
 	if len(s.cfg.Tokens) == 0 {
-		return "local", true
+		return identity{name: "local"}, true
 	}
 	secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok || secret == "" {
-		return "", false
+		return identity{}, false
 	}
 	got := []byte(HashToken(strings.TrimSpace(secret)))
-	name, found := "", 0
+	var id identity
+	found := 0
 	for _, t := range s.cfg.Tokens {
 		// Compare with every token, in constant time, without stopping early.
 		if subtle.ConstantTimeCompare(got, []byte(strings.ToLower(t.SHA256))) == 1 {
-			name, found = t.Name, found+1
+			id, found = identity{name: t.Name, admin: t.Admin}, found+1
 		}
 	}
-	return name, found > 0
+	return id, found > 0
 }
 
 // observe lets Delivery see the notifications written to each response,
@@ -284,7 +428,7 @@ func (s *Server) modernCancel(w http.ResponseWriter, r *http.Request) bool {
 	if r.Method != http.MethodPost || r.Header.Get("MCP-Protocol-Version") < "2026-07-28" || r.Body == nil {
 		return false
 	}
-	body, err := io.ReadAll(r.Body)
+	body, err := io.ReadAll(r.Body) // already in memory (guard)
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	if err != nil {
 		return false

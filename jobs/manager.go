@@ -34,6 +34,10 @@ type Config struct {
 	QueueSize int
 	// MaxQueueWait bounds the time a scan waits for a slot (0: none).
 	MaxQueueWait time.Duration
+	// PerClient bounds one client's running plus queued scans, so that no
+	// client can fill the whole queue (0: half of Concurrency+QueueSize,
+	// at least 1).
+	PerClient int
 	Log          *slog.Logger
 }
 
@@ -47,8 +51,21 @@ type Manager struct {
 	bgCancel context.CancelFunc
 	wg       sync.WaitGroup
 
-	mu   sync.Mutex
-	live map[string]*Job
+	mu    sync.Mutex
+	live  map[string]*Job
+	share map[string]int // running + queued scans per client
+}
+
+// ShareError is a scan refused because its client already has its share
+// of running and queued scans.
+type ShareError struct {
+	Client string
+	Limit  int
+}
+
+func (e *ShareError) Error() string {
+	return fmt.Sprintf("client %q already has %d scans running or queued, its share of the queue (queue.per_client); "+
+		"wait for one to finish, or stop one with cancel_scan", e.Client, e.Limit)
 }
 
 // New returns a manager running scans through sc.
@@ -62,8 +79,12 @@ func New(sc *scanner.Scanner, cfg Config) *Manager {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.PerClient <= 0 {
+		cfg.PerClient = max((cfg.Concurrency+cfg.QueueSize)/2, 1)
+	}
 	bg, cancel := context.WithCancel(context.Background())
-	return &Manager{sc: sc, q: NewQueue(cfg.Concurrency, cfg.QueueSize), cfg: cfg, bg: bg, bgCancel: cancel, live: map[string]*Job{}}
+	return &Manager{sc: sc, q: NewQueue(cfg.Concurrency, cfg.QueueSize), cfg: cfg, bg: bg, bgCancel: cancel,
+		live: map[string]*Job{}, share: map[string]int{}}
 }
 
 // Scanner is the scanner the manager runs scans with.
@@ -121,27 +142,44 @@ func (j *Job) set(status string, percent float64, msg string) {
 // ErrCancelledByRequest is the cause of a scan stopped with Cancel.
 var ErrCancelledByRequest = errors.New("cancelled by request (cancel_scan)")
 
-// Submit validates req, takes a place in the queue (refusing at once with
-// a *QueueFullError when it is full), records the scan as queued and runs
-// it when a slot frees. With detach the scan runs on after ctx ends and
-// Submit returns at once; otherwise Submit returns when the scan has ended,
-// and ctx's end cancels it. Validation errors are *scan.FieldError and
-// nothing is recorded.
+// Submit validates req and checks it against the policy, takes the
+// client's share and a place in the queue (refusing at once with a
+// *ShareError or *QueueFullError), then spends the client's budget (so a
+// call refused for the queue spends none), records the scan as queued and
+// runs it when a slot frees. With detach the scan runs on after ctx ends
+// and Submit returns at once; otherwise Submit returns when the scan has
+// ended, and ctx's end cancels it. Validation errors are *scan.FieldError
+// and nothing is recorded.
 func (m *Manager) Submit(ctx context.Context, req scan.Request, l Listener, detach bool) (*Job, error) {
 	rep, err := m.sc.Prepare(ctx, req)
 	if err != nil {
 		return nil, err
 	}
+	client := rep.Record.Client
+	if err := m.takeShare(client); err != nil {
+		return nil, err
+	}
+	shareHeld := true
+	defer func() {
+		if shareHeld {
+			m.dropShare(client)
+		}
+	}()
 	job := &Job{Report: rep, done: make(chan struct{}), status: store.Queued}
 	n := &notifier{job: job, l: l}
 	ticket, err := m.q.Enter(n.queued)
 	if err != nil {
 		return nil, err
 	}
+	if err := m.sc.Spend(rep); err != nil {
+		ticket.Cancel()
+		return nil, err
+	}
 	if err := m.sc.Admit(ctx, rep); err != nil {
 		ticket.Cancel()
 		return nil, err
 	}
+	shareHeld = false // the run gives it back
 	base := ctx
 	if detach {
 		base = m.bg
@@ -155,6 +193,7 @@ func (m *Manager) Submit(ctx context.Context, req scan.Request, l Listener, deta
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
+		defer m.dropShare(client)
 		defer cancel(nil)
 		m.run(jobCtx, job, ticket, n)
 	}()
@@ -245,18 +284,41 @@ func (m *Manager) run(ctx context.Context, job *Job, ticket *Ticket, n *notifier
 	job.set(status, 0, "")
 }
 
-// Live returns a running or queued scan by id.
-func (m *Manager) Live(id string) (*Job, bool) {
+func (m *Manager) takeShare(client string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.share[client] >= m.cfg.PerClient {
+		return &ShareError{Client: client, Limit: m.cfg.PerClient}
+	}
+	m.share[client]++
+	return nil
+}
+
+func (m *Manager) dropShare(client string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.share[client]--; m.share[client] <= 0 {
+		delete(m.share, client)
+	}
+}
+
+// Live returns a running or queued scan by id. With a client, another
+// client's scan is not found.
+func (m *Manager) Live(id, client string) (*Job, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	j, ok := m.live[id]
+	if ok && client != "" && j.Report.Record.Client != client {
+		return nil, false
+	}
 	return j, ok
 }
 
 // Cancel stops a queued or running scan by id and waits (up to 10 s) until
-// its record is final. It reports false when no such scan is live.
-func (m *Manager) Cancel(id string) bool {
-	j, ok := m.Live(id)
+// its record is final. It reports false when no such scan is live (for a
+// client: no such scan of that client's).
+func (m *Manager) Cancel(id, client string) bool {
+	j, ok := m.Live(id, client)
 	if !ok {
 		return false
 	}

@@ -51,15 +51,16 @@ func cancelTool() mcp.Tool {
 
 func (h *handlers) cancel(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 	id := req.GetString("id", "")
-	if h.Jobs.Cancel(id) {
-		rec, err := h.Store.Get(ctx, id)
+	viewer := h.Jobs.Scanner().Viewer(ctx)
+	if h.Jobs.Cancel(id, viewer) {
+		rec, err := h.Store.Get(ctx, id, viewer)
 		if err != nil {
 			return mcp.NewToolResultError(err.Error()), nil
 		}
 		text, _ := scanner.RecordText(rec, h.TextCap)
 		return mcp.NewToolResultText("Cancelled.\n" + text), nil
 	}
-	rec, err := h.Store.Get(ctx, id)
+	rec, err := h.Store.Get(ctx, id, viewer)
 	if err != nil {
 		return mcp.NewToolResultError(err.Error()), nil
 	}
@@ -102,7 +103,8 @@ type listItem struct {
 }
 
 func (h *handlers) list(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-	f := store.Filter{Target: req.GetString("target", ""), Status: req.GetString("status", ""), Limit: req.GetInt("limit", 20)}
+	f := store.Filter{Target: req.GetString("target", ""), Status: req.GetString("status", ""), Limit: req.GetInt("limit", 20),
+		Client: h.Jobs.Scanner().Viewer(ctx)}
 	if s := req.GetString("since", ""); s != "" {
 		since, err := store.ParseSince(s, time.Now())
 		if err != nil {
@@ -122,9 +124,7 @@ func (h *handlers) list(ctx context.Context, req mcp.CallToolRequest) (*mcp.Call
 		if !r.StartedAt.IsZero() {
 			it.StartedAt = r.StartedAt.Format(time.RFC3339)
 		}
-		if r.Result != nil {
-			it.HostsUp, it.OpenPorts = r.Result.Stats.HostsUp, r.Result.OpenPortCount()
-		}
+		it.HostsUp, it.OpenPorts = r.HostsUp, r.OpenPorts
 		items = append(items, it)
 		fmt.Fprintf(&b, "%s %s %s %s [%s] %d up, %d open ports\n", it.ScanID, it.StartedAt, it.Status, it.ScanType, it.Targets, it.HostsUp, it.OpenPorts)
 	}
@@ -137,10 +137,11 @@ func (h *handlers) list(ctx context.Context, req mcp.CallToolRequest) (*mcp.Call
 
 func (h *handlers) get(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 	id := req.GetString("id", "")
-	if job, ok := h.Jobs.Live(id); ok {
+	viewer := h.Jobs.Scanner().Viewer(ctx)
+	if job, ok := h.Jobs.Live(id, viewer); ok {
 		return h.liveResult(job, "Scan "+id+" is not finished yet."), nil
 	}
-	rec, err := h.Store.Get(ctx, id)
+	rec, err := h.Store.Get(ctx, id, viewer)
 	if err != nil {
 		return mcp.NewToolResultError(err.Error()), nil
 	}
@@ -154,7 +155,8 @@ type diffOutput struct {
 }
 
 func (h *handlers) diff(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-	a, b, err := h.Store.Pair(ctx, req.GetString("id_a", ""), req.GetString("id_b", ""), req.GetString("target", ""))
+	a, b, err := h.Store.Pair(ctx, req.GetString("id_a", ""), req.GetString("id_b", ""), req.GetString("target", ""),
+		h.Jobs.Scanner().Viewer(ctx))
 	if err != nil {
 		return mcp.NewToolResultError(err.Error()), nil
 	}

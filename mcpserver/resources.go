@@ -27,13 +27,13 @@ func (h *handlers) readScan(ctx context.Context, req mcp.ReadResourceRequest) ([
 		return nil, fmt.Errorf("resource %q: not a scan:// URI", uri)
 	}
 	if id, isXML := strings.CutSuffix(rest, "/xml"); isXML {
-		xml, err := h.Store.RawXML(ctx, id)
+		xml, err := h.Store.RawXML(ctx, id, h.Jobs.Scanner().Viewer(ctx))
 		if err != nil {
 			return nil, err
 		}
 		return []mcp.ResourceContents{mcp.TextResourceContents{URI: uri, MIMEType: "application/xml", Text: string(xml)}}, nil
 	}
-	rec, err := h.Store.Get(ctx, rest)
+	rec, err := h.Store.Get(ctx, rest, h.Jobs.Scanner().Viewer(ctx))
 	if err != nil {
 		return nil, err
 	}

@@ -172,13 +172,14 @@ func (h *handlers) scan(ctx context.Context, req mcp.CallToolRequest) (*mcp.Call
 func (h *handlers) refusal(err error) *mcp.CallToolResult {
 	var (
 		full   *jobs.QueueFullError
+		share  *jobs.ShareError
 		field  *scan.FieldError
 		scope  *policy.Refusal
 		budget *policy.BudgetError
 	)
 	reason := "other"
 	switch {
-	case errors.As(err, &full):
+	case errors.As(err, &full), errors.As(err, &share):
 		reason = "queue_full"
 	case errors.As(err, &field):
 		reason = "validation"
@@ -199,7 +200,7 @@ func (h *handlers) liveResult(job *jobs.Job, note string) *mcp.CallToolResult {
 	rec.Status = st.Status
 	if store.Finished(rec.Status) {
 		// Finished between the snapshot and now: the record is final.
-		if final, err := h.Store.Get(context.Background(), rec.ID); err == nil {
+		if final, err := h.Store.Get(context.Background(), rec.ID, ""); err == nil {
 			return h.recordResult(final, false)
 		}
 	}

@@ -2,23 +2,27 @@ package policy
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/netip"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/nmap-mcp/nmap-mcp/scan"
 )
 
-// Check decides whether client may run plan. On success it returns the
-// plan pinned to the vetted addresses (hostnames resolved here) and counts
-// it against the client's budgets. Refusals are *Refusal or *BudgetError.
-func (p *Policy) Check(ctx context.Context, plan *scan.Plan, client string) (*scan.Plan, error) {
+// Check decides whether plan may run. On success it returns the plan
+// pinned to the vetted addresses (hostnames resolved here), with its NSE
+// scripts expanded to the explicit list that may run. It spends no budget:
+// Spend does, once the scan has its place in the queue. Refusals are
+// *Refusal.
+func (p *Policy) Check(ctx context.Context, plan *scan.Plan) (*scan.Plan, error) {
 	if err := p.checkTechniques(plan); err != nil {
 		return nil, err
 	}
-	if err := p.checkScripts(ctx, plan); err != nil {
+	scripts, dropped, err := p.expandScripts(ctx, plan)
+	if err != nil {
 		return nil, err
 	}
 	resolved := map[string][]netip.Addr{}
@@ -52,8 +56,12 @@ func (p *Policy) Check(ctx context.Context, plan *scan.Plan, client string) (*sc
 	if err != nil {
 		return nil, err
 	}
-	if err := p.spend(client, pinned.Addresses); err != nil {
-		return nil, err
+	if max := p.cfg.MaxAddressesPerScan; max > 0 && pinned.Addresses > max {
+		return nil, &Refusal{Reason: fmt.Sprintf("the targets stand for %d addresses after CIDR expansion and name resolution; at most %d are allowed per scan",
+			pinned.Addresses, max), Key: "budgets.max_addresses_per_scan"}
+	}
+	if len(plan.Scripts) > 0 {
+		pinned.Scripts, pinned.ScriptsDropped = scripts, dropped
 	}
 	return pinned, nil
 }
@@ -72,46 +80,12 @@ func (p *Policy) checkTechniques(plan *scan.Plan) error {
 	return nil
 }
 
-// checkScripts allows a category when it is on the category allowlist, and
-// a script when it is on the name allowlist or all its categories are
-// allowed. Risky categories are refused unless listed by name.
-func (p *Policy) checkScripts(ctx context.Context, plan *scan.Plan) error {
-	if len(plan.Scripts) == 0 {
-		return nil
-	}
-	var db map[string][]string
-	for _, s := range plan.Scripts {
-		if slices.Contains(p.cfg.ScriptCategories, s) || slices.Contains(p.cfg.ScriptNames, s) {
-			continue
-		}
-		if slices.Contains(RiskyScriptCategories, s) {
-			return &Refusal{Reason: fmt.Sprintf("NSE category %q is refused unless the config allows it", s), Key: "scripts.categories"}
-		}
-		if db == nil {
-			if p.scripts == nil {
-				return &Refusal{Reason: fmt.Sprintf("NSE script %q is not on the allowlist", s), Key: "scripts.names"}
-			}
-			var err error
-			if db, err = p.scripts(ctx); err != nil {
-				return fmt.Errorf("read the NSE script list from the scanner image: %w", err)
-			}
-		}
-		cats, ok := db[s]
-		if !ok {
-			return &Refusal{Reason: fmt.Sprintf("%q is neither an allowed NSE category nor a script in the image", s), Key: "scripts.categories"}
-		}
-		for _, c := range cats {
-			if !slices.Contains(p.cfg.ScriptCategories, c) {
-				return &Refusal{Reason: fmt.Sprintf("NSE script %q is in category %q, which is not allowed", s, c), Key: "scripts.categories (or scripts.names)"}
-			}
-		}
-	}
-	return nil
-}
-
 // checkPrefix allows an address or block wholly inside an allowed prefix
 // and overlapping no denied one.
 func (p *Policy) checkPrefix(target string, pfx netip.Prefix) error {
+	if err := p.checkEmbedded(target, pfx); err != nil {
+		return err
+	}
 	for _, d := range p.deny {
 		if d.prefix.IsValid() && d.prefix.Overlaps(pfx) {
 			what := "it is"
@@ -143,6 +117,13 @@ func (p *Policy) checkName(ctx context.Context, name string, ipv6 bool) ([]netip
 			byName = true
 		}
 	}
+	// A name no allow rule names is refused before any DNS query, unless
+	// the deployment opts in: a lookup of an out-of-scope name already
+	// leaks it (and whatever a prompt put in it) to the resolver's owner.
+	if !byName && !p.cfg.ResolveUnlistedNames {
+		return nil, &Refusal{Target: name, Reason: "no allow rule names this host, and names are only resolved when an allow rule names them " +
+			"(add the name to scope.allow, give its address, or set scope.resolve_unlisted_names: true)", Key: "scope.allow"}
+	}
 	if p.resolver == nil {
 		return nil, &Refusal{Target: name, Reason: "hostnames cannot be resolved here", Key: "scope"}
 	}
@@ -150,7 +131,7 @@ func (p *Policy) checkName(ctx context.Context, name string, ipv6 bool) ([]netip
 	defer cancel()
 	addrs, err := p.resolver.LookupNetIP(rctx, "ip", name)
 	if err != nil || len(addrs) == 0 {
-		return nil, &Refusal{Target: name, Reason: fmt.Sprintf("it does not resolve (%v)", err), Key: "scope"}
+		return nil, &Refusal{Target: name, Reason: "it does not resolve (" + lookupReason(err) + ")", Key: "scope"}
 	}
 	var out []netip.Addr
 	for _, a := range addrs {
@@ -174,6 +155,9 @@ func (p *Policy) checkName(ctx context.Context, name string, ipv6 bool) ([]netip
 
 func (p *Policy) checkResolved(name string, a netip.Addr, byName bool) error {
 	pfx := netip.PrefixFrom(a, a.BitLen())
+	if err := p.checkEmbedded(name, pfx); err != nil {
+		return err
+	}
 	for _, d := range p.deny {
 		if d.prefix.IsValid() && d.prefix.Contains(a) {
 			return &Refusal{Target: name, Reason: fmt.Sprintf("it resolves to %s, denied by %s", a, d.text), Key: "scope.deny"}
@@ -188,8 +172,9 @@ func (p *Policy) checkResolved(name string, a netip.Addr, byName bool) error {
 	return nil
 }
 
-// spend counts a scan of n addresses against client's budgets, or refuses.
-func (p *Policy) spend(client string, n uint64) error {
+// Spend counts a scan of n addresses against client's budgets, or refuses
+// with a *BudgetError and counts nothing.
+func (p *Policy) Spend(client string, n uint64) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.now()
@@ -240,4 +225,20 @@ func (p *Policy) Describe() string {
 	fmt.Fprintf(&b, "scripts: categories=%s names=%s\n", strings.Join(p.cfg.ScriptCategories, ","), strings.Join(p.cfg.ScriptNames, ","))
 	fmt.Fprintf(&b, "budgets: window=%s scans_per_client=%d addresses_per_client=%d\n", p.cfg.Window, p.cfg.ScansPerClient, p.cfg.AddressesPerClient)
 	return b.String()
+}
+
+// lookupReason says why a lookup failed without naming the resolver: a
+// *net.DNSError's text carries the resolver's address, which is internal.
+func lookupReason(err error) string {
+	var de *net.DNSError
+	switch {
+	case err == nil:
+		return "no address"
+	case errors.As(err, &de) && de.IsNotFound:
+		return "no such host"
+	case errors.As(err, &de) && de.IsTimeout, errors.Is(err, context.DeadlineExceeded):
+		return "the DNS lookup timed out"
+	default:
+		return "the DNS lookup failed"
+	}
 }

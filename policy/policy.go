@@ -24,8 +24,9 @@ import (
 )
 
 // DefaultAllow is the built-in allow list: loopback, RFC 1918, ULA, and
-// scanme.nmap.org, which the Nmap project lets anyone scan.
-var DefaultAllow = []string{"127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7", "scanme.nmap.org"}
+// scanme.nmap.org, which the Nmap project lets anyone scan; and the name
+// localhost (its addresses are still checked).
+var DefaultAllow = []string{"localhost", "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7", "scanme.nmap.org"}
 
 // DefaultDeny is the built-in deny list, which wins over allow: cloud
 // metadata addresses, multicast and broadcast.
@@ -35,7 +36,9 @@ var DefaultDeny = []string{"169.254.169.254/32", "fd00:ec2::254/128", "100.100.1
 var DefaultScriptCategories = []string{"default", "safe", "discovery", "version"}
 
 // RiskyScriptCategories are refused unless the config allows them by name.
-var RiskyScriptCategories = []string{"intrusive", "exploit", "dos", "brute", "vuln", "malware"}
+// external scripts send data to third parties; broadcast scripts send to
+// the local segment rather than to the targets.
+var RiskyScriptCategories = []string{"intrusive", "exploit", "dos", "brute", "vuln", "malware", "external", "broadcast"}
 
 // Config is the policy part of the configuration file.
 type Config struct {
@@ -49,6 +52,16 @@ type Config struct {
 	// ScriptCategories and ScriptNames are the NSE allowlist.
 	ScriptCategories []string `yaml:"script_categories"`
 	ScriptNames      []string `yaml:"script_names"`
+	// HostNetwork is true when scans share the host's network: scripts
+	// that capture packets are then refused whatever the lists say.
+	HostNetwork bool `yaml:"-"`
+	// ResolveUnlistedNames lets the server resolve hostnames no allow
+	// rule names (their addresses are still checked). Off by default:
+	// a lookup already tells the resolver's owner the name.
+	ResolveUnlistedNames bool `yaml:"resolve_unlisted_names"`
+	// MaxAddressesPerScan bounds a scan's addresses after CIDR expansion
+	// and name resolution; 0 means no bound.
+	MaxAddressesPerScan uint64 `yaml:"-"`
 	// Budgets per client and window; 0 means no bound.
 	Window             time.Duration `yaml:"window"`
 	ScansPerClient     int           `yaml:"scans_per_client"`
@@ -59,7 +72,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{Allow: slices.Clone(DefaultAllow), Deny: slices.Clone(DefaultDeny), SYN: true, UDP: true,
 		OSDetection: true, ServiceVersions: true, ScriptCategories: slices.Clone(DefaultScriptCategories),
-		Window: time.Hour, ScansPerClient: 120, AddressesPerClient: 1 << 20}
+		Window: time.Hour, ScansPerClient: 120, AddressesPerClient: 1 << 20, HostNetwork: true, MaxAddressesPerScan: 4096}
 }
 
 // Resolver looks names up; *net.Resolver is one.
@@ -67,8 +80,6 @@ type Resolver interface {
 	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
-// ScriptDB returns each NSE script's categories, from the scanner image.
-type ScriptDB func(ctx context.Context) (map[string][]string, error)
 
 // Policy checks scans against a Config.
 type Policy struct {
@@ -105,6 +116,7 @@ func New(cfg Config, resolver Resolver, scripts ScriptDB) (*Policy, error) {
 	if err != nil {
 		return nil, err
 	}
+	deny = append(deny, embeddingRules(deny)...)
 	for _, c := range cfg.ScriptCategories {
 		if !isName(c) {
 			return nil, fmt.Errorf("scripts.categories: %q is not an NSE category name", c)

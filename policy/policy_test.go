@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/nmap-mcp/nmap-mcp/scan"
 )
@@ -45,8 +44,17 @@ func plan(t *testing.T, req scan.Request) *scan.Plan {
 	return p
 }
 
+// resolving is the default policy that also resolves names no allow rule
+// names (scope.resolve_unlisted_names), to test how resolved addresses
+// are checked.
+func resolving() Config {
+	c := DefaultConfig()
+	c.ResolveUnlistedNames = true
+	return c
+}
+
 func TestScope(t *testing.T) {
-	pol, err := New(DefaultConfig(), dns, nil)
+	pol, err := New(resolving(), dns, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +87,7 @@ func TestScope(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.targets, func(t *testing.T) {
-			pinned, err := pol.Check(context.Background(), plan(t, scan.Request{Targets: c.targets}), "t")
+			pinned, err := pol.Check(context.Background(), plan(t, scan.Request{Targets: c.targets}))
 			if c.ok {
 				if err != nil {
 					t.Fatalf("refused: %v", err)
@@ -100,91 +108,17 @@ func TestScope(t *testing.T) {
 // Hostnames are resolved once, and the scan is pinned to the vetted
 // addresses of its family; the names stay for the report.
 func TestPinningAndFamilies(t *testing.T) {
-	pol, _ := New(DefaultConfig(), dns, nil)
-	p4, err := pol.Check(context.Background(), plan(t, scan.Request{Targets: "lab.internal.test"}), "t")
+	pol, _ := New(resolving(), dns, nil)
+	p4, err := pol.Check(context.Background(), plan(t, scan.Request{Targets: "lab.internal.test"}))
 	if err != nil || p4.TargetList() != "10.1.2.3" || p4.Names["10.1.2.3"][0] != "lab.internal.test" {
 		t.Fatalf("v4: %v %+v", err, p4)
 	}
-	p6, err := pol.Check(context.Background(), plan(t, scan.Request{Targets: "::1 lab.internal.test"}), "t")
+	p6, err := pol.Check(context.Background(), plan(t, scan.Request{Targets: "::1 lab.internal.test"}))
 	if err != nil || p6.TargetList() != "::1 fd12::3" || !p6.IPv6 {
 		t.Fatalf("v6: %v %q", err, p6.TargetList())
 	}
 	if args := strings.Join(p6.Args(), " "); !strings.HasSuffix(args, "-- ::1 fd12::3") {
 		t.Fatalf("argv %s", args)
-	}
-}
-
-func TestTechniquesAndScripts(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.UDP, cfg.OSDetection = false, false
-	db := func(context.Context) (map[string][]string, error) {
-		return map[string][]string{"http-title": {"default", "discovery", "safe"}, "ssh-brute": {"brute", "intrusive"},
-			"smb-vuln-ms17-010": {"vuln", "safe"}}, nil
-	}
-	pol, _ := New(cfg, dns, db)
-	for _, c := range []struct {
-		req  scan.Request
-		want string
-	}{
-		{scan.Request{Targets: "127.0.0.1", ScanType: "udp"}, "techniques.udp"},
-		{scan.Request{Targets: "127.0.0.1", OSDetection: true}, "techniques.os_detection"},
-		{scan.Request{Targets: "127.0.0.1", Scripts: "vuln"}, `category "vuln" is refused`},
-		{scan.Request{Targets: "127.0.0.1", Scripts: "exploit"}, `"exploit"`},
-		{scan.Request{Targets: "127.0.0.1", Scripts: "dos,brute"}, `"dos"`},
-		{scan.Request{Targets: "127.0.0.1", Scripts: "intrusive"}, `"intrusive"`},
-		{scan.Request{Targets: "127.0.0.1", Scripts: "malware"}, `"malware"`},
-		{scan.Request{Targets: "127.0.0.1", Scripts: "ssh-brute"}, `category "brute"`},
-		{scan.Request{Targets: "127.0.0.1", Scripts: "smb-vuln-ms17-010"}, `category "vuln"`},
-		{scan.Request{Targets: "127.0.0.1", Scripts: "no-such-script"}, "neither an allowed NSE category nor a script"},
-	} {
-		if _, err := pol.Check(context.Background(), plan(t, c.req), "t"); err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%+v: %v; want %q", c.req, err, c.want)
-		}
-	}
-	for _, ok := range []string{"default", "safe,discovery", "http-title", "version"} {
-		if _, err := pol.Check(context.Background(), plan(t, scan.Request{Targets: "127.0.0.1", Scripts: ok}), "t"); err != nil {
-			t.Errorf("scripts %s refused: %v", ok, err)
-		}
-	}
-	cfg.ScriptCategories = append(cfg.ScriptCategories, "vuln")
-	pol, _ = New(cfg, dns, db)
-	if _, err := pol.Check(context.Background(), plan(t, scan.Request{Targets: "127.0.0.1", Scripts: "vuln"}), "t"); err != nil {
-		t.Fatalf("vuln allowed by config, still refused: %v", err)
-	}
-}
-
-func TestBudgets(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.Window, cfg.ScansPerClient, cfg.AddressesPerClient = time.Minute, 3, 300
-	pol, _ := New(cfg, dns, nil)
-	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
-	pol.now = func() time.Time { return now }
-	check := func(client, targets string) error {
-		_, err := pol.Check(context.Background(), plan(t, scan.Request{Targets: targets}), client)
-		return err
-	}
-	if err := check("a", "10.0.0.0/24"); err != nil { // 256 addresses
-		t.Fatal(err)
-	}
-	now = now.Add(10 * time.Second)
-	var be *BudgetError
-	if err := check("a", "10.0.1.0/26"); !errors.As(err, &be) || be.Budget != "addresses per client" || !be.FreesAt.Equal(now.Add(50*time.Second)) {
-		t.Fatalf("address budget: %v", err)
-	}
-	if err := check("b", "10.0.1.0/26"); err != nil {
-		t.Fatalf("another client shares the budget: %v", err)
-	}
-	for i := 0; i < 2; i++ {
-		if err := check("a", "127.0.0.1"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := check("a", "127.0.0.1"); !errors.As(err, &be) || be.Budget != "scans per client" || !strings.Contains(err.Error(), "3 per 1m0s") {
-		t.Fatalf("scan budget: %v", err)
-	}
-	now = now.Add(time.Minute)
-	if err := check("a", "127.0.0.1"); err != nil {
-		t.Fatalf("after the window: %v", err)
 	}
 }
 

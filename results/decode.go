@@ -17,6 +17,43 @@ type Handlers struct {
 	// DropHosts passes hosts to Host only and keeps none in the result, so
 	// that memory stays flat however long the document is.
 	DropHosts bool
+	// Limits bound what the result keeps; what is left out is counted in
+	// Result.Dropped. Zero fields take DefaultLimits' values.
+	Limits Limits
+}
+
+// Limits bound a decoded result, whatever the scanned hosts answer.
+type Limits struct {
+	MaxHosts int // hosts kept; further hosts are counted, not kept
+	MaxPorts int // listed ports kept over all hosts
+	// MaxScriptBytes bounds all NSE output kept; each script's output is
+	// also cut at MaxScriptOutput bytes.
+	MaxScriptBytes  int
+	MaxScriptOutput int
+}
+
+// DefaultLimits keep 4,096 hosts, 10,000 listed ports, 1 MiB of NSE
+// output in all and 16 KiB per script: a decoded result stays within a
+// few MB whatever the hosts answer.
+func DefaultLimits() Limits {
+	return Limits{MaxHosts: 4096, MaxPorts: 10000, MaxScriptBytes: 1 << 20, MaxScriptOutput: 16 << 10}
+}
+
+func (l Limits) orDefault() Limits {
+	d := DefaultLimits()
+	if l.MaxHosts <= 0 {
+		l.MaxHosts = d.MaxHosts
+	}
+	if l.MaxPorts <= 0 {
+		l.MaxPorts = d.MaxPorts
+	}
+	if l.MaxScriptBytes <= 0 {
+		l.MaxScriptBytes = d.MaxScriptBytes
+	}
+	if l.MaxScriptOutput <= 0 {
+		l.MaxScriptOutput = d.MaxScriptOutput
+	}
+	return l
 }
 
 // readBuffer is the tokenizer's buffer; it bounds the longest element.
@@ -28,6 +65,7 @@ const readBuffer = 256 << 10
 // document is truncated or malformed the error says where, and the result
 // is marked partial and keeps the hosts already decoded.
 func Decode(r io.Reader, h Handlers) (*Result, error) {
+	h.Limits = h.Limits.orDefault()
 	d := &decoder{h: h, res: &Result{}}
 	err := d.run(r)
 	d.res.Normalize()
@@ -38,10 +76,12 @@ func Decode(r io.Reader, h Handlers) (*Result, error) {
 }
 
 type decoder struct {
-	h     Handlers
-	res   *Result
-	stack [][]byte // names of the open elements
-	seen  int      // hosts decoded, kept or not
+	h      Handlers
+	res    *Result
+	stack  [][]byte // names of the open elements
+	seen   int      // hosts decoded, kept or not
+	ports  int      // listed ports kept
+	sbytes int      // NSE output bytes kept
 
 	host     *Host
 	port     *Port
@@ -237,7 +277,7 @@ func (d *decoder) start(name, attrs []byte) error {
 			case "id":
 				s.ID = string(v)
 			case "output":
-				s.Output = string(v)
+				s.Output = d.scriptOutput(v)
 			}
 		})
 		switch {
@@ -345,18 +385,30 @@ func (d *decoder) end(name []byte) {
 	switch string(name) {
 	case "port":
 		if d.host != nil && d.port != nil {
-			d.host.Ports = append(d.host.Ports, *d.port)
+			if d.ports < d.h.Limits.MaxPorts {
+				d.host.Ports = append(d.host.Ports, *d.port)
+				d.ports++
+			} else {
+				d.res.Dropped.Ports++
+			}
 		}
 		d.port = nil
 	case "host":
 		if d.host != nil {
 			d.host.normalize()
 			d.seen++
-			if !d.h.DropHosts {
-				d.res.Hosts = append(d.res.Hosts, *d.host)
-			}
-			if d.h.Host != nil {
-				d.h.Host(*d.host)
+			if d.seen > d.h.Limits.MaxHosts {
+				// Not kept and not passed on: live status is bounded too.
+				d.res.Dropped.Hosts++
+				d.res.Dropped.Ports += len(d.host.Ports)
+				d.ports -= len(d.host.Ports)
+			} else {
+				if !d.h.DropHosts {
+					d.res.Hosts = append(d.res.Hosts, *d.host)
+				}
+				if d.h.Host != nil {
+					d.h.Host(*d.host)
+				}
 			}
 		}
 		d.host, d.inHost = nil, false
@@ -386,4 +438,16 @@ func intern(name []byte) []byte {
 		return n
 	}
 	return append([]byte(nil), name...)
+}
+
+// scriptOutput keeps an NSE output within the per-script and per-scan
+// bounds, counting the bytes it leaves out.
+func (d *decoder) scriptOutput(v []byte) string {
+	keep := min(len(v), d.h.Limits.MaxScriptOutput, max(d.h.Limits.MaxScriptBytes-d.sbytes, 0))
+	d.sbytes += keep
+	if keep == len(v) {
+		return string(v)
+	}
+	d.res.Dropped.ScriptBytes += len(v) - keep
+	return string(v[:keep]) + fmt.Sprintf(" [cut: %d more bytes]", len(v)-keep)
 }

@@ -15,6 +15,7 @@ package results
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 )
 
 // Result is one scan's decoded outcome.
@@ -30,6 +31,34 @@ type Result struct {
 	Partial bool `json:"partial"`
 	// Skipped lists targets nmap could not use (e.g. unresolvable names).
 	Skipped []string `json:"skipped"`
+	// Dropped counts what the result's bounds left out (see Limits).
+	Dropped Dropped `json:"dropped"`
+}
+
+// Dropped counts hosts, ports and NSE output bytes a result left out to
+// stay within its bounds.
+type Dropped struct {
+	Hosts       int `json:"hosts"`
+	Ports       int `json:"ports"`
+	ScriptBytes int `json:"script_bytes"`
+}
+
+// Any reports whether anything was left out.
+func (d Dropped) Any() bool { return d.Hosts+d.Ports+d.ScriptBytes > 0 }
+
+// String says what was left out, e.g. "2 hosts, 10 ports".
+func (d Dropped) String() string {
+	var parts []string
+	if d.Hosts > 0 {
+		parts = append(parts, fmt.Sprintf("%d hosts", d.Hosts))
+	}
+	if d.Ports > 0 {
+		parts = append(parts, fmt.Sprintf("%d ports", d.Ports))
+	}
+	if d.ScriptBytes > 0 {
+		parts = append(parts, fmt.Sprintf("%d bytes of NSE output", d.ScriptBytes))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // Host is one scanned host.

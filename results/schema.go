@@ -84,6 +84,11 @@ func Schema() map[string]any {
 		}, "run statistics"),
 		"partial": BooleanSchema("true when the scan stopped early; hosts holds those that finished"),
 		"skipped": ArraySchema(StringSchema("target"), "targets nmap skipped"),
+		"dropped": Object(map[string]any{
+			"hosts":        IntegerSchema("hosts left out of the result (over the per-scan bound)"),
+			"ports":        IntegerSchema("listed ports left out of the result (over the per-scan bound)"),
+			"script_bytes": IntegerSchema("bytes of NSE output left out"),
+		}, "what the result's size bounds left out; all zero when the result is complete"),
 	}, "decoded nmap result")
 }
 

@@ -29,6 +29,7 @@ func Text(r *Result, maxBytes int, more string) (text string, cut bool) {
 	if len(r.Skipped) > 0 {
 		lines = append(lines, "skipped targets: "+strings.Join(r.Skipped, " "))
 	}
+
 	lines = append(lines, summaryLine(r))
 
 	var b strings.Builder
@@ -108,6 +109,9 @@ func summaryLine(r *Result) string {
 	}
 	if r.Stats.Error != "" {
 		s += "; nmap error: " + r.Stats.Error
+	}
+	if r.Dropped.Any() {
+		s += "; not kept (over the result's size bounds): " + r.Dropped.String()
 	}
 	return s
 }

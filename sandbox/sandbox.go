@@ -44,6 +44,21 @@ const (
 	LabelOwnerHost = "nmap-mcp.owner-host" // the hostname it ran on
 )
 
+// OwnedBy reads the owner of a container from its labels. ok is false
+// unless the container carries every label this package sets (managed,
+// scan id, instance, owner pid and host), so that nothing else is ever
+// taken for ours.
+func OwnedBy(labels map[string]string) (pid int, host string, ok bool) {
+	if labels[LabelManaged] != "true" || labels[LabelScanID] == "" || labels[LabelInstance] == "" || labels[LabelOwnerHost] == "" {
+		return 0, "", false
+	}
+	pid, err := strconv.Atoi(labels[LabelOwnerPID])
+	if err != nil || pid <= 0 {
+		return 0, "", false
+	}
+	return pid, labels[LabelOwnerHost], true
+}
+
 // UnprivilegedUser is the image's non-root user.
 const UnprivilegedUser = "65532:65532"
 

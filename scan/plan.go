@@ -36,11 +36,20 @@ type Plan struct {
 	Timeout           time.Duration
 	IPv6              bool
 	OSDetection       bool
-	Scripts           []string // NSE script names or categories
+	Scripts           []string // NSE script names or categories; after the policy's check, script names only
+	// ScriptsDropped are the scripts a requested category stood for that
+	// the policy did not let run, with the reason.
+	ScriptsDropped []DroppedScript
 	ScriptArgs        []string // key=value pairs
 	// Names maps each address that came from a hostname back to it, for
 	// the report (see Pin).
 	Names map[string][]string
+}
+
+// DroppedScript is an NSE script left out of a scan, and why.
+type DroppedScript struct {
+	Name   string `json:"name"`
+	Reason string `json:"reason"`
 }
 
 // Plan validates r against rules. On failure it returns a *FieldError and no
@@ -377,7 +386,9 @@ func ValidName(s string, maxLen int) bool {
 }
 
 // parseScriptArgs accepts comma-separated key=value pairs with a narrow
-// charset: no quotes, braces, slashes or file paths.
+// charset: no quotes, braces, slashes or file paths. Arguments that would
+// point a script at hosts, networks or interfaces the scope never checked
+// are refused (see targetArg).
 func parseScriptArgs(s string) ([]string, error) {
 	if strings.TrimSpace(s) == "" {
 		return nil, nil
@@ -393,9 +404,42 @@ func parseScriptArgs(s string) ([]string, error) {
 		if !ok || !charset(k, "._-", 64) || !charset(v, "._:-@", 128) || k[0] == '-' || strings.Contains(v, "..") {
 			return nil, &FieldError{"script_args", s, rule}
 		}
+		if why := targetArg(k, v); why != "" {
+			return nil, &FieldError{"script_args", k + "=" + v, why}
+		}
 		out = append(out, k+"="+v)
 	}
 	return out, nil
+}
+
+// hostArgNames are script-argument names (the part after the last dot)
+// that name hosts, networks, interfaces or servers to contact.
+var hostArgNames = map[string]bool{
+	"host": true, "hosts": true, "target": true, "targets": true, "iface": true, "interface": true, "interfaces": true,
+	"ip": true, "ips": true, "address": true, "addresses": true, "addr": true, "network": true, "networks": true,
+	"net": true, "cidr": true, "subnet": true, "range": true, "prefix": true, "domain": true, "server": true,
+	"servers": true, "dns": true, "nameserver": true, "resolver": true, "proxy": true, "proxies": true,
+	"newtargets": true, "max-newtargets": true,
+}
+
+// targetArg says why a script argument may not be passed, or "": it
+// must not add targets (newtargets), name hosts, networks or interfaces,
+// or carry an IP address. Only the scan's vetted targets are scanned.
+func targetArg(key, value string) string {
+	k := strings.ToLower(key)
+	last := k[strings.LastIndexByte(k, '.')+1:]
+	switch {
+	case strings.HasPrefix(k, "newtargets") || strings.HasPrefix(k, "max-newtargets"):
+		return "adds scan targets the scope never checked; it is never passed"
+	case strings.HasPrefix(k, "targets-"):
+		return "configures a target-discovery script; targets come only from the targets parameter"
+	case hostArgNames[last]:
+		return fmt.Sprintf("names hosts, networks, interfaces or servers (%q); scripts may only reach the scan's own targets", last)
+	}
+	if _, err := netip.ParseAddr(value); err == nil {
+		return "carries an IP address; scripts may only reach the scan's own targets, given in the targets parameter"
+	}
+	return ""
 }
 
 // charset reports whether s is 1..n characters of letters, digits and extra.

@@ -22,6 +22,7 @@ import (
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
 	"github.com/nmap-mcp/nmap-mcp/images"
+	"github.com/nmap-mcp/nmap-mcp/policy"
 	"github.com/nmap-mcp/nmap-mcp/results"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 	"github.com/nmap-mcp/nmap-mcp/scan"
@@ -36,9 +37,11 @@ type Recorder interface {
 }
 
 // Checker is the deployment's policy: it refuses a plan or returns it
-// pinned to vetted addresses; *policy.Policy is one.
+// pinned to vetted addresses, and spends a client's budget; *policy.Policy
+// is one.
 type Checker interface {
-	Check(ctx context.Context, plan *scan.Plan, client string) (*scan.Plan, error)
+	Check(ctx context.Context, plan *scan.Plan) (*scan.Plan, error)
+	Spend(client string, addresses uint64) error
 }
 
 // Auditor keeps the audit trail: one record when a scan is admitted and
@@ -70,6 +73,8 @@ type Config struct {
 	MaxAddresses uint64
 	// MaxOutput bounds the bytes kept per output stream.
 	MaxOutput int
+	// Limits bound the decoded result (hosts, ports, NSE output kept).
+	Limits results.Limits
 	// Store records every scan; nil records nothing.
 	Store Recorder
 	// Client names who asks for scans, for the records ("local" for stdio).
@@ -84,7 +89,7 @@ type Scanner struct {
 	image images.Info
 
 	dbMu     sync.Mutex
-	scriptDB map[string][]string
+	scriptDB *policy.ScriptIndex
 }
 
 // New returns a scanner that runs image through exec.
@@ -165,8 +170,9 @@ func (r *Report) Status() string {
 }
 
 // Prepare validates req, checks it against the policy (resolving and
-// pinning hostnames), and describes the scan it would run, without running
-// anything. Validation errors are *scan.FieldError; policy refusals come
+// pinning hostnames, expanding NSE categories), and describes the scan it
+// would run, without running anything and without spending a budget (see
+// Spend). Validation errors are *scan.FieldError; policy refusals come
 // from the Checker.
 func (s *Scanner) Prepare(ctx context.Context, req scan.Request) (*Report, error) {
 	plan, err := req.Plan(s.Rules())
@@ -174,7 +180,7 @@ func (s *Scanner) Prepare(ctx context.Context, req scan.Request) (*Report, error
 		return nil, err
 	}
 	if s.cfg.Policy != nil {
-		if plan, err = s.cfg.Policy.Check(ctx, plan, s.client(ctx)); err != nil {
+		if plan, err = s.cfg.Policy.Check(ctx, plan); err != nil {
 			return nil, err
 		}
 	}
@@ -189,11 +195,30 @@ func (s *Scanner) Prepare(ctx context.Context, req scan.Request) (*Report, error
 	reqJSON, _ := json.Marshal(req)
 	r.Record = &store.Record{
 		ID: id, Targets: plan.TargetList(), ScanType: string(plan.Type), Request: reqJSON, Argv: r.Argv,
-		ImageID: s.image.ID, ImageTag: s.image.Tag, Client: s.client(ctx),
+		ImageID: s.image.ID, ImageTag: s.image.Tag, Client: s.client(ctx), Notes: planNotes(plan),
 		Limits: store.Limits{CPUs: opts.Limits.CPUs, MemoryBytes: opts.Limits.Memory, Pids: opts.Limits.Pids,
 			TimeoutSeconds: int(plan.Timeout / time.Second), Network: networkName(opts.Network), Profile: r.Sandbox},
 	}
 	return r, nil
+}
+
+// planNotes are the record's notes for what the policy changed: the NSE
+// scripts a requested category stood for that were dropped, and why.
+func planNotes(plan *scan.Plan) []string {
+	var notes []string
+	for _, d := range plan.ScriptsDropped {
+		notes = append(notes, fmt.Sprintf("NSE script %s not run: %s", d.Name, d.Reason))
+	}
+	return notes
+}
+
+// Spend counts a prepared scan against its client's budgets (after its
+// queue place is secured, so a refused call spends nothing).
+func (s *Scanner) Spend(r *Report) error {
+	if s.cfg.Policy == nil {
+		return nil
+	}
+	return s.cfg.Policy.Spend(r.Record.Client, r.Plan.Addresses)
 }
 
 type clientKey struct{}
@@ -202,6 +227,21 @@ type clientKey struct{}
 // bearer token), for records, the audit trail and budgets.
 func WithClient(ctx context.Context, name string) context.Context {
 	return context.WithValue(ctx, clientKey{}, name)
+}
+
+type adminKey struct{}
+
+// WithAdmin marks the client of ctx as an administrator, who may see and
+// control every client's scans.
+func WithAdmin(ctx context.Context) context.Context { return context.WithValue(ctx, adminKey{}, true) }
+
+// Viewer is whose scans the caller of ctx may see and control: its client
+// name, or "" (every client's) for an administrator.
+func (s *Scanner) Viewer(ctx context.Context) string {
+	if admin, _ := ctx.Value(adminKey{}).(bool); admin {
+		return ""
+	}
+	return s.client(ctx)
 }
 
 func (s *Scanner) client(ctx context.Context) string {
@@ -232,7 +272,9 @@ func (s *Scanner) sandboxScan(r *Report) sandbox.Scan {
 	if r.Plan.Privileged() {
 		priv = sandbox.RawSockets
 	}
-	return sandbox.Scan{ID: r.ID, Image: s.image.Tag, Args: r.Argv[1:], Privilege: priv}
+	// The container runs the image by its verified ID: a tag moved after
+	// the check cannot swap the image.
+	return sandbox.Scan{ID: r.ID, Image: s.image.ID, Args: r.Argv[1:], Privilege: priv}
 }
 
 // Run validates and runs one scan, telling obs as it goes. A validation
@@ -242,6 +284,9 @@ func (s *Scanner) sandboxScan(r *Report) sandbox.Scan {
 func (s *Scanner) Run(ctx context.Context, req scan.Request, obs Observer) (*Report, error) {
 	r, err := s.Prepare(ctx, req)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.Spend(r); err != nil {
 		return nil, err
 	}
 	return r, s.Execute(ctx, r, obs)
@@ -289,7 +334,7 @@ func (s *Scanner) Execute(ctx context.Context, r *Report, obs Observer) error {
 	}
 	decodedC := make(chan decoded, 1)
 	go func() {
-		res, err := results.Decode(xmlR, results.Handlers{Host: obs.Host, Progress: obs.Progress})
+		res, err := results.Decode(xmlR, results.Handlers{Host: obs.Host, Progress: obs.Progress, Limits: s.cfg.Limits})
 		// Keep reading after a decode error so the stream never blocks.
 		_, _ = io.Copy(io.Discard, xmlR)
 		decodedC <- decoded{res, err}
@@ -427,21 +472,26 @@ func addNames(res *results.Result, names map[string][]string) {
 	}
 }
 
-// ScriptCategories reads the NSE script database from the scanner image
-// (run in the sandbox with no network) and returns each script's
-// categories. The result is cached for the scanner's life.
-func (s *Scanner) ScriptCategories(ctx context.Context) (map[string][]string, error) {
+// ScriptIndex reads the NSE script index from the scanner image (run in
+// the sandbox with no network): each script's categories, and which
+// scripts add targets or capture packets. It is cached for the scanner's
+// life.
+func (s *Scanner) ScriptIndex(ctx context.Context) (*policy.ScriptIndex, error) {
 	s.dbMu.Lock()
 	defer s.dbMu.Unlock()
 	if s.scriptDB != nil {
 		return s.scriptDB, nil
 	}
-	out, err := s.runQuiet(ctx, []string{"/bin/cat"}, scriptDBPath)
+	out, err := s.runQuiet(ctx, []string{"/bin/sh", "-c", policy.IndexScript})
 	if err != nil {
-		return nil, fmt.Errorf("read %s in the scanner image: %w", scriptDBPath, err)
+		return nil, fmt.Errorf("read the NSE script index in the scanner image: %w", err)
 	}
-	s.scriptDB = ParseScriptDB(out)
-	return s.scriptDB, nil
+	idx := policy.ParseScriptIndex(out)
+	if len(idx.Categories) == 0 {
+		return nil, errors.New("the scanner image's NSE script.db lists no scripts")
+	}
+	s.scriptDB = idx
+	return idx, nil
 }
 
 // runQuiet runs a short command in the unprivileged sandbox with no
@@ -455,7 +505,7 @@ func (s *Scanner) runQuiet(ctx context.Context, entrypoint []string, args ...str
 	if err != nil {
 		return "", err
 	}
-	cfg, hc := sandbox.Config(opts, sandbox.Scan{ID: id, Image: s.image.Tag, Args: args})
+	cfg, hc := sandbox.Config(opts, sandbox.Scan{ID: id, Image: s.image.ID, Args: args})
 	if entrypoint != nil {
 		cfg.Entrypoint = entrypoint
 	}
@@ -464,38 +514,6 @@ func (s *Scanner) runQuiet(ctx context.Context, entrypoint []string, args ...str
 		return "", err
 	}
 	return string(res.Stdout), nil
-}
-
-// scriptDBPath is nmap's script index inside the image.
-const scriptDBPath = "/usr/share/nmap/scripts/script.db"
-
-// ParseScriptDB reads nmap's script.db lines such as
-// Entry { filename = "http-title.nse", categories = { "default", "discovery", "safe", } }
-func ParseScriptDB(text string) map[string][]string {
-	db := map[string][]string{}
-	for _, line := range strings.Split(text, "\n") {
-		_, rest, ok := strings.Cut(line, `filename = "`)
-		if !ok {
-			continue
-		}
-		file, rest, ok := strings.Cut(rest, `"`)
-		if !ok {
-			continue
-		}
-		_, cats, ok := strings.Cut(rest, "categories = {")
-		if !ok {
-			continue
-		}
-		cats, _, _ = strings.Cut(cats, "}")
-		var list []string
-		for _, c := range strings.Split(cats, ",") {
-			if c = strings.Trim(strings.TrimSpace(c), `"`); c != "" {
-				list = append(list, c)
-			}
-		}
-		db[strings.TrimSuffix(file, ".nse")] = list
-	}
-	return db
 }
 
 // audit writes the admission of r to the audit trail, once.

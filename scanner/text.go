@@ -14,6 +14,10 @@ const DefaultTextCap = 16 << 10
 // Text is the result text of a report: see RecordText.
 func (r *Report) Text(maxBytes int) (string, bool) { return RecordText(r.Record, maxBytes) }
 
+// maxTextNotes bounds the notes shown in a result's text; the record
+// keeps them all.
+const maxTextNotes = 5
+
 // RecordText is the text a model or a person reads for one scan: a header
 // (status, command, sandbox), the compact result (one line per host, one per
 // open port with service and version), and the error if any, within maxBytes
@@ -53,8 +57,15 @@ func RecordText(rec *store.Record, maxBytes int) (text string, cut bool) {
 		}
 		fmt.Fprintf(&b, "\nError: %s\n", msg)
 	}
+	for i, n := range rec.Notes {
+		if i == maxTextNotes {
+			fmt.Fprintf(&b, "Note: %d more notes in scan://%s\n", len(rec.Notes)-i, rec.ID)
+			break
+		}
+		fmt.Fprintf(&b, "Note: %s\n", n)
+	}
 	if rec.RawXMLTruncated {
-		b.WriteString("Raw XML was cut at the size cap; the decoded result above is complete up to the cut.\n")
+		fmt.Fprintf(&b, "The raw XML kept (scan://%s/xml) was cut at its size cap; the decoded result was read from nmap's whole output, within its own bounds.\n", rec.ID)
 	}
 	return b.String(), cut
 }

@@ -10,8 +10,8 @@ import (
 // Pair finds two finished records to compare, older first: by their ids,
 // or a target's latest two finished scans. It refuses, naming the id,
 // records that are unknown, still running, without a result, or of scan
-// types that probe different things.
-func (s *Store) Pair(ctx context.Context, idA, idB, target string) (*Record, *Record, error) {
+// types that probe different things. client works as in Get.
+func (s *Store) Pair(ctx context.Context, idA, idB, target, client string) (*Record, *Record, error) {
 	var a, b *Record
 	switch {
 	case idA != "" && idB != "":
@@ -19,21 +19,26 @@ func (s *Store) Pair(ctx context.Context, idA, idB, target string) (*Record, *Re
 			return nil, nil, errors.New("give either id_a and id_b, or target, not both")
 		}
 		var err error
-		if a, err = s.Get(ctx, idA); err != nil {
+		if a, err = s.Get(ctx, idA, client); err != nil {
 			return nil, nil, err
 		}
-		if b, err = s.Get(ctx, idB); err != nil {
+		if b, err = s.Get(ctx, idB, client); err != nil {
 			return nil, nil, err
 		}
 	case target != "" && idA == "" && idB == "":
-		recs, err := s.List(ctx, Filter{Target: target, Finished: true, Limit: 2})
+		recs, err := s.List(ctx, Filter{Target: target, Finished: true, Limit: 2, Client: client})
 		if err != nil {
 			return nil, nil, err
 		}
 		if len(recs) < 2 {
 			return nil, nil, fmt.Errorf("target %q has %d finished scans; a diff needs two", target, len(recs))
 		}
-		a, b = recs[1], recs[0]
+		if a, err = s.Get(ctx, recs[1].ID, client); err != nil {
+			return nil, nil, err
+		}
+		if b, err = s.Get(ctx, recs[0].ID, client); err != nil {
+			return nil, nil, err
+		}
 	default:
 		return nil, nil, errors.New("give two scan ids (id_a and id_b), or a target to compare its latest two finished scans")
 	}

@@ -54,10 +54,11 @@ func (s *Store) Begin(ctx context.Context, r *Record) error {
 	}
 	argv, _ := json.Marshal(r.Argv)
 	limits, _ := json.Marshal(r.Limits)
+	notes := notesJSON(r.Notes)
 	_, err := s.db.ExecContext(ctx, `INSERT INTO scans (id, status, targets, scan_type, request, argv, image_id, image_tag,
-		limits, client, owner_pid, owner_host, created_at, started_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		limits, client, owner_pid, owner_host, created_at, started_at, notes) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		r.ID, r.Status, r.Targets, r.ScanType, string(req), string(argv), r.ImageID, r.ImageTag,
-		string(limits), r.Client, r.OwnerPID, r.OwnerHost, ms(r.CreatedAt), ms(r.StartedAt))
+		string(limits), r.Client, r.OwnerPID, r.OwnerHost, ms(r.CreatedAt), ms(r.StartedAt), notes)
 	if err != nil {
 		return fmt.Errorf("scan store %s: record scan %s: %w", s.path, r.ID, err)
 	}
@@ -86,17 +87,27 @@ func (s *Store) Finish(ctx context.Context, r *Record) error {
 		if result, err = json.Marshal(r.Result); err != nil {
 			return fmt.Errorf("encode result of scan %s: %w", r.ID, err)
 		}
+		r.HostsUp, r.OpenPorts = r.Result.Stats.HostsUp, r.Result.OpenPortCount()
 	}
 	if r.EndedAt.IsZero() {
 		r.EndedAt = time.Now().UTC()
 	}
 	_, err := s.db.ExecContext(ctx, `UPDATE scans SET status=?, started_at=?, ended_at=?, exit_code=?, error=?, raw_xml=?,
-		raw_xml_truncated=?, result=? WHERE id=?`,
-		r.Status, ms(r.StartedAt), ms(r.EndedAt), r.ExitCode, r.Error, xml, r.RawXMLTruncated, nullString(result), r.ID)
+		raw_xml_truncated=?, result=?, hosts_up=?, open_ports=?, notes=? WHERE id=?`,
+		r.Status, ms(r.StartedAt), ms(r.EndedAt), r.ExitCode, r.Error, xml, r.RawXMLTruncated, nullString(result),
+		r.HostsUp, r.OpenPorts, notesJSON(r.Notes), r.ID)
 	if err != nil {
 		return fmt.Errorf("scan store %s: finish scan %s: %w", s.path, r.ID, err)
 	}
 	return nil
+}
+
+func notesJSON(notes []string) string {
+	if len(notes) == 0 {
+		return "[]"
+	}
+	b, _ := json.Marshal(notes)
+	return string(b)
 }
 
 func nullString(b []byte) any {
@@ -106,21 +117,31 @@ func nullString(b []byte) any {
 	return string(b)
 }
 
-const columns = `id, status, targets, scan_type, request, argv, image_id, image_tag, limits, client, owner_pid, owner_host,
-	created_at, started_at, ended_at, exit_code, error, raw_xml_truncated, result`
+// columns are those of a full record; summaryColumns leave the result
+// out (NULL), so that lists never load full results.
+const (
+	baseColumns = `id, status, targets, scan_type, request, argv, image_id, image_tag, limits, client, owner_pid, owner_host,
+	created_at, started_at, ended_at, exit_code, error, raw_xml_truncated, hosts_up, open_ports, notes, `
+	columns        = baseColumns + `result`
+	summaryColumns = baseColumns + `NULL`
+)
 
 type scanner interface{ Scan(...any) error }
 
 func scanRecord(row scanner) (*Record, error) {
 	var (
-		r                       Record
-		req, argv, limits       string
-		created, started, ended int64
-		result                  sql.NullString
+		r                        Record
+		req, argv, limits, notes string
+		created, started, ended  int64
+		result                   sql.NullString
 	)
 	if err := row.Scan(&r.ID, &r.Status, &r.Targets, &r.ScanType, &req, &argv, &r.ImageID, &r.ImageTag, &limits, &r.Client,
-		&r.OwnerPID, &r.OwnerHost, &created, &started, &ended, &r.ExitCode, &r.Error, &r.RawXMLTruncated, &result); err != nil {
+		&r.OwnerPID, &r.OwnerHost, &created, &started, &ended, &r.ExitCode, &r.Error, &r.RawXMLTruncated,
+		&r.HostsUp, &r.OpenPorts, &notes, &result); err != nil {
 		return nil, err
+	}
+	if err := json.Unmarshal([]byte(notes), &r.Notes); err != nil {
+		return nil, fmt.Errorf("scan %s: bad notes: %w", r.ID, err)
 	}
 	r.Request = json.RawMessage(req)
 	if err := json.Unmarshal([]byte(argv), &r.Argv); err != nil {
@@ -140,9 +161,10 @@ func scanRecord(row scanner) (*Record, error) {
 }
 
 // Get returns one record, without its raw XML. An unknown ID is a
-// *NotFoundError.
-func (s *Store) Get(ctx context.Context, id string) (*Record, error) {
-	r, err := scanRecord(s.db.QueryRowContext(ctx, `SELECT `+columns+` FROM scans WHERE id = ?`, id))
+// *NotFoundError. With a client, a scan another client started is not
+// found either (the same error: ids of others' scans are not revealed).
+func (s *Store) Get(ctx context.Context, id string, client string) (*Record, error) {
+	r, err := scanRecord(s.db.QueryRowContext(ctx, `SELECT `+columns+` FROM scans WHERE id = ? AND (? = '' OR client = ?)`, id, client, client))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, &NotFoundError{ID: id}
 	}
@@ -152,10 +174,10 @@ func (s *Store) Get(ctx context.Context, id string) (*Record, error) {
 	return r, nil
 }
 
-// RawXML returns a scan's raw XML as kept.
-func (s *Store) RawXML(ctx context.Context, id string) ([]byte, error) {
+// RawXML returns a scan's raw XML as kept; client works as in Get.
+func (s *Store) RawXML(ctx context.Context, id string, client string) ([]byte, error) {
 	var xml []byte
-	err := s.db.QueryRowContext(ctx, `SELECT raw_xml FROM scans WHERE id = ?`, id).Scan(&xml)
+	err := s.db.QueryRowContext(ctx, `SELECT raw_xml FROM scans WHERE id = ? AND (? = '' OR client = ?)`, id, client, client).Scan(&xml)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, &NotFoundError{ID: id}
 	}
@@ -172,15 +194,22 @@ type Filter struct {
 	Since    time.Time // created at or after
 	Finished bool      // only scans that are no longer running
 	Limit    int       // at most this many, newest first (default 20)
+	// Client, when set, keeps only the scans this client started.
+	Client string
 }
 
-// List returns records, newest first, without raw XML.
+// List returns summaries of records, newest first: without raw XML and
+// without Result (HostsUp and OpenPorts summarise it).
 func (s *Store) List(ctx context.Context, f Filter) ([]*Record, error) {
 	var where []string
 	var args []any
 	if f.Target != "" {
 		where = append(where, `instr(' ' || targets || ' ', ' ' || ? || ' ') > 0`)
 		args = append(args, strings.ToLower(f.Target))
+	}
+	if f.Client != "" {
+		where = append(where, `client = ?`)
+		args = append(args, f.Client)
 	}
 	if f.Status != "" {
 		where = append(where, `status = ?`)
@@ -194,7 +223,7 @@ func (s *Store) List(ctx context.Context, f Filter) ([]*Record, error) {
 		where = append(where, `created_at >= ?`)
 		args = append(args, f.Since.UnixMilli())
 	}
-	q := `SELECT ` + columns + ` FROM scans`
+	q := `SELECT ` + summaryColumns + ` FROM scans`
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, ` AND `)
 	}

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
@@ -73,6 +74,13 @@ type Record struct {
 	RawXML          []byte          `json:"-"`
 	RawXMLTruncated bool            `json:"raw_xml_truncated"`
 	Result          *results.Result `json:"result"`
+	// HostsUp and OpenPorts summarise Result; List fills them without
+	// loading Result.
+	HostsUp   int `json:"hosts_up"`
+	OpenPorts int `json:"open_ports"`
+	// Notes say what the scan left out or changed from the request, e.g.
+	// NSE scripts the policy dropped and why.
+	Notes []string `json:"notes"`
 
 	OwnerPID  int    `json:"-"`
 	OwnerHost string `json:"-"`
@@ -124,6 +132,9 @@ func Open(ctx context.Context, path string, maxXML int) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("scan store %s: cannot create its folder: %w; set --store or NMAP_MCP_STORE to a writable path", path, err)
 	}
+	if err := private(path); err != nil {
+		return nil, err
+	}
 	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
@@ -143,6 +154,26 @@ func Open(ctx context.Context, path string, maxXML int) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// private creates the database file 0600 before SQLite does (SQLite gives
+// its -wal and -shm files the database file's mode), and takes group and
+// other access away from an existing database and its -wal and -shm: the
+// history holds who scanned what.
+func private(path string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return fmt.Errorf("scan store %s: %w; set --store or NMAP_MCP_STORE to a writable path", path, err)
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if st, err := os.Lstat(p); err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o077 != 0 {
+			if err := os.Chmod(p, st.Mode().Perm()&0o700); err != nil {
+				return fmt.Errorf("scan store %s: make it private: %w", p, err)
+			}
+		}
+	}
+	return nil
 }
 
 // Path is the database file.
@@ -188,6 +219,16 @@ var migrations = []string{
 	);
 	CREATE INDEX scans_created_at ON scans(created_at);
 	CREATE INDEX scans_status ON scans(status);`,
+	// Summaries, so that lists never load full results; notes such as
+	// the NSE scripts the policy dropped.
+	`ALTER TABLE scans ADD COLUMN hosts_up INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE scans ADD COLUMN open_ports INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE scans ADD COLUMN notes TEXT NOT NULL DEFAULT '[]';
+	UPDATE scans SET hosts_up = coalesce(json_extract(result, '$.stats.hosts_up'), 0),
+		open_ports = (SELECT count(*) FROM json_each(result, '$.hosts') h, json_each(h.value, '$.ports') p
+			WHERE json_extract(p.value, '$.state') IN ('open', 'open|filtered'))
+		WHERE result IS NOT NULL;
+	CREATE INDEX scans_client ON scans(client, created_at);`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

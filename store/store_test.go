@@ -50,7 +50,7 @@ func TestSurvivesRestart(t *testing.T) {
 	s.Close()
 
 	s2 := open(t, path)
-	got, err := s2.Get(ctx, "a1")
+	got, err := s2.Get(ctx, "a1", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,12 +58,12 @@ func TestSurvivesRestart(t *testing.T) {
 		got.Result == nil || got.Result.Hosts[0].Ports[0].Service != "ssh" || !got.RawXMLTruncated || got.Duration() < 0 {
 		t.Fatalf("read back %+v", got)
 	}
-	xml, err := s2.RawXML(ctx, "a1")
+	xml, err := s2.RawXML(ctx, "a1", "")
 	if err != nil || len(xml) != 64 {
 		t.Fatalf("raw xml %d bytes, %v", len(xml), err)
 	}
 	var nf *NotFoundError
-	if _, err := s2.Get(ctx, "nope"); !errors.As(err, &nf) || !strings.Contains(err.Error(), `"nope"`) {
+	if _, err := s2.Get(ctx, "nope", ""); !errors.As(err, &nf) || !strings.Contains(err.Error(), `"nope"`) {
 		t.Fatalf("unknown id: %v", err)
 	}
 	var mode string
@@ -93,7 +93,7 @@ func TestInterruptedAtOpen(t *testing.T) {
 	s.Close()
 	s2 := open(t, path)
 	for id, want := range map[string]string{"dead": Interrupted, "live": Running} {
-		r, err := s2.Get(ctx, id)
+		r, err := s2.Get(ctx, id, "")
 		if err != nil || r.Status != want {
 			t.Fatalf("%s: status %v, %v; want %s", id, r.Status, err, want)
 		}

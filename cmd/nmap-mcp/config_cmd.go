@@ -75,11 +75,14 @@ func cmdAudit(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	switch args[0] {
 	case "verify":
-		count, err := audit.Verify(path)
+		rep, err := audit.Verify(path)
+		for _, n := range rep.Notes {
+			fmt.Fprintf(stdout, "note: %s\n", n)
+		}
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "%s: %d records, chain intact\n", path, count)
+		fmt.Fprintf(stdout, "%s: %d records, chain intact up to its head checkpoint\n", path, rep.Records)
 		return nil
 	case "tail":
 		recs, err := audit.Tail(path, *n)

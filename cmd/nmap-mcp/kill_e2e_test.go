@@ -64,8 +64,8 @@ func TestServerKilledMidScan(t *testing.T) {
 	if len(recs) != 2 || recs[1].Event != audit.Interrupted || recs[1].ScanID != id {
 		t.Fatalf("audit after the restart: %+v", recs)
 	}
-	if n, err := audit.Verify(auditPath); err != nil || n != 2 {
-		t.Fatalf("verify: %d %v", n, err)
+	if rep, err := audit.Verify(auditPath); err != nil || rep.Records != 2 {
+		t.Fatalf("verify: %+v %v", rep, err)
 	}
 	_, text = call(t, sess2, "get_scan", map[string]any{"id": id})
 	if !strings.Contains(text, "interrupted") {

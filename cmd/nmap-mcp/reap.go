@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -28,7 +29,7 @@ func handOff(ids []string) bool {
 	if err != nil {
 		return false
 	}
-	cmd := exec.Command(self, append([]string{"reap"}, ids...)...)
+	cmd := exec.Command(self, append([]string{"reap", "--owner", strconv.Itoa(os.Getpid())}, ids...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.Dir = "/"
 	if err := cmd.Start(); err != nil {
@@ -38,11 +39,18 @@ func handOff(ids []string) bool {
 	return true
 }
 
-// cmdReap waits for the given containers to stop and removes them. It is
-// started by handOff, not by users.
-func cmdReap(ctx context.Context, ids []string, stderr io.Writer) error {
-	if len(ids) == 0 {
-		fmt.Fprintln(stderr, "Usage: nmap-mcp reap CONTAINER...  (internal: removes containers a finished CLI scan handed off)")
+// cmdReap waits for the process --owner to exit and the given containers
+// to stop, and removes those that carry our labels naming that process.
+// It is started by handOff, not by users.
+func cmdReap(ctx context.Context, args []string, stderr io.Writer) error {
+	var pid int
+	if len(args) >= 2 && args[0] == "--owner" {
+		pid, _ = strconv.Atoi(args[1])
+		args = args[2:]
+	}
+	ids := args
+	if len(ids) == 0 || pid <= 0 {
+		fmt.Fprintln(stderr, "Usage: nmap-mcp reap --owner PID CONTAINER...  (internal: removes containers a finished CLI scan handed off)")
 		return &exitCode{2}
 	}
 	cli, err := engine.Connect(ctx)
@@ -50,6 +58,6 @@ func cmdReap(ctx context.Context, ids []string, stderr io.Writer) error {
 		return err
 	}
 	defer cli.Close()
-	executor.New(cli, nil).Reap(context.WithoutCancel(ctx), ids, reapWait)
+	executor.New(cli, nil).Reap(context.WithoutCancel(ctx), ids, pid, reapWait)
 	return nil
 }

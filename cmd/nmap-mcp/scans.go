@@ -61,10 +61,7 @@ func cmdScans(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		for _, r := range recs {
-			up, open := 0, 0
-			if r.Result != nil {
-				up, open = r.Result.Stats.HostsUp, r.Result.OpenPortCount()
-			}
+			up, open := r.HostsUp, r.OpenPorts
 			fmt.Fprintf(stdout, "%s  %s  %-11s %-7s %5.1fs  %3d up %4d open  %s\n", r.ID, r.CreatedAt.Local().Format("2006-01-02 15:04:05"),
 				r.Status, r.ScanType, r.Duration().Seconds(), up, open, r.Targets)
 		}
@@ -75,14 +72,14 @@ func cmdScans(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		id := fs.Arg(0)
 		if *asXML {
-			xml, err := st.RawXML(ctx, id)
+			xml, err := st.RawXML(ctx, id, allClients)
 			if err != nil {
 				return err
 			}
 			_, err = stdout.Write(xml)
 			return err
 		}
-		rec, err := st.Get(ctx, id)
+		rec, err := st.Get(ctx, id, allClients)
 		if err != nil {
 			return err
 		}
@@ -101,7 +98,7 @@ func cmdScans(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		} else if fs.NArg() != 0 {
 			return fmt.Errorf("scans diff takes two scan ids, or --target")
 		}
-		ra, rb, err := st.Pair(ctx, a, b, *target)
+		ra, rb, err := st.Pair(ctx, a, b, *target, allClients)
 		if err != nil {
 			return err
 		}
@@ -112,3 +109,7 @@ func cmdScans(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return &exitCode{2}
 	}
 }
+
+// allClients: the CLI reads the history file directly, so whoever can read
+// it sees every client's scans.
+const allClients = ""

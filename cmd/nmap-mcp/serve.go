@@ -60,8 +60,14 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("max-concurrent %d, queue-size %d, queue-timeout %d: need at least 1 running scan and no negative bound",
 			s.concurrent, s.queueSize, s.queueWait)
 	}
+	perClient := s.file.Queue.PerClient
+	if perClient == 0 && (*httpAddr == "" || len(s.file.HTTP.Tokens) == 0) {
+		// One client only (stdio, or HTTP without tokens: "local"): its
+		// share is the whole queue.
+		perClient = s.concurrent + s.queueSize
+	}
 	manager = jobs.New(st.scanner, jobs.Config{Concurrency: s.concurrent, QueueSize: s.queueSize,
-		MaxQueueWait: time.Duration(s.queueWait) * time.Second, Log: logger})
+		MaxQueueWait: time.Duration(s.queueWait) * time.Second, PerClient: perClient, Log: logger})
 	delivery := mcpserver.NewDelivery()
 	srv := mcpserver.New(mcpserver.Deps{Jobs: manager, Store: st.store, Delivery: delivery, Log: logger, Refused: meters.Refused,
 		Info: mcpserver.Info{ServerVersion: version, EngineVersion: engineVersion}})

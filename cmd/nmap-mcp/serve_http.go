@@ -28,16 +28,18 @@ func serveHTTP(ctx context.Context, s *settings, addr string, st *stack, manager
 	if err != nil || maxBody <= 0 {
 		return fmt.Errorf("http.max_body %q: not a size such as 1m", hc.MaxBody)
 	}
-	cfg := httpapi.Config{Addr: addr, TLSCert: hc.TLSCert, TLSKey: hc.TLSKey, Origins: hc.Origins, MaxBody: maxBody}
+	cfg := httpapi.Config{Addr: addr, TLSCert: hc.TLSCert, TLSKey: hc.TLSKey, Origins: hc.Origins, MaxBody: maxBody,
+		MaxConnections: hc.MaxConnections}
 	for _, t := range hc.Tokens {
-		cfg.Tokens = append(cfg.Tokens, httpapi.Token{Name: t.Name, SHA256: t.SHA256})
+		cfg.Tokens = append(cfg.Tokens, httpapi.Token{Name: t.Name, SHA256: t.SHA256, Admin: t.Admin})
 	}
-	tag := st.scanner.Image().Tag
+	img := st.scanner.Image()
+	tag := img.Tag // for logs; scans and health use the ID
 	health := func(ctx context.Context) error {
 		if _, err := st.cli.Ping(ctx); err != nil {
 			return fmt.Errorf("docker engine unreachable: %w", err)
 		}
-		if _, err := images.New(st.cli, nil, "").Verify(ctx, tag); err != nil {
+		if _, err := images.New(st.cli, nil, "").Verify(ctx, img.ID); err != nil {
 			return err
 		}
 		return nil

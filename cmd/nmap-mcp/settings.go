@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	units "github.com/docker/go-units"
@@ -177,7 +178,9 @@ func (s *settings) logger(stderr io.Writer) (*slog.Logger, func(), error) {
 	}
 	w, closer := stderr, func() {}
 	if s.logFile != "" {
-		f, err := os.OpenFile(s.logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		// O_NOFOLLOW: a symlink planted at the log path cannot redirect
+		// the server's writes to another file.
+		f, err := os.OpenFile(s.logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY|syscall.O_NOFOLLOW, 0o600)
 		if err != nil {
 			return nil, nil, fmt.Errorf("open log file: %w", err)
 		}

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"time"
 
 	"github.com/docker/docker/client"
 
@@ -30,9 +29,6 @@ type stack struct {
 	engine   string // engine version
 	close    func()
 }
-
-// sweepAge is older than any scan may run, so a container that old is orphaned.
-const sweepAge = 15 * time.Minute
 
 // bringUp connects to the engine, ensures the image (building it on first
 // use, saying so on stderr), sweeps orphans and returns a scanner.
@@ -93,7 +89,7 @@ func bringUp(ctx context.Context, s *settings, log *slog.Logger, stderr io.Write
 	swept := make(chan struct{})
 	sweep := func() {
 		defer close(swept)
-		if removed, err := ex.Sweep(ctx, sweepAge); err != nil {
+		if removed, err := ex.Sweep(ctx); err != nil {
 			log.Warn("start-up sweep failed", "err", err)
 		} else if len(removed) > 0 {
 			log.Info("start-up sweep removed orphaned scan containers", "count", len(removed))
@@ -107,8 +103,11 @@ func bringUp(ctx context.Context, s *settings, log *slog.Logger, stderr io.Write
 	}
 	// The policy reads NSE categories from the image through the scanner.
 	var sc *scanner.Scanner
-	pol, err := policy.New(s.file.Policy(), net.DefaultResolver, func(ctx context.Context) (map[string][]string, error) {
-		return sc.ScriptCategories(ctx)
+	pcfg := s.file.Policy()
+	pcfg.HostNetwork = opts.Network == "" || opts.Network == "host"
+	pcfg.MaxAddressesPerScan = s.maxAddresses
+	pol, err := policy.New(pcfg, net.DefaultResolver, func(ctx context.Context) (*policy.ScriptIndex, error) {
+		return sc.ScriptIndex(ctx)
 	})
 	if err != nil {
 		cli.Close()
@@ -117,7 +116,7 @@ func bringUp(ctx context.Context, s *settings, log *slog.Logger, stderr io.Write
 		return nil, fmt.Errorf("config %s: %w", s.configPath, err)
 	}
 	sc = scanner.New(ex, img, scanner.Config{Sandbox: opts, MaxAddresses: s.maxAddresses, Store: st, Audit: trail,
-		Policy: pol, Client: "local", Meter: meter, Log: log})
+		Policy: pol, Client: "local", Meter: meter, Log: log, Limits: s.file.ResultLimits()})
 	return &stack{cli: cli, scanner: sc, executor: ex, store: st, close: func() {
 		<-swept
 		// The history and the trail close while the engine client does.
