@@ -38,7 +38,7 @@ type Config struct {
 	// client can fill the whole queue (0: half of Concurrency+QueueSize,
 	// at least 1).
 	PerClient int
-	Log          *slog.Logger
+	Log       *slog.Logger
 }
 
 // Manager admits, queues, runs and tracks scans.

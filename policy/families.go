@@ -9,10 +9,10 @@ import (
 // must also match it written in these forms, or a broad IPv6 allow rule
 // would let the denied host be reached through a translator.
 var (
-	mappedPrefix  = netip.MustParsePrefix("::ffff:0:0/96")   // IPv4-mapped
-	nat64Prefix   = netip.MustParsePrefix("64:ff9b::/96")    // NAT64 well-known prefix (RFC 6052)
-	sixToFour     = netip.MustParsePrefix("2002::/16")       // 6to4 (RFC 3056)
-	teredoPrefix  = netip.MustParsePrefix("2001::/32")       // Teredo (RFC 4380): client address inverted in the last 32 bits
+	mappedPrefix  = netip.MustParsePrefix("::ffff:0:0/96")  // IPv4-mapped
+	nat64Prefix   = netip.MustParsePrefix("64:ff9b::/96")   // NAT64 well-known prefix (RFC 6052)
+	sixToFour     = netip.MustParsePrefix("2002::/16")      // 6to4 (RFC 3056)
+	teredoPrefix  = netip.MustParsePrefix("2001::/32")      // Teredo (RFC 4380): client address inverted in the last 32 bits
 	localUseNAT64 = netip.MustParsePrefix("64:ff9b:1::/48") // NAT64 local-use prefix (RFC 8215)
 )
 

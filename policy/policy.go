@@ -80,7 +80,6 @@ type Resolver interface {
 	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
-
 // Policy checks scans against a Config.
 type Policy struct {
 	cfg      Config

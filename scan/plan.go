@@ -40,7 +40,7 @@ type Plan struct {
 	// ScriptsDropped are the scripts a requested category stood for that
 	// the policy did not let run, with the reason.
 	ScriptsDropped []DroppedScript
-	ScriptArgs        []string // key=value pairs
+	ScriptArgs     []string // key=value pairs
 	// Names maps each address that came from a hostname back to it, for
 	// the report (see Pin).
 	Names map[string][]string
