@@ -41,11 +41,21 @@ func freePort(t *testing.T) int {
 // startHTTP starts a server with one token, "alice", and extra config.
 func startHTTP(t *testing.T, extraConfig string, extraEnv ...string) *httpServer {
 	t.Helper()
+	return startHTTPTokens(t, nil, extraConfig, extraEnv...)
+}
+
+// startHTTPTokens starts a server with the token "alice" and more tokens.
+func startHTTPTokens(t *testing.T, more []httpapi.Token, extraConfig string, extraEnv ...string) *httpServer {
+	t.Helper()
 	secret, tok, err := httpapi.NewToken("alice")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfgText := fmt.Sprintf("http:\n  tokens:\n    - name: alice\n      sha256: %s\n  origins: [\"http://allowed.test\"]\n%s", tok.SHA256, extraConfig)
+	tokens := fmt.Sprintf("    - name: alice\n      sha256: %s\n", tok.SHA256)
+	for _, m := range more {
+		tokens += fmt.Sprintf("    - name: %s\n      sha256: %s\n      admin: %v\n", m.Name, m.SHA256, m.Admin)
+	}
+	cfgText := fmt.Sprintf("http:\n  tokens:\n%s  origins: [\"http://allowed.test\"]\n%s", tokens, extraConfig)
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cmd := exec.Command(binary, "serve", "--http", addr)
 	cmd.Env = serverEnv(append([]string{"NMAP_MCP_CONFIG=" + writeConfig(t, cfgText),

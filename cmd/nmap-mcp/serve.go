@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"math"
 	"os"
 	"time"
 
@@ -62,9 +63,9 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	perClient := s.file.Queue.PerClient
 	if perClient == 0 && (*httpAddr == "" || len(s.file.HTTP.Tokens) == 0) {
-		// One client only (stdio, or HTTP without tokens: "local"): its
-		// share is the whole queue.
-		perClient = s.concurrent + s.queueSize
+		// One client only (stdio, or HTTP without tokens: "local"): no
+		// share to keep; the queue's own bound applies.
+		perClient = math.MaxInt32
 	}
 	manager = jobs.New(st.scanner, jobs.Config{Concurrency: s.concurrent, QueueSize: s.queueSize,
 		MaxQueueWait: time.Duration(s.queueWait) * time.Second, PerClient: perClient, Log: logger})
