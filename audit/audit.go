@@ -500,9 +500,23 @@ func Verify(path string) (Report, error) {
 		prevSeq  uint64
 		tail     tailInfo
 	)
-	err := eachLine(path, func(n int, line []byte) error {
+	torn, err := endsTorn(path)
+	if err != nil {
+		return rep, err
+	}
+	const tornReason = "the last line is torn (no newline: a write was cut short); the next start moves it aside"
+	var pending *VerifyError // a bad line that is torn if it is the last
+	err = eachLine(path, func(n int, line []byte) error {
+		if pending != nil {
+			pending.Reason = "not a JSON record"
+			return pending
+		}
 		var r Record
 		if err := json.Unmarshal(line, &r); err != nil {
+			if torn {
+				pending = &VerifyError{Line: n, Reason: tornReason}
+				return nil
+			}
 			return &VerifyError{Line: n, Reason: "not a JSON record: " + err.Error()}
 		}
 		switch {
@@ -524,8 +538,11 @@ func Verify(path string) (Report, error) {
 	if err != nil {
 		return rep, err
 	}
-	if b, err := os.ReadFile(path); err == nil && len(b) > 0 && b[len(b)-1] != '\n' {
-		return rep, &VerifyError{Line: rep.Records, Reason: "the last line is torn (no newline: a write was cut short); the next start moves it aside"}
+	if pending != nil {
+		return rep, pending
+	}
+	if torn {
+		return rep, &VerifyError{Line: rep.Records, Reason: tornReason}
 	}
 	head, ok, err := readHead(path)
 	if err != nil {
@@ -541,6 +558,24 @@ func Verify(path string) (Report, error) {
 		return rep, &VerifyError{Reason: reason}
 	}
 	return rep, nil
+}
+
+// endsTorn reports whether the file's last byte is not a newline.
+func endsTorn(path string) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, fmt.Errorf("audit trail %s: %w", path, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || st.Size() == 0 {
+		return false, err
+	}
+	var b [1]byte
+	if _, err := f.ReadAt(b[:], st.Size()-1); err != nil {
+		return false, fmt.Errorf("audit trail %s: %w", path, err)
+	}
+	return b[0] != '\n', nil
 }
 
 // Tail returns the last n records.

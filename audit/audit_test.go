@@ -2,7 +2,9 @@ package audit
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -70,3 +72,120 @@ func TestInterruptedAtOpen(t *testing.T) {
 }
 
 func hostForTest() string { h, _ := os.Hostname(); return h }
+
+func appendN(t *testing.T, path string, n int) {
+	t.Helper()
+	l, _, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for i := 0; i < n; i++ {
+		if err := l.Append(Record{Event: Admitted, ScanID: fmt.Sprintf("s%d", i), Client: "local"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Regression (security review 10): cutting records off the end, emptying
+// the trail, re-encoding a line (extra or duplicate keys) and re-chaining
+// a forged record are all found, by Verify and at start-up.
+func TestTamperFound(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		tamper func(lines [][]byte) [][]byte
+		want   string
+	}{
+		{"cut off the end", func(l [][]byte) [][]byte { return l[:2] }, "cut off the end"},
+		{"emptied", func(l [][]byte) [][]byte { return nil }, "the trail is empty"},
+		{"duplicate key", func(l [][]byte) [][]byte {
+			l[1] = bytes.Replace(l[1], []byte(`"client":"local"`), []byte(`"client":"local","client":"local"`), 1)
+			return l
+		}, "line 2 was edited"},
+		{"extra key", func(l [][]byte) [][]byte {
+			l[3] = bytes.Replace(l[3], []byte(`{`), []byte(`{"x":1,`), 1)
+			return l
+		}, "not the one the head recorded"},
+		{"forged and re-chained", func(l [][]byte) [][]byte {
+			// Replace record 2 and fix every later link, as a forger would.
+			var r Record
+			json.Unmarshal(l[1], &r)
+			r.Client = "mallory"
+			l[1], _ = json.Marshal(r)
+			for i := 2; i < len(l); i++ {
+				var n Record
+				json.Unmarshal(l[i], &n)
+				n.Prev = lineHash(l[i-1])
+				l[i], _ = json.Marshal(n)
+			}
+			return l
+		}, "not the one the head recorded"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "audit.jsonl")
+			appendN(t, path, 4)
+			orig, _ := os.ReadFile(path)
+			lines := c.tamper(bytes.Split(bytes.TrimRight(orig, "\n"), []byte("\n")))
+			out := bytes.Join(lines, []byte("\n"))
+			if len(out) > 0 {
+				out = append(out, '\n')
+			}
+			os.WriteFile(path, out, 0o600)
+			if _, err := Verify(path); err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("Verify: %v; want %q", err, c.want)
+			}
+			if c.name == "duplicate key" {
+				return // a middle line: the head still matches, so Open cannot see it
+			}
+			var he *HeadError
+			if _, _, err := Open(path); !errors.As(err, &he) {
+				t.Fatalf("Open of a tampered trail: %v", err)
+			}
+		})
+	}
+}
+
+// Regression (security review 10): a torn last line no longer stops the
+// server: it is moved aside, kept, recorded, and Verify names it.
+func TestTornLastLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	appendN(t, path, 2)
+	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0o600)
+	f.WriteString(`{"v":2,"seq":3,"time":"2026-`)
+	f.Close()
+	if _, err := Verify(path); err == nil || !strings.Contains(err.Error(), "torn") {
+		t.Fatalf("Verify of a torn trail: %v", err)
+	}
+	l, _, err := Open(path)
+	if err != nil {
+		t.Fatalf("Open with a torn last line: %v", err)
+	}
+	l.Close()
+	aside, _ := filepath.Glob(path + ".torn-*")
+	if len(aside) != 1 {
+		t.Fatalf("torn line not kept aside: %v", aside)
+	}
+	if b, _ := os.ReadFile(aside[0]); string(b) != `{"v":2,"seq":3,"time":"2026-` {
+		t.Fatalf("kept %q", b)
+	}
+	rep, err := Verify(path)
+	if err != nil || rep.Records != 3 || len(rep.Notes) != 1 || !strings.Contains(rep.Notes[0], aside[0]) {
+		t.Fatalf("Verify after recovery: %+v %v", rep, err)
+	}
+}
+
+// A trail written in the first format still verifies, and chains on.
+func TestLegacyTrailChainsOn(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	r1 := Record{Seq: 1, Event: Admitted, ScanID: "a"}
+	r1.Hash = r1.legacyHash()
+	r2 := Record{Seq: 2, Event: Ended, ScanID: "a", Prev: r1.Hash}
+	r2.Hash = r2.legacyHash()
+	b1, _ := json.Marshal(r1)
+	b2, _ := json.Marshal(r2)
+	os.WriteFile(path, append(append(append(b1, '\n'), b2...), '\n'), 0o600)
+	appendN(t, path, 1)
+	if rep, err := Verify(path); err != nil || rep.Records != 3 {
+		t.Fatalf("%+v %v", rep, err)
+	}
+}

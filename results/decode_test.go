@@ -155,3 +155,40 @@ func TestTextCap(t *testing.T) {
 		t.Fatalf("cut %v, %d bytes, tail %q", cut, len(text), text[len(text)-200:])
 	}
 }
+
+// manyPorts is nmap XML for one host answering on n ports, each with an
+// NSE output of scriptBytes bytes.
+func manyPorts(n, scriptBytes int) string {
+	var b strings.Builder
+	b.WriteString(`<?xml version="1.0"?><nmaprun scanner="nmap" args="nmap" version="7.93"><host><status state="up" reason="syn-ack"/><address addr="127.0.0.1" addrtype="ipv4"/><ports>`)
+	out := strings.Repeat("x", scriptBytes)
+	for p := 1; p <= n; p++ {
+		fmt.Fprintf(&b, `<port protocol="tcp" portid="%d"><state state="open" reason="syn-ack"/><service name="svc"/><script id="banner" output="%s"/></port>`, p, out)
+	}
+	b.WriteString(`</ports></host><runstats><finished elapsed="1" exit="success"/><hosts up="1" down="0" total="1"/></runstats></nmaprun>`)
+	return b.String()
+}
+
+// Regression (security review 6): the decoded result is bounded, whatever
+// a host answers, and says what it left out.
+func TestDecodeBounds(t *testing.T) {
+	res, err := Decode(strings.NewReader(manyPorts(20000, 100)), Handlers{Limits: Limits{MaxPorts: 1000, MaxScriptBytes: 10000, MaxScriptOutput: 50}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Hosts[0].Ports) != 1000 || res.Dropped.Ports != 19000 {
+		t.Fatalf("kept %d ports, dropped %d", len(res.Hosts[0].Ports), res.Dropped.Ports)
+	}
+	if res.Dropped.ScriptBytes != 20000*100-10000 || !strings.Contains(res.Hosts[0].Ports[0].Scripts[0].Output, "[cut: 50 more bytes]") {
+		t.Fatalf("script bytes dropped %d: %q", res.Dropped.ScriptBytes, res.Hosts[0].Ports[0].Scripts[0].Output)
+	}
+	text, _ := Text(res, 0, "scan://x")
+	if !strings.Contains(text, "not kept (over the result's size bounds): 19000 ports") {
+		t.Fatalf("text hides what was dropped: %s", text[len(text)-300:])
+	}
+	two := strings.Replace(manyPorts(1, 0), "</host>", `</host><host><status state="up"/><address addr="127.0.0.2" addrtype="ipv4"/></host>`, 1)
+	res, _ = Decode(strings.NewReader(two), Handlers{Limits: Limits{MaxHosts: 1}})
+	if len(res.Hosts) != 1 || res.Dropped.Hosts != 1 {
+		t.Fatalf("hosts kept %d, dropped %d", len(res.Hosts), res.Dropped.Hosts)
+	}
+}

@@ -171,3 +171,78 @@ func TestListFilters(t *testing.T) {
 		}
 	}
 }
+
+// Regression (security review 13): the history and its -wal and -shm are
+// private (0600), even when an older version left them 0644.
+func TestFilesArePrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	path := filepath.Join(dir, "scans.db")
+	s := open(t, path)
+	if err := s.Begin(context.Background(), rec("p1", "127.0.0.1")); err != nil {
+		t.Fatal(err)
+	}
+	check := func() {
+		t.Helper()
+		for _, p := range []string{path, path + "-wal", path + "-shm"} {
+			st, err := os.Stat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Mode().Perm() != 0o600 {
+				t.Fatalf("%s has mode %v, want 0600", p, st.Mode().Perm())
+			}
+		}
+		if st, _ := os.Stat(dir); st.Mode().Perm() != 0o700 {
+			t.Fatalf("folder mode %v, want 0700", st.Mode().Perm())
+		}
+	}
+	check()
+	s.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		os.Chmod(p, 0o644)
+	}
+	open(t, path)
+	check()
+}
+
+// Regression (security review 4 and 6): lists are summaries that never
+// load results; a client sees only its own scans, and another client's id
+// is "not found" like an unknown one.
+func TestListSummariesAndOwners(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "scans.db"))
+	for _, c := range []struct{ id, client string }{{"a1", "alice"}, {"b1", "bob"}} {
+		r := rec(c.id, "127.0.0.1")
+		r.Client = c.client
+		if err := s.Begin(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		r.Status = Done
+		r.Result = &results.Result{Hosts: []results.Host{{Addresses: []string{"127.0.0.1"}, State: "up",
+			Ports: []results.Port{{Protocol: "tcp", Port: 22, State: "open"}, {Protocol: "tcp", Port: 23, State: "closed"}}}},
+			Stats: results.Stats{HostsUp: 1}}
+		if err := s.Finish(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs, err := s.List(ctx, Filter{Client: "alice"})
+	if err != nil || len(recs) != 1 || recs[0].ID != "a1" || recs[0].Result != nil || recs[0].HostsUp != 1 || recs[0].OpenPorts != 1 {
+		t.Fatalf("alice's list: %v %+v", err, recs)
+	}
+	var nf *NotFoundError
+	_, errForeign := s.Get(ctx, "b1", "alice")
+	_, errUnknown := s.Get(ctx, "zz", "alice")
+	if !errors.As(errForeign, &nf) || !errors.As(errUnknown, &nf) ||
+		strings.ReplaceAll(errForeign.Error(), "b1", "zz") != errUnknown.Error() {
+		t.Fatalf("foreign %v, unknown %v", errForeign, errUnknown)
+	}
+	if _, err := s.RawXML(ctx, "b1", "alice"); !errors.As(err, &nf) {
+		t.Fatalf("foreign xml: %v", err)
+	}
+	if _, _, err := s.Pair(ctx, "a1", "b1", "", "alice"); !errors.As(err, &nf) {
+		t.Fatalf("diff with a foreign scan: %v", err)
+	}
+	if r, err := s.Get(ctx, "b1", ""); err != nil || r.Result == nil {
+		t.Fatalf("admin get: %v", err)
+	}
+}
