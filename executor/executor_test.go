@@ -256,18 +256,28 @@ func TestSweepRemovesOrphansOnly(t *testing.T) {
 	}
 	orphan := mk("orphan", deadPID)
 	mine := mk("mine", os.Getpid())
+	// Regression (security review 12): a container with our managed label
+	// but not our full label set is not ours to remove.
+	cfg, hc := sandbox.Config(env.Options(sandbox.DefaultLimits()), sandbox.Scan{ID: "stranger", Image: env.Image.Tag, Args: []string{"--version"}})
+	cfg.Labels = map[string]string{sandbox.LabelManaged: "true"}
+	c, err := env.Client.ContainerCreate(ctx, cfg, hc, nil, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stranger := c.ID
 	t.Cleanup(func() {
 		_ = env.Client.ContainerRemove(ctx, mine, container.RemoveOptions{Force: true})
 		_ = env.Client.ContainerRemove(ctx, orphan, container.RemoveOptions{Force: true})
+		_ = env.Client.ContainerRemove(ctx, stranger, container.RemoveOptions{Force: true})
 	})
 	removed, err := newExec().Sweep(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !contains(removed, orphan) || contains(removed, mine) {
+	if !contains(removed, orphan) || contains(removed, mine) || contains(removed, stranger) {
 		t.Fatalf("swept %v; want the orphan %.12s and not the live one %.12s", removed, orphan, mine)
 	}
-	if !env.ContainerGone(ctx, orphan) || env.ContainerGone(ctx, mine) {
+	if !env.ContainerGone(ctx, orphan) || env.ContainerGone(ctx, mine) || env.ContainerGone(ctx, stranger) {
 		t.Fatal("sweep removed the wrong containers")
 	}
 }

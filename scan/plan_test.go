@@ -176,3 +176,20 @@ func TestDecodeRequest(t *testing.T) {
 		}
 	}
 }
+
+// Regression (security review 2): script arguments that add targets or
+// point scripts at hosts, networks or interfaces are refused.
+func TestScriptArgsNamingHostsRefused(t *testing.T) {
+	for _, args := range []string{"newtargets=1", "max-newtargets=5", "resolveall.hosts=127.0.0.1", "targets-sniffer.iface=lo",
+		"targets-asn.asn=1", "broadcast-ping.interface=eth0", "http.host=evil", "dns-brute.domain=example.com",
+		"whois-ip.whodb=nofollow,x.target=y", "smb.server=a", "foo=10.0.0.1", "foo=fe80::1"} {
+		_, err := Request{Targets: "127.0.0.1", Scripts: "banner", ScriptArgs: args}.Plan(DefaultRules())
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != "script_args" {
+			t.Errorf("script_args %q: %v; want a refusal", args, err)
+		}
+	}
+	if _, err := (Request{Targets: "127.0.0.1", Scripts: "http-title", ScriptArgs: "http.useragent=scanner,http-title.url=index"}).Plan(DefaultRules()); err != nil {
+		t.Fatalf("harmless args refused: %v", err)
+	}
+}

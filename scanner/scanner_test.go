@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
 	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
+	"github.com/nmap-mcp/nmap-mcp/policy"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 	"github.com/nmap-mcp/nmap-mcp/scan"
 	"github.com/nmap-mcp/nmap-mcp/scanner"
@@ -125,4 +127,56 @@ func assertPort(t *testing.T, rep *scanner.Report, proto string, port int, state
 		}
 	}
 	t.Fatalf("%d/%s not in the result: %+v", port, proto, rep.Parsed.Hosts[0].Ports)
+}
+
+// Regression (security review 1-3), with the real image's script index: an
+// allowed category such as discovery no longer reaches nmap as a category;
+// its scripts that are also intrusive, vuln, external or broadcast, that
+// add targets, or that capture packets are dropped and named. The scan
+// targets only a loopback listener the test opens.
+func TestDiscoveryCategoryRunsOnlyAllowedScripts(t *testing.T) {
+	ctx := context.Background()
+	open := testkit.TCPListener(t)
+	var sc *scanner.Scanner
+	pol, err := policy.New(policy.DefaultConfig(), nil, func(ctx context.Context) (*policy.ScriptIndex, error) { return sc.ScriptIndex(ctx) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc = scanner.New(executor.New(env.Client, nil), env.Image, scanner.Config{
+		Sandbox: env.Options(sandbox.DefaultLimits()), MaxAddresses: 4096, Policy: pol})
+	t.Cleanup(func() { sc.Close(ctx) })
+	idx, err := sc.ScriptIndex(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(idx.Categories) < 500 || !idx.AddsTargets["resolveall"] || !idx.Captures["targets-sniffer"] {
+		t.Fatalf("script index: %d scripts, resolveall adds targets %v, targets-sniffer captures %v",
+			len(idx.Categories), idx.AddsTargets["resolveall"], idx.Captures["targets-sniffer"])
+	}
+	rep, err := sc.Prepare(ctx, scan.Request{Targets: "127.0.0.1", Ports: fmt.Sprint(open), Scripts: "discovery"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	argv := strings.Join(rep.Argv, " ")
+	var list []string
+	for i, a := range rep.Argv {
+		if a == "--script" {
+			list = strings.Split(rep.Argv[i+1], ",")
+		}
+	}
+	for _, bad := range []string{"discovery", "http-enum", "resolveall", "targets-sniffer", "whois-ip"} {
+		if slices.Contains(list, bad) {
+			t.Fatalf("--script names %s: %s", bad, argv)
+		}
+	}
+	if !slices.Contains(list, "banner") {
+		t.Fatalf("argv: %s", argv)
+	}
+	notes := strings.Join(rep.Record.Notes, "\n")
+	for _, want := range []string{"http-enum not run", "resolveall not run", "targets-sniffer not run", "whois-ip not run"} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("notes lack %q", want)
+		}
+	}
+	t.Logf("discovery: %d scripts run, %d dropped", len(rep.Plan.Scripts), len(rep.Plan.ScriptsDropped))
 }

@@ -170,3 +170,33 @@ func TestQueueFullWaitFalseAndCancelScan(t *testing.T) {
 		t.Fatalf("slow scan status %v", st)
 	}
 }
+
+// Regression (security review 5): a call refused because the queue is full
+// spends no budget. With 1 slot, no queue and 2 scans per hour, the refused
+// second call leaves room for a third after the first has ended.
+func TestQueueRefusalSpendsNoBudget(t *testing.T) {
+	cfg := writeConfig(t, "budgets:\n  scans_per_client: 2\n")
+	s, _, _ := connectObserved(t, "NMAP_MCP_CONFIG="+cfg, "NMAP_MCP_MAX_CONCURRENT=1", "NMAP_MCP_QUEUE_SIZE=0")
+	port := testkit.TCPListener(t)
+	args := slowArgs(port)
+	args["wait"] = false
+	res, text := call(t, s, "nmap_scan", args)
+	if res.IsError {
+		t.Fatalf("first scan: %s", text)
+	}
+	first := res.StructuredContent.(map[string]any)["scan_id"].(string)
+	res, text = call(t, s, "nmap_scan", map[string]any{"targets": "127.0.0.1", "ports": fmt.Sprint(port)})
+	if !res.IsError || !strings.Contains(text, "queue is full") {
+		t.Fatalf("second scan: %s", text)
+	}
+	if res, text := call(t, s, "cancel_scan", map[string]any{"id": first}); res.IsError {
+		t.Fatalf("cancel: %s", text)
+	}
+	if !testkit.Eventually(20*time.Second, func() bool { return len(ourContainers(t)) == 0 }) {
+		t.Fatal("first scan's container still there")
+	}
+	res, text = call(t, s, "nmap_scan", map[string]any{"targets": "127.0.0.1", "ports": fmt.Sprint(port)})
+	if res.IsError {
+		t.Fatalf("third scan after a refused second: %s", text)
+	}
+}
