@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// BenchmarkLargeResult scans one loopback host that answers on 20,000
+// ports (listeners this benchmark opens on 127.0.0.1:20000-39999), with the
+// default bounds, then reads the scan six times at once (scan://ID, get_scan
+// and list_scans with limit 200). It reports the largest response and the
+// server's peak RSS (VmHWM). Goal: no response over 16 MB, RSS under 150 MB.
+//
+//	go test ./cmd/nmap-mcp -run '^$' -bench LargeResult -benchtime 1x
+func BenchmarkLargeResult(b *testing.B) {
+	var lns []net.Listener
+	for p := 20000; p < 40000; p++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			continue // taken: the host answers on a few ports less
+		}
+		lns = append(lns, ln)
+	}
+	b.Cleanup(func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	})
+	b.Logf("listening on %d ports", len(lns))
+	cmd := exec.Command(binary, "serve")
+	cmd.Env = append(serverEnv(), "NMAP_MCP_STORE="+b.TempDir()+"/scans.db")
+	client := mcp.NewClient(&mcp.Implementation{Name: "bench", Version: "1"}, nil)
+	sess, err := client.Connect(context.Background(), &mcp.CommandTransport{Command: cmd}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sess.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	var largest int
+	note := func(n int) {
+		if n > largest {
+			largest = n
+		}
+	}
+	for i := 0; i < b.N; i++ {
+		res, err := sess.CallTool(ctx, &mcp.CallToolParams{Name: "nmap_scan", Arguments: map[string]any{
+			"targets": "127.0.0.1", "ports": "20000-39999", "timing": "T5", "skip_host_discovery": true}})
+		if err != nil || res.IsError {
+			b.Fatalf("scan: %v %+v", err, res)
+		}
+		raw, _ := json.Marshal(res)
+		note(len(raw))
+		id := res.StructuredContent.(map[string]any)["scan_id"].(string)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for j := 0; j < 6; j++ {
+			wg.Add(3)
+			go func() {
+				defer wg.Done()
+				r, err := sess.ReadResource(ctx, &mcp.ReadResourceParams{URI: "scan://" + id})
+				if err == nil {
+					mu.Lock()
+					note(len(r.Contents[0].Text))
+					mu.Unlock()
+				}
+			}()
+			go func() {
+				defer wg.Done()
+				r, err := sess.CallTool(ctx, &mcp.CallToolParams{Name: "get_scan", Arguments: map[string]any{"id": id}})
+				if err == nil {
+					raw, _ := json.Marshal(r)
+					mu.Lock()
+					note(len(raw))
+					mu.Unlock()
+				}
+			}()
+			go func() {
+				defer wg.Done()
+				r, err := sess.CallTool(ctx, &mcp.CallToolParams{Name: "list_scans", Arguments: map[string]any{"limit": 200}})
+				if err == nil {
+					raw, _ := json.Marshal(r)
+					mu.Lock()
+					note(len(raw))
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	b.ReportMetric(float64(largest)/(1<<20), "largest-response-MB")
+	b.ReportMetric(float64(peakRSS(b, cmd.Process.Pid))/(1<<20), "server-peak-RSS-MB")
+	b.ReportMetric(0, "ns/op")
+}
+
+// peakRSS reads a process's VmHWM in bytes.
+func peakRSS(b *testing.B, pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
