@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -24,20 +25,21 @@ import (
 //
 //	go test ./cmd/nmap-mcp -run '^$' -bench LargeResult -benchtime 1x
 func BenchmarkLargeResult(b *testing.B) {
-	var lns []net.Listener
-	for p := 20000; p < 40000; p++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-		if err != nil {
-			continue // taken: the host answers on a few ports less
+	// 20,000 listeners pass one process's open-file limit here: two helper
+	// processes (this test binary, see listenHelper) hold 10,000 each.
+	for _, r := range []string{"20000-29999", "30000-39999"} {
+		h := exec.Command(os.Args[0])
+		h.Env = append(os.Environ(), listenHelperEnv+"="+r)
+		stdin, _ := h.StdinPipe()
+		out, _ := h.StdoutPipe()
+		if err := h.Start(); err != nil {
+			b.Fatal(err)
 		}
-		lns = append(lns, ln)
+		line := make([]byte, 64)
+		n, _ := out.Read(line)
+		b.Logf("helper %s: %s", r, strings.TrimSpace(string(line[:n])))
+		b.Cleanup(func() { stdin.Close(); h.Wait() })
 	}
-	b.Cleanup(func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	})
-	b.Logf("listening on %d ports", len(lns))
 	cmd := exec.Command(binary, "serve")
 	cmd.Env = append(serverEnv(), "NMAP_MCP_STORE="+b.TempDir()+"/scans.db")
 	client := mcp.NewClient(&mcp.Implementation{Name: "bench", Version: "1"}, nil)
@@ -102,6 +104,34 @@ func BenchmarkLargeResult(b *testing.B) {
 	b.ReportMetric(float64(largest)/(1<<20), "largest-response-MB")
 	b.ReportMetric(float64(peakRSS(b, cmd.Process.Pid))/(1<<20), "server-peak-RSS-MB")
 	b.ReportMetric(0, "ns/op")
+}
+
+// listenHelperEnv names the port range a listener helper holds open.
+const listenHelperEnv = "NMAP_MCP_LISTEN_HELPER"
+
+// listenHelper, when the environment asks for it, listens on 127.0.0.1 on
+// every free port of the range, prints how many, and holds them until its
+// stdin closes. It reports whether it ran.
+func listenHelper() bool {
+	r := os.Getenv(listenHelperEnv)
+	if r == "" {
+		return false
+	}
+	lo, hi, _ := strings.Cut(r, "-")
+	a, _ := strconv.Atoi(lo)
+	z, _ := strconv.Atoi(hi)
+	var lns []net.Listener
+	for p := a; p <= z; p++ {
+		if ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p)); err == nil {
+			lns = append(lns, ln)
+		}
+	}
+	fmt.Printf("listening on %d ports\n", len(lns))
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	for _, ln := range lns {
+		ln.Close()
+	}
+	return true
 }
 
 // peakRSS reads a process's VmHWM in bytes.

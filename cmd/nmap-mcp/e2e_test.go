@@ -35,6 +35,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if listenHelper() {
+		return
+	}
 	dir, err := os.MkdirTemp("", "nmap-mcp-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
