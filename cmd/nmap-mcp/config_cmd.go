@@ -7,9 +7,9 @@ import (
 	"io"
 	"time"
 
-	"github.com/nmap-mcp/nmap-mcp/audit"
-	"github.com/nmap-mcp/nmap-mcp/config"
-	"github.com/nmap-mcp/nmap-mcp/policy"
+	"github.com/nmap-mcp/nmap-mcp/internal/audit"
+	"github.com/nmap-mcp/nmap-mcp/internal/config"
+	"github.com/nmap-mcp/nmap-mcp/internal/policy"
 )
 
 func cmdConfig(args []string, stdout, stderr io.Writer) error {

@@ -9,7 +9,7 @@ import (
 	"maps"
 	"slices"
 
-	"github.com/nmap-mcp/nmap-mcp/engine"
+	"github.com/nmap-mcp/nmap-mcp/executor"
 	"github.com/nmap-mcp/nmap-mcp/images"
 )
 
@@ -36,7 +36,7 @@ func cmdImage(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := fs.Parse(args[1:]); err != nil {
 		return flagErr(err)
 	}
-	cli, err := engine.Connect(ctx)
+	cli, err := executor.Connect(ctx)
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/nmap-mcp/nmap-mcp/audit"
+	"github.com/nmap-mcp/nmap-mcp/internal/audit"
 	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
 )
 

@@ -10,7 +10,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nmap-mcp/nmap-mcp/engine"
 	"github.com/nmap-mcp/nmap-mcp/executor"
 )
 
@@ -53,7 +52,7 @@ func cmdReap(ctx context.Context, args []string, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "Usage: nmap-mcp reap --owner PID CONTAINER...  (internal: removes containers a finished CLI scan handed off)")
 		return &exitCode{2}
 	}
-	cli, err := engine.Connect(ctx)
+	cli, err := executor.Connect(ctx)
 	if err != nil {
 		return err
 	}

@@ -7,8 +7,8 @@ import (
 	"io"
 	"strings"
 
-	"github.com/nmap-mcp/nmap-mcp/scan"
-	"github.com/nmap-mcp/nmap-mcp/scanner"
+	"github.com/nmap-mcp/nmap-mcp/internal/scan"
+	"github.com/nmap-mcp/nmap-mcp/internal/scanner"
 )
 
 func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -8,9 +8,9 @@ import (
 	"io"
 	"time"
 
-	"github.com/nmap-mcp/nmap-mcp/results"
-	"github.com/nmap-mcp/nmap-mcp/scanner"
-	"github.com/nmap-mcp/nmap-mcp/store"
+	"github.com/nmap-mcp/nmap-mcp/internal/results"
+	"github.com/nmap-mcp/nmap-mcp/internal/scanner"
+	"github.com/nmap-mcp/nmap-mcp/internal/store"
 )
 
 func cmdScans(ctx context.Context, args []string, stdout, stderr io.Writer) error {

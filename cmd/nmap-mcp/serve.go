@@ -8,15 +8,15 @@ import (
 	"io"
 	"log"
 	"math"
-	"runtime/debug"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/mark3labs/mcp-go/server"
 
-	"github.com/nmap-mcp/nmap-mcp/jobs"
-	"github.com/nmap-mcp/nmap-mcp/mcpserver"
-	"github.com/nmap-mcp/nmap-mcp/metrics"
+	"github.com/nmap-mcp/nmap-mcp/internal/jobs"
+	"github.com/nmap-mcp/nmap-mcp/internal/mcpserver"
+	"github.com/nmap-mcp/nmap-mcp/internal/metrics"
 )
 
 // serveMemoryLimit is the server's soft memory limit (GOMEMLIMIT

@@ -10,11 +10,11 @@ import (
 	units "github.com/docker/go-units"
 	"github.com/mark3labs/mcp-go/server"
 
-	"github.com/nmap-mcp/nmap-mcp/httpapi"
 	"github.com/nmap-mcp/nmap-mcp/images"
-	"github.com/nmap-mcp/nmap-mcp/jobs"
-	"github.com/nmap-mcp/nmap-mcp/mcpserver"
-	"github.com/nmap-mcp/nmap-mcp/metrics"
+	"github.com/nmap-mcp/nmap-mcp/internal/httpapi"
+	"github.com/nmap-mcp/nmap-mcp/internal/jobs"
+	"github.com/nmap-mcp/nmap-mcp/internal/mcpserver"
+	"github.com/nmap-mcp/nmap-mcp/internal/metrics"
 )
 
 // serveHTTP serves MCP over streamable HTTP until ctx ends (SIGTERM or

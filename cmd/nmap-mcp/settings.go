@@ -16,10 +16,10 @@ import (
 
 	units "github.com/docker/go-units"
 
-	"github.com/nmap-mcp/nmap-mcp/config"
+	"github.com/nmap-mcp/nmap-mcp/internal/config"
+	"github.com/nmap-mcp/nmap-mcp/internal/scan"
+	"github.com/nmap-mcp/nmap-mcp/internal/store"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
-	"github.com/nmap-mcp/nmap-mcp/scan"
-	"github.com/nmap-mcp/nmap-mcp/store"
 )
 
 // settings are the deployment settings shared by serve and scan. Each has a

@@ -11,7 +11,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/nmap-mcp/nmap-mcp/httpapi"
+	"github.com/nmap-mcp/nmap-mcp/internal/httpapi"
 	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
 )
 

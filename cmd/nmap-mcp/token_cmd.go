@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/nmap-mcp/nmap-mcp/config"
-	"github.com/nmap-mcp/nmap-mcp/httpapi"
+	"github.com/nmap-mcp/nmap-mcp/internal/config"
+	"github.com/nmap-mcp/nmap-mcp/internal/httpapi"
 )
 
 // cmdToken adds a named bearer token: it prints the token once and stores

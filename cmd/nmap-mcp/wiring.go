@@ -11,13 +11,12 @@ import (
 
 	"github.com/docker/docker/client"
 
-	"github.com/nmap-mcp/nmap-mcp/audit"
-	"github.com/nmap-mcp/nmap-mcp/engine"
 	"github.com/nmap-mcp/nmap-mcp/executor"
 	"github.com/nmap-mcp/nmap-mcp/images"
-	"github.com/nmap-mcp/nmap-mcp/policy"
-	"github.com/nmap-mcp/nmap-mcp/scanner"
-	"github.com/nmap-mcp/nmap-mcp/store"
+	"github.com/nmap-mcp/nmap-mcp/internal/audit"
+	"github.com/nmap-mcp/nmap-mcp/internal/policy"
+	"github.com/nmap-mcp/nmap-mcp/internal/scanner"
+	"github.com/nmap-mcp/nmap-mcp/internal/store"
 )
 
 // stack is everything a scan needs, wired together.
@@ -63,7 +62,7 @@ func bringUp(ctx context.Context, s *settings, log *slog.Logger, stderr io.Write
 			l.trail.Close()
 		}
 	}
-	cli, err := engine.Connect(ctx)
+	cli, err := executor.Connect(ctx)
 	if err != nil {
 		closeLocal(<-localC)
 		return nil, err

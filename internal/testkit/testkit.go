@@ -22,7 +22,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
 
-	"github.com/nmap-mcp/nmap-mcp/engine"
+	"github.com/nmap-mcp/nmap-mcp/executor"
 	"github.com/nmap-mcp/nmap-mcp/images"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
@@ -38,7 +38,7 @@ type Env struct {
 // when missing, which the test script normally did first). It is meant for
 // TestMain; its error says what to do.
 func Setup(ctx context.Context, pkg string) (*Env, error) {
-	cli, err := engine.Connect(ctx)
+	cli, err := executor.Connect(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("integration tests need a Docker engine (run ./scripts/test.sh, which starts one): %w", err)
 	}

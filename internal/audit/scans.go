@@ -1,0 +1,29 @@
+package audit
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+
+	"github.com/nmap-mcp/nmap-mcp/internal/store"
+)
+
+// Admitted records a scan's admission: who asked, the request as sent,
+// the targets as they will be scanned, the argv, the image and the limits.
+func (l *Log) Admitted(_ context.Context, r *store.Record) error {
+	limits, _ := json.Marshal(r.Limits)
+	return l.Append(Record{Event: Admitted, ScanID: r.ID, Client: r.Client, Request: r.Request, Targets: r.Targets,
+		Argv: r.Argv, ImageID: r.ImageID, Limits: limits})
+}
+
+// Ended records a scan's outcome, duration and the sha256 of its result.
+func (l *Log) Ended(_ context.Context, r *store.Record) error {
+	rec := Record{Event: Ended, ScanID: r.ID, Client: r.Client, Outcome: r.Status, DurationMS: r.Duration().Milliseconds()}
+	if r.Result != nil {
+		b, _ := json.Marshal(r.Result)
+		sum := sha256.Sum256(b)
+		rec.ResultSHA256 = hex.EncodeToString(sum[:])
+	}
+	return l.Append(rec)
+}

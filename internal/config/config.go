@@ -1,0 +1,274 @@
+// Package config reads nmap-mcp's one YAML configuration file, strictly:
+// an unknown key or a value of the wrong type is an error with its line
+// number. It holds every setting of the other packages: sandbox limits,
+// queue, store, logging, scope, techniques, scripts, budgets and audit.
+// Environment variables and flags override the file (see cmd/nmap-mcp).
+package config
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	units "github.com/docker/go-units"
+	"gopkg.in/yaml.v3"
+
+	"github.com/nmap-mcp/nmap-mcp/internal/policy"
+	"github.com/nmap-mcp/nmap-mcp/internal/results"
+)
+
+// Config is the whole configuration.
+type Config struct {
+	Sandbox    Sandbox    `yaml:"sandbox"`
+	Queue      Queue      `yaml:"queue"`
+	Store      Store      `yaml:"store"`
+	Log        Log        `yaml:"log"`
+	Image      Image      `yaml:"image"`
+	Scope      Scope      `yaml:"scope"`
+	Techniques Techniques `yaml:"techniques"`
+	Scripts    Scripts    `yaml:"scripts"`
+	Budgets    Budgets    `yaml:"budgets"`
+	Audit      Audit      `yaml:"audit"`
+	HTTP       HTTP       `yaml:"http"`
+}
+
+// HTTP configures `serve --http`.
+type HTTP struct {
+	Addr         string   `yaml:"addr"`
+	TLSCert      string   `yaml:"tls_cert"`
+	TLSKey       string   `yaml:"tls_key"`
+	Origins      []string `yaml:"origins"`
+	Tokens       []Token  `yaml:"tokens"`
+	MaxBody      string   `yaml:"max_body"`
+	GraceSeconds int      `yaml:"grace_seconds"`
+	// MaxConnections bounds open client connections.
+	MaxConnections int `yaml:"max_connections"`
+}
+
+// Token is a named bearer token, stored as its SHA-256 (hex).
+type Token struct {
+	Name   string `yaml:"name"`
+	SHA256 string `yaml:"sha256"`
+	// Admin lets the token's client see and control every client's scans;
+	// other clients see only their own.
+	Admin bool `yaml:"admin,omitempty"`
+}
+
+// Sandbox holds the container limits.
+type Sandbox struct {
+	Network           string  `yaml:"network"`
+	CPUs              float64 `yaml:"cpus"`
+	Memory            string  `yaml:"memory"`
+	Pids              int64   `yaml:"pids"`
+	TimeoutSeconds    int     `yaml:"timeout_seconds"`
+	MaxTimeoutSeconds int     `yaml:"max_timeout_seconds"`
+}
+
+// Queue bounds concurrent and waiting scans.
+type Queue struct {
+	MaxConcurrent  int `yaml:"max_concurrent"`
+	Size           int `yaml:"size"`
+	TimeoutSeconds int `yaml:"timeout_seconds"`
+	// PerClient bounds one client's running plus queued scans; 0 means
+	// half of max_concurrent + size.
+	PerClient int `yaml:"per_client"`
+}
+
+// Store locates the scan history and bounds what a scan keeps.
+type Store struct {
+	Path   string `yaml:"path"`
+	MaxXML string `yaml:"max_xml"`
+	// MaxHosts and MaxPorts bound the hosts and listed ports a decoded
+	// result keeps; MaxScriptOutput the NSE output kept per scan.
+	MaxHosts        int    `yaml:"max_hosts"`
+	MaxPorts        int    `yaml:"max_ports"`
+	MaxScriptOutput string `yaml:"max_script_output"`
+}
+
+// Log says where logs go.
+type Log struct {
+	File  string `yaml:"file"`
+	Level string `yaml:"level"`
+}
+
+// Image configures the scanner image build.
+type Image struct {
+	DebianMirror string `yaml:"debian_mirror"`
+}
+
+// Scope lists what may be scanned.
+type Scope struct {
+	Allow []string `yaml:"allow"`
+	Deny  []string `yaml:"deny"`
+	// ResolveUnlistedNames lets the server resolve hostnames that no
+	// allow rule names (their addresses are still checked).
+	ResolveUnlistedNames bool `yaml:"resolve_unlisted_names"`
+}
+
+// Techniques switches scan techniques on or off.
+type Techniques struct {
+	SYN             bool `yaml:"syn"`
+	UDP             bool `yaml:"udp"`
+	OSDetection     bool `yaml:"os_detection"`
+	ServiceVersions bool `yaml:"service_versions"`
+}
+
+// Scripts is the NSE allowlist.
+type Scripts struct {
+	Categories []string `yaml:"categories"`
+	Names      []string `yaml:"names"`
+}
+
+// Budgets bound what each client may use.
+type Budgets struct {
+	MaxAddressesPerScan uint64 `yaml:"max_addresses_per_scan"`
+	Window              string `yaml:"window"`
+	ScansPerClient      int    `yaml:"scans_per_client"`
+	AddressesPerClient  uint64 `yaml:"addresses_per_client"`
+}
+
+// Audit locates the audit trail.
+type Audit struct {
+	Path string `yaml:"path"`
+}
+
+//go:embed default.yaml
+var defaultYAML []byte
+
+// Init is the fully commented default configuration file.
+func Init() []byte { return bytes.Clone(defaultYAML) }
+
+// Default returns the built-in defaults (the values in Init).
+func Default() Config {
+	var c Config
+	if err := decode(defaultYAML, &c); err != nil {
+		// default.yaml is part of the binary and tested; this cannot happen
+		// in a released build.
+		return Config{}
+	}
+	return c
+}
+
+// DefaultPath is $XDG_CONFIG_HOME/nmap-mcp/config.yaml, or
+// ~/.config/nmap-mcp/config.yaml.
+func DefaultPath() string {
+	base := os.Getenv("XDG_CONFIG_HOME")
+	if base == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return ""
+		}
+		base = filepath.Join(home, ".config")
+	}
+	return filepath.Join(base, "nmap-mcp", "config.yaml")
+}
+
+// Load reads path over the defaults. A missing file at the default path
+// (required false) gives the defaults; any other problem is an error that
+// names the file and, for content errors, the line.
+func Load(path string, required bool) (Config, error) {
+	c := Default()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) && !required {
+			return c, nil
+		}
+		return Config{}, fmt.Errorf("config file %s: %w", path, err)
+	}
+	if err := decode(data, &c); err != nil {
+		return Config{}, fmt.Errorf("config file %s: %w", path, err)
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, fmt.Errorf("config file %s: %w", path, err)
+	}
+	return c, nil
+}
+
+func decode(data []byte, c *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+// Validate checks what the YAML types cannot: durations and the policy's
+// lists. Limits are checked where they are applied.
+func (c Config) Validate() error {
+	if _, err := c.Window(); err != nil {
+		return err
+	}
+	if _, err := policy.New(c.Policy(), nil, nil); err != nil {
+		return err
+	}
+	switch {
+	case c.Store.MaxHosts < 0:
+		return fmt.Errorf("store.max_hosts %d: must be 0 (default) or more", c.Store.MaxHosts)
+	case c.Store.MaxPorts < 0:
+		return fmt.Errorf("store.max_ports %d: must be 0 (default) or more", c.Store.MaxPorts)
+	case c.Queue.PerClient < 0:
+		return fmt.Errorf("queue.per_client %d: must be 0 (default) or more", c.Queue.PerClient)
+	case c.HTTP.MaxConnections < 0:
+		return fmt.Errorf("http.max_connections %d: must be 0 (default) or more", c.HTTP.MaxConnections)
+	}
+	if c.Store.MaxScriptOutput != "" {
+		if n, err := units.RAMInBytes(c.Store.MaxScriptOutput); err != nil || n <= 0 {
+			return fmt.Errorf("store.max_script_output %q: not a size such as 1m", c.Store.MaxScriptOutput)
+		}
+	}
+	return nil
+}
+
+// Window is budgets.window as a duration.
+func (c Config) Window() (time.Duration, error) {
+	if c.Budgets.Window == "" {
+		return time.Hour, nil
+	}
+	d, err := time.ParseDuration(c.Budgets.Window)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("budgets.window %q: must be a duration such as 1h or 30m", c.Budgets.Window)
+	}
+	return d, nil
+}
+
+// Policy is the policy part of the configuration.
+func (c Config) Policy() policy.Config {
+	w, _ := c.Window()
+	return policy.Config{
+		Allow: c.Scope.Allow, Deny: c.Scope.Deny, ResolveUnlistedNames: c.Scope.ResolveUnlistedNames,
+		SYN: c.Techniques.SYN, UDP: c.Techniques.UDP, OSDetection: c.Techniques.OSDetection, ServiceVersions: c.Techniques.ServiceVersions,
+		ScriptCategories: c.Scripts.Categories, ScriptNames: c.Scripts.Names,
+		Window: w, ScansPerClient: c.Budgets.ScansPerClient, AddressesPerClient: c.Budgets.AddressesPerClient,
+	}
+}
+
+// ResultLimits are the bounds of a decoded result (store.max_hosts,
+// store.max_ports, store.max_script_output); Validate has checked them.
+func (c Config) ResultLimits() results.Limits {
+	l := results.DefaultLimits()
+	if c.Store.MaxHosts > 0 {
+		l.MaxHosts = c.Store.MaxHosts
+	}
+	if c.Store.MaxPorts > 0 {
+		l.MaxPorts = c.Store.MaxPorts
+	}
+	if n, err := units.RAMInBytes(c.Store.MaxScriptOutput); err == nil && n > 0 {
+		l.MaxScriptBytes = int(n)
+	}
+	return l
+}
+
+// YAML renders the effective configuration.
+func (c Config) YAML() ([]byte, error) {
+	b, err := yaml.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("render config: %w", err)
+	}
+	return b, nil
+}

@@ -1,0 +1,81 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nmap-mcp/nmap-mcp/internal/policy"
+)
+
+func TestDefaultMatchesBuiltins(t *testing.T) {
+	c := Default()
+	if c.Sandbox.Memory != "512m" || c.Sandbox.Pids != 128 || c.Queue.Size != 32 || c.Budgets.MaxAddressesPerScan != 4096 {
+		t.Fatalf("defaults %+v", c)
+	}
+	if strings.Join(c.Scope.Allow, ",") != strings.Join(policy.DefaultAllow, ",") ||
+		strings.Join(c.Scope.Deny, ",") != strings.Join(policy.DefaultDeny, ",") ||
+		strings.Join(c.Scripts.Categories, ",") != strings.Join(policy.DefaultScriptCategories, ",") {
+		t.Fatalf("default.yaml and the policy defaults disagree: %+v", c.Scope)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func write(t *testing.T, text string) string {
+	p := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadOverridesAndStrictness(t *testing.T) {
+	c, err := Load(write(t, "sandbox:\n  memory: 1g\nscope:\n  allow: [192.0.2.0/24]\n"), true)
+	if err != nil || c.Sandbox.Memory != "1g" || c.Sandbox.Pids != 128 || c.Scope.Allow[0] != "192.0.2.0/24" {
+		t.Fatalf("Load: %+v %v", c, err)
+	}
+	for text, want := range map[string]string{
+		"sandbox:\n  memroy: 1g\n":               "line 2: field memroy not found",
+		"queue:\n  size: 3\nbogus: 1\n":          "line 3: field bogus not found",
+		"sandbox:\n  pids: many\n":               "line 2",
+		"budgets:\n  window: soon\n":             "budgets.window",
+		"scope:\n  deny:\n    - 10.0.0.0/99\n":   "scope.deny",
+		"scripts:\n  categories: [\"not ok\"]\n": "scripts.categories",
+	} {
+		path := write(t, text)
+		_, err := Load(path, true)
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), path) {
+			t.Errorf("%q: %v; want an error naming the file and %q", text, err, want)
+		}
+	}
+	if _, err := Load(filepath.Join(t.TempDir(), "missing.yaml"), false); err != nil {
+		t.Fatalf("missing default file: %v", err)
+	}
+	if _, err := Load(filepath.Join(t.TempDir(), "missing.yaml"), true); err == nil {
+		t.Fatal("a missing file that was asked for must be an error")
+	}
+}
+
+func TestAddTokenKeepsComments(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := AddToken(path, Token{Name: "alice", SHA256: strings.Repeat("a", 64)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := AddToken(path, Token{Name: "bob", SHA256: strings.Repeat("b", 64)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := AddToken(path, Token{Name: "bob", SHA256: strings.Repeat("c", 64)}); err == nil {
+		t.Fatal("a second token named bob was accepted")
+	}
+	c, err := Load(path, true)
+	if err != nil || len(c.HTTP.Tokens) != 2 || c.HTTP.Tokens[1].Name != "bob" {
+		t.Fatalf("Load: %v %+v", err, c.HTTP.Tokens)
+	}
+	text, _ := os.ReadFile(path)
+	if !strings.Contains(string(text), "# Deny wins over allow") {
+		t.Fatal("comments were lost")
+	}
+}

@@ -1,0 +1,445 @@
+// Package httpapi serves MCP over streamable HTTP for shared and remote
+// scanners: named bearer tokens (stored as SHA-256 hashes, compared in
+// constant time), an Origin allowlist against DNS rebinding, mcp-go's Host
+// check, a bounded request body, /healthz and /metrics, and a drain on
+// shutdown. The token's name is the client identity for logs, the audit
+// trail and budgets.
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mark3labs/mcp-go/server"
+	"golang.org/x/net/netutil"
+
+	"github.com/nmap-mcp/nmap-mcp/internal/mcpserver"
+	"github.com/nmap-mcp/nmap-mcp/internal/scanner"
+)
+
+// Token is a named bearer token as stored: its SHA-256, never the token.
+type Token struct {
+	Name   string `yaml:"name"`
+	SHA256 string `yaml:"sha256"`
+	// Admin lets the client see and control every client's scans.
+	Admin bool `yaml:"admin"`
+}
+
+// NewToken returns a random token and its stored form.
+func NewToken(name string) (secret string, t Token, err error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", Token{}, fmt.Errorf("make token: %w", err)
+	}
+	secret = "nmcp_" + base64.RawURLEncoding.EncodeToString(b[:])
+	return secret, Token{Name: name, SHA256: HashToken(secret)}, nil
+}
+
+// HashToken is the stored form of a token.
+func HashToken(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
+}
+
+// Config configures the HTTP transport.
+type Config struct {
+	Addr    string   // e.g. 127.0.0.1:8808
+	TLSCert string   // optional certificate file
+	TLSKey  string   // and its key
+	Origins []string // allowed Origin header values; an absent Origin is allowed
+	Tokens  []Token
+	MaxBody int64 // bytes; default 1 MiB
+	// MaxConnections bounds open connections (default 256); more wait
+	// to be accepted.
+	MaxConnections int
+}
+
+// Server timeouts. Calls to /mcp may stream for as long as a scan runs
+// (up to the queue wait plus the scan's wall clock), so once a /mcp
+// request's body is read its read and write deadlines are lifted; every
+// other request, and every idle keep-alive connection, is bounded.
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 30 * time.Second
+	writeTimeout      = 30 * time.Second
+	idleTimeout       = 60 * time.Second
+	// healthTTL is how long a health answer is reused: /healthz needs no
+	// token, so it must not cost engine calls per request.
+	healthTTL = 2 * time.Second
+)
+
+// Validate refuses a non-loopback address without tokens.
+func (c Config) Validate() error {
+	host, _, err := net.SplitHostPort(c.Addr)
+	if err != nil {
+		return fmt.Errorf("http address %q: %w", c.Addr, err)
+	}
+	loopback := host == "localhost"
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		loopback = true
+	}
+	if !loopback && len(c.Tokens) == 0 {
+		return fmt.Errorf("refusing to serve on %s, which is not loopback, without a bearer token: "+
+			"make one with `nmap-mcp token add NAME` (it is stored in the config file), or serve on 127.0.0.1", c.Addr)
+	}
+	for _, t := range c.Tokens {
+		if t.Name == "" || len(t.SHA256) != 64 {
+			return fmt.Errorf("http.tokens: token %q must have a name and a 64-hex-digit sha256", t.Name)
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("http: give both tls_cert and tls_key, or neither")
+	}
+	return nil
+}
+
+// Deps are what the HTTP server serves.
+type Deps struct {
+	MCP      *server.MCPServer
+	Delivery *mcpserver.Delivery
+	// Health says why the server cannot scan, or nil.
+	Health  func(ctx context.Context) error
+	Metrics http.Handler
+	// Refused counts refusals by reason (optional).
+	Refused func(reason string)
+	Log     *slog.Logger
+}
+
+// Server is the HTTP front.
+type Server struct {
+	cfg      Config
+	d        Deps
+	http     *http.Server
+	mcp      *server.StreamableHTTPServer
+	draining atomic.Bool
+
+	// sessions maps each MCP session id to the client that created it: a
+	// session used with another client's token is not found.
+	sessMu   sync.Mutex
+	sessions map[string]string
+
+	healthMu  sync.Mutex
+	healthAt  time.Time
+	healthErr error
+}
+
+type identity struct {
+	name  string
+	admin bool
+}
+
+type clientKey struct{}
+
+// New builds the server; call Serve.
+func New(cfg Config, d Deps) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = 1 << 20
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	if d.Refused == nil {
+		d.Refused = func(string) {}
+	}
+	if cfg.MaxConnections <= 0 {
+		cfg.MaxConnections = 256
+	}
+	s := &Server{cfg: cfg, d: d, sessions: map[string]string{}}
+	s.mcp = server.NewStreamableHTTPServer(d.MCP,
+		server.WithEndpointPath("/mcp"),
+		server.WithHeartbeatInterval(30*time.Second),
+		server.WithHTTPContextFunc(func(ctx context.Context, r *http.Request) context.Context {
+			id, ok := r.Context().Value(clientKey{}).(identity)
+			if !ok {
+				return ctx
+			}
+			ctx = scanner.WithClient(ctx, id.name)
+			if id.admin {
+				ctx = scanner.WithAdmin(ctx)
+			}
+			return ctx
+		}))
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", s.healthz)
+	if d.Metrics != nil {
+		mux.Handle("/metrics", s.guard(d.Metrics, false))
+	}
+	mux.Handle("/mcp", s.guard(s.observe(s.mcp), true))
+	s.http = &http.Server{Addr: cfg.Addr, Handler: mux, ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout,
+		WriteTimeout: writeTimeout, IdleTimeout: idleTimeout}
+	return s, nil
+}
+
+// Handler is the server's HTTP handler (for tests).
+func (s *Server) Handler() http.Handler { return s.http.Handler }
+
+// Serve serves on ln until Shutdown, with at most MaxConnections open.
+func (s *Server) Serve(ln net.Listener) error {
+	ln = netutil.LimitListener(ln, s.cfg.MaxConnections)
+	var err error
+	if s.cfg.TLSCert != "" {
+		err = s.http.ServeTLS(ln, s.cfg.TLSCert, s.cfg.TLSKey)
+	} else {
+		err = s.http.Serve(ln)
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Drain refuses new requests to /mcp with 503 from now on.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+// Shutdown stops the listener and waits for requests until ctx ends, then
+// closes what is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.http.Shutdown(ctx)
+	if err != nil {
+		_ = s.http.Close()
+	}
+	return err
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	if err := s.health(r.Context()); err != nil {
+		http.Error(w, "unhealthy: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// health runs the health check at most once per healthTTL; concurrent
+// requests wait for the one check under way.
+func (s *Server) health(ctx context.Context) error {
+	if s.d.Health == nil {
+		return nil
+	}
+	s.healthMu.Lock()
+	defer s.healthMu.Unlock()
+	if time.Since(s.healthAt) < healthTTL {
+		return s.healthErr
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	s.healthErr = s.d.Health(cctx)
+	s.healthAt = time.Now()
+	return s.healthErr
+}
+
+// guard applies the Origin allowlist, bearer tokens, the drain and (for
+// MCP) the body bound, before anything reaches next.
+func (s *Server) guard(next http.Handler, mcpEndpoint bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if o := r.Header.Get("Origin"); o != "" && !slices.Contains(s.cfg.Origins, o) {
+			s.d.Refused("origin")
+			http.Error(w, fmt.Sprintf("Forbidden: Origin %q is not allowed; add it to http.origins in the config file", o), http.StatusForbidden)
+			return
+		}
+		id, ok := s.authenticate(r)
+		if !ok {
+			s.d.Refused("auth")
+			w.Header().Set("WWW-Authenticate", `Bearer realm="nmap-mcp"`)
+			http.Error(w, "Unauthorized: send Authorization: Bearer <token> (make one with nmap-mcp token add NAME)", http.StatusUnauthorized)
+			return
+		}
+		if mcpEndpoint {
+			if s.draining.Load() {
+				http.Error(w, "Service Unavailable: the server is shutting down", http.StatusServiceUnavailable)
+				return
+			}
+			if r.ContentLength > s.cfg.MaxBody {
+				s.d.Refused("body_too_large")
+				http.Error(w, fmt.Sprintf("Request Entity Too Large: at most %d bytes", s.cfg.MaxBody), http.StatusRequestEntityTooLarge)
+				return
+			}
+			if r.Body != nil {
+				body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
+				if err != nil {
+					s.d.Refused("body_too_large")
+					http.Error(w, fmt.Sprintf("Bad Request: could not read the body within %d bytes and %s: %v", s.cfg.MaxBody, readTimeout, err), http.StatusBadRequest)
+					return
+				}
+				r.Body = io.NopCloser(bytes.NewReader(body))
+			}
+			// The body is in: lift the deadlines for a call that streams
+			// as long as its scan runs.
+			rc := http.NewResponseController(w)
+			_ = rc.SetReadDeadline(time.Time{})
+			_ = rc.SetWriteDeadline(time.Time{})
+			if !s.ownSession(w, r, id.name) {
+				return
+			}
+			if s.modernCancel(w, r) {
+				return
+			}
+			w = &sessionWriter{ResponseWriter: w, s: s, client: id.name, deleting: r.Method == http.MethodDelete}
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clientKey{}, id)))
+	})
+}
+
+// ownSession refuses, with 404 as for an unknown session, a request whose
+// Mcp-Session-Id another client created.
+func (s *Server) ownSession(w http.ResponseWriter, r *http.Request, client string) bool {
+	sid := r.Header.Get(server.HeaderKeySessionID)
+	if sid == "" {
+		return true
+	}
+	s.sessMu.Lock()
+	owner, known := s.sessions[sid]
+	s.sessMu.Unlock()
+	if known && owner != client {
+		s.d.Refused("session")
+		http.Error(w, "Not Found: no such session", http.StatusNotFound)
+		return false
+	}
+	return true
+}
+
+// sessionWriter records which client a new session belongs to, when the
+// response names its id, and forgets a session that is deleted.
+type sessionWriter struct {
+	http.ResponseWriter
+	s        *Server
+	client   string
+	deleting bool
+	seen     bool
+}
+
+func (sw *sessionWriter) note(code int) {
+	if sw.seen {
+		return
+	}
+	sw.seen = true
+	sid := sw.Header().Get(server.HeaderKeySessionID)
+	if sid == "" && !sw.deleting {
+		return
+	}
+	sw.s.sessMu.Lock()
+	defer sw.s.sessMu.Unlock()
+	switch {
+	case sw.deleting && code < 300:
+		delete(sw.s.sessions, sid)
+	case sid != "":
+		if _, ok := sw.s.sessions[sid]; !ok {
+			sw.s.sessions[sid] = sw.client
+		}
+	}
+}
+
+func (sw *sessionWriter) WriteHeader(code int) {
+	sw.note(code)
+	sw.ResponseWriter.WriteHeader(code)
+}
+
+func (sw *sessionWriter) Write(p []byte) (int, error) {
+	sw.note(http.StatusOK)
+	return sw.ResponseWriter.Write(p)
+}
+
+func (sw *sessionWriter) Flush() {
+	sw.note(http.StatusOK)
+	if f, ok := sw.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (sw *sessionWriter) Unwrap() http.ResponseWriter { return sw.ResponseWriter }
+
+// authenticate returns the token's identity. With no tokens configured
+// (which Validate allows on loopback only) every caller is "local".
+func (s *Server) authenticate(r *http.Request) (identity, bool) {
+	if len(s.cfg.Tokens) == 0 {
+		return identity{name: "local"}, true
+	}
+	secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || secret == "" {
+		return identity{}, false
+	}
+	got := []byte(HashToken(strings.TrimSpace(secret)))
+	var id identity
+	found := 0
+	for _, t := range s.cfg.Tokens {
+		// Compare with every token, in constant time, without stopping early.
+		if subtle.ConstantTimeCompare(got, []byte(strings.ToLower(t.SHA256))) == 1 {
+			id, found = identity{name: t.Name, admin: t.Admin}, found+1
+		}
+	}
+	return id, found > 0
+}
+
+// observe lets Delivery see the notifications written to each response,
+// so a call's result waits for them (see mcpserver.Delivery).
+func (s *Server) observe(next http.Handler) http.Handler {
+	if s.d.Delivery == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(&observedWriter{ResponseWriter: w, out: s.d.Delivery.Writer(w)}, r)
+	})
+}
+
+type observedWriter struct {
+	http.ResponseWriter
+	out interface{ Write([]byte) (int, error) }
+}
+
+func (o *observedWriter) Write(p []byte) (int, error) { return o.out.Write(p) }
+
+func (o *observedWriter) Flush() {
+	if f, ok := o.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (o *observedWriter) Unwrap() http.ResponseWriter { return o.ResponseWriter }
+
+// modernCancel answers a protocol 2026-07-28 notifications/cancelled with
+// 202 itself. In that version a request is cancelled by closing its HTTP
+// request, which mcp-go turns into the handler's cancellation; the
+// notification the official Go SDK also sends carries no per-request
+// _meta, which mcp-go v1.2.1 rejects with 400, and the SDK then closes the
+// whole session. It reports whether it answered.
+func (s *Server) modernCancel(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method != http.MethodPost || r.Header.Get("MCP-Protocol-Version") < "2026-07-28" || r.Body == nil {
+		return false
+	}
+	body, err := io.ReadAll(r.Body) // already in memory (guard)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if err != nil {
+		return false
+	}
+	var msg struct {
+		ID     any    `json:"id"`
+		Method string `json:"method"`
+	}
+	if json.Unmarshal(body, &msg) != nil || msg.ID != nil || msg.Method != "notifications/cancelled" {
+		return false
+	}
+	w.WriteHeader(http.StatusAccepted)
+	return true
+}

@@ -1,0 +1,103 @@
+// Package mcpserver is the MCP layer: it publishes the tools (nmap_scan,
+// nmap_version, list_scans, get_scan, diff_scans, cancel_scan) and the scan
+// resources
+// (scan://{id}, scan://{id}/xml) over mcp-go, turns tool arguments into scan
+// requests, and turns every failure into an isError result rather than a
+// crash or a hung call. It is the only package besides cmd that imports
+// mcp-go.
+package mcpserver
+
+import (
+	"log/slog"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/nmap-mcp/nmap-mcp/internal/jobs"
+	"github.com/nmap-mcp/nmap-mcp/internal/scanner"
+	"github.com/nmap-mcp/nmap-mcp/internal/store"
+)
+
+// Info is what nmap_version reports besides the version nmap prints.
+type Info struct {
+	ServerVersion string
+	EngineVersion string
+}
+
+// Deps are what the MCP layer serves from.
+type Deps struct {
+	Jobs  *jobs.Manager
+	Store *store.Store
+	// Delivery watches the transport's output so that every notification
+	// is written before its call's result (see delivery.go); nil for a
+	// transport it cannot watch.
+	Delivery *Delivery
+	Info     Info
+	Log      *slog.Logger
+	// TextCap bounds each result's text and structured hosts, in bytes
+	// (default scanner.DefaultTextCap).
+	TextCap int
+	// Refused, when set, counts refused calls by reason: validation,
+	// scope, budget or queue_full.
+	Refused func(reason string)
+}
+
+// New returns an MCP server exposing the scanner and the scan history.
+// Unknown arguments and schema violations are refused with isError results.
+func New(d Deps) *server.MCPServer {
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	if d.Refused == nil {
+		d.Refused = func(string) {}
+	}
+	if d.TextCap <= 0 {
+		d.TextCap = scanner.DefaultTextCap
+	}
+	s := server.NewMCPServer("nmap-mcp", d.Info.ServerVersion,
+		server.WithToolCapabilities(false),
+		server.WithResourceCapabilities(false, false),
+		server.WithStrictInputSchemaDefault(),
+		server.WithInputSchemaValidation(),
+		server.WithRecovery(),
+		server.WithLogging(),
+		server.WithResourceRecovery(),
+		server.WithInstructions("Runs Nmap scans in a locked-down container and keeps their history. "+
+			"Call nmap_scan with targets such as 127.0.0.1 or 192.168.1.0/24; for long scans pass wait: false and poll get_scan. "+
+			"list_scans, get_scan and diff_scans read past scans; cancel_scan stops one."),
+	)
+	h := &handlers{Deps: d}
+	s.AddTool(scanTool(d.Jobs.Scanner()), h.scan)
+	s.AddTool(versionTool(), h.version)
+	s.AddTool(listTool(), h.list)
+	s.AddTool(getTool(), h.get)
+	s.AddTool(diffTool(), h.diff)
+	s.AddTool(cancelTool(), h.cancel)
+	h.addResources(s)
+	return s
+}
+
+type handlers struct {
+	Deps
+}
+
+func annotations(title string) []mcp.ToolOption {
+	return []mcp.ToolOption{
+		mcp.WithTitleAnnotation(title),
+		mcp.WithReadOnlyHintAnnotation(true),
+		mcp.WithDestructiveHintAnnotation(false),
+		mcp.WithIdempotentHintAnnotation(false),
+		mcp.WithOpenWorldHintAnnotation(true),
+	}
+}
+
+// historyAnnotations are for tools that only read the local history.
+func historyAnnotations(title string) []mcp.ToolOption {
+	return []mcp.ToolOption{
+		mcp.WithTitleAnnotation(title),
+		mcp.WithReadOnlyHintAnnotation(true),
+		mcp.WithDestructiveHintAnnotation(false),
+		mcp.WithIdempotentHintAnnotation(true),
+		mcp.WithOpenWorldHintAnnotation(false),
+	}
+}

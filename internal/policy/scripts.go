@@ -1,0 +1,191 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/nmap-mcp/nmap-mcp/internal/scan"
+)
+
+// ScriptIndex is what the policy knows of the scanner image's NSE scripts:
+// each script's categories (from script.db), and which scripts add scan
+// targets by themselves (target.add, newtargets) or open a packet capture
+// (pcap_open), found by reading the scripts' source in the image.
+type ScriptIndex struct {
+	Categories  map[string][]string
+	AddsTargets map[string]bool
+	Captures    map[string]bool
+}
+
+// ScriptDB returns the image's script index.
+type ScriptDB func(ctx context.Context) (*ScriptIndex, error)
+
+// Section markers of the text that ParseScriptIndex reads.
+const (
+	AddsTargetsMarker = "#nmap-mcp:adds-targets"
+	CapturesMarker    = "#nmap-mcp:captures"
+)
+
+// IndexScript is the shell script, run inside the scanner image with no
+// network, whose output ParseScriptIndex reads: script.db, then the
+// scripts that add targets, then those that open a packet capture.
+const IndexScript = `cd /usr/share/nmap/scripts && cat script.db && echo '` + AddsTargetsMarker + `' && ` +
+	`grep -l -e 'target%.add' -e 'target\.add' -e newtargets -- *.nse; echo '` + CapturesMarker + `' && ` +
+	`grep -l -e pcap_open -- *.nse; exit 0`
+
+// ParseScriptIndex reads IndexScript's output: script.db lines such as
+// Entry { filename = "http-title.nse", categories = { "default", "discovery", "safe", } }
+// then file names under each marker.
+func ParseScriptIndex(text string) *ScriptIndex {
+	idx := &ScriptIndex{Categories: map[string][]string{}, AddsTargets: map[string]bool{}, Captures: map[string]bool{}}
+	var section map[string]bool
+	for _, line := range strings.Split(text, "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == AddsTargetsMarker:
+			section = idx.AddsTargets
+			continue
+		case line == CapturesMarker:
+			section = idx.Captures
+			continue
+		case section != nil:
+			if name, ok := strings.CutSuffix(line, ".nse"); ok {
+				section[name] = true
+			}
+			continue
+		}
+		_, rest, ok := strings.Cut(line, `filename = "`)
+		if !ok {
+			continue
+		}
+		file, rest, ok := strings.Cut(rest, `"`)
+		if !ok {
+			continue
+		}
+		_, cats, ok := strings.Cut(rest, "categories = {")
+		if !ok {
+			continue
+		}
+		cats, _, _ = strings.Cut(cats, "}")
+		var list []string
+		for _, c := range strings.Split(cats, ",") {
+			if c = strings.Trim(strings.TrimSpace(c), `"`); c != "" {
+				list = append(list, c)
+			}
+		}
+		idx.Categories[strings.TrimSuffix(file, ".nse")] = list
+	}
+	return idx
+}
+
+// isCategory reports whether some script of the index is in category c.
+func (idx *ScriptIndex) isCategory(c string) bool {
+	for _, cats := range idx.Categories {
+		if slices.Contains(cats, c) {
+			return true
+		}
+	}
+	return false
+}
+
+// expandScripts turns the requested scripts and categories into the
+// explicit list of scripts that may run. A requested category expands to
+// its scripts, and those the policy does not allow are dropped, each with
+// its reason; a script requested by name that is not allowed, a category
+// that is not allowed, or a request that leaves nothing to run is refused.
+// nmap is then given only script names: never a category or an expression,
+// so a category cannot pull in scripts of other categories.
+func (p *Policy) expandScripts(ctx context.Context, plan *scan.Plan) ([]string, []scan.DroppedScript, error) {
+	if len(plan.Scripts) == 0 {
+		return nil, nil, nil
+	}
+	if p.scripts == nil {
+		return nil, nil, &Refusal{Reason: "NSE scripts cannot be checked here (no script index)", Key: "scripts"}
+	}
+	idx, err := p.scripts(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read the NSE script index from the scanner image: %w", err)
+	}
+	keep := map[string]bool{}
+	dropped := map[string]string{}
+	for _, s := range plan.Scripts {
+		if _, isScript := idx.Categories[s]; isScript {
+			if why := p.scriptDenied(idx, s); why != "" {
+				return nil, nil, &Refusal{Reason: fmt.Sprintf("NSE script %q %s", s, why), Key: p.scriptKey(idx, s)}
+			}
+			keep[s] = true
+			continue
+		}
+		if slices.Contains(RiskyScriptCategories, s) && !slices.Contains(p.cfg.ScriptCategories, s) {
+			return nil, nil, &Refusal{Reason: fmt.Sprintf("NSE category %q is refused unless the config allows it", s), Key: "scripts.categories"}
+		}
+		if !idx.isCategory(s) {
+			return nil, nil, &Refusal{Reason: fmt.Sprintf("%q is neither an NSE category nor a script in the image", s), Key: "scripts.categories"}
+		}
+		if !slices.Contains(p.cfg.ScriptCategories, s) {
+			return nil, nil, &Refusal{Reason: fmt.Sprintf("NSE category %q is not allowed", s), Key: "scripts.categories"}
+		}
+		for name, cats := range idx.Categories {
+			if !slices.Contains(cats, s) || keep[name] {
+				continue
+			}
+			if why := p.scriptDenied(idx, name); why != "" {
+				dropped[name] = why
+				continue
+			}
+			keep[name] = true
+		}
+	}
+	for name := range keep {
+		delete(dropped, name)
+	}
+	if len(keep) == 0 {
+		return nil, nil, &Refusal{Reason: fmt.Sprintf("no script of %q may run here (%d dropped: all are also in a category that is not allowed, add targets, or capture packets)",
+			strings.Join(plan.Scripts, ","), len(dropped)), Key: "scripts.categories (or scripts.names)"}
+	}
+	names := make([]string, 0, len(keep))
+	for n := range keep {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var out []scan.DroppedScript
+	for n, why := range dropped {
+		out = append(out, scan.DroppedScript{Name: n, Reason: why})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return names, out, nil
+}
+
+// scriptDenied says why script name may not run, or "" when it may. A
+// packet capture on the host network is refused whatever the config says:
+// it would read the host's own traffic.
+func (p *Policy) scriptDenied(idx *ScriptIndex, name string) string {
+	if idx.Captures[name] && p.cfg.HostNetwork {
+		return "opens a packet capture, which is never allowed on the host network (it would read the host's traffic)"
+	}
+	if slices.Contains(p.cfg.ScriptNames, name) {
+		return ""
+	}
+	if idx.AddsTargets[name] {
+		return "adds scan targets by itself that the scope never checked (target.add); list it in scripts.names to allow it"
+	}
+	if idx.Captures[name] {
+		return "listens on network interfaces (packet capture); list it in scripts.names to allow it"
+	}
+	for _, c := range idx.Categories[name] {
+		if !slices.Contains(p.cfg.ScriptCategories, c) {
+			return fmt.Sprintf("is also in category %q, which is not allowed", c)
+		}
+	}
+	return ""
+}
+
+func (p *Policy) scriptKey(idx *ScriptIndex, name string) string {
+	if idx.Captures[name] && p.cfg.HostNetwork {
+		return "sandbox.network"
+	}
+	return "scripts.names"
+}

@@ -1,0 +1,236 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nmap-mcp/nmap-mcp/internal/scan"
+)
+
+// These tests call the policy directly: nothing here sends a packet.
+
+// testIndex is a small script index shaped like the image's: categories
+// from script.db, and which scripts add targets or capture packets.
+func testIndex(context.Context) (*ScriptIndex, error) {
+	return ParseScriptIndex(`Entry { filename = "http-title.nse", categories = { "default", "discovery", "safe", } }
+Entry { filename = "http-enum.nse", categories = { "discovery", "intrusive", "vuln", } }
+Entry { filename = "ssh-brute.nse", categories = { "brute", "intrusive", } }
+Entry { filename = "smb-vuln-ms17-010.nse", categories = { "vuln", "safe", } }
+Entry { filename = "banner.nse", categories = { "discovery", "safe", } }
+Entry { filename = "resolveall.nse", categories = { "discovery", "safe", } }
+Entry { filename = "targets-sniffer.nse", categories = { "broadcast", "discovery", "safe", } }
+Entry { filename = "qscan.nse", categories = { "discovery", "safe", } }
+Entry { filename = "whois-ip.nse", categories = { "discovery", "external", "safe", } }
+Entry { filename = "ssh-hostkey.nse", categories = { "default", "discovery", "safe", } }
+` + AddsTargetsMarker + `
+resolveall.nse
+targets-sniffer.nse
+` + CapturesMarker + `
+targets-sniffer.nse
+qscan.nse
+`), nil
+}
+
+func TestTechniquesAndScripts(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.UDP, cfg.OSDetection = false, false
+	pol, _ := New(cfg, dns, testIndex)
+	for _, c := range []struct {
+		req  scan.Request
+		want string
+	}{
+		{scan.Request{Targets: "127.0.0.1", ScanType: "udp"}, "techniques.udp"},
+		{scan.Request{Targets: "127.0.0.1", OSDetection: true}, "techniques.os_detection"},
+		{scan.Request{Targets: "127.0.0.1", Scripts: "vuln"}, `category "vuln" is refused`},
+		{scan.Request{Targets: "127.0.0.1", Scripts: "exploit"}, `"exploit"`},
+		{scan.Request{Targets: "127.0.0.1", Scripts: "dos,brute"}, `"dos"`},
+		{scan.Request{Targets: "127.0.0.1", Scripts: "intrusive"}, `"intrusive"`},
+		{scan.Request{Targets: "127.0.0.1", Scripts: "malware"}, `"malware"`},
+		{scan.Request{Targets: "127.0.0.1", Scripts: "external"}, `"external" is refused`},
+		{scan.Request{Targets: "127.0.0.1", Scripts: "broadcast"}, `"broadcast" is refused`},
+		{scan.Request{Targets: "127.0.0.1", Scripts: "ssh-brute"}, `category "brute"`},
+		{scan.Request{Targets: "127.0.0.1", Scripts: "smb-vuln-ms17-010"}, `category "vuln"`},
+		{scan.Request{Targets: "127.0.0.1", Scripts: "http-enum"}, `category "intrusive"`},
+		{scan.Request{Targets: "127.0.0.1", Scripts: "whois-ip"}, `category "external"`},
+		{scan.Request{Targets: "127.0.0.1", Scripts: "resolveall"}, "adds scan targets"},
+		{scan.Request{Targets: "127.0.0.1", Scripts: "qscan"}, "packet capture"},
+		{scan.Request{Targets: "127.0.0.1", Scripts: "no-such-script"}, "neither an NSE category nor a script"},
+	} {
+		if _, err := pol.Check(context.Background(), plan(t, c.req)); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: %v; want %q", c.req, err, c.want)
+		}
+	}
+	for _, ok := range []string{"default", "safe,discovery", "http-title", "banner"} {
+		if _, err := pol.Check(context.Background(), plan(t, scan.Request{Targets: "127.0.0.1", Scripts: ok})); err != nil {
+			t.Errorf("scripts %s refused: %v", ok, err)
+		}
+	}
+	cfg.ScriptCategories = append(cfg.ScriptCategories, "vuln")
+	pol, _ = New(cfg, dns, testIndex)
+	if _, err := pol.Check(context.Background(), plan(t, scan.Request{Targets: "127.0.0.1", Scripts: "vuln"})); err != nil {
+		t.Fatalf("vuln allowed by config, still refused: %v", err)
+	}
+}
+
+// Regression (security review 1-3): an allowed category no longer runs
+// its scripts that are also in categories that are not allowed, nor those
+// that add targets or capture packets; nmap is given names only.
+func TestCategoryExpandsToAllowedScriptsOnly(t *testing.T) {
+	pol, _ := New(DefaultConfig(), dns, testIndex)
+	p, err := pol.Check(context.Background(), plan(t, scan.Request{Targets: "127.0.0.1", Scripts: "discovery"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(p.Scripts, ","); got != "banner,http-title,ssh-hostkey" {
+		t.Fatalf("scripts run = %s", got)
+	}
+	args := strings.Join(p.Args(), " ")
+	if !strings.Contains(args, "--script banner,http-title,ssh-hostkey ") || strings.Contains(args, "discovery") {
+		t.Fatalf("argv passes a category: %s", args)
+	}
+	why := map[string]string{}
+	for _, d := range p.ScriptsDropped {
+		why[d.Name] = d.Reason
+	}
+	for name, want := range map[string]string{"http-enum": `category "intrusive"`, "whois-ip": `category "external"`,
+		"resolveall": "adds scan targets", "targets-sniffer": "host network", "qscan": "host network"} {
+		if !strings.Contains(why[name], want) {
+			t.Errorf("%s dropped for %q, want %q", name, why[name], want)
+		}
+	}
+	// Listed by name, a target-adding script may run; a capture never does
+	// on the host network, and may off it when listed.
+	cfg := DefaultConfig()
+	cfg.ScriptNames = []string{"resolveall", "qscan"}
+	pol, _ = New(cfg, dns, testIndex)
+	if _, err := pol.Check(context.Background(), plan(t, scan.Request{Targets: "127.0.0.1", Scripts: "resolveall"})); err != nil {
+		t.Fatalf("listed by name: %v", err)
+	}
+	if _, err := pol.Check(context.Background(), plan(t, scan.Request{Targets: "127.0.0.1", Scripts: "qscan"})); err == nil || !strings.Contains(err.Error(), "host network") {
+		t.Fatalf("capture on the host network: %v", err)
+	}
+	cfg.HostNetwork = false
+	pol, _ = New(cfg, dns, testIndex)
+	if _, err := pol.Check(context.Background(), plan(t, scan.Request{Targets: "127.0.0.1", Scripts: "qscan"})); err != nil {
+		t.Fatalf("listed capture off the host network: %v", err)
+	}
+}
+
+// The index is read from the text the image's shell script prints.
+func TestParseScriptIndex(t *testing.T) {
+	idx, _ := testIndex(context.Background())
+	if len(idx.Categories) != 10 || !idx.AddsTargets["resolveall"] || !idx.Captures["qscan"] || idx.Captures["resolveall"] ||
+		strings.Join(idx.Categories["http-enum"], ",") != "discovery,intrusive,vuln" {
+		t.Fatalf("%+v", idx)
+	}
+}
+
+// Regression (security review 7): the address limit counts addresses
+// after name resolution.
+func TestAddressLimitAfterResolution(t *testing.T) {
+	many := fakeDNS{"many.lab.test": nil}
+	for i := 1; i <= 40; i++ {
+		many["many.lab.test"] = append(many["many.lab.test"], fmt.Sprintf("10.9.0.%d", i))
+	}
+	cfg := DefaultConfig()
+	cfg.Allow = append(cfg.Allow, "many.lab.test")
+	cfg.MaxAddressesPerScan = 5
+	pol, _ := New(cfg, many, nil)
+	_, err := pol.Check(context.Background(), plan(t, scan.Request{Targets: "many.lab.test"}))
+	if err == nil || !strings.Contains(err.Error(), "40 addresses") || !strings.Contains(err.Error(), "budgets.max_addresses_per_scan") {
+		t.Fatalf("40 resolved addresses with a limit of 5: %v", err)
+	}
+}
+
+// countingDNS counts lookups and fails them the way the standard resolver
+// does, naming the resolver's address.
+type countingDNS struct{ n int }
+
+func (c *countingDNS) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	c.n++
+	return nil, &net.DNSError{Err: "no such host", Name: host, Server: "10.53.0.2:53", IsNotFound: true}
+}
+
+// Regression (security review 8): names no allow rule names are refused
+// before any lookup, and messages never show the resolver.
+func TestNoLookupBeforeRefusal(t *testing.T) {
+	res := &countingDNS{}
+	pol, _ := New(DefaultConfig(), res, nil)
+	_, err := pol.Check(context.Background(), plan(t, scan.Request{Targets: "exfil-secret-data.attacker.test"}))
+	if err == nil || res.n != 0 || !strings.Contains(err.Error(), "resolve_unlisted_names") {
+		t.Fatalf("unlisted name: err %v, lookups %d", err, res.n)
+	}
+	cfg := DefaultConfig()
+	cfg.ResolveUnlistedNames = true
+	pol, _ = New(cfg, res, nil)
+	_, err = pol.Check(context.Background(), plan(t, scan.Request{Targets: "gone.example.test"}))
+	if err == nil || res.n != 1 || strings.Contains(err.Error(), "10.53.0.2") || !strings.Contains(err.Error(), "no such host") {
+		t.Fatalf("failed lookup: err %v, lookups %d", err, res.n)
+	}
+}
+
+// Regression (security review 9): an IPv4 deny rule also matches the
+// address written as IPv4-mapped, NAT64, 6to4 or Teredo IPv6, even when
+// a broad IPv6 range is allowed.
+func TestDenyAcrossFamilies(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Allow = append(cfg.Allow, "::/0")
+	pol, err := New(cfg, dns, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, target := range []string{"::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe", "64:ff9b::169.254.169.254",
+		"2002:a9fe:a9fe::1", "2002:a9fe:a9fe::/116", "64:ff9b::a9fe:a900/120", "2001:0:4136:e378:8000:63bf:5601:5601",
+		"64:ff9b:1:a9fe:a9:fe00::", "2001::/116"} {
+		if _, err := pol.Check(context.Background(), plan(t, scan.Request{Targets: target})); err == nil || !strings.Contains(err.Error(), "169.254.169.254") {
+			t.Errorf("%s: %v; want a refusal naming 169.254.169.254", target, err)
+		}
+	}
+	if _, err := pol.Check(context.Background(), plan(t, scan.Request{Targets: "2002:0a00:0001::1"})); err != nil {
+		t.Errorf("6to4 of an allowed address: %v", err)
+	}
+}
+
+func TestBudgets(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Window, cfg.ScansPerClient, cfg.AddressesPerClient = time.Minute, 3, 300
+	pol, _ := New(cfg, dns, nil)
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	pol.now = func() time.Time { return now }
+	check := func(client, targets string) error {
+		p, err := pol.Check(context.Background(), plan(t, scan.Request{Targets: targets}))
+		if err != nil {
+			return err
+		}
+		return pol.Spend(client, p.Addresses)
+	}
+	if err := check("a", "10.0.0.0/24"); err != nil { // 256 addresses
+		t.Fatal(err)
+	}
+	now = now.Add(10 * time.Second)
+	var be *BudgetError
+	if err := check("a", "10.0.1.0/26"); !errors.As(err, &be) || be.Budget != "addresses per client" || !be.FreesAt.Equal(now.Add(50*time.Second)) {
+		t.Fatalf("address budget: %v", err)
+	}
+	if err := check("b", "10.0.1.0/26"); err != nil {
+		t.Fatalf("another client shares the budget: %v", err)
+	}
+	for i := 0; i < 2; i++ {
+		if err := check("a", "127.0.0.1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := check("a", "127.0.0.1"); !errors.As(err, &be) || be.Budget != "scans per client" || !strings.Contains(err.Error(), "3 per 1m0s") {
+		t.Fatalf("scan budget: %v", err)
+	}
+	now = now.Add(time.Minute)
+	if err := check("a", "127.0.0.1"); err != nil {
+		t.Fatalf("after the window: %v", err)
+	}
+}

@@ -1,0 +1,262 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nmap-mcp/nmap-mcp/internal/owner"
+	"github.com/nmap-mcp/nmap-mcp/internal/results"
+)
+
+// NotFoundError names a scan ID the store does not have.
+type NotFoundError struct{ ID string }
+
+func (e *NotFoundError) Error() string {
+	return fmt.Sprintf("no scan with id %q; list_scans shows the known ids", e.ID)
+}
+
+func ms(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func fromMS(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(v).UTC()
+}
+
+// Begin writes a new record owned by this process, with status queued
+// when r.Status is queued and running otherwise.
+func (s *Store) Begin(ctx context.Context, r *Record) error {
+	if r.Status != Queued {
+		r.Status = Running
+	}
+	r.OwnerPID, r.OwnerHost = os.Getpid(), owner.Host()
+	if r.CreatedAt.IsZero() {
+		r.CreatedAt = time.Now().UTC()
+	}
+	if r.Client == "" {
+		r.Client = "local"
+	}
+	req := r.Request
+	if len(req) == 0 {
+		req = json.RawMessage("{}")
+	}
+	argv, _ := json.Marshal(r.Argv)
+	limits, _ := json.Marshal(r.Limits)
+	notes := notesJSON(r.Notes)
+	_, err := s.db.ExecContext(ctx, `INSERT INTO scans (id, status, targets, scan_type, request, argv, image_id, image_tag,
+		limits, client, owner_pid, owner_host, created_at, started_at, notes) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		r.ID, r.Status, r.Targets, r.ScanType, string(req), string(argv), r.ImageID, r.ImageTag,
+		string(limits), r.Client, r.OwnerPID, r.OwnerHost, ms(r.CreatedAt), ms(r.StartedAt), notes)
+	if err != nil {
+		return fmt.Errorf("scan store %s: record scan %s: %w", s.path, r.ID, err)
+	}
+	return nil
+}
+
+// Start marks a queued record running from startedAt.
+func (s *Store) Start(ctx context.Context, id string, startedAt time.Time) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE scans SET status = ?, started_at = ? WHERE id = ?`, Running, ms(startedAt), id)
+	if err != nil {
+		return fmt.Errorf("scan store %s: start scan %s: %w", s.path, id, err)
+	}
+	return nil
+}
+
+// Finish updates a record with its end: status, times, exit, raw XML
+// (within the cap) and the decoded result.
+func (s *Store) Finish(ctx context.Context, r *Record) error {
+	xml := r.RawXML
+	if len(xml) > s.maxXML {
+		xml, r.RawXMLTruncated = xml[:s.maxXML], true
+	}
+	var result []byte
+	if r.Result != nil {
+		var err error
+		if result, err = json.Marshal(r.Result); err != nil {
+			return fmt.Errorf("encode result of scan %s: %w", r.ID, err)
+		}
+		r.HostsUp, r.OpenPorts = r.Result.Stats.HostsUp, r.Result.OpenPortCount()
+	}
+	if r.EndedAt.IsZero() {
+		r.EndedAt = time.Now().UTC()
+	}
+	_, err := s.db.ExecContext(ctx, `UPDATE scans SET status=?, started_at=?, ended_at=?, exit_code=?, error=?, raw_xml=?,
+		raw_xml_truncated=?, result=?, hosts_up=?, open_ports=?, notes=? WHERE id=?`,
+		r.Status, ms(r.StartedAt), ms(r.EndedAt), r.ExitCode, r.Error, xml, r.RawXMLTruncated, nullString(result),
+		r.HostsUp, r.OpenPorts, notesJSON(r.Notes), r.ID)
+	if err != nil {
+		return fmt.Errorf("scan store %s: finish scan %s: %w", s.path, r.ID, err)
+	}
+	return nil
+}
+
+func notesJSON(notes []string) string {
+	if len(notes) == 0 {
+		return "[]"
+	}
+	b, _ := json.Marshal(notes)
+	return string(b)
+}
+
+func nullString(b []byte) any {
+	if b == nil {
+		return nil
+	}
+	return string(b)
+}
+
+// columns are those of a full record; summaryColumns leave the result
+// out (NULL), so that lists never load full results.
+const (
+	baseColumns = `id, status, targets, scan_type, request, argv, image_id, image_tag, limits, client, owner_pid, owner_host,
+	created_at, started_at, ended_at, exit_code, error, raw_xml_truncated, hosts_up, open_ports, notes, `
+	columns        = baseColumns + `result`
+	summaryColumns = baseColumns + `NULL`
+)
+
+type scanner interface{ Scan(...any) error }
+
+func scanRecord(row scanner) (*Record, error) {
+	var (
+		r                        Record
+		req, argv, limits, notes string
+		created, started, ended  int64
+		result                   sql.NullString
+	)
+	if err := row.Scan(&r.ID, &r.Status, &r.Targets, &r.ScanType, &req, &argv, &r.ImageID, &r.ImageTag, &limits, &r.Client,
+		&r.OwnerPID, &r.OwnerHost, &created, &started, &ended, &r.ExitCode, &r.Error, &r.RawXMLTruncated,
+		&r.HostsUp, &r.OpenPorts, &notes, &result); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal([]byte(notes), &r.Notes); err != nil {
+		return nil, fmt.Errorf("scan %s: bad notes: %w", r.ID, err)
+	}
+	r.Request = json.RawMessage(req)
+	if err := json.Unmarshal([]byte(argv), &r.Argv); err != nil {
+		return nil, fmt.Errorf("scan %s: bad argv: %w", r.ID, err)
+	}
+	if err := json.Unmarshal([]byte(limits), &r.Limits); err != nil {
+		return nil, fmt.Errorf("scan %s: bad limits: %w", r.ID, err)
+	}
+	r.CreatedAt, r.StartedAt, r.EndedAt = fromMS(created), fromMS(started), fromMS(ended)
+	if result.Valid {
+		r.Result = &results.Result{}
+		if err := json.Unmarshal([]byte(result.String), r.Result); err != nil {
+			return nil, fmt.Errorf("scan %s: bad result: %w", r.ID, err)
+		}
+	}
+	return &r, nil
+}
+
+// Get returns one record, without its raw XML. An unknown ID is a
+// *NotFoundError. With a client, a scan another client started is not
+// found either (the same error: ids of others' scans are not revealed).
+func (s *Store) Get(ctx context.Context, id string, client string) (*Record, error) {
+	r, err := scanRecord(s.db.QueryRowContext(ctx, `SELECT `+columns+` FROM scans WHERE id = ? AND (? = '' OR client = ?)`, id, client, client))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, &NotFoundError{ID: id}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("scan store %s: get %s: %w", s.path, id, err)
+	}
+	return r, nil
+}
+
+// RawXML returns a scan's raw XML as kept; client works as in Get.
+func (s *Store) RawXML(ctx context.Context, id string, client string) ([]byte, error) {
+	var xml []byte
+	err := s.db.QueryRowContext(ctx, `SELECT raw_xml FROM scans WHERE id = ? AND (? = '' OR client = ?)`, id, client, client).Scan(&xml)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, &NotFoundError{ID: id}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("scan store %s: raw xml of %s: %w", s.path, id, err)
+	}
+	return xml, nil
+}
+
+// Filter selects records for List.
+type Filter struct {
+	Target   string    // a target token the scan listed, e.g. "127.0.0.1"
+	Status   string    // one of Statuses, or empty for all
+	Since    time.Time // created at or after
+	Finished bool      // only scans that are no longer running
+	Limit    int       // at most this many, newest first (default 20)
+	// Client, when set, keeps only the scans this client started.
+	Client string
+}
+
+// List returns summaries of records, newest first: without raw XML and
+// without Result (HostsUp and OpenPorts summarise it).
+func (s *Store) List(ctx context.Context, f Filter) ([]*Record, error) {
+	var where []string
+	var args []any
+	if f.Target != "" {
+		where = append(where, `instr(' ' || targets || ' ', ' ' || ? || ' ') > 0`)
+		args = append(args, strings.ToLower(f.Target))
+	}
+	if f.Client != "" {
+		where = append(where, `client = ?`)
+		args = append(args, f.Client)
+	}
+	if f.Status != "" {
+		where = append(where, `status = ?`)
+		args = append(args, f.Status)
+	}
+	if f.Finished {
+		where = append(where, `status NOT IN (?, ?)`)
+		args = append(args, Queued, Running)
+	}
+	if !f.Since.IsZero() {
+		where = append(where, `created_at >= ?`)
+		args = append(args, f.Since.UnixMilli())
+	}
+	q := `SELECT ` + summaryColumns + ` FROM scans`
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, ` AND `)
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 20
+	}
+	q += ` ORDER BY created_at DESC, rowid DESC LIMIT ?`
+	args = append(args, limit)
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("scan store %s: list: %w", s.path, err)
+	}
+	defer rows.Close()
+	out := []*Record{}
+	for rows.Next() {
+		r, err := scanRecord(rows)
+		if err != nil {
+			return nil, fmt.Errorf("scan store %s: list: %w", s.path, err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// ParseSince reads an RFC 3339 time, or a duration meaning that long
+// before now ("24h", "90m").
+func ParseSince(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("invalid since %q: must be an RFC 3339 time (2026-01-31T12:00:00Z) or a duration such as 24h", s)
+}

@@ -1,0 +1,302 @@
+// Package store keeps the scan history in an embedded, pure-Go SQLite
+// database (modernc.org/sqlite, no cgo), in WAL mode with versioned
+// migrations. A scan is written when it starts (running) and updated when it
+// ends. Scans whose server died mid-scan are marked interrupted at the next
+// open. A corrupt or unwritable database is an error at open: it is never
+// reset or replaced.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
+
+	"github.com/nmap-mcp/nmap-mcp/internal/owner"
+	"github.com/nmap-mcp/nmap-mcp/internal/results"
+)
+
+// Statuses a scan record can have.
+const (
+	Queued      = "queued"
+	Running     = "running"
+	Done        = "done"
+	Failed      = "failed"
+	TimedOut    = "timed-out"
+	Cancelled   = "cancelled"
+	Interrupted = "interrupted"
+)
+
+// Statuses lists every status, for validation and schemas.
+var Statuses = []string{Queued, Running, Done, Failed, TimedOut, Cancelled, Interrupted}
+
+// Finished reports whether status is final.
+func Finished(status string) bool { return status != Running && status != Queued }
+
+// Limits are the sandbox limits a scan ran under.
+type Limits struct {
+	CPUs           float64 `json:"cpus"`
+	MemoryBytes    int64   `json:"memory_bytes"`
+	Pids           int64   `json:"pids"`
+	TimeoutSeconds int     `json:"timeout_seconds"`
+	Network        string  `json:"network"`
+	// Profile describes the container: user, capabilities, limits.
+	Profile string `json:"profile"`
+}
+
+// Record is one scan as stored.
+type Record struct {
+	ID       string          `json:"id"`
+	Status   string          `json:"status"`
+	Targets  string          `json:"targets"` // space-separated, as passed to nmap
+	ScanType string          `json:"scan_type"`
+	Request  json.RawMessage `json:"request"` // the arguments as sent
+	Argv     []string        `json:"argv"`
+	ImageID  string          `json:"image_id"`
+	ImageTag string          `json:"image_tag"`
+	Limits   Limits          `json:"limits"`
+	Client   string          `json:"client"`
+
+	CreatedAt time.Time `json:"created_at"`
+	StartedAt time.Time `json:"started_at"`
+	EndedAt   time.Time `json:"ended_at"`
+	ExitCode  int       `json:"exit_code"`
+	Error     string    `json:"error"`
+
+	RawXML          []byte          `json:"-"`
+	RawXMLTruncated bool            `json:"raw_xml_truncated"`
+	Result          *results.Result `json:"result"`
+	// HostsUp and OpenPorts summarise Result; List fills them without
+	// loading Result.
+	HostsUp   int `json:"hosts_up"`
+	OpenPorts int `json:"open_ports"`
+	// Notes say what the scan left out or changed from the request, e.g.
+	// NSE scripts the policy dropped and why.
+	Notes []string `json:"notes"`
+
+	OwnerPID  int    `json:"-"`
+	OwnerHost string `json:"-"`
+}
+
+// Duration is how long the scan ran, or has run so far.
+func (r *Record) Duration() time.Duration {
+	switch {
+	case r.StartedAt.IsZero():
+		return 0
+	case r.EndedAt.IsZero():
+		return time.Since(r.StartedAt)
+	default:
+		return r.EndedAt.Sub(r.StartedAt)
+	}
+}
+
+// Store is an open scan database.
+type Store struct {
+	db     *sql.DB
+	path   string
+	maxXML int
+}
+
+// DefaultPath is $XDG_STATE_HOME/nmap-mcp/scans.db, or
+// ~/.local/state/nmap-mcp/scans.db.
+func DefaultPath() (string, error) {
+	base := os.Getenv("XDG_STATE_HOME")
+	if base == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("find the scan store: no XDG_STATE_HOME and no home directory: %w", err)
+		}
+		base = filepath.Join(home, ".local", "state")
+	}
+	return filepath.Join(base, "nmap-mcp", "scans.db"), nil
+}
+
+// DefaultMaxXML bounds the raw XML kept per scan.
+const DefaultMaxXML = 4 << 20
+
+// Open opens (creating if need be) the database at path, checks it, brings
+// its schema up to date and marks scans of dead servers interrupted.
+// maxXML bounds the raw XML kept per scan (0: DefaultMaxXML).
+func Open(ctx context.Context, path string, maxXML int) (*Store, error) {
+	if maxXML <= 0 {
+		maxXML = DefaultMaxXML
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("scan store %s: cannot create its folder: %w; set --store or NMAP_MCP_STORE to a writable path", path, err)
+	}
+	if err := private(path); err != nil {
+		return nil, err
+	}
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("scan store %s: %w", path, err)
+	}
+	s := &Store{db: db, path: path, maxXML: maxXML}
+	if err := s.check(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.markInterrupted(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// private creates the database file 0600 before SQLite does (SQLite gives
+// its -wal and -shm files the database file's mode), and takes group and
+// other access away from an existing database and its -wal and -shm: the
+// history holds who scanned what.
+func private(path string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return fmt.Errorf("scan store %s: %w; set --store or NMAP_MCP_STORE to a writable path", path, err)
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if st, err := os.Lstat(p); err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o077 != 0 {
+			if err := os.Chmod(p, st.Mode().Perm()&0o700); err != nil {
+				return fmt.Errorf("scan store %s: make it private: %w", p, err)
+			}
+		}
+	}
+	return nil
+}
+
+// Path is the database file.
+func (s *Store) Path() string { return s.path }
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+func (s *Store) check(ctx context.Context) error {
+	var res string
+	if err := s.db.QueryRowContext(ctx, "PRAGMA quick_check").Scan(&res); err != nil {
+		return fmt.Errorf("scan store %s is not a readable SQLite database (%v); it was left untouched: move it aside or set --store / NMAP_MCP_STORE to another path", s.path, err)
+	}
+	if res != "ok" {
+		return fmt.Errorf("scan store %s is corrupt (quick_check: %s); it was left untouched: move it aside or set --store / NMAP_MCP_STORE to another path", s.path, res)
+	}
+	return nil
+}
+
+// migrations are applied in order; the schema version is their count.
+var migrations = []string{
+	`CREATE TABLE scans (
+		id TEXT PRIMARY KEY,
+		status TEXT NOT NULL,
+		targets TEXT NOT NULL,
+		scan_type TEXT NOT NULL,
+		request TEXT NOT NULL,
+		argv TEXT NOT NULL,
+		image_id TEXT NOT NULL,
+		image_tag TEXT NOT NULL,
+		limits TEXT NOT NULL,
+		client TEXT NOT NULL,
+		owner_pid INTEGER NOT NULL,
+		owner_host TEXT NOT NULL,
+		created_at INTEGER NOT NULL,
+		started_at INTEGER NOT NULL DEFAULT 0,
+		ended_at INTEGER NOT NULL DEFAULT 0,
+		exit_code INTEGER NOT NULL DEFAULT 0,
+		error TEXT NOT NULL DEFAULT '',
+		raw_xml BLOB,
+		raw_xml_truncated INTEGER NOT NULL DEFAULT 0,
+		result TEXT
+	);
+	CREATE INDEX scans_created_at ON scans(created_at);
+	CREATE INDEX scans_status ON scans(status);`,
+	// Summaries, so that lists never load full results; notes such as
+	// the NSE scripts the policy dropped.
+	`ALTER TABLE scans ADD COLUMN hosts_up INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE scans ADD COLUMN open_ports INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE scans ADD COLUMN notes TEXT NOT NULL DEFAULT '[]';
+	UPDATE scans SET hosts_up = coalesce(json_extract(result, '$.stats.hosts_up'), 0),
+		open_ports = (SELECT count(*) FROM json_each(result, '$.hosts') h, json_each(h.value, '$.ports') p
+			WHERE json_extract(p.value, '$.state') IN ('open', 'open|filtered'))
+		WHERE result IS NOT NULL;
+	CREATE INDEX scans_client ON scans(client, created_at);`,
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	fail := func(err error) error {
+		if strings.Contains(strings.ToLower(err.Error()), "readonly") || strings.Contains(strings.ToLower(err.Error()), "read-only") {
+			return fmt.Errorf("scan store %s is not writable (%v); fix its permissions or set --store / NMAP_MCP_STORE", s.path, err)
+		}
+		return fmt.Errorf("scan store %s: migrate schema: %w", s.path, err)
+	}
+	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+		return fail(err)
+	}
+	var version int
+	err := s.db.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&version)
+	if errors.Is(err, sql.ErrNoRows) {
+		if _, err := s.db.ExecContext(ctx, `INSERT INTO schema_version (version) VALUES (0)`); err != nil {
+			return fail(err)
+		}
+	} else if err != nil {
+		return fail(err)
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("scan store %s has schema version %d, newer than this nmap-mcp knows (%d); use a newer nmap-mcp or another --store", s.path, version, len(migrations))
+	}
+	for v := version; v < len(migrations); v++ {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return fail(err)
+		}
+		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			tx.Rollback()
+			return fail(err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE schema_version SET version = ?`, v+1); err != nil {
+			tx.Rollback()
+			return fail(err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fail(err)
+		}
+	}
+	return nil
+}
+
+// markInterrupted closes the records of scans whose server died.
+func (s *Store) markInterrupted(ctx context.Context) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, owner_pid, owner_host FROM scans WHERE status IN (?, ?)`, Queued, Running)
+	if err != nil {
+		return fmt.Errorf("scan store %s: find running scans: %w", s.path, err)
+	}
+	var dead []string
+	for rows.Next() {
+		var id, host string
+		var pid int
+		if err := rows.Scan(&id, &pid, &host); err != nil {
+			rows.Close()
+			return fmt.Errorf("scan store %s: %w", s.path, err)
+		}
+		if owner.Orphaned(pid, host) {
+			dead = append(dead, id)
+		}
+	}
+	rows.Close()
+	for _, id := range dead {
+		if _, err := s.db.ExecContext(ctx, `UPDATE scans SET status = ?, error = ?, ended_at = ? WHERE id = ? AND status IN (?, ?)`,
+			Interrupted, "the server stopped while this scan was queued or running", time.Now().UnixMilli(), id, Queued, Running); err != nil {
+			return fmt.Errorf("scan store %s: mark %s interrupted: %w", s.path, id, err)
+		}
+	}
+	return nil
+}
