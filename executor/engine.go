@@ -59,3 +59,6 @@ func Connect(ctx context.Context) (*client.Client, error) {
 	cli.NegotiateAPIVersionPing(ping)
 	return cli, nil
 }
+
+// Client is a connection to the Docker engine, as Connect returns it.
+type Client = client.Client

@@ -16,6 +16,8 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/pkg/stdcopy"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
 
 // Engine is the part of the Docker client the executor uses;
@@ -32,14 +34,24 @@ type Engine interface {
 	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
 }
 
+// Runner runs one prepared container to its end, as exec.Cmd's Run runs
+// a process: it starts the spec's container, streams its stdout and stderr
+// to the job's writers, waits for the exit (code, OOM, pids, deadline) and
+// removes the container; ctx's end kills it. The Result comes back even
+// with an error, so partial output is never lost. *Executor (Docker) is
+// one; a Kubernetes runner is another.
+type Runner interface {
+	Run(ctx context.Context, job Job) (*Result, error)
+	// Close waits until every container this runner started is gone, or
+	// ctx ends.
+	Close(ctx context.Context) error
+}
+
 // Job describes one container run, as exec.Cmd describes one process.
 type Job struct {
-	// Name is the container name; empty lets the engine choose.
-	Name       string
-	Config     *container.Config
-	HostConfig *container.HostConfig
-	// Timeout is the wall clock from the container's start; 0 means none.
-	Timeout time.Duration
+	// Spec is the container: image, command, user, capabilities, limits,
+	// network, deadline (from its start) and labels.
+	Spec sandbox.Spec
 	// Stdout and Stderr, when set, receive the output live as it arrives.
 	Stdout, Stderr io.Writer
 	// MaxOutput bounds the bytes kept of each stream (default 4 MiB);
@@ -149,10 +161,11 @@ func (e *Executor) Run(ctx context.Context, job Job) (*Result, error) {
 	// checked after each step instead.
 	stepCtx, stepCancel := context.WithTimeout(context.WithoutCancel(ctx), e.cleanup)
 	defer stepCancel()
-	created, err := e.engine.ContainerCreate(stepCtx, job.Config, job.HostConfig, nil, nil, job.Name)
+	cfg, hc := sandbox.Docker(job.Spec)
+	created, err := e.engine.ContainerCreate(stepCtx, cfg, hc, nil, nil, job.Spec.Name)
 	if err != nil {
 		if cerrdefs.IsNotFound(err) {
-			return res, &ImageError{Image: job.Config.Image, Err: err}
+			return res, &ImageError{Image: cfg.Image, Err: err}
 		}
 		return res, fmt.Errorf("create container: %w", err)
 	}
@@ -221,8 +234,8 @@ func (e *Executor) Run(ctx context.Context, job Job) (*Result, error) {
 	reported := bothDone(outWatch, errWatch, stopReport)
 
 	var deadline <-chan time.Time
-	if job.Timeout > 0 {
-		t := time.NewTimer(job.Timeout)
+	if job.Spec.Deadline > 0 {
+		t := time.NewTimer(job.Spec.Deadline)
 		defer t.Stop()
 		deadline = t.C
 	}
@@ -239,7 +252,7 @@ wait:
 			res.ExitCode = status
 			res.Exited = time.Now()
 			background = true
-			e.finishInBackground(id, job.HostConfig, hijack, waitC, waitErrC, copyDone, stopWait, func() { emit("removed", id, "") })
+			e.finishInBackground(id, hc, hijack, waitC, waitErrC, copyDone, stopWait, func() { emit("removed", id, "") })
 			emit("exited", id, fmt.Sprintf("exit code %d (reported)", status))
 			kept, _ := stderr.result()
 			return res, e.classify(ctx, job, res, nil, tail(kept))
@@ -320,8 +333,8 @@ func (e *Executor) finishInBackground(id string, hc *container.HostConfig, hijac
 	}()
 }
 
-// Wait blocks until every background removal has finished or ctx ends.
-func (e *Executor) Wait(ctx context.Context) error {
+// Close blocks until every background removal has finished or ctx ends.
+func (e *Executor) Close(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() { e.wg.Wait(); close(done) }()
 	select {
@@ -332,10 +345,9 @@ func (e *Executor) Wait(ctx context.Context) error {
 	}
 }
 
-// Pending lists the containers created by this executor that are not yet
-// removed, for a caller that exits before the background removals finish
-// and hands them to another process.
-func (e *Executor) Pending() []string {
+// pending lists the containers created by this executor that are not yet
+// removed.
+func (e *Executor) pendingIDs() []string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	ids := make([]string, 0, len(e.pending))
@@ -360,35 +372,21 @@ func (e *Executor) untrack(id string) {
 	e.mu.Unlock()
 }
 
-// closed is a channel that is already closed.
-var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
-
-// Removed returns a channel closed once the container is removed (at once
-// when this executor has no removal of it under way).
-func (e *Executor) Removed(id string) <-chan struct{} {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if ch, ok := e.pending[id]; ok {
-		return ch
-	}
-	return closed
-}
-
 func (e *Executor) classify(ctx context.Context, job Job, res *Result, waitErr error, se string) error {
 	switch {
 	case res.Canceled:
 		return fmt.Errorf("scan cancelled, container killed: %w", context.Cause(ctx))
 	case res.TimedOut:
-		return &TimeoutError{After: job.Timeout}
+		return &TimeoutError{After: job.Spec.Deadline}
 	case res.OOMKilled:
-		return &OOMError{Limit: job.HostConfig.Memory}
+		return &OOMError{Limit: job.Spec.Memory}
 	case waitErr != nil:
 		return fmt.Errorf("wait for container %.12s: %w", res.ContainerID, waitErr)
 	case res.ExitCode != 0:
 		if isPidsExhausted(se) {
 			var limit int64
-			if job.HostConfig.PidsLimit != nil {
-				limit = *job.HostConfig.PidsLimit
+			if job.Spec.Pids > 0 {
+				limit = job.Spec.Pids
 			}
 			return &PidsError{Limit: limit, Stderr: se}
 		}

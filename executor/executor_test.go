@@ -29,8 +29,7 @@ func TestMain(m *testing.M) {
 // job builds a sandboxed job running the scanner image with args.
 func job(t *testing.T, lim sandbox.Limits, priv sandbox.Privilege, args ...string) executor.Job {
 	t.Helper()
-	cfg, hc := sandbox.Config(env.Options(lim), sandbox.Scan{ID: t.Name(), Image: env.Image.Tag, Args: args, Privilege: priv})
-	return executor.Job{Config: cfg, HostConfig: hc, Timeout: lim.Timeout}
+	return executor.Job{Spec: sandbox.New(env.Options(lim), sandbox.Scan{ID: t.Name(), Image: env.Image.Tag, Args: args, Privilege: priv})}
 }
 
 func newExec() *executor.Executor { return executor.New(env.Client, nil) }
@@ -40,7 +39,7 @@ func run(t *testing.T, ctx context.Context, j executor.Job) (*executor.Result, e
 	t.Helper()
 	ex := newExec()
 	res, err := ex.Run(ctx, j)
-	if werr := ex.Wait(context.Background()); werr != nil {
+	if werr := ex.Close(context.Background()); werr != nil {
 		t.Fatal(werr)
 	}
 	return res, err
@@ -176,8 +175,8 @@ func TestOOMKilled(t *testing.T) {
 func TestPidsExhausted(t *testing.T) {
 	lim := sandbox.DefaultLimits()
 	lim.Pids = 4
-	j := job(t, lim, sandbox.Unprivileged, "-c", "for i in 1 2 3 4 5 6 7 8; do sleep 3 & done; wait")
-	j.Config.Entrypoint = []string{"/bin/sh"}
+	j := job(t, lim, sandbox.Unprivileged)
+	j.Spec.Command = []string{"/bin/sh", "-c", "for i in 1 2 3 4 5 6 7 8; do sleep 3 & done; wait"}
 	res, err := run(t, context.Background(), j)
 	var pe *executor.PidsError
 	if !errors.As(err, &pe) {
@@ -216,7 +215,7 @@ func TestOutputIsBounded(t *testing.T) {
 
 func TestMissingImage(t *testing.T) {
 	j := job(t, sandbox.DefaultLimits(), sandbox.Unprivileged, "--version")
-	j.Config.Image = "nmap-mcp/nmap:no-such-tag"
+	j.Spec.Image = "nmap-mcp/nmap:no-such-tag"
 	res, err := run(t, context.Background(), j)
 	var ie *executor.ImageError
 	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "nmap-mcp image build") {

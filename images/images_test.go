@@ -65,9 +65,9 @@ func TestImageHardening(t *testing.T) {
 	lim := sandbox.DefaultLimits()
 	lim.Timeout = time.Minute
 	run := func(script string) string {
-		cfg, hc := sandbox.Config(env.Options(lim), sandbox.Scan{ID: t.Name(), Image: env.Image.Tag, Args: []string{"-c", script}})
-		cfg.Entrypoint = []string{"/bin/sh"}
-		res, err := ex.Run(context.Background(), executor.Job{Config: cfg, HostConfig: hc, Timeout: lim.Timeout})
+		spec := sandbox.New(env.Options(lim), sandbox.Scan{ID: t.Name(), Image: env.Image.Tag})
+		spec.Command = []string{"/bin/sh", "-c", script}
+		res, err := ex.Run(context.Background(), executor.Job{Spec: spec})
 		if err != nil {
 			t.Fatalf("%s: %v (%s)", script, err, res.Stderr)
 		}

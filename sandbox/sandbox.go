@@ -7,6 +7,7 @@ package sandbox
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"strconv"
 	"strings"
@@ -130,21 +131,50 @@ type Scan struct {
 	Privilege Privilege
 }
 
-// Config returns the container and host configuration for one scan.
-func Config(opts Options, s Scan) (*container.Config, *container.HostConfig) {
+// Spec is one scan container, described so that any runner can express
+// it: Docker (Docker, below) or a Kubernetes pod. Every capability is
+// dropped but CapAdd; the root filesystem is read-only and privileges can
+// never be gained (no-new-privileges / allowPrivilegeEscalation: false).
+type Spec struct {
+	Name    string
+	Image   string   // an image ID or a reference pinned by digest
+	Command []string // the full command line: program first
+	UID     int
+	GID     int
+	CapAdd  []string
+	Network string // "host", "none", "bridge" or a network name
+	CPUs    float64
+	Memory  int64 // bytes; no swap
+	Pids    int64
+	// TmpfsBytes sizes the noexec, nosuid /tmp.
+	TmpfsBytes int64
+	// Deadline is the wall clock from the container's start; 0: none.
+	Deadline time.Duration
+	Labels   map[string]string
+	// Sysctls are namespaced kernel settings (tests enable IPv6 with them).
+	Sysctls map[string]string
+}
+
+// New returns the spec of one scan: the only place where a scan's
+// privileges become container settings.
+func New(opts Options, s Scan) Spec {
 	lim := opts.Limits
 	network := opts.Network
 	if network == "" {
 		network = "host"
 	}
-	cfg := &container.Config{
-		Image:           s.Image,
-		Entrypoint:      []string{"/bin/sh", "-c", launcher, Program},
-		Cmd:             append([]string(nil), s.Args...),
-		User:            UnprivilegedUser,
-		NetworkDisabled: network == "none",
-		AttachStdout:    true,
-		AttachStderr:    true,
+	spec := Spec{
+		Name:       "nmap-mcp-" + s.ID,
+		Image:      s.Image,
+		Command:    append([]string{"/bin/sh", "-c", launcher, Program}, s.Args...),
+		UID:        65532,
+		GID:        65532,
+		Network:    network,
+		CPUs:       lim.CPUs,
+		Memory:     lim.Memory,
+		Pids:       lim.Pids,
+		TmpfsBytes: max(lim.TmpfsBytes, 1<<20),
+		Deadline:   lim.Timeout,
 		Labels: map[string]string{
 			LabelManaged:   "true",
 			LabelScanID:    s.ID,
@@ -153,37 +183,65 @@ func Config(opts Options, s Scan) (*container.Config, *container.HostConfig) {
 			LabelOwnerHost: owner.Host(),
 		},
 	}
+	if s.Privilege == RawSockets {
+		spec.UID, spec.GID = 0, 0
+		spec.CapAdd = []string{"NET_RAW"}
+	}
+	return spec
+}
+
+// Docker returns the Docker container and host configuration of a spec.
+func Docker(spec Spec) (*container.Config, *container.HostConfig) {
+	pids := spec.Pids
+	cfg := &container.Config{
+		Image:           spec.Image,
+		Entrypoint:      spec.Command[:1],
+		Cmd:             append([]string(nil), spec.Command[1:]...),
+		User:            fmt.Sprintf("%d:%d", spec.UID, spec.GID),
+		NetworkDisabled: spec.Network == "none",
+		AttachStdout:    true,
+		AttachStderr:    true,
+		Labels:          maps.Clone(spec.Labels),
+	}
 	hc := &container.HostConfig{
-		NetworkMode:    container.NetworkMode(network),
+		NetworkMode:    container.NetworkMode(spec.Network),
 		CapDrop:        []string{"ALL"},
+		CapAdd:         append([]string(nil), spec.CapAdd...),
 		SecurityOpt:    []string{"no-new-privileges"},
 		ReadonlyRootfs: true,
-		Tmpfs:          map[string]string{"/tmp": fmt.Sprintf("rw,noexec,nosuid,nodev,size=%d", max(lim.TmpfsBytes, 1<<20))},
+		Tmpfs:          map[string]string{"/tmp": fmt.Sprintf("rw,noexec,nosuid,nodev,size=%d", spec.TmpfsBytes)},
 		Privileged:     false,
 		AutoRemove:     false,
 		Init:           new(bool),
 		Resources: container.Resources{
-			NanoCPUs:   int64(lim.CPUs * 1e9),
-			Memory:     lim.Memory,
-			MemorySwap: lim.Memory,
-			PidsLimit:  &lim.Pids,
+			NanoCPUs:   int64(spec.CPUs * 1e9),
+			Memory:     spec.Memory,
+			MemorySwap: spec.Memory,
+			PidsLimit:  &pids,
 		},
 		LogConfig: container.LogConfig{Type: "none"},
+		Sysctls:   maps.Clone(spec.Sysctls),
 	}
-	if s.Privilege == RawSockets {
-		cfg.User = "0:0"
-		hc.CapAdd = []string{"NET_RAW"}
+	if len(hc.CapAdd) == 0 {
+		hc.CapAdd = nil
 	}
 	return cfg, hc
 }
 
-// Describe is a one-line summary of the sandbox for a result header.
-func Describe(opts Options, s Scan) string {
-	cfg, hc := Config(opts, s)
-	caps := "none"
-	if len(hc.CapAdd) > 0 {
-		caps = strings.Join(hc.CapAdd, ",")
-	}
-	return fmt.Sprintf("uid %s, caps %s, network %s, %g CPU, %d MiB, %d pids, read-only rootfs, no-new-privileges",
-		strings.Split(cfg.User, ":")[0], caps, hc.NetworkMode, opts.Limits.CPUs, opts.Limits.Memory>>20, opts.Limits.Pids)
+// Config returns the Docker configuration for one scan: Docker(New(opts, s)).
+func Config(opts Options, s Scan) (*container.Config, *container.HostConfig) {
+	return Docker(New(opts, s))
 }
+
+// Describe is a one-line summary of the sandbox for a result header.
+func (spec Spec) Describe() string {
+	caps := "none"
+	if len(spec.CapAdd) > 0 {
+		caps = strings.Join(spec.CapAdd, ",")
+	}
+	return fmt.Sprintf("uid %d, caps %s, network %s, %g CPU, %d MiB, %d pids, read-only rootfs, no-new-privileges",
+		spec.UID, caps, spec.Network, spec.CPUs, spec.Memory>>20, spec.Pids)
+}
+
+// Describe is a one-line summary of the sandbox of one scan.
+func Describe(opts Options, s Scan) string { return New(opts, s).Describe() }

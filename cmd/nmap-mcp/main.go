@@ -70,7 +70,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdAudit(ctx, args[1:], stdout, stderr)
 	case "scans":
 		return cmdScans(ctx, args[1:], stdout, stderr)
-	case "reap":
+	case "reap": // executor.ReapCommand, started by executor.Detach
 		return cmdReap(ctx, args[1:], stderr)
 	case "image":
 		return cmdImage(ctx, args[1:], stdout, stderr)

@@ -4,10 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"os/exec"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
@@ -16,31 +13,9 @@ import (
 // reapWait bounds how long the reaper waits for a container to stop.
 const reapWait = 30 * time.Second
 
-// handOff passes containers whose removal is still under way to a detached
-// "nmap-mcp reap" process, so that a CLI scan can exit as soon as its
-// result is printed. It returns false when it could not start one; the
-// caller must then wait for the removals itself.
-func handOff(ids []string) bool {
-	if len(ids) == 0 {
-		return true
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return false
-	}
-	cmd := exec.Command(self, append([]string{"reap", "--owner", strconv.Itoa(os.Getpid())}, ids...)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	cmd.Dir = "/"
-	if err := cmd.Start(); err != nil {
-		return false
-	}
-	_ = cmd.Process.Release()
-	return true
-}
-
 // cmdReap waits for the process --owner to exit and the given containers
 // to stop, and removes those that carry our labels naming that process.
-// It is started by handOff, not by users.
+// It is started by executor.Detach, not by users.
 func cmdReap(ctx context.Context, args []string, stderr io.Writer) error {
 	var pid int
 	if len(args) >= 2 && args[0] == "--owner" {

@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/scan"
-	"github.com/nmap-mcp/nmap-mcp/internal/scanner"
+	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 )
 
 func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -54,27 +54,29 @@ func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	defer closeLog()
 
-	st, err := bringUp(ctx, &s, logger, stderr, nil, true)
+	st, err := bringUp(ctx, &s, logger, stderr, nil, true, scans.Config{Concurrency: 1})
 	if err != nil {
 		return err
 	}
 	// Removals still under way when the result is printed go to a
 	// detached reaper, so the command ends with its output.
 	defer func() {
-		if !handOff(st.executor.Pending()) {
-			_ = st.scanner.Close(context.WithoutCancel(ctx))
+		if !st.runner.Detach() {
+			_ = st.scans.Close(context.WithoutCancel(ctx))
 		}
 		st.close()
 	}()
-	rep, err := st.scanner.Prepare(ctx, req)
+	sc, err := st.scans.Submit(ctx, req, scans.Options{Events: func(ev scans.Event) {
+		if ev.Kind == scans.Started {
+			fmt.Fprintln(stderr, "nmap-mcp: scanning", req.Targets)
+		}
+	}})
 	if err != nil {
 		return fmt.Errorf("scan refused, nothing was run: %w", err)
 	}
-	fmt.Fprintln(stderr, "nmap-mcp: scanning", rep.Plan.TargetList())
-	err = st.scanner.Execute(ctx, rep, scanner.Observer{})
-	text, _ := rep.Text(0)
+	text, _ := scans.RecordText(sc.Snapshot().Record, 0)
 	fmt.Fprint(stdout, text)
-	if err != nil {
+	if err := sc.Err(); err != nil {
 		fmt.Fprintln(stderr, "nmap-mcp:", err)
 		return &exitCode{1}
 	}

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
-	"github.com/nmap-mcp/nmap-mcp/internal/scanner"
+	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 )
 
@@ -88,7 +88,7 @@ func cmdScans(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			enc.SetIndent("", "  ")
 			return enc.Encode(rec)
 		}
-		text, _ := scanner.RecordText(rec, 0)
+		text, _ := scans.RecordText(rec, 0)
 		fmt.Fprint(stdout, text)
 		return nil
 	case "diff":

@@ -14,7 +14,7 @@ import (
 
 	"github.com/mark3labs/mcp-go/server"
 
-	"github.com/nmap-mcp/nmap-mcp/internal/jobs"
+	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/mcpserver"
 	"github.com/nmap-mcp/nmap-mcp/internal/metrics"
 )
@@ -51,22 +51,6 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer closeLog()
-	var manager *jobs.Manager
-	meters := metrics.New(func() (int, int) {
-		if manager == nil {
-			return 0, 0
-		}
-		return manager.QueueStats()
-	})
-	st, err := bringUp(ctx, &s, logger, stderr, meters, false)
-	if err != nil {
-		return err
-	}
-	defer st.close()
-	engineVersion, err := st.engineVersion(ctx)
-	if err != nil {
-		return err
-	}
 	if s.concurrent < 1 || s.queueSize < 0 || s.queueWait < 0 {
 		return fmt.Errorf("max-concurrent %d, queue-size %d, queue-timeout %d: need at least 1 running scan and no negative bound",
 			s.concurrent, s.queueSize, s.queueWait)
@@ -77,24 +61,37 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		// share to keep; the queue's own bound applies.
 		perClient = math.MaxInt32
 	}
-	manager = jobs.New(st.scanner, jobs.Config{Concurrency: s.concurrent, QueueSize: s.queueSize,
-		MaxQueueWait: time.Duration(s.queueWait) * time.Second, PerClient: perClient, Log: logger})
+	var svc *scans.Service
+	meters := metrics.New(func() (int, int) {
+		if svc == nil {
+			return 0, 0
+		}
+		return svc.QueueStats()
+	})
+	st, err := bringUp(ctx, &s, logger, stderr, meters, false, scans.Config{Concurrency: s.concurrent, QueueSize: s.queueSize,
+		MaxQueueWait: time.Duration(s.queueWait) * time.Second, PerClient: perClient})
+	if err != nil {
+		return err
+	}
+	defer st.close()
+	svc = st.scans
+	engineVersion, err := st.engineVersion(ctx)
+	if err != nil {
+		return err
+	}
 	delivery := mcpserver.NewDelivery()
-	srv := mcpserver.New(mcpserver.Deps{Jobs: manager, Store: st.store, Delivery: delivery, Log: logger, Refused: meters.Refused,
+	srv := mcpserver.New(mcpserver.Deps{Scans: svc, Delivery: delivery, Log: logger, Refused: meters.Refused,
 		Info: mcpserver.Info{ServerVersion: version, EngineVersion: engineVersion}})
 	if *httpAddr != "" {
-		return serveHTTP(ctx, &s, *httpAddr, st, manager, srv, delivery, meters, logger)
+		return serveHTTP(ctx, &s, *httpAddr, st, srv, delivery, meters, logger)
 	}
 	stdio := server.NewStdioServer(srv)
 	stdio.SetErrorLogger(log.New(stderr, "nmap-mcp: ", log.LstdFlags))
-	logger.Info("serving MCP on stdio", "image", st.scanner.Image().Tag, "engine", engineVersion, "store", st.store.Path())
+	logger.Info("serving MCP on stdio", "image", svc.Image().Tag, "engine", engineVersion, "store", st.store.Path())
 	err = stdio.Listen(ctx, os.Stdin, delivery.Writer(os.Stdout))
 	wctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	if cerr := manager.Close(wctx); cerr != nil {
-		logger.Warn("some scans did not stop in time", "err", cerr)
-	}
-	if werr := st.scanner.Close(wctx); werr != nil {
-		logger.Warn("some scan containers were not removed; the next start-up sweep will", "err", werr)
+	if cerr := svc.Close(wctx); cerr != nil {
+		logger.Warn("some scans or their containers did not stop in time; the next start-up sweep removes what is left", "err", cerr)
 	}
 	cancel()
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, io.EOF) {

@@ -12,7 +12,6 @@ import (
 
 	"github.com/nmap-mcp/nmap-mcp/images"
 	"github.com/nmap-mcp/nmap-mcp/internal/httpapi"
-	"github.com/nmap-mcp/nmap-mcp/internal/jobs"
 	"github.com/nmap-mcp/nmap-mcp/internal/mcpserver"
 	"github.com/nmap-mcp/nmap-mcp/internal/metrics"
 )
@@ -21,7 +20,7 @@ import (
 // SIGINT), then drains: new calls get 503, running scans get the grace
 // period, the rest are cancelled (their records say so), and no container
 // is left.
-func serveHTTP(ctx context.Context, s *settings, addr string, st *stack, manager *jobs.Manager, srv *server.MCPServer,
+func serveHTTP(ctx context.Context, s *settings, addr string, st *stack, srv *server.MCPServer,
 	delivery *mcpserver.Delivery, meters *metrics.Metrics, log *slog.Logger) error {
 	hc := s.file.HTTP
 	maxBody, err := units.RAMInBytes(hc.MaxBody)
@@ -33,7 +32,7 @@ func serveHTTP(ctx context.Context, s *settings, addr string, st *stack, manager
 	for _, t := range hc.Tokens {
 		cfg.Tokens = append(cfg.Tokens, httpapi.Token{Name: t.Name, SHA256: t.SHA256, Admin: t.Admin})
 	}
-	img := st.scanner.Image()
+	img := st.scans.Image()
 	tag := img.Tag // for logs; scans and health use the ID
 	health := func(ctx context.Context) error {
 		if _, err := st.cli.Ping(ctx); err != nil {
@@ -68,23 +67,20 @@ func serveHTTP(ctx context.Context, s *settings, addr string, st *stack, manager
 	front.Drain()
 	deadline := time.Now().Add(grace)
 	for time.Now().Before(deadline) {
-		if r, w := manager.QueueStats(); r == 0 && w == 0 {
+		if r, w := st.scans.QueueStats(); r == 0 && w == 0 {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := manager.Close(cctx); err != nil {
-		log.Warn("some scans did not stop in time", "err", err)
+	if err := st.scans.Close(cctx); err != nil {
+		log.Warn("some scans or their containers did not stop in time; the next start-up sweep removes what is left", "err", err)
 	}
 	// Every call has ended by now; only idle SSE streams remain.
 	sctx, scancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	_ = front.Shutdown(sctx)
 	scancel()
-	if err := st.scanner.Close(cctx); err != nil {
-		log.Warn("some scan containers were not removed; the next start-up sweep will", "err", err)
-	}
 	log.Info("http server stopped")
 	return nil
 }

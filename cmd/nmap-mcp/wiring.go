@@ -9,31 +9,29 @@ import (
 	"log/slog"
 	"net"
 
-	"github.com/docker/docker/client"
-
 	"github.com/nmap-mcp/nmap-mcp/executor"
 	"github.com/nmap-mcp/nmap-mcp/images"
 	"github.com/nmap-mcp/nmap-mcp/internal/audit"
 	"github.com/nmap-mcp/nmap-mcp/internal/policy"
-	"github.com/nmap-mcp/nmap-mcp/internal/scanner"
+	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 )
 
 // stack is everything a scan needs, wired together.
 type stack struct {
-	cli      *client.Client
-	scanner  *scanner.Scanner
-	executor *executor.Executor
-	store    *store.Store
-	engine   string // engine version
-	close    func()
+	cli    *executor.Client
+	runner *executor.Executor
+	scans  *scans.Service
+	store  *store.Store
+	close  func()
 }
 
 // bringUp connects to the engine, ensures the image (building it on first
-// use, saying so on stderr), sweeps orphans and returns a scanner.
-// With sweepAside (the CLI) the start-up sweep runs beside the scan
-// instead of before it; a server sweeps before it serves.
-func bringUp(ctx context.Context, s *settings, log *slog.Logger, stderr io.Writer, meter scanner.Meter, sweepAside bool) (*stack, error) {
+// use, saying so on stderr), sweeps orphans and returns the scans service
+// with the queue bounds q. With sweepAside (the CLI) the start-up sweep
+// runs beside the scan instead of before it; a server sweeps before it
+// serves.
+func bringUp(ctx context.Context, s *settings, log *slog.Logger, stderr io.Writer, meter scans.Meter, sweepAside bool, q scans.Config) (*stack, error) {
 	instance := envOr("NMAP_MCP_INSTANCE", newInstance())
 	opts, err := s.sandboxOptions(instance)
 	if err != nil {
@@ -100,13 +98,13 @@ func bringUp(ctx context.Context, s *settings, log *slog.Logger, stderr io.Write
 	} else {
 		sweep()
 	}
-	// The policy reads NSE categories from the image through the scanner.
-	var sc *scanner.Scanner
+	// The policy reads NSE categories from the image through the service.
+	var svc *scans.Service
 	pcfg := s.file.Policy()
 	pcfg.HostNetwork = opts.Network == "" || opts.Network == "host"
 	pcfg.MaxAddressesPerScan = s.maxAddresses
 	pol, err := policy.New(pcfg, net.DefaultResolver, func(ctx context.Context) (*policy.ScriptIndex, error) {
-		return sc.ScriptIndex(ctx)
+		return svc.ScriptIndex(ctx)
 	})
 	if err != nil {
 		cli.Close()
@@ -114,9 +112,9 @@ func bringUp(ctx context.Context, s *settings, log *slog.Logger, stderr io.Write
 		trail.Close()
 		return nil, fmt.Errorf("config %s: %w", s.configPath, err)
 	}
-	sc = scanner.New(ex, img, scanner.Config{Sandbox: opts, MaxAddresses: s.maxAddresses, Store: st, Audit: trail,
-		Policy: pol, Client: "local", Meter: meter, Log: log, Limits: s.file.ResultLimits()})
-	return &stack{cli: cli, scanner: sc, executor: ex, store: st, close: func() {
+	q.Sandbox, q.MaxAddresses, q.Limits, q.Client = opts, s.maxAddresses, s.file.ResultLimits(), "local"
+	svc = scans.New(q, scans.Deps{Runner: ex, Image: img, Store: st, Audit: trail, Policy: pol, Meter: meter, Log: log})
+	return &stack{cli: cli, runner: ex, scans: svc, store: st, close: func() {
 		<-swept
 		// The history and the trail close while the engine client does.
 		done := make(chan struct{})

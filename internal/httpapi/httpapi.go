@@ -31,7 +31,7 @@ import (
 	"golang.org/x/net/netutil"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/mcpserver"
-	"github.com/nmap-mcp/nmap-mcp/internal/scanner"
+	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 )
 
 // Token is a named bearer token as stored: its SHA-256, never the token.
@@ -173,9 +173,9 @@ func New(cfg Config, d Deps) (*Server, error) {
 			if !ok {
 				return ctx
 			}
-			ctx = scanner.WithClient(ctx, id.name)
+			ctx = scans.WithClient(ctx, id.name)
 			if id.admin {
-				ctx = scanner.WithAdmin(ctx)
+				ctx = scans.WithAdmin(ctx)
 			}
 			return ctx
 		}))

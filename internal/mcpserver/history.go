@@ -9,7 +9,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
-	"github.com/nmap-mcp/nmap-mcp/internal/scanner"
+	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 )
 
@@ -51,20 +51,16 @@ func cancelTool() mcp.Tool {
 
 func (h *handlers) cancel(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 	id := req.GetString("id", "")
-	viewer := h.Jobs.Scanner().Viewer(ctx)
-	if h.Jobs.Cancel(id, viewer) {
-		rec, err := h.Store.Get(ctx, id, viewer)
-		if err != nil {
-			return mcp.NewToolResultError(err.Error()), nil
-		}
-		text, _ := scanner.RecordText(rec, h.TextCap)
-		return mcp.NewToolResultText("Cancelled.\n" + text), nil
-	}
-	rec, err := h.Store.Get(ctx, id, viewer)
+	cancelled := h.Scans.Cancel(ctx, id)
+	snap, err := h.Scans.Get(ctx, id)
 	if err != nil {
 		return mcp.NewToolResultError(err.Error()), nil
 	}
-	return mcp.NewToolResultError(fmt.Sprintf("scan %s is not running: it is %s", id, rec.Status)), nil
+	if cancelled {
+		text, _ := scans.RecordText(snap.Record, h.TextCap)
+		return mcp.NewToolResultText("Cancelled.\n" + text), nil
+	}
+	return mcp.NewToolResultError(fmt.Sprintf("scan %s is not running: it is %s", id, snap.Record.Status)), nil
 }
 
 func getTool() mcp.Tool {
@@ -103,8 +99,7 @@ type listItem struct {
 }
 
 func (h *handlers) list(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-	f := store.Filter{Target: req.GetString("target", ""), Status: req.GetString("status", ""), Limit: req.GetInt("limit", 20),
-		Client: h.Jobs.Scanner().Viewer(ctx)}
+	f := store.Filter{Target: req.GetString("target", ""), Status: req.GetString("status", ""), Limit: req.GetInt("limit", 20)}
 	if s := req.GetString("since", ""); s != "" {
 		since, err := store.ParseSince(s, time.Now())
 		if err != nil {
@@ -112,7 +107,7 @@ func (h *handlers) list(ctx context.Context, req mcp.CallToolRequest) (*mcp.Call
 		}
 		f.Since = since
 	}
-	recs, err := h.Store.List(ctx, f)
+	recs, err := h.Scans.List(ctx, f)
 	if err != nil {
 		return mcp.NewToolResultError(err.Error()), nil
 	}
@@ -137,15 +132,14 @@ func (h *handlers) list(ctx context.Context, req mcp.CallToolRequest) (*mcp.Call
 
 func (h *handlers) get(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 	id := req.GetString("id", "")
-	viewer := h.Jobs.Scanner().Viewer(ctx)
-	if job, ok := h.Jobs.Live(id, viewer); ok {
-		return h.liveResult(job, "Scan "+id+" is not finished yet."), nil
-	}
-	rec, err := h.Store.Get(ctx, id, viewer)
+	snap, err := h.Scans.Get(ctx, id)
 	if err != nil {
 		return mcp.NewToolResultError(err.Error()), nil
 	}
-	return h.recordResult(rec, false), nil
+	if snap.Live {
+		return h.liveResult(snap, "Scan "+id+" is not finished yet."), nil
+	}
+	return h.recordResult(snap.Record, false), nil
 }
 
 type diffOutput struct {
@@ -155,8 +149,7 @@ type diffOutput struct {
 }
 
 func (h *handlers) diff(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-	a, b, err := h.Store.Pair(ctx, req.GetString("id_a", ""), req.GetString("id_b", ""), req.GetString("target", ""),
-		h.Jobs.Scanner().Viewer(ctx))
+	a, b, err := h.Scans.Pair(ctx, req.GetString("id_a", ""), req.GetString("id_b", ""), req.GetString("target", ""))
 	if err != nil {
 		return mcp.NewToolResultError(err.Error()), nil
 	}

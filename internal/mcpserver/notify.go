@@ -10,7 +10,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
-	"github.com/nmap-mcp/nmap-mcp/internal/jobs"
+	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 )
 
 // callNotifier sends one tool call's progress and log notifications, each
@@ -33,24 +33,22 @@ func newCallNotifier(ctx context.Context, req mcp.CallToolRequest, d *Delivery) 
 	return n
 }
 
-// listener adapts the notifier to the job manager.
-func (n *callNotifier) listener() jobs.Listener {
-	return jobs.Listener{
-		Progress: func(percent float64, message string) {
-			if n.token == nil {
-				return
-			}
-			n.send("notifications/progress", map[string]any{
-				"progressToken": n.token, "progress": percent, "total": 100.0, "message": message,
-			})
-		},
-		Log: func(level, message string) {
-			if !n.wantsLog(mcp.LoggingLevel(level)) {
-				return
-			}
-			n.send("notifications/message", map[string]any{"level": level, "logger": "nmap-mcp", "data": message})
-		},
+// event turns one scan event into a notification: a log event into
+// notifications/message (at the client's level), every other one into
+// notifications/progress (when the call carries a progress token).
+func (n *callNotifier) event(ev scans.Event) {
+	if ev.Kind == scans.Log {
+		if n.wantsLog(mcp.LoggingLevel(ev.Level)) {
+			n.send("notifications/message", map[string]any{"level": ev.Level, "logger": "nmap-mcp", "data": ev.Message})
+		}
+		return
 	}
+	if n.token == nil {
+		return
+	}
+	n.send("notifications/progress", map[string]any{
+		"progressToken": n.token, "progress": ev.Percent, "total": 100.0, "message": ev.Message,
+	})
 }
 
 // wantsLog applies the client's logging level (logging/setLevel, or the

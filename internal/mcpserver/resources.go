@@ -27,16 +27,17 @@ func (h *handlers) readScan(ctx context.Context, req mcp.ReadResourceRequest) ([
 		return nil, fmt.Errorf("resource %q: not a scan:// URI", uri)
 	}
 	if id, isXML := strings.CutSuffix(rest, "/xml"); isXML {
-		xml, err := h.Store.RawXML(ctx, id, h.Jobs.Scanner().Viewer(ctx))
+		xml, err := h.Scans.RawXML(ctx, id)
 		if err != nil {
 			return nil, err
 		}
 		return []mcp.ResourceContents{mcp.TextResourceContents{URI: uri, MIMEType: "application/xml", Text: string(xml)}}, nil
 	}
-	rec, err := h.Store.Get(ctx, rest, h.Jobs.Scanner().Viewer(ctx))
+	snap, err := h.Scans.Get(ctx, rest)
 	if err != nil {
 		return nil, err
 	}
+	rec := snap.Record
 	b, err := json.MarshalIndent(rec, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("encode scan %s: %w", rec.ID, err)

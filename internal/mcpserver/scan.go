@@ -9,16 +9,14 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 
-	"github.com/nmap-mcp/nmap-mcp/internal/jobs"
 	"github.com/nmap-mcp/nmap-mcp/internal/policy"
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
 	"github.com/nmap-mcp/nmap-mcp/internal/scan"
-	"github.com/nmap-mcp/nmap-mcp/internal/scanner"
+	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 )
 
-func scanTool(sc *scanner.Scanner) mcp.Tool {
-	rules := sc.Rules()
+func scanTool(rules scan.Rules) mcp.Tool {
 	maxT := int(rules.MaxTimeout.Seconds())
 	defT := int(rules.DefaultTimeout.Seconds())
 	opts := append(annotations("Nmap scan"),
@@ -150,29 +148,28 @@ func (h *handlers) scan(ctx context.Context, req mcp.CallToolRequest) (*mcp.Call
 		return refused(err), nil
 	}
 	if !wait {
-		job, err := h.Jobs.Submit(ctx, sreq, jobs.Listener{}, true)
+		sc, err := h.Scans.Submit(ctx, sreq, scans.Options{Detach: true})
 		if err != nil {
 			return h.refusal(err), nil
 		}
-		return h.liveResult(job, "Scan "+job.Report.ID+" started in the background; poll get_scan with this id, or stop it with cancel_scan."), nil
+		return h.liveResult(sc.Snapshot(), "Scan "+sc.ID+" started in the background; poll get_scan with this id, or stop it with cancel_scan."), nil
 	}
 	n := newCallNotifier(ctx, req, h.Delivery)
-	job, err := h.Jobs.Submit(ctx, sreq, n.listener(), false)
+	sc, err := h.Scans.Submit(ctx, sreq, scans.Options{Events: n.event})
 	if !n.flush() {
 		h.Log.Warn("notifications of a call were not seen written before its result", "sent", n.sent)
 	}
 	if err != nil {
 		return h.refusal(err), nil
 	}
-	rep := job.Report
-	return h.recordResult(rep.Record, rep.Err != nil), nil
+	return h.recordResult(sc.Snapshot().Record, sc.Err() != nil), nil
 }
 
 // refusal is the result of a scan that was not admitted.
 func (h *handlers) refusal(err error) *mcp.CallToolResult {
 	var (
-		full   *jobs.QueueFullError
-		share  *jobs.ShareError
+		full   *scans.QueueFullError
+		share  *scans.ShareError
 		field  *scan.FieldError
 		scope  *policy.Refusal
 		budget *policy.BudgetError
@@ -194,22 +191,16 @@ func (h *handlers) refusal(err error) *mcp.CallToolResult {
 }
 
 // liveResult is the result for a queued or running scan.
-func (h *handlers) liveResult(job *jobs.Job, note string) *mcp.CallToolResult {
-	st := job.Snapshot()
-	rec := *job.Report.Record
-	rec.Status = st.Status
-	if store.Finished(rec.Status) {
-		// Finished between the snapshot and now: the record is final.
-		if final, err := h.Store.Get(context.Background(), rec.ID, ""); err == nil {
-			return h.recordResult(final, false)
-		}
+func (h *handlers) liveResult(snap scans.Snapshot, note string) *mcp.CallToolResult {
+	if !snap.Live {
+		return h.recordResult(snap.Record, false)
 	}
-	rec.Result = &results.Result{Hosts: st.Hosts, Partial: true}
-	res := h.recordResult(&rec, false)
+	res := h.recordResult(snap.Record, false)
 	out := res.StructuredContent.(scanOutput)
-	out.ProgressPercent, out.ProgressMessage = st.Percent, st.Message
+	out.ProgressPercent, out.ProgressMessage = snap.Percent, snap.Message
 	res.StructuredContent = out
-	text := fmt.Sprintf("%s\nStatus: %s, %.0f%% (%s); %d hosts finished so far.\n", note, st.Status, st.Percent, st.Message, len(st.Hosts))
+	text := fmt.Sprintf("%s\nStatus: %s, %.0f%% (%s); %d hosts finished so far.\n", note, snap.Record.Status, snap.Percent,
+		snap.Message, len(snap.Record.Result.Hosts))
 	res.Content[0] = mcp.NewTextContent(text)
 	return res
 }
@@ -217,7 +208,7 @@ func (h *handlers) liveResult(job *jobs.Job, note string) *mcp.CallToolResult {
 // recordResult is the tool result for one scan record: compact text, links
 // to the full record and raw XML, and structured content.
 func (h *handlers) recordResult(rec *store.Record, isError bool) *mcp.CallToolResult {
-	text, _ := scanner.RecordText(rec, h.TextCap)
+	text, _ := scans.RecordText(rec, h.TextCap)
 	return &mcp.CallToolResult{
 		Content: []mcp.Content{
 			mcp.NewTextContent(text),
@@ -234,11 +225,11 @@ func refused(err error) *mcp.CallToolResult {
 }
 
 func (h *handlers) version(ctx context.Context, _ mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-	v, err := h.Jobs.Scanner().Version(ctx)
+	v, err := h.Scans.Version(ctx)
 	if err != nil {
 		return mcp.NewToolResultError(err.Error()), nil
 	}
-	img := h.Jobs.Scanner().Image()
+	img := h.Scans.Image()
 	lines := []string{
 		v,
 		"Image: " + img.Tag,

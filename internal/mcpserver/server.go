@@ -13,9 +13,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
-	"github.com/nmap-mcp/nmap-mcp/internal/jobs"
-	"github.com/nmap-mcp/nmap-mcp/internal/scanner"
-	"github.com/nmap-mcp/nmap-mcp/internal/store"
+	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 )
 
 // Info is what nmap_version reports besides the version nmap prints.
@@ -26,8 +24,8 @@ type Info struct {
 
 // Deps are what the MCP layer serves from.
 type Deps struct {
-	Jobs  *jobs.Manager
-	Store *store.Store
+	// Scans is the scans service: every tool and resource goes through it.
+	Scans *scans.Service
 	// Delivery watches the transport's output so that every notification
 	// is written before its call's result (see delivery.go); nil for a
 	// transport it cannot watch.
@@ -35,7 +33,7 @@ type Deps struct {
 	Info     Info
 	Log      *slog.Logger
 	// TextCap bounds each result's text and structured hosts, in bytes
-	// (default scanner.DefaultTextCap).
+	// (default scans.DefaultTextCap).
 	TextCap int
 	// Refused, when set, counts refused calls by reason: validation,
 	// scope, budget or queue_full.
@@ -52,7 +50,7 @@ func New(d Deps) *server.MCPServer {
 		d.Refused = func(string) {}
 	}
 	if d.TextCap <= 0 {
-		d.TextCap = scanner.DefaultTextCap
+		d.TextCap = scans.DefaultTextCap
 	}
 	s := server.NewMCPServer("nmap-mcp", d.Info.ServerVersion,
 		server.WithToolCapabilities(false),
@@ -67,7 +65,7 @@ func New(d Deps) *server.MCPServer {
 			"list_scans, get_scan and diff_scans read past scans; cancel_scan stops one."),
 	)
 	h := &handlers{Deps: d}
-	s.AddTool(scanTool(d.Jobs.Scanner()), h.scan)
+	s.AddTool(scanTool(d.Scans.Rules()), h.scan)
 	s.AddTool(versionTool(), h.version)
 	s.AddTool(listTool(), h.list)
 	s.AddTool(getTool(), h.get)

@@ -1,4 +1,4 @@
-package jobs
+package scans
 
 import (
 	"context"
@@ -120,7 +120,7 @@ func (t *Ticket) Wait(ctx context.Context, maxWait time.Duration) (release func(
 	}
 	tell := q.remove(w)
 	q.mu.Unlock()
-	run(tell)
+	runAll(tell)
 	return nil, err
 }
 
@@ -142,7 +142,7 @@ func (q *Queue) Acquire(ctx context.Context, maxWait time.Duration, position fun
 	return t.Wait(ctx, maxWait)
 }
 
-func run(fns []func()) {
+func runAll(fns []func()) {
 	for _, f := range fns {
 		f()
 	}
@@ -156,7 +156,7 @@ func (q *Queue) releaser() func() {
 			q.running--
 			tell := q.grant()
 			q.mu.Unlock()
-			run(tell)
+			runAll(tell)
 		})
 	}
 }

@@ -1,4 +1,4 @@
-package scanner_test
+package scans_test
 
 import (
 	"bytes"
@@ -22,7 +22,7 @@ import (
 // real scans by the project's image against loopback listeners. It runs
 // only with NMAP_MCP_RECORD_FIXTURES=1:
 //
-//	NMAP_MCP_RECORD_FIXTURES=1 go test ./scanner -run RecordFixtures
+//	NMAP_MCP_RECORD_FIXTURES=1 go test ./internal/scans -run RecordFixtures
 func TestRecordFixtures(t *testing.T) {
 	if os.Getenv("NMAP_MCP_RECORD_FIXTURES") != "1" {
 		t.Skip("set NMAP_MCP_RECORD_FIXTURES=1 to record results/testdata fixtures")
@@ -40,11 +40,11 @@ func TestRecordFixtures(t *testing.T) {
 		opts := env.Options(lim)
 		opts.Network = network
 		full := append([]string{"-oX", "-", "-oN", "/dev/stderr"}, args...)
-		cfg, hc := sandbox.Config(opts, sandbox.Scan{ID: name, Image: env.Image.Tag, Args: full, Privilege: priv})
-		hc.Sysctls = sysctls
+		spec := sandbox.New(opts, sandbox.Scan{ID: name, Image: env.Image.Tag, Args: full, Privilege: priv})
+		spec.Sysctls = sysctls
 		ex := executor.New(env.Client, nil)
-		res, err := ex.Run(context.Background(), executor.Job{Config: cfg, HostConfig: hc, Timeout: lim.Timeout})
-		_ = ex.Wait(context.Background())
+		res, err := ex.Run(context.Background(), executor.Job{Spec: spec})
+		_ = ex.Close(context.Background())
 		if err != nil {
 			t.Fatalf("%s: %v\n%s", name, err, res.Stderr)
 		}

@@ -1,4 +1,4 @@
-package scanner
+package scans
 
 import (
 	"fmt"
@@ -10,9 +10,6 @@ import (
 
 // DefaultTextCap bounds the result text, in bytes.
 const DefaultTextCap = 16 << 10
-
-// Text is the result text of a report: see RecordText.
-func (r *Report) Text(maxBytes int) (string, bool) { return RecordText(r.Record, maxBytes) }
 
 // maxTextNotes bounds the notes shown in a result's text; the record
 // keeps them all.

@@ -1,0 +1,548 @@
+package scans
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nmap-mcp/nmap-mcp/executor"
+	"github.com/nmap-mcp/nmap-mcp/internal/results"
+	"github.com/nmap-mcp/nmap-mcp/internal/scan"
+	"github.com/nmap-mcp/nmap-mcp/internal/store"
+	"github.com/nmap-mcp/nmap-mcp/sandbox"
+)
+
+// EventKind says what an Event reports.
+type EventKind int
+
+// The events of one scan, in the order they can come.
+const (
+	Queued   EventKind = iota // waiting for a slot; Message has the position
+	Started                   // the container started
+	Progress                  // nmap reported progress
+	HostDone                  // a host finished; Host is set
+	Log                       // a lifecycle step or an nmap stderr line; Level is set
+	Finished                  // the record is final; Record is set
+)
+
+// Event is one step of a scan, told to the caller that submitted it.
+// Percent is the overall progress (0..100, never falling).
+type Event struct {
+	Kind    EventKind
+	Percent float64
+	Message string
+	Level   string // for Log: debug, info, warning or error
+	Host    *results.Host
+	Record  *store.Record
+}
+
+// Options shape one submission.
+type Options struct {
+	// Detach lets the scan run on after ctx ends; Submit returns at once.
+	// Otherwise Submit returns when the scan has ended, and ctx's end
+	// cancels it.
+	Detach bool
+	// Events, when set, is told the scan's events, one at a time, in order.
+	Events func(Event)
+}
+
+// Snapshot is one scan as seen at one moment: its record (for a live scan,
+// with the hosts finished so far as a partial result) and its progress.
+type Snapshot struct {
+	Record  *store.Record
+	Live    bool // queued or running
+	Percent float64
+	Message string
+}
+
+// Scan is one admitted scan. Its run goroutine owns its state; Snapshot
+// copies it.
+type Scan struct {
+	ID     string
+	client string
+	done   chan struct{}
+	cancel context.CancelCauseFunc
+
+	mu      sync.Mutex
+	rec     store.Record // status and live progress; the run goroutine writes it
+	percent float64
+	message string
+	hosts   []results.Host
+	final   *store.Record
+	err     error
+}
+
+// Done is closed when the scan has ended and its record is final.
+func (sc *Scan) Done() <-chan struct{} { return sc.done }
+
+// Err says how the scan ended (nil: done), once Done is closed.
+func (sc *Scan) Err() error {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return sc.err
+}
+
+// Snapshot returns the scan's state now; once Done, its final record.
+func (sc *Scan) Snapshot() Snapshot {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sc.final != nil {
+		rec := *sc.final
+		return Snapshot{Record: &rec, Percent: 100, Message: rec.Status}
+	}
+	rec := sc.rec
+	rec.Result = &results.Result{Hosts: slices.Clone(sc.hosts), Partial: true}
+	return Snapshot{Record: &rec, Live: true, Percent: sc.percent, Message: sc.message}
+}
+
+// Submit validates req, checks it against the policy, takes the client's
+// share and a place in the queue (refusing at once with a *ShareError or
+// *QueueFullError), then spends the client's budget — so a call refused
+// for the queue spends none — records and audits the scan as queued, and
+// runs it when a slot frees. Validation errors are *scan.FieldError,
+// policy refusals *policy.Refusal or *policy.BudgetError; after any
+// refusal nothing is recorded or run.
+func (s *Service) Submit(ctx context.Context, req scan.Request, opts Options) (*Scan, error) {
+	plan, err := req.Plan(s.Rules())
+	if err != nil {
+		return nil, err
+	}
+	if s.d.Policy != nil {
+		if plan, err = s.d.Policy.Check(ctx, plan); err != nil {
+			return nil, err
+		}
+	}
+	id, err := newID()
+	if err != nil {
+		return nil, err
+	}
+	client := s.client(ctx)
+	if err := s.takeShare(client); err != nil {
+		return nil, err
+	}
+	sc := &Scan{ID: id, client: client, done: make(chan struct{})}
+	r := &run{s: s, sc: sc, plan: plan, events: opts.Events}
+	ticket, err := s.q.Enter(r.queued)
+	if err != nil {
+		s.dropShare(client)
+		return nil, err
+	}
+	if s.d.Policy != nil {
+		if err := s.d.Policy.Spend(client, plan.Addresses); err != nil {
+			ticket.Cancel()
+			s.dropShare(client)
+			return nil, err
+		}
+	}
+	r.prepare(req)
+	if err := r.admit(ctx); err != nil {
+		ticket.Cancel()
+		s.dropShare(client)
+		return nil, err
+	}
+	base := ctx
+	if opts.Detach {
+		base = s.bg
+	}
+	runCtx, cancel := context.WithCancelCause(base)
+	sc.cancel = cancel
+	s.mu.Lock()
+	s.live[id] = sc
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer s.dropShare(client)
+		defer cancel(nil)
+		r.run(runCtx, ticket)
+	}()
+	if !opts.Detach {
+		<-sc.done
+	}
+	return sc, nil
+}
+
+// run is one scan's state, owned by its goroutine.
+type run struct {
+	s      *Service
+	sc     *Scan
+	plan   *scan.Plan
+	spec   sandbox.Spec
+	rec    *store.Record
+	events func(Event)
+
+	evMu    sync.Mutex // serialises events; guards started
+	started bool
+	tracker *Tracker
+	audited bool
+}
+
+// emit tells the caller one event, updating the live snapshot.
+func (r *run) emit(ev Event) {
+	r.evMu.Lock()
+	defer r.evMu.Unlock()
+	r.emitLocked(ev)
+}
+
+func (r *run) emitLocked(ev Event) {
+	sc := r.sc
+	sc.mu.Lock()
+	if ev.Kind != Log {
+		if ev.Percent > sc.percent {
+			sc.percent = ev.Percent
+		}
+		ev.Percent = sc.percent
+		if ev.Message != "" {
+			sc.message = ev.Message
+		}
+	}
+	if ev.Host != nil {
+		sc.hosts = append(sc.hosts, *ev.Host)
+	}
+	sc.mu.Unlock()
+	if r.events != nil {
+		r.events(ev)
+	}
+}
+
+func (r *run) logf(level, format string, a ...any) {
+	r.emit(Event{Kind: Log, Level: level, Message: fmt.Sprintf(format, a...)})
+}
+
+// queued tells the place in line, unless the scan has left the line.
+func (r *run) queued(pos int) {
+	r.evMu.Lock()
+	defer r.evMu.Unlock()
+	if !r.started {
+		r.emitLocked(Event{Kind: Queued, Message: fmt.Sprintf("queued, position %d", pos)})
+	}
+}
+
+// prepare builds the container spec and the record.
+func (r *run) prepare(req scan.Request) {
+	s, plan := r.s, r.plan
+	priv := sandbox.Unprivileged
+	if plan.Privileged() {
+		priv = sandbox.RawSockets
+	}
+	opts := s.cfg.Sandbox
+	opts.Limits.Timeout = plan.Timeout
+	argv := append([]string{"nmap"}, plan.Args()...)
+	// The container runs the image by its verified ID: a tag moved after
+	// the check cannot swap the image.
+	r.spec = sandbox.New(opts, sandbox.Scan{ID: r.sc.ID, Image: s.d.Image.ID, Args: argv[1:], Privilege: priv})
+	reqJSON, _ := json.Marshal(req)
+	network := opts.Network
+	if network == "" {
+		network = "host"
+	}
+	r.rec = &store.Record{
+		ID: r.sc.ID, Status: store.Queued, Targets: plan.TargetList(), ScanType: string(plan.Type), Request: reqJSON,
+		Argv: argv, ImageID: s.d.Image.ID, ImageTag: s.d.Image.Tag, Client: r.sc.client, Notes: planNotes(plan),
+		Limits: store.Limits{CPUs: r.spec.CPUs, MemoryBytes: r.spec.Memory, Pids: r.spec.Pids,
+			TimeoutSeconds: int(plan.Timeout / time.Second), Network: network, Profile: r.spec.Describe()},
+	}
+	r.sc.rec = *r.rec
+	r.tracker = NewTracker(plan)
+}
+
+// planNotes are the record's notes for what the policy changed: the NSE
+// scripts a requested category stood for that were dropped, and why.
+func planNotes(plan *scan.Plan) []string {
+	var notes []string
+	for _, d := range plan.ScriptsDropped {
+		notes = append(notes, fmt.Sprintf("NSE script %s not run: %s", d.Name, d.Reason))
+	}
+	return notes
+}
+
+// admit writes the audit admission and the queued record; its error says
+// that nothing will run.
+func (r *run) admit(ctx context.Context) error {
+	if a := r.s.d.Audit; a != nil {
+		if err := a.Admitted(ctx, r.rec); err != nil {
+			return fmt.Errorf("scan not run, because the audit trail could not be written: %w", err)
+		}
+		r.audited = true
+	}
+	if err := r.s.d.Store.Begin(ctx, r.rec); err != nil {
+		err = fmt.Errorf("scan not run, because its record could not be written: %w", err)
+		if r.audited {
+			r.rec.Status, r.rec.Error, r.rec.EndedAt = store.Failed, err.Error(), time.Now().UTC()
+			_ = r.s.d.Audit.Ended(context.WithoutCancel(ctx), r.rec)
+		}
+		return err
+	}
+	return nil
+}
+
+func (r *run) setStatus(status, message string) {
+	r.sc.mu.Lock()
+	r.sc.rec.Status, r.sc.message = status, message
+	r.sc.mu.Unlock()
+}
+
+// run waits for a slot, runs the container and finalises the record.
+func (r *run) run(ctx context.Context, ticket *Ticket) {
+	s, sc := r.s, r.sc
+	log := s.d.Log.With("scan", sc.ID)
+	defer func() {
+		s.mu.Lock()
+		delete(s.live, sc.ID)
+		s.mu.Unlock()
+		close(sc.done)
+	}()
+	release, err := ticket.Wait(ctx, s.cfg.MaxQueueWait)
+	r.evMu.Lock()
+	r.started = true // no position update after this point
+	r.evMu.Unlock()
+	if err != nil {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(err, cause) && errors.Is(cause, ErrCancelledByRequest) {
+			err = fmt.Errorf("%w: %w", err, cause)
+		}
+		now := time.Now()
+		r.finish(ctx, now, nil, nil, err)
+		r.logf("warning", "scan %s left the queue: %v", sc.ID, err)
+		return
+	}
+	// The slot is held until the container is gone, so that no more than
+	// Concurrency containers of ours ever exist at once.
+	gone := make(chan struct{})
+	var goneOnce sync.Once
+	markGone := func() { goneOnce.Do(func() { close(gone) }) }
+	defer func() {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			select {
+			case <-gone:
+			case <-time.After(time.Minute):
+			}
+			release()
+		}()
+	}()
+
+	r.setStatus(store.Running, "starting")
+	r.logf("info", "scan %s: image %s (%.19s), verified at start-up", sc.ID, s.d.Image.Tag, s.d.Image.ID)
+	started := time.Now()
+	r.rec.StartedAt = started.UTC()
+	if err := s.d.Store.Start(ctx, sc.ID, r.rec.StartedAt); err != nil {
+		markGone()
+		err = fmt.Errorf("scan not run, because its record could not be written: %w", err)
+		r.finish(ctx, time.Now(), nil, nil, err)
+		return
+	}
+	log.Info("scan start", "targets", r.plan.TargetList(), "addresses", r.plan.Addresses,
+		"argv", strings.Join(r.rec.Argv, " "), "image", s.d.Image.Tag, "timeout_s", int(r.plan.Timeout.Seconds()))
+
+	xmlR, xmlW := io.Pipe()
+	type decoded struct {
+		res *results.Result
+		err error
+	}
+	decodedC := make(chan decoded, 1)
+	go func() {
+		res, err := results.Decode(xmlR, results.Handlers{
+			Limits: s.cfg.Limits,
+			Host: func(h results.Host) {
+				r.emit(Event{Kind: HostDone, Percent: r.tracker.Current(), Message: HostMessage(h), Host: &h})
+			},
+			Progress: func(p results.Progress) {
+				v, msg := r.tracker.Update(p)
+				r.emit(Event{Kind: Progress, Percent: v, Message: msg})
+			},
+		})
+		// Keep reading after a decode error so the stream never blocks.
+		_, _ = io.Copy(io.Discard, xmlR)
+		decodedC <- decoded{res, err}
+	}()
+	stderr := &lineWriter{emit: func(line string) { r.logf("warning", "nmap: %s", line) }}
+	res, err := s.d.Runner.Run(ctx, executor.Job{
+		Spec:      r.spec,
+		Stdout:    xmlW,
+		Stderr:    stderr,
+		MaxOutput: s.cfg.MaxOutput,
+		OnEvent: func(ev executor.Event) {
+			log.Debug("container "+ev.Step, "container", shortID(ev.ContainerID), "detail", ev.Detail)
+			switch ev.Step {
+			case "started":
+				if s.d.Meter != nil {
+					s.d.Meter.ScanStarted(string(r.plan.Type))
+					s.d.Meter.ContainerStarted(ev.At.Sub(started))
+				}
+				r.emit(Event{Kind: Started, Percent: r.tracker.Started(), Message: "container started"})
+				r.logf("info", "scan %s: container started", sc.ID)
+			case "exited":
+				r.logf("info", "scan %s: container exited, %s", sc.ID, ev.Detail)
+			case "killed":
+				r.logf("warning", "scan %s: container killed (%s)", sc.ID, ev.Detail)
+			case "removed":
+				markGone()
+			default:
+				r.logf("debug", "scan %s: container %s %s", sc.ID, ev.Step, ev.Detail)
+			}
+		},
+	})
+	xmlW.Close()
+	d := <-decodedC
+	stderr.flush()
+	if res == nil || res.ContainerID == "" {
+		markGone() // no container was made
+	}
+	ended := time.Now()
+	if d.res != nil {
+		addNames(d.res, r.plan.Names)
+		if err != nil {
+			d.res.Partial = true
+		}
+	}
+	if err == nil && d.err != nil {
+		// nmap exited 0 but its XML is unusable: report, do not hide it.
+		err = fmt.Errorf("nmap's XML output could not be read: %w", d.err)
+	}
+	status := r.finish(ctx, ended, res, d.res, err)
+	if s.d.Meter != nil {
+		s.d.Meter.ScanFinished(string(r.plan.Type), status, ended.Sub(started))
+	}
+	attrs := []any{"targets", r.plan.TargetList(), "argv", strings.Join(r.rec.Argv, " "),
+		"outcome", status, "duration_ms", ended.Sub(started).Milliseconds()}
+	if res != nil {
+		attrs = append(attrs, "exit_code", res.ExitCode)
+	}
+	if err != nil {
+		log.Warn("scan end", append(attrs, "err", err)...)
+	} else {
+		log.Info("scan end", attrs...)
+	}
+}
+
+// statusOf maps how a scan ended to its record status.
+func statusOf(ctx context.Context, res *executor.Result, err error) string {
+	var te *executor.TimeoutError
+	switch {
+	case err == nil:
+		return store.Done
+	case errors.As(err, &te):
+		return store.TimedOut
+	case errors.Is(err, context.Canceled) || (res != nil && res.Canceled) || ctx.Err() != nil:
+		return store.Cancelled
+	default:
+		return store.Failed
+	}
+}
+
+// finish completes the record and the audit trail, and stores them even
+// when the caller has gone away: a cancelled scan keeps its record and
+// partial output. It returns the final status and tells Finished.
+func (r *run) finish(ctx context.Context, ended time.Time, res *executor.Result, parsed *results.Result, err error) string {
+	rec := r.rec
+	status := statusOf(ctx, res, err)
+	rec.Status = status
+	if rec.StartedAt.IsZero() {
+		rec.StartedAt = ended.UTC()
+	}
+	rec.EndedAt = ended.UTC()
+	rec.Result = parsed
+	if err != nil {
+		rec.Error = err.Error()
+		if errors.Is(context.Cause(ctx), ErrCancelledByRequest) && status == store.Cancelled {
+			rec.Error = ErrCancelledByRequest.Error()
+		}
+	}
+	if res != nil {
+		rec.ExitCode = res.ExitCode
+		rec.RawXML = res.Stdout
+		rec.RawXMLTruncated = res.DroppedStdout > 0
+	}
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if a := r.s.d.Audit; a != nil && r.audited {
+		if aerr := a.Ended(fctx, rec); aerr != nil {
+			r.s.d.Log.Error("could not write the end of a scan to the audit trail", "scan", rec.ID, "err", aerr)
+		}
+	}
+	if serr := r.s.d.Store.Finish(fctx, rec); serr != nil {
+		r.s.d.Log.Error("could not record the end of a scan", "scan", rec.ID, "err", serr)
+	}
+	final := *rec
+	final.RawXML = nil
+	r.sc.mu.Lock()
+	r.sc.final, r.sc.err = &final, err
+	r.sc.mu.Unlock()
+	r.logf("info", "scan %s: %s in %.2f s", rec.ID, status, rec.Duration().Seconds())
+	if err == nil && parsed != nil {
+		r.emit(Event{Kind: Finished, Percent: 100, Message: fmt.Sprintf("done: %d hosts up", parsed.Stats.HostsUp), Record: &final})
+	} else {
+		r.emit(Event{Kind: Finished, Message: fmt.Sprintf("%s: %v", status, err), Record: &final})
+	}
+	return status
+}
+
+// addNames puts the hostnames the caller asked for back on the hosts that
+// were scanned by their pinned addresses.
+func addNames(res *results.Result, names map[string][]string) {
+	if len(names) == 0 {
+		return
+	}
+	for i := range res.Hosts {
+		h := &res.Hosts[i]
+		for _, a := range h.Addresses {
+			for _, n := range names[a] {
+				if !slices.Contains(h.Hostnames, n) {
+					h.Hostnames = append([]string{n}, h.Hostnames...)
+				}
+			}
+		}
+	}
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// lineWriter passes complete lines to emit.
+type lineWriter struct {
+	mu   sync.Mutex
+	buf  []byte
+	emit func(string)
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			break
+		}
+		if line := bytes.TrimSpace(w.buf[:i]); len(line) > 0 {
+			w.emit(string(line))
+		}
+		w.buf = w.buf[i+1:]
+	}
+	if len(w.buf) > 64<<10 { // no newline for too long: pass it on
+		w.emit(string(w.buf))
+		w.buf = nil
+	}
+	return len(p), nil
+}
+
+func (w *lineWriter) flush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if line := bytes.TrimSpace(w.buf); len(line) > 0 {
+		w.emit(string(line))
+	}
+	w.buf = nil
+}

@@ -1,0 +1,301 @@
+// Package scans owns every scan from request to final record. One call
+// goes: validate (scan) → policy check (scope, scripts, pinning) → a place
+// in the queue and the client's share → spend the client's budget → admit
+// (record + audit) → run the container through a Runner → decode nmap's
+// XML as it streams → finalise the record and the audit trail. One
+// goroutine owns a scan's mutable state; callers get immutable snapshots
+// (Get, List) and typed events (queued, started, progress, host done, log,
+// finished). The MCP layer and the CLI talk only to this service, and to
+// results for rendering.
+//
+// How a container is run is the Runner's business (executor.Runner: the
+// Docker runner today); the lifecycle logic here is tested against a fake
+// runner, without an engine.
+package scans
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nmap-mcp/nmap-mcp/executor"
+	"github.com/nmap-mcp/nmap-mcp/images"
+	"github.com/nmap-mcp/nmap-mcp/internal/policy"
+	"github.com/nmap-mcp/nmap-mcp/internal/results"
+	"github.com/nmap-mcp/nmap-mcp/internal/scan"
+	"github.com/nmap-mcp/nmap-mcp/internal/store"
+	"github.com/nmap-mcp/nmap-mcp/sandbox"
+)
+
+// Checker is the deployment's policy: it refuses a plan or returns it
+// pinned to vetted addresses, and spends a client's budget; *policy.Policy
+// is one.
+type Checker interface {
+	Check(ctx context.Context, plan *scan.Plan) (*scan.Plan, error)
+	Spend(client string, addresses uint64) error
+}
+
+// Auditor keeps the audit trail: one record when a scan is admitted and
+// one when it ends; *audit.Log is one.
+type Auditor interface {
+	Admitted(ctx context.Context, r *store.Record) error
+	Ended(ctx context.Context, r *store.Record) error
+}
+
+// Meter counts scans for metrics; any method may be a no-op.
+type Meter interface {
+	ScanStarted(scanType string)
+	ScanFinished(scanType, status string, d time.Duration)
+	ContainerStarted(latency time.Duration)
+}
+
+// Config bounds the service.
+type Config struct {
+	// Sandbox holds the container limits, network and instance label.
+	Sandbox sandbox.Options
+	// MaxAddresses bounds addresses per scan after CIDR expansion.
+	MaxAddresses uint64
+	// MaxOutput bounds the bytes kept per output stream (raw XML).
+	MaxOutput int
+	// Limits bound the decoded result (hosts, ports, NSE output kept).
+	Limits results.Limits
+	// Concurrency is how many scans run at once (default 1).
+	Concurrency int
+	// QueueSize is how many more may wait (0: none).
+	QueueSize int
+	// MaxQueueWait bounds the time a scan waits for a slot (0: none).
+	MaxQueueWait time.Duration
+	// PerClient bounds one client's running plus queued scans (0: half of
+	// Concurrency+QueueSize, at least 1).
+	PerClient int
+	// Client names stdio and CLI callers (default "local").
+	Client string
+}
+
+// Deps are what the service runs scans with. Runner and Store are
+// required; the others may be nil.
+type Deps struct {
+	Runner executor.Runner
+	Image  images.Info
+	Store  *store.Store
+	Audit  Auditor
+	Policy Checker
+	Meter  Meter
+	Log    *slog.Logger
+}
+
+// Service admits, queues, runs and records scans.
+type Service struct {
+	cfg Config
+	d   Deps
+	q   *Queue
+
+	bg       context.Context // parent of detached scans
+	bgCancel context.CancelFunc
+	wg       sync.WaitGroup
+
+	mu    sync.Mutex
+	live  map[string]*Scan
+	share map[string]int // running + queued scans per client
+
+	idxMu    sync.Mutex
+	scriptDB *policy.ScriptIndex
+}
+
+// New returns a service; call Close when done.
+func New(cfg Config, d Deps) *Service {
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 1
+	}
+	cfg.QueueSize = max(cfg.QueueSize, 0)
+	if cfg.PerClient <= 0 {
+		cfg.PerClient = max((cfg.Concurrency+cfg.QueueSize)/2, 1)
+	}
+	if cfg.Client == "" {
+		cfg.Client = "local"
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	bg, cancel := context.WithCancel(context.Background())
+	return &Service{cfg: cfg, d: d, q: NewQueue(cfg.Concurrency, cfg.QueueSize), bg: bg, bgCancel: cancel,
+		live: map[string]*Scan{}, share: map[string]int{}}
+}
+
+// Image is the scanner image scans run.
+func (s *Service) Image() images.Info { return s.d.Image }
+
+// Rules are the validation bounds in force.
+func (s *Service) Rules() scan.Rules {
+	return scan.Rules{MaxAddresses: s.cfg.MaxAddresses, DefaultTimeout: s.cfg.Sandbox.Limits.Timeout,
+		MaxTimeout: s.cfg.Sandbox.Limits.MaxTimeout}
+}
+
+// QueueStats returns how many scans run and how many wait.
+func (s *Service) QueueStats() (running, waiting int) { return s.q.Stats() }
+
+// ShareError is a scan refused because its client already has its share
+// of running and queued scans.
+type ShareError struct {
+	Client string
+	Limit  int
+}
+
+func (e *ShareError) Error() string {
+	return fmt.Sprintf("client %q already has %d scans running or queued, its share of the queue (queue.per_client); "+
+		"wait for one to finish, or stop one with cancel_scan", e.Client, e.Limit)
+}
+
+// ErrCancelledByRequest is the cause of a scan stopped with Cancel.
+var ErrCancelledByRequest = errors.New("cancelled by request (cancel_scan)")
+
+// errShutdown is the cause of scans stopped by Close.
+var errShutdown = errors.New("the server is shutting down")
+
+type clientKey struct{}
+type adminKey struct{}
+
+// WithClient names the client a scan is run for (e.g. the name of an HTTP
+// bearer token), for records, the audit trail, budgets and ownership.
+func WithClient(ctx context.Context, name string) context.Context {
+	return context.WithValue(ctx, clientKey{}, name)
+}
+
+// WithAdmin marks the client of ctx as an administrator, who may see and
+// control every client's scans.
+func WithAdmin(ctx context.Context) context.Context { return context.WithValue(ctx, adminKey{}, true) }
+
+func (s *Service) client(ctx context.Context) string {
+	if name, ok := ctx.Value(clientKey{}).(string); ok && name != "" {
+		return name
+	}
+	return s.cfg.Client
+}
+
+// viewer is whose scans the caller of ctx may see and control: its client
+// name, or "" (every client's) for an administrator.
+func (s *Service) viewer(ctx context.Context) string {
+	if admin, _ := ctx.Value(adminKey{}).(bool); admin {
+		return ""
+	}
+	return s.client(ctx)
+}
+
+func newID() (string, error) {
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("make scan id: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+func (s *Service) takeShare(client string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.share[client] >= s.cfg.PerClient {
+		return &ShareError{Client: client, Limit: s.cfg.PerClient}
+	}
+	s.share[client]++
+	return nil
+}
+
+func (s *Service) dropShare(client string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.share[client]--; s.share[client] <= 0 {
+		delete(s.share, client)
+	}
+}
+
+// liveScan returns a queued or running scan the viewer may see.
+func (s *Service) liveScan(id, viewer string) (*Scan, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sc, ok := s.live[id]
+	if ok && viewer != "" && sc.client != viewer {
+		return nil, false
+	}
+	return sc, ok
+}
+
+// Get returns a snapshot of one scan the caller may see: live status for a
+// queued or running scan, the stored record otherwise. Another client's
+// scan is a *store.NotFoundError, like an unknown one.
+func (s *Service) Get(ctx context.Context, id string) (Snapshot, error) {
+	viewer := s.viewer(ctx)
+	if sc, ok := s.liveScan(id, viewer); ok {
+		snap := sc.Snapshot()
+		if !snap.Live {
+			// Finished between the lookup and now: the record is final.
+			return s.stored(ctx, id, viewer)
+		}
+		return snap, nil
+	}
+	return s.stored(ctx, id, viewer)
+}
+
+func (s *Service) stored(ctx context.Context, id, viewer string) (Snapshot, error) {
+	rec, err := s.d.Store.Get(ctx, id, viewer)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	return Snapshot{Record: rec, Percent: 100, Message: rec.Status}, nil
+}
+
+// List returns summaries of the caller's scans (every client's for an
+// administrator), newest first.
+func (s *Service) List(ctx context.Context, f store.Filter) ([]*store.Record, error) {
+	f.Client = s.viewer(ctx)
+	return s.d.Store.List(ctx, f)
+}
+
+// RawXML returns a scan's raw nmap XML as kept, for the caller's scans.
+func (s *Service) RawXML(ctx context.Context, id string) ([]byte, error) {
+	return s.d.Store.RawXML(ctx, id, s.viewer(ctx))
+}
+
+// Pair finds two of the caller's finished scans to compare (see
+// store.Store.Pair).
+func (s *Service) Pair(ctx context.Context, idA, idB, target string) (*store.Record, *store.Record, error) {
+	return s.d.Store.Pair(ctx, idA, idB, target, s.viewer(ctx))
+}
+
+// Cancel stops one of the caller's queued or running scans and waits (up
+// to 10 s) until its record is final. It reports false when the caller has
+// no such scan live.
+func (s *Service) Cancel(ctx context.Context, id string) bool {
+	sc, ok := s.liveScan(id, s.viewer(ctx))
+	if !ok {
+		return false
+	}
+	sc.cancel(ErrCancelledByRequest)
+	select {
+	case <-sc.done:
+	case <-time.After(10 * time.Second):
+	}
+	return true
+}
+
+// Close cancels every live scan (their records say so), waits for them and
+// for the runner's removals, or for ctx.
+func (s *Service) Close(ctx context.Context) error {
+	s.bgCancel()
+	s.mu.Lock()
+	for _, sc := range s.live {
+		sc.cancel(errShutdown)
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("wait for scans to stop: %w", ctx.Err())
+	}
+	return s.d.Runner.Close(ctx)
+}
