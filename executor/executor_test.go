@@ -56,6 +56,7 @@ func assertGone(t *testing.T, res *executor.Result) {
 }
 
 func TestRunConnectScan(t *testing.T) {
+	testkit.NeedEngine(t)
 	open := testkit.TCPListener(t)
 	closed := testkit.ClosedTCPPort(t)
 	var live bytes.Buffer
@@ -99,6 +100,7 @@ func slowScan(t *testing.T, timeout time.Duration) executor.Job {
 }
 
 func TestTimeoutKeepsPartialOutput(t *testing.T) {
+	testkit.NeedEngine(t)
 	res, err := run(t, context.Background(), slowScan(t, 2*time.Second))
 	var te *executor.TimeoutError
 	if !errors.As(err, &te) || !res.TimedOut {
@@ -114,6 +116,7 @@ func TestTimeoutKeepsPartialOutput(t *testing.T) {
 }
 
 func TestCancelKillsWithinOneSecond(t *testing.T) {
+	testkit.NeedEngine(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	j := slowScan(t, time.Minute)
@@ -158,6 +161,7 @@ type writerFunc func([]byte)
 func (f writerFunc) Write(p []byte) (int, error) { f(p); return len(p), nil }
 
 func TestOOMKilled(t *testing.T) {
+	testkit.NeedEngine(t)
 	lim := sandbox.DefaultLimits()
 	lim.Memory = 8 << 20
 	port := testkit.TCPListener(t)
@@ -173,6 +177,7 @@ func TestOOMKilled(t *testing.T) {
 }
 
 func TestPidsExhausted(t *testing.T) {
+	testkit.NeedEngine(t)
 	lim := sandbox.DefaultLimits()
 	lim.Pids = 4
 	j := job(t, lim, sandbox.Unprivileged)
@@ -189,6 +194,7 @@ func TestPidsExhausted(t *testing.T) {
 }
 
 func TestExitErrorCarriesStderr(t *testing.T) {
+	testkit.NeedEngine(t)
 	res, err := run(t, context.Background(), job(t, sandbox.DefaultLimits(), sandbox.Unprivileged, "--no-such-option"))
 	var ee *executor.ExitError
 	if !errors.As(err, &ee) || ee.Code == 0 {
@@ -201,6 +207,7 @@ func TestExitErrorCarriesStderr(t *testing.T) {
 }
 
 func TestOutputIsBounded(t *testing.T) {
+	testkit.NeedEngine(t)
 	j := job(t, sandbox.DefaultLimits(), sandbox.Unprivileged, "--version")
 	j.MaxOutput = 10
 	res, err := run(t, context.Background(), j)
@@ -214,6 +221,7 @@ func TestOutputIsBounded(t *testing.T) {
 }
 
 func TestMissingImage(t *testing.T) {
+	testkit.NeedEngine(t)
 	j := job(t, sandbox.DefaultLimits(), sandbox.Unprivileged, "--version")
 	j.Spec.Image = "nmap-mcp/nmap:no-such-tag"
 	res, err := run(t, context.Background(), j)
@@ -227,6 +235,7 @@ func TestMissingImage(t *testing.T) {
 }
 
 func TestAlreadyCancelledRunsNothing(t *testing.T) {
+	testkit.NeedEngine(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	res, err := run(t, ctx, job(t, sandbox.DefaultLimits(), sandbox.Unprivileged, "--version"))
@@ -236,6 +245,7 @@ func TestAlreadyCancelledRunsNothing(t *testing.T) {
 }
 
 func TestSweepRemovesOrphansOnly(t *testing.T) {
+	testkit.NeedEngine(t)
 	ctx := context.Background()
 	// A pid that existed and is gone: a finished child of ours.
 	child := exec.Command("true")

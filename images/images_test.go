@@ -21,7 +21,7 @@ func TestMain(m *testing.M) {
 }
 
 func TestTagIsContentDerived(t *testing.T) {
-	m := images.New(env.Client, nil, "")
+	m := images.New(nil, nil, "")
 	a, b := m.Tag("sha256:aaa"), m.Tag("sha256:bbb")
 	if a == b || !strings.HasPrefix(a, images.Repository+":7.93-") {
 		t.Fatalf("tags %q %q: want distinct, content-derived tags", a, b)
@@ -32,6 +32,7 @@ func TestTagIsContentDerived(t *testing.T) {
 }
 
 func TestImageCarriesExpectedLabels(t *testing.T) {
+	testkit.NeedEngine(t)
 	m := images.New(env.Client, nil, "")
 	info, err := m.Current(context.Background())
 	if err != nil {
@@ -46,6 +47,7 @@ func TestImageCarriesExpectedLabels(t *testing.T) {
 }
 
 func TestVerifyRefusesForeignImage(t *testing.T) {
+	testkit.NeedEngine(t)
 	m := images.New(env.Client, nil, "")
 	// The base image exists but is not a scanner image: wrong labels.
 	_, err := m.Verify(context.Background(), images.BaseRef)
@@ -61,6 +63,7 @@ func TestVerifyRefusesForeignImage(t *testing.T) {
 
 // The image has no setuid or setgid files and runs nmap as uid 65532.
 func TestImageHardening(t *testing.T) {
+	testkit.NeedEngine(t)
 	ex := executor.New(env.Client, nil)
 	lim := sandbox.DefaultLimits()
 	lim.Timeout = time.Minute

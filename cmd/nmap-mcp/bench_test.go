@@ -19,6 +19,7 @@ import (
 //
 //	go test ./cmd/nmap-mcp -run '^$' -bench ScanOverhead -benchtime 20x
 func BenchmarkScanOverhead(b *testing.B) {
+	testkit.NeedEngine(b)
 	open := testkit.TCPListener(b)
 	closed := testkit.ClosedTCPPort(b)
 	closed2 := testkit.ClosedTCPPort(b)

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
 )
 
 // BenchmarkLargeResult scans one loopback host that answers on 20,000
@@ -25,6 +27,7 @@ import (
 //
 //	go test ./cmd/nmap-mcp -run '^$' -bench LargeResult -benchtime 1x
 func BenchmarkLargeResult(b *testing.B) {
+	testkit.NeedEngine(b)
 	// 20,000 listeners pass one process's open-file limit here: two helper
 	// processes (this test binary, see listenHelper) hold 10,000 each.
 	for _, r := range []string{"20000-29999", "30000-39999"} {

@@ -83,10 +83,14 @@ func TestMain(m *testing.M) {
 
 // serverEnv is the environment of a server process under test.
 func serverEnv(extra ...string) []string {
+	instance := "e2e-short" // -short runs without an engine, and so without env
+	if env != nil {
+		instance = env.Instance
+	}
 	e := append(os.Environ(),
 		"NMAP_MCP_STORE="+filepath.Join(storeDir, "scans.db"),
 		"PATH="+fakeNmapDir+string(os.PathListSeparator)+os.Getenv("PATH"),
-		"NMAP_MCP_INSTANCE="+env.Instance,
+		"NMAP_MCP_INSTANCE="+instance,
 		"NMAP_MCP_LOG_LEVEL=debug",
 	)
 	return append(e, extra...)
@@ -133,6 +137,7 @@ func call(t *testing.T, s *mcp.ClientSession, name string, args map[string]any) 
 }
 
 func TestToolsAreListed(t *testing.T) {
+	testkit.NeedEngine(t)
 	s := connect(t)
 	res, err := s.ListTools(context.Background(), nil)
 	if err != nil {
@@ -160,6 +165,7 @@ func TestToolsAreListed(t *testing.T) {
 }
 
 func TestScanListener(t *testing.T) {
+	testkit.NeedEngine(t)
 	s := connect(t)
 	open := testkit.TCPListener(t)
 	closed := testkit.ClosedTCPPort(t)
@@ -182,6 +188,7 @@ func TestScanListener(t *testing.T) {
 // container network "none", so even a broken validator could not send a
 // packet anywhere.
 func TestBadInputIsRefused(t *testing.T) {
+	testkit.NeedEngine(t)
 	s := connect(t, "NMAP_MCP_NETWORK=none")
 	cases := []struct {
 		args map[string]any
@@ -215,6 +222,7 @@ func TestBadInputIsRefused(t *testing.T) {
 // A SYN scan driven by a host user who is not root but may use the Docker
 // socket: the raw socket lives inside the container only.
 func TestSYNScanWithoutHostRoot(t *testing.T) {
+	testkit.NeedEngine(t)
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to switch to an unprivileged user")
 	}
@@ -255,6 +263,7 @@ func TestCLIRefusesBeforeTouchingTheEngine(t *testing.T) {
 
 // A managed container whose server died is removed when a server starts.
 func TestStartupSweepsOrphans(t *testing.T) {
+	testkit.NeedEngine(t)
 	ctx := context.Background()
 	dead := exec.Command("true")
 	if err := dead.Run(); err != nil {
@@ -288,6 +297,7 @@ func TestHelp(t *testing.T) {
 // A hostname is resolved by the server and the scan pinned to the vetted
 // address; the result still shows the name.
 func TestHostnamePinned(t *testing.T) {
+	testkit.NeedEngine(t)
 	s := connect(t)
 	port := testkit.TCPListener(t)
 	res, text := call(t, s, "nmap_scan", map[string]any{"targets": "localhost", "ports": fmt.Sprint(port)})

@@ -77,6 +77,7 @@ func toolMap(t *testing.T, s *mcp.ClientSession) map[string]*mcp.Tool {
 
 // Scan, open a listener, scan again, and diff: the new open port shows.
 func TestHistoryAndDiff(t *testing.T) {
+	testkit.NeedEngine(t)
 	storePath := filepath.Join(t.TempDir(), "scans.db")
 	s := connect(t, "NMAP_MCP_STORE="+storePath)
 	tools := toolMap(t, s)

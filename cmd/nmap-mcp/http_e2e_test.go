@@ -119,6 +119,7 @@ func (s *httpServer) connect(t *testing.T, version string, opts *mcp.ClientOptio
 // Each protocol version: list the tools, scan a loopback listener with
 // progress, cancel a scan.
 func TestHTTPProtocolVersions(t *testing.T) {
+	testkit.NeedEngine(t)
 	srv := startHTTP(t, "")
 	port := testkit.TCPListener(t)
 	for _, version := range []string{"2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"} {
@@ -174,6 +175,7 @@ func TestHTTPProtocolVersions(t *testing.T) {
 // No token, a wrong token, a bad Origin and an oversized body get 401, 401,
 // 403 and 413, and none reaches a tool.
 func TestHTTPRefusals(t *testing.T) {
+	testkit.NeedEngine(t)
 	srv := startHTTP(t, "")
 	toolCall := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"nmap_scan","arguments":{"targets":"127.0.0.1"}}}`
 	for _, c := range []struct {
@@ -233,6 +235,7 @@ func authed(s *httpServer, method, path string) *http.Request {
 // 50 sessions listing tools while 8 scan loopback listeners: no error, no
 // leaked container; the server's peak RSS is reported.
 func TestHTTPLoad(t *testing.T) {
+	testkit.NeedEngine(t)
 	srv := startHTTP(t, "", "NMAP_MCP_MAX_CONCURRENT=2")
 	port := testkit.TCPListener(t)
 	var wg sync.WaitGroup
@@ -292,6 +295,7 @@ func TestHTTPLoad(t *testing.T) {
 // SIGTERM during a scan: the process exits within the grace period plus
 // 2 s, and no container is left.
 func TestHTTPSigtermDuringScan(t *testing.T) {
+	testkit.NeedEngine(t)
 	srv := startHTTP(t, "  grace_seconds: 2\n")
 	port := testkit.TCPListener(t)
 	s := srv.connect(t, "2025-11-25", nil)

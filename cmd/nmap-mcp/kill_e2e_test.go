@@ -21,6 +21,7 @@ import (
 // trail has the admission and an interrupted record, the history says
 // interrupted, and no container is left.
 func TestServerKilledMidScan(t *testing.T) {
+	testkit.NeedEngine(t)
 	dir := t.TempDir()
 	storePath, auditPath := filepath.Join(dir, "scans.db"), filepath.Join(dir, "audit.jsonl")
 	start := func() (*exec.Cmd, *mcp.ClientSession) {

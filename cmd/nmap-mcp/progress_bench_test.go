@@ -20,6 +20,7 @@ import (
 //
 //	go test ./cmd/nmap-mcp -run '^$' -bench FirstProgress -benchtime 20x
 func BenchmarkFirstProgress(b *testing.B) {
+	testkit.NeedEngine(b)
 	port := testkit.TCPListener(b)
 	cmdEnv := serverEnv()
 	var mu sync.Mutex

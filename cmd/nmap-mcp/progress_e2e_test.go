@@ -156,6 +156,7 @@ func checkOrder(t *testing.T, msgs []map[string]any, tokenOfID map[string]string
 // A slowed scan reports progress that rises to 100, and every progress
 // notification arrives before the result.
 func TestProgressRisesBeforeResult(t *testing.T) {
+	testkit.NeedEngine(t)
 	s, w, plog := connectObserved(t)
 	t.Logf("protocol %s", s.InitializeResult().ProtocolVersion)
 	port := testkit.TCPListener(t)
@@ -224,6 +225,7 @@ func messages(ns []*mcp.ProgressNotificationParams) []string {
 // Over 200 calls, no notification is lost and none arrives after its
 // call's result (the mcp-go v1.2.1 race).
 func TestNoNotificationAfterResult(t *testing.T) {
+	testkit.NeedEngine(t)
 	if testing.Short() {
 		t.Skip("200 scans")
 	}

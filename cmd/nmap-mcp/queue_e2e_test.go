@@ -35,6 +35,7 @@ func slowArgs(port int) map[string]any {
 // Cancelling the call kills the container within 1 s and the record says
 // cancelled, keeping what nmap printed.
 func TestCancelMidScan(t *testing.T) {
+	testkit.NeedEngine(t)
 	s, _, plog := connectObserved(t)
 	port := testkit.TCPListener(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -70,6 +71,7 @@ func TestCancelMidScan(t *testing.T) {
 // 16 concurrent calls with a limit of 2 all succeed, never more than 2 of
 // our containers exist at once, and none is left.
 func TestConcurrencyLimit(t *testing.T) {
+	testkit.NeedEngine(t)
 	s, _, _ := connectObserved(t, "NMAP_MCP_MAX_CONCURRENT=2")
 	port := testkit.TCPListener(t)
 	var peak atomic.Int64
@@ -119,6 +121,7 @@ func TestConcurrencyLimit(t *testing.T) {
 // With one slot and a queue of one, a third scan is refused at once; a
 // background scan is polled with get_scan; cancel_scan stops another.
 func TestQueueFullWaitFalseAndCancelScan(t *testing.T) {
+	testkit.NeedEngine(t)
 	s, _, _ := connectObserved(t, "NMAP_MCP_MAX_CONCURRENT=1", "NMAP_MCP_QUEUE_SIZE=1")
 	port := testkit.TCPListener(t)
 	start := func(args map[string]any) string {
@@ -175,6 +178,7 @@ func TestQueueFullWaitFalseAndCancelScan(t *testing.T) {
 // spends no budget. With 1 slot, no queue and 2 scans per hour, the refused
 // second call leaves room for a third after the first has ended.
 func TestQueueRefusalSpendsNoBudget(t *testing.T) {
+	testkit.NeedEngine(t)
 	cfg := writeConfig(t, "budgets:\n  scans_per_client: 2\n")
 	s, _, _ := connectObserved(t, "NMAP_MCP_CONFIG="+cfg, "NMAP_MCP_MAX_CONCURRENT=1", "NMAP_MCP_QUEUE_SIZE=0")
 	port := testkit.TCPListener(t)

@@ -14,9 +14,9 @@ import (
 
 	"github.com/mark3labs/mcp-go/server"
 
-	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/mcpserver"
 	"github.com/nmap-mcp/nmap-mcp/internal/metrics"
+	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 )
 
 // serveMemoryLimit is the server's soft memory limit (GOMEMLIMIT

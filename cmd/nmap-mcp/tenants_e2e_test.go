@@ -30,6 +30,7 @@ func (s *httpServer) as(t *testing.T, secret string) *mcp.ClientSession {
 // another token gets 404, and one client cannot fill the whole queue.
 // Scans target only a loopback listener the test opens.
 func TestHTTPTenants(t *testing.T) {
+	testkit.NeedEngine(t)
 	bobSecret, bob, _ := httpapi.NewToken("bob")
 	rootSecret, root, _ := httpapi.NewToken("root")
 	root.Admin = true

@@ -24,6 +24,7 @@ import (
 //
 //	NMAP_MCP_RECORD_FIXTURES=1 go test ./internal/scans -run RecordFixtures
 func TestRecordFixtures(t *testing.T) {
+	testkit.NeedEngine(t)
 	if os.Getenv("NMAP_MCP_RECORD_FIXTURES") != "1" {
 		t.Skip("set NMAP_MCP_RECORD_FIXTURES=1 to record results/testdata fixtures")
 	}

@@ -62,6 +62,7 @@ func runScan(t *testing.T, svc *scans.Service, req scan.Request) (*store.Record,
 // TCP scans see the test's listener open and a free port closed, both as
 // an unprivileged connect scan and as a SYN scan with NET_RAW only.
 func TestTCPScansSeeOpenAndClosed(t *testing.T) {
+	testkit.NeedEngine(t)
 	open := testkit.TCPListener(t)
 	closed := testkit.ClosedTCPPort(t)
 	svc := newService(t, nil)
@@ -89,6 +90,7 @@ func TestTCPScansSeeOpenAndClosed(t *testing.T) {
 }
 
 func TestUDPScanSeesListener(t *testing.T) {
+	testkit.NeedEngine(t)
 	port := testkit.UDPEcho(t)
 	rec, err := runScan(t, newService(t, nil), scan.Request{Targets: "127.0.0.1", ScanType: "udp", Ports: fmt.Sprint(port), Timing: "T4"})
 	if err != nil {
@@ -99,6 +101,7 @@ func TestUDPScanSeesListener(t *testing.T) {
 
 // A scan that outlives timeout_seconds is killed and keeps what it printed.
 func TestTimeoutKeepsPartialOutput(t *testing.T) {
+	testkit.NeedEngine(t)
 	svc := newService(t, nil)
 	rec, err := runScan(t, svc, scan.Request{Targets: "127.0.0.1", Ports: "1-50", Timing: "T0", TimeoutSeconds: intp(2)})
 	var te *executor.TimeoutError
@@ -113,6 +116,7 @@ func TestTimeoutKeepsPartialOutput(t *testing.T) {
 }
 
 func TestRefusedScanRunsNothing(t *testing.T) {
+	testkit.NeedEngine(t)
 	svc := newService(t, nil)
 	for _, targets := range []string{"-iL=/etc/passwd", "--script=vuln", "10.0.0.0/8"} {
 		sc, err := svc.Submit(context.Background(), scan.Request{Targets: targets}, scans.Options{})
@@ -127,6 +131,7 @@ func TestRefusedScanRunsNothing(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
+	testkit.NeedEngine(t)
 	v, err := newService(t, nil).Version(context.Background())
 	if err != nil || !strings.HasPrefix(v, "Nmap version 7.93") {
 		t.Fatalf("Version = %q, %v", v, err)
@@ -156,6 +161,7 @@ func assertPort(t *testing.T, rec *store.Record, proto string, port int, state s
 // add targets, or that capture packets are dropped and named. Nothing is
 // scanned: the policy is called directly.
 func TestDiscoveryCategoryRunsOnlyAllowedScripts(t *testing.T) {
+	testkit.NeedEngine(t)
 	ctx := context.Background()
 	svc := newService(t, nil)
 	idx, err := svc.ScriptIndex(ctx)

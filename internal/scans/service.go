@@ -284,12 +284,12 @@ func (s *Service) Cancel(ctx context.Context, id string) bool {
 // Close cancels every live scan (their records say so), waits for them and
 // for the runner's removals, or for ctx.
 func (s *Service) Close(ctx context.Context) error {
-	s.bgCancel()
 	s.mu.Lock()
 	for _, sc := range s.live {
 		sc.cancel(errShutdown)
 	}
 	s.mu.Unlock()
+	s.bgCancel()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {

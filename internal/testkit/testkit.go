@@ -11,6 +11,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -76,7 +77,16 @@ func (e *Env) Leftovers(ctx context.Context) ([]string, error) {
 
 // Main runs m between Setup and the leak check, for a TestMain. It exits
 // non-zero when setup fails or a container of ours is left behind.
+//
+// Under -short it runs the tests without an engine: those that need one
+// call NeedEngine and skip, so that `go test -short ./...` passes on a
+// machine with no Docker engine at all. Without -short a missing engine is
+// an error, never a silent skip.
 func Main(m *testing.M, pkg string, set func(*Env)) int {
+	flag.Parse()
+	if testing.Short() {
+		return m.Run()
+	}
 	ctx := context.Background()
 	env, err := Setup(ctx, pkg)
 	if err != nil {
@@ -101,6 +111,14 @@ func Main(m *testing.M, pkg string, set func(*Env)) int {
 		return 1
 	}
 	return code
+}
+
+// NeedEngine skips the test under -short: it needs the Docker engine.
+func NeedEngine(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs the Docker engine; runs without -short (scripts/test.sh)")
+	}
 }
 
 // ContainerGone reports whether the container no longer exists.
