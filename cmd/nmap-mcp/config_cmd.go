@@ -69,6 +69,9 @@ func cmdAudit(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := fs.Parse(args[1:]); err != nil {
 		return flagErr(err)
 	}
+	if err := s.parsed(); err != nil {
+		return err
+	}
 	path, err := s.auditFile()
 	if err != nil {
 		return err

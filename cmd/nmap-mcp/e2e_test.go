@@ -17,6 +17,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/nmap-mcp/nmap-mcp/internal/store"
 	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
@@ -306,5 +307,35 @@ func TestHostnamePinned(t *testing.T) {
 	}
 	if !strings.Contains(text, "-- 127.0.0.1\n") || !strings.Contains(text, "127.0.0.1 (localhost) up") {
 		t.Fatalf("not pinned, or the name is lost:\n%s", text)
+	}
+}
+
+// Regression (scans-service issue): scans list|show read the history that
+// the config file names (store.path), like serve and scan; config check
+// rejects a bad value naming the key and line, and exits non-zero. Needs
+// no engine.
+func TestCLIHonoursConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "elsewhere.db")
+	st, err := store.Open(context.Background(), db, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &store.Record{ID: "cafe0123beef", Targets: "127.0.0.1", ScanType: "connect", Argv: []string{"nmap"}}
+	if err := st.Begin(context.Background(), rec); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	cfg := writeConfig(t, "store:\n  path: "+db+"\n  max_xml: 1m\n")
+	cmd := exec.Command(binary, "scans", "list", "--config", cfg)
+	cmd.Env = append(os.Environ(), "NMAP_MCP_STORE=")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "cafe0123beef") {
+		t.Fatalf("scans list with store.path: %v\n%s", err, out)
+	}
+	bad := writeConfig(t, "sandbox:\n  memory: lots\n")
+	out, err = exec.Command(binary, "config", "check", bad).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `line 2: sandbox.memory "lots"`) {
+		t.Fatalf("config check of a bad file: %v\n%s", err, out)
 	}
 }

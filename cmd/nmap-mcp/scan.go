@@ -37,6 +37,9 @@ func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := fs.Parse(args); err != nil {
 		return flagErr(err)
 	}
+	if err := s.parsed(); err != nil {
+		return err
+	}
 	req.Targets = strings.Join(fs.Args(), " ")
 	if topPorts != 0 {
 		req.TopPorts = &topPorts

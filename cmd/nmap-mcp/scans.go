@@ -30,7 +30,10 @@ func cmdScans(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	sub := args[0]
 	fs := flag.NewFlagSet("scans "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	path := fs.String("store", envOr("NMAP_MCP_STORE", ""), "scan history database (env NMAP_MCP_STORE)")
+	var set settings
+	if err := set.register(fs, args[1:]); err != nil {
+		return err
+	}
 	target := fs.String("target", "", "only scans that listed this target (list, diff)")
 	status := fs.String("status", "", "only scans with this status (list)")
 	since := fs.String("since", "", "only scans started since this RFC 3339 time or this long ago, e.g. 24h (list)")
@@ -41,11 +44,18 @@ func cmdScans(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := fs.Parse(args[1:]); err != nil {
 		return flagErr(err)
 	}
-	st, err := openStoreAt(ctx, *path, "4m")
+	if err := set.parsed(); err != nil {
+		return err
+	}
+	st, err := set.openStore(ctx)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	// The history alone, no runner: the CLI reads the history file
+	// directly, so whoever can read it sees every client's scans.
+	svc := scans.New(scans.Config{}, scans.Deps{Store: st})
+	ctx = scans.WithAdmin(ctx)
 	switch sub {
 	case "list":
 		f := store.Filter{Target: *target, Status: *status, Limit: *limit}
@@ -56,7 +66,7 @@ func cmdScans(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 			f.Since = t
 		}
-		recs, err := st.List(ctx, f)
+		recs, err := svc.List(ctx, f)
 		if err != nil {
 			return err
 		}
@@ -72,17 +82,18 @@ func cmdScans(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		id := fs.Arg(0)
 		if *asXML {
-			xml, err := st.RawXML(ctx, id, allClients)
+			xml, err := svc.RawXML(ctx, id)
 			if err != nil {
 				return err
 			}
 			_, err = stdout.Write(xml)
 			return err
 		}
-		rec, err := st.Get(ctx, id, allClients)
+		snap, err := svc.Get(ctx, id)
 		if err != nil {
 			return err
 		}
+		rec := snap.Record
 		if *asJSON {
 			enc := json.NewEncoder(stdout)
 			enc.SetIndent("", "  ")
@@ -98,7 +109,7 @@ func cmdScans(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		} else if fs.NArg() != 0 {
 			return fmt.Errorf("scans diff takes two scan ids, or --target")
 		}
-		ra, rb, err := st.Pair(ctx, a, b, *target, allClients)
+		ra, rb, err := svc.Pair(ctx, a, b, *target)
 		if err != nil {
 			return err
 		}
@@ -109,7 +120,3 @@ func cmdScans(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return &exitCode{2}
 	}
 }
-
-// allClients: the CLI reads the history file directly, so whoever can read
-// it sees every client's scans.
-const allClients = ""

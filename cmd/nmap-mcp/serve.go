@@ -35,13 +35,16 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := s.register(fs, args); err != nil {
 		return err
 	}
-	httpAddr := fs.String("http", envOr("NMAP_MCP_HTTP", ""), "serve MCP streamable HTTP at ADDR/mcp instead of stdio, e.g. "+s.file.HTTP.Addr+" (env NMAP_MCP_HTTP)")
+	httpAddr := fs.String("http", envOr("NMAP_MCP_HTTP", ""), "serve MCP streamable HTTP at ADDR/mcp instead of stdio, e.g. "+s.HTTP.Addr+" (env NMAP_MCP_HTTP)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: nmap-mcp serve [--http ADDR] [flags]\n\nServe MCP over stdio (default; stdout carries only the protocol, logs go to stderr or --log-file),\nor over streamable HTTP with --http (see http in the config file for tokens, origins and TLS).\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return flagErr(err)
+	}
+	if err := s.parsed(); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("serve takes no arguments, got %q", fs.Args())
@@ -51,12 +54,12 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer closeLog()
-	if s.concurrent < 1 || s.queueSize < 0 || s.queueWait < 0 {
+	if s.Concurrency() < 1 || s.Queue.Size < 0 || s.Queue.TimeoutSeconds < 0 {
 		return fmt.Errorf("max-concurrent %d, queue-size %d, queue-timeout %d: need at least 1 running scan and no negative bound",
-			s.concurrent, s.queueSize, s.queueWait)
+			s.Concurrency(), s.Queue.Size, s.Queue.TimeoutSeconds)
 	}
-	perClient := s.file.Queue.PerClient
-	if perClient == 0 && (*httpAddr == "" || len(s.file.HTTP.Tokens) == 0) {
+	perClient := s.Queue.PerClient
+	if perClient == 0 && (*httpAddr == "" || len(s.HTTP.Tokens) == 0) {
 		// One client only (stdio, or HTTP without tokens: "local"): no
 		// share to keep; the queue's own bound applies.
 		perClient = math.MaxInt32
@@ -68,8 +71,8 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		return svc.QueueStats()
 	})
-	st, err := bringUp(ctx, &s, logger, stderr, meters, false, scans.Config{Concurrency: s.concurrent, QueueSize: s.queueSize,
-		MaxQueueWait: time.Duration(s.queueWait) * time.Second, PerClient: perClient})
+	st, err := bringUp(ctx, &s, logger, stderr, meters, false, scans.Config{Concurrency: s.Concurrency(), QueueSize: s.Queue.Size,
+		MaxQueueWait: time.Duration(s.Queue.TimeoutSeconds) * time.Second, PerClient: perClient})
 	if err != nil {
 		return err
 	}

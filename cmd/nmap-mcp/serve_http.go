@@ -22,7 +22,7 @@ import (
 // is left.
 func serveHTTP(ctx context.Context, s *settings, addr string, st *stack, srv *server.MCPServer,
 	delivery *mcpserver.Delivery, meters *metrics.Metrics, log *slog.Logger) error {
-	hc := s.file.HTTP
+	hc := s.HTTP
 	maxBody, err := units.RAMInBytes(hc.MaxBody)
 	if err != nil || maxBody <= 0 {
 		return fmt.Errorf("http.max_body %q: not a size such as 1m", hc.MaxBody)

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nmap-mcp/nmap-mcp/internal/config"
 )
 
 // Regression (security review 13): the log file is opened without
@@ -16,7 +18,9 @@ func TestLogFileNoFollow(t *testing.T) {
 	if err := os.Symlink(target, link); err != nil {
 		t.Fatal(err)
 	}
-	s := settings{logFile: link, logLevel: "info"}
+	c := config.Default()
+	c.Log.File = link
+	s := settings{Config: &c}
 	if _, _, err := s.logger(os.Stderr); err == nil || !strings.Contains(err.Error(), "open log file") {
 		t.Fatalf("logger through a symlink: %v", err)
 	}

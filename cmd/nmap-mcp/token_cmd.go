@@ -20,7 +20,7 @@ func cmdToken(args []string, stdout, stderr io.Writer) error {
 	if !validTokenName(name) {
 		return fmt.Errorf("token name %q: use 1-64 letters, digits, dots, hyphens or underscores", name)
 	}
-	path, _ := configPath(args[2:])
+	path, _ := config.Find(args[2:])
 	secret, t, err := httpapi.NewToken(name)
 	if err != nil {
 		return err

@@ -66,7 +66,7 @@ func bringUp(ctx context.Context, s *settings, log *slog.Logger, stderr io.Write
 		return nil, err
 	}
 	log.Debug("engine connected", "host", cli.DaemonHost())
-	img, err := images.New(cli, stderr, s.mirror).Ensure(ctx)
+	img, err := images.New(cli, stderr, s.Image.DebianMirror).Ensure(ctx)
 	if err != nil {
 		cli.Close()
 		closeLocal(<-localC)
@@ -100,9 +100,9 @@ func bringUp(ctx context.Context, s *settings, log *slog.Logger, stderr io.Write
 	}
 	// The policy reads NSE categories from the image through the service.
 	var svc *scans.Service
-	pcfg := s.file.Policy()
+	pcfg := s.Policy()
 	pcfg.HostNetwork = opts.Network == "" || opts.Network == "host"
-	pcfg.MaxAddressesPerScan = s.maxAddresses
+	pcfg.MaxAddressesPerScan = s.Budgets.MaxAddressesPerScan
 	pol, err := policy.New(pcfg, net.DefaultResolver, func(ctx context.Context) (*policy.ScriptIndex, error) {
 		return svc.ScriptIndex(ctx)
 	})
@@ -112,7 +112,7 @@ func bringUp(ctx context.Context, s *settings, log *slog.Logger, stderr io.Write
 		trail.Close()
 		return nil, fmt.Errorf("config %s: %w", s.configPath, err)
 	}
-	q.Sandbox, q.MaxAddresses, q.Limits, q.Client = opts, s.maxAddresses, s.file.ResultLimits(), "local"
+	q.Sandbox, q.MaxAddresses, q.Limits, q.Client = opts, s.Budgets.MaxAddressesPerScan, s.ResultLimits(), "local"
 	svc = scans.New(q, scans.Deps{Runner: ex, Image: img, Store: st, Audit: trail, Policy: pol, Meter: meter, Log: log})
 	return &stack{cli: cli, runner: ex, scans: svc, store: st, close: func() {
 		<-swept

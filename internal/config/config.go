@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -184,6 +185,12 @@ func Load(path string, required bool) (Config, error) {
 		return Config{}, fmt.Errorf("config file %s: %w", path, err)
 	}
 	if err := c.Validate(); err != nil {
+		var ke *KeyError
+		if errors.As(err, &ke) {
+			if line := lineOf(data, ke.Key); line > 0 {
+				return Config{}, fmt.Errorf("config file %s, line %d: %w", path, line, err)
+			}
+		}
 		return Config{}, fmt.Errorf("config file %s: %w", path, err)
 	}
 	return c, nil
@@ -198,29 +205,74 @@ func decode(data []byte, c *Config) error {
 	return nil
 }
 
-// Validate checks what the YAML types cannot: durations and the policy's
-// lists. Limits are checked where they are applied.
+// Validate checks every value the YAML types cannot: sizes, ranges,
+// durations, names and the policy's lists. A bad value is a *KeyError
+// naming its key (the policy's own errors name theirs).
 func (c Config) Validate() error {
+	bad := func(key string, v any, rule string) error {
+		return &KeyError{Key: key, Value: fmt.Sprint(v), Rule: rule}
+	}
+	sb := c.Sandbox
+	switch {
+	case sb.Network == "":
+		return bad("sandbox.network", sb.Network, "must be host, bridge, none or a Docker network name")
+	case sb.CPUs <= 0 || sb.CPUs > 64:
+		return bad("sandbox.cpus", sb.CPUs, "must be more than 0 and at most 64")
+	case sb.Pids < 8:
+		return bad("sandbox.pids", sb.Pids, "must be at least 8 (nmap and its launcher need a few processes)")
+	case sb.MaxTimeoutSeconds < 1 || sb.MaxTimeoutSeconds > 600:
+		return bad("sandbox.max_timeout_seconds", sb.MaxTimeoutSeconds, "must be from 1 to 600")
+	case sb.TimeoutSeconds < 1 || sb.TimeoutSeconds > sb.MaxTimeoutSeconds:
+		return bad("sandbox.timeout_seconds", sb.TimeoutSeconds, fmt.Sprintf("must be from 1 to sandbox.max_timeout_seconds (%d)", sb.MaxTimeoutSeconds))
+	case c.Queue.MaxConcurrent < 0:
+		return bad("queue.max_concurrent", c.Queue.MaxConcurrent, "must be 0 (the number of CPUs) or more")
+	case c.Queue.Size < 0:
+		return bad("queue.size", c.Queue.Size, "must be 0 or more")
+	case c.Queue.TimeoutSeconds < 0:
+		return bad("queue.timeout_seconds", c.Queue.TimeoutSeconds, "must be 0 (no bound) or more")
+	case c.Queue.PerClient < 0:
+		return bad("queue.per_client", c.Queue.PerClient, "must be 0 (default) or more")
+	case c.Store.MaxHosts < 0:
+		return bad("store.max_hosts", c.Store.MaxHosts, "must be 0 (default) or more")
+	case c.Store.MaxPorts < 0:
+		return bad("store.max_ports", c.Store.MaxPorts, "must be 0 (default) or more")
+	case c.Budgets.MaxAddressesPerScan < 1:
+		return bad("budgets.max_addresses_per_scan", c.Budgets.MaxAddressesPerScan, "must be at least 1")
+	case c.Budgets.ScansPerClient < 0:
+		return bad("budgets.scans_per_client", c.Budgets.ScansPerClient, "must be 0 (no bound) or more")
+	case c.HTTP.GraceSeconds < 0:
+		return bad("http.grace_seconds", c.HTTP.GraceSeconds, "must be 0 or more")
+	case c.HTTP.MaxConnections < 0:
+		return bad("http.max_connections", c.HTTP.MaxConnections, "must be 0 (default) or more")
+	}
+	if err := size("sandbox.memory", sb.Memory, 6<<20); err != nil {
+		return err
+	}
+	if err := size("store.max_xml", c.Store.MaxXML, 1); err != nil {
+		return err
+	}
+	if c.Store.MaxScriptOutput != "" {
+		if err := size("store.max_script_output", c.Store.MaxScriptOutput, 1); err != nil {
+			return err
+		}
+	}
+	if err := size("http.max_body", c.HTTP.MaxBody, 1); err != nil {
+		return err
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.Log.Level)); err != nil {
+		return bad("log.level", c.Log.Level, "must be debug, info, warn or error")
+	}
 	if _, err := c.Window(); err != nil {
 		return err
 	}
+	for _, t := range c.HTTP.Tokens {
+		if t.Name == "" || len(t.SHA256) != 64 {
+			return bad("http.tokens", t.Name, "each token needs a name and a 64-hex-digit sha256 (make one with nmap-mcp token add NAME)")
+		}
+	}
 	if _, err := policy.New(c.Policy(), nil, nil); err != nil {
 		return err
-	}
-	switch {
-	case c.Store.MaxHosts < 0:
-		return fmt.Errorf("store.max_hosts %d: must be 0 (default) or more", c.Store.MaxHosts)
-	case c.Store.MaxPorts < 0:
-		return fmt.Errorf("store.max_ports %d: must be 0 (default) or more", c.Store.MaxPorts)
-	case c.Queue.PerClient < 0:
-		return fmt.Errorf("queue.per_client %d: must be 0 (default) or more", c.Queue.PerClient)
-	case c.HTTP.MaxConnections < 0:
-		return fmt.Errorf("http.max_connections %d: must be 0 (default) or more", c.HTTP.MaxConnections)
-	}
-	if c.Store.MaxScriptOutput != "" {
-		if n, err := units.RAMInBytes(c.Store.MaxScriptOutput); err != nil || n <= 0 {
-			return fmt.Errorf("store.max_script_output %q: not a size such as 1m", c.Store.MaxScriptOutput)
-		}
 	}
 	return nil
 }
@@ -232,7 +284,7 @@ func (c Config) Window() (time.Duration, error) {
 	}
 	d, err := time.ParseDuration(c.Budgets.Window)
 	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("budgets.window %q: must be a duration such as 1h or 30m", c.Budgets.Window)
+		return 0, &KeyError{Key: "budgets.window", Value: c.Budgets.Window, Rule: "must be a duration such as 1h or 30m"}
 	}
 	return d, nil
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -77,5 +78,60 @@ func TestAddTokenKeepsComments(t *testing.T) {
 	text, _ := os.ReadFile(path)
 	if !strings.Contains(string(text), "# Deny wins over allow") {
 		t.Fatal("comments were lost")
+	}
+}
+
+// Regression (scans-service issue): config check rejects bad values with
+// the key and its line number.
+func TestValidateNamesKeyAndLine(t *testing.T) {
+	for text, want := range map[string]string{
+		"sandbox:\n  memory: lots\n":            `line 2: sandbox.memory "lots"`,
+		"sandbox:\n  cpus: 1\n  pids: 1\n":      `line 3: sandbox.pids "1"`,
+		"http:\n  max_body: huge\n":             `line 2: http.max_body "huge"`,
+		"sandbox:\n  timeout_seconds: -5\n":     `line 2: sandbox.timeout_seconds "-5"`,
+		"queue:\n  timeout_seconds: -1\n":       `line 2: queue.timeout_seconds "-1"`,
+		"store:\n  max_xml: 0\n":                `line 2: store.max_xml "0"`,
+		"log:\n  level: loud\n":                 `line 2: log.level "loud"`,
+		"budgets:\n  max_addresses_per_scan: 0": `line 2: budgets.max_addresses_per_scan "0"`,
+	} {
+		path := write(t, text)
+		_, err := Load(path, true)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v; want %q", text, err, want)
+		}
+	}
+}
+
+// The environment overrides the file and flags override both; a bad
+// value says where it came from.
+func TestLayers(t *testing.T) {
+	path := write(t, "sandbox:\n  memory: 1g\n  pids: 64\nstore:\n  path: /from/file.db\n")
+	t.Setenv("NMAP_MCP_PIDS", "96")
+	t.Setenv("NMAP_MCP_STORE", "")
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	l, err := Register(fs, []string{"--config", path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.Parse([]string{"--config", path, "--memory", "2g"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := l.Done()
+	if err != nil || c.Sandbox.Memory != "2g" || c.Sandbox.Pids != 96 || c.Store.Path != "/from/file.db" {
+		t.Fatalf("%v %+v %+v", err, c.Sandbox, c.Store)
+	}
+	t.Setenv("NMAP_MCP_PIDS", "2")
+	fs = flag.NewFlagSet("t", flag.ContinueOnError)
+	l, _ = Register(fs, []string{"--config", path})
+	_ = fs.Parse([]string{"--config", path})
+	if _, err := l.Done(); err == nil || !strings.Contains(err.Error(), "NMAP_MCP_PIDS") {
+		t.Fatalf("bad env value: %v", err)
+	}
+	t.Setenv("NMAP_MCP_PIDS", "")
+	fs = flag.NewFlagSet("t", flag.ContinueOnError)
+	l, _ = Register(fs, []string{"--config", path})
+	_ = fs.Parse([]string{"--config", path, "--memory", "lots"})
+	if _, err := l.Done(); err == nil || !strings.Contains(err.Error(), "--memory") {
+		t.Fatalf("bad flag value: %v", err)
 	}
 }

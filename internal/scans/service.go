@@ -77,8 +77,9 @@ type Config struct {
 	Client string
 }
 
-// Deps are what the service runs scans with. Runner and Store are
-// required; the others may be nil.
+// Deps are what the service runs scans with. Store is required; Runner
+// too, except for a service that only reads the history (the CLI's scans
+// commands); the others may be nil.
 type Deps struct {
 	Runner executor.Runner
 	Image  images.Info
@@ -296,6 +297,9 @@ func (s *Service) Close(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		return fmt.Errorf("wait for scans to stop: %w", ctx.Err())
+	}
+	if s.d.Runner == nil {
+		return nil
 	}
 	return s.d.Runner.Close(ctx)
 }
