@@ -14,7 +14,6 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -291,7 +290,7 @@ func (s *Server) guard(next http.Handler, mcpEndpoint bool) http.Handler {
 			if !s.ownSession(w, r, id.name) {
 				return
 			}
-			if s.modernCancel(w, r) {
+			if mcpserver.AnswerModernCancel(w, r) {
 				return
 			}
 			w = &sessionWriter{ResponseWriter: w, s: s, client: id.name, deleting: r.Method == http.MethodDelete}
@@ -417,29 +416,3 @@ func (o *observedWriter) Flush() {
 
 // Unwrap lets http.ResponseController reach the real writer.
 func (o *observedWriter) Unwrap() http.ResponseWriter { return o.ResponseWriter }
-
-// modernCancel answers a protocol 2026-07-28 notifications/cancelled with
-// 202 itself. In that version a request is cancelled by closing its HTTP
-// request, which mcp-go turns into the handler's cancellation; the
-// notification the official Go SDK also sends carries no per-request
-// _meta, which mcp-go v1.2.1 rejects with 400, and the SDK then closes the
-// whole session. It reports whether it answered.
-func (s *Server) modernCancel(w http.ResponseWriter, r *http.Request) bool {
-	if r.Method != http.MethodPost || r.Header.Get("MCP-Protocol-Version") < "2026-07-28" || r.Body == nil {
-		return false
-	}
-	body, err := io.ReadAll(r.Body) // already in memory (guard)
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	if err != nil {
-		return false
-	}
-	var msg struct {
-		ID     any    `json:"id"`
-		Method string `json:"method"`
-	}
-	if json.Unmarshal(body, &msg) != nil || msg.ID != nil || msg.Method != "notifications/cancelled" {
-		return false
-	}
-	w.WriteHeader(http.StatusAccepted)
-	return true
-}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -37,5 +38,87 @@ func TestTimeoutsAndHealthCache(t *testing.T) {
 	}
 	if n := checks.Load(); n != 1 {
 		t.Fatalf("50 health requests ran %d checks; want 1", n)
+	}
+}
+
+func testServer(t *testing.T) (*Server, string) {
+	t.Helper()
+	secret, tok, err := NewToken("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{Addr: "127.0.0.1:0", Tokens: []Token{tok}, Origins: []string{"http://allowed.test"}, MaxBody: 1024},
+		Deps{MCP: server.NewMCPServer("t", "1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, secret
+}
+
+func do(s *Server, method, path, token, origin, body string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if origin != "" {
+		req.Header.Set("Origin", origin)
+	}
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, req)
+	return rec
+}
+
+const initBody = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`
+
+// Bearer tokens, the Origin allowlist, the body bound and the drain, each
+// answered before anything reaches MCP.
+func TestGuard(t *testing.T) {
+	s, secret := testServer(t)
+	for _, c := range []struct {
+		name, token, origin, body string
+		want                      int
+	}{
+		{"no token", "", "", initBody, http.StatusUnauthorized},
+		{"wrong token", "nmcp_wrong", "", initBody, http.StatusUnauthorized},
+		{"foreign origin", secret, "http://evil.test", initBody, http.StatusForbidden},
+		{"body too large", secret, "", `{"x":"` + strings.Repeat("a", 2000) + `"}`, http.StatusRequestEntityTooLarge},
+		{"allowed origin", secret, "http://allowed.test", initBody, http.StatusOK},
+		{"no origin", secret, "", initBody, http.StatusOK},
+	} {
+		if got := do(s, http.MethodPost, "/mcp", c.token, c.origin, c.body).Code; got != c.want {
+			t.Errorf("%s: %d, want %d", c.name, got, c.want)
+		}
+	}
+	if rec := do(s, http.MethodPost, "/mcp", "", "", initBody); rec.Header().Get("WWW-Authenticate") == "" {
+		t.Error("401 without WWW-Authenticate")
+	}
+	s.Drain()
+	if got := do(s, http.MethodPost, "/mcp", secret, "", initBody).Code; got != http.StatusServiceUnavailable {
+		t.Errorf("draining: %d, want 503", got)
+	}
+}
+
+// A session belongs to the token that created it.
+func TestSessionBoundToToken(t *testing.T) {
+	aliceSecret, aliceTok, _ := NewToken("alice")
+	bobSecret, bobTok, _ := NewToken("bob")
+	s, err := New(Config{Addr: "127.0.0.1:0", Tokens: []Token{aliceTok, bobTok}}, Deps{MCP: server.NewMCPServer("t", "1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := do(s, http.MethodPost, "/mcp", aliceSecret, "", initBody)
+	sid := rec.Header().Get(server.HeaderKeySessionID)
+	if rec.Code != 200 || sid == "" {
+		t.Fatalf("initialize: %d, session %q", rec.Code, sid)
+	}
+	req := httptest.NewRequest(http.MethodDelete, "/mcp", nil)
+	req.Header.Set("Authorization", "Bearer "+bobSecret)
+	req.Header.Set(server.HeaderKeySessionID, sid)
+	out := httptest.NewRecorder()
+	s.Handler().ServeHTTP(out, req)
+	if out.Code != http.StatusNotFound {
+		t.Fatalf("bob deletes alice's session: %d", out.Code)
 	}
 }

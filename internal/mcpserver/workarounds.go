@@ -1,8 +1,21 @@
 package mcpserver
 
+// The mcp-go v1.2.1 workarounds, in one place:
+//
+//  1. Delivery (below): a barrier so that every notification of a tool call
+//     is written before its result. Remove it when mcp-go writes
+//     notifications synchronously before the result (upstream PR #969,
+//     "ensure notifications are sent before the response").
+//  2. AnswerModernCancel (at the end): answers a protocol 2026-07-28
+//     notifications/cancelled with 202 itself. Remove it when mcp-go
+//     accepts that notification without a per-request _meta (it rejects it
+//     with 400 in v1.2.1, and the official SDK then closes the session).
+
 import (
 	"bytes"
+	"encoding/json"
 	"io"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -107,4 +120,30 @@ func (d *Delivery) Forget(call string) {
 	d.mu.Lock()
 	delete(d.seen, call)
 	d.mu.Unlock()
+}
+
+// AnswerModernCancel answers a protocol 2026-07-28 notifications/cancelled
+// with 202 itself, and reports whether it did. In that version a request
+// is cancelled by closing its HTTP request, which mcp-go turns into the
+// handler's cancellation; the notification the official Go SDK also sends
+// carries no per-request _meta, which mcp-go v1.2.1 rejects with 400, and
+// the SDK then closes the whole session. r's body must be in memory.
+func AnswerModernCancel(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method != http.MethodPost || r.Header.Get("MCP-Protocol-Version") < "2026-07-28" || r.Body == nil {
+		return false
+	}
+	body, err := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if err != nil {
+		return false
+	}
+	var msg struct {
+		ID     any    `json:"id"`
+		Method string `json:"method"`
+	}
+	if json.Unmarshal(body, &msg) != nil || msg.ID != nil || msg.Method != "notifications/cancelled" {
+		return false
+	}
+	w.WriteHeader(http.StatusAccepted)
+	return true
 }
