@@ -13,25 +13,31 @@ import (
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 )
 
+// listArgs are list_scans' arguments.
+type listArgs struct {
+	Target string `json:"target,omitempty" maxLength:"253" desc:"Only scans that listed this target. Example: 192.168.1.10"`
+	Status string `json:"status,omitempty" enum:"queued|running|done|failed|timed-out|cancelled|interrupted" desc:"Only scans with this status. Example: done"`
+	Since  string `json:"since,omitempty" maxLength:"64" desc:"Only scans started since this RFC 3339 time or this long ago. Example: 24h"`
+	Limit  int    `json:"limit,omitempty" min:"1" max:"200" default:"20" desc:"At most this many scans. Example: 10"`
+}
+
+// idArgs are the arguments of tools that take one scan id.
+type idArgs struct {
+	ID string `json:"id" minLength:"1" maxLength:"64" desc:"Scan id from nmap_scan or list_scans. Example: 3f2a9c0b1d4e"`
+}
+
+// diffArgs are diff_scans' arguments.
+type diffArgs struct {
+	IDA    string `json:"id_a,omitempty" maxLength:"64" desc:"Older scan id. Example: 3f2a9c0b1d4e"`
+	IDB    string `json:"id_b,omitempty" maxLength:"64" desc:"Newer scan id. Example: 9b1e7d2c4a60"`
+	Target string `json:"target,omitempty" maxLength:"253" desc:"Compare this target's latest two finished scans. Example: 192.168.1.10"`
+}
+
 func listTool() mcp.Tool {
 	opts := append(historyAnnotations("List scans"),
 		mcp.WithDescription("List past scans, newest first. Example: {\"target\": \"127.0.0.1\", \"limit\": 5}."),
-		mcp.WithString("target", mcp.MaxLength(253), mcp.Description("Only scans that listed this target. Example: 192.168.1.10")),
-		mcp.WithString("status", mcp.Enum(store.Statuses...), mcp.Description("Only scans with this status. Example: done")),
-		mcp.WithString("since", mcp.MaxLength(64), mcp.Description("Only scans started since this RFC 3339 time or this long ago. Example: 24h")),
-		mcp.WithInteger("limit", mcp.Min(1), mcp.Max(200), mcp.DefaultNumber(20), mcp.Description("At most this many scans. Example: 10")),
-		withOutputSchema(results.Object(map[string]any{
-			"scans": results.ArraySchema(results.Object(map[string]any{
-				"scan_id":          results.StringSchema("scan id"),
-				"status":           results.StringSchema("scan status"),
-				"targets":          results.StringSchema("targets"),
-				"scan_type":        results.StringSchema("scan type"),
-				"started_at":       results.StringSchema("RFC 3339 start time"),
-				"duration_seconds": results.NumberSchema("run time"),
-				"hosts_up":         results.IntegerSchema("hosts up"),
-				"open_ports":       results.IntegerSchema("open ports over all hosts"),
-			}, "one scan"), "scans, newest first"),
-		}, "scan list")),
+		withInput(listArgs{}, nil),
+		withOutput(listOutput{}),
 	)
 	return mcp.NewTool("list_scans", opts...)
 }
@@ -44,13 +50,17 @@ func cancelTool() mcp.Tool {
 		mcp.WithIdempotentHintAnnotation(true),
 		mcp.WithOpenWorldHintAnnotation(false),
 		mcp.WithDescription("Stop a queued or running scan by id; its record keeps the hosts finished so far. Example: {\"id\": \"3f2a9c0b1d4e\"}."),
-		mcp.WithString("id", mcp.Required(), mcp.MinLength(1), mcp.MaxLength(64), mcp.Description("Scan id. Example: 3f2a9c0b1d4e")),
+		withInput(idArgs{}, nil),
 	}
 	return mcp.NewTool("cancel_scan", opts...)
 }
 
 func (h *handlers) cancel(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-	id := req.GetString("id", "")
+	var a idArgs
+	if err := req.BindArguments(&a); err != nil {
+		return mcp.NewToolResultError(err.Error()), nil
+	}
+	id := a.ID
 	cancelled := h.Scans.Cancel(ctx, id)
 	snap, err := h.Scans.Get(ctx, id)
 	if err != nil {
@@ -66,8 +76,8 @@ func (h *handlers) cancel(ctx context.Context, req mcp.CallToolRequest) (*mcp.Ca
 func getTool() mcp.Tool {
 	opts := append(historyAnnotations("Get scan"),
 		mcp.WithDescription("Get one past scan's result by its id. Example: {\"id\": \"3f2a9c0b1d4e\"}."),
-		mcp.WithString("id", mcp.Required(), mcp.MinLength(1), mcp.MaxLength(64), mcp.Description("Scan id from nmap_scan or list_scans. Example: 3f2a9c0b1d4e")),
-		withOutputSchema(scanOutputSchema()),
+		withInput(idArgs{}, nil),
+		withOutput(scanOutput{}),
 	)
 	return mcp.NewTool("get_scan", opts...)
 }
@@ -75,33 +85,36 @@ func getTool() mcp.Tool {
 func diffTool() mcp.Tool {
 	opts := append(historyAnnotations("Diff scans"),
 		mcp.WithDescription("Show what changed between two scans: hosts, port states, services. Give id_a and id_b, or a target to compare its latest two finished scans. Example: {\"target\": \"127.0.0.1\"}."),
-		mcp.WithString("id_a", mcp.MaxLength(64), mcp.Description("Older scan id. Example: 3f2a9c0b1d4e")),
-		mcp.WithString("id_b", mcp.MaxLength(64), mcp.Description("Newer scan id. Example: 9b1e7d2c4a60")),
-		mcp.WithString("target", mcp.MaxLength(253), mcp.Description("Compare this target's latest two finished scans. Example: 192.168.1.10")),
-		withOutputSchema(results.Object(map[string]any{
-			"before": results.StringSchema("older scan id"),
-			"after":  results.StringSchema("newer scan id"),
-			"diff":   results.DiffSchema(),
-		}, "scan comparison")),
+		withInput(diffArgs{}, nil),
+		withOutput(diffOutput{}),
 	)
 	return mcp.NewTool("diff_scans", opts...)
 }
 
+// listOutput is list_scans' structuredContent.
+type listOutput struct {
+	Scans []listItem `json:"scans" desc:"scans, newest first"`
+}
+
 type listItem struct {
-	ScanID          string  `json:"scan_id"`
-	Status          string  `json:"status"`
-	Targets         string  `json:"targets"`
-	ScanType        string  `json:"scan_type"`
-	StartedAt       string  `json:"started_at"`
-	DurationSeconds float64 `json:"duration_seconds"`
-	HostsUp         int     `json:"hosts_up"`
-	OpenPorts       int     `json:"open_ports"`
+	ScanID          string  `json:"scan_id" desc:"scan id"`
+	Status          string  `json:"status" desc:"scan status"`
+	Targets         string  `json:"targets" desc:"targets"`
+	ScanType        string  `json:"scan_type" desc:"scan type"`
+	StartedAt       string  `json:"started_at" desc:"RFC 3339 start time"`
+	DurationSeconds float64 `json:"duration_seconds" desc:"run time"`
+	HostsUp         int     `json:"hosts_up" desc:"hosts up"`
+	OpenPorts       int     `json:"open_ports" desc:"open ports over all hosts"`
 }
 
 func (h *handlers) list(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-	f := store.Filter{Target: req.GetString("target", ""), Status: req.GetString("status", ""), Limit: req.GetInt("limit", 20)}
-	if s := req.GetString("since", ""); s != "" {
-		since, err := store.ParseSince(s, time.Now())
+	a := listArgs{Limit: 20}
+	if err := req.BindArguments(&a); err != nil {
+		return mcp.NewToolResultError(err.Error()), nil
+	}
+	f := store.Filter{Target: a.Target, Status: a.Status, Limit: a.Limit}
+	if a.Since != "" {
+		since, err := store.ParseSince(a.Since, time.Now())
 		if err != nil {
 			return mcp.NewToolResultError(err.Error()), nil
 		}
@@ -127,11 +140,15 @@ func (h *handlers) list(ctx context.Context, req mcp.CallToolRequest) (*mcp.Call
 		b.WriteString("no scans match\n")
 	}
 	return &mcp.CallToolResult{Content: []mcp.Content{mcp.NewTextContent(b.String())},
-		StructuredContent: map[string]any{"scans": items}}, nil
+		StructuredContent: listOutput{Scans: items}}, nil
 }
 
 func (h *handlers) get(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-	id := req.GetString("id", "")
+	var a idArgs
+	if err := req.BindArguments(&a); err != nil {
+		return mcp.NewToolResultError(err.Error()), nil
+	}
+	id := a.ID
 	snap, err := h.Scans.Get(ctx, id)
 	if err != nil {
 		return mcp.NewToolResultError(err.Error()), nil
@@ -143,13 +160,17 @@ func (h *handlers) get(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallT
 }
 
 type diffOutput struct {
-	Before string       `json:"before"`
-	After  string       `json:"after"`
-	Diff   results.Diff `json:"diff"`
+	Before string       `json:"before" desc:"older scan id"`
+	After  string       `json:"after" desc:"newer scan id"`
+	Diff   results.Diff `json:"diff" desc:"what changed between two scans"`
 }
 
 func (h *handlers) diff(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-	a, b, err := h.Scans.Pair(ctx, req.GetString("id_a", ""), req.GetString("id_b", ""), req.GetString("target", ""))
+	var args diffArgs
+	if err := req.BindArguments(&args); err != nil {
+		return mcp.NewToolResultError(err.Error()), nil
+	}
+	a, b, err := h.Scans.Pair(ctx, args.IDA, args.IDB, args.Target)
 	if err != nil {
 		return mcp.NewToolResultError(err.Error()), nil
 	}

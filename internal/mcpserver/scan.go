@@ -16,38 +16,23 @@ import (
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 )
 
+// scanArgs are nmap_scan's arguments: a scan request, and whether to wait.
+type scanArgs struct {
+	scan.Request
+	Wait bool `json:"wait,omitempty" default:"true" desc:"true: return the result. false: return the scan_id at once; poll get_scan. Example: false"`
+}
+
 func scanTool(rules scan.Rules) mcp.Tool {
 	maxT := int(rules.MaxTimeout.Seconds())
 	defT := int(rules.DefaultTimeout.Seconds())
 	opts := append(annotations("Nmap scan"),
 		mcp.WithDescription("Run an Nmap scan in a sandboxed container. Returns hosts and open ports with services. Example: {\"targets\": \"127.0.0.1\", \"ports\": \"22,80,443\"}."),
-		mcp.WithString("targets", mcp.Required(), mcp.MinLength(1), mcp.MaxLength(4096),
-			mcp.Description("IPs, CIDR blocks or hostnames, comma- or space-separated. Example: 192.168.1.0/24, scanme.nmap.org")),
-		mcp.WithString("scan_type", mcp.Enum("connect", "syn", "udp", "ping"), mcp.DefaultString("connect"),
-			mcp.Description("connect = TCP connect, syn = TCP SYN, udp = UDP, ping = host discovery only. Example: syn")),
-		mcp.WithString("ports", mcp.MaxLength(2048),
-			mcp.Description("Ports to scan; do not combine with top_ports. Example: 22,80,443,8000-8100")),
-		mcp.WithInteger("top_ports", mcp.Min(1), mcp.Max(65535),
-			mcp.Description("Scan the N most common ports; 100 when ports is not given. Example: 1000")),
-		mcp.WithBoolean("service_versions", mcp.DefaultBool(false),
-			mcp.Description("Detect service names and versions (slower). Example: true")),
-		mcp.WithBoolean("skip_host_discovery", mcp.DefaultBool(false),
-			mcp.Description("Treat every target as up, for hosts that ignore ping. Example: true")),
-		mcp.WithString("timing", mcp.Enum("T0", "T1", "T2", "T3", "T4", "T5"),
-			mcp.Description("Speed template: T0 slowest, T3 normal, T5 fastest. Example: T4")),
-		mcp.WithString("extra_timing", mcp.Enum("T0", "T1", "T2", "T3", "T4", "T5"),
-			mcp.Description("Old name of timing; use timing. Example: T4")),
-		mcp.WithInteger("timeout_seconds", mcp.Min(1), mcp.Max(maxT), mcp.DefaultNumber(defT),
-			mcp.Description(fmt.Sprintf("Stop the scan after this many seconds (1-%d). Example: 120", maxT))),
-		mcp.WithBoolean("os_detection", mcp.DefaultBool(false),
-			mcp.Description("Guess the operating system (needs open and closed ports). Example: true")),
-		mcp.WithString("scripts", mcp.MaxLength(1024),
-			mcp.Description("NSE scripts or categories, comma-separated; the deployment decides which may run. Example: default,http-title")),
-		mcp.WithString("script_args", mcp.MaxLength(2048),
-			mcp.Description("key=value pairs for the scripts, comma-separated. Example: http.useragent=scanner")),
-		mcp.WithBoolean("wait", mcp.DefaultBool(true),
-			mcp.Description("true: return the result. false: return the scan_id at once; poll get_scan. Example: false")),
-		withOutputSchema(scanOutputSchema()),
+		withInput(scanArgs{}, func(props map[string]any) {
+			t := props["timeout_seconds"].(map[string]any)
+			t["maximum"], t["default"] = maxT, defT
+			t["description"] = fmt.Sprintf("Stop the scan after this many seconds (1-%d). Example: 120", maxT)
+		}),
+		withOutput(scanOutput{}),
 	)
 	return mcp.NewTool("nmap_scan", opts...)
 }
@@ -60,43 +45,22 @@ func versionTool() mcp.Tool {
 
 // scanOutput is the structuredContent of nmap_scan and get_scan.
 type scanOutput struct {
-	ScanID          string         `json:"scan_id"`
-	Status          string         `json:"status"`
-	Targets         string         `json:"targets"`
-	ScanType        string         `json:"scan_type"`
-	Command         string         `json:"command"`
-	StartedAt       string         `json:"started_at"`
-	DurationSeconds float64        `json:"duration_seconds"`
-	ExitCode        int            `json:"exit_code"`
-	Error           string         `json:"error"`
-	Truncated       bool           `json:"truncated"`
-	HostsOmitted    int            `json:"hosts_omitted"`
-	Result          results.Result `json:"result"`
-	Resource        string         `json:"resource"`
-	XMLResource     string         `json:"xml_resource"`
-	ProgressPercent float64        `json:"progress_percent"`
-	ProgressMessage string         `json:"progress_message"`
-}
-
-func scanOutputSchema() map[string]any {
-	return results.Object(map[string]any{
-		"scan_id":          results.StringSchema("scan id, for get_scan and diff_scans"),
-		"status":           map[string]any{"type": "string", "enum": store.Statuses, "description": "scan status"},
-		"targets":          results.StringSchema("targets as passed to nmap"),
-		"scan_type":        results.StringSchema("connect, syn, udp or ping"),
-		"command":          results.StringSchema("the nmap command run in the sandbox"),
-		"started_at":       results.StringSchema("RFC 3339 start time"),
-		"duration_seconds": results.NumberSchema("run time"),
-		"exit_code":        results.IntegerSchema("nmap's exit code"),
-		"error":            results.StringSchema("why the scan failed or stopped; empty when done"),
-		"truncated":        results.BooleanSchema("true when hosts were left out to keep the result small; read resource for all"),
-		"hosts_omitted":    results.IntegerSchema("hosts left out of result.hosts"),
-		"result":           results.Schema(),
-		"resource":         results.StringSchema("scan://ID: the full record as JSON"),
-		"xml_resource":     results.StringSchema("scan://ID/xml: nmap's raw XML"),
-		"progress_percent": results.NumberSchema("0-100; 100 when finished"),
-		"progress_message": results.StringSchema("latest progress, e.g. queued, position 2"),
-	}, "one scan")
+	ScanID          string         `json:"scan_id" desc:"scan id, for get_scan and diff_scans"`
+	Status          string         `json:"status" enum:"queued|running|done|failed|timed-out|cancelled|interrupted" desc:"scan status"`
+	Targets         string         `json:"targets" desc:"targets as passed to nmap"`
+	ScanType        string         `json:"scan_type" desc:"connect, syn, udp or ping"`
+	Command         string         `json:"command" desc:"the nmap command run in the sandbox"`
+	StartedAt       string         `json:"started_at" desc:"RFC 3339 start time"`
+	DurationSeconds float64        `json:"duration_seconds" desc:"run time"`
+	ExitCode        int            `json:"exit_code" desc:"nmap's exit code"`
+	Error           string         `json:"error" desc:"why the scan failed or stopped; empty when done"`
+	Truncated       bool           `json:"truncated" desc:"true when hosts were left out to keep the result small; read resource for all"`
+	HostsOmitted    int            `json:"hosts_omitted" desc:"hosts left out of result.hosts"`
+	Result          results.Result `json:"result" desc:"decoded nmap result"`
+	Resource        string         `json:"resource" desc:"scan://ID: the full record as JSON"`
+	XMLResource     string         `json:"xml_resource" desc:"scan://ID/xml: nmap's raw XML"`
+	ProgressPercent float64        `json:"progress_percent" desc:"0-100; 100 when finished"`
+	ProgressMessage string         `json:"progress_message" desc:"latest progress, e.g. queued, position 2"`
 }
 
 // output builds the structured content of a record, keeping the hosts
@@ -137,7 +101,7 @@ func (h *handlers) scan(ctx context.Context, req mcp.CallToolRequest) (*mcp.Call
 	if w, ok := args["wait"].(bool); ok {
 		wait = w
 	}
-	delete(args, "wait")
+	delete(args, "wait") // the rest is a scan.Request
 	raw, err := json.Marshal(args)
 	if err != nil {
 		return mcp.NewToolResultErrorf("could not read the arguments: %v", err), nil
@@ -239,15 +203,4 @@ func (h *handlers) version(ctx context.Context, _ mcp.CallToolRequest) (*mcp.Cal
 		"nmap-mcp: " + h.Info.ServerVersion,
 	}
 	return mcp.NewToolResultText(strings.Join(lines, "\n")), nil
-}
-
-// withOutputSchema publishes a hand-written output schema.
-func withOutputSchema(schema map[string]any) mcp.ToolOption {
-	b, err := json.Marshal(schema)
-	if err != nil {
-		// The schemas are built from literals in this module; a failure
-		// here is a programming error caught by the tests.
-		b = []byte(`{"type":"object"}`)
-	}
-	return mcp.WithRawOutputSchema(b)
 }

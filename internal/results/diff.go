@@ -8,30 +8,30 @@ import (
 
 // Diff is what changed from one result (Before) to another (After).
 type Diff struct {
-	HostsAppeared    []string      `json:"hosts_appeared"`
-	HostsDisappeared []string      `json:"hosts_disappeared"`
-	PortChanges      []PortChange  `json:"port_changes"`
-	ServiceChanges   []ServiceDiff `json:"service_changes"`
+	HostsAppeared    []string      `json:"hosts_appeared" desc:"hosts up now, not before"`
+	HostsDisappeared []string      `json:"hosts_disappeared" desc:"hosts up before, not now"`
+	PortChanges      []PortChange  `json:"port_changes" desc:"port state changes"`
+	ServiceChanges   []ServiceDiff `json:"service_changes" desc:"service, product or version changes"`
 }
 
 // PortChange is a port whose state changed, or that appeared in or
 // vanished from the listing ("" for absent).
 type PortChange struct {
-	Host     string `json:"host"`
-	Protocol string `json:"protocol"`
-	Port     int    `json:"port"`
-	From     string `json:"from"`
-	To       string `json:"to"`
+	Host     string `json:"host" desc:"host"`
+	Protocol string `json:"protocol" desc:"tcp or udp"`
+	Port     int    `json:"port" desc:"port"`
+	From     string `json:"from" desc:"state before (empty: not listed)"`
+	To       string `json:"to" desc:"state now (empty: not listed)"`
 }
 
 // ServiceDiff is a change of service name, product or version on a port.
 type ServiceDiff struct {
-	Host     string `json:"host"`
-	Protocol string `json:"protocol"`
-	Port     int    `json:"port"`
-	Field    string `json:"field"` // service, product or version
-	From     string `json:"from"`
-	To       string `json:"to"`
+	Host     string `json:"host" desc:"host"`
+	Protocol string `json:"protocol" desc:"tcp or udp"`
+	Port     int    `json:"port" desc:"port"`
+	Field    string `json:"field" desc:"service, product or version"`
+	From     string `json:"from" desc:"before"`
+	To       string `json:"to" desc:"now"`
 }
 
 // Empty reports whether nothing changed.

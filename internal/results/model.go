@@ -8,8 +8,8 @@
 // github.com/orisano/gosax and fills its own model directly (about 55,000
 // hosts/s, flat memory; see BenchmarkDecode). Its Result is also smaller
 // than nmap's full model: it carries what a reader acts on, its arrays are
-// never null, and its JSON schema (Schema) has no $ref and no boolean
-// subschemas, which LM Studio and the TypeScript SDK require.
+// never null, and its fields carry the descriptions (desc tags) from which
+// the MCP layer derives its JSON schema.
 package results
 
 import (
@@ -21,26 +21,26 @@ import (
 // Result is one scan's decoded outcome.
 type Result struct {
 	// NmapVersion and Args come from the <nmaprun> element.
-	NmapVersion string `json:"nmap_version"`
-	Args        string `json:"args"`
-	Hosts       []Host `json:"hosts"`
-	Stats       Stats  `json:"stats"`
+	NmapVersion string `json:"nmap_version" desc:"nmap version"`
+	Args        string `json:"args" desc:"nmap command line"`
+	Hosts       []Host `json:"hosts" desc:"hosts in the order nmap finished them"`
+	Stats       Stats  `json:"stats" desc:"run statistics"`
 	// Partial is true when the XML ended before </nmaprun>: the scan was
 	// cut short (timed out, cancelled, failed) and Hosts holds those that
 	// finished.
-	Partial bool `json:"partial"`
+	Partial bool `json:"partial" desc:"true when the scan stopped early; hosts holds those that finished"`
 	// Skipped lists targets nmap could not use (e.g. unresolvable names).
-	Skipped []string `json:"skipped"`
+	Skipped []string `json:"skipped" desc:"targets nmap skipped"`
 	// Dropped counts what the result's bounds left out (see Limits).
-	Dropped Dropped `json:"dropped"`
+	Dropped Dropped `json:"dropped" desc:"what the result's size bounds left out; all zero when the result is complete"`
 }
 
 // Dropped counts hosts, ports and NSE output bytes a result left out to
 // stay within its bounds.
 type Dropped struct {
-	Hosts       int `json:"hosts"`
-	Ports       int `json:"ports"`
-	ScriptBytes int `json:"script_bytes"`
+	Hosts       int `json:"hosts" desc:"hosts left out of the result (over the per-scan bound)"`
+	Ports       int `json:"ports" desc:"listed ports left out of the result (over the per-scan bound)"`
+	ScriptBytes int `json:"script_bytes" desc:"bytes of NSE output left out"`
 }
 
 // Any reports whether anything was left out.
@@ -63,58 +63,58 @@ func (d Dropped) String() string {
 
 // Host is one scanned host.
 type Host struct {
-	Addresses []string `json:"addresses"`
-	Hostnames []string `json:"hostnames"`
-	State     string   `json:"state"`  // up, down, unknown
-	Reason    string   `json:"reason"` // e.g. syn-ack, conn-refused, no-response
-	Ports     []Port   `json:"ports"`
+	Addresses []string `json:"addresses" desc:"IP addresses"`
+	Hostnames []string `json:"hostnames" desc:"host names"`
+	State     string   `json:"state" desc:"up, down or unknown"`
+	Reason    string   `json:"reason" desc:"why nmap decided the state, e.g. syn-ack"`
+	Ports     []Port   `json:"ports" desc:"ports nmap listed"`
 	// OtherPorts summarises ports nmap folded into <extraports>,
 	// e.g. {"state": "closed", "count": 97}.
-	OtherPorts []PortCount `json:"other_ports"`
-	OS         []OSMatch   `json:"os"`
-	Scripts    []Script    `json:"scripts"`
+	OtherPorts []PortCount `json:"other_ports" desc:"ports folded into counts"`
+	OS         []OSMatch   `json:"os" desc:"OS detection guesses"`
+	Scripts    []Script    `json:"scripts" desc:"host-level NSE output"`
 }
 
 // Port is one reported port.
 type Port struct {
-	Protocol  string   `json:"protocol"`
-	Port      int      `json:"port"`
-	State     string   `json:"state"`
-	Reason    string   `json:"reason"`
-	Service   string   `json:"service"`
-	Product   string   `json:"product"`
-	Version   string   `json:"version"`
-	ExtraInfo string   `json:"extra_info"`
-	Scripts   []Script `json:"scripts"`
+	Protocol  string   `json:"protocol" desc:"tcp or udp"`
+	Port      int      `json:"port" desc:"port number"`
+	State     string   `json:"state" desc:"open, closed, filtered, open|filtered, ..."`
+	Reason    string   `json:"reason" desc:"why nmap decided the state, e.g. syn-ack"`
+	Service   string   `json:"service" desc:"service name, e.g. ssh"`
+	Product   string   `json:"product" desc:"product, e.g. OpenSSH"`
+	Version   string   `json:"version" desc:"version, e.g. 9.2p1"`
+	ExtraInfo string   `json:"extra_info" desc:"extra service detail"`
+	Scripts   []Script `json:"scripts" desc:"NSE output for this port"`
 }
 
 // PortCount is a number of ports in one state that nmap did not list.
 type PortCount struct {
-	State string `json:"state"`
-	Count int    `json:"count"`
+	State string `json:"state" desc:"state"`
+	Count int    `json:"count" desc:"how many"`
 }
 
 // OSMatch is one OS detection guess.
 type OSMatch struct {
-	Name     string `json:"name"`
-	Accuracy int    `json:"accuracy"`
+	Name     string `json:"name" desc:"OS name"`
+	Accuracy int    `json:"accuracy" desc:"percent"`
 }
 
 // Script is the output of one NSE script.
 type Script struct {
-	ID     string `json:"id"`
-	Output string `json:"output"`
+	ID     string `json:"id" desc:"NSE script name"`
+	Output string `json:"output" desc:"script output"`
 }
 
 // Stats are the run statistics from <runstats>.
 type Stats struct {
-	ElapsedSeconds float64 `json:"elapsed_seconds"`
-	HostsUp        int     `json:"hosts_up"`
-	HostsDown      int     `json:"hosts_down"`
-	HostsTotal     int     `json:"hosts_total"`
-	Exit           string  `json:"exit"` // "success" or "error"; empty when partial
-	Error          string  `json:"error"`
-	Summary        string  `json:"summary"`
+	ElapsedSeconds float64 `json:"elapsed_seconds" desc:"scan time"`
+	HostsUp        int     `json:"hosts_up" desc:"hosts up"`
+	HostsDown      int     `json:"hosts_down" desc:"hosts down"`
+	HostsTotal     int     `json:"hosts_total" desc:"hosts scanned"`
+	Exit           string  `json:"exit" desc:"success or error; empty when partial"`
+	Error          string  `json:"error" desc:"nmap's error message"`
+	Summary        string  `json:"summary" desc:"nmap's summary line"`
 }
 
 // Progress is one <taskprogress> report.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 )
@@ -29,30 +30,31 @@ var Types = []Type{Connect, SYN, UDP, Ping}
 type Request struct {
 	// Targets holds comma- or space-separated IPv4/IPv6 addresses, CIDR
 	// blocks and hostnames.
-	Targets string `json:"targets"`
+	Targets string `json:"targets" minLength:"1" maxLength:"4096" desc:"IPs, CIDR blocks or hostnames, comma- or space-separated. Example: 192.168.1.0/24, scanme.nmap.org"`
 	// ScanType is one of syn, connect, udp or ping; empty means connect.
-	ScanType string `json:"scan_type,omitempty"`
+	ScanType string `json:"scan_type,omitempty" enum:"connect|syn|udp|ping" default:"connect" desc:"connect = TCP connect, syn = TCP SYN, udp = UDP, ping = host discovery only. Example: syn"`
 	// Ports is an nmap port list such as "22,80,8000-8100".
-	Ports string `json:"ports,omitempty"`
+	Ports string `json:"ports,omitempty" maxLength:"2048" desc:"Ports to scan; do not combine with top_ports. Example: 22,80,443,8000-8100"`
 	// TopPorts scans the N most common ports; default 100 when Ports is empty.
-	TopPorts *int `json:"top_ports,omitempty"`
+	TopPorts *int `json:"top_ports,omitempty" min:"1" max:"65535" desc:"Scan the N most common ports; 100 when ports is not given. Example: 1000"`
 	// ServiceVersions adds version detection (-sV).
-	ServiceVersions bool `json:"service_versions,omitempty"`
+	ServiceVersions bool `json:"service_versions,omitempty" default:"false" desc:"Detect service names and versions (slower). Example: true"`
 	// SkipHostDiscovery treats every target as up (-Pn).
-	SkipHostDiscovery bool `json:"skip_host_discovery,omitempty"`
+	SkipHostDiscovery bool `json:"skip_host_discovery,omitempty" default:"false" desc:"Treat every target as up, for hosts that ignore ping. Example: true"`
 	// Timing is an nmap timing template, T0 to T5.
-	Timing string `json:"timing,omitempty"`
+	Timing string `json:"timing,omitempty" enum:"T0|T1|T2|T3|T4|T5" desc:"Speed template: T0 slowest, T3 normal, T5 fastest. Example: T4"`
 	// ExtraTiming is the original server's name for Timing, kept as an alias.
-	ExtraTiming string `json:"extra_timing,omitempty"`
-	// TimeoutSeconds is the wall-clock limit of the scan container.
-	TimeoutSeconds *int `json:"timeout_seconds,omitempty"`
+	ExtraTiming string `json:"extra_timing,omitempty" enum:"T0|T1|T2|T3|T4|T5" desc:"Old name of timing; use timing. Example: T4"`
+	// TimeoutSeconds is the wall-clock limit of the scan container; its
+	// bounds come from the configuration.
+	TimeoutSeconds *int `json:"timeout_seconds,omitempty" min:"1" desc:"Stop the scan after this many seconds. Example: 120"`
 	// OSDetection adds OS detection (-O); it needs raw sockets.
-	OSDetection bool `json:"os_detection,omitempty"`
+	OSDetection bool `json:"os_detection,omitempty" default:"false" desc:"Guess the operating system (needs open and closed ports). Example: true"`
 	// Scripts lists NSE scripts or categories, comma-separated, e.g.
 	// "default,http-title". The deployment's policy decides which may run.
-	Scripts string `json:"scripts,omitempty"`
+	Scripts string `json:"scripts,omitempty" maxLength:"1024" desc:"NSE scripts or categories, comma-separated; the deployment decides which may run. Example: default,http-title"`
 	// ScriptArgs are key=value pairs for the scripts, comma-separated.
-	ScriptArgs string `json:"script_args,omitempty"`
+	ScriptArgs string `json:"script_args,omitempty" maxLength:"2048" desc:"key=value pairs for the scripts, comma-separated. Example: http.useragent=scanner"`
 }
 
 // DecodeRequest decodes a JSON object of nmap_scan arguments strictly: an
@@ -78,9 +80,16 @@ func DecodeRequest(data []byte) (Request, error) {
 	return r, nil
 }
 
-// ParameterNames lists the JSON names Request accepts.
-var ParameterNames = []string{"targets", "scan_type", "ports", "top_ports", "service_versions",
-	"skip_host_discovery", "timing", "extra_timing", "timeout_seconds", "os_detection", "scripts", "script_args"}
+// ParameterNames lists the JSON names Request accepts, from its fields.
+var ParameterNames = func() []string {
+	t := reflect.TypeFor[Request]()
+	names := make([]string, 0, t.NumField())
+	for i := 0; i < t.NumField(); i++ {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		names = append(names, name)
+	}
+	return names
+}()
 
 func jsonKind(goKind string) string {
 	switch goKind {
