@@ -9,7 +9,7 @@ import (
 type TimeoutError struct{ After time.Duration }
 
 func (e *TimeoutError) Error() string {
-	return fmt.Sprintf("timed out after %d s and was killed; the output so far is kept; raise timeout_seconds or scan fewer targets or ports",
+	return fmt.Sprintf("timed out after %d s and was killed; the output so far is kept",
 		int(e.After.Round(time.Second)/time.Second))
 }
 
@@ -17,7 +17,7 @@ func (e *TimeoutError) Error() string {
 type OOMError struct{ Limit int64 }
 
 func (e *OOMError) Error() string {
-	return fmt.Sprintf("killed for exceeding the memory limit of %d MiB; raise the limit (--memory or NMAP_MCP_MEMORY) or scan fewer targets",
+	return fmt.Sprintf("killed for exceeding the memory limit of %d MiB",
 		e.Limit>>20)
 }
 
@@ -28,7 +28,7 @@ type PidsError struct {
 }
 
 func (e *PidsError) Error() string {
-	return fmt.Sprintf("ran out of processes under the pids limit of %d (%s); raise the limit (--pids or NMAP_MCP_PIDS)",
+	return fmt.Sprintf("ran out of processes under the pids limit of %d (%s)",
 		e.Limit, firstLine(e.Stderr))
 }
 
@@ -52,7 +52,7 @@ type ImageError struct {
 }
 
 func (e *ImageError) Error() string {
-	return fmt.Sprintf("scanner image %s is missing or unusable: %v; build it with: nmap-mcp image build", e.Image, e.Err)
+	return fmt.Sprintf("scanner image %s is missing or unusable: %v", e.Image, e.Err)
 }
 
 func (e *ImageError) Unwrap() error { return e.Err }

@@ -226,8 +226,8 @@ func TestMissingImage(t *testing.T) {
 	j.Spec.Image = "nmap-mcp/nmap:no-such-tag"
 	res, err := run(t, context.Background(), j)
 	var ie *executor.ImageError
-	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "nmap-mcp image build") {
-		t.Fatalf("err = %v; want *ImageError saying what to do", err)
+	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "no-such-tag") {
+		t.Fatalf("err = %v; want *ImageError naming the image", err)
 	}
 	if res.ContainerID != "" {
 		t.Fatalf("a container was created: %s", res.ContainerID)

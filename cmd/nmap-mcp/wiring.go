@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"github.com/nmap-mcp/nmap-mcp/executor"
 	"github.com/nmap-mcp/nmap-mcp/images"
 	"github.com/nmap-mcp/nmap-mcp/internal/audit"
+	"github.com/nmap-mcp/nmap-mcp/internal/config"
 	"github.com/nmap-mcp/nmap-mcp/internal/policy"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
@@ -113,7 +115,7 @@ func bringUp(ctx context.Context, s *settings, log *slog.Logger, stderr io.Write
 		return nil, fmt.Errorf("config %s: %w", s.configPath, err)
 	}
 	q.Sandbox, q.MaxAddresses, q.Limits, q.Client = opts, s.Budgets.MaxAddressesPerScan, s.ResultLimits(), "local"
-	svc = scans.New(q, scans.Deps{Runner: ex, Image: img, Store: st, Audit: trail, Policy: pol, Meter: meter, Log: log})
+	svc = scans.New(q, scans.Deps{Runner: ex, Image: img, Store: st, Audit: trail, Policy: pol, Meter: meter, Log: log, Advice: advice})
 	return &stack{cli: cli, runner: ex, scans: svc, store: st, close: func() {
 		<-swept
 		// The history and the trail close while the engine client does.
@@ -122,6 +124,30 @@ func bringUp(ctx context.Context, s *settings, log *slog.Logger, stderr io.Write
 		cli.Close()
 		<-done
 	}}, nil
+}
+
+// advice says what to change when a scan hits a limit: the edge knows the
+// tool arguments, config keys, flags and variables; the runner does not.
+func advice(err error) string {
+	var (
+		te *executor.TimeoutError
+		oe *executor.OOMError
+		pe *executor.PidsError
+		ie *executor.ImageError
+	)
+	switch {
+	case errors.As(err, &te):
+		return fmt.Sprintf("; raise timeout_seconds (at most %s), or scan fewer targets or ports", config.Where("sandbox.max_timeout_seconds"))
+	case errors.As(err, &oe):
+		return "; raise " + config.Where("sandbox.memory") + ", or scan fewer targets"
+	case errors.As(err, &pe):
+		return "; raise " + config.Where("sandbox.pids")
+	case errors.As(err, &ie):
+		return "; build it with: nmap-mcp image build"
+	case executor.IsUnreachable(err):
+		return "" // the error says how to reach the engine
+	}
+	return ""
 }
 
 func newInstance() string {

@@ -269,3 +269,14 @@ func lineOf(data []byte, key string) int {
 	}
 	return line
 }
+
+// Where says how to change a setting, e.g. "sandbox.memory in the config
+// file, --memory or NMAP_MCP_MEMORY", for fix-it advice at the edge.
+func Where(key string) string {
+	for _, s := range settings {
+		if s.key == key {
+			return fmt.Sprintf("%s in the config file, --%s or %s", key, s.flag, s.env)
+		}
+	}
+	return key + " in the config file"
+}

@@ -454,6 +454,8 @@ func (r *run) finish(ctx context.Context, ended time.Time, res *executor.Result,
 		rec.Error = err.Error()
 		if errors.Is(context.Cause(ctx), ErrCancelledByRequest) && status == store.Cancelled {
 			rec.Error = ErrCancelledByRequest.Error()
+		} else if r.s.d.Advice != nil {
+			rec.Error += r.s.d.Advice(err)
 		}
 	}
 	if res != nil {

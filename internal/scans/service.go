@@ -88,6 +88,9 @@ type Deps struct {
 	Policy Checker
 	Meter  Meter
 	Log    *slog.Logger
+	// Advice, when set, adds to a failed scan's error what to change and
+	// where (the edge knows the flags, keys and tool arguments).
+	Advice func(error) string
 }
 
 // Service admits, queues, runs and records scans.
