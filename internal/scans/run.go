@@ -307,9 +307,8 @@ func (r *run) run(ctx context.Context, ticket *Ticket) {
 		if cause := context.Cause(ctx); cause != nil && !errors.Is(err, cause) && errors.Is(cause, ErrCancelledByRequest) {
 			err = fmt.Errorf("%w: %w", err, cause)
 		}
-		now := time.Now()
-		r.finish(ctx, now, nil, nil, err)
 		r.logf("warning", "scan %s left the queue: %v", sc.ID, err)
+		r.finish(ctx, time.Now(), nil, nil, err)
 		return
 	}
 	// The slot is held until the container is gone, so that no more than
