@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -84,17 +85,22 @@ const (
 	healthTTL = 2 * time.Second
 )
 
+// isLoopback reports whether a listen address is on loopback.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && ip.IsLoopback()
+}
+
 // Validate refuses a non-loopback address without tokens.
 func (c Config) Validate() error {
-	host, _, err := net.SplitHostPort(c.Addr)
-	if err != nil {
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		return fmt.Errorf("http address %q: %w", c.Addr, err)
 	}
-	loopback := host == "localhost"
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-		loopback = true
-	}
-	if !loopback && len(c.Tokens) == 0 {
+	if !isLoopback(c.Addr) && len(c.Tokens) == 0 {
 		return fmt.Errorf("refusing to serve on %s, which is not loopback, without a bearer token: "+
 			"make one with `nmap-mcp token add NAME` (it is stored in the config file), or serve on 127.0.0.1", c.Addr)
 	}
@@ -134,6 +140,9 @@ type Server struct {
 	sessMu   sync.Mutex
 	sessions map[string]string
 
+	// loopback is true when the listener is on a loopback address.
+	loopback bool
+
 	healthMu  sync.Mutex
 	healthAt  time.Time
 	healthErr error
@@ -163,7 +172,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if cfg.MaxConnections <= 0 {
 		cfg.MaxConnections = 256
 	}
-	s := &Server{cfg: cfg, d: d, sessions: map[string]string{}}
+	s := &Server{cfg: cfg, d: d, sessions: map[string]string{}, loopback: isLoopback(cfg.Addr)}
 	s.mcp = server.NewStreamableHTTPServer(d.MCP,
 		server.WithEndpointPath("/mcp"),
 		server.WithHeartbeatInterval(30*time.Second),
@@ -247,11 +256,35 @@ func (s *Server) health(ctx context.Context) error {
 	return s.healthErr
 }
 
+// originAllowed accepts the configured origins and, on a loopback
+// listener, the browser origins of this machine itself (localhost,
+// 127.0.0.1, [::1], any port, http or https): a page on this machine may
+// reach a loopback server anyway, while a DNS-rebinding page keeps its
+// foreign origin and is refused.
+func (s *Server) originAllowed(origin string) bool {
+	if slices.Contains(s.cfg.Origins, origin) {
+		return true
+	}
+	if !s.loopback {
+		return false
+	}
+	u, err := url.Parse(origin)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Path != "" && u.Path != "/" {
+		return false
+	}
+	host := u.Hostname()
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 // guard applies the Origin allowlist, bearer tokens, the drain and (for
 // MCP) the body bound, before anything reaches next.
 func (s *Server) guard(next http.Handler, mcpEndpoint bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if o := r.Header.Get("Origin"); o != "" && !slices.Contains(s.cfg.Origins, o) {
+		if o := r.Header.Get("Origin"); o != "" && !s.originAllowed(o) {
 			s.d.Refused("origin")
 			http.Error(w, fmt.Sprintf("Forbidden: Origin %q is not allowed; add it to http.origins in the config file", o), http.StatusForbidden)
 			return

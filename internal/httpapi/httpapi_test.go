@@ -122,3 +122,29 @@ func TestSessionBoundToToken(t *testing.T) {
 		t.Fatalf("bob deletes alice's session: %d", out.Code)
 	}
 }
+
+// On a loopback listener this machine's own browser origins are accepted
+// (the MCP conformance suite's dns-rebinding-protection scenario); foreign
+// origins are still refused, and on other listeners only the configured
+// ones pass.
+func TestLocalOrigins(t *testing.T) {
+	s, secret := testServer(t)
+	for origin, want := range map[string]int{
+		"http://localhost:8808": http.StatusOK, "http://127.0.0.1:9": http.StatusOK, "http://[::1]:8808": http.StatusOK,
+		"https://localhost": http.StatusOK, "http://localhost.evil.test": http.StatusForbidden,
+		"http://127.0.0.1.nip.io:8808": http.StatusForbidden, "http://evil.test": http.StatusForbidden,
+		"file://localhost": http.StatusForbidden,
+	} {
+		if got := do(s, http.MethodPost, "/mcp", secret, origin, initBody).Code; got != want {
+			t.Errorf("Origin %s: %d, want %d", origin, got, want)
+		}
+	}
+	_, tok, _ := NewToken("alice")
+	lan, err := New(Config{Addr: "192.0.2.1:8808", Tokens: []Token{tok}}, Deps{MCP: server.NewMCPServer("t", "1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lan.originAllowed("http://localhost:8808") {
+		t.Error("a non-loopback listener accepted a localhost origin")
+	}
+}
