@@ -228,7 +228,7 @@ func (d *decoder) start(name, attrs []byte) error {
 		if d.host != nil {
 			err = eachAttr(attrs, func(k, v []byte) {
 				if string(k) == "name" {
-					d.host.Hostnames = append(d.host.Hostnames, string(v))
+					d.host.Hostnames = append(d.host.Hostnames, clean(string(v), false))
 				}
 			})
 		}
@@ -260,13 +260,13 @@ func (d *decoder) start(name, attrs []byte) error {
 			err = eachAttr(attrs, func(k, v []byte) {
 				switch string(k) {
 				case "name":
-					d.port.Service = string(v)
+					d.port.Service = clean(string(v), false)
 				case "product":
-					d.port.Product = string(v)
+					d.port.Product = clean(string(v), false)
 				case "version":
-					d.port.Version = string(v)
+					d.port.Version = clean(string(v), false)
 				case "extrainfo":
-					d.port.ExtraInfo = string(v)
+					d.port.ExtraInfo = clean(string(v), false)
 				}
 			})
 		}
@@ -275,7 +275,7 @@ func (d *decoder) start(name, attrs []byte) error {
 		err = eachAttr(attrs, func(k, v []byte) {
 			switch string(k) {
 			case "id":
-				s.ID = string(v)
+				s.ID = clean(string(v), false)
 			case "output":
 				s.Output = d.scriptOutput(v)
 			}
@@ -305,7 +305,7 @@ func (d *decoder) start(name, attrs []byte) error {
 			err = eachAttr(attrs, func(k, v []byte) {
 				switch string(k) {
 				case "name":
-					m.Name = string(v)
+					m.Name = clean(string(v), false)
 				case "accuracy":
 					m.Accuracy = atoi(v)
 				}
@@ -446,8 +446,8 @@ func (d *decoder) scriptOutput(v []byte) string {
 	keep := min(len(v), d.h.Limits.MaxScriptOutput, max(d.h.Limits.MaxScriptBytes-d.sbytes, 0))
 	d.sbytes += keep
 	if keep == len(v) {
-		return string(v)
+		return clean(string(v), true)
 	}
 	d.res.Dropped.ScriptBytes += len(v) - keep
-	return string(v[:keep]) + fmt.Sprintf(" [cut: %d more bytes]", len(v)-keep)
+	return clean(string(v[:keep]), true) + fmt.Sprintf(" [cut: %d more bytes]", len(v)-keep)
 }

@@ -135,17 +135,19 @@ func (h Host) OpenPorts() []Port {
 	return out
 }
 
-// Name is the host's first address, with its first hostname if any.
+// Name is the host's first address, with its first hostname if any
+// (bounded and on one line: a reverse-DNS name comes from the network).
 func (h Host) Name() string {
 	name := ""
 	if len(h.Addresses) > 0 {
 		name = h.Addresses[0]
 	}
 	if len(h.Hostnames) > 0 {
+		hn := bounded(h.Hostnames[0], 253)
 		if name == "" {
-			return h.Hostnames[0]
+			return hn
 		}
-		return name + " (" + h.Hostnames[0] + ")"
+		return name + " (" + hn + ")"
 	}
 	return name
 }

@@ -23,7 +23,7 @@ func Text(r *Result, maxBytes int, more string) (text string, cut bool) {
 			lines = append(lines, "  "+scriptLine(s))
 		}
 		if len(h.OS) > 0 {
-			lines = append(lines, fmt.Sprintf("  OS: %s (%d%%)", h.OS[0].Name, h.OS[0].Accuracy))
+			lines = append(lines, fmt.Sprintf("  OS: %s (%d%%)", quoted(h.OS[0].Name, 120), h.OS[0].Accuracy))
 		}
 	}
 	if len(r.Skipped) > 0 {
@@ -80,26 +80,35 @@ func hostLine(h Host) string {
 	return line
 }
 
+// portLine names the port and its service; what the remote service said
+// of itself (product, version, extra info) is quoted as data.
 func portLine(p Port) string {
 	parts := []string{fmt.Sprintf("%d/%s %s", p.Port, p.Protocol, p.State)}
 	if p.Service != "" {
-		parts = append(parts, p.Service)
+		parts = append(parts, bounded(p.Service, 40))
 	}
 	if v := strings.TrimSpace(strings.Join([]string{p.Product, p.Version}, " ")); v != "" {
-		parts = append(parts, v)
+		parts = append(parts, quoted(v, 120))
 	}
 	if p.ExtraInfo != "" {
-		parts = append(parts, "("+p.ExtraInfo+")")
+		parts = append(parts, "("+quoted(p.ExtraInfo, 120)+")")
 	}
 	return strings.Join(parts, " ")
 }
 
+// scriptLine shows an NSE output, from the scanned machine, quoted.
 func scriptLine(s Script) string {
-	out := strings.Join(strings.Fields(s.Output), " ")
-	if len(out) > 200 {
-		out = out[:197] + "..."
+	return "| " + bounded(s.ID, 64) + ": " + quoted(s.Output, 200)
+}
+
+// bounded is a remote name on one line, at most n bytes, unquoted: for
+// names that are words (service names, hostnames, script ids).
+func bounded(s string, n int) string {
+	s = strings.Join(strings.Fields(clean(s, false)), "_")
+	if len(s) > n {
+		return s[:n]
 	}
-	return "| " + s.ID + ": " + out
+	return s
 }
 
 func summaryLine(r *Result) string {
