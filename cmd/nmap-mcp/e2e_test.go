@@ -339,3 +339,27 @@ func TestCLIHonoursConfigFile(t *testing.T) {
 		t.Fatalf("config check of a bad file: %v\n%s", err, out)
 	}
 }
+
+// check_scope answers for allowed, denied and resolving names without
+// scanning: no record and no container. The server runs with network none.
+func TestCheckScope(t *testing.T) {
+	testkit.NeedEngine(t)
+	s := connect(t, "NMAP_MCP_NETWORK=none", "NMAP_MCP_STORE="+filepath.Join(t.TempDir(), "scans.db"))
+	res, text := call(t, s, "check_scope", map[string]any{"targets": "127.0.0.1, 169.254.169.254, localhost, 8.8.8.8"})
+	if res.IsError {
+		t.Fatal(text)
+	}
+	for _, want := range []string{"127.0.0.1: allowed by allow 127.0.0.0/8", "169.254.169.254: refused by deny", "scope.deny",
+		"localhost: allowed by allow localhost; resolves to 127.0.0.1", "8.8.8.8: refused by no allow rule"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("check_scope lacks %q:\n%s", want, text)
+		}
+	}
+	_, text = call(t, s, "list_scans", map[string]any{})
+	if !strings.Contains(text, "no scans match") {
+		t.Fatalf("check_scope left a record: %s", text)
+	}
+	if n := len(ourContainers(t)); n != 0 {
+		t.Fatalf("%d containers", n)
+	}
+}

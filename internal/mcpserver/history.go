@@ -8,6 +8,7 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/nmap-mcp/nmap-mcp/internal/policy"
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
@@ -179,4 +180,52 @@ func (h *handlers) diff(ctx context.Context, req mcp.CallToolRequest) (*mcp.Call
 		b.ID, b.StartedAt.Format(time.RFC3339), results.DiffText(d))
 	return &mcp.CallToolResult{Content: []mcp.Content{mcp.NewTextContent(text)},
 		StructuredContent: diffOutput{Before: a.ID, After: b.ID, Diff: d}}, nil
+}
+
+// scopeArgs are check_scope's arguments.
+type scopeArgs struct {
+	Targets string `json:"targets" minLength:"1" maxLength:"4096" desc:"IPs, CIDR blocks or hostnames to check, as for nmap_scan. Example: 192.168.1.0/24, scanme.nmap.org"`
+}
+
+// scopeOutput is check_scope's structuredContent.
+type scopeOutput struct {
+	Decisions []policy.Decision `json:"decisions" desc:"one decision per target, in the order given"`
+}
+
+func scopeTool() mcp.Tool {
+	opts := append(historyAnnotations("Check scope"),
+		mcp.WithDescription("Check, without scanning, whether targets would be allowed, what hostnames resolve to, and which rule decides. "+
+			"Use it before nmap_scan. Example: {\"targets\": \"127.0.0.1, 10.0.0.0/8\"}."),
+		withInput(scopeArgs{}, nil),
+		withOutput(scopeOutput{}),
+	)
+	return mcp.NewTool("check_scope", opts...)
+}
+
+func (h *handlers) checkScope(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	var a scopeArgs
+	if err := req.BindArguments(&a); err != nil {
+		return mcp.NewToolResultError(err.Error()), nil
+	}
+	ds, err := h.Scans.CheckScope(ctx, a.Targets)
+	if err != nil {
+		return mcp.NewToolResultError(err.Error()), nil
+	}
+	var b strings.Builder
+	for _, d := range ds {
+		verdict := "allowed"
+		if !d.Allowed {
+			verdict = "refused"
+		}
+		fmt.Fprintf(&b, "%s: %s by %s", d.Target, verdict, d.Rule)
+		if len(d.Addresses) > 0 {
+			fmt.Fprintf(&b, "; resolves to %s", strings.Join(d.Addresses, " "))
+		}
+		if d.Reason != "" {
+			fmt.Fprintf(&b, "; %s (to change this, edit %s in the config file)", d.Reason, d.Key)
+		}
+		b.WriteByte('\n')
+	}
+	return &mcp.CallToolResult{Content: []mcp.Content{mcp.NewTextContent(b.String())},
+		StructuredContent: scopeOutput{Decisions: ds}}, nil
 }

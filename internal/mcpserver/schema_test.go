@@ -15,7 +15,7 @@ import (
 // property typed. Pure logic: no engine needed.
 func TestDerivedSchemasAreClientSafe(t *testing.T) {
 	rules := scan.Rules{MaxTimeout: 600 * time.Second, DefaultTimeout: 220 * time.Second}
-	for _, tool := range append([]any{}, scanTool(rules), versionTool(), listTool(), getTool(), diffTool(), cancelTool()) {
+	for _, tool := range append([]any{}, scanTool(rules), versionTool(), listTool(), getTool(), diffTool(), cancelTool(), scopeTool()) {
 		b, _ := json.Marshal(tool)
 		var m map[string]any
 		_ = json.Unmarshal(b, &m)

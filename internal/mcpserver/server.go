@@ -62,7 +62,7 @@ func New(d Deps) *server.MCPServer {
 		server.WithResourceRecovery(),
 		server.WithInstructions("Runs Nmap scans in a locked-down container and keeps their history. "+
 			"Call nmap_scan with targets such as 127.0.0.1 or 192.168.1.0/24; for long scans pass wait: false and poll get_scan. "+
-			"list_scans, get_scan and diff_scans read past scans; cancel_scan stops one."),
+			"list_scans, get_scan and diff_scans read past scans; cancel_scan stops one; check_scope says, without scanning, whether targets are allowed."),
 	)
 	h := &handlers{Deps: d}
 	s.AddTool(scanTool(d.Scans.Rules()), h.scan)
@@ -71,6 +71,7 @@ func New(d Deps) *server.MCPServer {
 	s.AddTool(getTool(), h.get)
 	s.AddTool(diffTool(), h.diff)
 	s.AddTool(cancelTool(), h.cancel)
+	s.AddTool(scopeTool(), h.checkScope)
 	h.addResources(s)
 	return s
 }

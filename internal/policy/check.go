@@ -106,39 +106,12 @@ func (p *Policy) checkPrefix(target string, pfx netip.Prefix) error {
 // checkName resolves name, checks every address, and returns those of the
 // scan's address family.
 func (p *Policy) checkName(ctx context.Context, name string, ipv6 bool) ([]netip.Addr, error) {
-	for _, d := range p.deny {
-		if d.matchesName(name) {
-			return nil, &Refusal{Target: name, Reason: "it is denied by " + d.text, Key: "scope.deny"}
-		}
-	}
-	byName := false
-	for _, a := range p.allow {
-		if a.matchesName(name) {
-			byName = true
-		}
-	}
-	// A name no allow rule names is refused before any DNS query, unless
-	// the deployment opts in: a lookup of an out-of-scope name already
-	// leaks it (and whatever a prompt put in it) to the resolver's owner.
-	if !byName && !p.cfg.ResolveUnlistedNames {
-		return nil, &Refusal{Target: name, Reason: "no allow rule names this host, and names are only resolved when an allow rule names them " +
-			"(add the name to scope.allow, give its address, or set scope.resolve_unlisted_names: true)", Key: "scope.allow"}
-	}
-	if p.resolver == nil {
-		return nil, &Refusal{Target: name, Reason: "hostnames cannot be resolved here", Key: "scope"}
-	}
-	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	addrs, err := p.resolver.LookupNetIP(rctx, "ip", name)
-	if err != nil || len(addrs) == 0 {
-		return nil, &Refusal{Target: name, Reason: "it does not resolve (" + lookupReason(err) + ")", Key: "scope"}
+	addrs, _, err := p.resolveName(ctx, name)
+	if err != nil {
+		return nil, err
 	}
 	var out []netip.Addr
 	for _, a := range addrs {
-		a = a.Unmap()
-		if err := p.checkResolved(name, a, byName); err != nil {
-			return nil, err
-		}
 		if a.Is6() == ipv6 {
 			out = append(out, a)
 		}
@@ -151,6 +124,49 @@ func (p *Policy) checkName(ctx context.Context, name string, ipv6 bool) ([]netip
 		return nil, &Refusal{Target: name, Reason: "it has no " + fam + " address", Key: "scope"}
 	}
 	return out, nil
+}
+
+// resolveName checks a hostname against the name rules, resolves it (only
+// when an allow rule names it, unless the deployment opts in) and checks
+// every address. It returns the addresses and the allow rule that names
+// the host ("" when its addresses were checked one by one).
+func (p *Policy) resolveName(ctx context.Context, name string) ([]netip.Addr, string, error) {
+	for _, d := range p.deny {
+		if d.matchesName(name) {
+			return nil, "", &Refusal{Target: name, Reason: "it is denied by " + d.text, Key: "scope.deny"}
+		}
+	}
+	namedBy := ""
+	for _, a := range p.allow {
+		if a.matchesName(name) {
+			namedBy = a.text
+		}
+	}
+	// A name no allow rule names is refused before any DNS query, unless
+	// the deployment opts in: a lookup of an out-of-scope name already
+	// leaks it (and whatever a prompt put in it) to the resolver's owner.
+	if namedBy == "" && !p.cfg.ResolveUnlistedNames {
+		return nil, "", &Refusal{Target: name, Reason: "no allow rule names this host, and names are only resolved when an allow rule names them " +
+			"(add the name to scope.allow, give its address, or set scope.resolve_unlisted_names: true)", Key: "scope.allow"}
+	}
+	if p.resolver == nil {
+		return nil, "", &Refusal{Target: name, Reason: "hostnames cannot be resolved here", Key: "scope"}
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	addrs, err := p.resolver.LookupNetIP(rctx, "ip", name)
+	if err != nil || len(addrs) == 0 {
+		return nil, "", &Refusal{Target: name, Reason: "it does not resolve (" + lookupReason(err) + ")", Key: "scope"}
+	}
+	out := make([]netip.Addr, 0, len(addrs))
+	for _, a := range addrs {
+		a = a.Unmap()
+		if err := p.checkResolved(name, a, namedBy != ""); err != nil {
+			return nil, "", err
+		}
+		out = append(out, a)
+	}
+	return out, namedBy, nil
 }
 
 func (p *Policy) checkResolved(name string, a netip.Addr, byName bool) error {

@@ -234,3 +234,34 @@ func TestBudgets(t *testing.T) {
 		t.Fatalf("after the window: %v", err)
 	}
 }
+
+// check_scope's answers: allowed with the rule that covers it, refused
+// with the rule and key, names resolved only when an allow rule names
+// them. Nothing is scanned.
+func TestExplain(t *testing.T) {
+	res := &countingDNS{}
+	cfg := DefaultConfig()
+	pol, _ := New(cfg, fakeDNS{"localhost": {"127.0.0.1", "::1"}}, nil)
+	targets, err := scan.ParseTargetList("127.0.0.1, 169.254.169.254 localhost 8.8.8.8 10.1.0.0/16")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := pol.Explain(context.Background(), targets)
+	want := []struct {
+		allowed bool
+		rule    string
+	}{{true, "allow 127.0.0.0/8"}, {false, "deny"}, {true, "allow localhost"}, {false, "no allow rule"}, {true, "allow 10.0.0.0/8"}}
+	for i, w := range want {
+		if ds[i].Allowed != w.allowed || ds[i].Rule != w.rule {
+			t.Errorf("%s: %+v, want %+v", ds[i].Target, ds[i], w)
+		}
+	}
+	if strings.Join(ds[2].Addresses, " ") != "127.0.0.1 ::1" || ds[1].Key != "scope.deny" || !strings.Contains(ds[1].Reason, "169.254.169.254/32") {
+		t.Fatalf("%+v", ds)
+	}
+	pol, _ = New(cfg, res, nil)
+	targets, _ = scan.ParseTargetList("unlisted.example.test")
+	if d := pol.Explain(context.Background(), targets)[0]; d.Allowed || res.n != 0 || d.Key != "scope.allow" {
+		t.Fatalf("unlisted name: %+v, %d lookups", d, res.n)
+	}
+}

@@ -227,6 +227,29 @@ func parseTargets(s string, maxAddr uint64) ([]Target, uint64, bool, error) {
 	return out, total, v6, nil
 }
 
+// ParseTargetList validates a targets string token by token, as nmap_scan
+// does, without bounds on addresses or families (for a scope check).
+func ParseTargetList(s string) ([]Target, error) {
+	tokens := strings.FieldsFunc(s, func(r rune) bool {
+		return r == ',' || r == ' ' || r == '\t' || r == '\n' || r == '\r'
+	})
+	if len(tokens) == 0 {
+		return nil, &FieldError{"targets", s, "is empty; give at least one IP address, CIDR block or hostname, e.g. 127.0.0.1"}
+	}
+	if len(tokens) > maxTokens {
+		return nil, &FieldError{"targets", clip(s), fmt.Sprintf("lists %d targets; at most %d are accepted", len(tokens), maxTokens)}
+	}
+	out := make([]Target, 0, len(tokens))
+	for _, tok := range tokens {
+		t, err := parseTarget(tok)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
 const targetRule = "must be an IPv4 or IPv6 address, a CIDR block (e.g. 192.168.1.0/24) or a hostname, and may not start with \"-\""
 
 func parseTarget(tok string) (Target, error) {

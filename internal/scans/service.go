@@ -306,3 +306,27 @@ func (s *Service) Close(ctx context.Context) error {
 	}
 	return s.d.Runner.Close(ctx)
 }
+
+// Explainer answers for targets without scanning; *policy.Policy is one.
+type Explainer interface {
+	Explain(ctx context.Context, targets []scan.Target) []policy.Decision
+}
+
+// CheckScope says, without scanning, spending a budget or recording
+// anything, whether each target would be allowed, what a hostname
+// resolves to and which rule decides. Malformed targets are a
+// *scan.FieldError.
+func (s *Service) CheckScope(ctx context.Context, targets string) ([]policy.Decision, error) {
+	list, err := scan.ParseTargetList(targets)
+	if err != nil {
+		return nil, err
+	}
+	if ex, ok := s.d.Policy.(Explainer); ok {
+		return ex.Explain(ctx, list), nil
+	}
+	out := make([]policy.Decision, 0, len(list))
+	for _, t := range list {
+		out = append(out, policy.Decision{Target: t.Text, Allowed: true, Rule: "no scope policy in this deployment", Addresses: []string{}})
+	}
+	return out, nil
+}
