@@ -363,3 +363,21 @@ func TestCheckScope(t *testing.T) {
 		t.Fatalf("%d containers", n)
 	}
 }
+
+// Over MCP, as a small model sends them: an array of targets, an enum in
+// capitals and a port as a number are read with a note; a misnamed
+// argument is refused with the name to use. Scans only a loopback listener.
+func TestModelArgumentsOverMCP(t *testing.T) {
+	testkit.NeedEngine(t)
+	s := connect(t)
+	port := testkit.TCPListener(t)
+	res, text := call(t, s, "nmap_scan", map[string]any{"targets": []any{"127.0.0.1"}, "scan_type": "CONNECT", "ports": port})
+	if res.IsError || !strings.Contains(text, `note: scan_type "CONNECT" read as "connect"`) ||
+		!strings.Contains(text, `note: targets given as an array; read as "127.0.0.1"`) || !strings.Contains(text, fmt.Sprintf("%d/tcp open", port)) {
+		t.Fatalf("coerced scan: %s", text)
+	}
+	res, text = call(t, s, "nmap_scan", map[string]any{"target": "127.0.0.1"})
+	if !res.IsError || !strings.Contains(text, `unknown argument "target" — did you mean "targets"?`) || strings.Contains(text, "&{") {
+		t.Fatalf("misnamed argument: %s", text)
+	}
+}

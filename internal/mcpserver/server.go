@@ -41,7 +41,8 @@ type Deps struct {
 }
 
 // New returns an MCP server exposing the scanner and the scan history.
-// Unknown arguments and schema violations are refused with isError results.
+// Unknown arguments and schema violations are refused with isError
+// results that say what to change (args.go).
 func New(d Deps) *server.MCPServer {
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
@@ -55,8 +56,9 @@ func New(d Deps) *server.MCPServer {
 	s := server.NewMCPServer("nmap-mcp", d.Info.ServerVersion,
 		server.WithToolCapabilities(false),
 		server.WithResourceCapabilities(false, false),
+		// Arguments are checked by each tool's wrapper (args.go), in words
+		// a model can act on, not by mcp-go's schema validation.
 		server.WithStrictInputSchemaDefault(),
-		server.WithInputSchemaValidation(),
 		server.WithRecovery(),
 		server.WithLogging(),
 		server.WithResourceRecovery(),
@@ -65,13 +67,15 @@ func New(d Deps) *server.MCPServer {
 			"list_scans, get_scan and diff_scans read past scans; cancel_scan stops one; check_scope says, without scanning, whether targets are allowed."),
 	)
 	h := &handlers{Deps: d}
-	s.AddTool(scanTool(d.Scans.Rules()), h.scan)
-	s.AddTool(versionTool(), h.version)
-	s.AddTool(listTool(), h.list)
-	s.AddTool(getTool(), h.get)
-	s.AddTool(diffTool(), h.diff)
-	s.AddTool(cancelTool(), h.cancel)
-	s.AddTool(scopeTool(), h.checkScope)
+	rules := d.Scans.Rules()
+	maxT := map[string]int{"timeout_seconds": int(rules.MaxTimeout.Seconds())}
+	s.AddTool(scanTool(rules), h.checked("nmap_scan", scanArgs{}, maxT, h.scan))
+	s.AddTool(versionTool(), h.checked("nmap_version", struct{}{}, nil, h.version))
+	s.AddTool(listTool(), h.checked("list_scans", listArgs{}, nil, h.list))
+	s.AddTool(getTool(), h.checked("get_scan", idArgs{}, nil, h.get))
+	s.AddTool(diffTool(), h.checked("diff_scans", diffArgs{}, nil, h.diff))
+	s.AddTool(cancelTool(), h.checked("cancel_scan", idArgs{}, nil, h.cancel))
+	s.AddTool(scopeTool(), h.checked("check_scope", scopeArgs{}, nil, h.checkScope))
 	h.addResources(s)
 	return s
 }

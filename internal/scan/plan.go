@@ -3,6 +3,8 @@ package scan
 import (
 	"fmt"
 	"math/bits"
+	"net"
+	"net/url"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -75,7 +77,8 @@ func (r Request) Plan(rules Rules) (*Plan, error) {
 	case p.Type == Ping && r.SkipHostDiscovery:
 		return nil, &FieldError{"skip_host_discovery", "true", "cannot be used with scan_type ping, which is host discovery"}
 	case r.Ports != "" && r.TopPorts != nil:
-		return nil, &FieldError{"top_ports", strconv.Itoa(*r.TopPorts), "cannot be combined with ports; give one of ports or top_ports"}
+		return nil, &FieldError{"top_ports", strconv.Itoa(*r.TopPorts), fmt.Sprintf(
+			"cannot be combined with ports; drop top_ports to scan ports %q, or drop ports to scan the %d most common ports", r.Ports, *r.TopPorts)}
 	}
 	if p.Type != Ping {
 		if r.Ports != "" {
@@ -259,6 +262,9 @@ func parseTarget(tok string) (Target, error) {
 	if strings.HasPrefix(tok, "-") {
 		return Target{}, &FieldError{"targets", tok, "starts with \"-\": options cannot be passed as targets; give IPv4 or IPv6 addresses, CIDR blocks or hostnames"}
 	}
+	if strings.Contains(tok, "://") {
+		return Target{}, &FieldError{"targets", tok, targetHint(tok)}
+	}
 	if strings.Contains(tok, "/") {
 		pfx, err := netip.ParsePrefix(tok)
 		if err != nil {
@@ -288,7 +294,35 @@ func parseTarget(tok string) (Target, error) {
 	if isHostname(tok) {
 		return Target{Text: strings.ToLower(strings.TrimSuffix(tok, ".")), Kind: "hostname", Addresses: 1}, nil
 	}
+	if hint := targetHint(tok); hint != "" {
+		return Target{}, &FieldError{"targets", tok, hint}
+	}
 	return Target{}, &FieldError{"targets", tok, targetRule}
+}
+
+// targetHint teaches the fix for the target forms models often send: a
+// URL, host:port, or an nmap range.
+func targetHint(tok string) string {
+	if u, err := url.Parse(tok); err == nil && u.Scheme != "" && u.Host != "" {
+		if p := u.Port(); p != "" {
+			return fmt.Sprintf("looks like a URL: use targets %q and ports %q", u.Hostname(), p)
+		}
+		return fmt.Sprintf("looks like a URL: use targets %q (ports go in ports)", u.Hostname())
+	}
+	if strings.Contains(tok, "://") {
+		return "looks like a URL, but has no host: give the host alone in targets"
+	}
+	if host, port, err := net.SplitHostPort(tok); err == nil && port != "" {
+		if _, perr := strconv.Atoi(port); perr == nil {
+			return fmt.Sprintf("looks like host:port: use targets %q and ports %q", host, port)
+		}
+	}
+	if strings.ContainsAny(tok, "-*") && strings.Count(tok, ".") == 3 && strings.IndexFunc(tok, func(r rune) bool {
+		return !(r >= '0' && r <= '9' || r == '.' || r == '-' || r == '*' || r == ',')
+	}) < 0 {
+		return "is an nmap address range, which is not accepted: give a CIDR block (e.g. 10.0.0.0/29) or a list of addresses (10.0.0.1, 10.0.0.2)"
+	}
+	return ""
 }
 
 // isHostname accepts RFC 1123 names whose last label holds a letter, so that
