@@ -83,6 +83,8 @@ const (
 	// healthTTL is how long a health answer is reused: /healthz needs no
 	// token, so it must not cost engine calls per request.
 	healthTTL = 2 * time.Second
+	// maxSessions bounds the session-to-client bindings kept.
+	maxSessions = 10000
 )
 
 // isLoopback reports whether a listen address is on loopback.
@@ -139,6 +141,7 @@ type Server struct {
 	// session used with another client's token is not found.
 	sessMu   sync.Mutex
 	sessions map[string]string
+	order    []string // session ids in the order they were bound
 
 	// loopback is true when the listener is on a loopback address.
 	loopback bool
@@ -377,6 +380,13 @@ func (sw *sessionWriter) note(code int) {
 	case sid != "":
 		if _, ok := sw.s.sessions[sid]; !ok {
 			sw.s.sessions[sid] = sw.client
+			sw.s.order = append(sw.s.order, sid)
+			// Bounded: the oldest bindings go first (a session id is a
+			// random secret; the binding is a second line behind it).
+			for len(sw.s.order) > maxSessions {
+				delete(sw.s.sessions, sw.s.order[0])
+				sw.s.order = sw.s.order[1:]
+			}
 		}
 	}
 }
