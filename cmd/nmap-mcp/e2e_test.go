@@ -174,10 +174,16 @@ func TestScanListener(t *testing.T) {
 	if res.IsError {
 		t.Fatalf("isError: %s", text)
 	}
-	for _, want := range []string{fmt.Sprintf("%d/tcp open", open), "1 open, 1 closed", "-sT -p", "Sandbox: image nmap-mcp/nmap:7.93-"} {
+	for _, want := range []string{fmt.Sprintf("%d/tcp open", open), "1 open, 1 closed", "uid 65532, caps none"} {
 		if !strings.Contains(text, want) {
 			t.Fatalf("result lacks %q:\n%s", want, text)
 		}
+	}
+	// The command and the full sandbox line are in the structured result
+	// (the text is lean).
+	out := res.StructuredContent.(map[string]any)
+	if cmd, sb := out["command"].(string), out["sandbox"].(string); !strings.Contains(cmd, "-sT -p") || !strings.Contains(sb, "image nmap-mcp/nmap:7.93-") {
+		t.Fatalf("structured command %q, sandbox %q", cmd, sb)
 	}
 	res, text = call(t, s, "nmap_version", nil)
 	if res.IsError || !strings.Contains(text, "Nmap version 7.93") || !strings.Contains(text, env.Image.ID) {
@@ -305,8 +311,9 @@ func TestHostnamePinned(t *testing.T) {
 	if res.IsError {
 		t.Fatal(text)
 	}
-	if !strings.Contains(text, "-- 127.0.0.1\n") || !strings.Contains(text, "127.0.0.1 (localhost) up") {
-		t.Fatalf("not pinned, or the name is lost:\n%s", text)
+	cmd := res.StructuredContent.(map[string]any)["command"].(string)
+	if !strings.HasSuffix(cmd, "-- 127.0.0.1") || !strings.Contains(text, "127.0.0.1 (localhost) up") {
+		t.Fatalf("not pinned (%s), or the name is lost:\n%s", cmd, text)
 	}
 }
 

@@ -68,7 +68,7 @@ func (h *handlers) cancel(ctx context.Context, req mcp.CallToolRequest) (*mcp.Ca
 		return mcp.NewToolResultError(err.Error()), nil
 	}
 	if cancelled {
-		text, _ := scans.RecordText(snap.Record, h.TextCap)
+		text, _ := scans.BriefText(snap.Record, h.TextCap)
 		return mcp.NewToolResultText("Cancelled.\n" + text), nil
 	}
 	return mcp.NewToolResultError(fmt.Sprintf("scan %s is not running: it is %s", id, snap.Record.Status)), nil

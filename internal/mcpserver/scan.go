@@ -52,6 +52,7 @@ type scanOutput struct {
 	Targets         string         `json:"targets" desc:"targets as passed to nmap"`
 	ScanType        string         `json:"scan_type" desc:"connect, syn, udp or ping"`
 	Command         string         `json:"command" desc:"the nmap command run in the sandbox"`
+	Sandbox         string         `json:"sandbox" desc:"the sandbox: image, user, capabilities, network, limits, wall clock"`
 	StartedAt       string         `json:"started_at" desc:"RFC 3339 start time"`
 	DurationSeconds float64        `json:"duration_seconds" desc:"run time"`
 	ExitCode        int            `json:"exit_code" desc:"nmap's exit code"`
@@ -71,6 +72,7 @@ func output(rec *store.Record, capBytes int) scanOutput {
 	out := scanOutput{
 		ScanID: rec.ID, Status: rec.Status, Targets: rec.Targets, ScanType: rec.ScanType,
 		Command: strings.Join(rec.Argv, " "), DurationSeconds: rec.Duration().Seconds(), ExitCode: rec.ExitCode,
+		Sandbox: fmt.Sprintf("image %s (%s); %s; timeout %d s", rec.ImageTag, rec.ImageID, rec.Limits.Profile, rec.Limits.TimeoutSeconds),
 		Error: rec.Error, Resource: "scan://" + rec.ID, XMLResource: "scan://" + rec.ID + "/xml",
 	}
 	if !rec.StartedAt.IsZero() {
@@ -174,7 +176,7 @@ func (h *handlers) liveResult(snap scans.Snapshot, note string) *mcp.CallToolRes
 // recordResult is the tool result for one scan record: compact text, links
 // to the full record and raw XML, and structured content.
 func (h *handlers) recordResult(rec *store.Record, isError bool) *mcp.CallToolResult {
-	text, _ := scans.RecordText(rec, h.TextCap)
+	text, _ := scans.BriefText(rec, h.TextCap)
 	return &mcp.CallToolResult{
 		Content: []mcp.Content{
 			mcp.NewTextContent(text),

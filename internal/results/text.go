@@ -10,6 +10,17 @@ import (
 // the text would pass maxBytes (0: no cap) it is cut at a line boundary and
 // ends with a line saying so and pointing to more, e.g. "scan://ID".
 func Text(r *Result, maxBytes int, more string) (text string, cut bool) {
+	return render(r, maxBytes, more, true)
+}
+
+// Lean is Text for a reader that has the scan's status and duration from
+// elsewhere: the closing summary line appears only when it adds something
+// (several hosts, a partial result, an nmap error, something left out).
+func Lean(r *Result, maxBytes int, more string) (text string, cut bool) {
+	return render(r, maxBytes, more, r.Stats.HostsTotal > 1 || len(r.Hosts) > 1 || r.Partial || r.Stats.Error != "" || r.Dropped.Any())
+}
+
+func render(r *Result, maxBytes int, more string, summary bool) (text string, cut bool) {
 	var lines []string
 	for _, h := range r.Hosts {
 		lines = append(lines, hostLine(h))
@@ -30,7 +41,9 @@ func Text(r *Result, maxBytes int, more string) (text string, cut bool) {
 		lines = append(lines, "skipped targets: "+strings.Join(r.Skipped, " "))
 	}
 
-	lines = append(lines, summaryLine(r))
+	if summary {
+		lines = append(lines, summaryLine(r))
+	}
 
 	var b strings.Builder
 	for i, l := range lines {

@@ -66,3 +66,57 @@ func RecordText(rec *store.Record, maxBytes int) (text string, cut bool) {
 	}
 	return b.String(), cut
 }
+
+// BriefText is the lean text a model reads for one scan: one header line
+// (id, status, duration, a short sandbox summary), then the hosts and open
+// ports, and what went wrong or was left out — what it needs to act on.
+// The command, the full sandbox line and every field are in the
+// structured result and in scan://ID.
+func BriefText(rec *store.Record, maxBytes int) (text string, cut bool) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s", rec.ID, rec.Status)
+	if rec.Status != store.Running && rec.Status != store.Queued {
+		fmt.Fprintf(&b, ", %.2fs", rec.Duration().Seconds())
+		if rec.ExitCode != 0 {
+			fmt.Fprintf(&b, " (exit %d)", rec.ExitCode)
+		}
+	}
+	if s := shortSandbox(rec.Limits.Profile); s != "" {
+		b.WriteString("; " + s)
+	}
+	b.WriteString("\n")
+	if rec.Result != nil {
+		budget := 0
+		if maxBytes > 0 {
+			budget = max(maxBytes-b.Len()-1024, 512)
+		}
+		body, c := results.Lean(rec.Result, budget, "scan://"+rec.ID)
+		b.WriteString(body)
+		cut = c
+	}
+	if rec.Error != "" {
+		msg := rec.Error
+		if len(msg) > 600 {
+			msg = msg[:597] + "..."
+		}
+		fmt.Fprintf(&b, "error: %s\n", msg)
+	}
+	if n := len(rec.Notes); n > 0 {
+		fmt.Fprintf(&b, "note: %s", rec.Notes[0])
+		if n > 1 {
+			fmt.Fprintf(&b, " (and %d more notes in scan://%s)", n-1, rec.ID)
+		}
+		b.WriteString("\n")
+	}
+	if rec.RawXMLTruncated {
+		fmt.Fprintf(&b, "raw XML cut at its size cap (scan://%s/xml); the result above is complete within its bounds\n", rec.ID)
+	}
+	return b.String(), cut
+}
+
+// shortSandbox is the start of the sandbox profile: user, capabilities
+// and network.
+func shortSandbox(profile string) string {
+	parts := strings.SplitN(profile, ", ", 4)
+	return strings.Join(parts[:min(3, len(parts))], ", ")
+}
