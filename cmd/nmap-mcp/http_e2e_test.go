@@ -56,6 +56,15 @@ func startHTTPTokens(t *testing.T, more []httpapi.Token, extraConfig string, ext
 		tokens += fmt.Sprintf("    - name: %s\n      sha256: %s\n      admin: %v\n", m.Name, m.SHA256, m.Admin)
 	}
 	cfgText := fmt.Sprintf("http:\n  tokens:\n%s  origins: [\"http://allowed.test\"]\n%s", tokens, extraConfig)
+	s := startHTTPConfig(t, cfgText, extraEnv...)
+	s.token = secret
+	return s
+}
+
+// startHTTPConfig starts `serve --http` on a free loopback port with the
+// given configuration file.
+func startHTTPConfig(t *testing.T, cfgText string, extraEnv ...string) *httpServer {
+	t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cmd := exec.Command(binary, "serve", "--http", addr)
 	cmd.Env = serverEnv(append([]string{"NMAP_MCP_CONFIG=" + writeConfig(t, cfgText),
@@ -65,7 +74,7 @@ func startHTTPTokens(t *testing.T, more []httpapi.Token, extraConfig string, ext
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &httpServer{cmd: cmd, url: "http://" + addr, token: secret, stderr: &stderr}
+	s := &httpServer{cmd: cmd, url: "http://" + addr, stderr: &stderr}
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		done := make(chan struct{})
