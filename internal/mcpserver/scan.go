@@ -73,7 +73,7 @@ func output(rec *store.Record, capBytes int) scanOutput {
 		ScanID: rec.ID, Status: rec.Status, Targets: rec.Targets, ScanType: rec.ScanType,
 		Command: strings.Join(rec.Argv, " "), DurationSeconds: rec.Duration().Seconds(), ExitCode: rec.ExitCode,
 		Sandbox: fmt.Sprintf("image %s (%s); %s; timeout %d s", rec.ImageTag, rec.ImageID, rec.Limits.Profile, rec.Limits.TimeoutSeconds),
-		Error: rec.Error, Resource: "scan://" + rec.ID, XMLResource: "scan://" + rec.ID + "/xml",
+		Error:   rec.Error, Resource: "scan://" + rec.ID, XMLResource: "scan://" + rec.ID + "/xml",
 	}
 	if !rec.StartedAt.IsZero() {
 		out.StartedAt = rec.StartedAt.Format("2006-01-02T15:04:05.000Z07:00")

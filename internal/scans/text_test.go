@@ -34,7 +34,7 @@ func TestBriefTextIsLean(t *testing.T) {
 		}
 		start := time.Now()
 		rec := &store.Record{ID: "3f2a9c0b1d4e", Status: store.Done, StartedAt: start, EndedAt: start.Add(40 * time.Millisecond),
-			Argv: []string{"nmap", "-oX", "-", "--stats-every", "2s", "-sT", "-p", "1-1000", "--", "127.0.0.1"},
+			Argv:     []string{"nmap", "-oX", "-", "--stats-every", "2s", "-sT", "-p", "1-1000", "--", "127.0.0.1"},
 			ImageTag: "nmap-mcp/nmap:7.93-ec676fde2a90", ImageID: "sha256:a0f3501bbc94",
 			Limits: store.Limits{Profile: "uid 65532, caps none, network host, 1 CPU, 512 MiB, 128 pids, read-only rootfs, no-new-privileges"},
 			Result: res}
