@@ -144,8 +144,6 @@ func advice(err error) string {
 		return "; raise " + config.Where("sandbox.pids")
 	case errors.As(err, &ie):
 		return "; build it with: nmap-mcp image build"
-	case executor.IsUnreachable(err):
-		return "" // the error says how to reach the engine
 	}
 	return ""
 }

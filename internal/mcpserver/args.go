@@ -82,7 +82,10 @@ func (e *argError) Error() string { return e.msg }
 // coerced, with a note per coercion. maxOverride, when set, replaces a
 // field's configured maximum (timeout_seconds).
 func normalize(tool string, v any, args map[string]any, maxOverride map[string]int) (map[string]any, []string, error) {
-	fields := argFields(v)
+	return normalizeFields(tool, argFields(v), args, maxOverride)
+}
+
+func normalizeFields(tool string, fields []argField, args map[string]any, maxOverride map[string]int) (map[string]any, []string, error) {
 	byName := map[string]argField{}
 	var names []string
 	for _, f := range fields {
@@ -305,8 +308,9 @@ func distance(a, b string) int {
 // against v's type first; a refusal is an isError result in plain words,
 // and each coercion becomes a note at the top of the result's text.
 func (h *handlers) checked(tool string, v any, maxOverride map[string]int, next server.ToolHandlerFunc) server.ToolHandlerFunc {
+	fields := argFields(v) // read from the type once, not per call
 	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		args, notes, err := normalize(tool, v, req.GetArguments(), maxOverride)
+		args, notes, err := normalizeFields(tool, fields, req.GetArguments(), maxOverride)
 		if err != nil {
 			h.Refused("validation")
 			return mcp.NewToolResultError("Invalid arguments, nothing was run: " + err.Error()), nil

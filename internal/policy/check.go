@@ -95,10 +95,8 @@ func (p *Policy) checkPrefix(target string, pfx netip.Prefix) error {
 			return &Refusal{Target: target, Reason: fmt.Sprintf("%s denied by %s", what, d.text), Key: "scope.deny"}
 		}
 	}
-	for _, a := range p.allow {
-		if a.prefix.IsValid() && a.prefix.Bits() <= pfx.Bits() && a.prefix.Contains(pfx.Addr()) {
-			return nil
-		}
+	if p.allowing(pfx) != "" {
+		return nil
 	}
 	return &Refusal{Target: target, Reason: "no allow rule covers it", Key: "scope.allow"}
 }

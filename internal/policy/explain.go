@@ -61,7 +61,7 @@ func (p *Policy) Explain(ctx context.Context, targets []scan.Target) []Decision 
 	return out
 }
 
-// allowing names the allow rule that covers pfx.
+// allowing names the allow rule that covers pfx, or "".
 func (p *Policy) allowing(pfx netip.Prefix) string {
 	for _, a := range p.allow {
 		if a.prefix.IsValid() && a.prefix.Bits() <= pfx.Bits() && a.prefix.Contains(pfx.Addr()) {

@@ -176,14 +176,9 @@ func parseTargets(s string, maxAddr uint64) ([]Target, uint64, bool, error) {
 	if maxAddr == 0 {
 		maxAddr = DefaultRules().MaxAddresses
 	}
-	tokens := strings.FieldsFunc(s, func(r rune) bool {
-		return r == ',' || r == ' ' || r == '\t' || r == '\n' || r == '\r'
-	})
-	if len(tokens) == 0 {
-		return nil, 0, false, &FieldError{"targets", s, "is empty; give at least one IP address, CIDR block or hostname, e.g. 127.0.0.1"}
-	}
-	if len(tokens) > maxTokens {
-		return nil, 0, false, &FieldError{"targets", clip(s), fmt.Sprintf("lists %d targets; at most %d are accepted", len(tokens), maxTokens)}
+	tokens, err := splitTargets(s)
+	if err != nil {
+		return nil, 0, false, err
 	}
 	var (
 		out     []Target
@@ -230,9 +225,9 @@ func parseTargets(s string, maxAddr uint64) ([]Target, uint64, bool, error) {
 	return out, total, v6, nil
 }
 
-// ParseTargetList validates a targets string token by token, as nmap_scan
-// does, without bounds on addresses or families (for a scope check).
-func ParseTargetList(s string) ([]Target, error) {
+// splitTargets splits a targets string on commas and white space, and
+// bounds the count.
+func splitTargets(s string) ([]string, error) {
 	tokens := strings.FieldsFunc(s, func(r rune) bool {
 		return r == ',' || r == ' ' || r == '\t' || r == '\n' || r == '\r'
 	})
@@ -241,6 +236,16 @@ func ParseTargetList(s string) ([]Target, error) {
 	}
 	if len(tokens) > maxTokens {
 		return nil, &FieldError{"targets", clip(s), fmt.Sprintf("lists %d targets; at most %d are accepted", len(tokens), maxTokens)}
+	}
+	return tokens, nil
+}
+
+// ParseTargetList validates a targets string token by token, as nmap_scan
+// does, without bounds on addresses or families (for a scope check).
+func ParseTargetList(s string) ([]Target, error) {
+	tokens, err := splitTargets(s)
+	if err != nil {
+		return nil, err
 	}
 	out := make([]Target, 0, len(tokens))
 	for _, tok := range tokens {

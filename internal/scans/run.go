@@ -239,15 +239,11 @@ func (r *run) prepare(req scan.Request) {
 	// the check cannot swap the image.
 	r.spec = sandbox.New(opts, sandbox.Scan{ID: r.sc.ID, Image: s.d.Image.ID, Args: argv[1:], Privilege: priv})
 	reqJSON, _ := json.Marshal(req)
-	network := opts.Network
-	if network == "" {
-		network = "host"
-	}
 	r.rec = &store.Record{
 		ID: r.sc.ID, Status: store.Queued, Targets: plan.TargetList(), ScanType: string(plan.Type), Request: reqJSON,
 		Argv: argv, ImageID: s.d.Image.ID, ImageTag: s.d.Image.Tag, Client: r.sc.client, Notes: planNotes(plan),
 		Limits: store.Limits{CPUs: r.spec.CPUs, MemoryBytes: r.spec.Memory, Pids: r.spec.Pids,
-			TimeoutSeconds: int(plan.Timeout / time.Second), Network: network, Profile: r.spec.Describe()},
+			TimeoutSeconds: int(plan.Timeout / time.Second), Network: r.spec.Network, Profile: r.spec.Describe()},
 	}
 	r.sc.rec = *r.rec
 	r.tracker = NewTracker(plan)
