@@ -17,6 +17,7 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/nmap-mcp/nmap-mcp/fence"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
 
@@ -95,9 +96,23 @@ func (r *Result) Duration() time.Duration {
 	return r.Exited.Sub(r.Started)
 }
 
+// Fencer installs a fenced spec's allowlist in a network namespace before
+// its container starts (package fence is one).
+type Fencer interface {
+	// Fence returns the network mode that joins the fenced namespace
+	// ("container:ID") and a release func to call once the spec's
+	// container is gone; its error means nothing may start.
+	Fence(ctx context.Context, spec sandbox.Spec) (network string, release func(), err error)
+	// Pending lists the fencer containers not yet removed.
+	Pending() []string
+	// Close removes what is left, waiting until it is gone or ctx ends.
+	Close(ctx context.Context) error
+}
+
 // Executor runs jobs on one engine.
 type Executor struct {
 	engine Engine
+	fencer Fencer
 	log    *slog.Logger
 	// cleanup bounds kill, inspect and removal, which run on a context of
 	// their own so that a cancelled caller cannot leak a container.
@@ -115,6 +130,10 @@ func New(engine Engine, log *slog.Logger) *Executor {
 	}
 	return &Executor{engine: engine, log: log, cleanup: 30 * time.Second, pending: map[string]chan struct{}{}}
 }
+
+// SetFencer lets the executor run fenced specs; without one, a spec with
+// a Fence is refused. Close closes f too. Call it before the first Run.
+func (e *Executor) SetFencer(f Fencer) { e.fencer = f }
 
 // defaultMaxOutput is the default bound of kept output per stream.
 const defaultMaxOutput = 4 << 20
@@ -161,9 +180,28 @@ func (e *Executor) Run(ctx context.Context, job Job) (*Result, error) {
 	// checked after each step instead.
 	stepCtx, stepCancel := context.WithTimeout(context.WithoutCancel(ctx), e.cleanup)
 	defer stepCancel()
+	// A fenced spec's container joins a namespace whose allowlist is in
+	// place before it is even created; released once it is removed.
+	release := func() {}
+	if job.Spec.Fence != nil {
+		if e.fencer == nil {
+			return res, &fence.Error{Err: errors.New("this runner has no fencer")}
+		}
+		mode, rel, err := e.fencer.Fence(ctx, job.Spec)
+		if err != nil {
+			if ctx.Err() != nil {
+				res.Canceled = true
+				return res, fmt.Errorf("scan cancelled before it started: %w", ctx.Err())
+			}
+			return res, err
+		}
+		emit("fenced", "", fmt.Sprintf("%d allowed addresses, %s", job.Spec.Fence.Addresses(), mode))
+		job.Spec.Network, release = mode, rel
+	}
 	cfg, hc := sandbox.Docker(job.Spec)
 	created, err := e.engine.ContainerCreate(stepCtx, cfg, hc, nil, nil, job.Spec.Name)
 	if err != nil {
+		release()
 		if cerrdefs.IsNotFound(err) {
 			return res, &ImageError{Image: cfg.Image, Err: err}
 		}
@@ -178,6 +216,7 @@ func (e *Executor) Run(ctx context.Context, job Job) (*Result, error) {
 	defer func() {
 		if !background {
 			e.remove(id)
+			release()
 			e.untrack(id)
 			emit("removed", id, "")
 		}
@@ -252,7 +291,7 @@ wait:
 			res.ExitCode = status
 			res.Exited = time.Now()
 			background = true
-			e.finishInBackground(id, hc, hijack, waitC, waitErrC, copyDone, stopWait, func() { emit("removed", id, "") })
+			e.finishInBackground(id, hc, hijack, waitC, waitErrC, copyDone, stopWait, func() { release(); emit("removed", id, "") })
 			emit("exited", id, fmt.Sprintf("exit code %d (reported)", status))
 			kept, _ := stderr.result()
 			return res, e.classify(ctx, job, res, nil, tail(kept))
@@ -333,16 +372,20 @@ func (e *Executor) finishInBackground(id string, hc *container.HostConfig, hijac
 	}()
 }
 
-// Close blocks until every background removal has finished or ctx ends.
+// Close blocks until every background removal has finished or ctx ends,
+// then closes the fencer.
 func (e *Executor) Close(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() { e.wg.Wait(); close(done) }()
 	select {
 	case <-done:
-		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("wait for container removals: %w", ctx.Err())
 	}
+	if e.fencer != nil {
+		return e.fencer.Close(ctx)
+	}
+	return nil
 }
 
 // pending lists the containers created by this executor that are not yet

@@ -8,8 +8,12 @@ import (
 )
 
 // ReapCommand is the hidden subcommand of the nmap-mcp binary that Detach
-// starts: "nmap-mcp reap --owner PID CONTAINER...".
+// starts: "nmap-mcp reap --owner PID CONTAINER... [--fences FENCER...]".
 const ReapCommand = "reap"
+
+// FencesFlag separates the scan containers from the fencers in the
+// reaper's arguments.
+const FencesFlag = "--fences"
 
 // Detach hands the containers whose removal is still under way to a
 // detached "nmap-mcp reap" process (this binary), so that a short-lived
@@ -19,8 +23,15 @@ const ReapCommand = "reap"
 // could not start one; the caller must then Close and wait.
 func (e *Executor) Detach() bool {
 	ids := e.pendingIDs()
-	if len(ids) == 0 {
+	var fences []string
+	if e.fencer != nil {
+		fences = e.fencer.Pending()
+	}
+	if len(ids) == 0 && len(fences) == 0 {
 		return true
+	}
+	if len(fences) > 0 {
+		ids = append(append(ids, FencesFlag), fences...)
 	}
 	self, err := os.Executable()
 	if err != nil {

@@ -43,9 +43,11 @@ func (e *Executor) Sweep(ctx context.Context) ([]string, error) {
 // Reap removes containers that a CLI scan (process ownerPID) handed off
 // when it exited: each must carry our full label set naming ownerPID on
 // this host, and is removed only once that process is gone and the
-// container has stopped (killed after d). Any other id is left alone, so
-// reap cannot be used to remove a live server's containers.
-func (e *Executor) Reap(ctx context.Context, ids []string, ownerPID int, d time.Duration) {
+// container has stopped (killed after d). Then the fencers are removed
+// (they never stop by themselves), with the same label check. Any other
+// id is left alone, so reap cannot be used to remove a live server's
+// containers.
+func (e *Executor) Reap(ctx context.Context, ids, fences []string, ownerPID int, d time.Duration) {
 	deadline := time.Now().Add(d)
 	for owner.Alive(ownerPID) && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
@@ -54,15 +56,21 @@ func (e *Executor) Reap(ctx context.Context, ids []string, ownerPID int, d time.
 		e.log.Warn("reap: the scan's process is still alive; its containers are left to it", "pid", ownerPID)
 		return
 	}
-	var wg sync.WaitGroup
-	for _, id := range ids {
+	ours := func(id string) bool {
 		info, err := e.engine.ContainerInspect(ctx, id)
 		if err != nil || info.Config == nil {
-			continue
+			return false
 		}
 		pid, host, ok := sandbox.OwnedBy(info.Config.Labels)
 		if !ok || pid != ownerPID || host != owner.Host() {
 			e.log.Warn("reap: not a container of the process that handed it off; left alone", "container", shortID(id))
+			return false
+		}
+		return true
+	}
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		if !ours(id) {
 			continue
 		}
 		wg.Add(1)
@@ -77,6 +85,13 @@ func (e *Executor) Reap(ctx context.Context, ids []string, ownerPID int, d time.
 			}
 			e.remove(id)
 		}()
+	}
+	wg.Wait()
+	for _, id := range fences {
+		if ours(id) {
+			wg.Add(1)
+			go func() { defer wg.Done(); e.remove(id) }()
+		}
 	}
 	wg.Wait()
 }

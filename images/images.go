@@ -33,6 +33,9 @@ const (
 	PinnedBase = "debian:bookworm-slim@sha256:56ff6d36d4eb3db13a741b342ec466f121480b5edded42e4b7ee850ce7a418ee"
 	// NmapVersion is the exact Debian package version installed.
 	NmapVersion = "7.93+dfsg1-1"
+	// NftablesVersion is the exact Debian nftables version installed, for
+	// the network fence.
+	NftablesVersion = "1.0.6-2+deb12u2"
 	// LabelNmapVersion and LabelRecipe are set on the image by Dockerfile.nmap.
 	LabelNmapVersion = "org.nmap-mcp.nmap-version"
 	LabelRecipe      = "org.nmap-mcp.recipe-sha256"
@@ -89,7 +92,7 @@ func (m *Manager) RecipeSHA256() string {
 
 // buildArgs returns the build arguments for a base image reference.
 func (m *Manager) buildArgs(base string) map[string]*string {
-	args := map[string]string{"BASE_IMAGE": base, "NMAP_VERSION": NmapVersion, "RECIPE_SHA256": m.RecipeSHA256()}
+	args := map[string]string{"BASE_IMAGE": base, "NMAP_VERSION": NmapVersion, "NFTABLES_VERSION": NftablesVersion, "RECIPE_SHA256": m.RecipeSHA256()}
 	out := make(map[string]*string, len(args))
 	for k, v := range args {
 		out[k] = &v

@@ -1,8 +1,9 @@
 // Package sandbox is the one place that turns a validated scan into
-// container configuration: user, capabilities, limits, network, filesystem
-// and labels. Whatever the scan, the container is never privileged, has
-// no-new-privileges, a read-only root filesystem, no host mounts and no
-// Docker socket.
+// container configuration: user, capabilities, limits, network placement
+// (fenced or not, see Place), seccomp profile, filesystem and labels.
+// Whatever the scan, the container is never privileged, has
+// no-new-privileges, a default-deny seccomp profile, a read-only root
+// filesystem, no host mounts and no Docker socket.
 package sandbox
 
 import (
@@ -60,6 +61,18 @@ func OwnedBy(labels map[string]string) (pid int, host string, ok bool) {
 	return pid, labels[LabelOwnerHost], true
 }
 
+// OwnerLabels are the labels that tie a container to this server process
+// (managed, instance, owner pid and host); a scan container adds its scan
+// ID. A sweep removes containers whose owner is gone.
+func OwnerLabels(instance string) map[string]string {
+	return map[string]string{
+		LabelManaged:   "true",
+		LabelInstance:  instance,
+		LabelOwnerPID:  strconv.Itoa(os.Getpid()),
+		LabelOwnerHost: owner.Host(),
+	}
+}
+
 // UnprivilegedUser is the image's non-root user.
 const UnprivilegedUser = "65532:65532"
 
@@ -115,10 +128,13 @@ func (l Limits) Validate() error {
 
 // Options are the deployment's sandbox settings.
 type Options struct {
-	// Network is "host" (default: the vantage point of nmap on the host),
-	// "bridge", "none" or the name of a Docker network.
+	// Network is Fenced (the default when empty), Host, None, or the name
+	// of a Docker network for fenced scans.
 	Network string
-	Limits  Limits
+	// FenceNetwork is the Docker network of fenced scans when Network is
+	// Fenced; empty: ManagedNetwork.
+	FenceNetwork string
+	Limits       Limits
 	// Instance identifies the server instance in labels.
 	Instance string
 }
@@ -129,6 +145,9 @@ type Scan struct {
 	Image     string
 	Args      []string
 	Privilege Privilege
+	// Placement is where the scan runs (see Place); the zero value means
+	// no network.
+	Placement Placement
 }
 
 // Spec is one scan container, described so that any runner can express
@@ -142,10 +161,20 @@ type Spec struct {
 	UID     int
 	GID     int
 	CapAdd  []string
-	Network string // "host", "none", "bridge" or a network name
-	CPUs    float64
-	Memory  int64 // bytes; no swap
-	Pids    int64
+	Network string // "host", "none" or a network name; a runner sets "container:ID" for a fence
+	// Fence, when set, is the allowlist the container's network namespace
+	// must enforce before the container starts; a runner that cannot
+	// install it must refuse the spec. Nil: not fenced.
+	Fence *Fence
+	// Unfenced says why the container is not fenced, when Fence is nil.
+	Unfenced string
+	// Seccomp is the seccomp profile (JSON) applied to the container.
+	Seccomp []byte
+	// SeccompID names that profile (see SeccompID).
+	SeccompID string
+	CPUs      float64
+	Memory    int64 // bytes; no swap
+	Pids      int64
 	// TmpfsBytes sizes the noexec, nosuid /tmp.
 	TmpfsBytes int64
 	// Deadline is the wall clock from the container's start; 0: none.
@@ -159,9 +188,9 @@ type Spec struct {
 // privileges become container settings.
 func New(opts Options, s Scan) Spec {
 	lim := opts.Limits
-	network := opts.Network
+	network := s.Placement.Network
 	if network == "" {
-		network = "host"
+		network = None
 	}
 	spec := Spec{
 		Name:       "nmap-mcp-" + s.ID,
@@ -170,19 +199,18 @@ func New(opts Options, s Scan) Spec {
 		UID:        65532,
 		GID:        65532,
 		Network:    network,
+		Fence:      s.Placement.Fence,
+		Unfenced:   s.Placement.Unfenced,
+		Seccomp:    SeccompProfile(),
+		SeccompID:  SeccompID(),
 		CPUs:       lim.CPUs,
 		Memory:     lim.Memory,
 		Pids:       lim.Pids,
 		TmpfsBytes: max(lim.TmpfsBytes, 1<<20),
 		Deadline:   lim.Timeout,
-		Labels: map[string]string{
-			LabelManaged:   "true",
-			LabelScanID:    s.ID,
-			LabelInstance:  opts.Instance,
-			LabelOwnerPID:  strconv.Itoa(os.Getpid()),
-			LabelOwnerHost: owner.Host(),
-		},
+		Labels:     OwnerLabels(opts.Instance),
 	}
+	spec.Labels[LabelScanID] = s.ID
 	if s.Privilege == RawSockets {
 		spec.UID, spec.GID = 0, 0
 		spec.CapAdd = []string{"NET_RAW"}
@@ -225,6 +253,9 @@ func Docker(spec Spec) (*container.Config, *container.HostConfig) {
 	if len(hc.CapAdd) == 0 {
 		hc.CapAdd = nil
 	}
+	if len(spec.Seccomp) > 0 {
+		hc.SecurityOpt = append(hc.SecurityOpt, "seccomp="+string(spec.Seccomp))
+	}
 	return cfg, hc
 }
 
@@ -239,8 +270,30 @@ func (spec Spec) Describe() string {
 	if len(spec.CapAdd) > 0 {
 		caps = strings.Join(spec.CapAdd, ",")
 	}
-	return fmt.Sprintf("uid %d, caps %s, network %s, %g CPU, %d MiB, %d pids, read-only rootfs, no-new-privileges",
-		spec.UID, caps, spec.Network, spec.CPUs, spec.Memory>>20, spec.Pids)
+	seccomp := "docker's default seccomp"
+	if spec.SeccompID != "" {
+		seccomp = "seccomp " + spec.SeccompID
+	}
+	return fmt.Sprintf("uid %d, caps %s, %s, %g CPU, %d MiB, %d pids, read-only rootfs, no-new-privileges, %s",
+		spec.UID, caps, spec.NetworkLine(), spec.CPUs, spec.Memory>>20, spec.Pids, seccomp)
+}
+
+// NetworkLine says where the container sits and whether it is fenced,
+// e.g. "network nmap-mcp fenced to 2 addresses" or "network host, not
+// fenced".
+func (spec Spec) NetworkLine() string {
+	if f := spec.Fence; f != nil {
+		n := f.Addresses()
+		unit := "addresses"
+		if n == 1 {
+			unit = "address"
+		}
+		return fmt.Sprintf("network %s fenced to %d %s", f.Network, n, unit)
+	}
+	if spec.Network == None {
+		return "network none"
+	}
+	return fmt.Sprintf("network %s not fenced", spec.Network)
 }
 
 // Describe is a one-line summary of the sandbox of one scan.

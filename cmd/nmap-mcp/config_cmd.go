@@ -40,6 +40,9 @@ func cmdConfig(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		fmt.Fprintf(stdout, "# %s is valid. Effective settings (before environment variables and flags):\n%s\n# policy\n%s", args[1], out, pol.Describe())
+		for _, w := range c.Warnings() {
+			fmt.Fprintf(stderr, "warning: %s\n", w)
+		}
 		return nil
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)

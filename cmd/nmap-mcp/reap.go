@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"time"
 
@@ -22,8 +23,11 @@ func cmdReap(ctx context.Context, args []string, stderr io.Writer) error {
 		pid, _ = strconv.Atoi(args[1])
 		args = args[2:]
 	}
-	ids := args
-	if len(ids) == 0 || pid <= 0 {
+	ids, fences := args, []string(nil)
+	if i := slices.Index(args, executor.FencesFlag); i >= 0 {
+		ids, fences = args[:i], args[i+1:]
+	}
+	if len(ids)+len(fences) == 0 || pid <= 0 {
 		fmt.Fprintln(stderr, "Usage: nmap-mcp reap --owner PID CONTAINER...  (internal: removes containers a finished CLI scan handed off)")
 		return &exitCode{2}
 	}
@@ -32,6 +36,6 @@ func cmdReap(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer cli.Close()
-	executor.New(cli, nil).Reap(context.WithoutCancel(ctx), ids, pid, reapWait)
+	executor.New(cli, nil).Reap(context.WithoutCancel(ctx), ids, fences, pid, reapWait)
 	return nil
 }

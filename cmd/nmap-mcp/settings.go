@@ -73,7 +73,7 @@ func (s *settings) sandboxOptions(instance string) (sandbox.Options, error) {
 	if err := lim.Validate(); err != nil {
 		return sandbox.Options{}, fmt.Errorf("sandbox limits: %w", err)
 	}
-	return sandbox.Options{Network: s.Sandbox.Network, Limits: lim, Instance: instance}, nil
+	return sandbox.Options{Network: s.Sandbox.Network, FenceNetwork: s.Sandbox.FenceNetwork, Limits: lim, Instance: instance}, nil
 }
 
 // logger returns the logger and a closer for the log file, if any.

@@ -11,12 +11,14 @@ import (
 	"net"
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
+	"github.com/nmap-mcp/nmap-mcp/fence"
 	"github.com/nmap-mcp/nmap-mcp/images"
 	"github.com/nmap-mcp/nmap-mcp/internal/audit"
 	"github.com/nmap-mcp/nmap-mcp/internal/config"
 	"github.com/nmap-mcp/nmap-mcp/internal/policy"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
+	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
 
 // stack is everything a scan needs, wired together.
@@ -85,6 +87,20 @@ func bringUp(ctx context.Context, s *settings, log *slog.Logger, stderr io.Write
 		log.Info("audit: closed scans a previous server left open", "count", len(interrupted))
 	}
 	ex := executor.New(cli, log)
+	if network := opts.FencedNetwork(); network != "" {
+		// Fencers start on the first fenced scan (which creates the
+		// managed network if needed); a server then keeps some waiting.
+		warm, refill := min(max(q.Concurrency, 1), 4), true
+		if sweepAside {
+			warm, refill = 0, false // a one-shot CLI scan starts exactly the fencer it needs
+		}
+		ex.SetFencer(fence.NewPool(cli, fence.Config{Image: img.ID, Network: network,
+			Create: opts.Network == "" || opts.Network == sandbox.Fenced, Warm: warm, Refill: refill,
+			Labels: sandbox.OwnerLabels(instance)}, log))
+	}
+	for _, w := range s.Warnings() {
+		log.Warn("config: " + w)
+	}
 	swept := make(chan struct{})
 	sweep := func() {
 		defer close(swept)

@@ -63,6 +63,7 @@ type Record struct {
 	ImageID      string          `json:"image_id,omitempty"`
 	Limits       json.RawMessage `json:"limits,omitempty"`
 	Outcome      string          `json:"outcome,omitempty"`
+	Error        string          `json:"error,omitempty"` // why a scan did not end done
 	DurationMS   int64           `json:"duration_ms,omitempty"`
 	ResultSHA256 string          `json:"result_sha256,omitempty"`
 	OwnerPID     int             `json:"owner_pid"`

@@ -19,11 +19,18 @@ func (l *Log) Admitted(_ context.Context, r *store.Record) error {
 
 // Ended records a scan's outcome, duration and the sha256 of its result.
 func (l *Log) Ended(_ context.Context, r *store.Record) error {
-	rec := Record{Event: Ended, ScanID: r.ID, Client: r.Client, Outcome: r.Status, DurationMS: r.Duration().Milliseconds()}
+	rec := Record{Event: Ended, ScanID: r.ID, Client: r.Client, Outcome: r.Status, DurationMS: r.Duration().Milliseconds(), Error: clip(r.Error, 1000)}
 	if r.Result != nil {
 		b, _ := json.Marshal(r.Result)
 		sum := sha256.Sum256(b)
 		rec.ResultSHA256 = hex.EncodeToString(sum[:])
 	}
 	return l.Append(rec)
+}
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n-3] + "..."
+	}
+	return s
 }

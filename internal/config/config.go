@@ -63,6 +63,7 @@ type Token struct {
 // Sandbox holds the container limits.
 type Sandbox struct {
 	Network           string  `yaml:"network"`
+	FenceNetwork      string  `yaml:"fence_network"`
 	CPUs              float64 `yaml:"cpus"`
 	Memory            string  `yaml:"memory"`
 	Pids              int64   `yaml:"pids"`
@@ -214,8 +215,10 @@ func (c Config) Validate() error {
 	}
 	sb := c.Sandbox
 	switch {
-	case sb.Network == "":
-		return bad("sandbox.network", sb.Network, "must be host, bridge, none or a Docker network name")
+	case !validNetwork(sb.Network):
+		return bad("sandbox.network", sb.Network, "must be fenced, host, none or the name of a Docker network for fenced scans")
+	case !validNetwork(sb.FenceNetwork) || sb.FenceNetwork == "host" || sb.FenceNetwork == "none" || sb.FenceNetwork == "fenced":
+		return bad("sandbox.fence_network", sb.FenceNetwork, "must name a Docker network (bridge, --internal bridge or macvlan) that fenced scans can use")
 	case sb.CPUs <= 0 || sb.CPUs > 64:
 		return bad("sandbox.cpus", sb.CPUs, "must be more than 0 and at most 64")
 	case sb.Pids < 8:
@@ -323,4 +326,29 @@ func (c Config) YAML() ([]byte, error) {
 		return nil, fmt.Errorf("render config: %w", err)
 	}
 	return b, nil
+}
+
+// validNetwork accepts the names Docker accepts for networks.
+func validNetwork(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i, r := range s {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || i > 0 && (r == '_' || r == '.' || r == '-')
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// Warnings are settings that are valid but weaken the sandbox, one line
+// each, for config check and start-up logs.
+func (c Config) Warnings() []string {
+	var w []string
+	if c.Sandbox.Network == "host" {
+		w = append(w, "sandbox.network: host — no scan is fenced: nmap and its NSE scripts can send to anything the host can reach and, "+
+			"with raw sockets, read the host's traffic; use fenced unless you need the host's own LAN (e.g. ARP discovery)")
+	}
+	return w
 }

@@ -41,8 +41,10 @@ type setting struct {
 }
 
 var settings = []setting{
-	{"sandbox.network", "network", "NMAP_MCP_NETWORK", "container network: host, bridge, none or a Docker network name",
+	{"sandbox.network", "network", "NMAP_MCP_NETWORK", "fenced (default), host (not fenced), none, or a Docker network for fenced scans",
 		func(c *Config) any { return &c.Sandbox.Network }},
+	{"sandbox.fence_network", "fence-network", "NMAP_MCP_FENCE_NETWORK", "Docker network of fenced scans, created on first use when missing",
+		func(c *Config) any { return &c.Sandbox.FenceNetwork }},
 	{"sandbox.cpus", "cpus", "NMAP_MCP_CPUS", "CPUs per scan container", func(c *Config) any { return &c.Sandbox.CPUs }},
 	{"sandbox.memory", "memory", "NMAP_MCP_MEMORY", "memory per scan container, e.g. 512m or 1g; no swap",
 		func(c *Config) any { return &c.Sandbox.Memory }},

@@ -21,10 +21,6 @@ func (p *Policy) Check(ctx context.Context, plan *scan.Plan) (*scan.Plan, error)
 	if err := p.checkTechniques(plan); err != nil {
 		return nil, err
 	}
-	scripts, dropped, err := p.expandScripts(ctx, plan)
-	if err != nil {
-		return nil, err
-	}
 	resolved := map[string][]netip.Addr{}
 	for _, t := range plan.Targets {
 		switch t.Kind {
@@ -60,7 +56,13 @@ func (p *Policy) Check(ctx context.Context, plan *scan.Plan) (*scan.Plan, error)
 		return nil, &Refusal{Reason: fmt.Sprintf("the targets stand for %d addresses after CIDR expansion and name resolution; at most %d are allowed per scan",
 			pinned.Addresses, max), Key: "budgets.max_addresses_per_scan"}
 	}
+	// Scripts are expanded for the pinned targets: whether the scan runs
+	// on the host network depends on the addresses its names stand for.
 	if len(plan.Scripts) > 0 {
+		scripts, dropped, err := p.expandScripts(ctx, pinned)
+		if err != nil {
+			return nil, err
+		}
 		pinned.Scripts, pinned.ScriptsDropped = scripts, dropped
 	}
 	return pinned, nil

@@ -52,8 +52,10 @@ type Config struct {
 	// ScriptCategories and ScriptNames are the NSE allowlist.
 	ScriptCategories []string `yaml:"script_categories"`
 	ScriptNames      []string `yaml:"script_names"`
-	// HostNetwork is true when scans share the host's network: scripts
-	// that capture packets are then refused whatever the lists say.
+	// HostNetwork is true when every scan shares the host's network
+	// (sandbox.network: host): scripts that capture packets are then
+	// refused whatever the lists say. Scans of loopback only are on the
+	// host network whatever it says.
 	HostNetwork bool `yaml:"-"`
 	// ResolveUnlistedNames lets the server resolve hostnames no allow
 	// rule names (their addresses are still checked). Off by default:

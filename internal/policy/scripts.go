@@ -109,12 +109,15 @@ func (p *Policy) expandScripts(ctx context.Context, plan *scan.Plan) ([]string, 
 	if err != nil {
 		return nil, nil, fmt.Errorf("read the NSE script index from the scanner image: %w", err)
 	}
+	// A scan of loopback only runs on the host network even in a fenced
+	// deployment (see sandbox.Place).
+	hostNet := p.cfg.HostNetwork || plan.AllLoopback()
 	keep := map[string]bool{}
 	dropped := map[string]string{}
 	for _, s := range plan.Scripts {
 		if _, isScript := idx.Categories[s]; isScript {
-			if why := p.scriptDenied(idx, s); why != "" {
-				return nil, nil, &Refusal{Reason: fmt.Sprintf("NSE script %q %s", s, why), Key: p.scriptKey(idx, s)}
+			if why := p.scriptDenied(idx, s, hostNet); why != "" {
+				return nil, nil, &Refusal{Reason: fmt.Sprintf("NSE script %q %s", s, why), Key: p.scriptKey(idx, s, hostNet)}
 			}
 			keep[s] = true
 			continue
@@ -132,7 +135,7 @@ func (p *Policy) expandScripts(ctx context.Context, plan *scan.Plan) ([]string, 
 			if !slices.Contains(cats, s) || keep[name] {
 				continue
 			}
-			if why := p.scriptDenied(idx, name); why != "" {
+			if why := p.scriptDenied(idx, name, hostNet); why != "" {
 				dropped[name] = why
 				continue
 			}
@@ -162,8 +165,8 @@ func (p *Policy) expandScripts(ctx context.Context, plan *scan.Plan) ([]string, 
 // scriptDenied says why script name may not run, or "" when it may. A
 // packet capture on the host network is refused whatever the config says:
 // it would read the host's own traffic.
-func (p *Policy) scriptDenied(idx *ScriptIndex, name string) string {
-	if idx.Captures[name] && p.cfg.HostNetwork {
+func (p *Policy) scriptDenied(idx *ScriptIndex, name string, hostNet bool) string {
+	if idx.Captures[name] && hostNet {
 		return "opens a packet capture, which is never allowed on the host network (it would read the host's traffic)"
 	}
 	if slices.Contains(p.cfg.ScriptNames, name) {
@@ -183,8 +186,8 @@ func (p *Policy) scriptDenied(idx *ScriptIndex, name string) string {
 	return ""
 }
 
-func (p *Policy) scriptKey(idx *ScriptIndex, name string) string {
-	if idx.Captures[name] && p.cfg.HostNetwork {
+func (p *Policy) scriptKey(idx *ScriptIndex, name string, hostNet bool) string {
+	if idx.Captures[name] && hostNet {
 		return "sandbox.network"
 	}
 	return "scripts.names"

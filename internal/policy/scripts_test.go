@@ -117,7 +117,13 @@ func TestCategoryExpandsToAllowedScriptsOnly(t *testing.T) {
 	}
 	cfg.HostNetwork = false
 	pol, _ = New(cfg, dns, testIndex)
-	if _, err := pol.Check(context.Background(), plan(t, scan.Request{Targets: "127.0.0.1", Scripts: "qscan"})); err != nil {
+	if _, err := pol.Check(context.Background(), plan(t, scan.Request{Targets: "127.0.0.1", Scripts: "qscan"})); err == nil || !strings.Contains(err.Error(), "host network") {
+		t.Fatalf("a loopback scan runs on the host network even when fenced, but a capture was let through: %v", err)
+	}
+	// The policy is only asked here; nothing is scanned.
+	cfg.Allow = append(cfg.Allow, "192.0.2.0/24")
+	pol, _ = New(cfg, dns, testIndex)
+	if _, err := pol.Check(context.Background(), plan(t, scan.Request{Targets: "192.0.2.7", Scripts: "qscan"})); err != nil {
 		t.Fatalf("listed capture off the host network: %v", err)
 	}
 }

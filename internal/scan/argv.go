@@ -33,6 +33,9 @@ func (p *Plan) Args() []string {
 	if p.IPv6 {
 		args = append(args, "-6")
 	}
+	if p.NoDNS {
+		args = append(args, "-n")
+	}
 	switch {
 	case p.Ports != "":
 		args = append(args, "-p", p.Ports)

@@ -46,6 +46,56 @@ type Plan struct {
 	// Names maps each address that came from a hostname back to it, for
 	// the report (see Pin).
 	Names map[string][]string
+	// NoDNS tells nmap not to resolve names (-n): a fenced scan reaches no
+	// resolver, and its names were resolved and pinned by the server.
+	NoDNS bool
+}
+
+// Prefixes returns the targets as address prefixes, or an error naming a
+// target that is still a hostname (not pinned).
+func (p *Plan) Prefixes() ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(p.Targets))
+	for _, t := range p.Targets {
+		switch t.Kind {
+		case "cidr":
+			pfx, err := netip.ParsePrefix(t.Text)
+			if err != nil {
+				return nil, &FieldError{"targets", t.Text, "is not a CIDR block"}
+			}
+			out = append(out, pfx.Masked())
+		case "ip":
+			a, err := netip.ParseAddr(t.Text)
+			if err != nil {
+				return nil, &FieldError{"targets", t.Text, "is not an address"}
+			}
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+		default:
+			return nil, &FieldError{"targets", t.Text, "must be resolved by the server before the scan is placed: a fenced scan reaches no resolver"}
+		}
+	}
+	return out, nil
+}
+
+// AllLoopback reports whether every target is on loopback (127.0.0.0/8,
+// ::1), which only the host network reaches.
+func (p *Plan) AllLoopback() bool {
+	for _, t := range p.Targets {
+		pfx, err := netip.ParsePrefix(t.Text)
+		if err != nil {
+			a, aerr := netip.ParseAddr(t.Text)
+			if aerr != nil {
+				if t.Text != "localhost" {
+					return false
+				}
+				continue
+			}
+			pfx = netip.PrefixFrom(a, a.BitLen())
+		}
+		if !pfx.Masked().Addr().IsLoopback() {
+			return false
+		}
+	}
+	return len(p.Targets) > 0
 }
 
 // DroppedScript is an NSE script left out of a scan, and why.

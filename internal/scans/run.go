@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -119,6 +120,10 @@ func (s *Service) Submit(ctx context.Context, req scan.Request, opts Options) (*
 			return nil, err
 		}
 	}
+	place, err := s.place(plan)
+	if err != nil {
+		return nil, err
+	}
 	id, err := newID()
 	if err != nil {
 		return nil, err
@@ -141,7 +146,7 @@ func (s *Service) Submit(ctx context.Context, req scan.Request, opts Options) (*
 			return nil, err
 		}
 	}
-	r.prepare(req)
+	r.prepare(req, place)
 	if err := r.admit(ctx); err != nil {
 		ticket.Cancel()
 		s.dropShare(client)
@@ -225,8 +230,35 @@ func (r *run) queued(pos int) {
 	}
 }
 
+// place decides where the scan runs (sandbox.Place): fenced to its
+// targets, or on the host network for loopback only. A fenced scan gets
+// -n: it reaches no resolver, and its names were pinned by the policy.
+// Mixing loopback and other targets in a fenced deployment is refused as
+// a *scan.FieldError.
+func (s *Service) place(plan *scan.Plan) (sandbox.Placement, error) {
+	var prefixes []netip.Prefix
+	if s.cfg.Sandbox.FencedNetwork() != "" && !plan.AllLoopback() {
+		var err error
+		if prefixes, err = plan.Prefixes(); err != nil {
+			return sandbox.Placement{}, err
+		}
+	} else {
+		prefixes = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")} // loopback or unfenced: placed without a fence
+	}
+	place, err := sandbox.Place(s.cfg.Sandbox, prefixes)
+	var mixed *sandbox.MixedTargetsError
+	if errors.As(err, &mixed) {
+		return place, &scan.FieldError{Field: "targets", Value: plan.TargetList(), Rule: mixed.Error()}
+	}
+	if err != nil {
+		return place, fmt.Errorf("place the scan: %w", err)
+	}
+	plan.NoDNS = place.Fence != nil
+	return place, nil
+}
+
 // prepare builds the container spec and the record.
-func (r *run) prepare(req scan.Request) {
+func (r *run) prepare(req scan.Request, place sandbox.Placement) {
 	s, plan := r.s, r.plan
 	priv := sandbox.Unprivileged
 	if plan.Privileged() {
@@ -237,16 +269,24 @@ func (r *run) prepare(req scan.Request) {
 	argv := append([]string{"nmap"}, plan.Args()...)
 	// The container runs the image by its verified ID: a tag moved after
 	// the check cannot swap the image.
-	r.spec = sandbox.New(opts, sandbox.Scan{ID: r.sc.ID, Image: s.d.Image.ID, Args: argv[1:], Privilege: priv})
+	r.spec = sandbox.New(opts, sandbox.Scan{ID: r.sc.ID, Image: s.d.Image.ID, Args: argv[1:], Privilege: priv, Placement: place})
 	reqJSON, _ := json.Marshal(req)
 	r.rec = &store.Record{
 		ID: r.sc.ID, Status: store.Queued, Targets: plan.TargetList(), ScanType: string(plan.Type), Request: reqJSON,
 		Argv: argv, ImageID: s.d.Image.ID, ImageTag: s.d.Image.Tag, Client: r.sc.client, Notes: planNotes(plan),
 		Limits: store.Limits{CPUs: r.spec.CPUs, MemoryBytes: r.spec.Memory, Pids: r.spec.Pids,
-			TimeoutSeconds: int(plan.Timeout / time.Second), Network: r.spec.Network, Profile: r.spec.Describe()},
+			TimeoutSeconds: int(plan.Timeout / time.Second), Network: r.spec.Network, Profile: r.spec.Describe(),
+			Fenced: place.Fence != nil, AllowedAddresses: allowed(place), Unfenced: place.Unfenced, Seccomp: r.spec.SeccompID},
 	}
 	r.sc.rec = *r.rec
 	r.tracker = NewTracker(plan)
+}
+
+func allowed(place sandbox.Placement) uint64 {
+	if place.Fence == nil {
+		return 0
+	}
+	return place.Fence.Addresses()
 }
 
 // planNotes are the record's notes for what the policy changed: the NSE

@@ -48,7 +48,16 @@ type Limits struct {
 	Pids           int64   `json:"pids"`
 	TimeoutSeconds int     `json:"timeout_seconds"`
 	Network        string  `json:"network"`
-	// Profile describes the container: user, capabilities, limits.
+	// Fenced is true when the kernel kept the scan to its targets;
+	// AllowedAddresses is how many addresses the fence let it reach.
+	Fenced           bool   `json:"fenced"`
+	AllowedAddresses uint64 `json:"allowed_addresses,omitempty"`
+	// Unfenced says why a scan was not fenced.
+	Unfenced string `json:"unfenced,omitempty"`
+	// Seccomp names the seccomp profile of the container.
+	Seccomp string `json:"seccomp,omitempty"`
+	// Profile describes the container: user, capabilities, network,
+	// limits, seccomp.
 	Profile string `json:"profile"`
 }
 

@@ -1,0 +1,505 @@
+package fence
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/pkg/stdcopy"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/nmap-mcp/nmap-mcp/sandbox"
+)
+
+// Engine is the part of the Docker client the fence uses; *client.Client
+// satisfies it.
+type Engine interface {
+	ContainerCreate(ctx context.Context, config *container.Config, hostConfig *container.HostConfig,
+		networkingConfig *network.NetworkingConfig, platform *ocispec.Platform, containerName string) (container.CreateResponse, error)
+	ContainerAttach(ctx context.Context, container string, options container.AttachOptions) (types.HijackedResponse, error)
+	ContainerStart(ctx context.Context, container string, options container.StartOptions) error
+	ContainerRemove(ctx context.Context, container string, options container.RemoveOptions) error
+	NetworkInspect(ctx context.Context, network string, options network.InspectOptions) (network.Inspect, error)
+	NetworkCreate(ctx context.Context, name string, options network.CreateOptions) (network.CreateResponse, error)
+}
+
+// Labels the fence adds: fencer containers carry the scan labels of
+// package sandbox plus LabelRole=RoleFencer; the network it creates
+// carries LabelManaged and LabelRole=RoleNetwork.
+const (
+	LabelRole   = "nmap-mcp.role"
+	RoleFencer  = "fencer"
+	RoleNetwork = "fence-network"
+)
+
+// Config shapes a Pool.
+type Config struct {
+	// Image is the scanner image (by ID); it has nft.
+	Image string
+	// Network is the Docker network fenced scans use.
+	Network string
+	// Create makes Network (a bridge, labelled as ours) when it does not
+	// exist: the managed network. Otherwise a missing network is an error.
+	Create bool
+	// Warm is how many fencers are started ahead of need (0: each scan
+	// starts its own).
+	Warm int
+	// Refill replaces each warm fencer taken, for a server; a one-shot CLI
+	// scan leaves it false so that nothing is starting when it exits.
+	Refill bool
+	// Labels are the owner labels every fencer carries (sandbox.Label*:
+	// managed, instance, owner pid and host), so that a sweep finds those
+	// a dead server left.
+	Labels map[string]string
+	// Tamper, when set, rewrites each ruleset before it is sent: a test
+	// hook that breaks a rule to show the fence fails closed.
+	Tamper func(ruleset string) string
+	// Linger is how long a fencer keeps its namespace after its rules are
+	// in (it is removed as soon as its scan's container is gone); default
+	// sandbox's largest timeout plus a minute.
+	Linger time.Duration
+}
+
+// Error says that a scan's fence could not be installed; nmap was not
+// started.
+type Error struct {
+	Err error
+}
+
+func (e *Error) Error() string {
+	return "the network fence could not be installed, so nmap was not started: " + e.Err.Error()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Pool hands out fenced network namespaces, keeping Config.Warm fencers
+// started ahead of need.
+type Pool struct {
+	engine Engine
+	cfg    Config
+	log    *slog.Logger
+
+	mu       sync.Mutex
+	warm     []*fencer
+	filling  int
+	closed   bool
+	live     map[string]bool // fencers not yet removed
+	gateways []netip.Addr
+	netReady bool
+	wg       sync.WaitGroup
+}
+
+// NewPool returns a pool; Start warms it. log may be nil.
+func NewPool(engine Engine, cfg Config, log *slog.Logger) *Pool {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Linger <= 0 {
+		cfg.Linger = sandbox.DefaultLimits().MaxTimeout + time.Minute
+	}
+	return &Pool{engine: engine, cfg: cfg, log: log, live: map[string]bool{}}
+}
+
+// Network is the Docker network of the pool's fences.
+func (p *Pool) Network() string { return p.cfg.Network }
+
+// Start begins warming the pool in the background.
+func (p *Pool) Start() { p.refill() }
+
+// Ready reports whether Warm fencers are started and waiting.
+func (p *Pool) Ready() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.warm) >= p.cfg.Warm
+}
+
+// Fence installs spec's allowlist in a fresh namespace and returns the
+// network mode that joins it ("container:ID") and a release func to call
+// once the scan's container is gone. Any failure is an *Error and leaves
+// nothing behind.
+func (p *Pool) Fence(ctx context.Context, spec sandbox.Spec) (string, func(), error) {
+	if spec.Fence == nil {
+		return "", nil, &Error{Err: errors.New("the scan has no allowlist")}
+	}
+	if spec.Fence.Network != p.cfg.Network {
+		return "", nil, &Error{Err: fmt.Errorf("the scan is placed on network %q, but fences are made on %q", spec.Fence.Network, p.cfg.Network)}
+	}
+	f, err := p.take(ctx)
+	if err != nil {
+		return "", nil, &Error{Err: err}
+	}
+	p.mu.Lock()
+	gateways := p.gateways
+	p.mu.Unlock()
+	rules, err := Rules{Allow: spec.Fence.Allow, Neighbours: gateways, Devices: f.devices}.Ruleset()
+	if err == nil {
+		if p.cfg.Tamper != nil {
+			rules = p.cfg.Tamper(rules)
+		}
+		err = f.apply(ctx, rules)
+	}
+	if err != nil {
+		p.discard(f)
+		return "", nil, &Error{Err: err}
+	}
+	var once sync.Once
+	return "container:" + f.id, func() { once.Do(func() { p.discard(f) }) }, nil
+}
+
+// Pending lists the fencers not yet removed, for a hand-off to a reaper.
+func (p *Pool) Pending() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ids := make([]string, 0, len(p.live))
+	for id := range p.live {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// Close removes the waiting fencers and waits until every fencer is gone
+// or ctx ends. Fences in use are removed when released.
+func (p *Pool) Close(ctx context.Context) error {
+	p.mu.Lock()
+	p.closed = true
+	warm := p.warm
+	p.warm = nil
+	p.mu.Unlock()
+	for _, f := range warm {
+		p.discard(f)
+	}
+	done := make(chan struct{})
+	go func() { p.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for fencers to be removed: %w", ctx.Err())
+	}
+}
+
+// take returns a started fencer: a warm one when there is one, otherwise
+// a new one.
+func (p *Pool) take(ctx context.Context) (*fencer, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, errors.New("the fence pool is closed")
+	}
+	var f *fencer
+	for len(p.warm) > 0 && f == nil {
+		f, p.warm = p.warm[0], p.warm[1:]
+		if f.dead() {
+			p.discard(f)
+			f = nil
+		}
+	}
+	p.mu.Unlock()
+	if p.cfg.Refill {
+		defer p.refill()
+	}
+	if f != nil {
+		return f, nil
+	}
+	return p.start(ctx)
+}
+
+// refill starts fencers in the background until Warm are waiting.
+func (p *Pool) refill() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for !p.closed && len(p.warm)+p.filling < p.cfg.Warm {
+		p.filling++
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			f, err := p.start(ctx)
+			p.mu.Lock()
+			p.filling--
+			closed := p.closed
+			if err == nil && !closed {
+				p.warm = append(p.warm, f)
+			}
+			p.mu.Unlock()
+			if err != nil {
+				p.log.Warn("could not start a waiting fencer; the next fenced scan starts its own", "network", p.cfg.Network, "err", err)
+			} else if closed {
+				p.discard(f)
+			}
+		}()
+	}
+}
+
+// discard closes a fencer's stream and removes its container in the
+// background.
+func (p *Pool) discard(f *fencer) {
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		if f.conn.Conn != nil {
+			f.conn.Close()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		err := p.engine.ContainerRemove(ctx, f.id, container.RemoveOptions{Force: true})
+		if err != nil && !cerrdefs.IsNotFound(err) {
+			p.log.Error("remove fencer; the next start-up sweep will retry", "container", f.id[:12], "err", err)
+			return
+		}
+		p.mu.Lock()
+		delete(p.live, f.id)
+		p.mu.Unlock()
+	}()
+}
+
+// fencerScript reports the namespace's interfaces, installs the ruleset
+// read on stdin, checks that the inet table and one egress hook per
+// interface are in place, says so, and keeps the namespace. Any failure
+// exits before the marker: no marker, no scan.
+const fencerScript = `set -eu
+printf 'ifaces'; for d in /sys/class/net/*; do printf ' %s' "${d##*/}"; done; printf '\n'
+nft -f -
+nft list table inet ` + TableInet + ` >/dev/null
+hooks=$(nft list ruleset)
+for d in /sys/class/net/*; do
+  d=${d##*/}
+  [ "$d" = lo ] && continue
+  case "$hooks" in *"hook egress device \"$d\""*) ;; *) echo "interface $d has no egress fence" >&2; exit 3 ;; esac
+done
+printf '\036nmap-mcp-fenced\n'
+exec sleep "$0"`
+
+const fencedMarker = "\x1enmap-mcp-fenced"
+
+// fencer is one started fencer container, waiting for its ruleset.
+type fencer struct {
+	id      string
+	conn    types.HijackedResponse
+	devices []string
+	lines   chan string // stdout lines; closed at the stream's end
+	stderr  *syncBuffer
+	done    chan struct{} // closed when the stream ends (the fencer exited)
+}
+
+func (f *fencer) dead() bool {
+	select {
+	case <-f.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// start creates, attaches and starts a fencer on the pool's network and
+// waits for its interface report.
+func (p *Pool) start(ctx context.Context) (*fencer, error) {
+	if err := p.ensureNetwork(ctx); err != nil {
+		return nil, err
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := "nmap-mcp-fence-" + hex.EncodeToString(b[:])
+	labels := maps.Clone(p.cfg.Labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels[sandbox.LabelScanID] = "fence-" + hex.EncodeToString(b[:])
+	labels[LabelRole] = RoleFencer
+	pids := int64(16)
+	cfg := &container.Config{
+		Image:       p.cfg.Image,
+		Entrypoint:  []string{"/bin/sh", "-c", fencerScript},
+		Cmd:         []string{fmt.Sprint(int(p.cfg.Linger.Seconds()))},
+		User:        "0:0",
+		OpenStdin:   true,
+		StdinOnce:   true,
+		AttachStdin: true, AttachStdout: true, AttachStderr: true,
+		Labels: labels,
+	}
+	hc := &container.HostConfig{
+		NetworkMode:    container.NetworkMode(p.cfg.Network),
+		CapDrop:        []string{"ALL"},
+		CapAdd:         []string{"NET_ADMIN"},
+		SecurityOpt:    []string{"no-new-privileges", "seccomp=" + string(sandbox.SeccompProfile())},
+		ReadonlyRootfs: true,
+		Init:           new(bool),
+		Resources:      container.Resources{NanoCPUs: 5e8, Memory: 64 << 20, MemorySwap: 64 << 20, PidsLimit: &pids},
+		LogConfig:      container.LogConfig{Type: "none"},
+	}
+	created, err := p.engine.ContainerCreate(ctx, cfg, hc, nil, nil, name)
+	if err != nil {
+		return nil, fmt.Errorf("create fencer on network %q: %w", p.cfg.Network, err)
+	}
+	f := &fencer{id: created.ID, lines: make(chan string, 4), stderr: &syncBuffer{}, done: make(chan struct{})}
+	p.mu.Lock()
+	p.live[f.id] = true
+	p.mu.Unlock()
+	fail := func(err error) (*fencer, error) {
+		p.discard(f)
+		return nil, err
+	}
+	f.conn, err = p.engine.ContainerAttach(ctx, f.id, container.AttachOptions{Stream: true, Stdin: true, Stdout: true, Stderr: true})
+	if err != nil {
+		f.conn = types.HijackedResponse{}
+		return fail(fmt.Errorf("attach to fencer: %w", err))
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		_, _ = stdcopy.StdCopy(pw, f.stderr, f.conn.Reader)
+		pw.Close()
+	}()
+	go func() {
+		defer close(f.done)
+		defer close(f.lines)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			f.lines <- sc.Text()
+		}
+		_, _ = io.Copy(io.Discard, pr)
+	}()
+	if err := p.engine.ContainerStart(ctx, f.id, container.StartOptions{}); err != nil {
+		return fail(fmt.Errorf("start fencer: %w", err))
+	}
+	line, err := f.next(ctx, 30*time.Second)
+	if err != nil {
+		return fail(fmt.Errorf("fencer did not report its interfaces: %w", err))
+	}
+	fields := strings.Fields(line)
+	if len(fields) == 0 || fields[0] != "ifaces" {
+		return fail(fmt.Errorf("fencer reported %q instead of its interfaces", line))
+	}
+	for _, d := range fields[1:] {
+		if d != "lo" {
+			f.devices = append(f.devices, d)
+		}
+	}
+	return f, nil
+}
+
+// apply sends the ruleset and waits for the fencer to confirm it.
+func (f *fencer) apply(ctx context.Context, rules string) error {
+	if _, err := io.WriteString(f.conn.Conn, rules); err != nil {
+		return fmt.Errorf("send the ruleset to the fencer: %w", err)
+	}
+	if err := f.conn.CloseWrite(); err != nil {
+		return fmt.Errorf("end the ruleset: %w", err)
+	}
+	for {
+		line, err := f.next(ctx, 30*time.Second)
+		if err != nil {
+			if msg := strings.TrimSpace(f.stderr.String()); msg != "" {
+				return fmt.Errorf("nft: %s", clip(msg, 600))
+			}
+			return err
+		}
+		if line == fencedMarker {
+			return nil
+		}
+	}
+}
+
+// next returns the fencer's next stdout line.
+func (f *fencer) next(ctx context.Context, d time.Duration) (string, error) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case line, ok := <-f.lines:
+		if !ok {
+			// Let stderr finish arriving before it is read.
+			<-f.done
+			return "", errors.New("the fencer exited")
+		}
+		return line, nil
+	case <-t.C:
+		return "", fmt.Errorf("no answer from the fencer in %s", d)
+	case <-ctx.Done():
+		return "", fmt.Errorf("waiting for the fencer: %w", ctx.Err())
+	}
+}
+
+// ensureNetwork checks (once) that the pool's network exists and can be
+// fenced, creating the managed one when allowed, and learns its gateways.
+func (p *Pool) ensureNetwork(ctx context.Context) error {
+	p.mu.Lock()
+	ready := p.netReady
+	p.mu.Unlock()
+	if ready {
+		return nil
+	}
+	info, err := p.engine.NetworkInspect(ctx, p.cfg.Network, network.InspectOptions{})
+	if cerrdefs.IsNotFound(err) && p.cfg.Create {
+		_, err = p.engine.NetworkCreate(ctx, p.cfg.Network, network.CreateOptions{
+			Driver: "bridge",
+			Labels: map[string]string{sandbox.LabelManaged: "true", LabelRole: RoleNetwork},
+		})
+		if err != nil && !cerrdefs.IsConflict(err) {
+			return fmt.Errorf("create the fenced scans' network %q: %w", p.cfg.Network, err)
+		}
+		p.log.Info("created the network for fenced scans", "network", p.cfg.Network)
+		info, err = p.engine.NetworkInspect(ctx, p.cfg.Network, network.InspectOptions{})
+	}
+	if err != nil {
+		if cerrdefs.IsNotFound(err) {
+			return fmt.Errorf("Docker network %q does not exist: create it (docker network create …: a bridge, an --internal bridge, or macvlan on a lab segment) or use the managed one (sandbox.network: fenced)", p.cfg.Network)
+		}
+		return fmt.Errorf("inspect network %q: %w", p.cfg.Network, err)
+	}
+	if info.Driver == "host" || info.Driver == "null" {
+		return fmt.Errorf("Docker network %q uses the %s driver, which has no namespace of its own to fence", p.cfg.Network, info.Driver)
+	}
+	var gws []netip.Addr
+	for _, c := range info.IPAM.Config {
+		if a, err := netip.ParseAddr(c.Gateway); err == nil {
+			gws = append(gws, a)
+		}
+	}
+	p.mu.Lock()
+	p.gateways, p.netReady = gws, true
+	p.mu.Unlock()
+	return nil
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and one reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.b.Len() > 64<<10 {
+		return len(p), nil
+	}
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n-3] + "..."
+	}
+	return s
+}
