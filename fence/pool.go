@@ -146,7 +146,7 @@ func (p *Pool) Fence(ctx context.Context, spec sandbox.Spec) (string, func(), er
 	p.mu.Lock()
 	gateways := p.gateways
 	p.mu.Unlock()
-	rules, err := Rules{Allow: spec.Fence.Allow, Neighbours: gateways, Devices: f.devices}.Ruleset()
+	rules, err := Rules{Allow: spec.Fence.Allow, Neighbours: gateways, Devices: f.devices}.Replacing()
 	if err == nil {
 		if p.cfg.Tamper != nil {
 			rules = p.cfg.Tamper(rules)
@@ -269,18 +269,28 @@ func (p *Pool) discard(f *fencer) {
 	}()
 }
 
-// fencerScript reports the namespace's interfaces, installs the ruleset
-// read on stdin, checks that the inet table and one egress hook per
+// fencerScript first closes the namespace (every chain drops everything:
+// while it waits for a scan, its kernel answers nothing), reports the
+// interfaces, then replaces that with the ruleset read on stdin in one
+// transaction, checks that the inet table and one egress hook per
 // interface are in place, says so, and keeps the namespace. Any failure
 // exits before the marker: no marker, no scan.
 const fencerScript = `set -eu
-printf 'ifaces'; for d in /sys/class/net/*; do printf ' %s' "${d##*/}"; done; printf '\n'
+devs=""
+for d in /sys/class/net/*; do d=${d##*/}; [ "$d" = lo ] || devs="$devs $d"; done
+{
+  echo "table inet ` + TableInet + ` { chain output { type filter hook output priority 0; policy drop; }; chain input { type filter hook input priority 0; policy drop; }; }"
+  i=0
+  for d in $devs; do
+    echo "table netdev ` + TablePrefix + `$i { chain egress { type filter hook egress device \"$d\" priority 0; policy drop; }; }"
+    i=$((i+1))
+  done
+} | nft -f -
+printf 'ifaces%s\n' "$devs"
 nft -f -
 nft list table inet ` + TableInet + ` >/dev/null
 hooks=$(nft list ruleset)
-for d in /sys/class/net/*; do
-  d=${d##*/}
-  [ "$d" = lo ] && continue
+for d in $devs; do
   case "$hooks" in *"hook egress device \"$d\""*) ;; *) echo "interface $d has no egress fence" >&2; exit 3 ;; esac
 done
 printf '\036nmap-mcp-fenced\n'

@@ -122,6 +122,22 @@ func (r Rules) Ruleset() (string, error) {
 	return b.String(), nil
 }
 
+// Replacing is the ruleset preceded by the deletion of the tables it
+// defines, so that `nft -f -` swaps a closed namespace's drop-everything
+// tables for the allowlist in one transaction: no moment without a fence.
+func (r Rules) Replacing() (string, error) {
+	rules, err := r.Ruleset()
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "delete table inet %s\n", TableInet)
+	for i := range r.Devices {
+		fmt.Fprintf(&b, "delete table netdev %s%d\n", TablePrefix, i)
+	}
+	return b.String() + rules, nil
+}
+
 func unmapBits(a netip.Addr) int {
 	if a.Is4In6() {
 		return 96

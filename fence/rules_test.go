@@ -74,3 +74,16 @@ func TestRulesetUnmaps(t *testing.T) {
 		t.Fatalf("%v\n%s", err, s)
 	}
 }
+
+// The allowlist replaces the fencer's closed tables in the same
+// transaction: the deletions come first, then the new tables.
+func TestReplacing(t *testing.T) {
+	s, err := Rules{Allow: []netip.Prefix{netip.MustParsePrefix("10.0.0.1/32")}, Devices: []string{"eth0", "eth1"}}.Replacing()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "delete table inet nmap_mcp\ndelete table netdev nmap_mcp_dev0\ndelete table netdev nmap_mcp_dev1\ntable inet nmap_mcp {"
+	if !strings.HasPrefix(s, want) {
+		t.Fatalf("starts %q", s[:min(len(s), 120)])
+	}
+}

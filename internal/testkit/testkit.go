@@ -33,6 +33,12 @@ type Env struct {
 	Client   *client.Client
 	Image    images.Info
 	Instance string // the sandbox instance label of this test process
+
+	target struct { // the target program, built on first use
+		once      sync.Once
+		dir, path string
+		err       error
+	}
 }
 
 // Setup connects to the engine and ensures the scanner image (building it
@@ -96,6 +102,13 @@ func Main(m *testing.M, pkg string, set func(*Env)) int {
 	defer env.Client.Close()
 	set(env)
 	code := m.Run()
+	if env.target.dir != "" {
+		os.RemoveAll(env.target.dir)
+	}
+	if nets, err := env.leftoverNetworks(ctx); err != nil || len(nets) > 0 {
+		fmt.Fprintf(os.Stderr, "testkit: LEAK: networks left behind: %v %v\n", nets, err)
+		return 1
+	}
 	// Removals that finish in the background get a few seconds.
 	var left []string
 	Eventually(10*time.Second, func() bool {

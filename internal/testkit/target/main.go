@@ -3,34 +3,35 @@
 // listens on the TCP ports named by -tcp and answers UDP on -udp, and it
 // counts every Ethernet frame its interfaces receive, by source MAC
 // address (an AF_PACKET socket, so ARP and frames no IP stack would take
-// are counted too). A line "get" on the -stats port returns the counts
-// as JSON: {"02:42:…": 3, …}.
+// are counted too), leaving out only address resolution for other hosts:
+// an ARP request or IPv6 neighbour solicitation whose target is not one of
+// its own addresses (on Ethernet every host on the segment hears those).
+// It prints one line per counted frame ("frame src MAC dst MAC type …"),
+// which the tests read from the container's log, so that reading the
+// counts sends nothing on the network.
 //
 // It is built by the tests (CGO_ENABLED=0) and mounted into a container of
 // the scanner image; it is not part of nmap-mcp.
 package main
 
 import (
-	"bufio"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"log"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 )
 
 func main() {
 	tcp := flag.String("tcp", "8080", "comma-separated TCP ports to listen on")
 	udp := flag.Int("udp", 5353, "UDP port to answer on (0: none)")
-	stats := flag.Int("stats", 9, "TCP port that reports the frame counts")
 	flag.Parse()
 
-	c := &counter{bySource: map[string]int{}}
+	c := &counter{own: ownAddrs()}
 	go func() {
 		if err := c.capture(); err != nil {
 			log.Fatalf("target: count frames: %v", err)
@@ -62,17 +63,8 @@ func main() {
 			}
 		}()
 	}
-	ln, err := net.Listen("tcp", ":"+strconv.Itoa(*stats))
-	if err != nil {
-		log.Fatalf("target: listen stats: %v", err)
-	}
 	fmt.Println("target ready")
-	accept(ln, func(conn net.Conn) {
-		line, _ := bufio.NewReader(conn).ReadString('\n')
-		if strings.TrimSpace(line) == "get" {
-			_ = json.NewEncoder(conn).Encode(c.snapshot())
-		}
-	})
+	select {}
 }
 
 func accept(ln net.Listener, serve func(net.Conn)) {
@@ -88,20 +80,40 @@ func accept(ln net.Listener, serve func(net.Conn)) {
 	}
 }
 
-// counter counts received frames by source MAC address.
+// counter logs the frames received.
 type counter struct {
-	mu       sync.Mutex
-	bySource map[string]int
+	own map[netip.Addr]bool
 }
 
-func (c *counter) snapshot() map[string]int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make(map[string]int, len(c.bySource))
-	for k, v := range c.bySource {
-		out[k] = v
+func ownAddrs() map[netip.Addr]bool {
+	own := map[netip.Addr]bool{}
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			own[p.Addr()] = true
+		}
 	}
-	return out
+	return own
+}
+
+// resolvesOther reports whether frame is an ARP request or a neighbour
+// solicitation for an address that is not ours.
+func (c *counter) resolvesOther(frame []byte) bool {
+	etype := uint16(frame[12])<<8 | uint16(frame[13])
+	switch {
+	case etype == 0x0806 && len(frame) >= 42: // ARP: target protocol address at 38
+		op := uint16(frame[20])<<8 | uint16(frame[21])
+		tpa, _ := netip.AddrFromSlice(frame[38:42])
+		return op == 1 && !c.own[tpa]
+	case etype == 0x86dd && len(frame) >= 14+40+24: // IPv6, ICMPv6 next header, type 135
+		ip6 := frame[14:]
+		if ip6[6] != 58 || ip6[40] != 135 {
+			return false
+		}
+		target, _ := netip.AddrFromSlice(ip6[48:64])
+		return !c.own[target]
+	}
+	return false
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
@@ -124,9 +136,11 @@ func (c *counter) capture() error {
 		if name, err := net.InterfaceByIndex(ll.Ifindex); err == nil && name.Name == "lo" {
 			continue
 		}
+		if c.resolvesOther(buf[:n]) {
+			continue
+		}
 		src := net.HardwareAddr(buf[6:12]).String()
-		c.mu.Lock()
-		c.bySource[src]++
-		c.mu.Unlock()
+		// One line per counted frame, for `docker logs` when a test fails.
+		fmt.Printf("frame src %s dst %s type %#04x len %d head %x\n", src, net.HardwareAddr(buf[0:6]), uint16(buf[12])<<8|uint16(buf[13]), n, buf[14:min(n, 14+28)])
 	}
 }

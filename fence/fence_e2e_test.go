@@ -1,0 +1,313 @@
+package fence_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nmap-mcp/nmap-mcp/executor"
+	"github.com/nmap-mcp/nmap-mcp/fence"
+	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
+	"github.com/nmap-mcp/nmap-mcp/sandbox"
+)
+
+// These tests run real fencers and scans on the real engine. Every scan
+// targets only containers the test started on an --internal network (or
+// macvlan on a veth pair) it created: an allowed target and a forbidden
+// one, which counts each frame it receives. The rule generation is unit
+// tested in rules_test.go.
+
+var env *testkit.Env
+
+func TestMain(m *testing.M) {
+	os.Exit(testkit.Main(m, "fence", func(e *testkit.Env) { env = e }))
+}
+
+// rig is an executor with a fence pool on one test network.
+type rig struct {
+	ex   *executor.Executor
+	pool *fence.Pool
+	net  *testkit.Network
+	opts sandbox.Options
+}
+
+func newRig(t *testing.T, n *testkit.Network, tune func(*fence.Config)) *rig {
+	t.Helper()
+	cfg := fence.Config{Image: env.Image.ID, Network: n.Name, Warm: 1, Refill: true, Labels: sandbox.OwnerLabels(env.Instance)}
+	if tune != nil {
+		tune(&cfg)
+	}
+	pool := fence.NewPool(env.Client, cfg, nil)
+	ex := executor.New(env.Client, nil)
+	ex.SetFencer(pool)
+	t.Cleanup(func() {
+		if err := ex.Close(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	lim := sandbox.DefaultLimits()
+	lim.Timeout = 120 * time.Second
+	return &rig{ex: ex, pool: pool, net: n, opts: sandbox.Options{Network: n.Name, Limits: lim, Instance: env.Instance}}
+}
+
+func newID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return "t" + hex.EncodeToString(b[:])
+}
+
+// spec is a scan container fenced to allow (or, with allow nil, placed on
+// the network without a fence: the control).
+func (r *rig) spec(t *testing.T, priv sandbox.Privilege, allow []netip.Addr, args ...string) sandbox.Spec {
+	t.Helper()
+	place := sandbox.Placement{Network: r.net.Name, Unfenced: "test control"}
+	if allow != nil {
+		var pfx []netip.Prefix
+		for _, a := range allow {
+			pfx = append(pfx, netip.PrefixFrom(a, a.BitLen()))
+		}
+		var err error
+		if place, err = sandbox.Place(r.opts, pfx); err != nil || place.Fence == nil {
+			t.Fatalf("place %v: %+v %v", allow, place, err)
+		}
+	}
+	return sandbox.New(r.opts, sandbox.Scan{ID: newID(), Image: env.Image.ID, Args: args, Privilege: priv, Placement: place})
+}
+
+func (r *rig) run(t *testing.T, spec sandbox.Spec) (string, []string, error) {
+	t.Helper()
+	var steps []string
+	res, err := r.ex.Run(context.Background(), executor.Job{Spec: spec, OnEvent: func(ev executor.Event) { steps = append(steps, ev.Step) }})
+	out := ""
+	if res != nil {
+		out = string(res.Stdout) + string(res.Stderr)
+	}
+	return out, steps, err
+}
+
+// fromScanner counts the frames tg received from anything but the host's
+// own interfaces and the other targets.
+func fromScanner(t *testing.T, tg *testkit.Target, others ...*testkit.Target) int {
+	t.Helper()
+	host := testkit.HostMACs()
+	for _, o := range others {
+		host[o.MAC] = true
+	}
+	n := 0
+	for mac, c := range tg.Frames(t) {
+		if !host[mac] {
+			n += c
+		}
+	}
+	return n
+}
+
+func portOpen(xml string, port int) bool {
+	return strings.Contains(xml, fmt.Sprintf(`portid="%d"><state state="open"`, port))
+}
+
+// The fence holds for every scan type and for an NSE script that goes
+// after the forbidden address on its own: the allowed target's open port
+// is found, and the forbidden target receives nothing from the scanner,
+// ARP included. A control scan without the fence shows the counter works.
+func TestFenceKeepsScansToTheirTargets(t *testing.T) {
+	testkit.NeedEngine(t)
+	n := env.Network(t, testkit.NetworkOptions{})
+	allowed, forbidden := env.Target(t, n, 8080), env.Target(t, n, 8080)
+	r := newRig(t, n, nil)
+	A, F := allowed.IPv4.String(), forbidden.IPv4.String()
+	only := []netip.Addr{allowed.IPv4}
+
+	t.Run("control without fence reaches the forbidden target", func(t *testing.T) {
+		before := fromScanner(t, forbidden, allowed)
+		out, _, err := r.run(t, r.spec(t, sandbox.Unprivileged, nil, "-oX", "-", "-sT", "-Pn", "-n", "-p", "8080", "--", F))
+		if err != nil || !portOpen(out, 8080) {
+			t.Fatalf("control scan: %v\n%s", err, out)
+		}
+		if after := fromScanner(t, forbidden, allowed); after <= before {
+			t.Fatalf("the counter saw nothing of an unfenced scan (%d -> %d): the test cannot prove the fence", before, after)
+		}
+	})
+
+	cases := []struct {
+		name string
+		priv sandbox.Privilege
+		args []string
+		port int // the allowed target's open port to find; 0: host up
+	}{
+		{"connect", sandbox.Unprivileged, []string{"-sT", "-Pn", "-p", "8080,22", "--", A, F}, 8080},
+		{"syn", sandbox.RawSockets, []string{"-sS", "-Pn", "-p", "8080,22", "--", A, F}, 8080},
+		{"syn over raw ethernet", sandbox.RawSockets, []string{"-sS", "--send-eth", "-Pn", "-p", "8080,22", "--", A, F}, 8080},
+		{"udp", sandbox.RawSockets, []string{"-sU", "-Pn", "-p", "5353", "--", A, F}, 5353},
+		{"ping (arp)", sandbox.RawSockets, []string{"-sn", "--", A, F}, 0},
+		{"os detection", sandbox.RawSockets, []string{"-O", "-Pn", "-p", "8080,22", "--", A, F}, 8080},
+		// A deliberately too broad script list: one script connects to a
+		// server named in its arguments (the forbidden target), the other
+		// pings the broadcast address over raw Ethernet.
+		{"nse", sandbox.RawSockets, []string{"-sT", "-Pn", "-p", "8080", "--script", "dns-zone-transfer,broadcast-ping",
+			"--script-args", "dns-zone-transfer.server=" + F + ",dns-zone-transfer.domain=example.test,broadcast-ping.num_probes=2", "--", A}, 8080},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before := fromScanner(t, forbidden, allowed)
+			args := append([]string{"-oX", "-", "-n"}, c.args...)
+			out, _, err := r.run(t, r.spec(t, c.priv, only, args...))
+			if err != nil && !strings.Contains(err.Error(), "exit") {
+				t.Fatalf("scan: %v\n%s", err, out)
+			}
+			switch {
+			case c.port > 0 && !portOpen(out, c.port):
+				t.Errorf("the allowed target's port %d was not found open:\n%s", c.port, out)
+			case c.port == 0 && !strings.Contains(out, `<address addr="`+A+`"`):
+				t.Errorf("the allowed target was not found up:\n%s", out)
+			}
+			time.Sleep(300 * time.Millisecond) // late frames
+			if after := fromScanner(t, forbidden, allowed); after != before {
+				t.Errorf("the forbidden target received %d frames from the fenced scanner:\n%s", after-before, forbidden.Log(t))
+			}
+		})
+	}
+}
+
+// Inside a fenced scan container nothing holds NET_ADMIN, in any set, and
+// the fence cannot be flushed; a call outside the seccomp profile fails.
+func TestFencedContainerCannotTouchTheFence(t *testing.T) {
+	testkit.NeedEngine(t)
+	n := env.Network(t, testkit.NetworkOptions{})
+	tg := env.Target(t, n, 8080)
+	r := newRig(t, n, func(c *fence.Config) { c.Warm = 0 })
+	spec := r.spec(t, sandbox.RawSockets, []netip.Addr{tg.IPv4})
+	spec.Command = []string{"/bin/sh", "-c", `grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status; nft flush ruleset; echo "nft-exit=$?"; mkdir /tmp/x; echo "mkdir-exit=$?"`}
+	out, _, _ := r.run(t, spec)
+	const netAdmin = 12 // CAP_NET_ADMIN
+	sets := 0
+	for _, line := range strings.Split(out, "\n") {
+		name, hexv, ok := strings.Cut(line, ":")
+		if !ok || !strings.HasPrefix(name, "Cap") {
+			continue
+		}
+		v, err := strconv.ParseUint(strings.TrimSpace(hexv), 16, 64)
+		if err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		sets++
+		if v&(1<<netAdmin) != 0 {
+			t.Errorf("%s holds NET_ADMIN (%#x)", name, v)
+		}
+	}
+	if sets != 5 {
+		t.Fatalf("read %d capability sets:\n%s", sets, out)
+	}
+	if strings.Contains(out, "nft-exit=0") || !strings.Contains(out, "nft-exit=") {
+		t.Errorf("nft flush ruleset was not refused:\n%s", out)
+	}
+	if !strings.Contains(out, "Operation not permitted") || strings.Contains(out, "mkdir-exit=0") {
+		t.Errorf("mkdir (mkdirat, outside the seccomp profile) did not fail with EPERM:\n%s", out)
+	}
+}
+
+// A fence that cannot be installed stops the scan before its container is
+// even created, says why, and leaves nothing behind.
+func TestBrokenFenceFailsClosed(t *testing.T) {
+	testkit.NeedEngine(t)
+	n := env.Network(t, testkit.NetworkOptions{})
+	tg := env.Target(t, n, 8080)
+	r := newRig(t, n, func(c *fence.Config) {
+		c.Tamper = func(rules string) string { return rules + "table inet broken { chain c { this is not a rule } }\n" }
+	})
+	before := fromScanner(t, tg)
+	_, steps, err := r.run(t, r.spec(t, sandbox.Unprivileged, []netip.Addr{tg.IPv4}, "-sT", "-Pn", "-n", "-p", "8080", "--", tg.IPv4.String()))
+	var fe *fence.Error
+	if !errors.As(err, &fe) || !strings.Contains(err.Error(), "nmap was not started") || !strings.Contains(err.Error(), "nft:") {
+		t.Fatalf("err %v, want a fence.Error with nft's message", err)
+	}
+	if len(steps) != 0 {
+		t.Errorf("the scan container went through %v; it must never be created", steps)
+	}
+	if after := fromScanner(t, tg); after != before {
+		t.Errorf("the target received %d frames though no scan ran", after-before)
+	}
+	if !testkit.Eventually(10*time.Second, func() bool { return len(r.pool.Pending()) <= 1 }) {
+		t.Errorf("fencers left: %v", r.pool.Pending())
+	}
+}
+
+// IPv6 is fenced too (its own rules; neighbour discovery instead of ARP).
+func TestFenceIPv6(t *testing.T) {
+	testkit.NeedEngine(t)
+	n := env.Network(t, testkit.NetworkOptions{IPv6: true})
+	allowed, forbidden := env.Target(t, n, 8080), env.Target(t, n, 8080)
+	if !allowed.IPv6.IsValid() || !forbidden.IPv6.IsValid() {
+		t.Fatalf("targets got no IPv6 address on an IPv6 network: %v %v", allowed.IPv6, forbidden.IPv6)
+	}
+	// On an IPv6 network the kernel sends MLD reports when a namespace's
+	// interface comes up, before any process in it (the fencer) can close
+	// it: start both fencers first and let those reports pass, so that
+	// what is counted is what the fenced scans send.
+	r := newRig(t, n, func(c *fence.Config) { c.Warm, c.Refill = 2, false })
+	r.pool.Start()
+	if !testkit.Eventually(30*time.Second, r.pool.Ready) {
+		t.Fatal("fencers did not start")
+	}
+	time.Sleep(3 * time.Second)
+	only := []netip.Addr{allowed.IPv6}
+	for _, c := range []struct {
+		name string
+		priv sandbox.Privilege
+		args []string
+	}{
+		{"connect", sandbox.Unprivileged, []string{"-sT"}},
+		{"syn", sandbox.RawSockets, []string{"-sS"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			before := fromScanner(t, forbidden, allowed)
+			args := append(append([]string{"-oX", "-", "-6", "-n", "-Pn", "-p", "8080"}, c.args...), "--", allowed.IPv6.String(), forbidden.IPv6.String())
+			out, _, err := r.run(t, r.spec(t, c.priv, only, args...))
+			if err != nil || !portOpen(out, 8080) {
+				t.Fatalf("the allowed IPv6 target's port was not found open: %v\n%s", err, out)
+			}
+			time.Sleep(300 * time.Millisecond)
+			if after := fromScanner(t, forbidden, allowed); after != before {
+				t.Errorf("the forbidden IPv6 target received %d frames from the fenced scanner:\n%s", after-before, forbidden.Log(t))
+			}
+		})
+	}
+}
+
+// macvlan (true layer-2 presence on a lab segment) is fenced the same way.
+// This kernel has no dummy link type: the parent is one end of a veth pair.
+func TestFenceMacvlan(t *testing.T) {
+	testkit.NeedEngine(t)
+	parent := "nmt" + newID()[1:8]
+	if out, err := exec.Command("ip", "link", "add", parent, "type", "veth", "peer", "name", parent+"p").CombinedOutput(); err != nil {
+		t.Fatalf("create the veth pair: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", parent).Run() })
+	for _, l := range []string{parent, parent + "p"} {
+		if out, err := exec.Command("ip", "link", "set", l, "up").CombinedOutput(); err != nil {
+			t.Fatalf("set %s up: %v\n%s", l, err, out)
+		}
+	}
+	n := env.Network(t, testkit.NetworkOptions{Driver: "macvlan", Parent: parent})
+	allowed, forbidden := env.Target(t, n, 8080), env.Target(t, n, 8080)
+	r := newRig(t, n, nil)
+	before := fromScanner(t, forbidden, allowed)
+	out, _, err := r.run(t, r.spec(t, sandbox.RawSockets, []netip.Addr{allowed.IPv4},
+		"-oX", "-", "-n", "-sS", "-Pn", "-p", "8080", "--", allowed.IPv4.String(), forbidden.IPv4.String()))
+	if err != nil || !portOpen(out, 8080) {
+		t.Fatalf("the allowed target's port was not found open on macvlan: %v\n%s", err, out)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if after := fromScanner(t, forbidden, allowed); after != before {
+		t.Errorf("the forbidden target received %d frames from the fenced scanner on macvlan:\n%s", after-before, forbidden.Log(t))
+	}
+}

@@ -1,0 +1,258 @@
+package testkit
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/nmap-mcp/nmap-mcp/sandbox"
+)
+
+// LabelTest marks the networks and target containers a test process
+// makes, with its instance as the value, so that the leak check finds
+// them.
+const LabelTest = "nmap-mcp.test"
+
+// NetworkOptions shape a test network.
+type NetworkOptions struct {
+	// Driver is "bridge" (default) or "macvlan".
+	Driver string
+	// Parent is the macvlan parent interface.
+	Parent string
+	// IPv6 adds an IPv6 subnet (a ULA /64).
+	IPv6 bool
+	// Internal cuts the network off from the outside (default true for
+	// bridges: scans in tests must never reach past it).
+	External bool
+}
+
+// Network is a Docker network a test created.
+type Network struct {
+	Name     string
+	ID       string
+	Gateways []netip.Addr
+}
+
+// Network creates an internal Docker network for this test and removes it
+// when the test ends. Scans in tests target only containers on networks
+// made here.
+func (e *Env) Network(t testing.TB, o NetworkOptions) *Network {
+	t.Helper()
+	ctx := context.Background()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	name := "nmap-mcp-test-" + hex.EncodeToString(b[:])
+	driver := o.Driver
+	if driver == "" {
+		driver = "bridge"
+	}
+	opts := network.CreateOptions{Driver: driver, Internal: !o.External, Labels: map[string]string{LabelTest: e.Instance}}
+	if o.Parent != "" {
+		opts.Options = map[string]string{"parent": o.Parent}
+	}
+	if o.IPv6 {
+		enable := true
+		opts.EnableIPv6 = &enable
+		// A ULA /64 and an IPv4 /24 picked at random in 172.31/16 and fd00::/8.
+		opts.IPAM = &network.IPAM{Config: []network.IPAMConfig{
+			{Subnet: fmt.Sprintf("172.31.%d.0/24", b[0]), Gateway: fmt.Sprintf("172.31.%d.1", b[0])},
+			{Subnet: fmt.Sprintf("fd00:6e6d:%02x%02x::/64", b[1], b[2]), Gateway: fmt.Sprintf("fd00:6e6d:%02x%02x::1", b[1], b[2])},
+		}}
+	} else if driver == "macvlan" {
+		opts.IPAM = &network.IPAM{Config: []network.IPAMConfig{{Subnet: fmt.Sprintf("172.30.%d.0/24", b[0]), Gateway: fmt.Sprintf("172.30.%d.1", b[0])}}}
+	}
+	created, err := e.Client.NetworkCreate(ctx, name, opts)
+	if err != nil {
+		t.Fatalf("create test network: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := e.Client.NetworkRemove(context.Background(), created.ID); err != nil {
+			t.Errorf("remove test network %s: %v", name, err)
+		}
+	})
+	info, err := e.Client.NetworkInspect(ctx, created.ID, network.InspectOptions{})
+	if err != nil {
+		t.Fatalf("inspect test network: %v", err)
+	}
+	n := &Network{Name: name, ID: created.ID}
+	for _, c := range info.IPAM.Config {
+		if a, err := netip.ParseAddr(c.Gateway); err == nil {
+			n.Gateways = append(n.Gateways, a)
+		}
+	}
+	return n
+}
+
+// Target is a container of the target program (internal/testkit/target)
+// on a test network: it listens on its TCP ports and UDP 5353 and logs
+// each frame it receives.
+type Target struct {
+	env  *Env
+	ID   string
+	IPv4 netip.Addr
+	IPv6 netip.Addr
+	MAC  string
+}
+
+// Target starts a target on n listening on tcpPorts, and removes it when
+// the test ends.
+func (e *Env) Target(t testing.TB, n *Network, tcpPorts ...int) *Target {
+	t.Helper()
+	ctx := context.Background()
+	bin := e.targetBinary(t)
+	ports := make([]string, len(tcpPorts))
+	for i, p := range tcpPorts {
+		ports[i] = fmt.Sprint(p)
+	}
+	cfg := &container.Config{
+		Image:      e.Image.ID,
+		Entrypoint: []string{"/target", "-tcp", strings.Join(ports, ","), "-udp", "5353"},
+		User:       "0:0",
+		Labels:     map[string]string{LabelTest: e.Instance, sandbox.LabelManaged: "true", sandbox.LabelInstance: e.Instance},
+	}
+	hc := &container.HostConfig{
+		NetworkMode: container.NetworkMode(n.Name),
+		CapDrop:     []string{"ALL"},
+		CapAdd:      []string{"NET_RAW"},
+		Mounts:      []mount.Mount{{Type: mount.TypeBind, Source: bin, Target: "/target", ReadOnly: true}},
+		Sysctls:     map[string]string{"net.ipv6.conf.all.disable_ipv6": "0"},
+	}
+	created, err := e.Client.ContainerCreate(ctx, cfg, hc, nil, nil, "")
+	if err != nil {
+		t.Fatalf("create target: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = e.Client.ContainerRemove(context.Background(), created.ID, container.RemoveOptions{Force: true})
+	})
+	if err := e.Client.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+		t.Fatalf("start target: %v", err)
+	}
+	info, err := e.Client.ContainerInspect(ctx, created.ID)
+	if err != nil {
+		t.Fatalf("inspect target: %v", err)
+	}
+	ep := info.NetworkSettings.Networks[n.Name]
+	if ep == nil {
+		t.Fatalf("target is not on %s", n.Name)
+	}
+	tg := &Target{env: e, ID: created.ID, MAC: ep.MacAddress}
+	tg.IPv4, _ = netip.ParseAddr(ep.IPAddress)
+	tg.IPv6, _ = netip.ParseAddr(ep.GlobalIPv6Address)
+	if !Eventually(10*time.Second, func() bool { out, _ := tg.output(); return strings.Contains(out, "target ready") }) {
+		t.Fatalf("target %s did not start", tg.IPv4)
+	}
+	return tg
+}
+
+// Frames returns how many frames the target received from each source
+// MAC, counted from its log (one line per frame), so that reading them
+// sends nothing on the network.
+func (tg *Target) Frames(t testing.TB) map[string]int {
+	t.Helper()
+	out, err := tg.output()
+	if err != nil {
+		t.Fatalf("read the frame log of target %s: %v", tg.IPv4, err)
+	}
+	m := map[string]int{}
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) > 2 && f[0] == "frame" && f[1] == "src" {
+			m[f[2]]++
+		}
+	}
+	return m
+}
+
+func (tg *Target) output() (string, error) {
+	rc, err := tg.env.Client.ContainerLogs(context.Background(), tg.ID, container.LogsOptions{ShowStdout: true, ShowStderr: true})
+	if err != nil {
+		return "", fmt.Errorf("logs: %w", err)
+	}
+	defer rc.Close()
+	var out strings.Builder
+	if _, err := stdcopy.StdCopy(&out, &out, rc); err != nil {
+		return "", fmt.Errorf("logs: %w", err)
+	}
+	return out.String(), nil
+}
+
+// Log returns the end of the target's output: one line per frame it
+// counted, for a failing test to show.
+func (tg *Target) Log(t testing.TB) string {
+	t.Helper()
+	out, err := tg.output()
+	if err != nil {
+		return "(" + err.Error() + ")"
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) > 40 {
+		lines = lines[len(lines)-40:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// HostMACs are the MAC addresses of the host's own interfaces (bridges
+// and the host side of veth pairs): frames from them are not the scanner's.
+func HostMACs() map[string]bool {
+	out := map[string]bool{}
+	ifs, _ := net.Interfaces()
+	for _, i := range ifs {
+		out[i.HardwareAddr.String()] = true
+	}
+	return out
+}
+
+// targetBinary builds the target program once per test process, in a
+// temporary directory that Main removes.
+func (e *Env) targetBinary(t testing.TB) string {
+	t.Helper()
+	b := &e.target
+	b.once.Do(func() {
+		dir, err := os.MkdirTemp("", "nmap-mcp-target-")
+		if err != nil {
+			b.err = err
+			return
+		}
+		b.dir = dir
+		bin := filepath.Join(dir, "target")
+		cmd := exec.Command("go", "build", "-o", bin, "github.com/nmap-mcp/nmap-mcp/internal/testkit/target")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("build the target program: %v\n%s", err, out)
+			return
+		}
+		b.path = bin
+	})
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.path
+}
+
+// leftoverNetworks lists the networks this test process made that still
+// exist.
+func (e *Env) leftoverNetworks(ctx context.Context) ([]string, error) {
+	list, err := e.Client.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("label", LabelTest+"="+e.Instance))})
+	if err != nil {
+		return nil, fmt.Errorf("list networks: %w", err)
+	}
+	var names []string
+	for _, n := range list {
+		names = append(names, n.Name)
+	}
+	return names, nil
+}
