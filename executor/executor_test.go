@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 // job builds a sandboxed job running the scanner image with args.
 func job(t *testing.T, lim sandbox.Limits, priv sandbox.Privilege, args ...string) executor.Job {
 	t.Helper()
-	return executor.Job{Spec: sandbox.New(env.Options(lim), sandbox.Scan{ID: t.Name(), Image: env.Image.Tag, Args: args, Privilege: priv})}
+	return executor.Job{Spec: sandbox.New(env.Options(lim), sandbox.Scan{ID: t.Name(), Image: env.Image.Tag, Args: args, Privilege: priv, Placement: testkit.HostPlacement})}
 }
 
 func newExec() *executor.Executor { return executor.New(env.Client, nil) }
@@ -255,7 +255,7 @@ func TestSweepRemovesOrphansOnly(t *testing.T) {
 	deadPID := child.ProcessState.Pid()
 
 	mk := func(name string, pid int) string {
-		cfg, hc := sandbox.Config(env.Options(sandbox.DefaultLimits()), sandbox.Scan{ID: name, Image: env.Image.Tag, Args: []string{"--version"}})
+		cfg, hc := sandbox.Config(env.Options(sandbox.DefaultLimits()), sandbox.Scan{ID: name, Image: env.Image.Tag, Args: []string{"--version"}, Placement: testkit.HostPlacement})
 		cfg.Labels[sandbox.LabelOwnerPID] = strconv.Itoa(pid)
 		c, err := env.Client.ContainerCreate(ctx, cfg, hc, nil, nil, "")
 		if err != nil {
@@ -267,7 +267,7 @@ func TestSweepRemovesOrphansOnly(t *testing.T) {
 	mine := mk("mine", os.Getpid())
 	// Regression (security review 12): a container with our managed label
 	// but not our full label set is not ours to remove.
-	cfg, hc := sandbox.Config(env.Options(sandbox.DefaultLimits()), sandbox.Scan{ID: "stranger", Image: env.Image.Tag, Args: []string{"--version"}})
+	cfg, hc := sandbox.Config(env.Options(sandbox.DefaultLimits()), sandbox.Scan{ID: "stranger", Image: env.Image.Tag, Args: []string{"--version"}, Placement: testkit.HostPlacement})
 	cfg.Labels = map[string]string{sandbox.LabelManaged: "true"}
 	c, err := env.Client.ContainerCreate(ctx, cfg, hc, nil, nil, "")
 	if err != nil {

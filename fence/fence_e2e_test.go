@@ -9,8 +9,10 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -85,30 +87,50 @@ func (r *rig) spec(t *testing.T, priv sandbox.Privilege, allow []netip.Addr, arg
 
 func (r *rig) run(t *testing.T, spec sandbox.Spec) (string, []string, error) {
 	t.Helper()
+	var mu sync.Mutex // "removed" can come from the executor's background
 	var steps []string
-	res, err := r.ex.Run(context.Background(), executor.Job{Spec: spec, OnEvent: func(ev executor.Event) { steps = append(steps, ev.Step) }})
+	res, err := r.ex.Run(context.Background(), executor.Job{Spec: spec, OnEvent: func(ev executor.Event) {
+		mu.Lock()
+		steps = append(steps, ev.Step)
+		mu.Unlock()
+	}})
 	out := ""
 	if res != nil {
 		out = string(res.Stdout) + string(res.Stderr)
 	}
-	return out, steps, err
+	mu.Lock()
+	defer mu.Unlock()
+	return out, slices.Clone(steps), err
 }
 
-// fromScanner counts the frames tg received from anything but the host's
-// own interfaces and the other targets.
+// fromScanner counts the frames tg received from containers on its
+// network other than the targets: the scanner's namespace (the host's own
+// interfaces, busy with other tests, are left out).
 func fromScanner(t *testing.T, tg *testkit.Target, others ...*testkit.Target) int {
 	t.Helper()
-	host := testkit.HostMACs()
-	for _, o := range others {
-		host[o.MAC] = true
-	}
 	n := 0
 	for mac, c := range tg.Frames(t) {
-		if !host[mac] {
-			n += c
+		if !tg.Net.ContainerMAC(mac) || mac == tg.MAC || slices.ContainsFunc(others, func(o *testkit.Target) bool { return o.MAC == mac }) {
+			continue
 		}
+		n += c
 	}
 	return n
+}
+
+// control scans the forbidden target without a fence and checks that its
+// counter sees it: otherwise a count of 0 would prove nothing.
+func control(t *testing.T, r *rig, forbidden, allowed *testkit.Target, addr string, extra ...string) {
+	t.Helper()
+	before := fromScanner(t, forbidden, allowed)
+	args := append(append([]string{"-oX", "-", "-sT", "-Pn", "-n", "-p", "8080"}, extra...), "--", addr)
+	out, _, err := r.run(t, r.spec(t, sandbox.Unprivileged, nil, args...))
+	if err != nil || !portOpen(out, 8080) {
+		t.Fatalf("control scan: %v\n%s", err, out)
+	}
+	if after := fromScanner(t, forbidden, allowed); after <= before {
+		t.Fatalf("the counter saw nothing of an unfenced scan (%d -> %d): the test cannot prove the fence", before, after)
+	}
 }
 
 func portOpen(xml string, port int) bool {
@@ -128,14 +150,7 @@ func TestFenceKeepsScansToTheirTargets(t *testing.T) {
 	only := []netip.Addr{allowed.IPv4}
 
 	t.Run("control without fence reaches the forbidden target", func(t *testing.T) {
-		before := fromScanner(t, forbidden, allowed)
-		out, _, err := r.run(t, r.spec(t, sandbox.Unprivileged, nil, "-oX", "-", "-sT", "-Pn", "-n", "-p", "8080", "--", F))
-		if err != nil || !portOpen(out, 8080) {
-			t.Fatalf("control scan: %v\n%s", err, out)
-		}
-		if after := fromScanner(t, forbidden, allowed); after <= before {
-			t.Fatalf("the counter saw nothing of an unfenced scan (%d -> %d): the test cannot prove the fence", before, after)
-		}
+		control(t, r, forbidden, allowed, F)
 	})
 
 	cases := []struct {
@@ -251,9 +266,10 @@ func TestFenceIPv6(t *testing.T) {
 	}
 	// On an IPv6 network the kernel sends MLD reports when a namespace's
 	// interface comes up, before any process in it (the fencer) can close
-	// it: start both fencers first and let those reports pass, so that
-	// what is counted is what the fenced scans send.
+	// it: run the control and start both fencers first and let those
+	// reports pass, so that what is counted is what the fenced scans send.
 	r := newRig(t, n, func(c *fence.Config) { c.Warm, c.Refill = 2, false })
+	control(t, r, forbidden, allowed, forbidden.IPv6.String(), "-6")
 	r.pool.Start()
 	if !testkit.Eventually(30*time.Second, r.pool.Ready) {
 		t.Fatal("fencers did not start")
@@ -300,6 +316,7 @@ func TestFenceMacvlan(t *testing.T) {
 	n := env.Network(t, testkit.NetworkOptions{Driver: "macvlan", Parent: parent})
 	allowed, forbidden := env.Target(t, n, 8080), env.Target(t, n, 8080)
 	r := newRig(t, n, nil)
+	control(t, r, forbidden, allowed, forbidden.IPv4.String())
 	before := fromScanner(t, forbidden, allowed)
 	out, _, err := r.run(t, r.spec(t, sandbox.RawSockets, []netip.Addr{allowed.IPv4},
 		"-oX", "-", "-n", "-sS", "-Pn", "-p", "8080", "--", allowed.IPv4.String(), forbidden.IPv4.String()))

@@ -68,7 +68,7 @@ func TestImageHardening(t *testing.T) {
 	lim := sandbox.DefaultLimits()
 	lim.Timeout = time.Minute
 	run := func(script string) string {
-		spec := sandbox.New(env.Options(lim), sandbox.Scan{ID: t.Name(), Image: env.Image.Tag})
+		spec := sandbox.New(env.Options(lim), sandbox.Scan{ID: t.Name(), Image: env.Image.Tag, Placement: testkit.HostPlacement})
 		spec.Command = []string{"/bin/sh", "-c", script}
 		res, err := ex.Run(context.Background(), executor.Job{Spec: spec})
 		if err != nil {

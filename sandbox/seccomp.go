@@ -7,11 +7,11 @@ import (
 	"sync"
 )
 
-// traced are the system calls nmap, the launcher (/bin/sh) and the fencer
-// (sh, nft, sleep) were seen to make in the scanner image, by
-// scripts/trace-syscalls.sh over -sT, -sS, -sU, -sn, -O, -sV with the
-// default and safe NSE categories, --traceroute, IPv6 (-6 -sT, -sS, -sn)
-// and nft -f -.
+// traced are the system calls nmap, the launcher (/bin/sh), the NSE
+// script index (sh, cat, grep) and the fencer (sh, nft, sleep) were seen
+// to make in the scanner image, by scripts/trace-syscalls.sh over -sT,
+// -sS, -sU, -sn, -O, -sV with the default and safe NSE categories,
+// --traceroute, IPv6 (-6 -sT, -sS, -sn), the index and nft -f -.
 var traced = []string{
 	"access", "arch_prctl", "bind", "brk", "clock_nanosleep", "clone", "close", "connect", "dup2",
 	"epoll_create", "epoll_ctl", "epoll_wait", "eventfd2", "execve", "exit_group", "fadvise64", "fcntl",
@@ -28,7 +28,7 @@ var traced = []string{
 // runtime's own exec) and that reach nothing beyond the process itself:
 // time, memory, signals to itself, file status, socket shutdown.
 var harmless = []string{
-	"clock_getres", "clock_gettime", "close_range", "dup", "dup3", "epoll_create1", "epoll_pwait",
+	"chdir", "clock_getres", "clock_gettime", "close_range", "copy_file_range", "fchdir", "dup", "dup3", "epoll_create1", "epoll_pwait",
 	"exit", "faccessat", "faccessat2", "fstat", "fstatfs", "getitimer", "getpeername", "getresgid",
 	"getresuid", "getrlimit", "getrusage", "gettid", "gettimeofday", "lstat", "madvise", "mremap",
 	"nanosleep", "pipe", "ppoll", "pwrite64", "readlinkat", "readv", "recvmmsg", "restart_syscall",

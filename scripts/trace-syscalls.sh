@@ -45,6 +45,10 @@ run -sT --traceroute -p 80 -- "$t4"
 run -6 -sT -p 22,80 -- "$t6" ::1
 run -6 -sS -p 22,80 -- "$t6"
 run -6 -sn -- "$t6"
+# The NSE script index (policy.IndexScript) with no network.
+docker run --rm --network none --user 0 --cap-drop ALL --cap-add SYS_PTRACE --security-opt seccomp=unconfined \
+  -v "$work:/out" --entrypoint strace "$net-img" -f -qq -o /out/trace.index /bin/sh -c \
+  'cd /usr/share/nmap/scripts && cat script.db && grep -l -e newtargets -- *.nse; grep -l -e pcap_open -- *.nse; exit 0' >/dev/null 2>&1 || true
 # The fencer: read a ruleset on stdin, check it, then sleep.
 printf 'table inet t {\n\tchain o {\n\t\ttype filter hook output priority 0; policy accept;\n\t}\n}\n' |
   docker run -i --rm --network "$net" --user 0 --cap-drop ALL --cap-add NET_ADMIN --cap-add SYS_PTRACE \

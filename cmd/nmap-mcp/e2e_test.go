@@ -276,7 +276,7 @@ func TestStartupSweepsOrphans(t *testing.T) {
 	if err := dead.Run(); err != nil {
 		t.Fatal(err)
 	}
-	cfg, hc := sandbox.Config(env.Options(sandbox.DefaultLimits()), sandbox.Scan{ID: "orphan", Image: env.Image.Tag, Args: []string{"--version"}})
+	cfg, hc := sandbox.Config(env.Options(sandbox.DefaultLimits()), sandbox.Scan{ID: "orphan", Image: env.Image.Tag, Args: []string{"--version"}, Placement: testkit.HostPlacement})
 	cfg.Labels[sandbox.LabelOwnerPID] = strconv.Itoa(dead.ProcessState.Pid())
 	c, err := env.Client.ContainerCreate(ctx, cfg, hc, nil, nil, "")
 	if err != nil {

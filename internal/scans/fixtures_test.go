@@ -41,7 +41,7 @@ func TestRecordFixtures(t *testing.T) {
 		opts := env.Options(lim)
 		opts.Network = network
 		full := append([]string{"-oX", "-", "-oN", "/dev/stderr"}, args...)
-		spec := sandbox.New(opts, sandbox.Scan{ID: name, Image: env.Image.Tag, Args: full, Privilege: priv})
+		spec := sandbox.New(opts, sandbox.Scan{ID: name, Image: env.Image.Tag, Args: full, Privilege: priv, Placement: testkit.HostPlacement})
 		spec.Sysctls = sysctls
 		ex := executor.New(env.Client, nil)
 		res, err := ex.Run(context.Background(), executor.Job{Spec: spec})

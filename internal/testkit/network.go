@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -46,6 +47,24 @@ type Network struct {
 	Name     string
 	ID       string
 	Gateways []netip.Addr
+	Subnets  []netip.Prefix
+}
+
+// ContainerMAC reports whether mac is that of a container on the network:
+// Docker derives it from the container's IPv4 address (02:42 and the four
+// address bytes), which no bridge or host interface has.
+func (n *Network) ContainerMAC(mac string) bool {
+	hw, err := net.ParseMAC(mac)
+	if err != nil || len(hw) != 6 || hw[0] != 0x02 || hw[1] != 0x42 {
+		return false
+	}
+	a := netip.AddrFrom4([4]byte(hw[2:6]))
+	for _, p := range n.Subnets {
+		if p.Contains(a) && !slices.Contains(n.Gateways, a) {
+			return true
+		}
+	}
+	return false
 }
 
 // Network creates an internal Docker network for this test and removes it
@@ -94,6 +113,9 @@ func (e *Env) Network(t testing.TB, o NetworkOptions) *Network {
 		if a, err := netip.ParseAddr(c.Gateway); err == nil {
 			n.Gateways = append(n.Gateways, a)
 		}
+		if p, err := netip.ParsePrefix(c.Subnet); err == nil {
+			n.Subnets = append(n.Subnets, p)
+		}
 	}
 	return n
 }
@@ -103,6 +125,7 @@ func (e *Env) Network(t testing.TB, o NetworkOptions) *Network {
 // each frame it receives.
 type Target struct {
 	env  *Env
+	Net  *Network
 	ID   string
 	IPv4 netip.Addr
 	IPv6 netip.Addr
@@ -150,7 +173,7 @@ func (e *Env) Target(t testing.TB, n *Network, tcpPorts ...int) *Target {
 	if ep == nil {
 		t.Fatalf("target is not on %s", n.Name)
 	}
-	tg := &Target{env: e, ID: created.ID, MAC: ep.MacAddress}
+	tg := &Target{env: e, Net: n, ID: created.ID, MAC: ep.MacAddress}
 	tg.IPv4, _ = netip.ParseAddr(ep.IPAddress)
 	tg.IPv6, _ = netip.ParseAddr(ep.GlobalIPv6Address)
 	if !Eventually(10*time.Second, func() bool { out, _ := tg.output(); return strings.Contains(out, "target ready") }) {
@@ -205,17 +228,6 @@ func (tg *Target) Log(t testing.TB) string {
 	return strings.Join(lines, "\n")
 }
 
-// HostMACs are the MAC addresses of the host's own interfaces (bridges
-// and the host side of veth pairs): frames from them are not the scanner's.
-func HostMACs() map[string]bool {
-	out := map[string]bool{}
-	ifs, _ := net.Interfaces()
-	for _, i := range ifs {
-		out[i.HardwareAddr.String()] = true
-	}
-	return out
-}
-
 // targetBinary builds the target program once per test process, in a
 // temporary directory that Main removes.
 func (e *Env) targetBinary(t testing.TB) string {
@@ -229,7 +241,7 @@ func (e *Env) targetBinary(t testing.TB) string {
 		}
 		b.dir = dir
 		bin := filepath.Join(dir, "target")
-		cmd := exec.Command("go", "build", "-o", bin, "github.com/nmap-mcp/nmap-mcp/internal/testkit/target")
+		cmd := exec.Command("go", "build", "-o", bin, targetPackage)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			b.err = fmt.Errorf("build the target program: %v\n%s", err, out)
@@ -242,6 +254,9 @@ func (e *Env) targetBinary(t testing.TB) string {
 	}
 	return b.path
 }
+
+// targetPackage is the import path of the target program.
+const targetPackage = "github.com/nmap-mcp/nmap-mcp/internal/testkit/target"
 
 // leftoverNetworks lists the networks this test process made that still
 // exist.

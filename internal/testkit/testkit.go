@@ -59,6 +59,10 @@ func Setup(ctx context.Context, pkg string) (*Env, error) {
 	return &Env{Client: cli, Image: img, Instance: "test-" + pkg + "-" + hex.EncodeToString(b[:])}, nil
 }
 
+// HostPlacement puts a test's container on the host network, not fenced:
+// for scans of the test's own loopback listeners.
+var HostPlacement = sandbox.Placement{Network: sandbox.Host, Unfenced: "test scan of the host's loopback"}
+
 // Options returns sandbox options for this test process with limits lim.
 func (e *Env) Options(lim sandbox.Limits) sandbox.Options {
 	return sandbox.Options{Network: "host", Limits: lim, Instance: e.Instance}
