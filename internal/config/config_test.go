@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -133,5 +134,29 @@ func TestLayers(t *testing.T) {
 	_ = fs.Parse([]string{"--config", path, "--memory", "lots"})
 	if _, err := l.Done(); err == nil || !strings.Contains(err.Error(), "--memory") {
 		t.Fatalf("bad flag value: %v", err)
+	}
+}
+
+// Fenced is the default; host mode is valid but warned about; the fence
+// network must be a network name.
+func TestNetworkSettings(t *testing.T) {
+	c := Default()
+	if c.Sandbox.Network != "fenced" || c.Sandbox.FenceNetwork != "nmap-mcp" || len(c.Warnings()) != 0 {
+		t.Fatalf("defaults: %+v, warnings %v", c.Sandbox, c.Warnings())
+	}
+	c.Sandbox.Network = "host"
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if w := c.Warnings(); len(w) != 1 || !strings.Contains(w[0], "no scan is fenced") {
+		t.Errorf("host mode warnings: %v", w)
+	}
+	for _, bad := range []string{"host", "none", "fenced", "", "-x", "a b"} {
+		c := Default()
+		c.Sandbox.FenceNetwork = bad
+		var ke *KeyError
+		if err := c.Validate(); !errors.As(err, &ke) || ke.Key != "sandbox.fence_network" {
+			t.Errorf("fence_network %q: %v", bad, err)
+		}
 	}
 }

@@ -47,23 +47,26 @@ func versionTool() mcp.Tool {
 
 // scanOutput is the structuredContent of nmap_scan and get_scan.
 type scanOutput struct {
-	ScanID          string         `json:"scan_id" desc:"scan id, for get_scan and diff_scans"`
-	Status          string         `json:"status" enum:"queued|running|done|failed|timed-out|cancelled|interrupted" desc:"scan status"`
-	Targets         string         `json:"targets" desc:"targets as passed to nmap"`
-	ScanType        string         `json:"scan_type" desc:"connect, syn, udp or ping"`
-	Command         string         `json:"command" desc:"the nmap command run in the sandbox"`
-	Sandbox         string         `json:"sandbox" desc:"the sandbox: image, user, capabilities, network, limits, wall clock"`
-	StartedAt       string         `json:"started_at" desc:"RFC 3339 start time"`
-	DurationSeconds float64        `json:"duration_seconds" desc:"run time"`
-	ExitCode        int            `json:"exit_code" desc:"nmap's exit code"`
-	Error           string         `json:"error" desc:"why the scan failed or stopped; empty when done"`
-	Truncated       bool           `json:"truncated" desc:"true when hosts were left out to keep the result small; read resource for all"`
-	HostsOmitted    int            `json:"hosts_omitted" desc:"hosts left out of result.hosts"`
-	Result          results.Result `json:"result" desc:"decoded nmap result"`
-	Resource        string         `json:"resource" desc:"scan://ID: the full record as JSON"`
-	XMLResource     string         `json:"xml_resource" desc:"scan://ID/xml: nmap's raw XML"`
-	ProgressPercent float64        `json:"progress_percent" desc:"0-100; 100 when finished"`
-	ProgressMessage string         `json:"progress_message" desc:"latest progress, e.g. queued, position 2"`
+	ScanID           string         `json:"scan_id" desc:"scan id, for get_scan and diff_scans"`
+	Status           string         `json:"status" enum:"queued|running|done|failed|timed-out|cancelled|interrupted" desc:"scan status"`
+	Targets          string         `json:"targets" desc:"targets as passed to nmap"`
+	ScanType         string         `json:"scan_type" desc:"connect, syn, udp or ping"`
+	Command          string         `json:"command" desc:"the nmap command run in the sandbox"`
+	Sandbox          string         `json:"sandbox" desc:"the sandbox: image, user, capabilities, network, limits, wall clock"`
+	Fenced           bool           `json:"fenced" desc:"true when the kernel kept the scan's traffic to its target addresses (false for loopback and host-mode scans)"`
+	AllowedAddresses uint64         `json:"allowed_addresses" desc:"how many addresses the fence let the scan reach (0 when not fenced)"`
+	Seccomp          string         `json:"seccomp" desc:"id of the seccomp profile the scan container ran under"`
+	StartedAt        string         `json:"started_at" desc:"RFC 3339 start time"`
+	DurationSeconds  float64        `json:"duration_seconds" desc:"run time"`
+	ExitCode         int            `json:"exit_code" desc:"nmap's exit code"`
+	Error            string         `json:"error" desc:"why the scan failed or stopped; empty when done"`
+	Truncated        bool           `json:"truncated" desc:"true when hosts were left out to keep the result small; read resource for all"`
+	HostsOmitted     int            `json:"hosts_omitted" desc:"hosts left out of result.hosts"`
+	Result           results.Result `json:"result" desc:"decoded nmap result"`
+	Resource         string         `json:"resource" desc:"scan://ID: the full record as JSON"`
+	XMLResource      string         `json:"xml_resource" desc:"scan://ID/xml: nmap's raw XML"`
+	ProgressPercent  float64        `json:"progress_percent" desc:"0-100; 100 when finished"`
+	ProgressMessage  string         `json:"progress_message" desc:"latest progress, e.g. queued, position 2"`
 }
 
 // output builds the structured content of a record, keeping the hosts
@@ -74,6 +77,7 @@ func output(rec *store.Record, capBytes int) scanOutput {
 		Command: strings.Join(rec.Argv, " "), DurationSeconds: rec.Duration().Seconds(), ExitCode: rec.ExitCode,
 		Sandbox: fmt.Sprintf("image %s (%s); %s; timeout %d s", rec.ImageTag, rec.ImageID, rec.Limits.Profile, rec.Limits.TimeoutSeconds),
 		Error:   rec.Error, Resource: "scan://" + rec.ID, XMLResource: "scan://" + rec.ID + "/xml",
+		Fenced: rec.Limits.Fenced, AllowedAddresses: rec.Limits.AllowedAddresses, Seccomp: rec.Limits.Seccomp,
 	}
 	if !rec.StartedAt.IsZero() {
 		out.StartedAt = rec.StartedAt.Format("2006-01-02T15:04:05.000Z07:00")

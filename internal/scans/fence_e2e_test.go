@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/nmap-mcp/nmap-mcp/executor"
 	"github.com/nmap-mcp/nmap-mcp/fence"
 	"github.com/nmap-mcp/nmap-mcp/internal/audit"
+	"github.com/nmap-mcp/nmap-mcp/internal/policy"
 	"github.com/nmap-mcp/nmap-mcp/internal/scan"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
@@ -26,7 +28,7 @@ import (
 
 // newFencedService returns a service whose scans are fenced on network n,
 // with an audit trail at the returned path.
-func newFencedService(t *testing.T, n *testkit.Network, tamper func(string) string) (*scans.Service, string) {
+func newFencedService(t *testing.T, n *testkit.Network, tamper func(string) string, pol scans.Checker) (*scans.Service, string) {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := store.Open(context.Background(), filepath.Join(dir, "scans.db"), 0)
@@ -42,7 +44,7 @@ func newFencedService(t *testing.T, n *testkit.Network, tamper func(string) stri
 		Labels: sandbox.OwnerLabels(env.Instance), Tamper: tamper}, nil))
 	opts := sandbox.Options{Network: n.Name, Limits: sandbox.DefaultLimits(), Instance: env.Instance}
 	svc := scans.New(scans.Config{Sandbox: opts, MaxAddresses: 4096, Concurrency: 2, QueueSize: 4},
-		scans.Deps{Runner: ex, Image: env.Image, Store: st, Audit: trail})
+		scans.Deps{Runner: ex, Image: env.Image, Store: st, Audit: trail, Policy: pol})
 	t.Cleanup(func() {
 		if err := svc.Close(context.Background()); err != nil {
 			t.Error(err)
@@ -63,9 +65,19 @@ func TestFencedDeployment(t *testing.T) {
 	testkit.NeedEngine(t)
 	n := env.Network(t, testkit.NetworkOptions{})
 	tg := env.Target(t, n, 8080)
-	svc, _ := newFencedService(t, n, nil)
+	// The name is resolved by the policy (a fake resolver: no DNS query
+	// leaves the test) and pinned; the fenced scan runs with -n and the
+	// result still shows the name.
+	cfg := policy.DefaultConfig()
+	cfg.Allow = append(cfg.Allow, "target.fence.test")
+	cfg.HostNetwork = false
+	pol, err := policy.New(cfg, fakeResolver{"target.fence.test": tg.IPv4}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, _ := newFencedService(t, n, nil, pol)
 
-	rec, err := runScan(t, svc, scan.Request{Targets: tg.IPv4.String(), Ports: "8080,22"})
+	rec, err := runScan(t, svc, scan.Request{Targets: "target.fence.test", Ports: "8080,22"})
 	text, _ := scans.RecordText(rec, scans.DefaultTextCap)
 	if err != nil {
 		t.Fatalf("fenced scan: %v\n%s", err, text)
@@ -74,8 +86,11 @@ func TestFencedDeployment(t *testing.T) {
 	if !rec.Limits.Fenced || rec.Limits.AllowedAddresses != 1 || rec.Limits.Network != n.Name || rec.Limits.Seccomp != sandbox.SeccompID() {
 		t.Errorf("limits %+v", rec.Limits)
 	}
-	if !slices.Contains(rec.Argv, "-n") {
-		t.Errorf("a fenced scan reaches no resolver and must run with -n: %v", rec.Argv)
+	if !slices.Contains(rec.Argv, "-n") || !slices.Contains(rec.Argv, tg.IPv4.String()) {
+		t.Errorf("a fenced scan reaches no resolver and must run with -n on the pinned address: %v", rec.Argv)
+	}
+	if len(rec.Result.Hosts) != 1 || !slices.Contains(rec.Result.Hosts[0].Hostnames, "target.fence.test") {
+		t.Errorf("the result lost the name the caller gave: %+v", rec.Result.Hosts)
 	}
 	brief, _ := scans.BriefText(rec, 0)
 	for _, want := range []string{"network " + n.Name + " fenced to 1 address", "seccomp " + sandbox.SeccompID()} {
@@ -118,7 +133,7 @@ func TestFenceFailureIsRecorded(t *testing.T) {
 	testkit.NeedEngine(t)
 	n := env.Network(t, testkit.NetworkOptions{})
 	tg := env.Target(t, n, 8080)
-	svc, trail := newFencedService(t, n, func(rules string) string { return rules + "this is not a rule\n" })
+	svc, trail := newFencedService(t, n, func(rules string) string { return rules + "this is not a rule\n" }, nil)
 	rec, err := runScan(t, svc, scan.Request{Targets: tg.IPv4.String(), Ports: "8080"})
 	var fe *fence.Error
 	if !errors.As(err, &fe) {
@@ -135,4 +150,14 @@ func TestFenceFailureIsRecorded(t *testing.T) {
 	if last.Event != audit.Ended || last.ScanID != rec.ID || last.Outcome != store.Failed || !strings.Contains(last.Error, "network fence could not be installed") {
 		t.Errorf("audit's last record %+v", last)
 	}
+}
+
+// fakeResolver answers for its names only.
+type fakeResolver map[string]netip.Addr
+
+func (f fakeResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	if a, ok := f[host]; ok {
+		return []netip.Addr{a}, nil
+	}
+	return nil, fmt.Errorf("no such host %s", host)
 }
