@@ -81,10 +81,14 @@ func Place(opts Options, targets []netip.Prefix) (Placement, error) {
 	default:
 		var loop, other []string
 		for _, p := range targets {
+			text := p.String()
+			if p.IsSingleIP() {
+				text = p.Addr().String()
+			}
 			if p.Addr().IsLoopback() {
-				loop = append(loop, p.String())
+				loop = append(loop, text)
 			} else {
-				other = append(other, p.String())
+				other = append(other, text)
 			}
 		}
 		switch {

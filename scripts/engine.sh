@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # engine.sh: make sure a Docker engine answers, and that debootstrap is
 # there for the offline base image. On Debian as root it installs what is
-# missing (docker.io, debootstrap) and starts dockerd in the background.
+# missing (docker.io, debootstrap, iproute2) and starts dockerd in the
+# background.
 # Idempotent: it does nothing when all is in place.
 set -euo pipefail
 
@@ -18,6 +19,7 @@ ping_engine() {
 need=()
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+command -v ip >/dev/null 2>&1 || need+=(iproute2) # the fence tests make a veth pair
 if ! ping_engine; then
 	command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 fi

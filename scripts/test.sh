@@ -27,9 +27,19 @@ if [ "$left" != "[]" ]; then
 	echo "test.sh: LEAK: managed containers remain: $left" >&2
 	exit 1
 fi
+nets=$(curl -fsS --unix-socket /var/run/docker.sock \
+	'http://docker/networks?filters=%7B%22label%22%3A%5B%22nmap-mcp.test%22%5D%7D')
+if [ "$nets" != "[]" ]; then
+	echo "test.sh: LEAK: test networks remain: $nets" >&2
+	exit 1
+fi
+if ip -o link show 2>/dev/null | grep -q ': nmt'; then
+	echo "test.sh: LEAK: test veth pairs remain: $(ip -o link show | grep ': nmt')" >&2
+	exit 1
+fi
 tmp_after=$(ls -d "${TMPDIR:-/tmp}"/nmap-mcp-* 2>/dev/null | sort || true)
 if [ "$tmp_before" != "$tmp_after" ]; then
 	echo "test.sh: LEAK: temp files left: $(comm -13 <(echo "$tmp_before") <(echo "$tmp_after"))" >&2
 	exit 1
 fi
-echo "test.sh: all tests passed; no container or temp file left behind"
+echo "test.sh: all tests passed; no container, network, veth or temp file left behind"
