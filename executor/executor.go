@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -13,9 +15,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/pkg/stdcopy"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/nmap-mcp/nmap-mcp/fence"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
@@ -24,14 +24,10 @@ import (
 // Engine is the part of the Docker client the executor uses;
 // *client.Client satisfies it.
 type Engine interface {
-	ContainerCreate(ctx context.Context, config *container.Config, hostConfig *container.HostConfig,
-		networkingConfig *network.NetworkingConfig, platform *ocispec.Platform, containerName string) (container.CreateResponse, error)
-	ContainerAttach(ctx context.Context, container string, options container.AttachOptions) (types.HijackedResponse, error)
+	fence.Containers // create, attach, start, remove
 	ContainerWait(ctx context.Context, container string, condition container.WaitCondition) (<-chan container.WaitResponse, <-chan error)
-	ContainerStart(ctx context.Context, container string, options container.StartOptions) error
 	ContainerKill(ctx context.Context, container, signal string) error
 	ContainerInspect(ctx context.Context, container string) (container.InspectResponse, error)
-	ContainerRemove(ctx context.Context, container string, options container.RemoveOptions) error
 	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
 }
 
@@ -393,11 +389,7 @@ func (e *Executor) Close(ctx context.Context) error {
 func (e *Executor) pendingIDs() []string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	ids := make([]string, 0, len(e.pending))
-	for id := range e.pending {
-		ids = append(ids, id)
-	}
-	return ids
+	return slices.Collect(maps.Keys(e.pending))
 }
 
 func (e *Executor) track(id string) {

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -26,14 +27,21 @@ import (
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
 
-// Engine is the part of the Docker client the fence uses; *client.Client
-// satisfies it.
-type Engine interface {
+// Containers is the part of the Docker client that starts and removes a
+// container with its streams attached; *client.Client satisfies it, and
+// the executor's Engine builds on it.
+type Containers interface {
 	ContainerCreate(ctx context.Context, config *container.Config, hostConfig *container.HostConfig,
 		networkingConfig *network.NetworkingConfig, platform *ocispec.Platform, containerName string) (container.CreateResponse, error)
 	ContainerAttach(ctx context.Context, container string, options container.AttachOptions) (types.HijackedResponse, error)
 	ContainerStart(ctx context.Context, container string, options container.StartOptions) error
 	ContainerRemove(ctx context.Context, container string, options container.RemoveOptions) error
+}
+
+// Engine is the part of the Docker client the fence uses; *client.Client
+// satisfies it.
+type Engine interface {
+	Containers
 	NetworkInspect(ctx context.Context, network string, options network.InspectOptions) (network.Inspect, error)
 	NetworkCreate(ctx context.Context, name string, options network.CreateOptions) (network.CreateResponse, error)
 }
@@ -165,11 +173,7 @@ func (p *Pool) Fence(ctx context.Context, spec sandbox.Spec) (string, func(), er
 func (p *Pool) Pending() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	ids := make([]string, 0, len(p.live))
-	for id := range p.live {
-		ids = append(ids, id)
-	}
-	return ids
+	return slices.Collect(maps.Keys(p.live))
 }
 
 // Close removes the waiting fencers and waits until every fencer is gone
@@ -318,11 +322,16 @@ func (f *fencer) dead() bool {
 }
 
 // start creates, attaches and starts a fencer on the pool's network and
-// waits for its interface report.
+// waits for its interface report. Create, attach and start run to their
+// end even when ctx ends meanwhile (a call cut short on our side can still
+// land on the engine's, and a fencer we did not hear of would leak); ctx
+// only cuts the wait for the report, after which the fencer is removed.
 func (p *Pool) start(ctx context.Context) (*fencer, error) {
 	if err := p.ensureNetwork(ctx); err != nil {
 		return nil, err
 	}
+	stepCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	name := "nmap-mcp-fence-" + hex.EncodeToString(b[:])
@@ -353,7 +362,7 @@ func (p *Pool) start(ctx context.Context) (*fencer, error) {
 		Resources:      container.Resources{NanoCPUs: 5e8, Memory: 64 << 20, MemorySwap: 64 << 20, PidsLimit: &pids},
 		LogConfig:      container.LogConfig{Type: "none"},
 	}
-	created, err := p.engine.ContainerCreate(ctx, cfg, hc, nil, nil, name)
+	created, err := p.engine.ContainerCreate(stepCtx, cfg, hc, nil, nil, name)
 	if err != nil {
 		return nil, fmt.Errorf("create fencer on network %q: %w", p.cfg.Network, err)
 	}
@@ -365,7 +374,7 @@ func (p *Pool) start(ctx context.Context) (*fencer, error) {
 		p.discard(f)
 		return nil, err
 	}
-	f.conn, err = p.engine.ContainerAttach(ctx, f.id, container.AttachOptions{Stream: true, Stdin: true, Stdout: true, Stderr: true})
+	f.conn, err = p.engine.ContainerAttach(stepCtx, f.id, container.AttachOptions{Stream: true, Stdin: true, Stdout: true, Stderr: true})
 	if err != nil {
 		f.conn = types.HijackedResponse{}
 		return fail(fmt.Errorf("attach to fencer: %w", err))
@@ -384,7 +393,7 @@ func (p *Pool) start(ctx context.Context) (*fencer, error) {
 		}
 		_, _ = io.Copy(io.Discard, pr)
 	}()
-	if err := p.engine.ContainerStart(ctx, f.id, container.StartOptions{}); err != nil {
+	if err := p.engine.ContainerStart(stepCtx, f.id, container.StartOptions{}); err != nil {
 		return fail(fmt.Errorf("start fencer: %w", err))
 	}
 	line, err := f.next(ctx, 30*time.Second)

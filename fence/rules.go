@@ -84,6 +84,21 @@ func (r Rules) Ruleset() (string, error) {
 		set(&b, indent, "nbr6", "ipv6_addr", n6)
 	}
 	solicit := ndTargets(nd6)
+	// outbound is what may leave, in both the inet output chain and each
+	// device's egress chain: IP to the targets, then (arp, for a device)
+	// and neighbour discovery for targets and gateways.
+	outbound := func(arp bool) {
+		b.WriteString("\t\tip daddr @allow4 accept\n\t\tip6 daddr @allow6 accept\n")
+		if arp {
+			b.WriteString("\t\tarp operation request arp daddr ip @nbr4 accept\n")
+			b.WriteString("\t\tarp operation reply arp daddr ip @nbr4 accept\n")
+		}
+		for _, m := range solicit {
+			fmt.Fprintf(&b, "\t\ticmpv6 type nd-neighbor-solicit %s accept\n", m)
+		}
+		b.WriteString("\t\tip6 daddr @nbr6 icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept\n")
+		b.WriteString("\t}\n")
+	}
 
 	fmt.Fprintf(&b, "table inet %s {\n", TableInet)
 	sets("\t")
@@ -91,12 +106,7 @@ func (r Rules) Ruleset() (string, error) {
 	// Loopback only to itself: Docker's embedded resolver listens on
 	// 127.0.0.11 in the namespace and would forward names out.
 	b.WriteString("\t\toifname \"lo\" ip daddr 127.0.0.1 accept\n\t\toifname \"lo\" ip6 daddr ::1 accept\n")
-	b.WriteString("\t\tip daddr @allow4 accept\n\t\tip6 daddr @allow6 accept\n")
-	for _, m := range solicit {
-		fmt.Fprintf(&b, "\t\ticmpv6 type nd-neighbor-solicit %s accept\n", m)
-	}
-	b.WriteString("\t\tip6 daddr @nbr6 icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept\n")
-	b.WriteString("\t}\n")
+	outbound(false)
 	b.WriteString("\tchain input {\n\t\ttype filter hook input priority 0; policy drop;\n")
 	b.WriteString("\t\tiifname \"lo\" ip saddr 127.0.0.1 accept\n\t\tiifname \"lo\" ip6 saddr ::1 accept\n")
 	b.WriteString("\t\tip saddr @allow4 accept\n\t\tip6 saddr @allow6 accept\n")
@@ -110,14 +120,8 @@ func (r Rules) Ruleset() (string, error) {
 		fmt.Fprintf(&b, "table netdev %s%d {\n", TablePrefix, i)
 		sets("\t")
 		fmt.Fprintf(&b, "\tchain egress {\n\t\ttype filter hook egress device %q priority 0; policy drop;\n", dev)
-		b.WriteString("\t\tip daddr @allow4 accept\n\t\tip6 daddr @allow6 accept\n")
-		b.WriteString("\t\tarp operation request arp daddr ip @nbr4 accept\n")
-		b.WriteString("\t\tarp operation reply arp daddr ip @nbr4 accept\n")
-		for _, m := range solicit {
-			fmt.Fprintf(&b, "\t\ticmpv6 type nd-neighbor-solicit %s accept\n", m)
-		}
-		b.WriteString("\t\tip6 daddr @nbr6 icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept\n")
-		b.WriteString("\t}\n}\n")
+		outbound(true)
+		b.WriteString("}\n")
 	}
 	return b.String(), nil
 }

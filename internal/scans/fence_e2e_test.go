@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -30,15 +29,7 @@ import (
 // with an audit trail at the returned path.
 func newFencedService(t *testing.T, n *testkit.Network, tamper func(string) string, pol scans.Checker) (*scans.Service, string) {
 	t.Helper()
-	dir := t.TempDir()
-	st, err := store.Open(context.Background(), filepath.Join(dir, "scans.db"), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	trail, _, err := audit.Open(filepath.Join(dir, "audit.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, trail := openHistory(t)
 	ex := executor.New(env.Client, nil)
 	ex.SetFencer(fence.NewPool(env.Client, fence.Config{Image: env.Image.ID, Network: n.Name, Warm: 1, Refill: true,
 		Labels: sandbox.OwnerLabels(env.Instance), Tamper: tamper}, nil))

@@ -128,7 +128,9 @@ type fixture struct {
 	trail  string
 }
 
-func newFixture(t *testing.T, cfg scans.Config, pcfg *policy.Config) *fixture {
+// openHistory opens a store and an audit trail in a temporary folder; the
+// caller closes them.
+func openHistory(t *testing.T) (*store.Store, *audit.Log) {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := store.Open(context.Background(), filepath.Join(dir, "scans.db"), 0)
@@ -137,8 +139,15 @@ func newFixture(t *testing.T, cfg scans.Config, pcfg *policy.Config) *fixture {
 	}
 	trail, _, err := audit.Open(filepath.Join(dir, "audit.jsonl"))
 	if err != nil {
+		st.Close()
 		t.Fatal(err)
 	}
+	return st, trail
+}
+
+func newFixture(t *testing.T, cfg scans.Config, pcfg *policy.Config) *fixture {
+	t.Helper()
+	st, trail := openHistory(t)
 	var pol scans.Checker
 	if pcfg != nil {
 		p, err := policy.New(*pcfg, nil, nil)
