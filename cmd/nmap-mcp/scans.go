@@ -11,14 +11,15 @@ import (
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
+	"github.com/nmap-mcp/nmap-mcp/internal/web"
 )
 
 func cmdScans(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	const usage = `Usage:
   nmap-mcp scans list [--target T] [--status S] [--since 24h] [--limit N]
-  nmap-mcp scans show [--json|--xml] ID
-  nmap-mcp scans diff ID_A ID_B
-  nmap-mcp scans diff --target T      (its latest two finished scans)
+  nmap-mcp scans show [--json|--xml|--html] ID
+  nmap-mcp scans diff [--html] ID_A ID_B
+  nmap-mcp scans diff [--html] --target T      (its latest two finished scans)
 `
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
 		fmt.Fprint(stderr, usage)
@@ -40,6 +41,7 @@ func cmdScans(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	limit := fs.Int("limit", 20, "at most this many scans (list)")
 	asJSON := fs.Bool("json", false, "print the full record as JSON (show)")
 	asXML := fs.Bool("xml", false, "print nmap's raw XML (show)")
+	asHTML := fs.Bool("html", false, "write a standalone HTML page, e.g. > report.html (show, diff)")
 	fs.Usage = func() { fmt.Fprint(stderr, usage+"\nFlags:\n"); fs.PrintDefaults() }
 	if err := fs.Parse(args[1:]); err != nil {
 		return flagErr(err)
@@ -94,6 +96,9 @@ func cmdScans(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		rec := snap.Record
+		if *asHTML {
+			return web.Report(stdout, rec)
+		}
 		if *asJSON {
 			enc := json.NewEncoder(stdout)
 			enc.SetIndent("", "  ")
@@ -112,6 +117,9 @@ func cmdScans(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		ra, rb, err := svc.Pair(ctx, a, b, *target)
 		if err != nil {
 			return err
+		}
+		if *asHTML {
+			return web.DiffReport(stdout, ra, rb)
 		}
 		fmt.Fprintf(stdout, "Changes from scan %s to scan %s:\n%s", ra.ID, rb.ID, results.DiffText(results.Compare(ra.Result, rb.Result)))
 		return nil

@@ -43,8 +43,12 @@ func serveHTTP(ctx context.Context, s *settings, addr string, st *stack, srv *se
 		}
 		return nil
 	}
+	auditPath, err := s.auditFile()
+	if err != nil {
+		return err
+	}
 	front, err := httpapi.New(cfg, httpapi.Deps{MCP: srv, Delivery: delivery, Health: health, Metrics: meters.Handler(),
-		Refused: meters.Refused, Log: log})
+		Refused: meters.Refused, Log: log, Scans: st.scans, AuditPath: auditPath})
 	if err != nil {
 		return err
 	}
@@ -54,7 +58,7 @@ func serveHTTP(ctx context.Context, s *settings, addr string, st *stack, srv *se
 	}
 	served := make(chan error, 1)
 	go func() { served <- front.Serve(ln) }()
-	log.Info("serving MCP over HTTP", "url", "http://"+ln.Addr().String()+"/mcp", "tokens", len(cfg.Tokens),
+	log.Info("serving MCP over HTTP", "url", "http://"+ln.Addr().String()+"/mcp", "web", "http://"+ln.Addr().String()+"/", "tokens", len(cfg.Tokens),
 		"image", tag, "store", st.store.Path())
 
 	select {

@@ -32,6 +32,7 @@ import (
 
 	"github.com/nmap-mcp/nmap-mcp/internal/mcpserver"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
+	"github.com/nmap-mcp/nmap-mcp/internal/web"
 )
 
 // Token is a named bearer token as stored: its SHA-256, never the token.
@@ -124,6 +125,10 @@ type Deps struct {
 	// Health says why the server cannot scan, or nil.
 	Health  func(ctx context.Context) error
 	Metrics http.Handler
+	// Scans, when set, is served as the web view at / (package web).
+	Scans web.Scans
+	// AuditPath is the audit trail the web view shows.
+	AuditPath string
 	// Refused counts refusals by reason (optional).
 	Refused func(reason string)
 	Log     *slog.Logger
@@ -196,6 +201,14 @@ func New(cfg Config, d Deps) (*Server, error) {
 		mux.Handle("/metrics", s.guard(d.Metrics, false))
 	}
 	mux.Handle("/mcp", s.guard(s.observe(s.mcp), true))
+	if d.Scans != nil {
+		view, err := web.New(web.Config{Authenticate: s.tokenIdentity, OriginAllowed: s.originAllowed, Secure: cfg.TLSCert != "",
+			AuditPath: d.AuditPath, Log: d.Log}, d.Scans)
+		if err != nil {
+			return nil, err
+		}
+		mux.Handle("/", view)
+	}
 	s.http = &http.Server{Addr: cfg.Addr, Handler: mux, ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout,
 		WriteTimeout: writeTimeout, IdleTimeout: idleTimeout}
 	return s, nil
@@ -421,6 +434,23 @@ func (s *Server) authenticate(r *http.Request) (identity, bool) {
 	if !ok || secret == "" {
 		return identity{}, false
 	}
+	return s.checkToken(secret)
+}
+
+// tokenIdentity names the client of a token, for the web view's sign-in.
+func (s *Server) tokenIdentity(secret string) (string, bool, bool) {
+	if len(s.cfg.Tokens) == 0 {
+		return "local", false, true
+	}
+	if strings.TrimSpace(secret) == "" {
+		return "", false, false
+	}
+	id, ok := s.checkToken(secret)
+	return id.name, id.admin, ok
+}
+
+// checkToken compares a token with every configured one.
+func (s *Server) checkToken(secret string) (identity, bool) {
 	got := []byte(HashToken(strings.TrimSpace(secret)))
 	var id identity
 	found := 0

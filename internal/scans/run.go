@@ -272,7 +272,7 @@ func (r *run) prepare(req scan.Request, place sandbox.Placement) {
 	r.spec = sandbox.New(opts, sandbox.Scan{ID: r.sc.ID, Image: s.d.Image.ID, Args: argv[1:], Privilege: priv, Placement: place})
 	reqJSON, _ := json.Marshal(req)
 	r.rec = &store.Record{
-		ID: r.sc.ID, Status: store.Queued, Targets: plan.TargetList(), ScanType: string(plan.Type), Request: reqJSON,
+		ID: r.sc.ID, Status: store.Queued, CreatedAt: time.Now().UTC(), Targets: plan.TargetList(), ScanType: string(plan.Type), Request: reqJSON,
 		Argv: argv, ImageID: s.d.Image.ID, ImageTag: s.d.Image.Tag, Client: r.sc.client, Notes: planNotes(plan),
 		Limits: store.Limits{CPUs: r.spec.CPUs, MemoryBytes: r.spec.Memory, Pids: r.spec.Pids,
 			TimeoutSeconds: int(plan.Timeout / time.Second), Network: r.spec.Network, Profile: r.spec.Describe(),

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"sync"
 	"time"
 
@@ -249,6 +250,28 @@ func (s *Service) stored(ctx context.Context, id, viewer string) (Snapshot, erro
 		return Snapshot{}, err
 	}
 	return Snapshot{Record: rec, Percent: 100, Message: rec.Status}, nil
+}
+
+// Live returns snapshots of the caller's queued and running scans (every
+// client's for an administrator), oldest first.
+func (s *Service) Live(ctx context.Context) []Snapshot {
+	viewer := s.viewer(ctx)
+	s.mu.Lock()
+	live := make([]*Scan, 0, len(s.live))
+	for _, sc := range s.live {
+		if viewer == "" || sc.client == viewer {
+			live = append(live, sc)
+		}
+	}
+	s.mu.Unlock()
+	out := make([]Snapshot, 0, len(live))
+	for _, sc := range live {
+		if snap := sc.Snapshot(); snap.Live {
+			out = append(out, snap)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Record.CreatedAt.Before(out[j].Record.CreatedAt) })
+	return out
 }
 
 // List returns summaries of the caller's scans (every client's for an

@@ -194,6 +194,7 @@ type Filter struct {
 	Since    time.Time // created at or after
 	Finished bool      // only scans that are no longer running
 	Limit    int       // at most this many, newest first (default 20)
+	Offset   int       // skip this many first (paging)
 	// Client, when set, keeps only the scans this client started.
 	Client string
 }
@@ -231,8 +232,8 @@ func (s *Store) List(ctx context.Context, f Filter) ([]*Record, error) {
 	if limit <= 0 {
 		limit = 20
 	}
-	q += ` ORDER BY created_at DESC, rowid DESC LIMIT ?`
-	args = append(args, limit)
+	q += ` ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?`
+	args = append(args, limit, max(f.Offset, 0))
 	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("scan store %s: list: %w", s.path, err)

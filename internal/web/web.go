@@ -1,0 +1,301 @@
+// Package web is the read-only web view for people: the scans, one scan's
+// hosts and ports, diffs, the audit trail and live progress, served by
+// `serve --http` at / beside /mcp, and standalone HTML reports for the CLI.
+//
+// Sign-in takes one of the server's named tokens and gives an HttpOnly,
+// SameSite=Strict cookie (Secure under TLS) that carries a random session
+// id kept in memory, never the token; sessions expire. Without a session
+// only the sign-in page and the static assets are served. Sign-in and
+// sign-out are POSTs that must come from the page's own origin (and
+// sign-out carries the session's form token). Each person sees what their
+// token's client may see: its own scans, or every client's for an admin.
+//
+// Everything shown is escaped by html/template — banners, script output
+// and hostnames come from scanned machines — and every response carries a
+// Content-Security-Policy without inline script, frame-ancestors 'none',
+// and no external asset: the pages work air-gapped.
+package web
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"embed"
+	"encoding/hex"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/nmap-mcp/nmap-mcp/internal/scans"
+	"github.com/nmap-mcp/nmap-mcp/internal/store"
+)
+
+//go:embed templates/*.html static/*
+var assets embed.FS
+
+// Scans is what the view reads of the scans service; *scans.Service
+// satisfies it. Every call is made with the signed-in client in ctx
+// (scans.WithClient, scans.WithAdmin).
+type Scans interface {
+	List(ctx context.Context, f store.Filter) ([]*store.Record, error)
+	Get(ctx context.Context, id string) (scans.Snapshot, error)
+	RawXML(ctx context.Context, id string) ([]byte, error)
+	Pair(ctx context.Context, idA, idB, target string) (*store.Record, *store.Record, error)
+	Live(ctx context.Context) []scans.Snapshot
+}
+
+// Config shapes the view.
+type Config struct {
+	// Authenticate checks a token and names its client; admin clients see
+	// every client's scans.
+	Authenticate func(token string) (client string, admin bool, ok bool)
+	// OriginAllowed accepts an Origin header value besides the page's own.
+	OriginAllowed func(origin string) bool
+	// Secure marks cookies Secure (the server speaks TLS).
+	Secure bool
+	// SessionTTL is how long a sign-in lasts (default 8 h).
+	SessionTTL time.Duration
+	// AuditPath is the audit trail shown on the audit page ("" for none).
+	AuditPath string
+	Log       *slog.Logger
+}
+
+// CookieName is the session cookie.
+const CookieName = "nmap_mcp_session"
+
+// maxSessions bounds the sessions kept; the oldest go first.
+const maxSessions = 10000
+
+// Handler serves the view.
+type Handler struct {
+	cfg   Config
+	scans Scans
+	pages map[string]*template.Template
+	mux   *http.ServeMux
+	now   func() time.Time
+
+	mu       sync.Mutex
+	sessions map[string]*session
+}
+
+type session struct {
+	id      string
+	client  string
+	admin   bool
+	csrf    string
+	expires time.Time
+}
+
+// New returns the view's handler.
+func New(cfg Config, sc Scans) (*Handler, error) {
+	if cfg.SessionTTL <= 0 {
+		cfg.SessionTTL = 8 * time.Hour
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.OriginAllowed == nil {
+		cfg.OriginAllowed = func(string) bool { return false }
+	}
+	pages, err := parsePages()
+	if err != nil {
+		return nil, err
+	}
+	h := &Handler{cfg: cfg, scans: sc, pages: pages, now: time.Now, sessions: map[string]*session{}}
+	static, _ := fs.Sub(assets, "static")
+	mux := http.NewServeMux()
+	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	mux.HandleFunc("GET /signin", h.signinPage)
+	mux.HandleFunc("POST /signin", h.signin)
+	mux.HandleFunc("POST /signout", h.signed(h.signout))
+	mux.HandleFunc("GET /{$}", h.signed(func(w http.ResponseWriter, r *http.Request, _ *session) {
+		http.Redirect(w, r, "/scans", http.StatusSeeOther)
+	}))
+	mux.HandleFunc("GET /scans", h.signed(h.scanList))
+	mux.HandleFunc("GET /scans/{id}", h.signed(h.scanPage))
+	mux.HandleFunc("GET /scans/{id}/xml", h.signed(h.downloadXML))
+	mux.HandleFunc("GET /scans/{id}/json", h.signed(h.downloadJSON))
+	mux.HandleFunc("GET /scans/{id}/csv", h.signed(h.downloadCSV))
+	mux.HandleFunc("GET /diff", h.signed(h.diffPage))
+	mux.HandleFunc("GET /audit", h.signed(h.auditPage))
+	mux.HandleFunc("GET /running", h.signed(h.runningPage))
+	mux.HandleFunc("GET /events", h.signed(h.events))
+	h.mux = mux
+	return h, nil
+}
+
+// ServeHTTP sets the security headers and routes.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	hd := w.Header()
+	hd.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "+
+		"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	hd.Set("X-Frame-Options", "DENY")
+	hd.Set("X-Content-Type-Options", "nosniff")
+	hd.Set("Referrer-Policy", "no-referrer")
+	hd.Set("Cross-Origin-Opener-Policy", "same-origin")
+	hd.Set("Cache-Control", "no-store")
+	h.mux.ServeHTTP(w, r)
+}
+
+// signed runs next with the request's session, or sends a request without
+// one to the sign-in page (pages) or answers 401 (everything else).
+func (h *Handler) signed(next func(http.ResponseWriter, *http.Request, *session)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		sess := h.session(r)
+		if sess == nil {
+			if r.Method == http.MethodGet && r.Header.Get("Accept") != "text/event-stream" && !isDownload(r.URL.Path) {
+				http.Redirect(w, r, "/signin?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+				return
+			}
+			http.Error(w, "Unauthorized: sign in at /signin", http.StatusUnauthorized)
+			return
+		}
+		ctx := scans.WithClient(r.Context(), sess.client)
+		if sess.admin {
+			ctx = scans.WithAdmin(ctx)
+		}
+		next(w, r.WithContext(ctx), sess)
+	}
+}
+
+func isDownload(path string) bool {
+	for _, suf := range []string{"/xml", "/json", "/csv"} {
+		if len(path) > len(suf) && path[len(path)-len(suf):] == suf {
+			return true
+		}
+	}
+	return path == "/events"
+}
+
+// session returns the request's live session, or nil.
+func (h *Handler) session(r *http.Request) *session {
+	c, err := r.Cookie(CookieName)
+	if err != nil || len(c.Value) != 64 {
+		return nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s, ok := h.sessions[c.Value]
+	if !ok || subtle.ConstantTimeCompare([]byte(s.id), []byte(c.Value)) != 1 {
+		return nil
+	}
+	if h.now().After(s.expires) {
+		delete(h.sessions, s.id)
+		return nil
+	}
+	return s
+}
+
+// newSession stores a session for client and returns it.
+func (h *Handler) newSession(client string, admin bool) (*session, error) {
+	id, err := randomHex(32)
+	if err != nil {
+		return nil, err
+	}
+	csrf, err := randomHex(16)
+	if err != nil {
+		return nil, err
+	}
+	s := &session{id: id, client: client, admin: admin, csrf: csrf, expires: h.now().Add(h.cfg.SessionTTL)}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	now := h.now()
+	if len(h.sessions) >= maxSessions {
+		var oldest *session
+		for _, o := range h.sessions {
+			if now.After(o.expires) {
+				delete(h.sessions, o.id)
+			} else if oldest == nil || o.expires.Before(oldest.expires) {
+				oldest = o
+			}
+		}
+		if len(h.sessions) >= maxSessions && oldest != nil {
+			delete(h.sessions, oldest.id)
+		}
+	}
+	h.sessions[id] = s
+	return s, nil
+}
+
+func randomHex(n int) (string, error) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("random session id: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// sameOrigin accepts a POST only from the page's own origin (or one the
+// server allows): the Origin header, else Sec-Fetch-Site, must say so.
+func (h *Handler) sameOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return r.Header.Get("Sec-Fetch-Site") == "same-origin"
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return origin == scheme+"://"+r.Host || h.cfg.OriginAllowed(origin)
+}
+
+func (h *Handler) signinPage(w http.ResponseWriter, r *http.Request) {
+	h.render(w, r, "signin", nil, map[string]any{"Next": safeNext(r.URL.Query().Get("next"))})
+}
+
+func (h *Handler) signin(w http.ResponseWriter, r *http.Request) {
+	if !h.sameOrigin(r) {
+		http.Error(w, "Forbidden: sign-in must come from this server's own page", http.StatusForbidden)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 4096)
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "Bad Request: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	next := safeNext(r.PostForm.Get("next"))
+	client, admin, ok := h.cfg.Authenticate(r.PostForm.Get("token"))
+	if !ok {
+		h.cfg.Log.Info("web sign-in refused", "remote", r.RemoteAddr)
+		w.WriteHeader(http.StatusUnauthorized)
+		h.render(w, r, "signin", nil, map[string]any{"Next": next, "Error": "That token is not one of this server's tokens."})
+		return
+	}
+	sess, err := h.newSession(client, admin)
+	if err != nil {
+		http.Error(w, "Internal Server Error", http.StatusInternalServerError)
+		return
+	}
+	h.cfg.Log.Info("web sign-in", "client", client, "remote", r.RemoteAddr)
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: sess.id, Path: "/", HttpOnly: true, Secure: h.cfg.Secure,
+		SameSite: http.SameSiteStrictMode, Expires: sess.expires})
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+func (h *Handler) signout(w http.ResponseWriter, r *http.Request, sess *session) {
+	r.Body = http.MaxBytesReader(w, r.Body, 4096)
+	if !h.sameOrigin(r) || r.ParseForm() != nil || subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(sess.csrf)) != 1 {
+		http.Error(w, "Forbidden: sign-out must come from this server's own page", http.StatusForbidden)
+		return
+	}
+	h.mu.Lock()
+	delete(h.sessions, sess.id)
+	h.mu.Unlock()
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", HttpOnly: true, Secure: h.cfg.Secure,
+		SameSite: http.SameSiteStrictMode, MaxAge: -1})
+	http.Redirect(w, r, "/signin", http.StatusSeeOther)
+}
+
+// safeNext keeps a redirect target on this server.
+func safeNext(next string) string {
+	u, err := url.Parse(next)
+	if next == "" || err != nil || u.IsAbs() || u.Host != "" || len(next) < 1 || next[0] != '/' || (len(next) > 1 && (next[1] == '/' || next[1] == '\\')) {
+		return "/scans"
+	}
+	return next
+}
