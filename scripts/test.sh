@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # test.sh: the whole test suite on a fresh Debian machine. Brings up a
-# Docker engine if none answers (as root), builds the scanner image, checks
+# Docker engine if none answers (as root), installs chromium for the web
+# view's browser tests, builds the scanner image, checks
 # formatting and vet, runs every test with the race detector against the
 # real engine, then checks that nothing of ours was left behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/engine.sh
+scripts/browser.sh
 
 tmp_before=$(ls -d "${TMPDIR:-/tmp}"/nmap-mcp-* 2>/dev/null | sort || true)
 

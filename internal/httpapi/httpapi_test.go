@@ -9,6 +9,9 @@ import (
 	"testing"
 
 	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/nmap-mcp/nmap-mcp/internal/scans"
+	"github.com/nmap-mcp/nmap-mcp/internal/store"
 )
 
 // These tests need no engine: the health check is a counter.
@@ -146,5 +149,53 @@ func TestLocalOrigins(t *testing.T) {
 	}
 	if lan.originAllowed("http://localhost:8808") {
 		t.Error("a non-loopback listener accepted a localhost origin")
+	}
+}
+
+// noScans is an empty history for the web view.
+type noScans struct{}
+
+func (noScans) List(context.Context, store.Filter) ([]*store.Record, error) { return nil, nil }
+func (noScans) Get(_ context.Context, id string) (scans.Snapshot, error) {
+	return scans.Snapshot{}, &store.NotFoundError{ID: id}
+}
+func (noScans) RawXML(_ context.Context, id string) ([]byte, error) {
+	return nil, &store.NotFoundError{ID: id}
+}
+func (noScans) Pair(context.Context, string, string, string) (*store.Record, *store.Record, error) {
+	return nil, nil, &store.NotFoundError{}
+}
+func (noScans) Live(context.Context) []scans.Snapshot { return nil }
+
+// The web view is served at / beside /mcp, signs in with the server's
+// tokens (a bearer header is not a session), and /mcp keeps its own rules.
+func TestWebViewBesideMCP(t *testing.T) {
+	secret, tok, _ := NewToken("alice")
+	s, err := New(Config{Addr: "127.0.0.1:0", Tokens: []Token{tok}}, Deps{MCP: server.NewMCPServer("t", "1"), Scans: noScans{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec := do(s, http.MethodGet, "/scans", secret, "", ""); rec.Code != http.StatusSeeOther {
+		t.Errorf("/scans with a bearer token but no session: %d", rec.Code)
+	}
+	if rec := do(s, http.MethodGet, "/signin", "", "", ""); rec.Code != 200 || !strings.Contains(rec.Header().Get("Content-Security-Policy"), "frame-ancestors 'none'") {
+		t.Errorf("/signin: %d %v", rec.Code, rec.Header())
+	}
+	form := func(token string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodPost, "/signin", strings.NewReader("token="+token))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", "http://example.com") // httptest's host
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, req)
+		return rec
+	}
+	if rec := form("nope"); rec.Code != http.StatusUnauthorized {
+		t.Errorf("sign-in with a wrong token: %d", rec.Code)
+	}
+	if rec := form(secret); rec.Code != http.StatusSeeOther || !strings.Contains(rec.Header().Get("Set-Cookie"), "HttpOnly") {
+		t.Errorf("sign-in with alice's token: %d %v", rec.Code, rec.Header())
+	}
+	if rec := do(s, http.MethodPost, "/mcp", "", "", initBody); rec.Code != http.StatusUnauthorized {
+		t.Errorf("/mcp without a token: %d", rec.Code)
 	}
 }

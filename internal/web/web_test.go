@@ -1,0 +1,224 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nmap-mcp/nmap-mcp/internal/results"
+	"github.com/nmap-mcp/nmap-mcp/internal/scans"
+	"github.com/nmap-mcp/nmap-mcp/internal/store"
+)
+
+// HTTP-level tests of the view against an in-memory scans source (no
+// engine, no browser); browser_e2e_test.go drives real Chromium.
+
+type fakeScans struct{ recs []*store.Record }
+
+func (f *fakeScans) List(_ context.Context, _ store.Filter) ([]*store.Record, error) {
+	return f.recs, nil
+}
+func (f *fakeScans) Get(_ context.Context, id string) (scans.Snapshot, error) {
+	for _, r := range f.recs {
+		if r.ID == id {
+			return scans.Snapshot{Record: r, Percent: 100}, nil
+		}
+	}
+	return scans.Snapshot{}, &store.NotFoundError{ID: id}
+}
+func (f *fakeScans) RawXML(_ context.Context, id string) ([]byte, error) {
+	return []byte("<nmaprun/>"), nil
+}
+func (f *fakeScans) Pair(_ context.Context, a, b, _ string) (*store.Record, *store.Record, error) {
+	return f.recs[0], f.recs[0], nil
+}
+func (f *fakeScans) Live(context.Context) []scans.Snapshot { return nil }
+
+const hostile = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+
+func newTestView(t *testing.T, secure bool) (*Handler, *httptest.Server) {
+	t.Helper()
+	rec := &store.Record{ID: "abc123", Status: store.Done, Targets: "10.0.0.1", Client: "alice", CreatedAt: time.Now(),
+		Result: &results.Result{Hosts: []results.Host{{Addresses: []string{"10.0.0.1"}, State: "up",
+			Ports: []results.Port{{Protocol: "tcp", Port: 80, State: "open", Service: "http", Product: hostile, Version: "=cmd|' /C calc'!A0"}}}}}}
+	h, err := New(Config{Secure: secure, Authenticate: func(tok string) (string, bool, bool) {
+		return "alice", false, tok == "good-token"
+	}}, &fakeScans{recs: []*store.Record{rec}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return h, srv
+}
+
+func noRedirect() *http.Client {
+	return &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+func signIn(t *testing.T, srv *httptest.Server, token, origin string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/signin", strings.NewReader(url.Values{"token": {token}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if origin != "" {
+		req.Header.Set("Origin", origin)
+	}
+	resp, err := noRedirect().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp
+}
+
+func get(t *testing.T, srv *httptest.Server, path string, cookie *http.Cookie) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+	if cookie != nil {
+		req.AddCookie(cookie)
+	}
+	resp, err := noRedirect().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(resp.Body)
+	return resp, b.String()
+}
+
+// Without a session nothing but the sign-in page and static assets; with
+// a cookie this server never issued, the same.
+func TestNoSessionNoData(t *testing.T) {
+	_, srv := newTestView(t, false)
+	forged := &http.Cookie{Name: CookieName, Value: strings.Repeat("ab", 32)}
+	for _, c := range []*http.Cookie{nil, forged, {Name: CookieName, Value: "good-token"}} {
+		for _, path := range []string{"/", "/scans", "/scans/abc123", "/scans/abc123/csv", "/scans/abc123/xml", "/diff", "/audit", "/running", "/events"} {
+			resp, body := get(t, srv, path, c)
+			if resp.StatusCode != http.StatusSeeOther && resp.StatusCode != http.StatusUnauthorized || strings.Contains(body, "alice") || strings.Contains(body, "10.0.0.1") {
+				t.Errorf("%s with cookie %v: %d %q", path, c, resp.StatusCode, body)
+			}
+		}
+	}
+	if resp, body := get(t, srv, "/signin", nil); resp.StatusCode != 200 || !strings.Contains(body, `name="token"`) {
+		t.Errorf("sign-in page: %d", resp.StatusCode)
+	}
+	if resp, _ := get(t, srv, "/static/style.css", nil); resp.StatusCode != 200 {
+		t.Errorf("static asset: %d", resp.StatusCode)
+	}
+}
+
+// Every response carries the CSP (no inline script), frame-ancestors
+// 'none' and nosniff.
+func TestSecurityHeaders(t *testing.T) {
+	_, srv := newTestView(t, false)
+	for _, path := range []string{"/signin", "/scans", "/static/live.js"} {
+		resp, _ := get(t, srv, path, nil)
+		csp := resp.Header.Get("Content-Security-Policy")
+		if !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe-inline") || !strings.Contains(csp, "frame-ancestors 'none'") ||
+			resp.Header.Get("X-Frame-Options") != "DENY" || resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("%s: headers %v", path, resp.Header)
+		}
+	}
+}
+
+// Sign-in: a wrong token or a cross-site POST is refused; a good one
+// sets an HttpOnly, SameSite=Strict cookie that is not the token (Secure
+// under TLS); sign-out needs the session's form token.
+func TestSignInAndOut(t *testing.T) {
+	h, srv := newTestView(t, true)
+	if resp := signIn(t, srv, "bad", srv.URL); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("bad token: %d", resp.StatusCode)
+	}
+	if resp := signIn(t, srv, "good-token", "https://evil.example"); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("cross-site sign-in: %d", resp.StatusCode)
+	}
+	if resp := signIn(t, srv, "good-token", ""); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("sign-in without Origin or Sec-Fetch-Site: %d", resp.StatusCode)
+	}
+	resp := signIn(t, srv, "good-token", srv.URL)
+	if resp.StatusCode != http.StatusSeeOther || len(resp.Cookies()) != 1 {
+		t.Fatalf("good sign-in: %d %v", resp.StatusCode, resp.Cookies())
+	}
+	c := resp.Cookies()[0]
+	if !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || !c.Secure || c.Value == "good-token" || len(c.Value) != 64 {
+		t.Errorf("cookie %+v", c)
+	}
+	if r, body := get(t, srv, "/scans", c); r.StatusCode != 200 || !strings.Contains(body, "abc123") || !strings.Contains(body, "alice") {
+		t.Fatalf("scans with a session: %d", r.StatusCode)
+	}
+	// Sign-out without the form token is refused; with it, the session ends.
+	form := func(csrf string) int {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/signout", strings.NewReader(url.Values{"csrf": {csrf}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", srv.URL)
+		req.AddCookie(c)
+		resp, err := noRedirect().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := form("wrong"); code != http.StatusForbidden {
+		t.Errorf("sign-out without the form token: %d", code)
+	}
+	h.mu.Lock()
+	csrf := h.sessions[c.Value].csrf
+	h.mu.Unlock()
+	if code := form(csrf); code != http.StatusSeeOther {
+		t.Errorf("sign-out: %d", code)
+	}
+	if r, body := get(t, srv, "/scans", c); r.StatusCode != http.StatusSeeOther || strings.Contains(body, "abc123") {
+		t.Errorf("after sign-out: %d", r.StatusCode)
+	}
+}
+
+// Sessions expire.
+func TestSessionExpires(t *testing.T) {
+	h, srv := newTestView(t, false)
+	c := signIn(t, srv, "good-token", srv.URL).Cookies()[0]
+	now := time.Now()
+	h.now = func() time.Time { return now.Add(9 * time.Hour) }
+	if r, _ := get(t, srv, "/scans", c); r.StatusCode != http.StatusSeeOther {
+		t.Errorf("expired session: %d", r.StatusCode)
+	}
+}
+
+// What scanned machines said is escaped in pages and reports, and made
+// inert in CSV (a leading quote before a formula).
+func TestUntrustedContentIsInert(t *testing.T) {
+	_, srv := newTestView(t, false)
+	c := signIn(t, srv, "good-token", srv.URL).Cookies()[0]
+	_, body := get(t, srv, "/scans/abc123", c)
+	if strings.Contains(body, hostile) || !strings.Contains(body, "&lt;script&gt;alert(1)&lt;/script&gt;") {
+		t.Errorf("page does not escape the banner:\n%s", body)
+	}
+	_, csv := get(t, srv, "/scans/abc123/csv", c)
+	if !strings.Contains(csv, "'=cmd") || !strings.Contains(csv, "host,hostnames,protocol,port,state") {
+		t.Errorf("csv:\n%s", csv)
+	}
+	var b bytes.Buffer
+	r := &store.Record{ID: "x", Status: store.Done, Result: &results.Result{Hosts: []results.Host{{Addresses: []string{"10.0.0.1"},
+		Ports: []results.Port{{Protocol: "tcp", Port: 80, State: "open", Product: hostile}}}}}}
+	if err := Report(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), hostile) || strings.Contains(b.String(), "<script") || !strings.Contains(b.String(), "default-src 'none'") {
+		t.Errorf("report:\n%s", b.String())
+	}
+}
+
+func TestSafeNext(t *testing.T) {
+	for in, want := range map[string]string{"/scans/abc": "/scans/abc", "": "/scans", "//evil.example/x": "/scans",
+		"https://evil.example": "/scans", `/\evil.example`: "/scans", "scans": "/scans"} {
+		if got := safeNext(in); got != want {
+			t.Errorf("safeNext(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
