@@ -340,6 +340,19 @@ func TestCLIHonoursConfigFile(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "cafe0123beef") {
 		t.Fatalf("scans list with store.path: %v\n%s", err, out)
 	}
+	// A standalone HTML page, with the flag after the id as users write it.
+	cmd = exec.Command(binary, "scans", "show", "cafe0123beef", "--html", "--config", cfg)
+	cmd.Env = append(os.Environ(), "NMAP_MCP_STORE=")
+	out, err = cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "<!doctype html>") || !strings.Contains(string(out), "cafe0123beef") ||
+		!strings.Contains(string(out), "default-src 'none'") || strings.Contains(string(out), "<script") {
+		t.Fatalf("scans show --html: %v\n%s", err, out)
+	}
+	// Warnings for a valid config that weakens the sandbox.
+	host := writeConfig(t, "sandbox:\n  network: host\n")
+	if out, err := exec.Command(binary, "config", "check", host).CombinedOutput(); err != nil || !strings.Contains(string(out), "warning: sandbox.network: host") {
+		t.Fatalf("config check of host mode: %v\n%s", err, out)
+	}
 	bad := writeConfig(t, "sandbox:\n  memory: lots\n")
 	out, err = exec.Command(binary, "config", "check", bad).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), `line 2: sandbox.memory "lots"`) {

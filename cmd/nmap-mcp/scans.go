@@ -43,8 +43,16 @@ func cmdScans(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	asXML := fs.Bool("xml", false, "print nmap's raw XML (show)")
 	asHTML := fs.Bool("html", false, "write a standalone HTML page, e.g. > report.html (show, diff)")
 	fs.Usage = func() { fmt.Fprint(stderr, usage+"\nFlags:\n"); fs.PrintDefaults() }
-	if err := fs.Parse(args[1:]); err != nil {
-		return flagErr(err)
+	// Flags may come before or after the ids ("scans show ID --html").
+	var pos []string
+	for rest := args[1:]; ; {
+		if err := fs.Parse(rest); err != nil {
+			return flagErr(err)
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos, rest = append(pos, fs.Arg(0)), fs.Args()[1:]
 	}
 	if err := set.parsed(); err != nil {
 		return err
@@ -79,10 +87,10 @@ func cmdScans(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return nil
 	case "show":
-		if fs.NArg() != 1 {
+		if len(pos) != 1 {
 			return fmt.Errorf("scans show takes one scan id")
 		}
-		id := fs.Arg(0)
+		id := pos[0]
 		if *asXML {
 			xml, err := svc.RawXML(ctx, id)
 			if err != nil {
@@ -109,9 +117,9 @@ func cmdScans(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return nil
 	case "diff":
 		var a, b string
-		if fs.NArg() == 2 {
-			a, b = fs.Arg(0), fs.Arg(1)
-		} else if fs.NArg() != 0 {
+		if len(pos) == 2 {
+			a, b = pos[0], pos[1]
+		} else if len(pos) != 0 {
 			return fmt.Errorf("scans diff takes two scan ids, or --target")
 		}
 		ra, rb, err := svc.Pair(ctx, a, b, *target)
