@@ -29,7 +29,7 @@ import (
 // with an audit trail at the returned path.
 func newFencedService(t *testing.T, n *testkit.Network, tamper func(string) string, pol scans.Checker) (*scans.Service, string) {
 	t.Helper()
-	st, trail := openHistory(t)
+	st, trail := testkit.OpenHistory(t)
 	ex := executor.New(env.Client, nil)
 	ex.SetFencer(fence.NewPool(env.Client, fence.Config{Image: env.Image.ID, Network: n.Name, Warm: 1, Refill: true,
 		Labels: sandbox.OwnerLabels(env.Instance), Tamper: tamper}, nil))
@@ -43,8 +43,6 @@ func newFencedService(t *testing.T, n *testkit.Network, tamper func(string) stri
 		if err := ex.Close(context.Background()); err != nil {
 			t.Error(err)
 		}
-		st.Close()
-		trail.Close()
 	})
 	return svc, trail.Path()
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"github.com/nmap-mcp/nmap-mcp/internal/scan"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
+	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
 
@@ -128,26 +128,9 @@ type fixture struct {
 	trail  string
 }
 
-// openHistory opens a store and an audit trail in a temporary folder; the
-// caller closes them.
-func openHistory(t *testing.T) (*store.Store, *audit.Log) {
-	t.Helper()
-	dir := t.TempDir()
-	st, err := store.Open(context.Background(), filepath.Join(dir, "scans.db"), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	trail, _, err := audit.Open(filepath.Join(dir, "audit.jsonl"))
-	if err != nil {
-		st.Close()
-		t.Fatal(err)
-	}
-	return st, trail
-}
-
 func newFixture(t *testing.T, cfg scans.Config, pcfg *policy.Config) *fixture {
 	t.Helper()
-	st, trail := openHistory(t)
+	st, trail := testkit.OpenHistory(t)
 	var pol scans.Checker
 	if pcfg != nil {
 		p, err := policy.New(*pcfg, nil, nil)
@@ -169,8 +152,6 @@ func newFixture(t *testing.T, cfg scans.Config, pcfg *policy.Config) *fixture {
 		if err := f.svc.Close(ctx); err != nil {
 			t.Error(err)
 		}
-		st.Close()
-		trail.Close()
 	})
 	return f
 }

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -25,6 +26,8 @@ import (
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
 	"github.com/nmap-mcp/nmap-mcp/images"
+	"github.com/nmap-mcp/nmap-mcp/internal/audit"
+	"github.com/nmap-mcp/nmap-mcp/internal/store"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
 
@@ -219,4 +222,23 @@ func Eventually(d time.Duration, cond func() bool) bool {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// OpenHistory opens a scan store and an audit trail in a temporary folder
+// that the test removes; they are closed when the test ends (after the
+// cleanups registered later, which run first).
+func OpenHistory(t testing.TB) (*store.Store, *audit.Log) {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := store.Open(context.Background(), filepath.Join(dir, "scans.db"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trail, _, err := audit.Open(filepath.Join(dir, "audit.jsonl"))
+	if err != nil {
+		st.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close(); trail.Close() })
+	return st, trail
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
-	"github.com/nmap-mcp/nmap-mcp/internal/audit"
 	"github.com/nmap-mcp/nmap-mcp/internal/scan"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
@@ -94,15 +93,7 @@ func TestBrowser(t *testing.T) {
 	browser := chromium(t)
 
 	// A service on the real engine, with its history and audit trail.
-	dir := t.TempDir()
-	st, err := store.Open(context.Background(), filepath.Join(dir, "scans.db"), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	trail, _, err := audit.Open(filepath.Join(dir, "audit.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, trail := testkit.OpenHistory(t)
 	ex := executor.New(env.Client, nil)
 	lim := sandbox.DefaultLimits()
 	svc := scans.New(scans.Config{Sandbox: env.Options(lim), MaxAddresses: 16, Concurrency: 2, QueueSize: 2},
@@ -110,8 +101,6 @@ func TestBrowser(t *testing.T) {
 	t.Cleanup(func() {
 		_ = svc.Close(context.Background())
 		_ = ex.Close(context.Background())
-		st.Close()
-		trail.Close()
 	})
 	ctx := scans.WithClient(context.Background(), "alice")
 	run := func(req scan.Request) *store.Record {
