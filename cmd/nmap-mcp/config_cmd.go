@@ -54,7 +54,7 @@ func cmdConfig(args []string, stdout, stderr io.Writer) error {
 }
 
 func cmdAudit(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	const usage = "Usage: nmap-mcp audit verify [--audit PATH]   check the hash chain\n       nmap-mcp audit tail [--audit PATH] [-n N]  show the latest records\n"
+	const usage = "Usage: nmap-mcp audit verify [--audit PATH]   check the hash chain (across rotated files)\n       nmap-mcp audit tail [--audit PATH] [-n N]  show the latest records\n       nmap-mcp audit rotate [--audit PATH]   start a new file that continues the chain\n"
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
 		fmt.Fprint(stderr, usage)
 		if len(args) == 0 {
@@ -88,7 +88,23 @@ func cmdAudit(_ context.Context, args []string, stdout, stderr io.Writer) error 
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "%s: %d records, chain intact up to its head checkpoint\n", path, rep.Records)
+		fmt.Fprintf(stdout, "%s: %d records, chain intact up to its head checkpoint", path, rep.Records)
+		if len(rep.Files) > 0 {
+			fmt.Fprintf(stdout, ", through %d rotated files (oldest %s)", len(rep.Files), rep.Files[0])
+		}
+		fmt.Fprintln(stdout)
+		return nil
+	case "rotate":
+		l, _, err := audit.Open(path)
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		old, err := l.Rotate()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "moved the trail to %s; %s continues its chain (audit verify follows both)\n", old, path)
 		return nil
 	case "tail":
 		recs, err := audit.Tail(path, *n)

@@ -31,6 +31,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -45,6 +46,9 @@ const (
 	Interrupted = "interrupted"
 	// TornLine says a torn last line was found at start-up and moved aside.
 	TornLine = "torn-line"
+	// Rotated starts a trail that continues an older file (named in
+	// Outcome, in the same folder), chained to its last line.
+	Rotated = "rotated"
 )
 
 // Record is one line of the trail.
@@ -106,6 +110,33 @@ type Head struct {
 	Seq uint64 `json:"seq"`
 	// Link is what the next record's Prev must be (the last line's hash).
 	Link string `json:"link"`
+	// Open lists the admitted scans without an end yet, so that start-up
+	// finds a dead server's scans without reading the whole trail.
+	// OpenKnown is false in heads written before the list was kept.
+	Open      []OpenScan `json:"open,omitempty"`
+	OpenKnown bool       `json:"open_known,omitempty"`
+}
+
+// OpenScan is an admitted scan without an end record.
+type OpenScan struct {
+	ScanID    string `json:"scan_id"`
+	Client    string `json:"client"`
+	OwnerPID  int    `json:"owner_pid"`
+	OwnerHost string `json:"owner_host"`
+}
+
+// same reports whether two heads name the same chain position.
+func (h Head) same(o Head) bool { return h.Seq == o.Seq && h.Link == o.Link }
+
+// apply moves the open list past record r.
+func (h *Head) apply(r Record) {
+	switch r.Event {
+	case Admitted:
+		h.Open = append(h.Open, OpenScan{ScanID: r.ScanID, Client: r.Client, OwnerPID: r.OwnerPID, OwnerHost: r.OwnerHost})
+	case TornLine, Rotated:
+	default:
+		h.Open = slices.DeleteFunc(h.Open, func(o OpenScan) bool { return o.ScanID == r.ScanID })
+	}
 }
 
 // HeadPath is the checkpoint file of the trail at path.
@@ -203,8 +234,69 @@ func (l *Log) Path() string { return l.path }
 // Close closes the file.
 func (l *Log) Close() error { return l.f.Close() }
 
-func (l *Log) lock() error   { return syscall.Flock(int(l.f.Fd()), syscall.LOCK_EX) }
+// lock takes the trail's file lock. When the trail was rotated meanwhile
+// (by `audit rotate` in another process), the file at path is no longer
+// ours: it is opened and locked instead, so that no record lands in the
+// rotated-out file.
+func (l *Log) lock() error {
+	for range 10 {
+		if err := syscall.Flock(int(l.f.Fd()), syscall.LOCK_EX); err != nil {
+			return err
+		}
+		mine, err1 := l.f.Stat()
+		now, err2 := os.Stat(l.path)
+		if err1 == nil && err2 == nil && os.SameFile(mine, now) {
+			return nil
+		}
+		_ = syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN)
+		f, err := os.OpenFile(l.path, os.O_CREATE|os.O_RDWR|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
+		if err != nil {
+			return err
+		}
+		l.f.Close()
+		l.f, l.size = f, -1 // re-read the new file's tail and head
+	}
+	return errors.New("the trail keeps being replaced")
+}
+
 func (l *Log) unlock() error { return syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN) }
+
+// Rotate moves the trail aside (to PATH.TIME) and starts a new file at
+// path whose first record, "rotated", names the old file and chains to
+// its last line; sequence numbers and the head (with its open scans)
+// carry on. Verify follows the chain back through the old files. It
+// returns the old file's new path.
+func (l *Log) Rotate() (string, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.lock(); err != nil {
+		return "", fmt.Errorf("audit trail %s: lock: %w", l.path, err)
+	}
+	defer l.unlock()
+	if err := l.catchUp(); err != nil {
+		return "", err
+	}
+	old := l.path + "." + time.Now().UTC().Format("20060102T150405.000000000Z")
+	if err := os.Rename(l.path, old); err != nil {
+		return "", fmt.Errorf("audit trail %s: rotate: %w", l.path, err)
+	}
+	f, err := os.OpenFile(l.path, os.O_CREATE|os.O_EXCL|os.O_RDWR|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("audit trail %s: start the new file: %w", l.path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return "", fmt.Errorf("audit trail %s: lock: %w", l.path, err)
+	}
+	oldFile := l.f
+	l.f, l.size = f, 0
+	_ = syscall.Flock(int(oldFile.Fd()), syscall.LOCK_UN)
+	oldFile.Close()
+	if err := l.appendLocked(Record{Event: Rotated, Outcome: filepath.Base(old)}); err != nil {
+		return old, err
+	}
+	return old, nil
+}
 
 // start does Open's checks under the lock.
 func (l *Log) start() ([]string, error) {
@@ -280,11 +372,41 @@ func (l *Log) checkHead() error {
 			return &HeadError{Path: l.path, Reason: reason}
 		}
 	}
-	l.head = tail.head
-	if !ok || head != tail.head {
-		return writeHead(l.path, tail.head)
+	next := tail.head
+	switch {
+	case ok && head.OpenKnown && head.same(tail.head):
+		next.Open, next.OpenKnown = head.Open, true
+	case ok && head.OpenKnown && head.Seq+1 == tail.head.Seq:
+		// The crash between the two writes: move the list past the record.
+		next.Open, next.OpenKnown = head.Open, true
+		next.apply(tail.last)
+	default:
+		// No list yet (a new trail, or one from before the list): read
+		// the trail once to make it.
+		open, err := l.scanOpen()
+		if err != nil {
+			return err
+		}
+		next.Open, next.OpenKnown = open, true
+	}
+	l.head = next
+	if !ok || !head.same(next) || !head.OpenKnown || head.Seq+1 == tail.head.Seq {
+		return writeHead(l.path, next)
 	}
 	return nil
+}
+
+// scanOpen reads the whole trail for the scans without an end.
+func (l *Log) scanOpen() ([]OpenScan, error) {
+	recs, err := readAll(l.path)
+	if err != nil {
+		return nil, err
+	}
+	var h Head
+	for _, r := range recs {
+		h.apply(r)
+	}
+	return h.Open, nil
 }
 
 // tailInfo is the trail's last record, the one before it, and the head.
@@ -333,35 +455,19 @@ func headMismatch(h Head, t tailInfo) string {
 }
 
 // closeOrphans appends an interrupted record for each admitted scan whose
-// owner is dead and that has no end. Called with the lock held.
+// owner is dead and that has no end, from the head's open list (the trail
+// itself is not read). Called with the lock held.
 func (l *Log) closeOrphans() ([]string, error) {
-	recs, err := readAll(l.path)
-	if err != nil {
-		return nil, err
-	}
-	open := map[string]Record{}
-	var order []string
-	for _, r := range recs {
-		switch r.Event {
-		case Admitted:
-			open[r.ScanID] = r
-			order = append(order, r.ScanID)
-		case TornLine:
-		default:
-			delete(open, r.ScanID)
-		}
-	}
 	var closed []string
-	for _, id := range order {
-		r, ok := open[id]
-		if !ok || !owner.Orphaned(r.OwnerPID, r.OwnerHost) {
+	for _, o := range slices.Clone(l.head.Open) {
+		if !owner.Orphaned(o.OwnerPID, o.OwnerHost) {
 			continue
 		}
-		if err := l.appendLocked(Record{Event: Interrupted, ScanID: id, Client: r.Client,
+		if err := l.appendLocked(Record{Event: Interrupted, ScanID: o.ScanID, Client: o.Client,
 			Outcome: "interrupted: the server stopped before the scan ended"}); err != nil {
 			return closed, err
 		}
-		closed = append(closed, id)
+		closed = append(closed, o.ScanID)
 	}
 	return closed, nil
 }
@@ -378,18 +484,47 @@ func (l *Log) Append(r Record) error {
 	return l.appendLocked(r)
 }
 
-func (l *Log) appendLocked(r Record) error {
+// catchUp re-reads the tail and the head's open list when the file is
+// not as this process left it (another process appended, or the file is
+// new to it). Called with the lock held.
+func (l *Log) catchUp() error {
 	st, err := l.f.Stat()
 	if err != nil {
 		return fmt.Errorf("audit trail %s: %w", l.path, err)
 	}
-	if st.Size() != l.size {
-		// Someone else appended (or this is the first write): read the tail.
-		t, err := l.tail()
+	if st.Size() == l.size {
+		return nil
+	}
+	// Someone else appended (or this is the first write): read the
+	// tail, and the open list that writer left in the head.
+	t, err := l.tail()
+	if err != nil {
+		return err
+	}
+	head, ok, err := readHead(l.path)
+	if err != nil {
+		return err
+	}
+	if !ok || !head.OpenKnown || !head.same(t.head) {
+		open, err := l.scanOpen()
 		if err != nil {
 			return err
 		}
-		l.head = t.head
+		head.Open = open
+	}
+	l.head = Head{Seq: t.head.Seq, Link: t.head.Link, Open: head.Open, OpenKnown: true}
+
+	l.size = st.Size()
+	return nil
+}
+
+func (l *Log) appendLocked(r Record) error {
+	if err := l.catchUp(); err != nil {
+		return err
+	}
+	st, err := l.f.Stat()
+	if err != nil {
+		return fmt.Errorf("audit trail %s: %w", l.path, err)
 	}
 	r.V, r.Seq, r.Prev, r.Hash = format, l.head.Seq+1, l.head.Link, ""
 	if r.Time.IsZero() {
@@ -408,7 +543,8 @@ func (l *Log) appendLocked(r Record) error {
 	if err := l.f.Sync(); err != nil {
 		return fmt.Errorf("audit trail %s: fsync: %w", l.path, err)
 	}
-	l.head = Head{Seq: r.Seq, Link: lineHash(line)}
+	l.head.Seq, l.head.Link, l.head.OpenKnown = r.Seq, lineHash(line), true
+	l.head.apply(r)
 	l.size = st.Size() + int64(len(line)) + 1
 	return writeHead(l.path, l.head)
 }
@@ -473,20 +609,30 @@ func eachLine(path string, fn func(n int, line []byte) error) error {
 // VerifyError names the first line where the chain breaks (0: the trail
 // as a whole, against its head).
 type VerifyError struct {
+	// File is the rotated-out file the break is in ("" for the trail
+	// itself).
+	File   string
 	Line   int
 	Reason string
 }
 
 func (e *VerifyError) Error() string {
-	if e.Line == 0 {
-		return "audit trail broken: " + e.Reason
+	where := ""
+	if e.File != "" {
+		where = " in " + e.File
 	}
-	return fmt.Sprintf("audit trail broken at line %d: %s", e.Line, e.Reason)
+	if e.Line == 0 {
+		return "audit trail broken" + where + ": " + e.Reason
+	}
+	return fmt.Sprintf("audit trail broken%s at line %d: %s", where, e.Line, e.Reason)
 }
 
 // Report is what Verify found in an intact trail.
 type Report struct {
 	Records int
+	// Files are the rotated-out files the chain runs through, oldest
+	// first.
+	Files []string
 	// Notes name events worth a look, such as torn lines moved aside.
 	Notes []string
 }
@@ -495,55 +641,9 @@ type Report struct {
 // the last line against the head checkpoint. A break is a *VerifyError
 // naming the first broken line.
 func Verify(path string) (Report, error) {
-	var (
-		rep      Report
-		prevLink string
-		prevSeq  uint64
-		tail     tailInfo
-	)
-	torn, err := endsTorn(path)
+	rep, tail, err := verifyFile(path, 0)
 	if err != nil {
 		return rep, err
-	}
-	const tornReason = "the last line is torn (no newline: a write was cut short); the next start moves it aside"
-	var pending *VerifyError // a bad line that is torn if it is the last
-	err = eachLine(path, func(n int, line []byte) error {
-		if pending != nil {
-			pending.Reason = "not a JSON record"
-			return pending
-		}
-		var r Record
-		if err := json.Unmarshal(line, &r); err != nil {
-			if torn {
-				pending = &VerifyError{Line: n, Reason: tornReason}
-				return nil
-			}
-			return &VerifyError{Line: n, Reason: "not a JSON record: " + err.Error()}
-		}
-		switch {
-		case r.V < format && r.legacyHash() != r.Hash:
-			return &VerifyError{Line: n, Reason: "its content does not match its hash (the line was edited)"}
-		case r.Prev != prevLink:
-			return &VerifyError{Line: n, Reason: fmt.Sprintf("it does not follow line %d: line %d was edited, or a line between them was deleted or moved", n-1, n-1)}
-		case r.Seq != prevSeq+1:
-			return &VerifyError{Line: n, Reason: fmt.Sprintf("sequence %d after %d", r.Seq, prevSeq)}
-		}
-		if r.Event == TornLine {
-			rep.Notes = append(rep.Notes, fmt.Sprintf("line %d (%s): %s", n, r.Time.Format(time.RFC3339), r.Outcome))
-		}
-		rep.Records++
-		prevLink, prevSeq = link(r, line), r.Seq
-		tail = tailInfo{last: r, head: Head{Seq: r.Seq, Link: prevLink}, size: 1}
-		return nil
-	})
-	if err != nil {
-		return rep, err
-	}
-	if pending != nil {
-		return rep, pending
-	}
-	if torn {
-		return rep, &VerifyError{Line: rep.Records, Reason: tornReason}
 	}
 	head, ok, err := readHead(path)
 	if err != nil {
@@ -559,6 +659,85 @@ func Verify(path string) (Report, error) {
 		return rep, &VerifyError{Reason: reason}
 	}
 	return rep, nil
+}
+
+// maxRotations bounds how many older files Verify follows.
+const maxRotations = 10000
+
+// verifyFile checks one file's chain. When its first record is Rotated,
+// the older file it names is verified first (depth counts the files
+// followed) and the first record must follow that file's last line.
+func verifyFile(path string, depth int) (Report, tailInfo, error) {
+	var (
+		rep      Report
+		prevLink string
+		prevSeq  uint64
+		tail     tailInfo
+	)
+	name := ""
+	if depth > 0 {
+		name = filepath.Base(path)
+	}
+	torn, err := endsTorn(path)
+	if err != nil {
+		return rep, tail, err
+	}
+	const tornReason = "the last line is torn (no newline: a write was cut short); the next start moves it aside"
+	var pending *VerifyError // a bad line that is torn if it is the last
+	err = eachLine(path, func(n int, line []byte) error {
+		if pending != nil {
+			pending.Reason = "not a JSON record"
+			return pending
+		}
+		var r Record
+		if err := json.Unmarshal(line, &r); err != nil {
+			if torn {
+				pending = &VerifyError{File: name, Line: n, Reason: tornReason}
+				return nil
+			}
+			return &VerifyError{File: name, Line: n, Reason: "not a JSON record: " + err.Error()}
+		}
+		if n == 1 && r.Event == Rotated {
+			older := filepath.Join(filepath.Dir(path), filepath.Base(r.Outcome))
+			if depth >= maxRotations {
+				return &VerifyError{File: name, Line: n, Reason: "too many rotated files to follow"}
+			}
+			orep, otail, err := verifyFile(older, depth+1)
+			if err != nil {
+				return err
+			}
+			rep.Records, rep.Notes = orep.Records, orep.Notes
+			rep.Files = append(orep.Files, filepath.Base(older))
+			prevLink, prevSeq = otail.head.Link, otail.head.Seq
+		}
+		switch {
+		case r.V < format && r.legacyHash() != r.Hash:
+			return &VerifyError{File: name, Line: n, Reason: "its content does not match its hash (the line was edited)"}
+		case r.Prev != prevLink && n == 1:
+			return &VerifyError{File: name, Line: n, Reason: "it does not follow the end of the file it continues (that file was edited, cut, or swapped)"}
+		case r.Prev != prevLink:
+			return &VerifyError{File: name, Line: n, Reason: fmt.Sprintf("it does not follow line %d: line %d was edited, or a line between them was deleted or moved", n-1, n-1)}
+		case r.Seq != prevSeq+1:
+			return &VerifyError{File: name, Line: n, Reason: fmt.Sprintf("sequence %d after %d", r.Seq, prevSeq)}
+		}
+		if r.Event == TornLine {
+			rep.Notes = append(rep.Notes, fmt.Sprintf("line %d (%s): %s", n, r.Time.Format(time.RFC3339), r.Outcome))
+		}
+		rep.Records++
+		prevLink, prevSeq = link(r, line), r.Seq
+		tail = tailInfo{last: r, head: Head{Seq: r.Seq, Link: prevLink}, size: 1}
+		return nil
+	})
+	if err != nil {
+		return rep, tail, err
+	}
+	if pending != nil {
+		return rep, tail, pending
+	}
+	if torn {
+		return rep, tail, &VerifyError{File: name, Line: rep.Records, Reason: tornReason}
+	}
+	return rep, tail, nil
 }
 
 // endsTorn reports whether the file's last byte is not a newline.

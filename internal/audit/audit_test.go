@@ -189,3 +189,79 @@ func TestLegacyTrailChainsOn(t *testing.T) {
 		t.Fatalf("%+v %v", rep, err)
 	}
 }
+
+// Start-up reads the head and the last line, not the trail: a damaged
+// line in the middle (which verify finds) does not slow or stop Open, and
+// a dead server's open scan is still found, from the head's list.
+func TestOpenDoesNotReadTheTrail(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l, _, _ := Open(path)
+	dead := exec.Command("true")
+	dead.Run()
+	l.Append(Record{Event: Admitted, ScanID: "dead", OwnerPID: dead.ProcessState.Pid(), OwnerHost: hostForTest()})
+	for i := range 50 {
+		l.Append(Record{Event: Admitted, ScanID: fmt.Sprint("s", i), Client: "local"})
+		l.Append(Record{Event: Ended, ScanID: fmt.Sprint("s", i), Client: "local"})
+	}
+	l.Close()
+	b, _ := os.ReadFile(path)
+	lines := bytes.Split(b, []byte("\n"))
+	lines[10] = bytes.Repeat([]byte("x"), len(lines[10]))
+	os.WriteFile(path, bytes.Join(lines, []byte("\n")), 0o600)
+
+	l2, closed, err := Open(path)
+	if err != nil {
+		t.Fatalf("Open read the damaged middle of the trail: %v", err)
+	}
+	l2.Close()
+	if len(closed) != 1 || closed[0] != "dead" {
+		t.Fatalf("closed %v, want the dead server's scan", closed)
+	}
+	var ve *VerifyError
+	if _, err := Verify(path); !errors.As(err, &ve) || ve.Line != 11 {
+		t.Fatalf("verify: %v", err)
+	}
+}
+
+// Rotation: the new file's first record chains to the old file's last
+// line; verify follows the chain across files and still finds an edit in
+// the older one; a second process that had the trail open writes to the
+// new file.
+func TestRotate(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.jsonl")
+	appendN(t, path, 3)
+	other, _, err := Open(path) // e.g. a server, while `audit rotate` runs
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	l, _, _ := Open(path)
+	old, err := l.Rotate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Append(Record{Event: Admitted, ScanID: "after", Client: "local"})
+	l.Close()
+	if err := other.Append(Record{Event: Ended, ScanID: "after", Client: "local"}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(old); bytes.Contains(b, []byte(`"after"`)) {
+		t.Fatalf("a record landed in the rotated-out file:\n%s", b)
+	}
+	rep, err := Verify(path)
+	if err != nil || rep.Records != 6 || len(rep.Files) != 1 || rep.Files[0] != filepath.Base(old) {
+		t.Fatalf("verify across files: %+v %v", rep, err)
+	}
+	recs, _ := Tail(path, 10)
+	if recs[0].Event != Rotated || recs[0].Seq != 4 || recs[len(recs)-1].ScanID != "after" {
+		t.Fatalf("new file %+v", recs)
+	}
+	// An edit in the older file is still found, and named.
+	b, _ := os.ReadFile(old)
+	os.WriteFile(old, bytes.Replace(b, []byte(`"s1"`), []byte(`"s9"`), 1), 0o600)
+	var ve *VerifyError
+	if _, err := Verify(path); !errors.As(err, &ve) || ve.File != filepath.Base(old) || !strings.Contains(err.Error(), filepath.Base(old)) {
+		t.Fatalf("edit in the rotated file: %v", err)
+	}
+}
