@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"time"
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
 	"github.com/nmap-mcp/nmap-mcp/fence"
@@ -140,6 +141,31 @@ func bringUp(ctx context.Context, s *settings, log *slog.Logger, stderr io.Write
 		cli.Close()
 		<-done
 	}}, nil
+}
+
+// retain applies store.keep now and every hour until ctx ends, off the
+// start-up path.
+func (st *stack) retain(ctx context.Context, rule string, log *slog.Logger) {
+	keep, err := store.ParseKeep(rule)
+	if err != nil || keep == (store.Keep{}) {
+		return
+	}
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		p, err := st.store.Prune(ctx, keep, nil, time.Now())
+		switch {
+		case err != nil:
+			log.Warn("retention (store.keep) failed", "err", err)
+		case p.Deleted+p.XMLDropped > 0:
+			log.Info("retention (store.keep)", "deleted", p.Deleted, "raw_xml_dropped", p.XMLDropped)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // advice says what to change when a scan hits a limit: the edge knows the

@@ -20,6 +20,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/policy"
+	"github.com/nmap-mcp/nmap-mcp/internal/store"
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
 )
 
@@ -90,6 +91,8 @@ type Store struct {
 	MaxHosts        int    `yaml:"max_hosts"`
 	MaxPorts        int    `yaml:"max_ports"`
 	MaxScriptOutput string `yaml:"max_script_output"`
+	// Keep is the retention rule (store.ParseKeep): "" keeps everything.
+	Keep string `yaml:"keep"`
 }
 
 // Log says where logs go.
@@ -253,6 +256,9 @@ func (c Config) Validate() error {
 	}
 	if err := size("store.max_xml", c.Store.MaxXML, 1); err != nil {
 		return err
+	}
+	if _, err := store.ParseKeep(c.Store.Keep); err != nil {
+		return bad("store.keep", c.Store.Keep, "give a count of scans (10000) or an age of at least an hour (90d, 720h), or leave it empty to keep everything")
 	}
 	if c.Store.MaxScriptOutput != "" {
 		if err := size("store.max_script_output", c.Store.MaxScriptOutput, 1); err != nil {
