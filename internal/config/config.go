@@ -20,8 +20,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/policy"
-	"github.com/nmap-mcp/nmap-mcp/internal/store"
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
+	"github.com/nmap-mcp/nmap-mcp/internal/store"
 )
 
 // Config is the whole configuration.
