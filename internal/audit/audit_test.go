@@ -265,3 +265,22 @@ func TestRotate(t *testing.T) {
 		t.Fatalf("edit in the rotated file: %v", err)
 	}
 }
+
+// A batch chains like single appends.
+func TestAppendBatch(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	appendN(t, path, 2)
+	l, _, _ := Open(path)
+	if err := l.AppendBatch([]Record{{Event: Ended, ScanID: "s0"}, {Event: Admitted, ScanID: "x"}, {Event: Ended, ScanID: "x"}}); err != nil {
+		t.Fatal(err)
+	}
+	l.Append(Record{Event: Ended, ScanID: "s1"})
+	l.Close()
+	if rep, err := Verify(path); err != nil || rep.Records != 6 {
+		t.Fatalf("%+v %v", rep, err)
+	}
+	h, _, _ := readHead(path)
+	if len(h.Open) != 0 || !h.OpenKnown {
+		t.Fatalf("head %+v", h)
+	}
+}
