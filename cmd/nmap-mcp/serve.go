@@ -17,6 +17,7 @@ import (
 	"github.com/nmap-mcp/nmap-mcp/internal/mcpserver"
 	"github.com/nmap-mcp/nmap-mcp/internal/metrics"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
+	"github.com/nmap-mcp/nmap-mcp/internal/watches"
 )
 
 // serveMemoryLimit is the server's soft memory limit (GOMEMLIMIT
@@ -83,8 +84,17 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Watches run while the server runs; on the way out they stop first,
+	// then the scans service is closed, then their runs are waited for.
+	subs := mcpserver.NewSubscriptions()
+	watch := watches.New(st.store, svc, watchConfig(&s), logger)
+	watch.Notify = subs.Changed
+	watchCtx, stopWatches := context.WithCancel(ctx)
+	watchesDone := make(chan struct{})
+	go func() { defer close(watchesDone); watch.Run(watchCtx) }()
+	defer func() { stopWatches(); <-watchesDone }()
 	delivery := mcpserver.NewDelivery()
-	srv := mcpserver.New(mcpserver.Deps{Scans: svc, Delivery: delivery, Log: logger, Refused: meters.Refused,
+	srv := mcpserver.New(mcpserver.Deps{Scans: svc, Watches: watch, Subscriptions: subs, Delivery: delivery, Log: logger, Refused: meters.Refused,
 		Info: mcpserver.Info{ServerVersion: version, EngineVersion: engineVersion}})
 	if *httpAddr != "" {
 		return serveHTTP(ctx, &s, *httpAddr, st, srv, delivery, meters, logger)
@@ -93,6 +103,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	stdio.SetErrorLogger(log.New(stderr, "nmap-mcp: ", log.LstdFlags))
 	logger.Info("serving MCP on stdio", "image", svc.Image().Tag, "engine", engineVersion, "store", st.store.Path())
 	err = stdio.Listen(ctx, os.Stdin, delivery.Writer(os.Stdout))
+	stopWatches()
 	wctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	if cerr := svc.Close(wctx); cerr != nil {
 		logger.Warn("some scans or their containers did not stop in time; the next start-up sweep removes what is left", "err", cerr)

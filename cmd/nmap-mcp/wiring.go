@@ -153,7 +153,12 @@ func (st *stack) retain(ctx context.Context, rule string, log *slog.Logger) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
-		p, err := st.store.Prune(ctx, keep, nil, time.Now())
+		// A watch's baseline is kept whatever its age.
+		baselines, err := st.store.Baselines(ctx)
+		var p store.Pruned
+		if err == nil {
+			p, err = st.store.Prune(ctx, keep, baselines, time.Now())
+		}
 		switch {
 		case err != nil:
 			log.Warn("retention (store.keep) failed", "err", err)

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	units "github.com/docker/go-units"
@@ -37,6 +38,17 @@ type Config struct {
 	Budgets    Budgets    `yaml:"budgets"`
 	Audit      Audit      `yaml:"audit"`
 	HTTP       HTTP       `yaml:"http"`
+	Watches    Watches    `yaml:"watches"`
+}
+
+// Watches configures scheduled rescans.
+type Watches struct {
+	// MinIntervalSeconds is the shortest interval a watch may have.
+	MinIntervalSeconds int `yaml:"min_interval_seconds"`
+	// WebhookAllow lists the URL prefixes webhooks may post to.
+	WebhookAllow []string `yaml:"webhook_allow"`
+	// WebhookSecret keys the deliveries' HMAC-SHA256 signatures.
+	WebhookSecret string `yaml:"webhook_secret"`
 }
 
 // HTTP configures `serve --http`.
@@ -256,6 +268,14 @@ func (c Config) Validate() error {
 	}
 	if err := size("store.max_xml", c.Store.MaxXML, 1); err != nil {
 		return err
+	}
+	if c.Watches.MinIntervalSeconds < 1 {
+		return bad("watches.min_interval_seconds", c.Watches.MinIntervalSeconds, "must be at least 1")
+	}
+	for _, u := range c.Watches.WebhookAllow {
+		if !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
+			return bad("watches.webhook_allow", u, "each entry must be a URL prefix starting with https:// or http://")
+		}
 	}
 	if _, err := store.ParseKeep(c.Store.Keep); err != nil {
 		return bad("store.keep", c.Store.Keep, "give a count of scans (10000) or an age of at least an hour (90d, 720h), or leave it empty to keep everything")

@@ -14,6 +14,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
+	"github.com/nmap-mcp/nmap-mcp/internal/watches"
 )
 
 // Info is what nmap_version reports besides the version nmap prints.
@@ -26,6 +27,10 @@ type Info struct {
 type Deps struct {
 	// Scans is the scans service: every tool and resource goes through it.
 	Scans *scans.Service
+	// Watches, when set, adds the watch tools and watch:// resources;
+	// Subscriptions then tells subscribed sessions of changes.
+	Watches       *watches.Service
+	Subscriptions *Subscriptions
 	// Delivery watches the transport's output so that every notification
 	// is written before its call's result (see delivery.go); nil for a
 	// transport it cannot watch.
@@ -53,9 +58,14 @@ func New(d Deps) *server.MCPServer {
 	if d.TextCap <= 0 {
 		d.TextCap = scans.DefaultTextCap
 	}
+	hooks := &server.Hooks{}
+	if d.Watches != nil && d.Subscriptions != nil {
+		d.Subscriptions.hooks(hooks, d.Scans.Viewer)
+	}
 	s := server.NewMCPServer("nmap-mcp", d.Info.ServerVersion,
 		server.WithToolCapabilities(false),
-		server.WithResourceCapabilities(false, false),
+		server.WithResourceCapabilities(d.Watches != nil && d.Subscriptions != nil, false),
+		server.WithHooks(hooks),
 		// Arguments are checked by each tool's wrapper (args.go), in words
 		// a model can act on, not by mcp-go's schema validation.
 		server.WithStrictInputSchemaDefault(),
@@ -77,6 +87,14 @@ func New(d Deps) *server.MCPServer {
 	s.AddTool(cancelTool(), h.checked("cancel_scan", idArgs{}, nil, h.cancel))
 	s.AddTool(scopeTool(), h.checked("check_scope", scopeArgs{}, nil, h.checkScope))
 	h.addResources(s)
+	if d.Watches != nil {
+		watchTools(s, h)
+		if d.Subscriptions != nil {
+			d.Subscriptions.mu.Lock()
+			d.Subscriptions.srv = s
+			d.Subscriptions.mu.Unlock()
+		}
+	}
 	return s
 }
 

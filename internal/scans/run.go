@@ -174,6 +174,23 @@ func (s *Service) Submit(ctx context.Context, req scan.Request, opts Options) (*
 	return sc, nil
 }
 
+// Validate checks req as Submit would — arguments, scope, techniques,
+// scripts and placement — without recording, spending, queueing or
+// running anything (a watch checks its scan when it is created).
+func (s *Service) Validate(ctx context.Context, req scan.Request) error {
+	plan, err := req.Plan(s.Rules())
+	if err != nil {
+		return err
+	}
+	if s.d.Policy != nil {
+		if plan, err = s.d.Policy.Check(ctx, plan); err != nil {
+			return err
+		}
+	}
+	_, err = s.place(plan)
+	return err
+}
+
 // run is one scan's state, owned by its goroutine.
 type run struct {
 	s      *Service

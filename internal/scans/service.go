@@ -182,6 +182,13 @@ func (s *Service) client(ctx context.Context) string {
 	return s.cfg.Client
 }
 
+// ClientName is the client the caller of ctx acts as.
+func (s *Service) ClientName(ctx context.Context) string { return s.client(ctx) }
+
+// Viewer is whose scans the caller of ctx may see: its client, or "" (all)
+// for an administrator.
+func (s *Service) Viewer(ctx context.Context) string { return s.viewer(ctx) }
+
 // viewer is whose scans the caller of ctx may see and control: its client
 // name, or "" (every client's) for an administrator.
 func (s *Service) viewer(ctx context.Context) string {

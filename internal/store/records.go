@@ -15,9 +15,16 @@ import (
 )
 
 // NotFoundError names a scan ID the store does not have.
-type NotFoundError struct{ ID string }
+type NotFoundError struct {
+	ID string
+	// What is "watch" for a watch; empty for a scan.
+	What string
+}
 
 func (e *NotFoundError) Error() string {
+	if e.What == "watch" {
+		return fmt.Sprintf("no watch named %q; watch_list shows the known ones", e.ID)
+	}
 	return fmt.Sprintf("no scan with id %q; list_scans shows the known ids", e.ID)
 }
 

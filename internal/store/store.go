@@ -239,6 +239,24 @@ var migrations = []string{
 			WHERE json_extract(p.value, '$.state') IN ('open', 'open|filtered'))
 		WHERE result IS NOT NULL;
 	CREATE INDEX scans_client ON scans(client, created_at);`,
+	// Watches: scheduled rescans that report what changed.
+	`CREATE TABLE watches (
+		name TEXT PRIMARY KEY,
+		client TEXT NOT NULL,
+		request TEXT NOT NULL,
+		interval_s INTEGER NOT NULL,
+		webhook TEXT NOT NULL DEFAULT '',
+		created_at INTEGER NOT NULL,
+		next_run INTEGER NOT NULL,
+		last_run INTEGER NOT NULL DEFAULT 0,
+		last_scan TEXT NOT NULL DEFAULT '',
+		last_status TEXT NOT NULL DEFAULT '',
+		baseline TEXT NOT NULL DEFAULT '',
+		last_change TEXT NOT NULL DEFAULT '',
+		last_change_at INTEGER NOT NULL DEFAULT 0,
+		runs INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE INDEX watches_next_run ON watches(next_run);`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

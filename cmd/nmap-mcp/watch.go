@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/nmap-mcp/nmap-mcp/internal/scan"
+	"github.com/nmap-mcp/nmap-mcp/internal/scans"
+	"github.com/nmap-mcp/nmap-mcp/internal/store"
+	"github.com/nmap-mcp/nmap-mcp/internal/watches"
+)
+
+// cmdWatch manages watches in the history file. They run while `serve`
+// runs (stdio or HTTP), which picks up a watch added here at once.
+func cmdWatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	const usage = `Usage:
+  nmap-mcp watch add NAME --every 1h [--ports P | --top-ports N] [--type T] [--webhook URL] TARGETS...
+  nmap-mcp watch list
+  nmap-mcp watch show NAME
+  nmap-mcp watch rm NAME
+Watches run while nmap-mcp serve runs; each run is an ordinary scan, compared with the last.
+`
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(stderr, usage)
+		if len(args) == 0 {
+			return &exitCode{2}
+		}
+		return nil
+	}
+	sub := args[0]
+	fs := flag.NewFlagSet("watch "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var set settings
+	if err := set.register(fs, args[1:]); err != nil {
+		return err
+	}
+	var (
+		req      scan.Request
+		topPorts int
+	)
+	every := fs.Duration("every", time.Hour, "interval between runs (add)")
+	webhook := fs.String("webhook", "", "URL to POST each change to; must be under watches.webhook_allow (add)")
+	fs.StringVar(&req.ScanType, "type", "connect", "scan type: connect, syn, udp or ping (add)")
+	fs.StringVar(&req.Ports, "ports", "", "ports, e.g. 22,80,443 (add)")
+	fs.IntVar(&topPorts, "top-ports", 0, "the N most common ports (add)")
+	fs.Usage = func() { fmt.Fprint(stderr, usage+"\nFlags:\n"); fs.PrintDefaults() }
+	var pos []string
+	for rest := args[1:]; ; {
+		if err := fs.Parse(rest); err != nil {
+			return flagErr(err)
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos, rest = append(pos, fs.Arg(0)), fs.Args()[1:]
+	}
+	if err := set.parsed(); err != nil {
+		return err
+	}
+	if sub == "add" {
+		if len(pos) < 2 {
+			return fmt.Errorf("watch add takes a name and at least one target")
+		}
+		req.Targets = strings.Join(pos[1:], " ")
+		if topPorts != 0 {
+			req.TopPorts = &topPorts
+		}
+		logger, closeLog, err := set.logger(stderr)
+		if err != nil {
+			return err
+		}
+		defer closeLog()
+		// The full stack: the policy checks the scan (scope, scripts).
+		st, err := bringUp(ctx, &set, logger, stderr, nil, true, scans.Config{Concurrency: 1})
+		if err != nil {
+			return err
+		}
+		defer st.close()
+		ws := watches.New(st.store, st.scans, watchConfig(&set), logger)
+		w, err := ws.Create(ctx, pos[0], req, *every, *webhook)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "watch %s: %s every %s; it runs while nmap-mcp serve runs\n", w.Name, req.Targets, w.Interval)
+		return nil
+	}
+	st, err := set.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	switch sub {
+	case "list":
+		ws, err := st.ListWatches(ctx, "")
+		if err != nil {
+			return err
+		}
+		for _, w := range ws {
+			fmt.Fprintf(stdout, "%-20s %-8s every %-8s next %s  runs %d  last %s %s\n", w.Name, w.Client, w.Interval,
+				w.NextRun.Local().Format("2006-01-02 15:04:05"), w.Runs, w.LastScan, w.LastStatus)
+		}
+		return nil
+	case "show":
+		if len(pos) != 1 {
+			return fmt.Errorf("watch show takes one name")
+		}
+		w, err := st.GetWatch(ctx, pos[0], "")
+		if err != nil {
+			return err
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			*store.Watch
+			IntervalSeconds int `json:"interval_seconds"`
+		}{w, int(w.Interval.Seconds())})
+	case "rm":
+		if len(pos) != 1 {
+			return fmt.Errorf("watch rm takes one name")
+		}
+		if err := st.DeleteWatch(ctx, pos[0], ""); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "deleted watch %s\n", pos[0])
+		return nil
+	default:
+		fmt.Fprintf(stderr, "nmap-mcp: unknown watch command %q\n%s", sub, usage)
+		return &exitCode{2}
+	}
+}
+
+// watchConfig is the watches section of the settings.
+func watchConfig(s *settings) watches.Config {
+	return watches.Config{MinInterval: time.Duration(s.Watches.MinIntervalSeconds) * time.Second,
+		WebhookAllow: s.Watches.WebhookAllow, WebhookSecret: s.Watches.WebhookSecret}
+}
