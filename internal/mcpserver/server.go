@@ -91,7 +91,7 @@ func New(d Deps) *server.MCPServer {
 		watchTools(s, h)
 		if d.Subscriptions != nil {
 			d.Subscriptions.mu.Lock()
-			d.Subscriptions.srv = s
+			d.Subscriptions.srv, d.Subscriptions.log = s, d.Log
 			d.Subscriptions.mu.Unlock()
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -20,7 +21,7 @@ import (
 
 type watchCreateArgs struct {
 	Name            string `json:"name" minLength:"1" maxLength:"63" desc:"a name for the watch: lowercase letters, digits, dots, hyphens, underscores. Example: lab-web"`
-	IntervalMinutes int    `json:"interval_minutes" min:"1" desc:"minutes between runs (at least the deployment's minimum, 15 by default). Example: 60"`
+	IntervalSeconds int    `json:"interval_seconds" min:"1" desc:"seconds between runs (at least the deployment's minimum, 900 by default). Example: 3600"`
 	Webhook         string `json:"webhook,omitempty" desc:"optional URL to POST each change to (signed; must be allowed by the deployment). Example: https://hooks.lab/nmap"`
 	scan.Request
 }
@@ -31,20 +32,20 @@ type watchNameArgs struct {
 
 // watchOutput is one watch in structuredContent.
 type watchOutput struct {
-	Name            string  `json:"name" desc:"the watch's name"`
-	Client          string  `json:"client" desc:"the client that made it; its runs scan as this client"`
-	Targets         string  `json:"targets" desc:"what it scans"`
-	IntervalMinutes float64 `json:"interval_minutes" desc:"minutes between runs"`
-	Webhook         string  `json:"webhook" desc:"where changes are posted, or empty"`
-	NextRun         string  `json:"next_run" desc:"when it runs next (RFC 3339)"`
-	LastRun         string  `json:"last_run" desc:"when it last ran, or empty"`
-	LastScan        string  `json:"last_scan" desc:"the last run's scan id (get_scan)"`
-	LastStatus      string  `json:"last_status" desc:"the last run's status"`
-	Baseline        string  `json:"baseline" desc:"the scan the next run is compared with"`
-	LastChange      string  `json:"last_change" desc:"the latest change found, as text, or empty"`
-	LastChangeAt    string  `json:"last_change_at" desc:"when that change was found, or empty"`
-	Runs            int     `json:"runs" desc:"how many runs so far"`
-	Resource        string  `json:"resource" desc:"watch://NAME: subscribe to it to be told when a run finds a change"`
+	Name            string `json:"name" desc:"the watch's name"`
+	Client          string `json:"client" desc:"the client that made it; its runs scan as this client"`
+	Targets         string `json:"targets" desc:"what it scans"`
+	IntervalSeconds int    `json:"interval_seconds" desc:"seconds between runs"`
+	Webhook         string `json:"webhook" desc:"where changes are posted, or empty"`
+	NextRun         string `json:"next_run" desc:"when it runs next (RFC 3339)"`
+	LastRun         string `json:"last_run" desc:"when it last ran, or empty"`
+	LastScan        string `json:"last_scan" desc:"the last run's scan id (get_scan)"`
+	LastStatus      string `json:"last_status" desc:"the last run's status"`
+	Baseline        string `json:"baseline" desc:"the scan the next run is compared with"`
+	LastChange      string `json:"last_change" desc:"the latest change found, as text, or empty"`
+	LastChangeAt    string `json:"last_change_at" desc:"when that change was found, or empty"`
+	Runs            int    `json:"runs" desc:"how many runs so far"`
+	Resource        string `json:"resource" desc:"watch://NAME: subscribe to it to be told when a run finds a change"`
 }
 
 type watchListOutput struct {
@@ -61,7 +62,7 @@ func when(t time.Time) string {
 func watchOf(w *store.Watch) watchOutput {
 	var req scan.Request
 	_ = json.Unmarshal(w.Request, &req)
-	out := watchOutput{Name: w.Name, Client: w.Client, Targets: req.Targets, IntervalMinutes: w.Interval.Minutes(), Webhook: w.Webhook,
+	out := watchOutput{Name: w.Name, Client: w.Client, Targets: req.Targets, IntervalSeconds: int(w.Interval.Seconds()), Webhook: w.Webhook,
 		NextRun: when(w.NextRun), LastRun: when(w.LastRun), LastScan: w.LastScan, LastStatus: w.LastStatus, Baseline: w.Baseline,
 		LastChangeAt: when(w.LastChangeAt), Runs: w.Runs, Resource: "watch://" + w.Name}
 	var c watches.Change
@@ -73,7 +74,7 @@ func watchOf(w *store.Watch) watchOutput {
 
 func watchText(w watchOutput) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "watch %s (%s): %s every %g min; next run %s; %d runs", w.Name, w.Client, w.Targets, w.IntervalMinutes, w.NextRun, w.Runs)
+	fmt.Fprintf(&b, "watch %s (%s): %s every %d s; next run %s; %d runs", w.Name, w.Client, w.Targets, w.IntervalSeconds, w.NextRun, w.Runs)
 	if w.LastScan != "" {
 		fmt.Fprintf(&b, "; last scan %s %s", w.LastScan, w.LastStatus)
 	}
@@ -93,7 +94,7 @@ func watchTools(s *server.MCPServer, h *handlers) {
 		mcp.WithIdempotentHintAnnotation(false), mcp.WithOpenWorldHintAnnotation(true),
 		mcp.WithDescription("Rescan targets on a schedule and report what changed (hosts appeared or gone, ports opened or closed, services changed). " +
 			"Takes nmap_scan's parameters plus a name and an interval; the scan is checked now and refused if it could never run. " +
-			"Subscribe to the watch://NAME resource to be notified of changes. Example: {\"name\": \"lab-web\", \"interval_minutes\": 60, \"targets\": \"127.0.0.1\", \"ports\": \"22,80,443\"}."),
+			"Subscribe to the watch://NAME resource to be notified of changes. Example: {\"name\": \"lab-web\", \"interval_seconds\": 3600, \"targets\": \"127.0.0.1\", \"ports\": \"22,80,443\"}."),
 		withInput(watchCreateArgs{}, nil),
 		withOutput(watchOutput{}),
 	}...)
@@ -121,7 +122,7 @@ func (h *handlers) watchCreate(ctx context.Context, req mcp.CallToolRequest) (*m
 	if err := req.BindArguments(&a); err != nil {
 		return mcp.NewToolResultError(err.Error()), nil
 	}
-	w, err := h.Watches.Create(ctx, a.Name, a.Request, time.Duration(a.IntervalMinutes)*time.Minute, a.Webhook)
+	w, err := h.Watches.Create(ctx, a.Name, a.Request, time.Duration(a.IntervalSeconds)*time.Second, a.Webhook)
 	if err != nil {
 		h.Refused("watch")
 		return mcp.NewToolResultError("Watch not created: " + err.Error()), nil
@@ -180,6 +181,7 @@ type Subscriptions struct {
 	srv *server.MCPServer
 	// by session id: uri → viewer ("" for an admin)
 	subs map[string]map[string]string
+	log  *slog.Logger
 }
 
 // NewSubscriptions returns an empty registry; New wires its hooks.
@@ -188,7 +190,7 @@ func NewSubscriptions() *Subscriptions {
 }
 
 func (r *Subscriptions) hooks(h *server.Hooks, viewer func(context.Context) string) {
-	h.AddAfterSubscribe(func(ctx context.Context, _ any, msg *mcp.SubscribeRequest, _ *mcp.EmptyResult) {
+	add := func(ctx context.Context, uris []string) {
 		sess := server.ClientSessionFromContext(ctx)
 		if sess == nil {
 			return
@@ -200,7 +202,27 @@ func (r *Subscriptions) hooks(h *server.Hooks, viewer func(context.Context) stri
 			m = map[string]string{}
 			r.subs[sess.SessionID()] = m
 		}
-		m[msg.Params.URI] = viewer(ctx)
+		for _, uri := range uris {
+			m[uri] = viewer(ctx)
+		}
+	}
+	// Up to protocol 2025-11-25: resources/subscribe and unsubscribe.
+	h.AddAfterSubscribe(func(ctx context.Context, _ any, msg *mcp.SubscribeRequest, _ *mcp.EmptyResult) {
+		add(ctx, []string{msg.Params.URI})
+	})
+	// From 2026-07-28: a subscriptions/listen stream names the resources,
+	// for as long as it is open.
+	h.AddBeforeSubscriptionsListen(func(ctx context.Context, _ any, msg *mcp.SubscriptionsListenRequest) {
+		add(ctx, msg.Params.Notifications.ResourceSubscriptions)
+	})
+	h.AddAfterSubscriptionsListen(func(ctx context.Context, _ any, msg *mcp.SubscriptionsListenRequest, _ *mcp.SubscriptionsListenResult) {
+		if sess := server.ClientSessionFromContext(ctx); sess != nil {
+			r.mu.Lock()
+			for _, uri := range msg.Params.Notifications.ResourceSubscriptions {
+				delete(r.subs[sess.SessionID()], uri)
+			}
+			r.mu.Unlock()
+		}
 	})
 	h.AddAfterUnsubscribe(func(ctx context.Context, _ any, msg *mcp.UnsubscribeRequest, _ *mcp.EmptyResult) {
 		if sess := server.ClientSessionFromContext(ctx); sess != nil {
@@ -227,18 +249,23 @@ func (r *Subscriptions) Changed(w *store.Watch) {
 			to = append(to, sid)
 		}
 	}
-	srv := r.srv
+	srv, log := r.srv, r.log
 	r.mu.Unlock()
 	if srv == nil {
 		return
 	}
+	if log != nil {
+		log.Debug("watch changed: telling subscribers", "watch", w.Name, "sessions", len(to))
+	}
 	for _, sid := range to {
 		// A session that has gone meanwhile is not an error.
-		if err := srv.SendNotificationToSpecificClient(sid, mcp.MethodNotificationResourceUpdated, map[string]any{"uri": uri}); err != nil &&
-			errors.Is(err, server.ErrSessionNotFound) {
+		err := srv.SendNotificationToSpecificClient(sid, mcp.MethodNotificationResourceUpdated, map[string]any{"uri": uri})
+		if errors.Is(err, server.ErrSessionNotFound) {
 			r.mu.Lock()
 			delete(r.subs, sid)
 			r.mu.Unlock()
+		} else if err != nil && log != nil {
+			log.Warn("could not tell a session that a watch changed", "watch", w.Name, "err", err)
 		}
 	}
 }

@@ -104,7 +104,7 @@ func (s *Service) Create(ctx context.Context, name string, req scan.Request, int
 		return nil, &FieldError{"name", name, "must be 1-63 lowercase letters, digits, dots, hyphens or underscores, starting with a letter or digit"}
 	}
 	if interval < s.cfg.MinInterval {
-		return nil, &FieldError{"interval_minutes", fmt.Sprint(interval.Minutes()),
+		return nil, &FieldError{"interval_seconds", fmt.Sprint(int(interval.Seconds())),
 			fmt.Sprintf("must be at least %s (watches.min_interval_seconds)", s.cfg.MinInterval)}
 	}
 	if webhook != "" {
