@@ -87,7 +87,9 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	// Watches run while the server runs; on the way out they stop first,
 	// then the scans service is closed, then their runs are waited for.
 	subs := mcpserver.NewSubscriptions()
-	watch := watches.New(st.store, svc, watchConfig(&s), logger)
+	wcfg := watchConfig(&s)
+	wcfg.WebhookOutcome = meters.Webhook
+	watch := watches.New(st.store, svc, wcfg, logger)
 	watch.Notify = subs.Changed
 	watchCtx, stopWatches := context.WithCancel(ctx)
 	watchesDone := make(chan struct{})

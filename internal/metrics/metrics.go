@@ -19,6 +19,7 @@ type Metrics struct {
 	duration *prometheus.HistogramVec
 	startLat prometheus.Histogram
 	refused  *prometheus.CounterVec
+	webhooks *prometheus.CounterVec
 }
 
 // New registers the collectors; queue reports running and waiting scans.
@@ -35,8 +36,10 @@ func New(queue func() (running, waiting int)) *Metrics {
 			Help: "Time from a scan's start to its container running.", Buckets: []float64{0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5}}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nmap_mcp_refusals_total",
 			Help: "Calls refused before anything ran, by reason."}, []string{"reason"}),
+		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nmap_mcp_watch_webhooks_total",
+			Help: "Watch webhook deliveries, by outcome (delivered, failed: given up after the retries)."}, []string{"outcome"}),
 	}
-	m.reg.MustRegister(m.started, m.finished, m.duration, m.startLat, m.refused,
+	m.reg.MustRegister(m.started, m.finished, m.duration, m.startLat, m.refused, m.webhooks,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "nmap_mcp_scans_running", Help: "Scans holding a run slot."},
 			func() float64 { r, _ := queue(); return float64(r) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "nmap_mcp_scans_queued", Help: "Scans waiting for a run slot."},
@@ -63,3 +66,6 @@ func (m *Metrics) ContainerStarted(latency time.Duration) { m.startLat.Observe(l
 // Refused counts a refusal; reason is a short word (validation, scope,
 // budget, queue_full, auth, origin, body_too_large).
 func (m *Metrics) Refused(reason string) { m.refused.WithLabelValues(reason).Inc() }
+
+// Webhook counts a watch webhook delivery by outcome: delivered or failed.
+func (m *Metrics) Webhook(outcome string) { m.webhooks.WithLabelValues(outcome).Inc() }

@@ -43,6 +43,9 @@ type Config struct {
 	WebhookAllow []string
 	// WebhookSecret keys the HMAC-SHA256 signature of each delivery.
 	WebhookSecret string
+	// WebhookOutcome, when set, is told how each delivery ended:
+	// "delivered" or "failed" (for metrics).
+	WebhookOutcome func(outcome string)
 }
 
 // Change is what a run found against its baseline; it is the body of a
@@ -80,8 +83,9 @@ func New(st *store.Store, sc *scans.Service, cfg Config, log *slog.Logger) *Serv
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{store: st, scans: sc, cfg: cfg, log: log, hook: newDeliverer(cfg.WebhookSecret, log),
-		running: map[string]bool{}, wake: make(chan struct{}, 1)}
+	hook := newDeliverer(cfg.WebhookSecret, log)
+	hook.outcome = cfg.WebhookOutcome
+	return &Service{store: st, scans: sc, cfg: cfg, log: log, hook: hook, running: map[string]bool{}, wake: make(chan struct{}, 1)}
 }
 
 // FieldError is a watch argument that is not acceptable.

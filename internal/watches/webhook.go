@@ -35,9 +35,11 @@ type deliverer struct {
 	// backoff is the wait before each retry.
 	backoff []time.Duration
 	wg      sync.WaitGroup
-	// Failed counts deliveries given up (for metrics and tests).
-	mu     sync.Mutex
-	failed int
+	// failed counts deliveries given up; outcome, when set, is told of
+	// each delivery's end ("delivered" or "failed").
+	mu      sync.Mutex
+	failed  int
+	outcome func(string)
 }
 
 func newDeliverer(secret string, log *slog.Logger) *deliverer {
@@ -60,12 +62,14 @@ func (d *deliverer) send(url string, c *Change) {
 				time.Sleep(d.backoff[attempt-1])
 			}
 			if last = d.post(url, body); last == nil {
+				d.report("delivered")
 				return
 			}
 		}
 		d.mu.Lock()
 		d.failed++
 		d.mu.Unlock()
+		d.report("failed")
 		d.log.Warn("watch webhook failed; giving up", "watch", c.Watch, "url", url, "err", last)
 	}()
 }
@@ -90,6 +94,12 @@ func (d *deliverer) post(url string, body []byte) error {
 }
 
 func (d *deliverer) wait() { d.wg.Wait() }
+
+func (d *deliverer) report(outcome string) {
+	if d.outcome != nil {
+		d.outcome(outcome)
+	}
+}
 
 // FailedDeliveries counts the webhook deliveries given up.
 func (s *Service) FailedDeliveries() int {
