@@ -99,7 +99,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	srv := mcpserver.New(mcpserver.Deps{Scans: svc, Watches: watch, Subscriptions: subs, Delivery: delivery, Log: logger, Refused: meters.Refused,
 		Info: mcpserver.Info{ServerVersion: version, EngineVersion: engineVersion}})
 	if *httpAddr != "" {
-		return serveHTTP(ctx, &s, *httpAddr, st, srv, delivery, meters, logger)
+		return serveHTTP(ctx, &s, *httpAddr, st, srv, watch, delivery, meters, logger)
 	}
 	stdio := server.NewStdioServer(srv)
 	stdio.SetErrorLogger(log.New(stderr, "nmap-mcp: ", log.LstdFlags))

@@ -14,13 +14,14 @@ import (
 	"github.com/nmap-mcp/nmap-mcp/internal/httpapi"
 	"github.com/nmap-mcp/nmap-mcp/internal/mcpserver"
 	"github.com/nmap-mcp/nmap-mcp/internal/metrics"
+	"github.com/nmap-mcp/nmap-mcp/internal/watches"
 )
 
 // serveHTTP serves MCP over streamable HTTP until ctx ends (SIGTERM or
 // SIGINT), then drains: new calls get 503, running scans get the grace
 // period, the rest are cancelled (their records say so), and no container
 // is left.
-func serveHTTP(ctx context.Context, s *settings, addr string, st *stack, srv *server.MCPServer,
+func serveHTTP(ctx context.Context, s *settings, addr string, st *stack, srv *server.MCPServer, watch *watches.Service,
 	delivery *mcpserver.Delivery, meters *metrics.Metrics, log *slog.Logger) error {
 	hc := s.HTTP
 	maxBody, err := units.RAMInBytes(hc.MaxBody)
@@ -48,7 +49,7 @@ func serveHTTP(ctx context.Context, s *settings, addr string, st *stack, srv *se
 		return err
 	}
 	front, err := httpapi.New(cfg, httpapi.Deps{MCP: srv, Delivery: delivery, Health: health, Metrics: meters.Handler(),
-		Refused: meters.Refused, Log: log, Scans: st.scans, AuditPath: auditPath})
+		Refused: meters.Refused, Log: log, Scans: st.scans, AuditPath: auditPath, Watches: watch})
 	if err != nil {
 		return err
 	}

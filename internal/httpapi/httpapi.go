@@ -129,6 +129,8 @@ type Deps struct {
 	Scans web.Scans
 	// AuditPath is the audit trail the web view shows.
 	AuditPath string
+	// Watches, when set, adds the web view's watches page.
+	Watches web.Watches
 	// Refused counts refusals by reason (optional).
 	Refused func(reason string)
 	Log     *slog.Logger
@@ -203,7 +205,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	mux.Handle("/mcp", s.guard(s.observe(s.mcp), true))
 	if d.Scans != nil {
 		view, err := web.New(web.Config{Authenticate: s.tokenIdentity, OriginAllowed: s.originAllowed, Secure: cfg.TLSCert != "",
-			AuditPath: d.AuditPath, Log: d.Log}, d.Scans)
+			AuditPath: d.AuditPath, Log: d.Log, Watches: d.Watches}, d.Scans)
 		if err != nil {
 			return nil, err
 		}

@@ -46,7 +46,7 @@ var funcs = template.FuncMap{
 // parsePages parses each page with the layout.
 func parsePages() (map[string]*template.Template, error) {
 	pages := map[string]*template.Template{}
-	for _, name := range []string{"signin", "scans", "scan", "diff", "audit", "running", "report", "diffreport"} {
+	for _, name := range []string{"signin", "scans", "scan", "diff", "audit", "running", "watches", "report", "diffreport"} {
 		files := []string{"templates/layout.html", "templates/parts.html", "templates/" + name + ".html"}
 		if name == "report" || name == "diffreport" {
 			files[0] = "templates/standalone.html"
@@ -62,11 +62,12 @@ func parsePages() (map[string]*template.Template, error) {
 
 // page is what every page template gets.
 type page struct {
-	Title  string
-	Client string
-	Admin  bool
-	CSRF   string
-	Data   any
+	Title   string
+	Client  string
+	Admin   bool
+	CSRF    string
+	Watches bool // the watches page exists
+	Data    any
 }
 
 func (h *Handler) render(w http.ResponseWriter, r *http.Request, name string, sess *session, data any) {
@@ -74,6 +75,7 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, name string, se
 	if sess != nil {
 		p.Client, p.Admin, p.CSRF = sess.client, sess.admin, sess.csrf
 	}
+	p.Watches = h.cfg.Watches != nil
 	var b bytes.Buffer
 	if err := h.pages[name].ExecuteTemplate(&b, "layout", p); err != nil {
 		h.cfg.Log.Error("web: render page", "page", name, "err", err)
@@ -379,4 +381,41 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request, _ *session) {
 		case <-tick.C:
 		}
 	}
+}
+
+// watchRow is one watch on the watches page.
+type watchRow struct {
+	W       *store.Watch
+	Targets string
+	Change  string
+}
+
+func (h *Handler) watchesPage(w http.ResponseWriter, r *http.Request, sess *session) {
+	if h.cfg.Watches == nil {
+		http.NotFound(w, r)
+		return
+	}
+	ws, err := h.cfg.Watches.List(r.Context())
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	rows := make([]watchRow, 0, len(ws))
+	for _, wt := range ws {
+		var req struct {
+			Targets string `json:"targets"`
+		}
+		_ = json.Unmarshal(wt.Request, &req)
+		row := watchRow{W: wt, Targets: req.Targets}
+		var c struct {
+			Scan     string       `json:"scan_id"`
+			Baseline string       `json:"baseline_scan_id"`
+			Diff     results.Diff `json:"changes"`
+		}
+		if len(wt.LastChange) > 0 && json.Unmarshal(wt.LastChange, &c) == nil {
+			row.Change = results.DiffText(c.Diff)
+		}
+		rows = append(rows, row)
+	}
+	h.render(w, r, "watches", sess, rows)
 }

@@ -49,8 +49,16 @@ type Scans interface {
 	Live(ctx context.Context) []scans.Snapshot
 }
 
+// Watches is what the view reads of the watches service; nil hides the
+// watches page.
+type Watches interface {
+	List(ctx context.Context) ([]*store.Watch, error)
+}
+
 // Config shapes the view.
 type Config struct {
+	// Watches, when set, adds the watches page.
+	Watches Watches
 	// Authenticate checks a token and names its client; admin clients see
 	// every client's scans.
 	Authenticate func(token string) (client string, admin bool, ok bool)
@@ -124,6 +132,7 @@ func New(cfg Config, sc Scans) (*Handler, error) {
 	mux.HandleFunc("GET /diff", h.signed(h.diffPage))
 	mux.HandleFunc("GET /audit", h.signed(h.auditPage))
 	mux.HandleFunc("GET /running", h.signed(h.runningPage))
+	mux.HandleFunc("GET /watches", h.signed(h.watchesPage))
 	mux.HandleFunc("GET /events", h.signed(h.events))
 	h.mux = mux
 	return h, nil

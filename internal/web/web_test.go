@@ -222,3 +222,27 @@ func TestSafeNext(t *testing.T) {
 		}
 	}
 }
+
+type fakeWatches []*store.Watch
+
+func (f fakeWatches) List(context.Context) ([]*store.Watch, error) { return f, nil }
+
+// The watches page lists each watch with its last change, escaped.
+func TestWatchesPage(t *testing.T) {
+	change := `{"scan_id":"b","baseline_scan_id":"a","changes":{"hosts_appeared":["<script>x</script>"],"hosts_disappeared":null,"port_changes":[{"host":"10.0.0.1","protocol":"tcp","port":22,"from":"closed","to":"open"}],"service_changes":null}}`
+	h, err := New(Config{Watches: fakeWatches{{Name: "lab", Client: "alice", Request: []byte(`{"targets":"10.0.0.1"}`), Interval: time.Hour,
+		LastChange: []byte(change), LastChangeAt: time.Now()}},
+		Authenticate: func(tok string) (string, bool, bool) { return "alice", false, tok == "good-token" }}, &fakeScans{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	c := signIn(t, srv, "good-token", srv.URL).Cookies()[0]
+	_, body := get(t, srv, "/watches", c)
+	for _, want := range []string{"lab", "10.0.0.1", "22/tcp closed -&gt; open", "&lt;script&gt;x&lt;/script&gt;", `href="/watches"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("watches page lacks %q:\n%s", want, body)
+		}
+	}
+}
