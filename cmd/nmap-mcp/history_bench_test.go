@@ -39,20 +39,24 @@ func BenchmarkHistoryScale(b *testing.B) {
 	start := time.Now()
 	fillHistory(b, full, n)
 	b.Logf("generated %d scans and %d audit records in %s", n, 2*n, time.Since(start).Round(time.Second))
-	var emptyMS, fullMS []float64
-	var emptyRSS, fullRSS []float64
+	var emptyMS, fullMS, emptyRSS, fullRSS, emptyCLI, fullCLI []float64
+	port := testkit.TCPListener(b)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		ms, rss := startToToolsList(b, empty)
 		emptyMS, emptyRSS = append(emptyMS, ms), append(emptyRSS, rss)
 		ms, rss = startToToolsList(b, full)
 		fullMS, fullRSS = append(fullMS, ms), append(fullRSS, rss)
+		emptyCLI = append(emptyCLI, cliScan(b, empty, port))
+		fullCLI = append(fullCLI, cliScan(b, full, port))
 	}
 	b.StopTimer()
 	b.ReportMetric(medianOf(emptyMS), "empty-ms")
 	b.ReportMetric(medianOf(fullMS), "full-ms")
 	b.ReportMetric(medianOf(emptyRSS), "empty-MB")
 	b.ReportMetric(medianOf(fullRSS), "full-MB")
+	b.ReportMetric(medianOf(emptyCLI), "cli-scan-empty-ms")
+	b.ReportMetric(medianOf(fullCLI), "cli-scan-full-ms")
 	b.ReportMetric(0, "ns/op")
 }
 
@@ -96,6 +100,19 @@ func fillHistory(b *testing.B, dir string, n int) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// cliScan times `nmap-mcp scan` of a loopback port on the history in dir.
+func cliScan(b *testing.B, dir string, port int) float64 {
+	b.Helper()
+	testkit.Eventually(10*time.Second, func() bool { left, err := env.Leftovers(context.Background()); return err == nil && len(left) == 0 })
+	cmd := exec.Command(binary, "scan", "--ports", fmt.Sprint(port), "127.0.0.1")
+	cmd.Env = serverEnv("NMAP_MCP_STORE="+filepath.Join(dir, "scans.db"), "NMAP_MCP_AUDIT="+filepath.Join(dir, "audit.jsonl"), "NMAP_MCP_LOG_LEVEL=warn")
+	start := time.Now()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("scan: %v\n%s", err, out)
+	}
+	return float64(time.Since(start).Microseconds()) / 1000
 }
 
 // startToToolsList execs `serve` on the history in dir and returns the
