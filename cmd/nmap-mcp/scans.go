@@ -44,15 +44,9 @@ func cmdScans(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	asHTML := fs.Bool("html", false, "write a standalone HTML page, e.g. > report.html (show, diff)")
 	fs.Usage = func() { fmt.Fprint(stderr, usage+"\nFlags:\n"); fs.PrintDefaults() }
 	// Flags may come before or after the ids ("scans show ID --html").
-	var pos []string
-	for rest := args[1:]; ; {
-		if err := fs.Parse(rest); err != nil {
-			return flagErr(err)
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos, rest = append(pos, fs.Arg(0)), fs.Args()[1:]
+	pos, err := parseInterleaved(fs, args[1:])
+	if err != nil {
+		return flagErr(err)
 	}
 	if err := set.parsed(); err != nil {
 		return err

@@ -118,3 +118,18 @@ func (s *settings) openStore(ctx context.Context) (*store.Store, error) {
 	}
 	return store.Open(ctx, path, int(limit))
 }
+
+// parseInterleaved parses flags that may come before or after the
+// positional arguments ("scans show ID --html") and returns the latter.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for rest := args; ; {
+		if err := fs.Parse(rest); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos, rest = append(pos, fs.Arg(0)), fs.Args()[1:]
+	}
+}

@@ -49,15 +49,9 @@ Watches run while nmap-mcp serve runs; each run is an ordinary scan, compared wi
 	fs.StringVar(&req.Ports, "ports", "", "ports, e.g. 22,80,443 (add)")
 	fs.IntVar(&topPorts, "top-ports", 0, "the N most common ports (add)")
 	fs.Usage = func() { fmt.Fprint(stderr, usage+"\nFlags:\n"); fs.PrintDefaults() }
-	var pos []string
-	for rest := args[1:]; ; {
-		if err := fs.Parse(rest); err != nil {
-			return flagErr(err)
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos, rest = append(pos, fs.Arg(0)), fs.Args()[1:]
+	pos, err := parseInterleaved(fs, args[1:])
+	if err != nil {
+		return flagErr(err)
 	}
 	if err := set.parsed(); err != nil {
 		return err

@@ -493,38 +493,7 @@ func (l *Log) AppendBatch(rs []Record) error {
 		return fmt.Errorf("audit trail %s: lock: %w", l.path, err)
 	}
 	defer l.unlock()
-	if err := l.catchUp(); err != nil {
-		return err
-	}
-	var buf bytes.Buffer
-	head := l.head
-	head.Open = slices.Clone(head.Open)
-	for _, r := range rs {
-		r.V, r.Seq, r.Prev, r.Hash = format, head.Seq+1, head.Link, ""
-		if r.Time.IsZero() {
-			r.Time = time.Now().UTC()
-		}
-		if r.OwnerPID == 0 {
-			r.OwnerPID, r.OwnerHost = os.Getpid(), owner.Host()
-		}
-		line, err := json.Marshal(r)
-		if err != nil {
-			return fmt.Errorf("audit trail: encode: %w", err)
-		}
-		buf.Write(line)
-		buf.WriteByte('\n')
-		head.Seq, head.Link = r.Seq, lineHash(line)
-		head.apply(r)
-	}
-	if _, err := l.f.Write(buf.Bytes()); err != nil {
-		return fmt.Errorf("audit trail %s: write: %w", l.path, err)
-	}
-	if err := l.f.Sync(); err != nil {
-		return fmt.Errorf("audit trail %s: fsync: %w", l.path, err)
-	}
-	l.head, l.head.OpenKnown = head, true
-	l.size += int64(buf.Len())
-	return writeHead(l.path, l.head)
+	return l.appendLocked(rs...)
 }
 
 // catchUp re-reads the tail and the head's open list when the file is
@@ -561,34 +530,41 @@ func (l *Log) catchUp() error {
 	return nil
 }
 
-func (l *Log) appendLocked(r Record) error {
+// appendLocked chains rs to the trail's end, writes them with one fsync,
+// and moves the head (and its open scans) past them. Called with the lock
+// held.
+func (l *Log) appendLocked(rs ...Record) error {
 	if err := l.catchUp(); err != nil {
 		return err
 	}
-	st, err := l.f.Stat()
-	if err != nil {
-		return fmt.Errorf("audit trail %s: %w", l.path, err)
+	var buf bytes.Buffer
+	head := l.head
+	head.Open, head.OpenKnown = slices.Clone(head.Open), true
+	for _, r := range rs {
+		r.V, r.Seq, r.Prev, r.Hash = format, head.Seq+1, head.Link, ""
+		if r.Time.IsZero() {
+			r.Time = time.Now().UTC()
+		}
+		if r.OwnerPID == 0 {
+			r.OwnerPID, r.OwnerHost = os.Getpid(), owner.Host()
+		}
+		line, err := json.Marshal(r)
+		if err != nil {
+			return fmt.Errorf("audit trail: encode: %w", err)
+		}
+		buf.Write(line)
+		buf.WriteByte('\n')
+		head.Seq, head.Link = r.Seq, lineHash(line)
+		head.apply(r)
 	}
-	r.V, r.Seq, r.Prev, r.Hash = format, l.head.Seq+1, l.head.Link, ""
-	if r.Time.IsZero() {
-		r.Time = time.Now().UTC()
-	}
-	if r.OwnerPID == 0 {
-		r.OwnerPID, r.OwnerHost = os.Getpid(), owner.Host()
-	}
-	line, err := json.Marshal(r)
-	if err != nil {
-		return fmt.Errorf("audit trail: encode: %w", err)
-	}
-	if _, err := l.f.Write(append(line, '\n')); err != nil {
+	if _, err := l.f.Write(buf.Bytes()); err != nil {
 		return fmt.Errorf("audit trail %s: write: %w", l.path, err)
 	}
 	if err := l.f.Sync(); err != nil {
 		return fmt.Errorf("audit trail %s: fsync: %w", l.path, err)
 	}
-	l.head.Seq, l.head.Link, l.head.OpenKnown = r.Seq, lineHash(line), true
-	l.head.apply(r)
-	l.size = st.Size() + int64(len(line)) + 1
+	l.head = head
+	l.size += int64(buf.Len())
 	return writeHead(l.path, l.head)
 }
 
