@@ -128,8 +128,11 @@ func control(t *testing.T, r *rig, forbidden, allowed *testkit.Target, addr stri
 	if err != nil || !portOpen(out, 8080) {
 		t.Fatalf("control scan: %v\n%s", err, out)
 	}
-	if after := fromScanner(t, forbidden, allowed); after <= before {
-		t.Fatalf("the counter saw nothing of an unfenced scan (%d -> %d): the test cannot prove the fence", before, after)
+	// The target's log can trail its frames by a moment.
+	after := before
+	testkit.Eventually(5*time.Second, func() bool { after = fromScanner(t, forbidden, allowed); return after > before })
+	if after <= before {
+		t.Fatalf("the counter saw nothing of an unfenced scan (%d -> %d): the test cannot prove the fence\n%s", before, after, forbidden.Log(t))
 	}
 }
 

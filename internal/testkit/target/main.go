@@ -32,8 +32,14 @@ func main() {
 	flag.Parse()
 
 	c := &counter{own: ownAddrs()}
+	// The packet socket is open before "target ready" is printed, so that
+	// no frame after that is missed.
+	fd, err := syscall.Socket(syscall.AF_PACKET, syscall.SOCK_RAW, int(htons(syscall.ETH_P_ALL)))
+	if err != nil {
+		log.Fatalf("target: packet socket: %v", err)
+	}
 	go func() {
-		if err := c.capture(); err != nil {
+		if err := c.capture(fd); err != nil {
 			log.Fatalf("target: count frames: %v", err)
 		}
 	}()
@@ -118,11 +124,7 @@ func (c *counter) resolvesOther(frame []byte) bool {
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
-func (c *counter) capture() error {
-	fd, err := syscall.Socket(syscall.AF_PACKET, syscall.SOCK_RAW, int(htons(syscall.ETH_P_ALL)))
-	if err != nil {
-		return fmt.Errorf("packet socket: %w", err)
-	}
+func (c *counter) capture(fd int) error {
 	buf := make([]byte, 65536)
 	for {
 		n, from, err := syscall.Recvfrom(fd, buf, 0)
