@@ -777,14 +777,39 @@ func endsTorn(path string) (bool, error) {
 	return b[0] != '\n', nil
 }
 
-// Tail returns the last n records.
+// Tail returns the last n records (oldest first), reading the file from
+// its end: a long trail is never loaded whole.
 func Tail(path string, n int) ([]Record, error) {
-	recs, err := readAll(path)
+	if n <= 0 {
+		return nil, nil
+	}
+	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("audit trail %s: %w", path, err)
 	}
-	if len(recs) > n {
-		recs = recs[len(recs)-n:]
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("audit trail %s: %w", path, err)
 	}
-	return recs, nil
+	var out []Record
+	end := st.Size()
+	for end > 0 && len(out) < n {
+		off, line, err := lastLine(f, end)
+		if err != nil {
+			return nil, err
+		}
+		end = off
+		line = bytes.TrimRight(line, "\n")
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		var r Record
+		if err := json.Unmarshal(line, &r); err != nil {
+			return nil, fmt.Errorf("audit trail %s: a line near the end is not a record: %w; run nmap-mcp audit verify", path, err)
+		}
+		out = append(out, r)
+	}
+	slices.Reverse(out)
+	return out, nil
 }

@@ -284,3 +284,22 @@ func TestAppendBatch(t *testing.T) {
 		t.Fatalf("head %+v", h)
 	}
 }
+
+// Tail reads from the end: the last n records, oldest first, across the
+// reader's chunks.
+func TestTailFromTheEnd(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l, _, _ := Open(path)
+	var batch []Record
+	for i := range 3000 {
+		batch = append(batch, Record{Event: Admitted, ScanID: fmt.Sprint("s", i), Client: "local", Targets: strings.Repeat("x", 40)})
+	}
+	if err := l.AppendBatch(batch); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	recs, err := Tail(path, 10)
+	if err != nil || len(recs) != 10 || recs[0].Seq != 2991 || recs[9].Seq != 3000 {
+		t.Fatalf("%d records, first %+v, err %v", len(recs), recs, err)
+	}
+}
