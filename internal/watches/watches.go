@@ -235,6 +235,11 @@ func (s *Service) runOnce(ctx context.Context, w *store.Watch) {
 	// The next run keeps the interval from now, with up to 10% jitter;
 	// a watch that was overdue runs once, not once per missed interval.
 	w.NextRun = now.Add(w.Interval + time.Duration(rand.Int64N(int64(w.Interval/10)+1)))
+	// Record the next run now, so that the scheduler does not see the
+	// watch as due for as long as this run lasts.
+	if err := s.store.SaveWatchRun(context.WithoutCancel(ctx), w); err != nil {
+		log.Error("could not record a watch run", "err", err)
+	}
 	sc, err := s.scans.Submit(sctx, req, scans.Options{Detach: true})
 	if err != nil {
 		w.LastScan, w.LastStatus = "", "refused: "+err.Error()
