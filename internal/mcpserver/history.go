@@ -224,6 +224,9 @@ func (h *handlers) checkScope(ctx context.Context, req mcp.CallToolRequest) (*mc
 		if d.Reason != "" {
 			fmt.Fprintf(&b, "; %s (to change this, edit %s in the config file)", d.Reason, d.Key)
 		}
+		if d.Network != "" {
+			fmt.Fprintf(&b, "; %s", d.Network)
+		}
 		b.WriteByte('\n')
 	}
 	return &mcp.CallToolResult{Content: []mcp.Content{mcp.NewTextContent(b.String())},

@@ -18,6 +18,9 @@ type Decision struct {
 	Key       string   `json:"config_key" desc:"the config key that would change the decision"`
 	Reason    string   `json:"reason" desc:"why it is refused; empty when allowed"`
 	Addresses []string `json:"addresses" desc:"what a hostname resolves to (checked); empty for addresses and blocks"`
+	// Network says where a scan of the target would run: fenced to its
+	// addresses, or on the host network, not fenced (and why).
+	Network string `json:"network" desc:"where a scan of it would run, e.g. fenced on network nmap-mcp, or host network, not fenced (loopback)"`
 }
 
 // Explain decides each target as Check would, target by target, without

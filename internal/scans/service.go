@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sort"
 	"sync"
 	"time"
@@ -351,12 +352,46 @@ func (s *Service) CheckScope(ctx context.Context, targets string) ([]policy.Deci
 	if err != nil {
 		return nil, err
 	}
+	var out []policy.Decision
 	if ex, ok := s.d.Policy.(Explainer); ok {
-		return ex.Explain(ctx, list), nil
+		out = ex.Explain(ctx, list)
+	} else {
+		for _, t := range list {
+			out = append(out, policy.Decision{Target: t.Text, Allowed: true, Rule: "no scope policy in this deployment", Addresses: []string{}})
+		}
 	}
-	out := make([]policy.Decision, 0, len(list))
-	for _, t := range list {
-		out = append(out, policy.Decision{Target: t.Text, Allowed: true, Rule: "no scope policy in this deployment", Addresses: []string{}})
+	for i := range out {
+		if out[i].Allowed {
+			out[i].Network = s.placeOne(out[i])
+		}
 	}
 	return out, nil
+}
+
+// placeOne says where a scan of one allowed target would run.
+func (s *Service) placeOne(d policy.Decision) string {
+	texts := d.Addresses
+	if len(texts) == 0 {
+		texts = []string{d.Target}
+	}
+	var prefixes []netip.Prefix
+	for _, t := range texts {
+		if p, err := netip.ParsePrefix(t); err == nil {
+			prefixes = append(prefixes, p.Masked())
+		} else if a, err := netip.ParseAddr(t); err == nil {
+			prefixes = append(prefixes, netip.PrefixFrom(a, a.BitLen()))
+		}
+	}
+	if len(prefixes) == 0 {
+		return "resolved by nmap inside the sandbox; not fenced"
+	}
+	place, err := sandbox.Place(s.cfg.Sandbox, prefixes)
+	switch {
+	case err != nil:
+		return "refused when scanned: " + err.Error()
+	case place.Fence != nil:
+		return "fenced on network " + place.Network
+	default:
+		return place.Network + " network, not fenced (" + place.Unfenced + ")"
+	}
 }

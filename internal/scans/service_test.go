@@ -468,3 +468,17 @@ func TestScanAfterCloseIsNotLost(t *testing.T) {
 		t.Fatalf("error %q", rec.Error)
 	}
 }
+
+// check_scope also says where each allowed target would be scanned:
+// fenced, or on the host network for loopback. (Fake runner: nothing runs.)
+func TestCheckScopeSaysWhereItRuns(t *testing.T) {
+	pcfg := policy.DefaultConfig()
+	f := newFixture(t, scans.Config{Concurrency: 1}, &pcfg)
+	ds, err := f.svc.CheckScope(context.Background(), "127.0.0.1, 10.0.0.5, 169.254.169.254")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != 3 || !strings.Contains(ds[0].Network, "not fenced") || ds[1].Network != "fenced on network nmap-mcp" || ds[2].Allowed || ds[2].Network != "" {
+		t.Fatalf("%+v", ds)
+	}
+}
