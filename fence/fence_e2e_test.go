@@ -134,6 +134,24 @@ func control(t *testing.T, r *rig, forbidden, allowed *testkit.Target, addr stri
 	if after <= before {
 		t.Fatalf("the counter saw nothing of an unfenced scan (%d -> %d): the test cannot prove the fence\n%s", before, after, forbidden.Log(t))
 	}
+	// Let the control's last frames reach the log, so that none of them
+	// is counted against the fenced scans that follow.
+	settled(t, forbidden, allowed)
+}
+
+// settled waits until tg's count of scanner frames stops moving.
+func settled(t *testing.T, tg *testkit.Target, others ...*testkit.Target) {
+	t.Helper()
+	last := -1
+	testkit.Eventually(10*time.Second, func() bool {
+		now := fromScanner(t, tg, others...)
+		if now == last {
+			return true
+		}
+		last = now
+		time.Sleep(400 * time.Millisecond)
+		return false
+	})
 }
 
 func portOpen(xml string, port int) bool {
