@@ -85,35 +85,81 @@ func (r *rig) spec(t *testing.T, priv sandbox.Privilege, allow []netip.Addr, arg
 	return sandbox.New(r.opts, sandbox.Scan{ID: newID(), Image: env.Image.ID, Args: args, Privilege: priv, Placement: place})
 }
 
-func (r *rig) run(t *testing.T, spec sandbox.Spec) (string, []string, error) {
+// scan is what one run produced: output, lifecycle steps, and the MAC
+// address of the namespace it scanned from (its fencer's).
+type scan struct {
+	out   string
+	steps []string
+	mac   string
+}
+
+func (r *rig) run(t *testing.T, spec sandbox.Spec) (scan, error) {
 	t.Helper()
 	var mu sync.Mutex // "removed" can come from the executor's background
-	var steps []string
+	var sc scan
 	res, err := r.ex.Run(context.Background(), executor.Job{Spec: spec, OnEvent: func(ev executor.Event) {
 		mu.Lock()
-		steps = append(steps, ev.Step)
-		mu.Unlock()
+		defer mu.Unlock()
+		sc.steps = append(sc.steps, ev.Step)
+		if _, id, ok := strings.Cut(ev.Detail, "container:"); ev.Step == "fenced" && ok {
+			if info, err := env.Client.ContainerInspect(context.Background(), id); err == nil {
+				if ep := info.NetworkSettings.Networks[r.net.Name]; ep != nil {
+					sc.mac = ep.MacAddress
+				}
+			}
+		}
 	}})
-	out := ""
 	if res != nil {
-		out = string(res.Stdout) + string(res.Stderr)
+		sc.out = string(res.Stdout) + string(res.Stderr)
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	return out, slices.Clone(steps), err
+	sc.steps = slices.Clone(sc.steps)
+	return sc, err
 }
 
-// fromScanner counts the frames tg received from containers on its
-// network other than the targets: the scanner's namespace (the host's own
-// interfaces, busy with other tests, are left out).
-func fromScanner(t *testing.T, tg *testkit.Target, others ...*testkit.Target) int {
+// settle waits until tg's frame log stops growing (it can trail the
+// frames by a moment) and returns the frames' sources.
+func settle(t *testing.T, tg *testkit.Target) []string {
+	t.Helper()
+	srcs := tg.Sources(t)
+	testkit.Eventually(10*time.Second, func() bool {
+		time.Sleep(400 * time.Millisecond)
+		now := tg.Sources(t)
+		same := len(now) == len(srcs)
+		srcs = now
+		return same
+	})
+	return srcs
+}
+
+// fromScanner counts the frames tg received after mark from the scan's
+// own namespace. Frames from other new namespaces are not the scanner's:
+// a fencer that is just starting answers ARP for its own address for a
+// moment before it closes its namespace.
+func fromScanner(t *testing.T, tg *testkit.Target, mark int, sc scan) int {
+	t.Helper()
+	if sc.mac == "" {
+		t.Fatal("the fenced scan's namespace has no MAC address on the test network")
+	}
+	n := 0
+	for _, src := range settle(t, tg)[mark:] {
+		if src == sc.mac {
+			n++
+		}
+	}
+	return n
+}
+
+// fromContainers counts the frames tg received after mark from any
+// container on its network but the targets.
+func fromContainers(t *testing.T, tg *testkit.Target, mark int, targets ...*testkit.Target) int {
 	t.Helper()
 	n := 0
-	for mac, c := range tg.Frames(t) {
-		if !tg.Net.ContainerMAC(mac) || mac == tg.MAC || slices.ContainsFunc(others, func(o *testkit.Target) bool { return o.MAC == mac }) {
-			continue
+	for _, src := range settle(t, tg)[mark:] {
+		if tg.Net.ContainerMAC(src) && src != tg.MAC && !slices.ContainsFunc(targets, func(o *testkit.Target) bool { return o.MAC == src }) {
+			n++
 		}
-		n += c
 	}
 	return n
 }
@@ -122,36 +168,15 @@ func fromScanner(t *testing.T, tg *testkit.Target, others ...*testkit.Target) in
 // counter sees it: otherwise a count of 0 would prove nothing.
 func control(t *testing.T, r *rig, forbidden, allowed *testkit.Target, addr string, extra ...string) {
 	t.Helper()
-	before := fromScanner(t, forbidden, allowed)
+	mark := len(settle(t, forbidden))
 	args := append(append([]string{"-oX", "-", "-sT", "-Pn", "-n", "-p", "8080"}, extra...), "--", addr)
-	out, _, err := r.run(t, r.spec(t, sandbox.Unprivileged, nil, args...))
-	if err != nil || !portOpen(out, 8080) {
-		t.Fatalf("control scan: %v\n%s", err, out)
+	sc, err := r.run(t, r.spec(t, sandbox.Unprivileged, nil, args...))
+	if err != nil || !portOpen(sc.out, 8080) {
+		t.Fatalf("control scan: %v\n%s", err, sc.out)
 	}
-	// The target's log can trail its frames by a moment.
-	after := before
-	testkit.Eventually(5*time.Second, func() bool { after = fromScanner(t, forbidden, allowed); return after > before })
-	if after <= before {
-		t.Fatalf("the counter saw nothing of an unfenced scan (%d -> %d): the test cannot prove the fence\n%s", before, after, forbidden.Log(t))
+	if fromContainers(t, forbidden, mark, allowed) == 0 {
+		t.Fatalf("the counter saw nothing of an unfenced scan: the test cannot prove the fence\n%s", forbidden.Log(t))
 	}
-	// Let the control's last frames reach the log, so that none of them
-	// is counted against the fenced scans that follow.
-	settled(t, forbidden, allowed)
-}
-
-// settled waits until tg's count of scanner frames stops moving.
-func settled(t *testing.T, tg *testkit.Target, others ...*testkit.Target) {
-	t.Helper()
-	last := -1
-	testkit.Eventually(10*time.Second, func() bool {
-		now := fromScanner(t, tg, others...)
-		if now == last {
-			return true
-		}
-		last = now
-		time.Sleep(400 * time.Millisecond)
-		return false
-	})
 }
 
 func portOpen(xml string, port int) bool {
@@ -194,21 +219,20 @@ func TestFenceKeepsScansToTheirTargets(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			before := fromScanner(t, forbidden, allowed)
+			mark := len(settle(t, forbidden))
 			args := append([]string{"-oX", "-", "-n"}, c.args...)
-			out, _, err := r.run(t, r.spec(t, c.priv, only, args...))
+			sc, err := r.run(t, r.spec(t, c.priv, only, args...))
 			if err != nil && !strings.Contains(err.Error(), "exit") {
-				t.Fatalf("scan: %v\n%s", err, out)
+				t.Fatalf("scan: %v\n%s", err, sc.out)
 			}
 			switch {
-			case c.port > 0 && !portOpen(out, c.port):
-				t.Errorf("the allowed target's port %d was not found open:\n%s", c.port, out)
-			case c.port == 0 && !strings.Contains(out, `<address addr="`+A+`"`):
-				t.Errorf("the allowed target was not found up:\n%s", out)
+			case c.port > 0 && !portOpen(sc.out, c.port):
+				t.Errorf("the allowed target's port %d was not found open:\n%s", c.port, sc.out)
+			case c.port == 0 && !strings.Contains(sc.out, `<address addr="`+A+`"`):
+				t.Errorf("the allowed target was not found up:\n%s", sc.out)
 			}
-			time.Sleep(300 * time.Millisecond) // late frames
-			if after := fromScanner(t, forbidden, allowed); after != before {
-				t.Errorf("the forbidden target received %d frames from the fenced scanner:\n%s", after-before, forbidden.Log(t))
+			if got := fromScanner(t, forbidden, mark, sc); got != 0 {
+				t.Errorf("the forbidden target received %d frames from the fenced scanner (%s):\n%s", got, sc.mac, forbidden.Log(t))
 			}
 		})
 	}
@@ -223,7 +247,8 @@ func TestFencedContainerCannotTouchTheFence(t *testing.T) {
 	r := newRig(t, n, func(c *fence.Config) { c.Warm = 0 })
 	spec := r.spec(t, sandbox.RawSockets, []netip.Addr{tg.IPv4})
 	spec.Command = []string{"/bin/sh", "-c", `grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status; nft flush ruleset; echo "nft-exit=$?"; mkdir /tmp/x; echo "mkdir-exit=$?"`}
-	out, _, _ := r.run(t, spec)
+	sc, _ := r.run(t, spec)
+	out := sc.out
 	const netAdmin = 12 // CAP_NET_ADMIN
 	sets := 0
 	for _, line := range strings.Split(out, "\n") {
@@ -260,17 +285,17 @@ func TestBrokenFenceFailsClosed(t *testing.T) {
 	r := newRig(t, n, func(c *fence.Config) {
 		c.Tamper = func(rules string) string { return rules + "table inet broken { chain c { this is not a rule } }\n" }
 	})
-	before := fromScanner(t, tg)
-	_, steps, err := r.run(t, r.spec(t, sandbox.Unprivileged, []netip.Addr{tg.IPv4}, "-sT", "-Pn", "-n", "-p", "8080", "--", tg.IPv4.String()))
+	mark := len(settle(t, tg))
+	sc, err := r.run(t, r.spec(t, sandbox.Unprivileged, []netip.Addr{tg.IPv4}, "-sT", "-Pn", "-n", "-p", "8080", "--", tg.IPv4.String()))
 	var fe *fence.Error
 	if !errors.As(err, &fe) || !strings.Contains(err.Error(), "nmap was not started") || !strings.Contains(err.Error(), "nft:") {
 		t.Fatalf("err %v, want a fence.Error with nft's message", err)
 	}
-	if len(steps) != 0 {
-		t.Errorf("the scan container went through %v; it must never be created", steps)
+	if len(sc.steps) != 0 {
+		t.Errorf("the scan container went through %v; it must never be created", sc.steps)
 	}
-	if after := fromScanner(t, tg); after != before {
-		t.Errorf("the target received %d frames though no scan ran", after-before)
+	if got := fromContainers(t, tg, mark); got != 0 {
+		t.Errorf("the target received %d frames though no scan ran:\n%s", got, tg.Log(t))
 	}
 	if !testkit.Eventually(10*time.Second, func() bool { return len(r.pool.Pending()) <= 1 }) {
 		t.Errorf("fencers left: %v", r.pool.Pending())
@@ -306,15 +331,14 @@ func TestFenceIPv6(t *testing.T) {
 		{"syn", sandbox.RawSockets, []string{"-sS"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			before := fromScanner(t, forbidden, allowed)
+			mark := len(settle(t, forbidden))
 			args := append(append([]string{"-oX", "-", "-6", "-n", "-Pn", "-p", "8080"}, c.args...), "--", allowed.IPv6.String(), forbidden.IPv6.String())
-			out, _, err := r.run(t, r.spec(t, c.priv, only, args...))
-			if err != nil || !portOpen(out, 8080) {
-				t.Fatalf("the allowed IPv6 target's port was not found open: %v\n%s", err, out)
+			sc, err := r.run(t, r.spec(t, c.priv, only, args...))
+			if err != nil || !portOpen(sc.out, 8080) {
+				t.Fatalf("the allowed IPv6 target's port was not found open: %v\n%s", err, sc.out)
 			}
-			time.Sleep(300 * time.Millisecond)
-			if after := fromScanner(t, forbidden, allowed); after != before {
-				t.Errorf("the forbidden IPv6 target received %d frames from the fenced scanner:\n%s", after-before, forbidden.Log(t))
+			if got := fromScanner(t, forbidden, mark, sc); got != 0 {
+				t.Errorf("the forbidden IPv6 target received %d frames from the fenced scanner:\n%s", got, forbidden.Log(t))
 			}
 		})
 	}
@@ -338,14 +362,13 @@ func TestFenceMacvlan(t *testing.T) {
 	allowed, forbidden := env.Target(t, n, 8080), env.Target(t, n, 8080)
 	r := newRig(t, n, nil)
 	control(t, r, forbidden, allowed, forbidden.IPv4.String())
-	before := fromScanner(t, forbidden, allowed)
-	out, _, err := r.run(t, r.spec(t, sandbox.RawSockets, []netip.Addr{allowed.IPv4},
+	mark := len(settle(t, forbidden))
+	sc, err := r.run(t, r.spec(t, sandbox.RawSockets, []netip.Addr{allowed.IPv4},
 		"-oX", "-", "-n", "-sS", "-Pn", "-p", "8080", "--", allowed.IPv4.String(), forbidden.IPv4.String()))
-	if err != nil || !portOpen(out, 8080) {
-		t.Fatalf("the allowed target's port was not found open on macvlan: %v\n%s", err, out)
+	if err != nil || !portOpen(sc.out, 8080) {
+		t.Fatalf("the allowed target's port was not found open on macvlan: %v\n%s", err, sc.out)
 	}
-	time.Sleep(300 * time.Millisecond)
-	if after := fromScanner(t, forbidden, allowed); after != before {
-		t.Errorf("the forbidden target received %d frames from the fenced scanner on macvlan:\n%s", after-before, forbidden.Log(t))
+	if got := fromScanner(t, forbidden, mark, sc); got != 0 {
+		t.Errorf("the forbidden target received %d frames from the fenced scanner on macvlan:\n%s", got, forbidden.Log(t))
 	}
 }

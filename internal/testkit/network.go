@@ -182,22 +182,23 @@ func (e *Env) Target(t testing.TB, n *Network, tcpPorts ...int) *Target {
 	return tg
 }
 
-// Frames returns how many frames the target received from each source
-// MAC, counted from its log (one line per frame), so that reading them
-// sends nothing on the network.
-func (tg *Target) Frames(t testing.TB) map[string]int {
+// Sources returns the source MAC of each frame the target received, in
+// order, read from its log (one line per frame), so that reading them
+// sends nothing on the network. A test marks len(Sources) before a scan
+// and looks at what came after.
+func (tg *Target) Sources(t testing.TB) []string {
 	t.Helper()
 	out, err := tg.output()
 	if err != nil {
 		t.Fatalf("read the frame log of target %s: %v", tg.IPv4, err)
 	}
-	m := map[string]int{}
+	var srcs []string
 	for _, line := range strings.Split(out, "\n") {
 		if f := strings.Fields(line); len(f) > 2 && f[0] == "frame" && f[1] == "src" {
-			m[f[2]]++
+			srcs = append(srcs, f[2])
 		}
 	}
-	return m
+	return srcs
 }
 
 func (tg *Target) output() (string, error) {
