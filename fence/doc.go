@@ -34,7 +34,10 @@
 // # Limits
 //
 // A broadcast ARP request or a neighbour solicitation for an allowed
-// address reaches every host on the segment, as on any Ethernet. Input
+// address reaches every host on the segment, as on any Ethernet. A fencer
+// that is just starting answers ARP for its own address (and, on IPv6
+// networks, its kernel sends MLD reports) for the few milliseconds before
+// it closes its namespace; no scan is attached to it yet. Input
 // rules drop ICMP errors from routers on the path (connect scans see more
 // "filtered"; traceroute stops at the first hop). Scans of the host's
 // loopback and scans in host mode cannot be fenced (see package sandbox).
