@@ -13,7 +13,6 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
-	"github.com/nmap-mcp/nmap-mcp/internal/results"
 	"github.com/nmap-mcp/nmap-mcp/internal/scan"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 	"github.com/nmap-mcp/nmap-mcp/internal/watches"
@@ -60,16 +59,9 @@ func when(t time.Time) string {
 }
 
 func watchOf(w *store.Watch) watchOutput {
-	var req scan.Request
-	_ = json.Unmarshal(w.Request, &req)
-	out := watchOutput{Name: w.Name, Client: w.Client, Targets: req.Targets, IntervalSeconds: int(w.Interval.Seconds()), Webhook: w.Webhook,
+	return watchOutput{Name: w.Name, Client: w.Client, Targets: watches.Targets(w), IntervalSeconds: int(w.Interval.Seconds()), Webhook: w.Webhook,
 		NextRun: when(w.NextRun), LastRun: when(w.LastRun), LastScan: w.LastScan, LastStatus: w.LastStatus, Baseline: w.Baseline,
-		LastChangeAt: when(w.LastChangeAt), Runs: w.Runs, Resource: "watch://" + w.Name}
-	var c watches.Change
-	if len(w.LastChange) > 0 && json.Unmarshal(w.LastChange, &c) == nil {
-		out.LastChange = fmt.Sprintf("from scan %s to scan %s:\n%s", c.Baseline, c.Scan, results.DiffText(c.Diff))
-	}
-	return out
+		LastChange: watches.ChangeText(w), LastChangeAt: when(w.LastChangeAt), Runs: w.Runs, Resource: "watch://" + w.Name}
 }
 
 func watchText(w watchOutput) string {

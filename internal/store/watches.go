@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -158,7 +157,7 @@ func (s *Store) watches(ctx context.Context, where string, args ...any) ([]*Watc
 		out = append(out, &w)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, errors.Join(fmt.Errorf("scan store %s: watches", s.path), err)
+		return nil, fmt.Errorf("scan store %s: watches: %w", s.path, err)
 	}
 	return out, nil
 }

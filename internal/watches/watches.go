@@ -282,3 +282,20 @@ func (s *Service) runOnce(ctx context.Context, w *store.Watch) {
 		s.hook.send(w.Webhook, change)
 	}
 }
+
+// Targets is what a watch scans, read from its request.
+func Targets(w *store.Watch) string {
+	var req scan.Request
+	_ = json.Unmarshal(w.Request, &req)
+	return req.Targets
+}
+
+// ChangeText is a watch's latest change as text, or "" when none was
+// seen: the scans compared and what changed between them.
+func ChangeText(w *store.Watch) string {
+	var c Change
+	if len(w.LastChange) == 0 || json.Unmarshal(w.LastChange, &c) != nil {
+		return ""
+	}
+	return fmt.Sprintf("from scan %s to scan %s:\n%s", c.Baseline, c.Scan, results.DiffText(c.Diff))
+}

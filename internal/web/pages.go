@@ -18,6 +18,7 @@ import (
 	"github.com/nmap-mcp/nmap-mcp/internal/audit"
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
+	"github.com/nmap-mcp/nmap-mcp/internal/watches"
 )
 
 // pageSize is how many scans or audit records a page lists.
@@ -402,20 +403,7 @@ func (h *Handler) watchesPage(w http.ResponseWriter, r *http.Request, sess *sess
 	}
 	rows := make([]watchRow, 0, len(ws))
 	for _, wt := range ws {
-		var req struct {
-			Targets string `json:"targets"`
-		}
-		_ = json.Unmarshal(wt.Request, &req)
-		row := watchRow{W: wt, Targets: req.Targets}
-		var c struct {
-			Scan     string       `json:"scan_id"`
-			Baseline string       `json:"baseline_scan_id"`
-			Diff     results.Diff `json:"changes"`
-		}
-		if len(wt.LastChange) > 0 && json.Unmarshal(wt.LastChange, &c) == nil {
-			row.Change = results.DiffText(c.Diff)
-		}
-		rows = append(rows, row)
+		rows = append(rows, watchRow{W: wt, Targets: watches.Targets(wt), Change: watches.ChangeText(wt)})
 	}
 	h.render(w, r, "watches", sess, rows)
 }

@@ -28,6 +28,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -175,12 +176,7 @@ func (h *Handler) signed(next func(http.ResponseWriter, *http.Request, *session)
 }
 
 func isDownload(path string) bool {
-	for _, suf := range []string{"/xml", "/json", "/csv"} {
-		if len(path) > len(suf) && path[len(path)-len(suf):] == suf {
-			return true
-		}
-	}
-	return path == "/events"
+	return strings.HasSuffix(path, "/xml") || strings.HasSuffix(path, "/json") || strings.HasSuffix(path, "/csv") || path == "/events"
 }
 
 // session returns the request's live session, or nil.
