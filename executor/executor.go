@@ -158,17 +158,9 @@ func (e *Executor) Run(ctx context.Context, job Job) (*Result, error) {
 			job.OnEvent(Event{Step: step, ContainerID: id, Detail: detail, At: time.Now()})
 		}
 	}
-	maxOut := job.MaxOutput
-	if maxOut <= 0 {
-		maxOut = defaultMaxOutput
-	}
-	stdout := &capture{limit: maxOut, live: job.Stdout}
-	stderr := &capture{limit: maxOut, live: job.Stderr}
-	outWatch, errWatch := newExitWatch(stdout), newExitWatch(stderr)
-	defer func() {
-		res.Stdout, res.DroppedStdout = stdout.result()
-		res.Stderr, res.DroppedStderr = stderr.result()
-	}()
+	out := NewOutput(job)
+	outWatch, errWatch := out.outWatch, out.errWatch
+	defer out.Fill(res)
 
 	// Create, attach and start run to completion even when ctx ends
 	// meanwhile: a call cut short on our side can still land on the
@@ -260,13 +252,12 @@ func (e *Executor) Run(ctx context.Context, job Job) (*Result, error) {
 	copyDone := make(chan error, 1)
 	go func() {
 		_, err := stdcopy.StdCopy(outWatch, errWatch, hijack.Reader)
-		outWatch.flush()
-		errWatch.flush()
+		out.Flush()
 		copyDone <- err
 	}()
 	stopReport := make(chan struct{})
 	defer close(stopReport)
-	reported := bothDone(outWatch, errWatch, stopReport)
+	reported := out.Reported(stopReport)
 
 	var deadline <-chan time.Time
 	if job.Spec.Deadline > 0 {
@@ -289,8 +280,7 @@ wait:
 			background = true
 			e.finishInBackground(id, hc, hijack, waitC, waitErrC, copyDone, stopWait, func() { release(); emit("removed", id, "") })
 			emit("exited", id, fmt.Sprintf("exit code %d (reported)", status))
-			kept, _ := stderr.result()
-			return res, e.classify(ctx, job, res, nil, tail(kept))
+			return res, classify(ctx, job.Spec, res, nil, out.StderrTail())
 		case st := <-waitC:
 			res.ExitCode = int(st.StatusCode)
 			if st.Error != nil && st.Error.Message != "" {
@@ -332,8 +322,7 @@ wait:
 		}
 	}
 	emit("exited", id, fmt.Sprintf("exit code %d", res.ExitCode))
-	kept, _ := stderr.result()
-	return res, e.classify(ctx, job, res, waitErr, tail(kept))
+	return res, classify(ctx, job.Spec, res, waitErr, out.StderrTail())
 }
 
 // finishInBackground completes a run whose exit status arrived in-band:
@@ -407,21 +396,21 @@ func (e *Executor) untrack(id string) {
 	e.mu.Unlock()
 }
 
-func (e *Executor) classify(ctx context.Context, job Job, res *Result, waitErr error, se string) error {
+func classify(ctx context.Context, spec sandbox.Spec, res *Result, waitErr error, se string) error {
 	switch {
 	case res.Canceled:
 		return fmt.Errorf("scan cancelled, container killed: %w", context.Cause(ctx))
 	case res.TimedOut:
-		return &TimeoutError{After: job.Spec.Deadline}
+		return &TimeoutError{After: spec.Deadline}
 	case res.OOMKilled:
-		return &OOMError{Limit: job.Spec.Memory}
+		return &OOMError{Limit: spec.Memory}
 	case waitErr != nil:
 		return fmt.Errorf("wait for container %.12s: %w", res.ContainerID, waitErr)
 	case res.ExitCode != 0:
 		if isPidsExhausted(se) {
 			var limit int64
-			if job.Spec.Pids > 0 {
-				limit = job.Spec.Pids
+			if spec.Pids > 0 {
+				limit = spec.Pids
 			}
 			return &PidsError{Limit: limit, Stderr: se}
 		}

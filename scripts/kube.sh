@@ -231,11 +231,13 @@ import_images() {
 		printf 'FROM %s\nENTRYPOINT ["/bin/sh", "-c", "trap \\"exit 0\\" TERM INT; while :; do sleep 3600 & wait $!; done"]\n' "$tag" |
 			docker build -q -t "$PAUSE_IMAGE" - >/dev/null
 	fi
-	docker save "$tag" "$PAUSE_IMAGE" | ctr -a "$SOCK" -n k8s.io images import --digests - >/dev/null
+	docker save "$tag" "$PAUSE_IMAGE" | ctr -a "$SOCK" -n k8s.io images import - >/dev/null
 	local ref digest
 	ref="docker.io/$tag"
 	digest=$(ctr -a "$SOCK" -n k8s.io images ls "name==$ref" | awk 'NR==2 {print $3}')
 	[ -n "$digest" ] || { log "image $ref not found in the cluster's containerd"; exit 1; }
+	# Pods name the image by digest: give containerd that name too.
+	ctr -a "$SOCK" -n k8s.io images tag --force "$ref" "docker.io/${tag%%:*}@$digest" >/dev/null
 	echo "docker.io/${tag%%:*}@$digest"
 }
 
@@ -293,6 +295,7 @@ up() {
 		--service-account-key-file "$STATE/pki/sa.pub" --service-account-signing-key-file "$STATE/pki/sa.key" \
 		--service-account-issuer https://kubernetes.default.svc \
 		--service-cluster-ip-range "$SVC_CIDR" --authorization-mode Node,RBAC \
+		--kubelet-preferred-address-types InternalIP \
 		--allow-privileged=false --profiling=false -v 1
 	wait_for "the API server" 90 api /readyz
 	kubeconfig "$STATE/kubeconfig" "https://$NODE_IP:6443"

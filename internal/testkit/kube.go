@@ -1,0 +1,229 @@
+package testkit
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/nmap-mcp/nmap-mcp/kuberunner"
+	"github.com/nmap-mcp/nmap-mcp/sandbox"
+)
+
+// KubeStateEnv is the file scripts/kube.sh up writes: the test cluster's
+// kubeconfig and the scanner image pinned by digest.
+const KubeStateEnv = "/var/lib/nmap-mcp-kube/env"
+
+// Kube is the real test cluster that scripts/kube.sh brings up in its own
+// network namespace. Scans in tests target only pods the tests start in it
+// (and so addresses inside that namespace).
+type Kube struct {
+	Kubeconfig string
+	Image      string // the scanner image pinned by digest
+	Client     kubernetes.Interface
+}
+
+// NeedKube returns the test cluster. Under -short it skips; under CI a
+// cluster that is not up is a failure, never a silent skip; elsewhere the
+// test skips with how to enable it.
+func NeedKube(t testing.TB) *Kube {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs the test Kubernetes cluster; runs without -short (scripts/test.sh brings it up)")
+	}
+	k, err := kubeFromEnv()
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("the test Kubernetes cluster is required under CI: %v", err)
+		}
+		t.Skipf("no test Kubernetes cluster (%v); run: scripts/kube.sh up (scripts/test.sh does)", err)
+	}
+	return k
+}
+
+func kubeFromEnv() (*Kube, error) {
+	vals := map[string]string{}
+	if f, err := os.Open(KubeStateEnv); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if k, v, ok := strings.Cut(sc.Text(), "="); ok {
+				vals[k] = v
+			}
+		}
+		f.Close()
+	}
+	get := func(k string) string {
+		if v := os.Getenv(k); v != "" {
+			return v
+		}
+		return vals[k]
+	}
+	k := &Kube{Kubeconfig: get("NMAP_MCP_TEST_KUBECONFIG"), Image: get("NMAP_MCP_TEST_KUBE_IMAGE")}
+	if k.Kubeconfig == "" || k.Image == "" {
+		return nil, fmt.Errorf("neither NMAP_MCP_TEST_KUBECONFIG/NMAP_MCP_TEST_KUBE_IMAGE nor %s name it", KubeStateEnv)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := kuberunner.Connect(ctx, k.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	k.Client = c
+	return k, nil
+}
+
+// Namespace creates a namespace for one test, with extra labels (e.g. Pod
+// Security), and deletes it when the test ends, waiting until it is gone.
+func (k *Kube) Namespace(t testing.TB, labels map[string]string) string {
+	t.Helper()
+	ls := map[string]string{LabelTest: "true"}
+	for key, v := range labels {
+		ls[key] = v
+	}
+	ctx := context.Background()
+	ns, err := k.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		GenerateName: "nmap-mcp-test-", Labels: ls}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create test namespace: %v", err)
+	}
+	t.Cleanup(func() {
+		bg := metav1.DeletePropagationBackground
+		_ = k.Client.CoreV1().Namespaces().Delete(ctx, ns.Name, metav1.DeleteOptions{PropagationPolicy: &bg})
+		if !Eventually(60*time.Second, func() bool {
+			_, err := k.Client.CoreV1().Namespaces().Get(ctx, ns.Name, metav1.GetOptions{})
+			return apierrors.IsNotFound(err)
+		}) {
+			t.Errorf("test namespace %s not gone after 60 s", ns.Name)
+		}
+	})
+	// The namespace's default ServiceAccount must exist before pods.
+	if !Eventually(30*time.Second, func() bool {
+		_, err := k.Client.CoreV1().ServiceAccounts(ns.Name).Get(ctx, "default", metav1.GetOptions{})
+		return err == nil
+	}) {
+		t.Fatalf("namespace %s has no default ServiceAccount after 30 s", ns.Name)
+	}
+	return ns.Name
+}
+
+// Listener starts a pod in ns that accepts TCP connections on ports (a
+// perl loop in the scanner image, as uid 65532, meeting Pod Security
+// "restricted") and returns its IP once it listens.
+func (k *Kube) Listener(t testing.TB, ns string, ports ...int) string {
+	t.Helper()
+	var socks []string
+	for _, p := range ports {
+		socks = append(socks, fmt.Sprintf("IO::Socket::INET->new(LocalPort=>%d,Listen=>16,ReuseAddr=>1) or die", p))
+	}
+	script := "use IO::Socket::INET; use IO::Select; my $sel = IO::Select->new(" + strings.Join(socks, ", ") +
+		"); $| = 1; print qq(listening\\n); while (1) { for my $s ($sel->can_read) { my $c = $s->accept; close $c if $c } }"
+	f, tr := false, true
+	uid := int64(65532)
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "listener-", Labels: map[string]string{LabelTest: "listener"}},
+		Spec: corev1.PodSpec{
+			RestartPolicy:                 corev1.RestartPolicyNever,
+			AutomountServiceAccountToken:  &f,
+			EnableServiceLinks:            &f,
+			TerminationGracePeriodSeconds: new(int64),
+			Containers: []corev1.Container{{
+				Name: "listen", Image: k.Image, ImagePullPolicy: corev1.PullIfNotPresent,
+				Command: []string{"perl", "-e", script},
+				SecurityContext: &corev1.SecurityContext{
+					RunAsUser: &uid, RunAsNonRoot: &tr, AllowPrivilegeEscalation: &f, ReadOnlyRootFilesystem: &tr,
+					Capabilities:   &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+					SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+				},
+			}},
+		},
+	}
+	ctx := context.Background()
+	created, err := k.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create listener pod: %v", err)
+	}
+	var ip, phase, logs string
+	if !Eventually(60*time.Second, func() bool {
+		p, err := k.Client.CoreV1().Pods(ns).Get(ctx, created.Name, metav1.GetOptions{})
+		if err != nil {
+			return false
+		}
+		phase = string(p.Status.Phase)
+		raw, _ := k.Client.CoreV1().Pods(ns).GetLogs(created.Name, &corev1.PodLogOptions{}).Do(ctx).Raw()
+		ip, logs = p.Status.PodIP, string(raw)
+		return p.Status.Phase == corev1.PodRunning && ip != "" && strings.Contains(logs, "listening")
+	}) {
+		t.Fatalf("listener pod %s/%s not listening after 60 s: phase %s, log %q", ns, created.Name, phase, logs)
+	}
+	return ip
+}
+
+// RunnerConfig is a kuberunner configuration for namespace ns of the
+// test cluster.
+func (k *Kube) RunnerConfig(ns, instance string) kuberunner.Config {
+	return kuberunner.Config{Namespace: ns, Image: k.Image, Instance: instance}
+}
+
+// Leftovers lists what of ours is left in the cluster: Jobs and pods
+// with the managed label, in any namespace.
+func (k *Kube) Leftovers(ctx context.Context) ([]string, error) {
+	sel := metav1.ListOptions{LabelSelector: sandbox.LabelManaged + "=true"}
+	jobs, err := k.Client.BatchV1().Jobs("").List(ctx, sel)
+	if err != nil {
+		return nil, fmt.Errorf("list Jobs: %w", err)
+	}
+	pods, err := k.Client.CoreV1().Pods("").List(ctx, sel)
+	if err != nil {
+		return nil, fmt.Errorf("list pods: %w", err)
+	}
+	var left []string
+	for _, j := range jobs.Items {
+		left = append(left, "job "+j.Namespace+"/"+j.Name)
+	}
+	for _, p := range pods.Items {
+		left = append(left, "pod "+p.Namespace+"/"+p.Name)
+	}
+	return left, nil
+}
+
+// KubeMain runs a package's tests and, when the cluster was used, fails
+// the run if anything of ours (Jobs, pods, test namespaces) is left.
+func KubeMain(code int) int {
+	if testing.Short() || code != 0 {
+		return code
+	}
+	k, err := kubeFromEnv()
+	if err != nil {
+		return code // the tests already failed or skipped as they must
+	}
+	ctx := context.Background()
+	var left []string
+	Eventually(30*time.Second, func() bool {
+		left, err = k.Leftovers(ctx)
+		if err == nil {
+			nss, lerr := k.Client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: LabelTest + "=true"})
+			if lerr != nil {
+				err = lerr
+			} else {
+				for _, n := range nss.Items {
+					left = append(left, "namespace "+n.Name)
+				}
+			}
+		}
+		return err == nil && len(left) == 0
+	})
+	if err != nil || len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "testkit: LEAK in the test cluster: %v %v\n", left, err)
+		return 1
+	}
+	return code
+}
+
