@@ -96,9 +96,15 @@ const stderrMark = '\x1f'
 
 // launcher runs nmap with the user's arguments as positional parameters,
 // marks each stderr line, and reports the exit status in-band on both
-// streams as the Docker launcher does (sandbox.ExitMarker).
-const launcher = `exec 3>&1
-s=$( { { "$0" "$@" 2>&1 1>&3 3>&- 4>&-; echo $? >&4; } | sed -u 's/^/` + "\x1f" + `/' >&2 3>&- 4>&-; } 4>&1 1>&3 )
+// streams as the Docker launcher does (sandbox.ExitMarker). nmap runs in
+// the background so that the shell, pid 1 of the pod, can act on SIGTERM:
+// it exits at once, and the kernel then kills everything else in the pod,
+// instead of the kubelet waiting out the grace period.
+const launcher = `trap 'exit 143' TERM INT
+exec 3>&1
+( { "$0" "$@" 2>&1 1>&3 3>&-; echo $? >/tmp/.nmap-mcp-exit; } | sed -u 's/^/` + "\x1f" + `/' >&2 3>&- ) &
+wait $!
+s=$(cat /tmp/.nmap-mcp-exit 2>/dev/null || echo 125)
 printf '\n\036nmap-mcp-exit=%d\n' "$s"
 printf '\037\n\037\036nmap-mcp-exit=%d\n' "$s" >&2
 exit "$s"`
