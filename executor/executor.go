@@ -44,6 +44,14 @@ type Runner interface {
 	Close(ctx context.Context) error
 }
 
+// Shaper is a Runner that runs a spec otherwise than it was built (the
+// Kubernetes runner: the pod's network, the cluster's seccomp profile);
+// the scans service records the spec Shape returns, so that a record
+// says what really ran.
+type Shaper interface {
+	Shape(spec sandbox.Spec) sandbox.Spec
+}
+
 // Job describes one container run, as exec.Cmd describes one process.
 type Job struct {
 	// Spec is the container: image, command, user, capabilities, limits,

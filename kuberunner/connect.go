@@ -3,6 +3,7 @@ package kuberunner
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -13,11 +14,16 @@ import (
 // Connect returns a client for the cluster named by kubeconfig, or when
 // it is empty by the in-cluster config, else $KUBECONFIG, else
 // ~/.kube/config, after checking that the API server answers within 5 s.
-func Connect(ctx context.Context, kubeconfig string) (kubernetes.Interface, error) {
+// The API's warnings (e.g. Pod Security "warn") go to log; log may be nil.
+func Connect(ctx context.Context, kubeconfig string, log *slog.Logger) (kubernetes.Interface, error) {
 	cfg, where, err := restConfig(kubeconfig)
 	if err != nil {
 		return nil, err
 	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg.WarningHandlerWithContext = warnings{log}
 	// Each scan makes a handful of calls; the default 5 per second would
 	// queue a busy server's scans behind each other.
 	cfg.QPS, cfg.Burst = 50, 100
@@ -31,6 +37,32 @@ func Connect(ctx context.Context, kubeconfig string) (kubernetes.Interface, erro
 		return nil, fmt.Errorf("kubernetes API at %s (from %s) did not answer: %w; set kubernetes.kubeconfig or KUBECONFIG", cfg.Host, where, err)
 	}
 	return cs, nil
+}
+
+// warnings logs the API server's warnings instead of printing them.
+type warnings struct{ log *slog.Logger }
+
+func (w warnings) HandleWarningHeaderWithContext(_ context.Context, code int, agent, text string) {
+	if code == 299 && text != "" {
+		w.log.Warn("kubernetes API warning", "warning", text)
+	}
+}
+
+// Health says whether the API server answers.
+func (r *Runner) Health(ctx context.Context) error {
+	if _, err := r.client.Discovery().RESTClient().Get().AbsPath("/version").Do(ctx).Raw(); err != nil {
+		return fmt.Errorf("kubernetes API unreachable: %w", err)
+	}
+	return nil
+}
+
+// Version describes the cluster, e.g. "Kubernetes v1.37.2, namespace scans".
+func (r *Runner) Version(ctx context.Context) (string, error) {
+	v, err := r.client.Discovery().ServerVersion()
+	if err != nil {
+		return "", fmt.Errorf("ask the kubernetes API its version: %w", err)
+	}
+	return fmt.Sprintf("Kubernetes %s, namespace %s", v.GitVersion, r.cfg.Namespace), nil
 }
 
 func restConfig(kubeconfig string) (*rest.Config, string, error) {

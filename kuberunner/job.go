@@ -130,6 +130,26 @@ nft list table inet nmap_mcp >/dev/null
 nft list table netdev nmap_mcp_dev0 | grep -q 'hook egress'
 echo "fence: installed for eth0; gateways: $(echo $gws)"`
 
+// PodNetwork names the network of every scan pod in records.
+const PodNetwork = "pod"
+
+// Shape returns spec as a Job runs it (executor.Shaper): on the pod's
+// network (never the host's), with the cluster's seccomp profile and the
+// pinned image, so that the scan's record says what really ran.
+func (r *Runner) Shape(spec sandbox.Spec) sandbox.Spec {
+	spec.Image = r.cfg.Image
+	spec.Seccomp, spec.SeccompID = nil, r.cfg.SeccompID()
+	spec.Network = PodNetwork
+	if spec.Fence != nil {
+		f := *spec.Fence
+		f.Network = PodNetwork
+		spec.Fence = &f
+	} else {
+		spec.Unfenced = "pod network, not fenced"
+	}
+	return spec
+}
+
 // jobName is the Job's name for a spec: a DNS label.
 func jobName(spec sandbox.Spec) (string, error) {
 	n := strings.ToLower(spec.Name)

@@ -72,7 +72,7 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		code := testkit.Main(m, "e2e", func(e *testkit.Env) { env = e })
+		code := testkit.KubeMain(testkit.Main(m, "e2e", func(e *testkit.Env) { env = e }))
 		if _, err := os.Stat(marker); err == nil {
 			fmt.Fprintln(os.Stderr, "e2e: nmap was executed on the host")
 			return 1

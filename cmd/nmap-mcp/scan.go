@@ -64,7 +64,7 @@ func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	// Removals still under way when the result is printed go to a
 	// detached reaper, so the command ends with its output.
 	defer func() {
-		if !st.runner.Detach() {
+		if !st.detach() {
 			_ = st.scans.Close(context.WithoutCancel(ctx))
 		}
 		st.close()

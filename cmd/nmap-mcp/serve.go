@@ -80,7 +80,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	defer st.close()
 	svc = st.scans
 	go st.retain(ctx, s.Store.Keep, logger)
-	engineVersion, err := st.engineVersion(ctx)
+	engineVersion, err := st.version(ctx)
 	if err != nil {
 		return err
 	}

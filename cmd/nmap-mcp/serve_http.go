@@ -10,7 +10,6 @@ import (
 	units "github.com/docker/go-units"
 	"github.com/mark3labs/mcp-go/server"
 
-	"github.com/nmap-mcp/nmap-mcp/images"
 	"github.com/nmap-mcp/nmap-mcp/internal/httpapi"
 	"github.com/nmap-mcp/nmap-mcp/internal/mcpserver"
 	"github.com/nmap-mcp/nmap-mcp/internal/metrics"
@@ -35,15 +34,7 @@ func serveHTTP(ctx context.Context, s *settings, addr string, st *stack, srv *se
 	}
 	img := st.scans.Image()
 	tag := img.Tag // for logs; scans and health use the ID
-	health := func(ctx context.Context) error {
-		if _, err := st.cli.Ping(ctx); err != nil {
-			return fmt.Errorf("docker engine unreachable: %w", err)
-		}
-		if _, err := images.New(st.cli, nil, "").Verify(ctx, img.ID); err != nil {
-			return err
-		}
-		return nil
-	}
+	health := st.health
 	auditPath, err := s.auditFile()
 	if err != nil {
 		return err

@@ -40,7 +40,7 @@ func TestAdvice(t *testing.T) {
 		&executor.TimeoutError{After: time.Second}: "raise timeout_seconds",
 		&executor.ImageError{Image: "x"}:           "nmap-mcp image build",
 	} {
-		if got := advice(err); !strings.Contains(got, want) {
+		if got := adviceFor("docker", err); !strings.Contains(got, want) {
 			t.Errorf("%T: %q, want %q", err, got, want)
 		}
 	}

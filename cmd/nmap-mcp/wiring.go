@@ -19,23 +19,41 @@ import (
 	"github.com/nmap-mcp/nmap-mcp/internal/policy"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
+	"github.com/nmap-mcp/nmap-mcp/kuberunner"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
 
 // stack is everything a scan needs, wired together.
 type stack struct {
-	cli    *executor.Client
-	runner *executor.Executor
-	scans  *scans.Service
-	store  *store.Store
-	close  func()
+	backend
+	scans *scans.Service
+	store *store.Store
+	close func()
 }
 
-// bringUp connects to the engine, ensures the image (building it on first
-// use, saying so on stderr), sweeps orphans and returns the scans service
-// with the queue bounds q. With sweepAside (the CLI) the start-up sweep
-// runs beside the scan instead of before it; a server sweeps before it
-// serves.
+// backend is where scans run: the local Docker engine or a Kubernetes
+// cluster, behind executor.Runner.
+type backend struct {
+	runner executor.Runner
+	image  images.Info
+	// sweep removes what a dead server left behind.
+	sweep func(ctx context.Context) (int, error)
+	// health says whether scans can run (engine or API, and the image).
+	health func(ctx context.Context) error
+	// version describes the engine or the cluster, for nmap_version.
+	version func(ctx context.Context) (string, error)
+	// detach hands removals still under way to a reaper when a CLI scan
+	// ends; false when there is nothing to hand off.
+	detach func() bool
+	// closeFn closes the connection.
+	closeFn func()
+}
+
+// bringUp connects to the engine or cluster, ensures the image (building
+// it on first use with Docker, saying so on stderr), sweeps orphans and
+// returns the scans service with the queue bounds q. With sweepAside (the
+// CLI) the start-up sweep runs beside the scan instead of before it; a
+// server sweeps before it serves.
 func bringUp(ctx context.Context, s *settings, log *slog.Logger, stderr io.Writer, meter scans.Meter, sweepAside bool, q scans.Config) (*stack, error) {
 	instance := envOr("NMAP_MCP_INSTANCE", newInstance())
 	opts, err := s.sandboxOptions(instance)
@@ -65,39 +83,24 @@ func bringUp(ctx context.Context, s *settings, log *slog.Logger, stderr io.Write
 			l.trail.Close()
 		}
 	}
-	cli, err := executor.Connect(ctx)
+	var be backend
+	if s.Runner == "kubernetes" {
+		be, err = kubeBackend(ctx, s, opts, log)
+	} else {
+		be, err = dockerBackend(ctx, s, opts, log, stderr, sweepAside, q)
+	}
 	if err != nil {
 		closeLocal(<-localC)
 		return nil, err
 	}
-	log.Debug("engine connected", "host", cli.DaemonHost())
-	img, err := images.New(cli, stderr, s.Image.DebianMirror).Ensure(ctx)
-	if err != nil {
-		cli.Close()
-		closeLocal(<-localC)
-		return nil, err
-	}
-	log.Debug("scanner image verified", "tag", img.Tag)
 	l := <-localC
 	if l.err != nil {
-		cli.Close()
+		be.closeFn()
 		return nil, l.err
 	}
 	st, trail, interrupted := l.st, l.trail, l.interrupted
 	if len(interrupted) > 0 {
 		log.Info("audit: closed scans a previous server left open", "count", len(interrupted))
-	}
-	ex := executor.New(cli, log)
-	if network := opts.FencedNetwork(); network != "" {
-		// Fencers start on the first fenced scan (which creates the
-		// managed network if needed); a server then keeps some waiting.
-		warm, refill := min(max(q.Concurrency, 1), 4), true
-		if sweepAside {
-			warm, refill = 0, false // a one-shot CLI scan starts exactly the fencer it needs
-		}
-		ex.SetFencer(fence.NewPool(cli, fence.Config{Image: img.ID, Network: network,
-			Create: opts.Network == "" || opts.Network == sandbox.Fenced, Warm: warm, Refill: refill,
-			Labels: sandbox.OwnerLabels(instance)}, log))
 	}
 	for _, w := range s.Warnings() {
 		log.Warn("config: " + w)
@@ -105,10 +108,10 @@ func bringUp(ctx context.Context, s *settings, log *slog.Logger, stderr io.Write
 	swept := make(chan struct{})
 	sweep := func() {
 		defer close(swept)
-		if removed, err := ex.Sweep(ctx); err != nil {
+		if removed, err := be.sweep(ctx); err != nil {
 			log.Warn("start-up sweep failed", "err", err)
-		} else if len(removed) > 0 {
-			log.Info("start-up sweep removed orphaned scan containers", "count", len(removed))
+		} else if removed > 0 {
+			log.Info("start-up sweep removed scans a previous server left behind", "count", removed)
 		}
 		log.Debug("start-up sweep done")
 	}
@@ -126,21 +129,102 @@ func bringUp(ctx context.Context, s *settings, log *slog.Logger, stderr io.Write
 		return svc.ScriptIndex(ctx)
 	})
 	if err != nil {
-		cli.Close()
+		<-swept
+		be.closeFn()
 		st.Close()
 		trail.Close()
 		return nil, fmt.Errorf("config %s: %w", s.configPath, err)
 	}
 	q.Sandbox, q.MaxAddresses, q.Limits, q.Client = opts, s.Budgets.MaxAddressesPerScan, s.ResultLimits(), "local"
-	svc = scans.New(q, scans.Deps{Runner: ex, Image: img, Store: st, Audit: trail, Policy: pol, Meter: meter, Log: log, Advice: advice})
-	return &stack{cli: cli, runner: ex, scans: svc, store: st, close: func() {
+	svc = scans.New(q, scans.Deps{Runner: be.runner, Image: be.image, Store: st, Audit: trail, Policy: pol, Meter: meter, Log: log, Advice: advice(s.Runner)})
+	return &stack{backend: be, scans: svc, store: st, close: func() {
 		<-swept
 		// The history and the trail close while the engine client does.
 		done := make(chan struct{})
 		go func() { st.Close(); trail.Close(); close(done) }()
-		cli.Close()
+		be.closeFn()
 		<-done
 	}}, nil
+}
+
+// dockerBackend connects to the local engine, ensures the image and
+// prepares the fence pool.
+func dockerBackend(ctx context.Context, s *settings, opts sandbox.Options, log *slog.Logger, stderr io.Writer, sweepAside bool, q scans.Config) (backend, error) {
+	cli, err := executor.Connect(ctx)
+	if err != nil {
+		return backend{}, err
+	}
+	log.Debug("engine connected", "host", cli.DaemonHost())
+	img, err := images.New(cli, stderr, s.Image.DebianMirror).Ensure(ctx)
+	if err != nil {
+		cli.Close()
+		return backend{}, err
+	}
+	log.Debug("scanner image verified", "tag", img.Tag)
+	ex := executor.New(cli, log)
+	if network := opts.FencedNetwork(); network != "" {
+		// Fencers start on the first fenced scan (which creates the
+		// managed network if needed); a server then keeps some waiting.
+		warm, refill := min(max(q.Concurrency, 1), 4), true
+		if sweepAside {
+			warm, refill = 0, false // a one-shot CLI scan starts exactly the fencer it needs
+		}
+		ex.SetFencer(fence.NewPool(cli, fence.Config{Image: img.ID, Network: network,
+			Create: opts.Network == "" || opts.Network == sandbox.Fenced, Warm: warm, Refill: refill,
+			Labels: sandbox.OwnerLabels(opts.Instance)}, log))
+	}
+	return backend{
+		runner: ex,
+		image:  img,
+		sweep: func(ctx context.Context) (int, error) {
+			removed, err := ex.Sweep(ctx)
+			return len(removed), err
+		},
+		health: func(ctx context.Context) error {
+			if _, err := cli.Ping(ctx); err != nil {
+				return fmt.Errorf("docker engine unreachable: %w", err)
+			}
+			_, err := images.New(cli, nil, "").Verify(ctx, img.ID)
+			return err
+		},
+		version: func(ctx context.Context) (string, error) {
+			ver, err := cli.ServerVersion(ctx)
+			if err != nil {
+				return "", fmt.Errorf("ask the engine its version: %w", err)
+			}
+			return ver.Version + " (API " + ver.APIVersion + ")", nil
+		},
+		detach:  ex.Detach,
+		closeFn: func() { cli.Close() },
+	}, nil
+}
+
+// kubeBackend connects to the cluster; the image is the configured pin,
+// which the nodes must already have or pull (the runner builds nothing).
+func kubeBackend(ctx context.Context, s *settings, opts sandbox.Options, log *slog.Logger) (backend, error) {
+	k := s.Kubernetes
+	client, err := kuberunner.Connect(ctx, k.Kubeconfig, log)
+	if err != nil {
+		return backend{}, err
+	}
+	kr, err := kuberunner.New(client, kuberunner.Config{Namespace: k.Namespace, Image: k.Image, NodeSelector: k.NodeSelector,
+		ServiceAccount: k.ServiceAccount, SeccompProfile: k.SeccompProfile, Instance: opts.Instance}, log)
+	if err != nil {
+		return backend{}, err
+	}
+	log.Debug("kubernetes runner", "namespace", k.Namespace, "image", k.Image)
+	return backend{
+		runner: kr,
+		image:  images.Info{Tag: k.Image, ID: kr.Config().Digest(), NmapVersion: images.NmapVersion},
+		sweep: func(ctx context.Context) (int, error) {
+			removed, err := kr.Sweep(ctx)
+			return len(removed), err
+		},
+		health:  kr.Health,
+		version: kr.Version,
+		detach:  func() bool { return false },
+		closeFn: func() {},
+	}, nil
 }
 
 // retain applies store.keep now and every hour until ctx ends, off the
@@ -175,7 +259,11 @@ func (st *stack) retain(ctx context.Context, rule string, log *slog.Logger) {
 
 // advice says what to change when a scan hits a limit: the edge knows the
 // tool arguments, config keys, flags and variables; the runner does not.
-func advice(err error) string {
+func advice(runner string) func(error) string {
+	return func(err error) string { return adviceFor(runner, err) }
+}
+
+func adviceFor(runner string, err error) string {
 	var (
 		te *executor.TimeoutError
 		oe *executor.OOMError
@@ -189,6 +277,8 @@ func advice(err error) string {
 		return "; raise " + config.Where("sandbox.memory") + ", or scan fewer targets"
 	case errors.As(err, &pe):
 		return "; raise " + config.Where("sandbox.pids")
+	case errors.As(err, &ie) && runner == "kubernetes":
+		return "; load it on the nodes or push it to their registry (README: Kubernetes runner), and set " + config.Where("kubernetes.image")
 	case errors.As(err, &ie):
 		return "; build it with: nmap-mcp image build"
 	}
@@ -202,15 +292,6 @@ func newInstance() string {
 }
 
 func nmapPackage() string { return images.NmapVersion }
-
-// engineVersion describes the engine, e.g. "20.10.24+dfsg1 (API 1.41)".
-func (st *stack) engineVersion(ctx context.Context) (string, error) {
-	ver, err := st.cli.ServerVersion(ctx)
-	if err != nil {
-		return "", fmt.Errorf("ask the engine its version: %w", err)
-	}
-	return ver.Version + " (API " + ver.APIVersion + ")", nil
-}
 
 // openAudit opens the audit trail named by the settings.
 func openAudit(s *settings) (*audit.Log, []string, error) {

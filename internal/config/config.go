@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -27,6 +28,9 @@ import (
 
 // Config is the whole configuration.
 type Config struct {
+	// Runner is where scans run: "docker" (default) or "kubernetes".
+	Runner     string     `yaml:"runner"`
+	Kubernetes Kubernetes `yaml:"kubernetes"`
 	Sandbox    Sandbox    `yaml:"sandbox"`
 	Queue      Queue      `yaml:"queue"`
 	Store      Store      `yaml:"store"`
@@ -39,6 +43,25 @@ type Config struct {
 	Audit      Audit      `yaml:"audit"`
 	HTTP       HTTP       `yaml:"http"`
 	Watches    Watches    `yaml:"watches"`
+}
+
+// Kubernetes configures the Kubernetes runner (runner: kubernetes).
+type Kubernetes struct {
+	// Namespace is where scan Jobs run.
+	Namespace string `yaml:"namespace"`
+	// Kubeconfig is the cluster's kubeconfig; empty: the in-cluster
+	// config, else $KUBECONFIG, else ~/.kube/config.
+	Kubeconfig string `yaml:"kubeconfig"`
+	// Image is the scanner image pinned by digest (REPO@sha256:…).
+	Image string `yaml:"image"`
+	// NodeSelector places scan pods on matching nodes.
+	NodeSelector map[string]string `yaml:"node_selector"`
+	// ServiceAccount is the scan pods' service account (no token mounted).
+	ServiceAccount string `yaml:"service_account"`
+	// SeccompProfile is the project's seccomp profile as installed on the
+	// nodes, relative to the kubelet's seccomp directory; empty: the
+	// runtime's default profile.
+	SeccompProfile string `yaml:"seccomp_profile"`
 }
 
 // Watches configures scheduled rescans.
@@ -221,6 +244,8 @@ func decode(data []byte, c *Config) error {
 	return nil
 }
 
+var digestRef = regexp.MustCompile(`^[a-z0-9][a-z0-9._/:-]*@sha256:[0-9a-f]{64}$`)
+
 // Validate checks every value the YAML types cannot: sizes, ranges,
 // durations, names and the policy's lists. A bad value is a *KeyError
 // naming its key (the policy's own errors name theirs).
@@ -230,6 +255,14 @@ func (c Config) Validate() error {
 	}
 	sb := c.Sandbox
 	switch {
+	case c.Runner != "docker" && c.Runner != "kubernetes":
+		return bad("runner", c.Runner, "must be docker or kubernetes")
+	case c.Runner == "kubernetes" && c.Kubernetes.Namespace == "":
+		return bad("kubernetes.namespace", c.Kubernetes.Namespace, "must name the namespace of scan Jobs when runner is kubernetes")
+	case c.Runner == "kubernetes" && !digestRef.MatchString(c.Kubernetes.Image):
+		return bad("kubernetes.image", c.Kubernetes.Image, "must be the scanner image pinned by digest, e.g. registry.example/nmap-mcp/nmap@sha256:<64 hex> (README: Kubernetes runner)")
+	case strings.HasPrefix(c.Kubernetes.SeccompProfile, "/") || strings.Contains(c.Kubernetes.SeccompProfile, ".."):
+		return bad("kubernetes.seccomp_profile", c.Kubernetes.SeccompProfile, "must be a path relative to the kubelet's seccomp directory, e.g. nmap-mcp.json")
 	case !validNetwork(sb.Network):
 		return bad("sandbox.network", sb.Network, "must be fenced, host, none or the name of a Docker network for fenced scans")
 	case !validNetwork(sb.FenceNetwork) || sb.FenceNetwork == "host" || sb.FenceNetwork == "none" || sb.FenceNetwork == "fenced":

@@ -41,6 +41,18 @@ type setting struct {
 }
 
 var settings = []setting{
+	{"runner", "runner", "NMAP_MCP_RUNNER", "where scans run: docker (default) or kubernetes (one Job per scan)",
+		func(c *Config) any { return &c.Runner }},
+	{"kubernetes.namespace", "kube-namespace", "NMAP_MCP_KUBE_NAMESPACE", "namespace of scan Jobs (runner kubernetes)",
+		func(c *Config) any { return &c.Kubernetes.Namespace }},
+	{"kubernetes.kubeconfig", "kubeconfig", "NMAP_MCP_KUBECONFIG", "kubeconfig of the cluster (default: in-cluster, else KUBECONFIG, else ~/.kube/config)",
+		func(c *Config) any { return &c.Kubernetes.Kubeconfig }},
+	{"kubernetes.image", "kube-image", "NMAP_MCP_KUBE_IMAGE", "scanner image pinned by digest, REPO@sha256:... (runner kubernetes)",
+		func(c *Config) any { return &c.Kubernetes.Image }},
+	{"kubernetes.service_account", "kube-service-account", "NMAP_MCP_KUBE_SERVICE_ACCOUNT", "service account of scan pods (its token is never mounted)",
+		func(c *Config) any { return &c.Kubernetes.ServiceAccount }},
+	{"kubernetes.seccomp_profile", "kube-seccomp-profile", "NMAP_MCP_KUBE_SECCOMP_PROFILE", "the project's seccomp profile on the nodes, relative to the kubelet's seccomp directory (default: RuntimeDefault)",
+		func(c *Config) any { return &c.Kubernetes.SeccompProfile }},
 	{"sandbox.network", "network", "NMAP_MCP_NETWORK", "fenced (default), host (not fenced), none, or a Docker network for fenced scans",
 		func(c *Config) any { return &c.Sandbox.Network }},
 	{"sandbox.fence_network", "fence-network", "NMAP_MCP_FENCE_NETWORK", "Docker network of fenced scans, created on first use when missing",

@@ -56,7 +56,7 @@ func (s *Service) runQuiet(ctx context.Context, command []string, args ...string
 	if err != nil {
 		return "", err
 	}
-	spec := sandbox.New(opts, sandbox.Scan{ID: id, Image: s.d.Image.ID, Args: args})
+	spec := s.shape(sandbox.New(opts, sandbox.Scan{ID: id, Image: s.d.Image.ID, Args: args}))
 	if command != nil {
 		spec.Command = command
 	}

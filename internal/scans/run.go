@@ -286,7 +286,7 @@ func (r *run) prepare(req scan.Request, place sandbox.Placement) {
 	argv := append([]string{"nmap"}, plan.Args()...)
 	// The container runs the image by its verified ID: a tag moved after
 	// the check cannot swap the image.
-	r.spec = sandbox.New(opts, sandbox.Scan{ID: r.sc.ID, Image: s.d.Image.ID, Args: argv[1:], Privilege: priv, Placement: place})
+	r.spec = s.shape(sandbox.New(opts, sandbox.Scan{ID: r.sc.ID, Image: s.d.Image.ID, Args: argv[1:], Privilege: priv, Placement: place}))
 	reqJSON, _ := json.Marshal(req)
 	r.rec = &store.Record{
 		ID: r.sc.ID, Status: store.Queued, CreatedAt: time.Now().UTC(), Targets: plan.TargetList(), ScanType: string(plan.Type), Request: reqJSON,

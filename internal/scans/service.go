@@ -199,6 +199,15 @@ func (s *Service) viewer(ctx context.Context) string {
 	return s.client(ctx)
 }
 
+// shape lets the runner say how it will really run spec (see
+// executor.Shaper).
+func (s *Service) shape(spec sandbox.Spec) sandbox.Spec {
+	if sh, ok := s.d.Runner.(executor.Shaper); ok {
+		return sh.Shape(spec)
+	}
+	return spec
+}
+
 func newID() (string, error) {
 	var b [6]byte
 	if _, err := rand.Read(b[:]); err != nil {

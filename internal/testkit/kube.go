@@ -72,7 +72,7 @@ func kubeFromEnv() (*Kube, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := kuberunner.Connect(ctx, k.Kubeconfig)
+	c, err := kuberunner.Connect(ctx, k.Kubeconfig, nil)
 	if err != nil {
 		return nil, err
 	}
