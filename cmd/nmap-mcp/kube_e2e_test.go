@@ -144,4 +144,3 @@ func BenchmarkKubeVsDocker(b *testing.B) {
 	}
 	b.ReportMetric(0, "ns/op")
 }
-

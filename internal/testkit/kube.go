@@ -226,4 +226,3 @@ func KubeMain(code int) int {
 	}
 	return code
 }
-
