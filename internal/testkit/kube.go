@@ -12,7 +12,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/nmap-mcp/nmap-mcp/kuberunner"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
@@ -78,6 +83,41 @@ func kubeFromEnv() (*Kube, error) {
 	}
 	k.Client = c
 	return k, nil
+}
+
+// As returns a client of the test cluster that acts as user (e.g.
+// "system:serviceaccount:NS:NAME"), to prove what a Role allows.
+func (k *Kube) As(t testing.TB, user string) kubernetes.Interface {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", k.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user}
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// Dynamic returns a dynamic client and a REST mapper of the test cluster,
+// for applying manifests.
+func (k *Kube) Dynamic(t testing.TB) (dynamic.Interface, meta.RESTMapper) {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", k.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups, err := restmapper.GetAPIGroupResources(k.Client.Discovery())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dc, restmapper.NewDiscoveryRESTMapper(groups)
 }
 
 // Namespace creates a namespace for one test, with extra labels (e.g. Pod

@@ -1,0 +1,154 @@
+package kuberunner_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/yaml"
+
+	"github.com/nmap-mcp/nmap-mcp/executor"
+	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
+	"github.com/nmap-mcp/nmap-mcp/kuberunner"
+	"github.com/nmap-mcp/nmap-mcp/sandbox"
+)
+
+// manifests reads every object of deploy/kubernetes/*.yaml.
+func manifests(t *testing.T) []*unstructured.Unstructured {
+	t.Helper()
+	files, err := filepath.Glob("../deploy/kubernetes/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no manifests: %v", err)
+	}
+	var objs []*unstructured.Unstructured
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := yaml.NewYAMLOrJSONDecoder(bytes.NewReader(raw), 4096)
+		for {
+			var m map[string]any
+			if err := dec.Decode(&m); errors.Is(err, io.EOF) {
+				break
+			} else if err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			if m != nil {
+				objs = append(objs, &unstructured.Unstructured{Object: m})
+			}
+		}
+	}
+	return objs
+}
+
+// The manifests pass the real API server's server-side dry-run (schema,
+// admission, Pod Security of their namespaces), each namespaced object in
+// a test namespace standing for the one it names.
+func TestManifestsPassServerSideDryRun(t *testing.T) {
+	k := testkit.NeedKube(t)
+	server := k.Namespace(t, map[string]string{"pod-security.kubernetes.io/enforce": "restricted"})
+	scans := k.Namespace(t, nil)
+	rename := map[string]string{"nmap-mcp": server, "nmap-mcp-scans": scans}
+	dc, mapper := k.Dynamic(t)
+	kinds := map[string]int{}
+	for _, o := range manifests(t) {
+		gvk := o.GroupVersionKind()
+		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			t.Fatalf("%s: %v", gvk, err)
+		}
+		kinds[gvk.Kind]++
+		ri := dc.Resource(m.Resource)
+		var err2 error
+		if ns := o.GetNamespace(); ns != "" {
+			o.SetNamespace(rename[ns])
+			if gvk.Kind == "RoleBinding" {
+				subs, _, _ := unstructured.NestedSlice(o.Object, "subjects")
+				for _, s := range subs {
+					sm := s.(map[string]any)
+					sm["namespace"] = rename[sm["namespace"].(string)]
+				}
+				_ = unstructured.SetNestedSlice(o.Object, subs, "subjects")
+			}
+			_, err2 = ri.Namespace(o.GetNamespace()).Create(context.Background(), o, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		} else {
+			_, err2 = ri.Create(context.Background(), o, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		}
+		if err2 != nil {
+			t.Errorf("%s %s: %v", gvk.Kind, o.GetName(), err2)
+		}
+	}
+	for _, want := range []string{"Namespace", "ServiceAccount", "Role", "RoleBinding", "Secret", "Deployment", "Service"} {
+		if kinds[want] == 0 {
+			t.Errorf("no %s among the manifests (%v)", want, kinds)
+		}
+	}
+}
+
+// The Role of deploy/kubernetes/rbac.yaml is enough for the runner: a
+// scan, a Pod Security refusal and a cancellation run as the server's
+// service account, bound to that Role in the scans' namespace.
+func TestRoleIsEnoughForTheRunner(t *testing.T) {
+	k := testkit.NeedKube(t)
+	server := k.Namespace(t, nil)
+	scans := k.Namespace(t, nil)
+	rename := map[string]string{"nmap-mcp": server, "nmap-mcp-scans": scans}
+	dc, mapper := k.Dynamic(t)
+	for _, o := range manifests(t) {
+		switch o.GetKind() {
+		case "ServiceAccount", "Role", "RoleBinding":
+		default:
+			continue
+		}
+		o.SetNamespace(rename[o.GetNamespace()])
+		if o.GetKind() == "RoleBinding" {
+			subs, _, _ := unstructured.NestedSlice(o.Object, "subjects")
+			for _, s := range subs {
+				sm := s.(map[string]any)
+				sm["namespace"] = rename[sm["namespace"].(string)]
+			}
+			_ = unstructured.SetNestedSlice(o.Object, subs, "subjects")
+		}
+		gvk := o.GroupVersionKind()
+		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := dc.Resource(m.Resource).Namespace(o.GetNamespace()).Create(context.Background(), o, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("create %s %s: %v", o.GetKind(), o.GetName(), err)
+		}
+	}
+	ip := k.Listener(t, scans, 8080)
+	as := k.As(t, "system:serviceaccount:"+server+":nmap-mcp")
+	cfg := k.RunnerConfig(scans, instance)
+	cfg.ServiceAccount = "nmap-mcp-scan"
+	r, err := kuberunner.New(as, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(context.Background())
+	res, err := r.Run(context.Background(), executor.Job{Spec: spec(sandbox.RawSockets, []string{ip}, 60*time.Second,
+		"-sS", "-n", "-Pn", "-p", "8080", "-oX", "-", ip)})
+	if err != nil || portState(string(res.Stdout), "8080") != "open" {
+		t.Fatalf("scan as the server's account: %v\n%s", err, res.Stdout)
+	}
+	// The account may do nothing outside its Role.
+	if _, err := as.CoreV1().Secrets(scans).List(context.Background(), metav1.ListOptions{}); err == nil || !strings.Contains(err.Error(), "forbidden") {
+		t.Errorf("the runner's account may list secrets: %v", err)
+	}
+	if _, err := as.BatchV1().Jobs(server).List(context.Background(), metav1.ListOptions{}); err == nil {
+		t.Errorf("the runner's account may list Jobs outside the scans' namespace")
+	}
+	if removed, err := r.Sweep(context.Background()); err != nil {
+		t.Errorf("sweep as the server's account: %v (%v)", err, removed)
+	}
+}
