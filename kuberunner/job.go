@@ -56,14 +56,13 @@ type Config struct {
 // scan container's start, the Job's is the cluster's safety net.
 const deadlineSlack = 60 * time.Second
 
-var digestRef = regexp.MustCompile(`^[a-z0-9][a-z0-9._/:-]*@sha256:[0-9a-f]{64}$`)
 
 // Validate checks the configuration, naming the setting at fault.
 func (c Config) Validate() error {
 	if c.Namespace == "" {
 		return fmt.Errorf("kubernetes.namespace: must be set")
 	}
-	if !digestRef.MatchString(c.Image) {
+	if !sandbox.PinnedByDigest(c.Image) {
 		return fmt.Errorf("kubernetes.image %q: must be an image pinned by digest, e.g. registry.example/nmap-mcp/nmap@sha256:<64 hex> (see README, Kubernetes runner)", c.Image)
 	}
 	if c.SeccompProfile != "" && (strings.HasPrefix(c.SeccompProfile, "/") || strings.Contains(c.SeccompProfile, "..")) {

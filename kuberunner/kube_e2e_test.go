@@ -12,7 +12,9 @@ import (
 	"errors"
 	"net/netip"
 	"os"
+	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -349,4 +351,110 @@ func (w *watchWriter) Write(p []byte) (int, error) {
 		go w.fire()
 	}
 	return len(p), nil
+}
+
+// With kubernetes.seccomp_profile the pods run under the project's own
+// profile as a Localhost profile (fence and scan alike); a profile the
+// node lacks is an error that names the cause, and nothing runs.
+func TestLocalhostSeccompProfile(t *testing.T) {
+	k := testkit.NeedKube(t)
+	if k.Seccomp == "" {
+		t.Fatal("the test cluster names no installed seccomp profile (scripts/kube.sh up installs nmap-mcp.json)")
+	}
+	ns := k.Namespace(t, nil)
+	ip := k.Listener(t, ns, 8080)
+	for _, tc := range []struct {
+		profile string
+		ok      bool
+	}{{k.Seccomp, true}, {"missing-profile.json", false}} {
+		t.Run(tc.profile, func(t *testing.T) {
+			cfg := k.RunnerConfig(ns, instance)
+			cfg.SeccompProfile = tc.profile
+			r, err := kuberunner.New(k.Client, cfg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close(context.Background())
+			if got := r.Shape(sandbox.Spec{}).SeccompID; got != "localhost/"+tc.profile {
+				t.Errorf("recorded seccomp %q", got)
+			}
+			var podProfile *corev1.SeccompProfile
+			sp := spec(sandbox.RawSockets, []string{ip}, 60*time.Second, "-sS", "-n", "-Pn", "-p", "8080", "-oX", "-", ip)
+			res, err := r.Run(context.Background(), executor.Job{Spec: sp, OnEvent: func(ev executor.Event) {
+				if ev.Step != "created" {
+					return
+				}
+				j, err := k.Client.BatchV1().Jobs(ns).Get(context.Background(), strings.ToLower(sp.Name), metav1.GetOptions{})
+				if err == nil {
+					podProfile = j.Spec.Template.Spec.Containers[0].SecurityContext.SeccompProfile
+				}
+			}})
+			if podProfile == nil || podProfile.Type != corev1.SeccompProfileTypeLocalhost || *podProfile.LocalhostProfile != tc.profile {
+				t.Errorf("pod seccomp profile %+v", podProfile)
+			}
+			if tc.ok {
+				if err != nil || portState(string(res.Stdout), "8080") != "open" {
+					t.Fatalf("scan under the project's profile: %v\n%s", err, res.Stderr)
+				}
+				return
+			}
+			var re *kuberunner.RefusedError
+			if !errors.As(err, &re) || !strings.Contains(err.Error(), "seccomp") {
+				t.Fatalf("missing profile: %v", err)
+			}
+			t.Logf("missing profile: %v", err)
+			if !res.Started.IsZero() {
+				t.Errorf("nmap started")
+			}
+		})
+	}
+}
+
+// Start-up removes the Jobs of ours whose server is gone, and only those:
+// one made by a dead process here goes, one of a live server stays, and so
+// does one without every label of ours. The Jobs are suspended: no pod
+// runs.
+func TestSweepRemovesOrphanedJobs(t *testing.T) {
+	k := testkit.NeedKube(t)
+	ns := k.Namespace(t, nil)
+	r := runner(t, k, ns)
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	mk := func(pid int, drop string) string {
+		sp := spec(sandbox.Unprivileged, nil, 30*time.Second, "-sT", "-p", "1", "-oX", "-", "10.210.0.250")
+		sp.Labels[sandbox.LabelOwnerPID] = strconv.Itoa(pid)
+		delete(sp.Labels, drop)
+		j, err := kuberunner.JobFor(k.RunnerConfig(ns, instance), sp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		suspend := true
+		j.Spec.Suspend = &suspend
+		if _, err := k.Client.BatchV1().Jobs(ns).Create(context.Background(), j, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			bg := metav1.DeletePropagationBackground
+			_ = k.Client.BatchV1().Jobs(ns).Delete(context.Background(), j.Name, metav1.DeleteOptions{PropagationPolicy: &bg})
+		})
+		return j.Name
+	}
+	orphan := mk(dead.Process.Pid, "")
+	live := mk(os.Getpid(), "")
+	foreign := mk(dead.Process.Pid, sandbox.LabelInstance)
+	removed, err := r.Sweep(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(removed) != 1 || removed[0] != orphan {
+		t.Fatalf("swept %v, want only %s", removed, orphan)
+	}
+	jobGone(t, k, ns, orphan, 10*time.Second)
+	for _, name := range []string{live, foreign} {
+		if _, err := k.Client.BatchV1().Jobs(ns).Get(context.Background(), name, metav1.GetOptions{}); err != nil {
+			t.Errorf("job %s was swept: %v", name, err)
+		}
+	}
 }

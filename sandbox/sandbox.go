@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -298,3 +299,9 @@ func (spec Spec) NetworkLine() string {
 
 // Describe is a one-line summary of the sandbox of one scan.
 func Describe(opts Options, s Scan) string { return New(opts, s).Describe() }
+
+var digestRef = regexp.MustCompile(`^[a-z0-9][a-z0-9._/:-]*@sha256:[0-9a-f]{64}$`)
+
+// PinnedByDigest reports whether ref names an image by digest
+// (REPO@sha256:<64 hex>), as a runner that pulls by name needs.
+func PinnedByDigest(ref string) bool { return digestRef.MatchString(ref) }

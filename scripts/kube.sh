@@ -194,7 +194,7 @@ EOF
 }
 
 kubelet_config() {
-	mkdir -p "$STATE/kubelet" "$STATE/pod-logs" "$STATE/seccomp"
+	mkdir -p "$STATE/kubelet/seccomp" "$STATE/pod-logs"
 	cat >"$STATE/kubelet/config.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -308,6 +308,9 @@ up() {
 	wait_for "containerd" 30 ctr -a "$SOCK" version
 	local image
 	image=$(import_images)
+	# The project's seccomp profile, where Localhost profiles live
+	# (kubernetes.seccomp_profile: nmap-mcp.json).
+	bin/nmap-mcp image seccomp >"$STATE/kubelet/seccomp/nmap-mcp.json"
 	start kubelet "$bin/kubelet" --config "$STATE/kubelet/config.yaml" --kubeconfig "$STATE/kubeconfig" \
 		--hostname-override "$NODE_NAME" --node-ip "$NODE_IP" --root-dir "$STATE/kubelet" \
 		--cert-dir "$STATE/kubelet/pki" --seccomp-default=false -v 1
@@ -317,7 +320,7 @@ up() {
 NMAP_MCP_TEST_KUBECONFIG=$STATE/kubeconfig
 NMAP_MCP_TEST_KUBE_IMAGE=$image
 NMAP_MCP_TEST_KUBE_NODE=$NODE_NAME
-NMAP_MCP_TEST_KUBE_SECCOMP_DIR=$STATE/kubelet/seccomp
+NMAP_MCP_TEST_KUBE_SECCOMP=nmap-mcp.json
 EOF
 	log "cluster up in $(($(date +%s) - t0)) s (node $NODE_NAME, API https://$NODE_IP:6443)"
 	cat "$STATE/env"

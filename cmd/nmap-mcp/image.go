@@ -11,10 +11,11 @@ import (
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
 	"github.com/nmap-mcp/nmap-mcp/images"
+	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
 
 func cmdImage(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	const usage = "Usage: nmap-mcp image build [--no-cache] [--debian-mirror URL]\n       nmap-mcp image inspect\n"
+	const usage = "Usage: nmap-mcp image build [--no-cache] [--debian-mirror URL]\n       nmap-mcp image inspect\n       nmap-mcp image seccomp\n"
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return &exitCode{2}
@@ -26,7 +27,7 @@ func cmdImage(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	mirror := fs.String("debian-mirror", envOr("NMAP_MCP_DEBIAN_MIRROR", ""), "Debian mirror for the offline base (env NMAP_MCP_DEBIAN_MIRROR)")
 	asJSON := fs.Bool("json", false, "print JSON (inspect only)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "%s\nbuild: build the pinned scanner image from the embedded Dockerfile.nmap; without a registry, first make a\n       Debian bookworm base with debootstrap (needs root once).\ninspect: show the scanner image this binary expects: tag, ID, labels, nmap version.\n\nFlags:\n", usage)
+		fmt.Fprintf(stderr, "%s\nbuild: build the pinned scanner image from the embedded Dockerfile.nmap; without a registry, first make a\n       Debian bookworm base with debootstrap (needs root once).\ninspect: show the scanner image this binary expects: tag, ID, labels, nmap version.\nseccomp: print the seccomp profile every scan runs under (for Kubernetes nodes: kubernetes.seccomp_profile).\n\nFlags:\n", usage)
 		fs.PrintDefaults()
 	}
 	if sub == "-h" || sub == "--help" {
@@ -35,6 +36,11 @@ func cmdImage(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return flagErr(err)
+	}
+	if sub == "seccomp" {
+		// No engine needed: the profile is built into the binary.
+		_, err := stdout.Write(append(sandbox.SeccompProfile(), '\n'))
+		return err
 	}
 	cli, err := executor.Connect(ctx)
 	if err != nil {

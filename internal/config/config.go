@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
@@ -24,6 +23,7 @@ import (
 	"github.com/nmap-mcp/nmap-mcp/internal/policy"
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
+	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
 
 // Config is the whole configuration.
@@ -244,7 +244,6 @@ func decode(data []byte, c *Config) error {
 	return nil
 }
 
-var digestRef = regexp.MustCompile(`^[a-z0-9][a-z0-9._/:-]*@sha256:[0-9a-f]{64}$`)
 
 // Validate checks every value the YAML types cannot: sizes, ranges,
 // durations, names and the policy's lists. A bad value is a *KeyError
@@ -259,7 +258,7 @@ func (c Config) Validate() error {
 		return bad("runner", c.Runner, "must be docker or kubernetes")
 	case c.Runner == "kubernetes" && c.Kubernetes.Namespace == "":
 		return bad("kubernetes.namespace", c.Kubernetes.Namespace, "must name the namespace of scan Jobs when runner is kubernetes")
-	case c.Runner == "kubernetes" && !digestRef.MatchString(c.Kubernetes.Image):
+	case c.Runner == "kubernetes" && !sandbox.PinnedByDigest(c.Kubernetes.Image):
 		return bad("kubernetes.image", c.Kubernetes.Image, "must be the scanner image pinned by digest, e.g. registry.example/nmap-mcp/nmap@sha256:<64 hex> (README: Kubernetes runner)")
 	case strings.HasPrefix(c.Kubernetes.SeccompProfile, "/") || strings.Contains(c.Kubernetes.SeccompProfile, ".."):
 		return bad("kubernetes.seccomp_profile", c.Kubernetes.SeccompProfile, "must be a path relative to the kubelet's seccomp directory, e.g. nmap-mcp.json")

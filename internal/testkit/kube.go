@@ -33,6 +33,9 @@ const KubeStateEnv = "/var/lib/nmap-mcp-kube/env"
 type Kube struct {
 	Kubeconfig string
 	Image      string // the scanner image pinned by digest
+	// Seccomp is the project's seccomp profile as installed on the node,
+	// relative to the kubelet's seccomp directory.
+	Seccomp string
 	Client     kubernetes.Interface
 }
 
@@ -71,7 +74,7 @@ func kubeFromEnv() (*Kube, error) {
 		}
 		return vals[k]
 	}
-	k := &Kube{Kubeconfig: get("NMAP_MCP_TEST_KUBECONFIG"), Image: get("NMAP_MCP_TEST_KUBE_IMAGE")}
+	k := &Kube{Kubeconfig: get("NMAP_MCP_TEST_KUBECONFIG"), Image: get("NMAP_MCP_TEST_KUBE_IMAGE"), Seccomp: get("NMAP_MCP_TEST_KUBE_SECCOMP")}
 	if k.Kubeconfig == "" || k.Image == "" {
 		return nil, fmt.Errorf("neither NMAP_MCP_TEST_KUBECONFIG/NMAP_MCP_TEST_KUBE_IMAGE nor %s name it", KubeStateEnv)
 	}

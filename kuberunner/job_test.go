@@ -1,0 +1,136 @@
+package kuberunner
+
+// Unit tests of the Job's shape and of the pure helpers: no cluster. The
+// Jobs really running are tested on the test cluster (kube_e2e_test.go).
+
+import (
+	"bytes"
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/nmap-mcp/nmap-mcp/sandbox"
+)
+
+const testImage = "registry.example/nmap-mcp/nmap@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+func testSpec(priv sandbox.Privilege, fenced bool) sandbox.Spec {
+	place := sandbox.Placement{Network: "host", Unfenced: "test"}
+	if fenced {
+		place = sandbox.Placement{Network: "nmap-mcp", Fence: &sandbox.Fence{Network: "nmap-mcp",
+			Allow: []netip.Prefix{netip.MustParsePrefix("10.1.2.3/32")}}}
+	}
+	return sandbox.New(sandbox.Options{Limits: sandbox.DefaultLimits(), Instance: "i1"},
+		sandbox.Scan{ID: "abcdef012345", Image: "x", Args: []string{"-sT", "10.1.2.3"}, Privilege: priv, Placement: place})
+}
+
+func TestJobForCarriesTheSandbox(t *testing.T) {
+	cfg := Config{Namespace: "scans", Image: testImage, Instance: "i1", ServiceAccount: "scan", NodeSelector: map[string]string{"lab": "a"}}
+	j, err := JobFor(cfg, testSpec(sandbox.RawSockets, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.Name != "nmap-mcp-abcdef012345" || j.Namespace != "scans" || *j.Spec.BackoffLimit != 0 ||
+		*j.Spec.ActiveDeadlineSeconds != 220+60 || *j.Spec.TTLSecondsAfterFinished != 600 {
+		t.Errorf("job meta/spec: %s/%s backoff %d deadline %d ttl %d", j.Namespace, j.Name, *j.Spec.BackoffLimit,
+			*j.Spec.ActiveDeadlineSeconds, *j.Spec.TTLSecondsAfterFinished)
+	}
+	p := j.Spec.Template.Spec
+	if p.ServiceAccountName != "scan" || p.NodeSelector["lab"] != "a" || *p.AutomountServiceAccountToken ||
+		*p.EnableServiceLinks || p.HostNetwork || *p.TerminationGracePeriodSeconds != 1 {
+		t.Errorf("pod spec: %+v", p)
+	}
+	c := p.Containers[0]
+	if c.Image != testImage || c.Command[0] != "/bin/sh" || c.Command[3] != sandbox.Program || c.Command[4] != "-sT" {
+		t.Errorf("container image %s command %q", c.Image, c.Command)
+	}
+	if *c.SecurityContext.RunAsUser != 0 || len(c.SecurityContext.Capabilities.Add) != 1 || c.SecurityContext.Capabilities.Add[0] != "NET_RAW" {
+		t.Errorf("raw scan security context: %+v", c.SecurityContext)
+	}
+	if len(p.InitContainers) != 1 || p.InitContainers[0].SecurityContext.Capabilities.Add[0] != "NET_ADMIN" {
+		t.Errorf("fence init container: %+v", p.InitContainers)
+	}
+	rules := p.InitContainers[0].Env[0].Value
+	if !strings.Contains(rules, "10.1.2.3") || !strings.Contains(rules, `hook egress device "eth0"`) {
+		t.Errorf("fence rules: %s", rules)
+	}
+	if p.Volumes[0].EmptyDir == nil || p.Volumes[0].EmptyDir.Medium != corev1.StorageMediumMemory {
+		t.Errorf("/tmp is not a memory emptyDir: %+v", p.Volumes)
+	}
+	// Unprivileged and unfenced: non-root, no capabilities, no init.
+	j, _ = JobFor(cfg, testSpec(sandbox.Unprivileged, false))
+	p = j.Spec.Template.Spec
+	sc := p.Containers[0].SecurityContext
+	if *sc.RunAsUser != 65532 || !*sc.RunAsNonRoot || len(sc.Capabilities.Add) != 0 || len(p.InitContainers) != 0 {
+		t.Errorf("connect scan: %+v init %d", sc, len(p.InitContainers))
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, c := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{Image: testImage}, "kubernetes.namespace"},
+		{Config{Namespace: "s", Image: "nmap-mcp/nmap:7.93"}, "pinned by digest"},
+		{Config{Namespace: "s", Image: testImage, SeccompProfile: "/etc/x.json"}, "relative"},
+	} {
+		if err := c.cfg.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: %v, want %q", c.cfg, err, c.want)
+		}
+	}
+	if err := (Config{Namespace: "s", Image: testImage}).Validate(); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestDemuxSplitsStderr(t *testing.T) {
+	var out, errb bytes.Buffer
+	in := "<nmaprun>\n\x1fWarning: one\n<host/>\n\x1f\n\x1f\x1enmap-mcp-exit=0\nlast"
+	if err := demux(strings.NewReader(in), &out, &errb); err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != "<nmaprun>\n<host/>\nlast" || errb.String() != "Warning: one\n\n\x1enmap-mcp-exit=0\n" {
+		t.Errorf("stdout %q stderr %q", out.String(), errb.String())
+	}
+}
+
+func TestRefusedNamesTheCause(t *testing.T) {
+	err := refused("scans", `Error creating: pods "x" is forbidden: violates PodSecurity "restricted:latest": unrestricted capabilities`)
+	var re *RefusedError
+	if !errors.As(err, &re) || re.Cause != "pod-security" || re.Level != "restricted:latest" ||
+		!strings.Contains(err.Error(), `"baseline"`) {
+		t.Errorf("%v", err)
+	}
+	err = refused("scans", `pods "x" is forbidden: exceeded quota: q, requested: cpu=1`)
+	if !errors.As(err, &re) || re.Cause != "quota" {
+		t.Errorf("%v", err)
+	}
+}
+
+func TestCheckImage(t *testing.T) {
+	r := &Runner{cfg: Config{Image: testImage}}
+	digest := testImage[strings.Index(testImage, "@")+1:]
+	if err := r.checkImage(&corev1.ContainerStatus{ImageID: "docker.io/x/nmap@" + digest}); err != nil {
+		t.Error(err)
+	}
+	var pe *ImagePinError
+	if err := r.checkImage(&corev1.ContainerStatus{ImageID: "docker.io/x/nmap@sha256:" + strings.Repeat("f", 64)}); !errors.As(err, &pe) {
+		t.Errorf("another image accepted: %v", err)
+	}
+}
+
+func TestShapeSaysWhatRuns(t *testing.T) {
+	r := &Runner{cfg: Config{Image: testImage, SeccompProfile: "nmap-mcp.json"}}
+	s := r.Shape(testSpec(sandbox.Unprivileged, true))
+	if s.NetworkLine() != "network pod fenced to 1 address" || s.SeccompID != "localhost/nmap-mcp.json" || s.Image != testImage {
+		t.Errorf("%s %s %s", s.NetworkLine(), s.SeccompID, s.Image)
+	}
+	s = (&Runner{cfg: Config{Image: testImage}}).Shape(testSpec(sandbox.Unprivileged, false))
+	if s.NetworkLine() != "network pod not fenced" || s.SeccompID != RuntimeDefault {
+		t.Errorf("%s %s", s.NetworkLine(), s.SeccompID)
+	}
+}
