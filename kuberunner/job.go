@@ -56,7 +56,6 @@ type Config struct {
 // scan container's start, the Job's is the cluster's safety net.
 const deadlineSlack = 60 * time.Second
 
-
 // Validate checks the configuration, naming the setting at fault.
 func (c Config) Validate() error {
 	if c.Namespace == "" {

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # test.sh: the whole test suite on a fresh Debian machine. Brings up a
 # Docker engine if none answers (as root), installs chromium for the web
-# view's browser tests, builds the scanner image, checks
-# formatting and vet, runs every test with the race detector against the
-# real engine, then checks that nothing of ours was left behind.
+# view's browser tests, builds the scanner image, brings up the real
+# single-node Kubernetes cluster of the Kubernetes runner's tests
+# (scripts/kube.sh; its binaries are built once, ~20 min, and cached
+# outside the repo), checks formatting and vet, runs every test with the
+# race detector against the real engine and cluster, takes the cluster
+# down again, then checks that nothing of ours was left behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/engine.sh
@@ -13,6 +16,17 @@ tmp_before=$(ls -d "${TMPDIR:-/tmp}"/nmap-mcp-* 2>/dev/null | sort || true)
 
 go build -o bin/nmap-mcp ./cmd/nmap-mcp
 bin/nmap-mcp image build
+
+# The test cluster: taken down at the end if this script brought it up.
+if ! scripts/kube.sh status >/dev/null 2>&1; then
+	trap 'scripts/kube.sh down' EXIT
+	scripts/kube.sh up >/dev/null
+fi
+# The Kubernetes tests read the cluster from here; under CI they fail
+# without it instead of skipping.
+set -a
+. /var/lib/nmap-mcp-kube/env
+set +a
 
 unformatted=$(gofmt -l . | grep -v '^bin/' || true)
 if [ -n "$unformatted" ]; then
@@ -38,6 +52,14 @@ fi
 if ip -o link show 2>/dev/null | grep -q ': nmt'; then
 	echo "test.sh: LEAK: test veth pairs remain: $(ip -o link show | grep ': nmt')" >&2
 	exit 1
+fi
+if [ -n "$(trap -p EXIT)" ]; then
+	trap - EXIT
+	scripts/kube.sh down
+	if ip netns list 2>/dev/null | grep -q '^nmap-mcp-kube\b' || ip link show nmk-host >/dev/null 2>&1; then
+		echo "test.sh: LEAK: the test cluster's network namespace or veth remains" >&2
+		exit 1
+	fi
 fi
 tmp_after=$(ls -d "${TMPDIR:-/tmp}"/nmap-mcp-* 2>/dev/null | sort || true)
 if [ "$tmp_before" != "$tmp_after" ]; then

@@ -244,7 +244,6 @@ func decode(data []byte, c *Config) error {
 	return nil
 }
 
-
 // Validate checks every value the YAML types cannot: sizes, ranges,
 // durations, names and the policy's lists. A bad value is a *KeyError
 // naming its key (the policy's own errors name theirs).

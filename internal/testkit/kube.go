@@ -11,8 +11,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -36,7 +36,7 @@ type Kube struct {
 	// Seccomp is the project's seccomp profile as installed on the node,
 	// relative to the kubelet's seccomp directory.
 	Seccomp string
-	Client     kubernetes.Interface
+	Client  kubernetes.Interface
 }
 
 // NeedKube returns the test cluster. Under -short it skips; under CI a
