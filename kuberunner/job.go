@@ -142,8 +142,10 @@ func (r *Runner) Shape(spec sandbox.Spec) sandbox.Spec {
 		f := *spec.Fence
 		f.Network = PodNetwork
 		spec.Fence = &f
+	} else if strings.Contains(spec.Unfenced, "loopback") {
+		spec.Unfenced = "loopback targets are the scan pod's own loopback"
 	} else {
-		spec.Unfenced = "pod network, not fenced"
+		spec.Unfenced = "sandbox.network is not fenced"
 	}
 	return spec
 }

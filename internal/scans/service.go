@@ -395,12 +395,13 @@ func (s *Service) placeOne(d policy.Decision) string {
 		return "resolved by nmap inside the sandbox; not fenced"
 	}
 	place, err := sandbox.Place(s.cfg.Sandbox, prefixes)
-	switch {
-	case err != nil:
+	if err != nil {
 		return "refused when scanned: " + err.Error()
-	case place.Fence != nil:
-		return "fenced on network " + place.Network
-	default:
-		return place.Network + " network, not fenced (" + place.Unfenced + ")"
 	}
+	// As the runner would run it (a Kubernetes pod's network, say).
+	spec := s.shape(sandbox.New(s.cfg.Sandbox, sandbox.Scan{ID: "check", Placement: place}))
+	if spec.Fence != nil {
+		return "fenced on network " + spec.Fence.Network
+	}
+	return spec.Network + " network, not fenced (" + spec.Unfenced + ")"
 }
