@@ -79,6 +79,16 @@ func runner(t *testing.T, k *testkit.Kube, ns string) *kuberunner.Runner {
 	return r
 }
 
+// setup gives a test a namespace of the test cluster, a listener pod on
+// port 8080 in it, and a runner for it.
+func setup(t *testing.T) (*testkit.Kube, string, string, *kuberunner.Runner) {
+	t.Helper()
+	k := testkit.NeedKube(t)
+	ns := k.Namespace(t, nil)
+	ip := k.Listener(t, ns, 8080)
+	return k, ns, ip, runner(t, k, ns)
+}
+
 func portState(xml string, port string) string {
 	m := regexp.MustCompile(`portid="` + port + `"><state state="([a-z|]+)"`).FindStringSubmatch(xml)
 	if m == nil {
@@ -152,10 +162,7 @@ func TestScanAsJobFindsOpenAndClosed(t *testing.T) {
 
 // The Job and its pod, read back from the API, carry the whole sandbox.
 func TestJobCarriesTheSandbox(t *testing.T) {
-	k := testkit.NeedKube(t)
-	ns := k.Namespace(t, nil)
-	ip := k.Listener(t, ns, 8080)
-	r := runner(t, k, ns)
+	k, ns, ip, r := setup(t)
 	for _, priv := range []sandbox.Privilege{sandbox.Unprivileged, sandbox.RawSockets} {
 		t.Run(priv.String(), func(t *testing.T) {
 			sp := spec(priv, []string{ip}, 45*time.Second, "-sT", "-n", "-Pn", "-p", "8080", "-oX", "-", ip)
@@ -261,10 +268,7 @@ func jobGone(t *testing.T, k *testkit.Kube, ns, name string, within time.Duratio
 // Cancelling a running scan removes its Job and pod within 5 s and keeps
 // the output read so far.
 func TestCancelRemovesJobAndPod(t *testing.T) {
-	k := testkit.NeedKube(t)
-	ns := k.Namespace(t, nil)
-	ip := k.Listener(t, ns, 8080)
-	r := runner(t, k, ns)
+	k, ns, ip, r := setup(t)
 	sp := slowScan(ip, 120*time.Second)
 	name := strings.ToLower(sp.Name)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -288,10 +292,7 @@ func TestCancelRemovesJobAndPod(t *testing.T) {
 // The wall clock ends a scan the same way, as a *TimeoutError with the
 // output so far.
 func TestDeadlineEndsTheJob(t *testing.T) {
-	k := testkit.NeedKube(t)
-	ns := k.Namespace(t, nil)
-	ip := k.Listener(t, ns, 8080)
-	r := runner(t, k, ns)
+	k, ns, ip, r := setup(t)
 	sp := slowScan(ip, 4*time.Second)
 	res, err := r.Run(context.Background(), executor.Job{Spec: sp})
 	var te *executor.TimeoutError

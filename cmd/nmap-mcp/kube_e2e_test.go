@@ -102,17 +102,7 @@ func BenchmarkKubeVsDocker(b *testing.B) {
 	runs := map[string]*timing{"kubernetes": {}, "docker": {}}
 	var mu sync.Mutex
 	first := map[string]time.Time{}
-	client := mcp.NewClient(&mcp.Implementation{Name: "bench", Version: "1"}, &mcp.ClientOptions{
-		ProgressNotificationHandler: func(_ context.Context, r *mcp.ProgressNotificationClientRequest) {
-			now := time.Now()
-			tok := fmt.Sprint(r.Params.ProgressToken)
-			mu.Lock()
-			defer mu.Unlock()
-			if _, ok := first[tok]; !ok {
-				first[tok] = now
-			}
-		},
-	})
+	client := firstProgressClient(&mu, first, nil)
 	kube := benchConnect(b, client, serverEnv(kubeEnv(k, ns)...))
 	docker := benchConnect(b, client, serverEnv())
 	b.ResetTimer()
