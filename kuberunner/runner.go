@@ -160,6 +160,12 @@ func (r *Runner) Run(ctx context.Context, job executor.Job) (*executor.Result, e
 		if logsDone != nil && isClosed(logsDone) && (statusKnown || term != nil || killed) {
 			break
 		}
+		if statusKnown && !killed {
+			// The launcher reports the exit after the last of nmap's
+			// output, on both streams: everything is in. The pod's end
+			// and the Job's deletion finish in the background.
+			break
+		}
 		select {
 		case ev, ok := <-podC:
 			if !ok {
@@ -266,6 +272,9 @@ func (r *Runner) Run(ctx context.Context, job executor.Job) (*executor.Result, e
 			res.Canceled = true
 			kill("cancelled")
 		}
+	}
+	if statusKnown && logsDone != nil && !isClosed(logsDone) {
+		stopWatch() // nothing more to read; the kubelet may take a second to end the stream
 	}
 	if logsDone != nil {
 		select {
