@@ -283,7 +283,10 @@ func TestSweepRemovesOrphansOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !contains(removed, orphan) || contains(removed, mine) || contains(removed, stranger) {
+	// A server that another test package starts at the same moment sweeps
+	// this host too, and may take the orphan first: then it is gone all
+	// the same, and this sweep removed nothing else.
+	if (!contains(removed, orphan) && !env.ContainerGone(ctx, orphan)) || contains(removed, mine) || contains(removed, stranger) {
 		t.Fatalf("swept %v; want the orphan %.12s and not the live one %.12s", removed, orphan, mine)
 	}
 	if !env.ContainerGone(ctx, orphan) || env.ContainerGone(ctx, mine) || env.ContainerGone(ctx, stranger) {
