@@ -48,6 +48,9 @@ type Config struct {
 	TTL time.Duration
 	// Instance identifies this server in labels.
 	Instance string
+	// UnschedulableGrace is how long a pod may wait for a node before the
+	// scan fails with the scheduler's reason; default 15 s.
+	UnschedulableGrace time.Duration
 }
 
 // deadlineSlack is added to the scan's wall clock for the Job's

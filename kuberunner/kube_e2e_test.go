@@ -459,3 +459,47 @@ func TestSweepRemovesOrphanedJobs(t *testing.T) {
 		}
 	}
 }
+
+// An image the node does not have (and cannot pull: the test cluster
+// reaches no registry) and a pod no node takes are errors that name
+// their cause; nothing runs and the Job is gone.
+func TestClusterProblemsAreNamed(t *testing.T) {
+	k := testkit.NeedKube(t)
+	ns := k.Namespace(t, nil)
+	for _, tc := range []struct {
+		name  string
+		shape func(*kuberunner.Config)
+		check func(error) bool
+	}{
+		{"missing image", func(c *kuberunner.Config) {
+			c.Image = "docker.io/nmap-mcp/nmap@sha256:" + strings.Repeat("0", 64)
+		}, func(err error) bool {
+			var ie *executor.ImageError
+			return errors.As(err, &ie) && strings.Contains(err.Error(), "ErrImagePull")
+		}},
+		{"unschedulable", func(c *kuberunner.Config) {
+			c.NodeSelector = map[string]string{"nmap-mcp.test/no-such-node": "true"}
+			c.UnschedulableGrace = 2 * time.Second
+		}, func(err error) bool {
+			var re *kuberunner.RefusedError
+			return errors.As(err, &re) && re.Cause == "unschedulable" && strings.Contains(err.Error(), "node affinity/selector")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := k.RunnerConfig(ns, instance)
+			tc.shape(&cfg)
+			r, err := kuberunner.New(k.Client, cfg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sp := spec(sandbox.Unprivileged, nil, 30*time.Second, "-sT", "-n", "-Pn", "-p", "1", "-oX", "-", "10.210.0.250")
+			res, err := r.Run(context.Background(), executor.Job{Spec: sp})
+			t.Logf("%v", err)
+			if !tc.check(err) || !res.Started.IsZero() {
+				t.Fatalf("err %v, started %v", err, res.Started)
+			}
+			jobGone(t, k, ns, strings.ToLower(sp.Name), 10*time.Second)
+			_ = r.Close(context.Background())
+		})
+	}
+}

@@ -50,10 +50,6 @@ func New(client kubernetes.Interface, cfg Config, log *slog.Logger) (*Runner, er
 // Config is the runner's configuration.
 func (r *Runner) Config() Config { return r.cfg }
 
-// unschedulableGrace is how long a pod may wait for a node before the
-// scan fails with the scheduler's reason.
-const unschedulableGrace = 15 * time.Second
-
 // drainGrace bounds the wait for the rest of the log after a kill.
 const drainGrace = 3 * time.Second
 
@@ -195,7 +191,11 @@ func (r *Runner) Run(ctx context.Context, job executor.Job) (*executor.Result, e
 				}
 				if msg, ok := unschedulable(pod); ok && unsched == nil {
 					unschedMsg = msg
-					t := time.NewTimer(unschedulableGrace)
+					grace := r.cfg.UnschedulableGrace
+					if grace <= 0 {
+						grace = 15 * time.Second
+					}
+					t := time.NewTimer(grace)
 					defer t.Stop()
 					unsched = t.C
 				}
