@@ -23,6 +23,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
@@ -466,6 +467,7 @@ func TestSweepRemovesOrphanedJobs(t *testing.T) {
 func TestClusterProblemsAreNamed(t *testing.T) {
 	k := testkit.NeedKube(t)
 	ns := k.Namespace(t, nil)
+	quotaNS := k.Namespace(t, nil)
 	for _, tc := range []struct {
 		name  string
 		shape func(*kuberunner.Config)
@@ -476,6 +478,23 @@ func TestClusterProblemsAreNamed(t *testing.T) {
 		}, func(err error) bool {
 			var ie *executor.ImageError
 			return errors.As(err, &ie) && strings.Contains(err.Error(), "ErrImagePull")
+		}},
+		{"quota", func(c *kuberunner.Config) {
+			quota := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "tiny"},
+				Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourceLimitsMemory: resource.MustParse("1Mi")}}}
+			if _, err := k.Client.CoreV1().ResourceQuotas(quotaNS).Create(context.Background(), quota, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			c.Namespace = quotaNS
+		}, func(err error) bool {
+			var re *kuberunner.RefusedError
+			return errors.As(err, &re) && re.Cause == "quota"
+		}},
+		{"forbidden", func(c *kuberunner.Config) {
+			c.Namespace = quotaNS // the default account may do nothing there
+		}, func(err error) bool {
+			var re *kuberunner.RefusedError
+			return errors.As(err, &re) && re.Cause == "forbidden" && strings.Contains(err.Error(), "rbac.yaml")
 		}},
 		{"unschedulable", func(c *kuberunner.Config) {
 			c.NodeSelector = map[string]string{"nmap-mcp.test/no-such-node": "true"}
@@ -488,7 +507,11 @@ func TestClusterProblemsAreNamed(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := k.RunnerConfig(ns, instance)
 			tc.shape(&cfg)
-			r, err := kuberunner.New(k.Client, cfg, nil)
+			client := k.Client
+			if tc.name == "forbidden" {
+				client = k.As(t, "system:serviceaccount:"+quotaNS+":default")
+			}
+			r, err := kuberunner.New(client, cfg, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -498,7 +521,7 @@ func TestClusterProblemsAreNamed(t *testing.T) {
 			if !tc.check(err) || !res.Started.IsZero() {
 				t.Fatalf("err %v, started %v", err, res.Started)
 			}
-			jobGone(t, k, ns, strings.ToLower(sp.Name), 10*time.Second)
+			jobGone(t, k, cfg.Namespace, strings.ToLower(sp.Name), 10*time.Second)
 			_ = r.Close(context.Background())
 		})
 	}
