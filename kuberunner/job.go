@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/nmap-mcp/nmap-mcp/fence"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
@@ -177,7 +178,7 @@ func JobFor(cfg Config, spec sandbox.Spec) (*batchv1.Job, error) {
 
 	labels := map[string]string{}
 	for k, v := range spec.Labels {
-		labels[k] = v
+		labels[k] = labelValue(v)
 	}
 	seccomp := &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}
 	if cfg.SeccompProfile != "" {
@@ -297,3 +298,19 @@ func fenceContainer(cfg Config, f *sandbox.Fence, seccomp *corev1.SeccompProfile
 }
 
 func ptr[T any](v T) *T { return &v }
+
+var notLabelChar = regexp.MustCompile(`[^A-Za-z0-9._-]`)
+
+// labelValue makes v a valid label value (a hostname may be longer than
+// 63 characters or hold other characters): such a Job is then never taken
+// for this host's by the sweep, and its TTL removes it.
+func labelValue(v string) string {
+	if len(validation.IsValidLabelValue(v)) == 0 {
+		return v
+	}
+	v = notLabelChar.ReplaceAllString(v, "-")
+	if len(v) > 63 {
+		v = v[:63]
+	}
+	return strings.Trim(v, "-._")
+}

@@ -134,3 +134,15 @@ func TestShapeSaysWhatRuns(t *testing.T) {
 		t.Errorf("%s %s", s.NetworkLine(), s.SeccompID)
 	}
 }
+
+func TestLabelValues(t *testing.T) {
+	for in, want := range map[string]string{
+		"node-1.lab":                  "node-1.lab",
+		"host_with space":             "host_with-space",
+		strings.Repeat("a", 70) + ".": strings.Repeat("a", 63),
+	} {
+		if got := labelValue(in); got != want {
+			t.Errorf("labelValue(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
