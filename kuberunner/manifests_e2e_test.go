@@ -50,6 +50,21 @@ func manifests(t *testing.T) []*unstructured.Unstructured {
 	return objs
 }
 
+// localize moves a namespaced object, and a RoleBinding's subjects, from
+// the namespaces the manifests name to the test's.
+func localize(o *unstructured.Unstructured, rename map[string]string) {
+	o.SetNamespace(rename[o.GetNamespace()])
+	if o.GetKind() != "RoleBinding" {
+		return
+	}
+	subs, _, _ := unstructured.NestedSlice(o.Object, "subjects")
+	for _, s := range subs {
+		sm := s.(map[string]any)
+		sm["namespace"] = rename[sm["namespace"].(string)]
+	}
+	_ = unstructured.SetNestedSlice(o.Object, subs, "subjects")
+}
+
 // The manifests pass the real API server's server-side dry-run (schema,
 // admission, Pod Security of their namespaces), each namespaced object in
 // a test namespace standing for the one it names.
@@ -69,16 +84,8 @@ func TestManifestsPassServerSideDryRun(t *testing.T) {
 		kinds[gvk.Kind]++
 		ri := dc.Resource(m.Resource)
 		var err2 error
-		if ns := o.GetNamespace(); ns != "" {
-			o.SetNamespace(rename[ns])
-			if gvk.Kind == "RoleBinding" {
-				subs, _, _ := unstructured.NestedSlice(o.Object, "subjects")
-				for _, s := range subs {
-					sm := s.(map[string]any)
-					sm["namespace"] = rename[sm["namespace"].(string)]
-				}
-				_ = unstructured.SetNestedSlice(o.Object, subs, "subjects")
-			}
+		if o.GetNamespace() != "" {
+			localize(o, rename)
 			_, err2 = ri.Namespace(o.GetNamespace()).Create(context.Background(), o, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		} else {
 			_, err2 = ri.Create(context.Background(), o, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
@@ -109,15 +116,7 @@ func TestRoleIsEnoughForTheRunner(t *testing.T) {
 		default:
 			continue
 		}
-		o.SetNamespace(rename[o.GetNamespace()])
-		if o.GetKind() == "RoleBinding" {
-			subs, _, _ := unstructured.NestedSlice(o.Object, "subjects")
-			for _, s := range subs {
-				sm := s.(map[string]any)
-				sm["namespace"] = rename[sm["namespace"].(string)]
-			}
-			_ = unstructured.SetNestedSlice(o.Object, subs, "subjects")
-		}
+		localize(o, rename)
 		gvk := o.GroupVersionKind()
 		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 		if err != nil {
