@@ -154,10 +154,12 @@ func (r *Runner) Shape(spec sandbox.Spec) sandbox.Spec {
 	return spec
 }
 
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
 // jobName is the Job's name for a spec: a DNS label.
 func jobName(spec sandbox.Spec) (string, error) {
 	n := strings.ToLower(spec.Name)
-	if len(n) > 63 || !regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`).MatchString(n) {
+	if len(n) > 63 || !dnsLabel.MatchString(n) {
 		return "", fmt.Errorf("job name %q: must be a DNS label of at most 63 characters", n)
 	}
 	return n, nil

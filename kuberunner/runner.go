@@ -206,11 +206,9 @@ func (r *Runner) Run(ctx context.Context, job executor.Job) (*executor.Result, e
 			}
 			if !started && (cs.State.Running != nil || cs.State.Terminated != nil) {
 				started = true
+				// When the runner sees it: the API's start time has only
+				// second precision. The wall clock counts from here.
 				res.Started = time.Now()
-				if cs.State.Running != nil && !cs.State.Running.StartedAt.IsZero() && cs.State.Running.StartedAt.Time.Before(res.Started) {
-					// The API's second-precision time is only a floor.
-					res.Started = maxTime(cs.State.Running.StartedAt.Time, res.Started.Add(-time.Second))
-				}
 				emit("started", "pod "+pod.Name)
 				if err := r.checkImage(cs); err != nil && failure == nil {
 					failure = err
@@ -496,11 +494,4 @@ func logsDoneC(c chan struct{}) chan struct{} {
 		return nil
 	}
 	return c
-}
-
-func maxTime(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
 }
