@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -90,20 +89,7 @@ func TestHistoryAndDiff(t *testing.T) {
 	}
 	out1 := validateStructured(t, tools, "nmap_scan", res1)
 
-	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-	if err != nil {
-		t.Fatalf("open the listener between the scans: %v", err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	testkit.ListenOn(t, port) // opened between the scans
 	res2, text2 := call(t, s, "nmap_scan", args)
 	if res2.IsError || !strings.Contains(text2, fmt.Sprintf("%d/tcp open", port)) {
 		t.Fatalf("second scan: %s", text2)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -130,19 +129,7 @@ func watchOverMCP(t *testing.T, proto string) {
 	drain()
 
 	// Open the second port: the next run reports it opened.
-	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p2))
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	ln := testkit.ListenOn(t, p2)
 	expectUpdate := func(what string) {
 		t.Helper()
 		select {

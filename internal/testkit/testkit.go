@@ -151,9 +151,17 @@ func (e *Env) ContainerGone(ctx context.Context, id string) bool {
 // connections until the test ends, and returns its port.
 func TCPListener(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return ListenOn(t, 0).Addr().(*net.TCPAddr).Port
+}
+
+// ListenOn opens a TCP listener on 127.0.0.1:port (0: any free port) that
+// accepts and closes connections until it is closed or the test ends, so
+// that a test can open and close a port between two scans.
+func ListenOn(t testing.TB, port int) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
-		t.Fatalf("listen tcp: %v", err)
+		t.Fatalf("listen tcp on port %d: %v", port, err)
 	}
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -168,7 +176,7 @@ func TCPListener(t testing.TB) int {
 		}
 	}()
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	return ln.Addr().(*net.TCPAddr).Port
+	return ln
 }
 
 // ClosedTCPPort returns a loopback TCP port that nothing listens on.
