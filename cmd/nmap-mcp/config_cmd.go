@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"time"
@@ -55,17 +54,8 @@ func cmdConfig(args []string, stdout, stderr io.Writer) error {
 
 func cmdAudit(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	const usage = "Usage: nmap-mcp audit verify [--audit PATH]   check the hash chain (across rotated files)\n       nmap-mcp audit tail [--audit PATH] [-n N]  show the latest records\n       nmap-mcp audit rotate [--audit PATH]   start a new file that continues the chain\n"
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprint(stderr, usage)
-		if len(args) == 0 {
-			return &exitCode{2}
-		}
-		return nil
-	}
-	fs := flag.NewFlagSet("audit "+args[0], flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var s settings
-	if err := s.register(fs, args[1:]); err != nil {
+	sub, fs, s, ok, err := subcommand("audit", usage, args, stderr)
+	if !ok {
 		return err
 	}
 	n := fs.Int("n", 20, "records to show (tail)")
@@ -79,7 +69,7 @@ func cmdAudit(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	switch args[0] {
+	switch sub {
 	case "verify":
 		rep, err := audit.Verify(path)
 		for _, n := range rep.Notes {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"time"
@@ -21,18 +20,8 @@ func cmdScans(ctx context.Context, args []string, stdout, stderr io.Writer) erro
   nmap-mcp scans diff [--html] ID_A ID_B
   nmap-mcp scans diff [--html] --target T      (its latest two finished scans)
 `
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprint(stderr, usage)
-		if len(args) == 0 {
-			return &exitCode{2}
-		}
-		return nil
-	}
-	sub := args[0]
-	fs := flag.NewFlagSet("scans "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var set settings
-	if err := set.register(fs, args[1:]); err != nil {
+	sub, fs, set, ok, err := subcommand("scans", usage, args, stderr)
+	if !ok {
 		return err
 	}
 	target := fs.String("target", "", "only scans that listed this target (list, diff)")

@@ -27,6 +27,28 @@ type settings struct {
 	layers     *config.Layers
 }
 
+// subcommand starts a command that has sub-commands (audit, scans,
+// watch): with no arguments, or -h, it prints usage and ok is false (err
+// says the exit for no arguments); otherwise it returns the sub-command and
+// a flag set named "CMD SUB" on which the shared settings are registered.
+func subcommand(cmd, usage string, args []string, stderr io.Writer) (sub string, fs *flag.FlagSet, s *settings, ok bool, err error) {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(stderr, usage)
+		if len(args) == 0 {
+			return "", nil, nil, false, &exitCode{2}
+		}
+		return "", nil, nil, false, nil
+	}
+	sub = args[0]
+	fs = flag.NewFlagSet(cmd+" "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	s = &settings{}
+	if err := s.register(fs, args[1:]); err != nil {
+		return "", nil, nil, false, err
+	}
+	return sub, fs, s, true, nil
+}
+
 // register adds the shared flags to fs, with defaults from the file
 // overridden by the environment. Call parsed after fs.Parse.
 func (s *settings) register(fs *flag.FlagSet, args []string) error {

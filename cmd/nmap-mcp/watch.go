@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -25,18 +24,8 @@ func cmdWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
   nmap-mcp watch rm NAME
 Watches run while nmap-mcp serve runs; each run is an ordinary scan, compared with the last.
 `
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprint(stderr, usage)
-		if len(args) == 0 {
-			return &exitCode{2}
-		}
-		return nil
-	}
-	sub := args[0]
-	fs := flag.NewFlagSet("watch "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var set settings
-	if err := set.register(fs, args[1:]); err != nil {
+	sub, fs, set, ok, err := subcommand("watch", usage, args, stderr)
+	if !ok {
 		return err
 	}
 	var (
@@ -70,12 +59,12 @@ Watches run while nmap-mcp serve runs; each run is an ordinary scan, compared wi
 		}
 		defer closeLog()
 		// The full stack: the policy checks the scan (scope, scripts).
-		st, err := bringUp(ctx, &set, logger, stderr, nil, true, scans.Config{Concurrency: 1})
+		st, err := bringUp(ctx, set, logger, stderr, nil, true, scans.Config{Concurrency: 1})
 		if err != nil {
 			return err
 		}
 		defer st.close()
-		ws := watches.New(st.store, st.scans, watchConfig(&set), logger)
+		ws := watches.New(st.store, st.scans, watchConfig(set), logger)
 		w, err := ws.Create(ctx, pos[0], req, *every, *webhook)
 		if err != nil {
 			return err
