@@ -9,23 +9,31 @@ import (
 )
 
 // RefusedError says that the cluster would not run a scan's pod, and why:
-// Cause is "pod-security", "quota", "forbidden", "unschedulable" or the
-// kubelet's reason.
+// Cause is "pod-security", "admission-policy", "quota", "forbidden",
+// "unschedulable" or the kubelet's reason.
 type RefusedError struct {
 	Cause     string
 	Namespace string
 	// Level is the Pod Security level that refused it (e.g.
 	// "restricted:latest"), when Cause is "pod-security".
-	Level   string
-	Message string
+	Level string
+	// Policy is the ValidatingAdmissionPolicy (and Binding its binding)
+	// that refused it, when Cause is "admission-policy".
+	Policy, Binding string
+	Message         string
 }
 
 func (e *RefusedError) Error() string {
 	switch e.Cause {
 	case "pod-security":
 		return fmt.Sprintf("kubernetes refused the scan's pod: namespace %s enforces Pod Security %q, which forbids it (%s); "+
-			"connect and ping scans meet \"restricted\", SYN/UDP/OS scans need \"baseline\" (NET_RAW), and a fenced scan's init container needs \"privileged\" (NET_ADMIN)",
+			"unfenced connect and ping scans meet \"restricted\"; SYN/UDP/OS scans (NET_RAW, which \"baseline\" does not allow) "+
+			"and a fenced scan's init container (NET_ADMIN) need \"privileged\", with deploy/kubernetes/admission.yaml to narrow it",
 			e.Namespace, e.Level, e.Message)
+	case "admission-policy":
+		return fmt.Sprintf("kubernetes refused the scan in namespace %s: ValidatingAdmissionPolicy %s (binding %s) denied it: %s; "+
+			"the policy admits only the runner's own Jobs: check that its image is kubernetes.image (deploy/kubernetes/admission.yaml)",
+			e.Namespace, e.Policy, e.Binding, e.Message)
 	case "quota":
 		return fmt.Sprintf("kubernetes refused the scan's pod: a resource quota of namespace %s is exhausted (%s)", e.Namespace, e.Message)
 	case "forbidden":
@@ -42,11 +50,20 @@ func (e *ImagePinError) Error() string {
 	return fmt.Sprintf("the scan's pod ran image %s, not the configured pin %s (kubernetes.image); the result is not accepted", e.Got, e.Want)
 }
 
-var psaLevel = regexp.MustCompile(`violates PodSecurity "([^"]+)"`)
+var (
+	psaLevel = regexp.MustCompile(`violates PodSecurity "([^"]+)"`)
+	// The API server's words for a ValidatingAdmissionPolicy's denial.
+	vapDenied = regexp.MustCompile(`ValidatingAdmissionPolicy '([^']+)'(?: with binding '([^']+)')? denied request: `)
+)
 
-// refused turns the message of a refused pod creation into an error.
+// refused turns the message of a refused creation (the Job's, or its pod's
+// in a FailedCreate event) into an error.
 func refused(namespace, msg string) error {
 	msg = strings.TrimPrefix(msg, "Error creating: ")
+	if m := vapDenied.FindStringSubmatchIndex(msg); m != nil {
+		return &RefusedError{Cause: "admission-policy", Namespace: namespace, Policy: msg[m[2]:m[3]],
+			Binding: substr(msg, m[4], m[5]), Message: msg[m[1]:]}
+	}
 	if m := psaLevel.FindStringSubmatch(msg); m != nil {
 		detail := msg
 		if i := strings.Index(msg, m[0]); i >= 0 {
@@ -63,10 +80,18 @@ func refused(namespace, msg string) error {
 	return &RefusedError{Cause: "pod creation failed", Namespace: namespace, Message: msg}
 }
 
+// substr is s[i:j], or "" for an unmatched group (-1).
+func substr(s string, i, j int) string {
+	if i < 0 {
+		return ""
+	}
+	return s[i:j]
+}
+
 // apiErr names what the runner was doing when the API said no.
 func (r *Runner) apiErr(what string, err error) error {
 	switch {
-	case apierrors.IsForbidden(err):
+	case apierrors.IsForbidden(err), vapDenied.MatchString(err.Error()):
 		return fmt.Errorf("%s: %w", what, refused(r.cfg.Namespace, err.Error()))
 	case apierrors.IsNotFound(err):
 		return fmt.Errorf("%s: namespace %s or the resource does not exist (kubernetes.namespace): %w", what, r.cfg.Namespace, err)

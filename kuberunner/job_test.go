@@ -102,7 +102,7 @@ func TestRefusedNamesTheCause(t *testing.T) {
 	err := refused("scans", `Error creating: pods "x" is forbidden: violates PodSecurity "restricted:latest": unrestricted capabilities`)
 	var re *RefusedError
 	if !errors.As(err, &re) || re.Cause != "pod-security" || re.Level != "restricted:latest" ||
-		!strings.Contains(err.Error(), `"baseline"`) {
+		!strings.Contains(err.Error(), `"privileged"`) {
 		t.Errorf("%v", err)
 	}
 	err = refused("scans", `pods "x" is forbidden: exceeded quota: q, requested: cpu=1`)
@@ -143,6 +143,52 @@ func TestLabelValues(t *testing.T) {
 	} {
 		if got := labelValue(in); got != want {
 			t.Errorf("labelValue(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// The advice of a Pod Security refusal is right about the levels: NET_RAW
+// is not among "baseline"'s capabilities (pod-security-admission's
+// capabilities_baseline check), so raw scans need "privileged"; connect and
+// ping scans meet "restricted". (It said raw scans meet "baseline".)
+func TestPodSecurityAdviceNamesTheRightLevels(t *testing.T) {
+	err := refused("scans", `Error creating: pods "x" is forbidden: violates PodSecurity "baseline:latest": non-default capabilities (container "nmap" must not include "NET_RAW" in securityContext.capabilities.add)`)
+	var re *RefusedError
+	if !errors.As(err, &re) || re.Cause != "pod-security" || re.Level != "baseline:latest" {
+		t.Fatalf("%v", err)
+	}
+	msg := err.Error()
+	for _, want := range []string{`"baseline:latest"`, `NET_RAW`, `need "privileged"`, `meet "restricted"`} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("advice lacks %q: %s", want, msg)
+		}
+	}
+	if strings.Contains(msg, `need "baseline"`) {
+		t.Errorf("advice says a scan needs \"baseline\": %s", msg)
+	}
+}
+
+// A refusal by a ValidatingAdmissionPolicy (deploy/kubernetes/admission.yaml)
+// names the policy, its binding and the rule, not RBAC: the API returns it
+// as "forbidden" too, and the runner used to advise the Role.
+func TestRefusedByAdmissionPolicy(t *testing.T) {
+	for _, msg := range []string{
+		`jobs.batch "nmap-mcp-x" is forbidden: ValidatingAdmissionPolicy 'nmap-mcp-scans' with binding 'nmap-mcp-scans' denied request: every container must run the scanner image pinned in this policy (kubernetes.image): r/n@sha256:00`,
+		`Error creating: pods "nmap-mcp-x-abcde" is forbidden: ValidatingAdmissionPolicy 'nmap-mcp-scans' with binding 'nmap-mcp-scans' denied request: every container must run the scanner image pinned in this policy (kubernetes.image): r/n@sha256:00`,
+	} {
+		err := refused("scans", msg)
+		var re *RefusedError
+		if !errors.As(err, &re) || re.Cause != "admission-policy" || re.Policy != "nmap-mcp-scans" {
+			t.Fatalf("%v (%+v)", err, re)
+		}
+		s := err.Error()
+		for _, want := range []string{"ValidatingAdmissionPolicy nmap-mcp-scans", "binding nmap-mcp-scans", "every container must run the scanner image", "admission.yaml"} {
+			if !strings.Contains(s, want) {
+				t.Errorf("%q lacks %q", s, want)
+			}
+		}
+		if strings.Contains(s, "rbac.yaml") {
+			t.Errorf("a policy refusal advises RBAC: %s", s)
 		}
 	}
 }
