@@ -29,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -49,6 +50,10 @@ const (
 	// Rotated starts a trail that continues an older file (named in
 	// Outcome, in the same folder), chained to its last line.
 	Rotated = "rotated"
+	// HeadRepaired says that records were found past the head at start-up
+	// (or by another writer) and how they were taken in or moved aside
+	// (Outcome names them).
+	HeadRepaired = "head-repaired"
 )
 
 // Record is one line of the trail.
@@ -115,6 +120,23 @@ type Head struct {
 	// OpenKnown is false in heads written before the list was kept.
 	Open      []OpenScan `json:"open,omitempty"`
 	OpenKnown bool       `json:"open_known,omitempty"`
+	// Intents is true in heads written by a writer that writes the head's
+	// intent before each write of lines: past such a head, a line that
+	// Pending does not name was written by someone else.
+	Intents bool `json:"intents,omitempty"`
+	// Pending is the write in progress when this head was written; it is
+	// cleared when the head moves past it.
+	Pending *Intent `json:"pending,omitempty"`
+}
+
+// Intent names a write of lines before it is made: where it starts in
+// the file, its length and SHA-256, and the head it leads to.
+type Intent struct {
+	Off    int64  `json:"off"`
+	Len    int64  `json:"len"`
+	SHA256 string `json:"sha256"`
+	Seq    uint64 `json:"seq"`
+	Link   string `json:"link"`
 }
 
 // OpenScan is an admitted scan without an end record.
@@ -133,7 +155,7 @@ func (h *Head) apply(r Record) {
 	switch r.Event {
 	case Admitted:
 		h.Open = append(h.Open, OpenScan{ScanID: r.ScanID, Client: r.Client, OwnerPID: r.OwnerPID, OwnerHost: r.OwnerHost})
-	case TornLine, Rotated:
+	case TornLine, Rotated, HeadRepaired:
 	default:
 		h.Open = slices.DeleteFunc(h.Open, func(o OpenScan) bool { return o.ScanID == r.ScanID })
 	}
@@ -189,14 +211,40 @@ type Log struct {
 	mu   sync.Mutex
 	path string
 	f    *os.File
+	log  *slog.Logger
 	// head is the chain's head and size the file's size when this process
-	// last wrote or read it; another process's append changes the size.
+	// last wrote or checked it. Before each append the file must still end
+	// there, or continue from there by a legitimate writer's records.
 	head Head
 	size int64
+	// old is the file this process knew, kept open when the path was
+	// found to name another file (a rotation) until the new file is
+	// checked to continue it.
+	old *os.File
+	// broken is the tampering found while the server ran: every later
+	// append is refused with it.
+	broken error
+	// pending are records the checks made necessary (a torn line or a
+	// repaired head), written before the next caller's records.
+	pending []Record
+	// afterLine, in tests, runs after a line is written and before the
+	// head moves; an error stops there, as a crash would.
+	afterLine func() error
+}
+
+// Options shape Open.
+type Options struct {
+	// Log receives what the trail's checks find: repairs at start-up and
+	// tampering while the server runs.
+	Log *slog.Logger
 }
 
 // HeadError says the trail does not match its head checkpoint: records
-// were cut off the end, or the trail was emptied or replaced.
+// were cut off the end, or the trail was emptied, replaced, or appended
+// to by someone else. At start-up nothing is opened; while a server
+// runs, every later append is refused with it (so scans are refused, as
+// when the trail cannot be written), until the trail is inspected and
+// the server restarted.
 type HeadError struct {
 	Path   string
 	Reason string
@@ -207,11 +255,16 @@ func (e *HeadError) Error() string {
 		"and to start a new trail move both files aside (keep them as evidence)", e.Path, HeadPath(e.Path), e.Reason)
 }
 
-// Open opens (creating) the trail at path, moves a torn last line aside
-// (and records that), checks the trail against its head checkpoint (a
-// mismatch is a *HeadError and nothing is opened), and closes the scans of
-// dead servers with an interrupted record. It returns the IDs it closed.
-func Open(path string) (*Log, []string, error) {
+// Open opens the trail at path with no logger; see OpenWith.
+func Open(path string) (*Log, []string, error) { return OpenWith(path, Options{}) }
+
+// OpenWith opens (creating) the trail at path, moves a torn last line
+// aside (and records that), checks the trail against its head checkpoint
+// (a mismatch is a *HeadError and nothing is opened; a record written
+// just before a crash, before its head, is completed, logged and
+// recorded), and closes the scans of dead servers with an interrupted
+// record. It returns the IDs it closed.
+func OpenWith(path string, o Options) (*Log, []string, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, nil, fmt.Errorf("audit trail %s: create its folder: %w", path, err)
 	}
@@ -219,7 +272,10 @@ func Open(path string) (*Log, []string, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("audit trail %s: %w", path, err)
 	}
-	l := &Log{path: path, f: f}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	l := &Log{path: path, f: f, log: o.Log}
 	closed, err := l.start()
 	if err != nil {
 		f.Close()
@@ -232,12 +288,21 @@ func Open(path string) (*Log, []string, error) {
 func (l *Log) Path() string { return l.path }
 
 // Close closes the file.
-func (l *Log) Close() error { return l.f.Close() }
+func (l *Log) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.old != nil {
+		l.old.Close()
+		l.old = nil
+	}
+	return l.f.Close()
+}
 
 // lock takes the trail's file lock. When the trail was rotated meanwhile
 // (by `audit rotate` in another process), the file at path is no longer
 // ours: it is opened and locked instead, so that no record lands in the
-// rotated-out file.
+// rotated-out file, and the file this process knew is kept (l.old) for
+// catchUp to check that the new one continues it.
 func (l *Log) lock() error {
 	for range 10 {
 		if err := syscall.Flock(int(l.f.Fd()), syscall.LOCK_EX); err != nil {
@@ -253,8 +318,12 @@ func (l *Log) lock() error {
 		if err != nil {
 			return err
 		}
-		l.f.Close()
-		l.f, l.size = f, -1 // re-read the new file's tail and head
+		if l.old == nil {
+			l.old = l.f
+		} else {
+			l.f.Close()
+		}
+		l.f = f
 	}
 	return errors.New("the trail keeps being replaced")
 }
@@ -275,6 +344,11 @@ func (l *Log) Rotate() (string, error) {
 	defer l.unlock()
 	if err := l.catchUp(); err != nil {
 		return "", err
+	}
+	if len(l.pending) > 0 {
+		if err := l.appendLocked(); err != nil {
+			return "", err
+		}
 	}
 	old := l.path + "." + time.Now().UTC().Format("20060102T150405.000000000Z")
 	if err := os.Rename(l.path, old); err != nil {
@@ -310,11 +384,14 @@ func (l *Log) start() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	if torn != "" {
+		l.pending = append(l.pending, Record{Event: TornLine, Outcome: torn})
+	}
 	if err := l.checkHead(); err != nil {
 		return nil, err
 	}
-	if torn != "" {
-		if err := l.appendLocked(Record{Event: TornLine, Outcome: torn}); err != nil {
+	if len(l.pending) > 0 {
+		if err := l.appendLocked(); err != nil {
 			return nil, err
 		}
 	}
@@ -341,23 +418,127 @@ func (l *Log) moveTornTail() (string, error) {
 	if last[len(last)-1] == '\n' && json.Unmarshal(last, &r) == nil {
 		return "", nil
 	}
-	aside := fmt.Sprintf("%s.torn-%d", l.path, time.Now().UnixNano())
-	if err := os.WriteFile(aside, last, 0o600); err != nil {
-		return "", fmt.Errorf("audit trail %s: keep its torn last line in %s: %w", l.path, aside, err)
+	aside, err := l.moveAside(start, size, "torn")
+	if err != nil {
+		return "", err
 	}
-	if err := l.f.Truncate(start); err != nil {
-		return "", fmt.Errorf("audit trail %s: cut its torn last line: %w", l.path, err)
+	return fmt.Sprintf("a torn last line of %d bytes (a write cut short) was moved to %s", size-start, aside), nil
+}
+
+// moveAside keeps the bytes from..size of the trail in PATH.KIND-TIME and
+// cuts the trail back to from.
+func (l *Log) moveAside(from, size int64, kind string) (string, error) {
+	b := make([]byte, size-from)
+	if _, err := l.f.ReadAt(b, from); err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("audit trail %s: %w", l.path, err)
+	}
+	aside := fmt.Sprintf("%s.%s-%d", l.path, kind, time.Now().UnixNano())
+	if err := os.WriteFile(aside, b, 0o600); err != nil {
+		return "", fmt.Errorf("audit trail %s: keep its cut-short end in %s: %w", l.path, aside, err)
+	}
+	if err := l.f.Truncate(from); err != nil {
+		return "", fmt.Errorf("audit trail %s: cut its cut-short end: %w", l.path, err)
 	}
 	if err := l.f.Sync(); err != nil {
 		return "", fmt.Errorf("audit trail %s: fsync: %w", l.path, err)
 	}
-	return fmt.Sprintf("a torn last line of %d bytes (a write cut short) was moved to %s", len(last), aside), nil
+	return aside, nil
 }
 
-// checkHead compares the trail's last record with the head checkpoint.
-// A trail one record ahead of its head, chained to it, is a crash between
-// the two writes: the head is brought up to date. A missing head (a trail
-// from before heads, or a new trail) is written now.
+// past is how a trail whose last line is past its head came to be.
+type past int
+
+const (
+	pastNone    past = iota // the trail ends at its head
+	pastCrash               // the head's intent names exactly the lines past it: a crash before the head moved
+	pastCut                 // the head's intent names a longer write: a crash in the middle of it
+	pastLegacy              // one chained record past a head that kept no intents: a crash, or someone else
+	pastForeign             // lines past the head that no intent names: someone else wrote them
+)
+
+// explainPast says why the trail (tail t of file f) is past its head h.
+// from is the offset of the first line past the head, when known.
+func explainPast(f *os.File, h Head, t tailInfo) (past, string, error) {
+	if t.size == 0 || t.head.Seq <= h.Seq || h.same(t.head) {
+		return pastNone, "", nil
+	}
+	if p := h.Pending; p != nil && p.Off < t.size {
+		if t.size == p.Off+p.Len && p.Seq == t.head.Seq && p.Link == t.head.Link {
+			sum, err := hashRange(f, p.Off, p.Len)
+			if err != nil {
+				return pastNone, "", err
+			}
+			if sum == p.SHA256 {
+				return pastCrash, fmt.Sprintf("%s written without its head: the head's intent names %s (a crash between writing the line and moving the head)",
+					recordsName(h.Seq+1, t.head.Seq), them(h.Seq+1, t.head.Seq)), nil
+			}
+		}
+		if t.size < p.Off+p.Len && t.head.Seq < p.Seq {
+			ok, err := lineEndsAt(f, p.Off, h)
+			if err != nil {
+				return pastNone, "", err
+			}
+			if ok {
+				return pastCut, fmt.Sprintf("%s written without its head, the first part of a write of %d bytes the head's intent names (a crash in the middle of the write)",
+					recordsName(h.Seq+1, t.head.Seq), p.Len), nil
+			}
+		}
+	}
+	if !h.Intents && h.Seq+1 == t.head.Seq && t.last.Prev == h.Link {
+		return pastLegacy, fmt.Sprintf("record %d was written without its head (a crash, or an append by someone else: the head, written before heads kept intents, cannot tell)", t.head.Seq), nil
+	}
+	return pastForeign, fmt.Sprintf("%s written without its head, and no intent in the head names %s: an append by someone else",
+		recordsName(h.Seq+1, t.head.Seq), them(h.Seq+1, t.head.Seq)), nil
+}
+
+func recordsName(a, b uint64) string {
+	if a == b {
+		return fmt.Sprintf("record %d was", a)
+	}
+	return fmt.Sprintf("records %d to %d were", a, b)
+}
+
+func them(a, b uint64) string {
+	if a == b {
+		return "it"
+	}
+	return "them"
+}
+
+// hashRange is the SHA-256 (hex) of n bytes of f from off.
+func hashRange(f *os.File, off, n int64) (string, error) {
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, off, n)); err != nil {
+		return "", fmt.Errorf("audit trail %s: %w", f.Name(), err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// lineEndsAt reports whether the line that ends at off is the head h's
+// record (off 0: h is the empty chain, or a rotated file's start).
+func lineEndsAt(f *os.File, off int64, h Head) (bool, error) {
+	if off == 0 {
+		return true, nil
+	}
+	_, line, err := lastLine(f, off)
+	if err != nil {
+		return false, err
+	}
+	line = bytes.TrimRight(line, "\n")
+	var r Record
+	if json.Unmarshal(line, &r) != nil {
+		return false, nil
+	}
+	return r.Seq == h.Seq && link(r, line) == h.Link, nil
+}
+
+// checkHead compares the trail's last record with the head checkpoint
+// at start-up. Lines past the head that its intent names (a crash
+// before the head moved) are adopted; the first part of a write cut short
+// is moved aside; one record past a head from before intents is adopted
+// as before, but named. Each repair is logged and recorded. Anything else
+// is a *HeadError. A missing head (a trail from before heads, or a new
+// trail) is written now.
 func (l *Log) checkHead() error {
 	tail, err := l.tail()
 	if err != nil {
@@ -367,8 +548,31 @@ func (l *Log) checkHead() error {
 	if err != nil {
 		return err
 	}
+	var repaired string
+	adoptFrom := tail.off
 	if ok {
-		if reason := headMismatch(head, tail); reason != "" {
+		kind, why, err := explainPast(l.f, head, tail)
+		if err != nil {
+			return err
+		}
+		switch kind {
+		case pastCrash:
+			repaired, adoptFrom = why, head.Pending.Off
+		case pastLegacy:
+			repaired = why
+		case pastCut:
+			aside, err := l.moveAside(head.Pending.Off, tail.size, "cut")
+			if err != nil {
+				return err
+			}
+			repaired = why + "; moved to " + aside
+			if tail, err = l.tail(); err != nil {
+				return err
+			}
+		case pastForeign:
+			return &HeadError{Path: l.path, Reason: why}
+		}
+		if reason := headMismatch(head, tail); reason != "" && kind == pastNone {
 			return &HeadError{Path: l.path, Reason: reason}
 		}
 	}
@@ -376,10 +580,15 @@ func (l *Log) checkHead() error {
 	switch {
 	case ok && head.OpenKnown && head.same(tail.head):
 		next.Open, next.OpenKnown = head.Open, true
-	case ok && head.OpenKnown && head.Seq+1 == tail.head.Seq:
-		// The crash between the two writes: move the list past the record.
+	case ok && head.OpenKnown && repaired != "":
+		// Move the list past the adopted records.
 		next.Open, next.OpenKnown = head.Open, true
-		next.apply(tail.last)
+		if err := eachLineFrom(l.f, adoptFrom, tail.size, func(r Record, _ []byte) error {
+			next.apply(r)
+			return nil
+		}); err != nil {
+			return err
+		}
 	default:
 		// No list yet (a new trail, or one from before the list): read
 		// the trail once to make it.
@@ -389,8 +598,13 @@ func (l *Log) checkHead() error {
 		}
 		next.Open, next.OpenKnown = open, true
 	}
-	l.head = next
-	if !ok || !head.same(next) || !head.OpenKnown || head.Seq+1 == tail.head.Seq {
+	next.Intents = true
+	l.head, l.size = next, tail.size
+	if repaired != "" {
+		l.log.Warn("audit: repaired at start-up: "+repaired, "trail", l.path)
+		l.pending = append(l.pending, Record{Event: HeadRepaired, Outcome: repaired})
+	}
+	if !ok || !head.same(next) || !head.OpenKnown || !head.Intents || head.Pending != nil || repaired != "" {
 		return writeHead(l.path, next)
 	}
 	return nil
@@ -411,10 +625,10 @@ func (l *Log) scanOpen() ([]OpenScan, error) {
 
 // tailInfo is the trail's last record, the one before it, and the head.
 type tailInfo struct {
-	last     Record
-	prevLink string // what last.Prev should be: the link of the line before
-	head     Head
-	size     int64
+	last Record
+	off  int64 // where the last line starts
+	head Head
+	size int64
 }
 
 func (l *Log) tail() (tailInfo, error) {
@@ -422,22 +636,30 @@ func (l *Log) tail() (tailInfo, error) {
 	if err != nil {
 		return tailInfo{}, fmt.Errorf("audit trail %s: %w", l.path, err)
 	}
-	t := tailInfo{size: st.Size()}
+	return tailOf(l.f, st.Size())
+}
+
+// tailOf reads the last line of the first size bytes of f.
+func tailOf(f *os.File, size int64) (tailInfo, error) {
+	t := tailInfo{size: size}
 	if t.size == 0 {
 		return t, nil
 	}
-	_, line, err := lastLine(l.f, t.size)
+	off, line, err := lastLine(f, t.size)
 	if err != nil {
 		return tailInfo{}, err
 	}
+	t.off = off
 	line = bytes.TrimRight(line, "\n")
 	if err := json.Unmarshal(line, &t.last); err != nil {
-		return tailInfo{}, fmt.Errorf("audit trail %s: the last line is not a record (%v); run nmap-mcp audit verify", l.path, err)
+		return tailInfo{}, fmt.Errorf("audit trail %s: the last line is not a record (%v); run nmap-mcp audit verify", f.Name(), err)
 	}
 	t.head = Head{Seq: t.last.Seq, Link: link(t.last, line)}
 	return t, nil
 }
 
+// headMismatch names how a trail that does not run past its head (see
+// explainPast) fails to end at it.
 func headMismatch(h Head, t tailInfo) string {
 	switch {
 	case t.size == 0 && h.Seq > 0:
@@ -446,10 +668,6 @@ func headMismatch(h Head, t tailInfo) string {
 		return fmt.Sprintf("the trail ends at record %d, but its head says %d records were written (records were cut off the end)", t.head.Seq, h.Seq)
 	case h.Seq == t.head.Seq && h.Link != t.head.Link:
 		return fmt.Sprintf("record %d is not the one the head recorded (the trail was edited or replaced)", h.Seq)
-	case h.Seq+1 == t.head.Seq && t.last.Prev == h.Link:
-		return "" // written, but the head was not: a crash between the two
-	case h.Seq < t.head.Seq:
-		return fmt.Sprintf("the trail has record %d, but its head says %d records were written and the next does not follow it (the trail was replaced)", t.head.Seq, h.Seq)
 	}
 	return ""
 }
@@ -473,10 +691,16 @@ func (l *Log) closeOrphans() ([]string, error) {
 }
 
 // Append adds r to the trail, chained to the last record, fsyncs it, and
-// moves the head checkpoint to it.
+// moves the head checkpoint to it. It first checks that the trail still
+// ends where this process left it, or continues from there by records a
+// legitimate writer made (see catchUp); otherwise it refuses, with a
+// *HeadError, now and for every later append.
 func (l *Log) Append(r Record) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.broken != nil {
+		return l.broken
+	}
 	if err := l.lock(); err != nil {
 		return fmt.Errorf("audit trail %s: lock: %w", l.path, err)
 	}
@@ -489,6 +713,9 @@ func (l *Log) Append(r Record) error {
 func (l *Log) AppendBatch(rs []Record) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.broken != nil {
+		return l.broken
+	}
 	if err := l.lock(); err != nil {
 		return fmt.Errorf("audit trail %s: lock: %w", l.path, err)
 	}
@@ -496,50 +723,248 @@ func (l *Log) AppendBatch(rs []Record) error {
 	return l.appendLocked(rs...)
 }
 
-// catchUp re-reads the tail and the head's open list when the file is
-// not as this process left it (another process appended, or the file is
-// new to it). Called with the lock held.
+// catchUp checks, under the lock, that the trail still ends where this
+// process last left it, and takes in what other writers added since:
+// records that chain on from that point (in the same file, or in a new
+// file after a rotation whose first record is "rotated" and names the old
+// one) and end where the head checkpoint says. Legitimate writers move
+// the trail and its head under this lock, so anything else — a file
+// that shrank, an edited last line, a new file that does not continue
+// the old one, records past the head that no intent names, a head moved
+// without the trail — is tampering: a *HeadError, logged, and kept so
+// that every later append (and so every scan) is refused until the
+// trail is inspected and the server restarted, as at start-up.
 func (l *Log) catchUp() error {
+	if l.broken != nil {
+		return l.broken
+	}
+	err := l.follow()
+	var he *HeadError
+	if errors.As(err, &he) {
+		l.broken = err
+		l.log.Error("audit: the trail was changed behind the server's back; refusing to append to it, so scans are refused until it is inspected and the server restarted",
+			"trail", l.path, "reason", he.Reason)
+	}
+	return err
+}
+
+func (l *Log) tamper(format string, args ...any) error {
+	return &HeadError{Path: l.path, Reason: fmt.Sprintf(format, args...) + " while the server ran"}
+}
+
+// follow does catchUp's checks.
+func (l *Log) follow() error {
 	st, err := l.f.Stat()
 	if err != nil {
 		return fmt.Errorf("audit trail %s: %w", l.path, err)
 	}
-	if st.Size() == l.size {
-		return nil
+	known := l.head
+	if l.old != nil {
+		// A rotation: the old file from where this process left it, then
+		// the new file from its first record.
+		end, err := l.continues(l.f, 0)
+		l.old.Close()
+		l.old = nil
+		if err != nil {
+			return err
+		}
+		known = end
+	} else {
+		if st.Size() < l.size {
+			return l.tamper("the trail shrank from %d to %d bytes", l.size, st.Size())
+		}
+		ok, err := lineEndsAt(l.f, l.size, l.head)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return l.tamper("the line that ended at byte %d, record %d, was changed", l.size, l.head.Seq)
+		}
+		if st.Size() > l.size {
+			torn, err := l.moveTornTail()
+			if err != nil {
+				return err
+			}
+			if torn != "" {
+				l.pending = append(l.pending, Record{Event: TornLine, Outcome: torn})
+				if st, err = l.f.Stat(); err != nil {
+					return fmt.Errorf("audit trail %s: %w", l.path, err)
+				}
+			}
+			if known, err = l.walk(l.f, l.size, st.Size(), l.head); err != nil {
+				return err
+			}
+		}
 	}
-	// Someone else appended (or this is the first write): read the
-	// tail, and the open list that writer left in the head.
+	// The trail's end (known) against the head checkpoint.
+	h, ok, err := readHead(l.path)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return l.tamper("the head checkpoint was removed")
+	}
 	t, err := l.tail()
 	if err != nil {
 		return err
 	}
-	head, ok, err := readHead(l.path)
+	kind, why, err := explainPast(l.f, h, t)
 	if err != nil {
 		return err
 	}
-	if !ok || !head.OpenKnown || !head.same(t.head) {
-		open, err := l.scanOpen()
+	switch kind {
+	case pastNone:
+		if !h.same(known) {
+			return l.tamper("the head checkpoint says record %d, but the trail ends at record %d", h.Seq, known.Seq)
+		}
+	case pastCrash:
+		// Another writer died between its line and its head.
+		l.log.Warn("audit: repaired: "+why, "trail", l.path)
+		l.pending = append(l.pending, Record{Event: HeadRepaired, Outcome: why})
+	case pastCut:
+		aside, err := l.moveAside(h.Pending.Off, t.size, "cut")
 		if err != nil {
 			return err
 		}
-		head.Open = open
+		known = h
+		why += "; moved to " + aside
+		l.log.Warn("audit: repaired: "+why, "trail", l.path)
+		l.pending = append(l.pending, Record{Event: HeadRepaired, Outcome: why})
+	default:
+		return l.tamper("%s", why)
 	}
-	l.head = Head{Seq: t.head.Seq, Link: t.head.Link, Open: head.Open, OpenKnown: true}
-
-	l.size = st.Size()
+	if st, err = l.f.Stat(); err != nil {
+		return fmt.Errorf("audit trail %s: %w", l.path, err)
+	}
+	known.OpenKnown, known.Intents, known.Pending = true, true, nil
+	l.head, l.size = known, st.Size()
 	return nil
 }
 
-// appendLocked chains rs to the trail's end, writes them with one fsync,
-// and moves the head (and its open scans) past them. Called with the lock
-// held.
+// continues returns the chain's end at the end of f, a file this process
+// did not know, after checking that it continues the file it knew (l.old,
+// from l.size): its first record is "rotated", chains on, and names that
+// file, or names an older rotated file that does (depth counts them).
+func (l *Log) continues(f *os.File, depth int) (Head, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return Head{}, fmt.Errorf("audit trail %s: %w", f.Name(), err)
+	}
+	var first Record
+	if st.Size() > 0 {
+		_, line, err := firstLine(f)
+		if err != nil {
+			return Head{}, err
+		}
+		if json.Unmarshal(line, &first) != nil {
+			first = Record{}
+		}
+	}
+	if first.Event != Rotated {
+		return Head{}, l.tamper("the trail was replaced by a file whose first record is not %q", Rotated)
+	}
+	older := filepath.Join(filepath.Dir(l.path), filepath.Base(first.Outcome))
+	ost, err := os.Stat(older)
+	if err != nil {
+		return Head{}, l.tamper("the trail was replaced by a file that says it continues %s, which cannot be read (%v)", older, err)
+	}
+	mine, err := l.old.Stat()
+	if err != nil {
+		return Head{}, fmt.Errorf("audit trail %s: %w", l.old.Name(), err)
+	}
+	var base Head
+	switch {
+	case os.SameFile(mine, ost):
+		if mine.Size() < l.size {
+			return Head{}, l.tamper("the rotated-out trail %s shrank from %d to %d bytes", older, l.size, mine.Size())
+		}
+		if ok, err := lineEndsAt(l.old, l.size, l.head); err != nil || !ok {
+			return Head{}, l.tamper("the rotated-out trail %s no longer ends with record %d at byte %d", older, l.head.Seq, l.size)
+		}
+		if base, err = l.walk(l.old, l.size, mine.Size(), l.head); err != nil {
+			return Head{}, err
+		}
+	case depth < 8:
+		of, err := os.Open(older)
+		if err != nil {
+			return Head{}, fmt.Errorf("audit trail %s: %w", older, err)
+		}
+		base, err = l.continues(of, depth+1)
+		of.Close()
+		if err != nil {
+			return Head{}, err
+		}
+	default:
+		return Head{}, l.tamper("the trail was rotated more than 8 times since this process last wrote; it cannot follow the chain")
+	}
+	return l.walk(f, 0, st.Size(), base)
+}
+
+// walk checks the lines of f from..to chain on from h and returns the
+// head after them, its open list moved past them.
+func (l *Log) walk(f *os.File, from, to int64, h Head) (Head, error) {
+	h.Open = slices.Clone(h.Open)
+	err := eachLineFrom(f, from, to, func(r Record, line []byte) error {
+		if r.Seq != h.Seq+1 || r.Prev != h.Link || (r.V < format && r.legacyHash() != r.Hash) {
+			return l.tamper("record %d in %s does not follow record %d, the end this process knew", r.Seq, filepath.Base(f.Name()), h.Seq)
+		}
+		h.Seq, h.Link = r.Seq, link(r, line)
+		h.apply(r)
+		return nil
+	})
+	return h, err
+}
+
+// eachLineFrom calls fn with each record of f between from and to, which
+// must be whole lines.
+func eachLineFrom(f *os.File, from, to int64, fn func(r Record, line []byte) error) error {
+	sc := bufio.NewScanner(io.NewSectionReader(f, from, to-from))
+	sc.Buffer(make([]byte, 64<<10), 64<<20)
+	for sc.Scan() {
+		var r Record
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			return &HeadError{Path: f.Name(), Reason: fmt.Sprintf("a line after byte %d is not a record: %v", from, err)}
+		}
+		if err := fn(r, sc.Bytes()); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("audit trail %s: %w", f.Name(), err)
+	}
+	return nil
+}
+
+// firstLine returns the first line of f, without its newline.
+func firstLine(f *os.File) (int64, []byte, error) {
+	sc := bufio.NewScanner(io.NewSectionReader(f, 0, 1<<62))
+	sc.Buffer(make([]byte, 64<<10), 64<<20)
+	if sc.Scan() {
+		return int64(len(sc.Bytes()) + 1), sc.Bytes(), nil
+	}
+	if err := sc.Err(); err != nil {
+		return 0, nil, fmt.Errorf("audit trail %s: %w", f.Name(), err)
+	}
+	return 0, nil, nil
+}
+
+// appendLocked chains rs (after any records the checks left pending) to
+// the trail's end. It first writes the head's intent (where the write
+// starts, its length and SHA-256, and the head it leads to) durably, then
+// the lines with one fsync, then the head. A line past the head that no
+// intent names was not written by this code. Called with the lock held.
 func (l *Log) appendLocked(rs ...Record) error {
 	if err := l.catchUp(); err != nil {
 		return err
 	}
+	rs = append(l.pending, rs...)
+	l.pending = nil
+	if len(rs) == 0 {
+		return nil
+	}
 	var buf bytes.Buffer
 	head := l.head
-	head.Open, head.OpenKnown = slices.Clone(head.Open), true
+	head.Open, head.OpenKnown, head.Intents, head.Pending = slices.Clone(head.Open), true, true, nil
 	for _, r := range rs {
 		r.V, r.Seq, r.Prev, r.Hash = format, head.Seq+1, head.Link, ""
 		if r.Time.IsZero() {
@@ -557,11 +982,23 @@ func (l *Log) appendLocked(rs ...Record) error {
 		head.Seq, head.Link = r.Seq, lineHash(line)
 		head.apply(r)
 	}
+	sum := sha256.Sum256(buf.Bytes())
+	intent := l.head
+	intent.OpenKnown, intent.Intents = true, true
+	intent.Pending = &Intent{Off: l.size, Len: int64(buf.Len()), SHA256: hex.EncodeToString(sum[:]), Seq: head.Seq, Link: head.Link}
+	if err := writeHead(l.path, intent); err != nil {
+		return err
+	}
 	if _, err := l.f.Write(buf.Bytes()); err != nil {
 		return fmt.Errorf("audit trail %s: write: %w", l.path, err)
 	}
 	if err := l.f.Sync(); err != nil {
 		return fmt.Errorf("audit trail %s: fsync: %w", l.path, err)
+	}
+	if l.afterLine != nil {
+		if err := l.afterLine(); err != nil {
+			return err
+		}
 	}
 	l.head = head
 	l.size += int64(buf.Len())
@@ -674,8 +1111,33 @@ func Verify(path string) (Report, error) {
 		}
 		return rep, nil
 	}
-	if reason := headMismatch(head, tail); reason != "" {
-		return rep, &VerifyError{Reason: reason}
+	f, err := os.Open(path)
+	if err != nil {
+		return rep, fmt.Errorf("audit trail %s: %w", path, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return rep, fmt.Errorf("audit trail %s: %w", path, err)
+	}
+	if tail, err = tailOf(f, st.Size()); err != nil {
+		return rep, err
+	}
+	kind, why, err := explainPast(f, head, tail)
+	if err != nil {
+		return rep, err
+	}
+	switch kind {
+	case pastCrash, pastLegacy:
+		rep.Notes = append(rep.Notes, why+"; the next start moves the head to it and records that")
+	case pastCut:
+		rep.Notes = append(rep.Notes, why+"; the next start moves them aside and records that")
+	case pastForeign:
+		return rep, &VerifyError{Reason: why}
+	default:
+		if reason := headMismatch(head, tail); reason != "" {
+			return rep, &VerifyError{Reason: reason}
+		}
 	}
 	return rep, nil
 }
@@ -739,12 +1201,12 @@ func verifyFile(path string, depth int) (Report, tailInfo, error) {
 		case r.Seq != prevSeq+1:
 			return &VerifyError{File: name, Line: n, Reason: fmt.Sprintf("sequence %d after %d", r.Seq, prevSeq)}
 		}
-		if r.Event == TornLine {
+		if r.Event == TornLine || r.Event == HeadRepaired {
 			rep.Notes = append(rep.Notes, fmt.Sprintf("line %d (%s): %s", n, r.Time.Format(time.RFC3339), r.Outcome))
 		}
 		rep.Records++
 		prevLink, prevSeq = link(r, line), r.Seq
-		tail = tailInfo{last: r, head: Head{Seq: r.Seq, Link: prevLink}, size: 1}
+		tail = tailInfo{last: r, head: Head{Seq: r.Seq, Link: prevLink}}
 		return nil
 	})
 	if err != nil {

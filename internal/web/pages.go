@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/audit"
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
@@ -233,9 +235,9 @@ func download(w http.ResponseWriter, ctype, name string, body []byte) {
 }
 
 // WriteCSV writes one row per listed port: host, hostnames, protocol,
-// port, state, service, product, version. A cell a spreadsheet would take
-// for a formula (=, +, -, @, tab, CR) gets a leading quote: the values
-// come from scanned machines.
+// port, state, service, product, version. A cell a spreadsheet might take
+// for a formula gets a leading quote (see formulaLike): the values come
+// from scanned machines.
 func WriteCSV(w io.Writer, rec *store.Record) error {
 	cw := csv.NewWriter(w)
 	_ = cw.Write([]string{"host", "hostnames", "protocol", "port", "state", "service", "product", "version"})
@@ -246,7 +248,7 @@ func WriteCSV(w io.Writer, rec *store.Record) error {
 			for _, p := range h.Ports {
 				row := []string{addr, names, p.Protocol, strconv.Itoa(p.Port), p.State, p.Service, p.Product, p.Version}
 				for i, c := range row {
-					if c != "" && strings.ContainsRune("=+-@\t\r", rune(c[0])) {
+					if formulaLike(c) {
 						row[i] = "'" + c
 					}
 				}
@@ -259,6 +261,31 @@ func WriteCSV(w io.Writer, rec *store.Record) error {
 		return fmt.Errorf("write csv: %w", err)
 	}
 	return nil
+}
+
+// formulaSigns start a formula: the ASCII signs, their full-width forms
+// (East Asian input methods type these, and spreadsheets in those locales
+// convert them), and their small forms.
+const formulaSigns = "=+-@＝＋－＠﹦﹢﹣﹫"
+
+// formulaLike reports a cell a spreadsheet might evaluate: one that starts
+// with a control character (tab, CR, line feed: some importers drop them,
+// and what follows starts the cell), or whose first character after any
+// leading whitespace and control characters (spaces, no-break and
+// full-width spaces included: importers that trim, LibreOffice's "trim
+// spaces" and Excel's paste among them, then see the sign) is a formula
+// sign. Guarding a harmless value costs one visible quote; missing one
+// runs the scanned machine's text in the reader's spreadsheet.
+func formulaLike(c string) bool {
+	if c == "" {
+		return false
+	}
+	if r, _ := utf8.DecodeRuneInString(c); unicode.IsControl(r) {
+		return true
+	}
+	rest := strings.TrimLeftFunc(c, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) })
+	r, _ := utf8.DecodeRuneInString(rest)
+	return rest != "" && strings.ContainsRune(formulaSigns, r)
 }
 
 type diffData struct {

@@ -28,9 +28,11 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
@@ -298,11 +300,52 @@ func (h *Handler) signout(w http.ResponseWriter, r *http.Request, sess *session)
 	http.Redirect(w, r, "/signin", http.StatusSeeOther)
 }
 
-// safeNext keeps a redirect target on this server.
+// safeNext keeps a redirect target on this server. It cleans first and
+// checks what it will send (http.Redirect cleans a relative path once
+// more, so a check before cleaning is undone by a dot-segment:
+// "/./\evil.example/" became "/\evil.example/", another site to a
+// browser). A backslash or a control character anywhere — raw or
+// percent-encoded, at any depth of encoding — refuses the whole target:
+// browsers read "\" as "/" and drop tabs and line feeds from URLs. The
+// fragment is dropped. Anything refused becomes "/scans".
 func safeNext(next string) string {
-	u, err := url.Parse(next)
-	if next == "" || err != nil || u.IsAbs() || u.Host != "" || len(next) < 1 || next[0] != '/' || (len(next) > 1 && (next[1] == '/' || next[1] == '\\')) {
-		return "/scans"
+	const home = "/scans"
+	if next == "" || next[0] != '/' || unsafeInURL(next) {
+		return home
 	}
-	return next
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" || !strings.HasPrefix(u.Path, "/") {
+		return home
+	}
+	clean := path.Clean(u.Path)
+	if strings.HasSuffix(u.Path, "/") && clean != "/" {
+		clean += "/"
+	}
+	out := (&url.URL{Path: clean, RawQuery: u.RawQuery}).String()
+	// Checked again as sent: one leading slash, nothing a browser would
+	// read as an authority.
+	if !strings.HasPrefix(out, "/") || strings.HasPrefix(out, "//") || unsafeInURL(out) {
+		return home
+	}
+	return out
+}
+
+// unsafeInURL reports a backslash or a control character in s or in any
+// percent-decoding of it (bounded: a string that still decodes after
+// four rounds is refused too).
+func unsafeInURL(s string) bool {
+	for range 4 {
+		if strings.ContainsFunc(s, func(r rune) bool { return r == '\\' || r < 0x20 || r == 0x7f || unicode.IsControl(r) }) {
+			return true
+		}
+		d, err := url.PathUnescape(s)
+		if err != nil {
+			return true
+		}
+		if d == s {
+			return false
+		}
+		s = d
+	}
+	return true
 }

@@ -3,6 +3,7 @@ package web
 import (
 	"bytes"
 	"context"
+	"encoding/csv"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -243,6 +244,93 @@ func TestWatchesPage(t *testing.T) {
 	for _, want := range []string{"lab", "10.0.0.1", "22/tcp closed -&gt; open", "&lt;script&gt;x&lt;/script&gt;", `href="/watches"`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("watches page lacks %q:\n%s", want, body)
+		}
+	}
+}
+
+// Regression (issue 20, item 5): next is cleaned first and then checked,
+// so a dot-segment cannot turn it into a backslash authority after the
+// check (http.Redirect cleans the path); backslashes and control
+// characters, also percent-encoded, are refused.
+func TestSafeNextCleansThenChecks(t *testing.T) {
+	for in, want := range map[string]string{
+		`/./\evil.example/`:                  "/scans",
+		`/x/../\evil.example/`:               "/scans",
+		`/%5Cevil.example/`:                  "/scans",
+		`/%5cevil.example/`:                  "/scans",
+		`/x/..%5C%5Cevil.example`:            "/scans",
+		`/%255Cevil.example`:                 "/scans",
+		"/\t/evil.example":                   "/scans",
+		"/%09/evil.example":                  "/scans",
+		"/%0A/evil.example":                  "/scans",
+		"/scans\x7f":                         "/scans",
+		"/./evil.example":                    "/evil.example",
+		"/x/..//evil.example":                "/evil.example",
+		"/%2F%2Fevil.example":                "/evil.example",
+		"/scans/../audit?page=1":             "/audit?page=1",
+		"/scans?target=10.0.0.1&status=done": "/scans?target=10.0.0.1&status=done",
+		"/scans/abc/":                        "/scans/abc/",
+		"/scans#frag":                        "/scans",
+		"http:/evil.example":                 "/scans",
+	} {
+		got := safeNext(in)
+		if got != want {
+			t.Errorf("safeNext(%q) = %q, want %q", in, got, want)
+		}
+		// What the browser gets after http.Redirect cleans it once more.
+		rr := httptest.NewRecorder()
+		http.Redirect(rr, httptest.NewRequest(http.MethodPost, "/signin", nil), got, http.StatusSeeOther)
+		if loc := rr.Header().Get("Location"); strings.ContainsAny(loc, `\`) || strings.HasPrefix(loc, "//") || !strings.HasPrefix(loc, "/") {
+			t.Errorf("safeNext(%q): Location %q leaves this server", in, loc)
+		}
+	}
+	// Through the sign-in form, end to end.
+	_, srv := newTestView(t, false)
+	for _, next := range []string{`/./\evil.example/`, `/x/../\evil.example/`} {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/signin", strings.NewReader(url.Values{"token": {"good-token"}, "next": {next}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", srv.URL)
+		resp, err := noRedirect().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if loc := resp.Header.Get("Location"); loc != "/scans" {
+			t.Errorf("sign-in with next=%q: Location %q, want /scans", next, loc)
+		}
+	}
+}
+
+// Regression (issue 27, item 5): the formula guard also sees through
+// leading whitespace (space, tab, line feed, CR, no-break and
+// full-width spaces), catches a cell starting with a line feed, and the
+// full-width ＝ ＋ － ＠ that East Asian spreadsheets take as the ASCII
+// signs; ordinary values are untouched.
+func TestCSVFormulaGuard(t *testing.T) {
+	guarded := []string{"=1+1", "+1", "-1", "@SUM(A1)", "\t=1", "\r=1", "\n=1", " =1+1", "  @x", "\u00a0=1", "\u3000=1",
+		"＝1+1", "＋1", "－1", "＠SUM(A1)", " ＝1", "\n", "\r", "\t"}
+	plain := []string{"http", "OpenSSH 9.2p1", "1.0", "a=b", "x-y", "", "open|filtered"}
+	var ports []results.Port
+	for _, v := range append(append([]string{}, guarded...), plain...) {
+		ports = append(ports, results.Port{Protocol: "tcp", Port: 80, State: "open", Version: v})
+	}
+	var b bytes.Buffer
+	if err := WriteCSV(&b, &store.Record{Result: &results.Result{Hosts: []results.Host{{Addresses: []string{"10.0.0.1"}, Ports: ports}}}}); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(&b).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows = rows[1:]
+	for i, v := range guarded {
+		if got := rows[i][7]; got != "'"+v {
+			t.Errorf("cell %q written as %q, want it guarded with a leading quote", v, got)
+		}
+	}
+	for i, v := range plain {
+		if got := rows[len(guarded)+i][7]; got != v {
+			t.Errorf("cell %q written as %q, want it unchanged", v, got)
 		}
 	}
 }
