@@ -3,7 +3,9 @@
 // constant time), an Origin allowlist against DNS rebinding, mcp-go's Host
 // check, a bounded request body, /healthz and /metrics, and a drain on
 // shutdown. The token's name is the client identity for logs, the audit
-// trail and budgets.
+// trail and budgets. MCP sessions are bound to their client when minted
+// and bounded (sessions.go); connections are bounded per address and kept
+// for authenticated work (conns.go).
 package httpapi
 
 import (
@@ -28,7 +30,6 @@ import (
 	"time"
 
 	"github.com/mark3labs/mcp-go/server"
-	"golang.org/x/net/netutil"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/mcpserver"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
@@ -70,6 +71,17 @@ type Config struct {
 	// MaxConnections bounds open connections (default 256); more wait
 	// to be accepted.
 	MaxConnections int
+	// MaxConnectionsPerAddress bounds one source address's (IPv6: /64)
+	// open connections (default 64, at most MaxConnections).
+	MaxConnectionsPerAddress int
+	// SessionIdle ends an MCP session after this long with no request
+	// (default 30 min).
+	SessionIdle time.Duration
+	// MaxSessions bounds open MCP sessions (default 1000), and
+	// MaxSessionsPerClient one client's (default 64); initialize is
+	// refused at either cap.
+	MaxSessions          int
+	MaxSessionsPerClient int
 }
 
 // Server timeouts. Calls to /mcp may stream for as long as a scan runs
@@ -84,8 +96,9 @@ const (
 	// healthTTL is how long a health answer is reused: /healthz needs no
 	// token, so it must not cost engine calls per request.
 	healthTTL = 2 * time.Second
-	// maxSessions bounds the session-to-client bindings kept.
-	maxSessions = 10000
+	// Connection defaults.
+	DefaultMaxConnections           = 256
+	DefaultMaxConnectionsPerAddress = 64
 )
 
 // isLoopback reports whether a listen address is on loopback.
@@ -114,6 +127,18 @@ func (c Config) Validate() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("http: give both tls_cert and tls_key, or neither")
+	}
+	for _, n := range []struct {
+		key string
+		v   int
+	}{{"max_connections", c.MaxConnections}, {"max_connections_per_address", c.MaxConnectionsPerAddress},
+		{"max_sessions", c.MaxSessions}, {"max_sessions_per_client", c.MaxSessionsPerClient}} {
+		if n.v < 0 {
+			return fmt.Errorf("http.%s %d: must be 0 (the default) or more", n.key, n.v)
+		}
+	}
+	if c.SessionIdle < 0 {
+		return fmt.Errorf("http.session_idle_seconds %s: must be 0 (the default) or more", c.SessionIdle)
 	}
 	return nil
 }
@@ -144,11 +169,14 @@ type Server struct {
 	mcp      *server.StreamableHTTPServer
 	draining atomic.Bool
 
-	// sessions maps each MCP session id to the client that created it: a
-	// session used with another client's token is not found.
-	sessMu   sync.Mutex
-	sessions map[string]string
-	order    []string // session ids in the order they were bound
+	// sessions binds each MCP session id to the client that minted it.
+	sessions *sessionTable
+	// conns is the listener's gate, once Serve runs.
+	conns *connLimiter
+	// bg ends the session sweeper.
+	bg     context.Context
+	stopBg context.CancelFunc
+	bgDone sync.WaitGroup
 
 	// loopback is true when the listener is on a loopback address.
 	loopback bool
@@ -180,11 +208,28 @@ func New(cfg Config, d Deps) (*Server, error) {
 		d.Refused = func(string) {}
 	}
 	if cfg.MaxConnections <= 0 {
-		cfg.MaxConnections = 256
+		cfg.MaxConnections = DefaultMaxConnections
 	}
-	s := &Server{cfg: cfg, d: d, sessions: map[string]string{}, loopback: isLoopback(cfg.Addr)}
+	if cfg.MaxConnectionsPerAddress <= 0 {
+		cfg.MaxConnectionsPerAddress = DefaultMaxConnectionsPerAddress
+	}
+	cfg.MaxConnectionsPerAddress = min(cfg.MaxConnectionsPerAddress, cfg.MaxConnections)
+	if cfg.SessionIdle <= 0 {
+		cfg.SessionIdle = DefaultSessionIdle
+	}
+	if cfg.MaxSessions <= 0 {
+		cfg.MaxSessions = DefaultMaxSessions
+	}
+	if cfg.MaxSessionsPerClient <= 0 {
+		cfg.MaxSessionsPerClient = DefaultMaxSessionsPerClient
+	}
+	s := &Server{cfg: cfg, d: d, loopback: isLoopback(cfg.Addr),
+		sessions: newSessionTable(cfg.SessionIdle, cfg.MaxSessions, cfg.MaxSessionsPerClient)}
+	s.bg, s.stopBg = context.WithCancel(context.Background())
 	s.mcp = server.NewStreamableHTTPServer(d.MCP,
 		server.WithEndpointPath("/mcp"),
+		// Session ids are minted bound to the caller's client.
+		server.WithSessionIdManagerResolver(s.sessions),
 		server.WithHeartbeatInterval(30*time.Second),
 		server.WithHTTPContextFunc(func(ctx context.Context, r *http.Request) context.Context {
 			id, ok := r.Context().Value(clientKey{}).(identity)
@@ -212,16 +257,30 @@ func New(cfg Config, d Deps) (*Server, error) {
 		mux.Handle("/", view)
 	}
 	s.http = &http.Server{Addr: cfg.Addr, Handler: mux, ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout,
-		WriteTimeout: writeTimeout, IdleTimeout: idleTimeout}
+		WriteTimeout: writeTimeout, IdleTimeout: idleTimeout,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if tc := tracked(c); tc != nil {
+				return context.WithValue(ctx, connKey{}, tc)
+			}
+			return ctx
+		}}
 	return s, nil
 }
 
 // Handler is the server's HTTP handler (for tests).
 func (s *Server) Handler() http.Handler { return s.http.Handler }
 
-// Serve serves on ln until Shutdown, with at most MaxConnections open.
+// Serve serves on ln until Shutdown, with at most MaxConnections open
+// (see conns.go), and ends idle sessions meanwhile. Call it once.
 func (s *Server) Serve(ln net.Listener) error {
-	ln = netutil.LimitListener(ln, s.cfg.MaxConnections)
+	s.conns = newConnLimiter(ln, s.cfg.MaxConnections, s.cfg.MaxConnectionsPerAddress, s.d.Refused)
+	s.http.ConnState = s.conns.state
+	ln = s.conns
+	s.bgDone.Add(1)
+	go func() {
+		defer s.bgDone.Done()
+		s.sweeper(s.bg)
+	}()
 	var err error
 	if s.cfg.TLSCert != "" {
 		err = s.http.ServeTLS(ln, s.cfg.TLSCert, s.cfg.TLSKey)
@@ -237,9 +296,13 @@ func (s *Server) Serve(ln net.Listener) error {
 // Drain refuses new requests to /mcp with 503 from now on.
 func (s *Server) Drain() { s.draining.Store(true) }
 
-// Shutdown stops the listener and waits for requests until ctx ends, then
-// closes what is left.
+// Shutdown stops the listener, ends every MCP session (and its stream),
+// and waits for requests until ctx ends, then closes what is left.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopBg()
+	s.bgDone.Wait()
+	s.sessions.endAll()
+	s.mcp.CloseSessions(ctx)
 	err := s.http.Shutdown(ctx)
 	if err != nil {
 		_ = s.http.Close()
@@ -314,6 +377,10 @@ func (s *Server) guard(next http.Handler, mcpEndpoint bool) http.Handler {
 			http.Error(w, "Unauthorized: send Authorization: Bearer <token> (make one with nmap-mcp token add NAME)", http.StatusUnauthorized)
 			return
 		}
+		if s.conns != nil {
+			s.conns.authenticated(r.Context())
+		}
+		ctx := context.WithValue(r.Context(), clientKey{}, id)
 		if mcpEndpoint {
 			if s.draining.Load() {
 				http.Error(w, "Service Unavailable: the server is shutting down", http.StatusServiceUnavailable)
@@ -324,8 +391,10 @@ func (s *Server) guard(next http.Handler, mcpEndpoint bool) http.Handler {
 				http.Error(w, fmt.Sprintf("Request Entity Too Large: at most %d bytes", s.cfg.MaxBody), http.StatusRequestEntityTooLarge)
 				return
 			}
+			var body []byte
 			if r.Body != nil {
-				body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
+				var err error
+				body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
 				if err != nil {
 					s.d.Refused("body_too_large")
 					http.Error(w, fmt.Sprintf("Bad Request: could not read the body within %d bytes and %s: %v", s.cfg.MaxBody, readTimeout, err), http.StatusBadRequest)
@@ -338,93 +407,56 @@ func (s *Server) guard(next http.Handler, mcpEndpoint bool) http.Handler {
 			rc := http.NewResponseController(w)
 			_ = rc.SetReadDeadline(time.Time{})
 			_ = rc.SetWriteDeadline(time.Time{})
-			if !s.ownSession(w, r, id.name) {
+			var leave func()
+			if ctx, leave, ok = s.session(ctx, w, r, id.name, body); !ok {
 				return
 			}
+			defer leave()
 			if mcpserver.AnswerModernCancel(w, r) {
 				return
 			}
-			w = &sessionWriter{ResponseWriter: w, s: s, client: id.name, deleting: r.Method == http.MethodDelete}
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clientKey{}, id)))
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 
-// ownSession refuses, with 404 as for an unknown session, a request whose
-// Mcp-Session-Id another client created.
-func (s *Server) ownSession(w http.ResponseWriter, r *http.Request, client string) bool {
-	sid := r.Header.Get(server.HeaderKeySessionID)
-	if sid == "" {
-		return true
-	}
-	s.sessMu.Lock()
-	owner, known := s.sessions[sid]
-	s.sessMu.Unlock()
-	if known && owner != client {
-		s.d.Refused("session")
-		http.Error(w, "Not Found: no such session", http.StatusNotFound)
-		return false
-	}
-	return true
-}
-
-// sessionWriter records which client a new session belongs to, when the
-// response names its id, and forgets a session that is deleted.
-type sessionWriter struct {
-	http.ResponseWriter
-	s        *Server
-	client   string
-	deleting bool
-	seen     bool
-}
-
-func (sw *sessionWriter) note(code int) {
-	if sw.seen {
-		return
-	}
-	sw.seen = true
-	sid := sw.Header().Get(server.HeaderKeySessionID)
-	if sid == "" && !sw.deleting {
-		return
-	}
-	sw.s.sessMu.Lock()
-	defer sw.s.sessMu.Unlock()
-	switch {
-	case sw.deleting && code < 300:
-		delete(sw.s.sessions, sid)
-	case sid != "":
-		if _, ok := sw.s.sessions[sid]; !ok {
-			sw.s.sessions[sid] = sw.client
-			sw.s.order = append(sw.s.order, sid)
-			// Bounded: the oldest bindings go first (a session id is a
-			// random secret; the binding is a second line behind it).
-			for len(sw.s.order) > maxSessions {
-				delete(sw.s.sessions, sw.s.order[0])
-				sw.s.order = sw.s.order[1:]
-			}
+// session admits a /mcp request to its session: a request naming a
+// session id must be its client's (else 404, as for an unknown session);
+// GET and DELETE must name one; an initialize takes room for the session
+// that mcp-go will mint (refused at a cap). The request is in flight on
+// its session until leave.
+func (s *Server) session(ctx context.Context, w http.ResponseWriter, r *http.Request, client string, body []byte) (context.Context, func(), bool) {
+	leave := func() {}
+	if sid := r.Header.Get(server.HeaderKeySessionID); sid != "" {
+		var ok bool
+		if leave, ok = s.sessions.enter(sid, client); !ok {
+			s.d.Refused("session")
+			http.Error(w, "Not Found: no such session; send initialize to start a new one", http.StatusNotFound)
+			return nil, nil, false
 		}
+	} else if r.Method == http.MethodGet || r.Method == http.MethodDelete {
+		s.d.Refused("session")
+		http.Error(w, fmt.Sprintf("Bad Request: %s /mcp needs the %s header that initialize returned", r.Method, server.HeaderKeySessionID),
+			http.StatusBadRequest)
+		return nil, nil, false
 	}
-}
-
-func (sw *sessionWriter) WriteHeader(code int) {
-	sw.note(code)
-	sw.ResponseWriter.WriteHeader(code)
-}
-
-func (sw *sessionWriter) Write(p []byte) (int, error) {
-	sw.note(http.StatusOK)
-	return sw.ResponseWriter.Write(p)
-}
-
-func (sw *sessionWriter) Flush() {
-	sw.note(http.StatusOK)
-	if f, ok := sw.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
+	if r.Method == http.MethodPost && isInitialize(body) {
+		res, err := s.sessions.reserve(client)
+		if err != nil {
+			leave()
+			s.d.Refused("sessions")
+			var ce *capError
+			if errors.As(err, &ce) {
+				refuseSession(w, body, ce)
+			}
+			return nil, nil, false
+		}
+		inner := leave
+		leave = func() { res.release(); inner() }
+		ctx = context.WithValue(ctx, reservationKey{}, res)
 	}
+	return ctx, leave, true
 }
-
-// Unwrap lets http.ResponseController reach the real writer.
-func (sw *sessionWriter) Unwrap() http.ResponseWriter { return sw.ResponseWriter }
 
 // authenticate returns the token's identity. With no tokens configured
 // (which Validate allows on loopback only) every caller is "local".
