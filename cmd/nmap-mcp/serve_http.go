@@ -28,7 +28,9 @@ func serveHTTP(ctx context.Context, s *settings, addr string, st *stack, srv *se
 		return fmt.Errorf("http.max_body %q: not a size such as 1m", hc.MaxBody)
 	}
 	cfg := httpapi.Config{Addr: addr, TLSCert: hc.TLSCert, TLSKey: hc.TLSKey, Origins: hc.Origins, MaxBody: maxBody,
-		MaxConnections: hc.MaxConnections}
+		MaxConnections: hc.MaxConnections, MaxConnectionsPerAddress: hc.MaxConnectionsPerAddress,
+		SessionIdle: time.Duration(hc.SessionIdleSeconds) * time.Second, MaxSessions: hc.MaxSessions,
+		MaxSessionsPerClient: hc.MaxSessionsPerClient}
 	for _, t := range hc.Tokens {
 		cfg.Tokens = append(cfg.Tokens, httpapi.Token{Name: t.Name, SHA256: t.SHA256, Admin: t.Admin})
 	}

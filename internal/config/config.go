@@ -85,6 +85,16 @@ type HTTP struct {
 	GraceSeconds int      `yaml:"grace_seconds"`
 	// MaxConnections bounds open client connections.
 	MaxConnections int `yaml:"max_connections"`
+	// MaxConnectionsPerAddress bounds one source address's (IPv6: /64)
+	// open connections.
+	MaxConnectionsPerAddress int `yaml:"max_connections_per_address"`
+	// SessionIdleSeconds ends an MCP session after this long without a
+	// request.
+	SessionIdleSeconds int `yaml:"session_idle_seconds"`
+	// MaxSessions bounds open MCP sessions, MaxSessionsPerClient one
+	// client's; initialize is refused at either.
+	MaxSessions          int `yaml:"max_sessions"`
+	MaxSessionsPerClient int `yaml:"max_sessions_per_client"`
 }
 
 // Token is a named bearer token, stored as its SHA-256 (hex).
@@ -293,6 +303,15 @@ func (c Config) Validate() error {
 		return bad("http.grace_seconds", c.HTTP.GraceSeconds, "must be 0 or more")
 	case c.HTTP.MaxConnections < 0:
 		return bad("http.max_connections", c.HTTP.MaxConnections, "must be 0 (default) or more")
+	case c.HTTP.MaxConnectionsPerAddress < 1 || c.HTTP.MaxConnections > 0 && c.HTTP.MaxConnectionsPerAddress > c.HTTP.MaxConnections:
+		return bad("http.max_connections_per_address", c.HTTP.MaxConnectionsPerAddress,
+			"must be from 1 to http.max_connections (behind a reverse proxy, where every client has its address, set it to http.max_connections)")
+	case c.HTTP.SessionIdleSeconds < 1 || c.HTTP.SessionIdleSeconds > 86400:
+		return bad("http.session_idle_seconds", c.HTTP.SessionIdleSeconds, "must be from 1 to 86400 (a day)")
+	case c.HTTP.MaxSessions < 1:
+		return bad("http.max_sessions", c.HTTP.MaxSessions, "must be at least 1")
+	case c.HTTP.MaxSessionsPerClient < 1 || c.HTTP.MaxSessionsPerClient > c.HTTP.MaxSessions:
+		return bad("http.max_sessions_per_client", c.HTTP.MaxSessionsPerClient, "must be from 1 to http.max_sessions")
 	}
 	if err := size("sandbox.memory", sb.Memory, 6<<20); err != nil {
 		return err

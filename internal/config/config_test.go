@@ -160,3 +160,33 @@ func TestNetworkSettings(t *testing.T) {
 		}
 	}
 }
+
+// The http: session and connection bounds (issue 20.2, 20.3): defaults as
+// documented, and a bad value names its key, line and rule.
+func TestHTTPSessionAndConnectionKeys(t *testing.T) {
+	h := Default().HTTP
+	if h.MaxConnections != 256 || h.MaxConnectionsPerAddress != 64 || h.SessionIdleSeconds != 1800 ||
+		h.MaxSessions != 1000 || h.MaxSessionsPerClient != 64 {
+		t.Fatalf("http defaults: %+v", h)
+	}
+	for text, want := range map[string]string{
+		"http:\n  max_connections_per_address: 0\n":                       `line 2: http.max_connections_per_address "0": must be from 1 to http.max_connections`,
+		"http:\n  max_connections: 16\n  max_connections_per_address: 17": `line 3: http.max_connections_per_address "17"`,
+		"http:\n  session_idle_seconds: 0\n":                              `line 2: http.session_idle_seconds "0": must be from 1 to 86400`,
+		"http:\n  session_idle_seconds: 86401\n":                          `http.session_idle_seconds "86401"`,
+		"http:\n  max_sessions: 0\n":                                      `line 2: http.max_sessions "0": must be at least 1`,
+		"http:\n  max_sessions: 10\n  max_sessions_per_client: 11\n":      `line 3: http.max_sessions_per_client "11": must be from 1 to http.max_sessions`,
+		"http:\n  max_sessions_per_client: -1\n":                          `http.max_sessions_per_client "-1"`,
+		"http:\n  max_session: 5\n":                                       "field max_session not found",
+	} {
+		path := write(t, text)
+		_, err := Load(path, true)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v; want %q", text, err, want)
+		}
+	}
+	c, err := Load(write(t, "http:\n  max_connections: 512\n  max_connections_per_address: 512\n  session_idle_seconds: 60\n  max_sessions: 10\n  max_sessions_per_client: 10\n"), true)
+	if err != nil || c.HTTP.MaxConnectionsPerAddress != 512 || c.HTTP.SessionIdleSeconds != 60 || c.HTTP.MaxSessionsPerClient != 10 {
+		t.Fatalf("Load: %v %+v", err, c.HTTP)
+	}
+}
