@@ -6,15 +6,21 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
 	"github.com/nmap-mcp/nmap-mcp/fence"
@@ -370,5 +376,260 @@ func TestFenceMacvlan(t *testing.T) {
 	}
 	if got := fromScanner(t, forbidden, mark, sc); got != 0 {
 		t.Errorf("the forbidden target received %d frames from the fenced scanner on macvlan:\n%s", got, forbidden.Log(t))
+	}
+}
+
+// probe is a container running testdata/ndprobe (a hostile sender, an
+// ARP liar or a frame sniffer) with NET_RAW in a network namespace the
+// test made.
+type probe struct{ id string }
+
+// probeBinary builds testdata/ndprobe into the test's temporary directory.
+func probeBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "ndprobe")
+	cmd := exec.Command("go", "build", "-o", bin, "./testdata/ndprobe")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build ndprobe: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// startProbe runs ndprobe with args in netmode ("container:ID" or a test
+// network's name) and removes it when the test ends.
+func startProbe(t *testing.T, bin, netmode string, args ...string) *probe {
+	t.Helper()
+	ctx := context.Background()
+	cfg := &container.Config{
+		Image:      env.Image.ID,
+		Entrypoint: append([]string{"/ndprobe"}, args...),
+		User:       "0:0",
+		Labels:     map[string]string{testkit.LabelTest: env.Instance, sandbox.LabelManaged: "true", sandbox.LabelInstance: env.Instance},
+	}
+	hc := &container.HostConfig{
+		NetworkMode: container.NetworkMode(netmode),
+		CapDrop:     []string{"ALL"},
+		CapAdd:      []string{"NET_RAW"},
+		Mounts:      []mount.Mount{{Type: mount.TypeBind, Source: bin, Target: "/ndprobe", ReadOnly: true}},
+	}
+	created, err := env.Client.ContainerCreate(ctx, cfg, hc, nil, nil, "")
+	if err != nil {
+		t.Fatalf("create ndprobe: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = env.Client.ContainerRemove(context.Background(), created.ID, container.RemoveOptions{Force: true})
+	})
+	if err := env.Client.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+		t.Fatalf("start ndprobe: %v", err)
+	}
+	return &probe{id: created.ID}
+}
+
+func (p *probe) output(t *testing.T) string {
+	t.Helper()
+	rc, err := env.Client.ContainerLogs(context.Background(), p.id, container.LogsOptions{ShowStdout: true, ShowStderr: true})
+	if err != nil {
+		t.Fatalf("ndprobe logs: %v", err)
+	}
+	defer rc.Close()
+	var out strings.Builder
+	if _, err := stdcopy.StdCopy(&out, &out, rc); err != nil {
+		t.Fatalf("ndprobe logs: %v", err)
+	}
+	return out.String()
+}
+
+// ready waits until the probe prints line.
+func (p *probe) ready(t *testing.T, line string) {
+	t.Helper()
+	if !testkit.Eventually(20*time.Second, func() bool { return strings.Contains(p.output(t), line) }) {
+		t.Fatalf("ndprobe did not say %q:\n%s", line, p.output(t))
+	}
+}
+
+// wait waits for the probe to exit and returns its output.
+func (p *probe) wait(t *testing.T) string {
+	t.Helper()
+	okC, errC := env.Client.ContainerWait(context.Background(), p.id, container.WaitConditionNotRunning)
+	select {
+	case <-okC:
+	case err := <-errC:
+		t.Fatalf("wait for ndprobe: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("ndprobe did not finish")
+	}
+	return p.output(t)
+}
+
+// sniffed counts the frames a sniffer saw carrying the marker and tag.
+func sniffed(t *testing.T, p *probe, tag string) int {
+	t.Helper()
+	var n int
+	testkit.Eventually(5*time.Second, func() bool {
+		time.Sleep(time.Second)
+		now := strings.Count(p.output(t), "marker "+tag+" ")
+		same := now == n
+		n = now
+		return same
+	})
+	return n
+}
+
+// solicited is an IPv6 address's solicited-node multicast group and its
+// Ethernet address.
+func solicited(a netip.Addr) (netip.Addr, string) {
+	b := a.As16()
+	g := [16]byte{0: 0xff, 1: 0x02, 11: 0x01, 12: 0xff, 13: b[13], 14: b[14], 15: b[15]}
+	return netip.AddrFrom16(g), net.HardwareAddr{0x33, 0x33, 0xff, b[13], b[14], b[15]}.String()
+}
+
+// bridgeMAC is the Ethernet address of a test network's bridge on this
+// host: its gateway.
+func bridgeMAC(t *testing.T, n *testkit.Network) string {
+	t.Helper()
+	ifc, err := net.InterfaceByName("br-" + n.ID[:12])
+	if err != nil {
+		t.Fatalf("the bridge of %s: %v", n.Name, err)
+	}
+	return ifc.HardwareAddr.String()
+}
+
+// A process with NET_RAW in a live fenced scan's namespace sends IPv6
+// neighbour solicitations "for its allowed target", carrying a marker in
+// an ND option, to a forbidden neighbour's unicast and solicited-node
+// addresses, to the allowed target's group framed to the forbidden
+// neighbour's Ethernet address, and to a host on another network framed to
+// the gateway's Ethernet address: neither host receives any (issue 27.1;
+// the rule matched only the solicitation's target). The same probes from an
+// unfenced container show the sniffers see them, and the scan still finds
+// its IPv6 target.
+func TestFenceNeighbourSolicitations(t *testing.T) {
+	testkit.NeedEngine(t)
+	n := env.Network(t, testkit.NetworkOptions{IPv6: true})
+	other := env.Network(t, testkit.NetworkOptions{IPv6: true})
+	allowed, forbidden := env.Target(t, n, 8080), env.Target(t, n, 8080)
+	behind := env.Target(t, other, 8080)
+	bin := probeBinary(t)
+	const marker = "nmap-mcp-nd-"
+	sniffF := startProbe(t, bin, "container:"+forbidden.ID, "sniff", "-marker", marker)
+	sniffB := startProbe(t, bin, "container:"+behind.ID, "sniff", "-marker", marker)
+	sniffF.ready(t, "sniffing")
+	sniffB.ready(t, "sniffing")
+
+	A := allowed.IPv6.String()
+	fGroup, fGroupMAC := solicited(forbidden.IPv6)
+	aGroup, _ := solicited(allowed.IPv6)
+	probes := []string{
+		"unicast," + forbidden.MAC + "," + forbidden.IPv6.String() + "," + A,
+		"solicited-node," + fGroupMAC + "," + fGroup.String() + "," + A,
+		"allowed-group-to-forbidden-mac," + forbidden.MAC + "," + aGroup.String() + "," + A,
+		"behind-gateway," + bridgeMAC(t, n) + "," + behind.IPv6.String() + "," + A,
+	}
+
+	ctl := startProbe(t, bin, n.Name, append([]string{"send", "-marker", marker + "ctl"}, probes...)...).wait(t)
+	if got := sniffed(t, sniffF, "ctl"); got < 3 {
+		t.Fatalf("the forbidden neighbour's sniffer saw %d of 3 unfenced solicitations: the test cannot prove the fence\n%s\n%s", got, ctl, sniffF.output(t))
+	}
+	routed := sniffed(t, sniffB, "ctl") > 0
+	if !routed {
+		t.Logf("this host did not route the unfenced solicitation to the other network (IPv6 forwarding off?): the behind-gateway probe proves less here\n%s", ctl)
+	}
+
+	r := newRig(t, n, func(c *fence.Config) { c.Warm = 0 })
+	spec := r.spec(t, sandbox.RawSockets, []netip.Addr{allowed.IPv6})
+	spec.Command = []string{"/bin/sh", "-c", "sleep 8; exec /usr/bin/nmap -6 -n -Pn -sS -oX - -p 8080 -- " + A}
+	fencer := make(chan string, 1)
+	type result struct {
+		out string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		res, err := r.ex.Run(context.Background(), executor.Job{Spec: spec, OnEvent: func(ev executor.Event) {
+			if _, id, ok := strings.Cut(ev.Detail, "container:"); ev.Step == "fenced" && ok {
+				select {
+				case fencer <- id:
+				default:
+				}
+			}
+		}})
+		var out string
+		if res != nil {
+			out = string(res.Stdout) + string(res.Stderr)
+		}
+		done <- result{out, err}
+	}()
+	var id string
+	select {
+	case id = <-fencer:
+	case res := <-done:
+		t.Fatalf("the scan ended before it was fenced: %v\n%s", res.err, res.out)
+	case <-time.After(60 * time.Second):
+		t.Fatal("no fenced scan")
+	}
+	attack := startProbe(t, bin, "container:"+id, append([]string{"send", "-marker", marker + "fen"}, probes...)...).wait(t)
+	res := <-done
+	if !portOpen(res.out, 8080) {
+		t.Errorf("the fenced scan did not find its IPv6 target's port open: %v\n%s", res.err, res.out)
+	}
+	if got := sniffed(t, sniffF, "fen"); got != 0 {
+		t.Errorf("the forbidden neighbour received %d solicitations from the fenced namespace:\n%s\n%s", got, attack, sniffF.output(t))
+	}
+	if got := sniffed(t, sniffB, "fen"); got != 0 {
+		t.Errorf("the host behind the gateway received %d solicitations from the fenced namespace:\n%s\n%s", got, attack, sniffB.output(t))
+	}
+	if !strings.Contains(attack, "sent unicast") {
+		t.Errorf("the hostile sender did not run:\n%s", attack)
+	}
+}
+
+// An allowed target that answers ARP for itself with a forbidden
+// neighbour's Ethernet address gets the fenced scan's frames sent to that
+// neighbour's address only without the fence: with it, the neighbour
+// receives none, whatever the scan type (issue 20.7; the egress rules
+// checked the IP destination only). An unfenced control shows the lie
+// works.
+func TestFenceEthernetDestination(t *testing.T) {
+	testkit.NeedEngine(t)
+	n := env.Network(t, testkit.NetworkOptions{})
+	// Its kernel answers no ARP: the liar in its namespace does.
+	allowed := env.TargetWith(t, n, map[string]string{"net.ipv4.conf.all.arp_ignore": "8"}, 8080)
+	forbidden := env.Target(t, n, 8080)
+	A := allowed.IPv4.String()
+	bin := probeBinary(t)
+	liar := startProbe(t, bin, "container:"+allowed.ID, "arplie", "-ip", A, "-mac", forbidden.MAC)
+	liar.ready(t, "lying")
+	r := newRig(t, n, nil)
+
+	mark := len(settle(t, forbidden))
+	sc, _ := r.run(t, r.spec(t, sandbox.Unprivileged, nil, "-oX", "-", "-sT", "-Pn", "-n", "-p", "8080", "--", A))
+	if fromContainers(t, forbidden, mark, allowed) == 0 {
+		t.Fatalf("an unfenced scan's frames did not reach the forbidden neighbour: the lie did not work, the test proves nothing\n%s\n%s\n%s", sc.out, liar.output(t), forbidden.Log(t))
+	}
+	for _, c := range []struct {
+		name string
+		priv sandbox.Privilege
+		args []string
+	}{
+		{"connect", sandbox.Unprivileged, []string{"-sT", "-Pn"}},
+		{"syn", sandbox.RawSockets, []string{"-sS", "-Pn"}},
+		{"syn over raw ethernet", sandbox.RawSockets, []string{"-sS", "--send-eth", "-Pn"}},
+		{"ping (arp)", sandbox.RawSockets, []string{"-sn"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			mark := len(settle(t, forbidden))
+			args := append(append([]string{"-oX", "-", "-n", "-p", "8080"}, c.args...), "--", A)
+			if c.name == "ping (arp)" {
+				args = append([]string{"-oX", "-", "-n"}, append(c.args, "--", A)...)
+			}
+			sc, err := r.run(t, r.spec(t, c.priv, []netip.Addr{allowed.IPv4}, args...))
+			if err != nil && !strings.Contains(err.Error(), "exit") {
+				t.Fatalf("scan: %v\n%s", err, sc.out)
+			}
+			if got := fromScanner(t, forbidden, mark, sc); got != 0 {
+				t.Errorf("the forbidden neighbour received %d frames from the fenced scanner (%s):\n%s\n%s", got, sc.mac, forbidden.Log(t), liar.output(t))
+			}
+		})
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -108,6 +109,7 @@ type Pool struct {
 	closed   bool
 	live     map[string]bool // fencers not yet removed
 	gateways []netip.Addr
+	bridge   string // the host's interface of a bridge network ("" for other drivers)
 	netReady bool
 	wg       sync.WaitGroup
 }
@@ -152,9 +154,19 @@ func (p *Pool) Fence(ctx context.Context, spec sandbox.Spec) (string, func(), er
 		return "", nil, &Error{Err: err}
 	}
 	p.mu.Lock()
-	gateways := p.gateways
+	gateways, bridge := p.gateways, p.bridge
 	p.mu.Unlock()
-	rules, err := Rules{Allow: spec.Fence.Allow, Neighbours: gateways, Devices: f.devices}.Replacing()
+	for _, gw := range f.routers {
+		if !slices.Contains(gateways, gw) {
+			gateways = append(slices.Clip(gateways), gw)
+		}
+	}
+	r := Rules{Allow: spec.Fence.Allow, Neighbours: gateways, Devices: f.devices, MACs: f.macs}
+	r.Links, r.Closed, err = p.links(ctx, bridge, gateways)
+	var rules string
+	if err == nil {
+		rules, err = r.Replacing()
+	}
 	if err == nil {
 		if p.cfg.Tamper != nil {
 			rules = p.cfg.Tamper(rules)
@@ -275,7 +287,8 @@ func (p *Pool) discard(f *fencer) {
 
 // fencerScript first closes the namespace (every chain drops everything:
 // while it waits for a scan, its kernel answers nothing), reports the
-// interfaces, then replaces that with the ruleset read on stdin in one
+// interfaces' Ethernet addresses, its routes (/proc/net/route and
+// ipv6_route: `ip` is not in the image) and the interfaces, then replaces that with the ruleset read on stdin in one
 // transaction, checks that the inet table and one egress hook per
 // interface are in place, says so, and keeps the namespace. Any failure
 // exits before the marker: no marker, no scan.
@@ -290,6 +303,9 @@ for d in /sys/class/net/*; do d=${d##*/}; [ "$d" = lo ] || devs="$devs $d"; done
     i=$((i+1))
   done
 } | nft -f -
+for d in $devs; do read -r m < "/sys/class/net/$d/address"; printf 'mac %s %s\n' "$d" "$m"; done
+while read -r l; do printf 'route4 %s\n' "$l"; done < /proc/net/route
+if [ -r /proc/net/ipv6_route ]; then while read -r l; do printf 'route6 %s\n' "$l"; done < /proc/net/ipv6_route; fi
 printf 'ifaces%s\n' "$devs"
 nft -f -
 nft list table inet ` + TableInet + ` >/dev/null
@@ -307,7 +323,9 @@ type fencer struct {
 	id      string
 	conn    types.HijackedResponse
 	devices []string
-	lines   chan string // stdout lines; closed at the stream's end
+	macs    []net.HardwareAddr // in devices' order
+	routers []netip.Addr       // its default routes' gateways
+	lines   chan string        // stdout lines; closed at the stream's end
 	stderr  *syncBuffer
 	done    chan struct{} // closed when the stream ends (the fencer exited)
 }
@@ -396,20 +414,76 @@ func (p *Pool) start(ctx context.Context) (*fencer, error) {
 	if err := p.engine.ContainerStart(stepCtx, f.id, container.StartOptions{}); err != nil {
 		return fail(fmt.Errorf("start fencer: %w", err))
 	}
-	line, err := f.next(ctx, 30*time.Second)
-	if err != nil {
-		return fail(fmt.Errorf("fencer did not report its interfaces: %w", err))
-	}
-	fields := strings.Fields(line)
-	if len(fields) == 0 || fields[0] != "ifaces" {
-		return fail(fmt.Errorf("fencer reported %q instead of its interfaces", line))
-	}
-	for _, d := range fields[1:] {
-		if d != "lo" {
-			f.devices = append(f.devices, d)
+	macs := map[string]net.HardwareAddr{}
+	for n := 0; ; n++ {
+		line, err := f.next(ctx, 30*time.Second)
+		if err != nil {
+			return fail(fmt.Errorf("fencer did not report its interfaces: %w", err))
 		}
+		fields := strings.Fields(line)
+		if len(fields) == 0 || n > maxReport {
+			return fail(fmt.Errorf("fencer reported %q instead of its interfaces", clip(line, 200)))
+		}
+		switch fields[0] {
+		case "mac":
+			if len(fields) == 3 {
+				if hw, err := net.ParseMAC(fields[2]); err == nil {
+					macs[fields[1]] = hw
+				}
+			}
+			continue
+		case "route4", "route6":
+			if gw, ok := defaultRoute(fields); ok && !slices.Contains(f.routers, gw) {
+				f.routers = append(f.routers, gw)
+			}
+			continue
+		case "ifaces":
+		default:
+			return fail(fmt.Errorf("fencer reported %q instead of its interfaces", clip(line, 200)))
+		}
+		for _, d := range fields[1:] {
+			if d != "lo" {
+				f.devices = append(f.devices, d)
+				f.macs = append(f.macs, macs[d])
+			}
+		}
+		return f, nil
 	}
-	return f, nil
+}
+
+// maxReport bounds the lines of a fencer's report.
+const maxReport = 512
+
+// defaultRoute reads the gateway of a default route from a fencer's
+// "route4" line (a /proc/net/route line: interface, destination, gateway,
+// flags, refcnt, use, metric, mask…, 32-bit values in host byte order,
+// little-endian here) or "route6" line (a /proc/net/ipv6_route line:
+// destination, its length, source, its length, next hop, …).
+func defaultRoute(fields []string) (netip.Addr, bool) {
+	parse := func(h string, n int) ([]byte, bool) {
+		b, err := hex.DecodeString(h)
+		return b, err == nil && len(b) == n
+	}
+	switch {
+	case fields[0] == "route4" && len(fields) >= 9:
+		dst, ok1 := parse(fields[2], 4)
+		gw, ok2 := parse(fields[3], 4)
+		mask, ok3 := parse(fields[8], 4)
+		if !ok1 || !ok2 || !ok3 || !bytes.Equal(dst, make([]byte, 4)) || !bytes.Equal(mask, make([]byte, 4)) {
+			return netip.Addr{}, false
+		}
+		a := netip.AddrFrom4([4]byte{gw[3], gw[2], gw[1], gw[0]})
+		return a, !a.IsUnspecified()
+	case fields[0] == "route6" && len(fields) >= 6:
+		dst, ok1 := parse(fields[1], 16)
+		gw, ok2 := parse(fields[5], 16)
+		if !ok1 || !ok2 || fields[2] != "00" || !bytes.Equal(dst, make([]byte, 16)) {
+			return netip.Addr{}, false
+		}
+		a := netip.AddrFrom16([16]byte(gw))
+		return a, !a.IsUnspecified() && !a.IsLoopback()
+	}
+	return netip.Addr{}, false
 }
 
 // apply sends the ruleset and waits for the fencer to confirm it.
@@ -489,10 +563,74 @@ func (p *Pool) ensureNetwork(ctx context.Context) error {
 			gws = append(gws, a)
 		}
 	}
+	bridge := ""
+	if info.Driver == "bridge" {
+		bridge = info.Options["com.docker.network.bridge.name"]
+		if bridge == "" && len(info.ID) >= 12 {
+			bridge = "br-" + info.ID[:12]
+		}
+	}
 	p.mu.Lock()
-	p.gateways, p.netReady = gws, true
+	p.gateways, p.bridge, p.netReady = gws, bridge, true
 	p.mu.Unlock()
 	return nil
+}
+
+// links returns what is known of the Ethernet addresses on the pool's
+// network, read when a fence is made: every container endpoint Docker
+// lists on it (Docker assigned both addresses), and each gateway that is
+// an address of bridge, the host interface of a bridge network, when this
+// process runs on the engine's host and sees it. A gateway is not pinned
+// otherwise: whoever answers ARP for it could name any address. closed
+// reports a bridge whose gateways are all pinned: nothing else is on its
+// segment, so a frame to any other Ethernet address is dropped.
+func (p *Pool) links(ctx context.Context, bridge string, gateways []netip.Addr) (map[netip.Addr]net.HardwareAddr, bool, error) {
+	info, err := p.engine.NetworkInspect(ctx, p.cfg.Network, network.InspectOptions{})
+	if err != nil {
+		return nil, false, fmt.Errorf("list the endpoints of network %q: %w", p.cfg.Network, err)
+	}
+	links := map[netip.Addr]net.HardwareAddr{}
+	for _, ep := range info.Containers {
+		mac, err := net.ParseMAC(ep.MacAddress)
+		if err != nil || !unicastMAC(mac) {
+			continue
+		}
+		for _, a := range []string{ep.IPv4Address, ep.IPv6Address} {
+			if pfx, err := netip.ParsePrefix(a); err == nil {
+				links[pfx.Addr().Unmap()] = mac
+			}
+		}
+	}
+	pinned := 0
+	if bridge != "" {
+		for gw, mac := range hostLinks(bridge, gateways) {
+			links[gw] = mac
+			pinned++
+		}
+	}
+	return links, bridge != "" && len(gateways) > 0 && pinned == len(gateways), nil
+}
+
+// hostLinks returns the Ethernet address of each of gws that is an
+// address of the host interface named bridge, as this process sees its
+// own interfaces: nothing when it does not run in the engine's network
+// namespace.
+func hostLinks(bridge string, gws []netip.Addr) map[netip.Addr]net.HardwareAddr {
+	out := map[netip.Addr]net.HardwareAddr{}
+	ifc, err := net.InterfaceByName(bridge)
+	if err != nil || !unicastMAC(ifc.HardwareAddr) {
+		return out
+	}
+	addrs, err := ifc.Addrs()
+	if err != nil {
+		return out
+	}
+	for _, a := range addrs {
+		if pfx, err := netip.ParsePrefix(a.String()); err == nil && slices.Contains(gws, pfx.Addr().Unmap()) {
+			out[pfx.Addr().Unmap()] = ifc.HardwareAddr
+		}
+	}
+	return out
 }
 
 // syncBuffer is a bytes.Buffer safe for one writer and one reader.

@@ -1,10 +1,15 @@
 package fence
 
 import (
+	"bytes"
+	"encoding/hex"
 	"fmt"
+	"maps"
 	"math/big"
+	"net"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -15,10 +20,28 @@ type Rules struct {
 	// Neighbours may be resolved (ARP, IPv6 neighbour solicitation) but
 	// get no other traffic: the network's gateways, so that targets
 	// behind a router can be reached. An address in Allow too gets both.
+	// A neighbour pinned in Links is a router: IP frames for any allowed
+	// address may go to its Ethernet address.
 	Neighbours []netip.Addr
 	// Devices are the namespace's interfaces other than lo; each gets its
 	// own egress hook.
 	Devices []string
+	// MACs are the devices' own Ethernet addresses, in Devices' order (nil
+	// or shorter when unknown): the only sender hardware address an ARP
+	// packet or a neighbour solicitation or advertisement may carry.
+	MACs []net.HardwareAddr
+	// Links pins addresses to the Ethernet address each resolves to, as
+	// an authority knows it (Docker's endpoint list; the host's own bridge
+	// for a gateway): an IP frame or ARP packet for a pinned address may
+	// go only to that Ethernet address (or a pinned router's), and no
+	// frame for an address that is not pinned may go to an Ethernet
+	// address that Links names.
+	Links map[netip.Addr]net.HardwareAddr
+	// Closed says Links names every host on the segment (a Docker bridge
+	// whose gateway is pinned): a frame to any other Ethernet address is
+	// dropped. Otherwise a frame for an allowed address that is not pinned
+	// may go to any unicast Ethernet address Links does not name.
+	Closed bool
 }
 
 // TableInet and TablePrefix name the tables the ruleset installs: one inet
@@ -35,12 +58,23 @@ var deviceName = regexp.MustCompile(`^[A-Za-z0-9_.@:-]{1,15}$`)
 //   - an inet table whose output and input chains drop everything but
 //     127.0.0.1 and ::1 on loopback (not Docker's embedded resolver on
 //     127.0.0.11), traffic to and from Allow, and neighbour discovery for
-//     Allow and Neighbours (ICMPv6 types 135/136);
+//     Allow and Neighbours;
 //   - per device, a netdev table with an egress hook that drops every frame
-//     but IPv4/IPv6 to Allow, ARP requests for Allow and Neighbours, ARP
-//     replies to Allow and Neighbours, and neighbour solicitations for
-//     them, so that raw Ethernet sends (AF_PACKET: ARP ping, --send-eth,
-//     NSE ethernet sends) cannot pass either.
+//     but IPv4/IPv6 to Allow, ARP for Allow and Neighbours, and neighbour
+//     discovery for them, so that raw Ethernet sends (AF_PACKET: ARP ping,
+//     --send-eth, NSE ethernet sends) cannot pass either; and that checks
+//     each frame's Ethernet destination against its IP destination (see
+//     Links and Closed).
+//
+// A neighbour solicitation leaves only as the kernel and nmap send one:
+// no extension header, hop limit 255, code 0, one source link-layer
+// address option (the device's own address, when MACs knows it), 32 bytes
+// in all, a target in Allow or Neighbours, and an IPv6 destination that is
+// the solicited-node multicast address of an allowed address or a
+// neighbour (at the egress hook, framed to that group's Ethernet address)
+// or a neighbour itself. Advertisements go only to Allow and Neighbours,
+// shaped the same way. Everything else to the solicited-node groups, and
+// every other multicast, is dropped.
 //
 // Every chain's policy is drop. It refuses an empty Allow and device names
 // the kernel could not have made.
@@ -52,75 +86,162 @@ func (r Rules) Ruleset() (string, error) {
 		return "", fmt.Errorf("the namespace reports no network interface to fence")
 	}
 	var a4, a6 []string
-	var p4, p6 []netip.Prefix
+	var p6 []netip.Prefix
 	for _, p := range r.Allow {
 		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-unmapBits(p.Addr())).Masked()
 		if !p.IsValid() {
 			return "", fmt.Errorf("allowed prefix %s is not valid", p)
 		}
 		if p.Addr().Is4() {
-			a4, p4 = append(a4, p.String()), append(p4, p)
+			a4 = append(a4, p.String())
 		} else {
 			a6, p6 = append(a6, p.String()), append(p6, p)
 		}
 	}
+	links := map[netip.Addr]net.HardwareAddr{}
+	for a, mac := range r.Links {
+		if !a.IsValid() || !unicastMAC(mac) {
+			return "", fmt.Errorf("link %s → %s: not an address and a unicast Ethernet address", a, mac)
+		}
+		links[a.Unmap()] = mac
+	}
 	n4, n6 := append([]string(nil), a4...), append([]string(nil), a6...)
 	nd6 := append([]netip.Prefix(nil), p6...)
+	var gw6 []string // the neighbours' own IPv6 addresses: unicast solicitations
+	gwmac := map[string]bool{}
 	for _, n := range r.Neighbours {
 		n = n.Unmap()
 		if n.Is4() {
 			n4 = append(n4, n.String())
 		} else if n.IsValid() {
 			n6 = append(n6, n.String())
+			gw6 = append(gw6, n.String())
 			nd6 = append(nd6, netip.PrefixFrom(n, 128))
 		}
+		if mac, ok := links[n]; ok {
+			gwmac[mac.String()] = true
+		}
 	}
+	// Pinned addresses, their pairs, and every Ethernet address pinned.
+	var pin4, pin6, pinned4, pinned6 []string
+	known := map[string]bool{}
+	for _, a := range slices.SortedFunc(maps.Keys(links), netip.Addr.Compare) {
+		mac := links[a]
+		known[mac.String()] = true
+		if a.Is4() {
+			pin4, pinned4 = append(pin4, a.String()+" . "+mac.String()), append(pinned4, a.String())
+		} else {
+			pin6, pinned6 = append(pin6, a.String()+" . "+mac.String()), append(pinned6, a.String())
+		}
+	}
+	sn, snl2 := solicitedNodes(nd6)
+	ndd6 := append(gw6, sn...)
 
 	var b strings.Builder
-	sets := func(indent string) {
-		set(&b, indent, "allow4", "ipv4_addr", a4)
-		set(&b, indent, "allow6", "ipv6_addr", a6)
-		set(&b, indent, "nbr4", "ipv4_addr", n4)
-		set(&b, indent, "nbr6", "ipv6_addr", n6)
+	ipSets := func() {
+		set(&b, "allow4", "ipv4_addr", a4)
+		set(&b, "allow6", "ipv6_addr", a6)
+		set(&b, "nbr4", "ipv4_addr", n4)
+		set(&b, "nbr6", "ipv6_addr", n6)
+		set(&b, "ndd6", "ipv6_addr", ndd6)
 	}
 	solicit := ndTargets(nd6)
-	// outbound is what may leave, in both the inet output chain and each
-	// device's egress chain: IP to the targets, then (arp, for a device)
-	// and neighbour discovery for targets and gateways.
-	outbound := func(arp bool) {
+	// ipOut is what may leave at the IP level, in both the inet output
+	// chain and each device's egress chain: IP to the targets, then
+	// neighbour discovery for targets and gateways.
+	ipOut := func() {
 		b.WriteString("\t\tip daddr @allow4 accept\n\t\tip6 daddr @allow6 accept\n")
-		if arp {
-			b.WriteString("\t\tarp operation request arp daddr ip @nbr4 accept\n")
-			b.WriteString("\t\tarp operation reply arp daddr ip @nbr4 accept\n")
-		}
-		for _, m := range solicit {
-			fmt.Fprintf(&b, "\t\ticmpv6 type nd-neighbor-solicit %s accept\n", m)
-		}
-		b.WriteString("\t\tip6 daddr @nbr6 icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept\n")
+		b.WriteString("\t\ticmpv6 type nd-neighbor-solicit jump nd_solicit\n")
+		b.WriteString("\t\ticmpv6 type nd-neighbor-advert jump nd_advert\n")
 		b.WriteString("\t}\n")
+	}
+	// ndChains shape the neighbour discovery that may leave; mac is the
+	// device's own address (nil: unknown, or the inet table).
+	ndChains := func(mac net.HardwareAddr) {
+		shape := "\t\tip6 nexthdr != 58 drop\n\t\tip6 hoplimit != 255 drop\n\t\ticmpv6 code != 0 drop\n"
+		b.WriteString("\tchain nd_solicit {\n" + shape)
+		b.WriteString("\t\tip6 length != 32 drop\n\t\t@th,32,32 != 0 drop\n\t\t@th,192,16 != 0x0101 drop\n")
+		if mac != nil {
+			fmt.Fprintf(&b, "\t\t@th,208,48 != 0x%s drop\n", hex.EncodeToString(mac))
+		}
+		b.WriteString("\t\tip6 daddr != @ndd6 drop\n")
+		for _, m := range solicit {
+			fmt.Fprintf(&b, "\t\t%s accept\n", m)
+		}
+		b.WriteString("\t\tdrop\n\t}\n")
+		b.WriteString("\tchain nd_advert {\n" + shape)
+		b.WriteString("\t\t@th,35,29 != 0 drop\n\t\tip6 daddr != @nbr6 drop\n\t\tip6 length 24 accept\n")
+		if mac != nil {
+			fmt.Fprintf(&b, "\t\tip6 length 32 @th,192,16 0x0201 @th,208,48 0x%s accept\n", hex.EncodeToString(mac))
+		} else {
+			b.WriteString("\t\tip6 length 32 @th,192,16 0x0201 accept\n")
+		}
+		b.WriteString("\t\tdrop\n\t}\n")
 	}
 
 	fmt.Fprintf(&b, "table inet %s {\n", TableInet)
-	sets("\t")
+	ipSets()
+	ndChains(nil)
 	b.WriteString("\tchain output {\n\t\ttype filter hook output priority 0; policy drop;\n")
 	// Loopback only to itself: Docker's embedded resolver listens on
 	// 127.0.0.11 in the namespace and would forward names out.
 	b.WriteString("\t\toifname \"lo\" ip daddr 127.0.0.1 accept\n\t\toifname \"lo\" ip6 daddr ::1 accept\n")
-	outbound(false)
+	ipOut()
 	b.WriteString("\tchain input {\n\t\ttype filter hook input priority 0; policy drop;\n")
 	b.WriteString("\t\tiifname \"lo\" ip saddr 127.0.0.1 accept\n\t\tiifname \"lo\" ip6 saddr ::1 accept\n")
 	b.WriteString("\t\tip saddr @allow4 accept\n\t\tip6 saddr @allow6 accept\n")
 	b.WriteString("\t\tip6 saddr @nbr6 icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept\n")
 	b.WriteString("\t}\n}\n")
 
+	// unknown ends an Ethernet-destination chain: a frame for an address
+	// that is not pinned may not go to an address that is, nor to a group
+	// address, nor (Closed) anywhere else.
+	unknown := "\t\tether daddr @known drop\n\t\t@ll,7,1 1 drop\n"
+	if r.Closed {
+		unknown += "\t\tdrop\n"
+	}
 	for i, dev := range r.Devices {
 		if !deviceName.MatchString(dev) || dev == "lo" {
 			return "", fmt.Errorf("interface name %q: not one to fence", dev)
 		}
+		var mac net.HardwareAddr
+		if i < len(r.MACs) && len(r.MACs[i]) > 0 {
+			if !unicastMAC(r.MACs[i]) {
+				return "", fmt.Errorf("interface %s: own address %s is not a unicast Ethernet address", dev, r.MACs[i])
+			}
+			mac = r.MACs[i]
+		}
 		fmt.Fprintf(&b, "table netdev %s%d {\n", TablePrefix, i)
-		sets("\t")
+		ipSets()
+		set(&b, "pinned4", "ipv4_addr", pinned4)
+		set(&b, "pinned6", "ipv6_addr", pinned6)
+		exact(&b, "pin4", "ipv4_addr . ether_addr", pin4)
+		exact(&b, "pin6", "ipv6_addr . ether_addr", pin6)
+		exact(&b, "known", "ether_addr", slices.Sorted(maps.Keys(known)))
+		exact(&b, "gwmac", "ether_addr", slices.Sorted(maps.Keys(gwmac)))
+		// The solicited-node groups' pairs of IPv6 and Ethernet address.
+		fmt.Fprintf(&b, "\tset snl2 {\n\t\ttype ipv6_addr . ether_addr; flags interval;\n")
+		if len(snl2) > 0 {
+			fmt.Fprintf(&b, "\t\telements = { %s }\n", strings.Join(snl2, ", "))
+		}
+		b.WriteString("\t}\n")
+		ndChains(mac)
+		// Ethernet destinations: IPv4 and IPv6 return when the frame's
+		// Ethernet destination fits its IP destination; ARP decides.
+		b.WriteString("\tchain l2_4 {\n\t\tip daddr . ether daddr @pin4 return\n\t\tether daddr @gwmac return\n\t\tip daddr @pinned4 drop\n" + unknown + "\t}\n")
+		b.WriteString("\tchain l2_6 {\n\t\tip6 daddr . ether daddr @snl2 return\n\t\tip6 daddr ff00::/8 drop\n")
+		b.WriteString("\t\tip6 daddr . ether daddr @pin6 return\n\t\tether daddr @gwmac return\n\t\tip6 daddr @pinned6 drop\n" + unknown + "\t}\n")
+		b.WriteString("\tchain arp_out {\n\t\tarp htype != 1 drop\n\t\tarp ptype != 0x0800 drop\n\t\tarp hlen != 6 drop\n\t\tarp plen != 4 drop\n")
+		b.WriteString("\t\tarp operation != { request, reply } drop\n")
+		if mac != nil {
+			fmt.Fprintf(&b, "\t\tarp saddr ether != %s drop\n", mac)
+		}
+		b.WriteString("\t\tarp daddr ip != @nbr4 drop\n")
+		b.WriteString("\t\tarp operation request ether daddr ff:ff:ff:ff:ff:ff accept\n")
+		b.WriteString("\t\tarp daddr ip . ether daddr @pin4 accept\n\t\tarp daddr ip @pinned4 drop\n" + unknown + "\t\taccept\n\t}\n")
 		fmt.Fprintf(&b, "\tchain egress {\n\t\ttype filter hook egress device %q priority 0; policy drop;\n", dev)
-		outbound(true)
+		b.WriteString("\t\tether type arp jump arp_out\n\t\tether type ip jump l2_4\n\t\tether type ip6 jump l2_6\n")
+		ipOut()
 		b.WriteString("}\n")
 	}
 	return b.String(), nil
@@ -149,29 +270,91 @@ func unmapBits(a netip.Addr) int {
 	return 0
 }
 
+func unicastMAC(m net.HardwareAddr) bool {
+	return len(m) == 6 && m[0]&1 == 0 && !bytes.Equal(m, make([]byte, 6))
+}
+
 // set writes a named interval set; an empty one gets no elements line.
-func set(b *strings.Builder, indent, name, typ string, elems []string) {
-	fmt.Fprintf(b, "%sset %s {\n%s\ttype %s; flags interval;\n", indent, name, indent, typ)
+func set(b *strings.Builder, name, typ string, elems []string) {
+	fmt.Fprintf(b, "\tset %s {\n\t\ttype %s; flags interval;\n", name, typ)
 	if len(elems) > 0 {
-		fmt.Fprintf(b, "%s\tauto-merge\n%s\telements = { %s }\n", indent, indent, strings.Join(elems, ", "))
+		fmt.Fprintf(b, "\t\tauto-merge\n\t\telements = { %s }\n", strings.Join(elems, ", "))
 	}
-	fmt.Fprintf(b, "%s}\n", indent)
+	b.WriteString("\t}\n")
+}
+
+// exact writes a named set of single elements.
+func exact(b *strings.Builder, name, typ string, elems []string) {
+	fmt.Fprintf(b, "\tset %s {\n\t\ttype %s;\n", name, typ)
+	if len(elems) > 0 {
+		fmt.Fprintf(b, "\t\telements = { %s }\n", strings.Join(elems, ", "))
+	}
+	b.WriteString("\t}\n")
+}
+
+// solicitedNodes returns the solicited-node multicast addresses
+// (ff02::1:ff00:0/104 plus an address's low 24 bits) of every address in
+// prefixes, as prefixes, and the same as nft pairs of IPv6 group and its
+// Ethernet group address (33:33 and the group's low 32 bits). A prefix of
+// /104 or longer maps to the prefix of its low 24 bits; a shorter one
+// reaches every solicited-node address, ff02::1:ff00:0/104 (the check of
+// the solicitation's target still applies).
+func solicitedNodes(prefixes []netip.Prefix) (addrs, pairs []string) {
+	var sn []netip.Prefix
+	for _, p := range prefixes {
+		a := p.Masked().Addr().As16()
+		g := [16]byte{0: 0xff, 1: 0x02, 11: 0x01, 12: 0xff}
+		copy(g[13:], a[13:])
+		sn = append(sn, netip.PrefixFrom(netip.AddrFrom16(g), max(p.Bits(), 104)).Masked())
+	}
+	// Keep the widest of overlapping prefixes (prefixes overlap only by
+	// containment): an interval set refuses overlaps.
+	slices.SortFunc(sn, func(x, y netip.Prefix) int {
+		if x.Bits() != y.Bits() {
+			return x.Bits() - y.Bits()
+		}
+		return x.Addr().Compare(y.Addr())
+	})
+	var keep []netip.Prefix
+	for _, p := range sn {
+		if !slices.ContainsFunc(keep, func(k netip.Prefix) bool { return k.Contains(p.Addr()) }) {
+			keep = append(keep, p)
+		}
+	}
+	for _, p := range keep {
+		g := p.Addr().As16()
+		lo := net.HardwareAddr{0x33, 0x33, g[12], g[13], g[14], g[15]}
+		hi := slices.Clone(lo)
+		for bit := p.Bits(); bit < 128; bit++ {
+			hi[2+(bit-96)/8] |= 0x80 >> ((bit - 96) % 8)
+		}
+		addrs = append(addrs, p.String())
+		l2 := lo.String()
+		if p.Bits() < 128 {
+			l2 += "-" + hi.String()
+		}
+		pairs = append(pairs, p.String()+" . "+l2)
+	}
+	return addrs, pairs
 }
 
 // ndTargets matches the target address of an ICMPv6 neighbour
 // solicitation (bits 64.. of the ICMPv6 header) against each prefix:
 // nftables 1.0.6 has no expression for it, so the raw payload's first
-// Bits() bits are compared with the prefix's. A solicitation goes to a
-// multicast group, so the destination address cannot tell the target.
+// Bits() bits are compared with the prefix's.
 func ndTargets(prefixes []netip.Prefix) []string {
 	out := make([]string, 0, len(prefixes))
 	seen := map[netip.Prefix]bool{}
 	for _, p := range prefixes {
 		p = p.Masked()
-		if seen[p] || p.Bits() == 0 {
+		if seen[p] {
 			continue
 		}
 		seen[p] = true
+		if p.Bits() == 0 {
+			out = append(out, "meta l4proto 58")
+			continue
+		}
 		a := p.Addr().As16()
 		v := new(big.Int).SetBytes(a[:])
 		v.Rsh(v, uint(128-p.Bits()))

@@ -1,6 +1,7 @@
 package fence
 
 import (
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -33,18 +34,18 @@ func TestRuleset(t *testing.T) {
 		"table netdev nmap_mcp_dev0 {",
 		`type filter hook egress device "eth0" priority 0; policy drop;`,
 		`type filter hook egress device "eth1" priority 0; policy drop;`,
-		"arp operation request arp daddr ip @nbr4 accept",
-		"arp operation reply arp daddr ip @nbr4 accept",
+		"arp daddr ip != @nbr4 drop",
+		"arp operation request ether daddr ff:ff:ff:ff:ff:ff accept",
 		// A neighbour solicitation's target: fd00:1::5 in full, 2001:db8::/33 as its first 33 bits.
-		"icmpv6 type nd-neighbor-solicit @th,64,128 0xfd000001000000000000000000000005 accept",
-		"icmpv6 type nd-neighbor-solicit @th,64,33 0x40021b70 accept",
-		"icmpv6 type nd-neighbor-solicit @th,64,128 0xfd000001000000000000000000000001 accept",
+		"@th,64,128 0xfd000001000000000000000000000005 accept",
+		"@th,64,33 0x40021b70 accept",
+		"@th,64,128 0xfd000001000000000000000000000001 accept",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("ruleset lacks %q:\n%s", want, s)
 		}
 	}
-	if strings.Count(s, "policy drop;") != 4 || strings.Contains(s, "policy accept") {
+	if strings.Count(s, "policy drop;") != 4 || strings.Contains(s, "policy accept") || strings.Contains(s, "\treturn") {
 		t.Errorf("every chain must drop by default:\n%s", s)
 	}
 	// The gateway is only resolved, never an IP destination.
@@ -86,4 +87,113 @@ func TestReplacing(t *testing.T) {
 	if !strings.HasPrefix(s, want) {
 		t.Fatalf("starts %q", s[:min(len(s), 120)])
 	}
+}
+
+// A neighbour solicitation leaves only for the solicited-node group of an
+// allowed address or a gateway (or a gateway itself), framed to that
+// group's Ethernet address, shaped as the kernel and nmap shape one: the
+// rule that matched only its target let one go to any address with any
+// options (issue 27.1). (Unit test; TestFenceNeighbourSolicitations
+// installs it and sends them.)
+func TestRulesetSolicitations(t *testing.T) {
+	r := Rules{
+		Allow: []netip.Prefix{
+			netip.MustParsePrefix("fd00:1::5/128"), netip.MustParsePrefix("fd00:2::1:200/120"),
+			netip.MustParsePrefix("2001:db8::/33"), netip.MustParsePrefix("fd00:1::abcd:5/128"),
+		},
+		Neighbours: []netip.Addr{netip.MustParseAddr("fd00:1::1")},
+		Devices:    []string{"eth0"},
+		MACs:       []net.HardwareAddr{mustMAC(t, "02:42:ac:12:00:07")},
+	}
+	s, err := r.Ruleset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		// The /33 reaches every solicited-node group: the other groups are in it.
+		"elements = { fd00:1::1, ff02::1:ff00:0/104 }",
+		"elements = { ff02::1:ff00:0/104 . 33:33:ff:00:00:00-33:33:ff:ff:ff:ff }",
+		"ip6 nexthdr != 58 drop",
+		"ip6 hoplimit != 255 drop",
+		"ip6 length != 32 drop",
+		"@th,192,16 != 0x0101 drop",
+		"@th,208,48 != 0x0242ac120007 drop",
+		"ip6 daddr != @ndd6 drop",
+		"ip6 daddr . ether daddr @snl2 return",
+		"ip6 daddr ff00::/8 drop",
+		"icmpv6 type nd-neighbor-solicit jump nd_solicit",
+		"ip6 length 32 @th,192,16 0x0201 @th,208,48 0x0242ac120007 accept",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("ruleset lacks %q:\n%s", want, s)
+		}
+	}
+	if strings.Contains(s, "icmpv6 type nd-neighbor-solicit @th") || strings.Contains(s, "daddr @nbr6 icmpv6 type") {
+		t.Errorf("a solicitation is accepted by its target alone:\n%s", s)
+	}
+	// Without the /33: the groups of each address, a /120 as the
+	// range of its low 24 bits.
+	r.Allow = r.Allow[:2]
+	r.Allow = append(r.Allow, netip.MustParsePrefix("fd00:1::abcd:5/128"))
+	s, err = r.Ruleset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "elements = { ff02::1:ff01:200/120 . 33:33:ff:01:02:00-33:33:ff:01:02:ff, ff02::1:ff00:1/128 . 33:33:ff:00:00:01, ff02::1:ff00:5/128 . 33:33:ff:00:00:05, ff02::1:ffcd:5/128 . 33:33:ff:cd:00:05 }"
+	if !strings.Contains(s, want) {
+		t.Errorf("ruleset lacks %q:\n%s", want, s)
+	}
+}
+
+// IP frames and ARP leave only for the Ethernet address their destination
+// is pinned to, or a pinned gateway's; a frame for an address that is not
+// pinned never goes to one that is, nor to a group address; on a closed
+// segment, nowhere else (issue 20.7). (Unit test; TestFenceEthernetDestination
+// installs it against a target that lies about its address.)
+func TestRulesetEthernet(t *testing.T) {
+	r := Rules{
+		Allow:      []netip.Prefix{netip.MustParsePrefix("172.18.0.2/32"), netip.MustParsePrefix("10.9.0.0/24")},
+		Neighbours: []netip.Addr{netip.MustParseAddr("172.18.0.1")},
+		Devices:    []string{"eth0"},
+		MACs:       []net.HardwareAddr{mustMAC(t, "02:42:ac:12:00:07")},
+		Links: map[netip.Addr]net.HardwareAddr{
+			netip.MustParseAddr("172.18.0.2"): mustMAC(t, "02:42:ac:12:00:02"),
+			netip.MustParseAddr("172.18.0.3"): mustMAC(t, "02:42:ac:12:00:03"),
+			netip.MustParseAddr("172.18.0.1"): mustMAC(t, "aa:bb:cc:00:00:01"),
+		},
+	}
+	s, err := r.Ruleset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"elements = { 172.18.0.1 . aa:bb:cc:00:00:01, 172.18.0.2 . 02:42:ac:12:00:02, 172.18.0.3 . 02:42:ac:12:00:03 }",
+		"elements = { 02:42:ac:12:00:02, 02:42:ac:12:00:03, aa:bb:cc:00:00:01 }",
+		"ip daddr . ether daddr @pin4 return\n\t\tether daddr @gwmac return\n\t\tip daddr @pinned4 drop\n\t\tether daddr @known drop\n\t\t@ll,7,1 1 drop\n\t}",
+		"arp saddr ether != 02:42:ac:12:00:07 drop",
+		"arp daddr ip . ether daddr @pin4 accept",
+		"ether type ip jump l2_4",
+		"ether type arp jump arp_out",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("ruleset lacks %q:\n%s", want, s)
+		}
+	}
+	r.Closed = true
+	if s, _ = r.Ruleset(); !strings.Contains(s, "@ll,7,1 1 drop\n\t\tdrop\n\t}") {
+		t.Errorf("a closed segment lets frames go to unknown addresses:\n%s", s)
+	}
+	r.Links[netip.MustParseAddr("172.18.0.9")] = mustMAC(t, "ff:ff:ff:ff:ff:ff")
+	if _, err := r.Ruleset(); err == nil {
+		t.Error("a broadcast address was pinned")
+	}
+}
+
+func mustMAC(t *testing.T, s string) net.HardwareAddr {
+	t.Helper()
+	m, err := net.ParseMAC(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

@@ -136,6 +136,15 @@ type Target struct {
 // the test ends.
 func (e *Env) Target(t testing.TB, n *Network, tcpPorts ...int) *Target {
 	t.Helper()
+	return e.TargetWith(t, n, nil, tcpPorts...)
+}
+
+// TargetWith starts a target as Target does, with these network sysctls
+// of its namespace set as well (for example
+// net.ipv4.conf.all.arp_ignore=8: its kernel answers no ARP, so that a
+// process in it can answer instead).
+func (e *Env) TargetWith(t testing.TB, n *Network, sysctls map[string]string, tcpPorts ...int) *Target {
+	t.Helper()
 	ctx := context.Background()
 	bin := e.targetBinary(t)
 	ports := make([]string, len(tcpPorts))
@@ -154,6 +163,9 @@ func (e *Env) Target(t testing.TB, n *Network, tcpPorts ...int) *Target {
 		CapAdd:      []string{"NET_RAW"},
 		Mounts:      []mount.Mount{{Type: mount.TypeBind, Source: bin, Target: "/target", ReadOnly: true}},
 		Sysctls:     map[string]string{"net.ipv6.conf.all.disable_ipv6": "0"},
+	}
+	for k, v := range sysctls {
+		hc.Sysctls[k] = v
 	}
 	created, err := e.Client.ContainerCreate(ctx, cfg, hc, nil, nil, "")
 	if err != nil {
