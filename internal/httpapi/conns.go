@@ -29,10 +29,9 @@ import (
 // keep-alive is what its idle timeout would do anyway; HTTP clients open a
 // new connection.
 
-// connLimiter wraps the listener and owns the accounting of every
-// connection it hands out.
+// connLimiter owns the accounting of every connection its listeners hand
+// out (see listen).
 type connLimiter struct {
-	net.Listener
 	max, perAddr, reserve int
 	refused               func(reason string)
 
@@ -40,14 +39,24 @@ type connLimiter struct {
 	open   map[*trackedConn]struct{}
 	byAddr map[string]int
 	room   chan struct{} // a slot may have freed (buffered, 1)
-	done   chan struct{} // closed with the listener
-	once   sync.Once
 }
 
-func newConnLimiter(ln net.Listener, maxConns, perAddr int, refused func(string)) *connLimiter {
-	return &connLimiter{Listener: ln, max: maxConns, perAddr: min(perAddr, maxConns), reserve: reserveFor(maxConns),
-		refused: refused, open: map[*trackedConn]struct{}{}, byAddr: map[string]int{},
-		room: make(chan struct{}, 1), done: make(chan struct{})}
+func newConnLimiter(maxConns, perAddr int, refused func(string)) *connLimiter {
+	return &connLimiter{max: maxConns, perAddr: min(perAddr, maxConns), reserve: reserveFor(maxConns),
+		refused: refused, open: map[*trackedConn]struct{}{}, byAddr: map[string]int{}, room: make(chan struct{}, 1)}
+}
+
+// listen wraps ln: its connections are admitted and counted by l.
+func (l *connLimiter) listen(ln net.Listener) net.Listener {
+	return &limitedListener{Listener: ln, l: l, done: make(chan struct{})}
+}
+
+// limitedListener is a listener whose connections pass the caps.
+type limitedListener struct {
+	net.Listener
+	l    *connLimiter
+	done chan struct{} // closed with the listener
+	once sync.Once
 }
 
 // reserveFor is how many of max slots are kept for authenticated work:
@@ -94,20 +103,27 @@ func addrKey(a net.Addr) string {
 }
 
 // Accept hands out the next connection the caps allow.
-func (l *connLimiter) Accept() (net.Conn, error) {
+func (ll *limitedListener) Accept() (net.Conn, error) {
 	for {
-		c, err := l.Listener.Accept()
+		c, err := ll.Listener.Accept()
 		if err != nil {
 			return nil, err
 		}
-		if tc := l.admit(c); tc != nil {
+		if tc := ll.l.admit(c, ll.done); tc != nil {
 			return tc, nil
 		}
 	}
 }
 
-// admit applies the caps to c; nil means c was refused (and closed).
-func (l *connLimiter) admit(c net.Conn) *trackedConn {
+// Close closes the listener and wakes an Accept waiting for room.
+func (ll *limitedListener) Close() error {
+	ll.once.Do(func() { close(ll.done) })
+	return ll.Listener.Close()
+}
+
+// admit applies the caps to c; nil means c was refused (and closed). It
+// waits for room until done is closed.
+func (l *connLimiter) admit(c net.Conn, done <-chan struct{}) *trackedConn {
 	key := addrKey(c.RemoteAddr())
 	l.mu.Lock()
 	if l.byAddr[key] >= l.perAddr {
@@ -133,7 +149,7 @@ func (l *connLimiter) admit(c net.Conn) *trackedConn {
 			l.mu.Unlock()
 			select {
 			case <-l.room:
-			case <-l.done:
+			case <-done:
 				_ = c.Close()
 				return nil
 			}
@@ -190,12 +206,6 @@ func (l *connLimiter) forget(c *trackedConn) {
 	l.mu.Lock()
 	l.dropLocked(c)
 	l.mu.Unlock()
-}
-
-// Close closes the listener and wakes an Accept waiting for room.
-func (l *connLimiter) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return l.Listener.Close()
 }
 
 // state follows each connection between requests (http.Server.ConnState).

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -40,6 +41,12 @@ func serveLoopback(t *testing.T, s *Server) string {
 // them open until the test ends. It reports how many got an answer.
 func idleHealthz(t *testing.T, addr string, n int) int {
 	t.Helper()
+	return idleAfter(t, addr, n, fmt.Sprintf("GET /healthz HTTP/1.1\r\nHost: %s\r\n\r\n", addr))
+}
+
+// idleAfter is idleHealthz with another request.
+func idleAfter(t *testing.T, addr string, n int, request string) int {
+	t.Helper()
 	answered := 0
 	for i := 0; i < n; i++ {
 		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
@@ -48,17 +55,36 @@ func idleHealthz(t *testing.T, addr string, n int) int {
 		}
 		t.Cleanup(func() { c.Close() })
 		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-		if _, err := fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: %s\r\n\r\n", addr); err != nil {
+		if _, err := io.WriteString(c, request); err != nil {
 			continue
 		}
 		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
-			answered++
+			if resp.StatusCode == http.StatusOK {
+				answered++
+			}
 		}
 		_ = c.SetDeadline(time.Time{})
 	}
 	return answered
+}
+
+// openFrom counts the server's open connections from 127.0.0.1, and those
+// that carried an authenticated request.
+func openFrom(s *Server) (all, authed int) {
+	s.conns.mu.Lock()
+	defer s.conns.mu.Unlock()
+	for c := range s.conns.open {
+		if c.key == "127.0.0.1" {
+			all++
+			if c.authed {
+				authed++
+			}
+		}
+	}
+	return all, authed
 }
 
 // clientFrom is an HTTP client whose connections come from local.
@@ -98,6 +124,42 @@ func TestIdleConnectionsDoNotStarveClients(t *testing.T) {
 	addr := serveLoopback(t, s)
 	answered := idleHealthz(t, addr, 256)
 	t.Logf("%d of 256 idle connections from 127.0.0.1 were answered", answered)
+	code, took := mcpInitialize(t, addr, "127.0.0.2", secret)
+	if code != http.StatusOK {
+		t.Fatalf("initialize from 127.0.0.2: %d", code)
+	}
+	t.Logf("initialize from 127.0.0.2 answered in %s", took)
+	if n, _ := openFrom(s); n > DefaultMaxConnectionsPerAddress {
+		t.Errorf("127.0.0.1 holds %d connections; at most %d per address", n, DefaultMaxConnectionsPerAddress)
+	}
+}
+
+// Without a per-address cap in the way (one address may hold every slot),
+// idle keep-alives are closed first near the cap, unauthenticated ones
+// before authenticated ones, and the last slots are kept for
+// authenticated work.
+func TestIdleKeepAlivesClosedFirstNearCap(t *testing.T) {
+	secret, tok, _ := NewToken("alice")
+	s, err := New(Config{Addr: "127.0.0.1:0", Tokens: []Token{tok}, MaxConnections: 64, MaxConnectionsPerAddress: 64},
+		Deps{MCP: server.NewMCPServer("t", "1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serveLoopback(t, s)
+	auth := fmt.Sprintf("POST /mcp HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\n"+
+		"Accept: application/json, text/event-stream\r\nContent-Length: %d\r\n\r\n%s", addr, secret, len(initBody), initBody)
+	if n := idleAfter(t, addr, 16, auth); n != 16 {
+		t.Fatalf("%d of 16 authenticated keep-alives answered", n)
+	}
+	answered := idleHealthz(t, addr, 256)
+	all, authed := openFrom(s)
+	t.Logf("after 256 idle /healthz connections: %d answered; 127.0.0.1 holds %d connections, %d authenticated", answered, all, authed)
+	if authed != 16 {
+		t.Errorf("%d of 16 idle authenticated connections left; unauthenticated ones must be closed first", authed)
+	}
+	if reserve := reserveFor(64); all > 64-reserve {
+		t.Errorf("127.0.0.1 holds %d connections; idle unauthenticated ones may not use the last %d slots", all, reserve)
+	}
 	code, took := mcpInitialize(t, addr, "127.0.0.2", secret)
 	if code != http.StatusOK {
 		t.Fatalf("initialize from 127.0.0.2: %d", code)

@@ -171,7 +171,7 @@ type Server struct {
 
 	// sessions binds each MCP session id to the client that minted it.
 	sessions *sessionTable
-	// conns is the listener's gate, once Serve runs.
+	// conns admits and counts the listener's connections.
 	conns *connLimiter
 	// bg ends the session sweeper.
 	bg     context.Context
@@ -226,6 +226,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	s := &Server{cfg: cfg, d: d, loopback: isLoopback(cfg.Addr),
 		sessions: newSessionTable(cfg.SessionIdle, cfg.MaxSessions, cfg.MaxSessionsPerClient)}
 	s.bg, s.stopBg = context.WithCancel(context.Background())
+	s.conns = newConnLimiter(cfg.MaxConnections, cfg.MaxConnectionsPerAddress, d.Refused)
 	s.mcp = server.NewStreamableHTTPServer(d.MCP,
 		server.WithEndpointPath("/mcp"),
 		// Session ids are minted bound to the caller's client.
@@ -257,7 +258,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		mux.Handle("/", view)
 	}
 	s.http = &http.Server{Addr: cfg.Addr, Handler: mux, ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout,
-		WriteTimeout: writeTimeout, IdleTimeout: idleTimeout,
+		WriteTimeout: writeTimeout, IdleTimeout: idleTimeout, ConnState: s.conns.state,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if tc := tracked(c); tc != nil {
 				return context.WithValue(ctx, connKey{}, tc)
@@ -273,9 +274,7 @@ func (s *Server) Handler() http.Handler { return s.http.Handler }
 // Serve serves on ln until Shutdown, with at most MaxConnections open
 // (see conns.go), and ends idle sessions meanwhile. Call it once.
 func (s *Server) Serve(ln net.Listener) error {
-	s.conns = newConnLimiter(ln, s.cfg.MaxConnections, s.cfg.MaxConnectionsPerAddress, s.d.Refused)
-	s.http.ConnState = s.conns.state
-	ln = s.conns
+	ln = s.conns.listen(ln)
 	s.bgDone.Add(1)
 	go func() {
 		defer s.bgDone.Done()
@@ -377,9 +376,7 @@ func (s *Server) guard(next http.Handler, mcpEndpoint bool) http.Handler {
 			http.Error(w, "Unauthorized: send Authorization: Bearer <token> (make one with nmap-mcp token add NAME)", http.StatusUnauthorized)
 			return
 		}
-		if s.conns != nil {
-			s.conns.authenticated(r.Context())
-		}
+		s.conns.authenticated(r.Context())
 		ctx := context.WithValue(r.Context(), clientKey{}, id)
 		if mcpEndpoint {
 			if s.draining.Load() {

@@ -5,10 +5,16 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/nmap-mcp/nmap-mcp/internal/mcpserver"
+	"github.com/nmap-mcp/nmap-mcp/internal/scans"
+	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
+	"github.com/nmap-mcp/nmap-mcp/internal/watches"
 )
 
 // These tests need no engine: the MCP server has no tools that scan.
@@ -99,5 +105,122 @@ func TestLiveSessionNeverEvicted(t *testing.T) {
 	}
 	if rec := inSession(s, http.MethodPost, victim, alice, pingBody); rec.Code != http.StatusOK {
 		t.Errorf("alice's session with alice's token: %d, want 200: %s", rec.Code, rec.Body)
+	}
+}
+
+// counted is an MCP server whose hooks count registered and unregistered
+// sessions: what mcp-go keeps per session lives from one to the other.
+func counted() (*server.MCPServer, *atomic.Int32, *atomic.Int32) {
+	var reg, unreg atomic.Int32
+	h := &server.Hooks{}
+	h.AddOnRegisterSession(func(context.Context, server.ClientSession) { reg.Add(1) })
+	h.AddOnUnregisterSession(func(context.Context, server.ClientSession) { unreg.Add(1) })
+	return server.NewMCPServer("t", "1", server.WithHooks(h)), &reg, &unreg
+}
+
+// A session ends on DELETE and after the idle timeout, never while a
+// request is in flight; its binding and mcp-go's state go with it.
+func TestSessionsEndAndForget(t *testing.T) {
+	secret, tok, _ := NewToken("alice")
+	mcpSrv, reg, unreg := counted()
+	s, err := New(Config{Addr: "127.0.0.1:0", Tokens: []Token{tok}, SessionIdle: time.Hour}, Deps{MCP: mcpSrv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleted, idle, busy := initSession(t, s, secret), initSession(t, s, secret), initSession(t, s, secret)
+	if rec := inSession(s, http.MethodDelete, deleted, secret, ""); rec.Code != http.StatusOK {
+		t.Fatalf("DELETE: %d %s", rec.Code, rec.Body)
+	}
+	if rec := inSession(s, http.MethodPost, deleted, secret, pingBody); rec.Code != http.StatusNotFound {
+		t.Errorf("deleted session: %d, want 404", rec.Code)
+	}
+	leave, ok := s.sessions.enter(busy, "alice") // a call in flight
+	if !ok {
+		t.Fatal("busy session not found")
+	}
+	if n := s.sweepSessions(context.Background(), time.Now().Add(30*time.Minute)); n != 0 {
+		t.Fatalf("%d sessions ended before the idle timeout", n)
+	}
+	if n := s.sweepSessions(context.Background(), time.Now().Add(2*time.Hour)); n != 1 {
+		t.Fatalf("%d sessions idled out, want 1 (the busy one stays)", n)
+	}
+	if rec := inSession(s, http.MethodPost, idle, secret, pingBody); rec.Code != http.StatusNotFound {
+		t.Errorf("idled-out session: %d, want 404", rec.Code)
+	}
+	if rec := inSession(s, http.MethodPost, busy, secret, pingBody); rec.Code != http.StatusOK {
+		t.Errorf("busy session after the sweep: %d, want 200", rec.Code)
+	}
+	leave()
+	if n := s.sweepSessions(context.Background(), time.Now().Add(2*time.Hour)); n != 1 {
+		t.Fatalf("%d sessions idled out once the call ended, want 1", n)
+	}
+	if st := s.SessionStats(); st.Sessions != 0 || len(st.Clients) != 0 {
+		t.Errorf("left after every session ended: %+v", st)
+	}
+	if reg.Load() != 3 || unreg.Load() != 3 {
+		t.Errorf("mcp-go sessions registered %d, unregistered %d; want 3 and 3", reg.Load(), unreg.Load())
+	}
+}
+
+// The caps: a client's own (429) and the server's (503), each naming its
+// setting; an ended session makes room again. GET and DELETE without a
+// session id are refused.
+func TestSessionCaps(t *testing.T) {
+	s, alice, bob := twoClients(t, Config{MaxSessions: 3, MaxSessionsPerClient: 2})
+	a1 := initSession(t, s, alice)
+	initSession(t, s, alice)
+	rec := do(s, http.MethodPost, "/mcp", alice, "", initBody)
+	if rec.Code != http.StatusTooManyRequests || !strings.Contains(rec.Body.String(), "http.max_sessions_per_client") ||
+		!strings.Contains(rec.Body.String(), `"id":1`) {
+		t.Errorf("alice's third session: %d %s", rec.Code, rec.Body)
+	}
+	initSession(t, s, bob)
+	rec = do(s, http.MethodPost, "/mcp", bob, "", initBody)
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "http.max_sessions ") {
+		t.Errorf("a fourth session on the server: %d %s", rec.Code, rec.Body)
+	}
+	if rec := inSession(s, http.MethodDelete, a1, alice, ""); rec.Code != http.StatusOK {
+		t.Fatalf("DELETE: %d", rec.Code)
+	}
+	initSession(t, s, bob)
+	for _, m := range []string{http.MethodGet, http.MethodDelete} {
+		if rec := inSession(s, m, "", alice, ""); rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "Mcp-Session-Id") {
+			t.Errorf("%s without a session id: %d %s", m, rec.Code, rec.Body)
+		}
+	}
+	if st := s.SessionStats(); st.Sessions != 3 || st.Clients["alice"] != 1 || st.Clients["bob"] != 2 {
+		t.Errorf("stats: %+v", st)
+	}
+}
+
+// A session that ends leaves no subscription behind in the MCP layer
+// (mcpserver.Subscriptions forgets it when mcp-go unregisters it).
+func TestSessionEndForgetsSubscriptions(t *testing.T) {
+	st, _ := testkit.OpenHistory(t)
+	sc := scans.New(scans.Config{}, scans.Deps{Store: st}) // no runner: nothing scans here
+	subs := mcpserver.NewSubscriptions()
+	mcpSrv := mcpserver.New(mcpserver.Deps{Scans: sc, Watches: watches.New(st, sc, watches.Config{}, nil), Subscriptions: subs})
+	secret, tok, _ := NewToken("alice")
+	s, err := New(Config{Addr: "127.0.0.1:0", Tokens: []Token{tok}, SessionIdle: time.Minute}, Deps{MCP: mcpSrv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	subscribe := `{"jsonrpc":"2.0","id":3,"method":"resources/subscribe","params":{"uri":"watch://lab"}}`
+	deleted, idle := initSession(t, s, secret), initSession(t, s, secret)
+	for _, sid := range []string{deleted, idle} {
+		if rec := inSession(s, http.MethodPost, sid, secret, subscribe); rec.Code != http.StatusOK || strings.Contains(rec.Body.String(), "error") {
+			t.Fatalf("subscribe: %d %s", rec.Code, rec.Body)
+		}
+	}
+	if n := subs.Sessions(); n != 2 {
+		t.Fatalf("%d sessions subscribed, want 2", n)
+	}
+	inSession(s, http.MethodDelete, deleted, secret, "")
+	if n := subs.Sessions(); n != 1 {
+		t.Errorf("after DELETE: %d sessions subscribed, want 1", n)
+	}
+	s.sweepSessions(context.Background(), time.Now().Add(2*time.Minute))
+	if n := subs.Sessions(); n != 0 {
+		t.Errorf("after the idle timeout: %d sessions subscribed, want 0", n)
 	}
 }

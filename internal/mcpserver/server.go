@@ -122,3 +122,12 @@ func historyAnnotations(title string) []mcp.ToolOption {
 		mcp.WithOpenWorldHintAnnotation(false),
 	}
 }
+
+// Sessions is how many sessions hold subscriptions now. A session that
+// ends (DELETE, idle timeout, shutdown) is unregistered by its transport,
+// and the OnUnregisterSession hook forgets its subscriptions.
+func (r *Subscriptions) Sessions() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.subs)
+}
