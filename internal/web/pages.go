@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -312,47 +313,131 @@ func (h *Handler) diffPage(w http.ResponseWriter, r *http.Request, sess *session
 }
 
 type auditData struct {
-	Path    string
-	Report  *audit.Report
-	Broken  string
-	Records []audit.Record
-	Page    int
-	Prev    string
-	Next    string
+	None  bool // the server keeps no trail
+	Admin bool
+	// For an admin: the file, the verification's report or break.
+	Path   string
+	Report *audit.Report
+	Broken string
+	// For everyone: whether the chain is verified, not verified, or being
+	// verified now.
+	Verified, NotVerified, Checking bool
+	Records                         []audit.Record
+	Prev, Next                      string
+	Error                           string
 }
 
+// auditView keeps the audit page's verification: one check at a time,
+// run in a goroutine the view starts and that ends when the check does
+// (a full check reads the trail once; later ones only what was
+// appended), and its result, kept until the trail changes (keyed by the
+// file, its size and time, and the head).
+type auditView struct {
+	checker *audit.Checker
+	mu      sync.Mutex
+	last    audit.Status
+	running bool
+	done    chan struct{}
+}
+
+// checkWait is how long a view waits for a check it started before it
+// shows the last result and says a check is under way.
+const checkWait = 50 * time.Millisecond
+
+// status returns the latest verification and whether a newer one is
+// under way, starting one when the trail changed since the last.
+func (a *auditView) status(path string) (audit.Status, bool) {
+	key, kerr := audit.KeyOf(path)
+	a.mu.Lock()
+	if kerr == nil && !a.running && a.last.Key.Same(key) {
+		defer a.mu.Unlock()
+		return a.last, false
+	}
+	if !a.running {
+		a.running, a.done = true, make(chan struct{})
+		go func(done chan struct{}) {
+			st := a.checker.Check(time.Now())
+			a.mu.Lock()
+			a.last, a.running = st, false
+			close(done)
+			a.mu.Unlock()
+		}(a.done)
+	}
+	done := a.done
+	a.mu.Unlock()
+	t := time.NewTimer(checkWait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.last, a.running
+}
+
+// auditPage shows the trail, newest first, a page at a time by sequence
+// number (?before=N: older than record N; ?after=N: newer), read from
+// the file's end, never whole. An admin sees every line, the file and
+// the verification's report; anyone else sees only whether the chain is
+// verified, and pages over their own lines (filtered before the page is
+// cut).
 func (h *Handler) auditPage(w http.ResponseWriter, r *http.Request, sess *session) {
-	d := auditData{Path: h.cfg.AuditPath}
-	if d.Path == "" {
+	d := auditData{Admin: sess.admin}
+	path := h.cfg.AuditPath
+	if path == "" {
+		d.None = true
 		h.render(w, r, "audit", sess, d)
 		return
 	}
-	d.Page, _ = strconv.Atoi(r.URL.Query().Get("page"))
-	d.Page = max(d.Page, 0)
-	rep, err := audit.Verify(d.Path)
-	if err != nil {
-		d.Broken = err.Error()
-	} else {
-		d.Report = &rep
+	q := audit.PageQuery{Limit: pageSize}
+	for _, c := range []struct {
+		name string
+		to   *uint64
+	}{{"before", &q.Before}, {"after", &q.After}} {
+		if v := r.URL.Query().Get(c.name); v != "" {
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil || n == 0 {
+				d.Error = fmt.Sprintf("%s %q: must be a record number (a whole number from 1); showing the newest records", c.name, v)
+				q.Before, q.After = 0, 0
+				break
+			}
+			*c.to = n
+		}
 	}
-	recs, err := audit.Tail(d.Path, (d.Page+1)*pageSize+1)
-	if err != nil {
-		d.Broken = strings.TrimSpace(d.Broken + "; " + err.Error())
+	if q.Before > 0 && q.After > 0 {
+		d.Error = "before and after: give one of them, not both; showing the newest records"
+		q.Before, q.After = 0, 0
 	}
-	slices.Reverse(recs) // newest first
-	if len(recs) > (d.Page+1)*pageSize {
-		d.Next = fmt.Sprintf("/audit?page=%d", d.Page+1)
-		recs = recs[:(d.Page+1)*pageSize]
-	}
-	if start := d.Page * pageSize; start < len(recs) {
-		d.Records = recs[start:]
-	}
-	if d.Page > 0 {
-		d.Prev = fmt.Sprintf("/audit?page=%d", d.Page-1)
-	}
-	// A non-admin sees the lines of its own scans only.
 	if !sess.admin {
-		d.Records = slices.DeleteFunc(d.Records, func(rec audit.Record) bool { return rec.Client != sess.client })
+		q.Client = sess.client
+	}
+	st, checking := h.audit.status(path)
+	d.Checking = checking
+	done := st.Key.File != nil || st.Err != nil
+	d.Verified, d.NotVerified = done && st.Err == nil, st.Err != nil
+	if sess.admin {
+		d.Path = path
+		if d.Verified {
+			d.Report = &st.Report
+		}
+		if st.Err != nil {
+			d.Broken = st.Err.Error()
+		}
+	}
+	p, err := audit.ReadPage(path, q)
+	if err != nil {
+		if sess.admin {
+			d.Broken = strings.TrimSpace(d.Broken + "; " + err.Error())
+		}
+		d.NotVerified, d.Verified = true, false
+	}
+	d.Records = p.Records
+	if p.Older > 0 {
+		d.Next = fmt.Sprintf("/audit?before=%d", p.Older)
+	}
+	if p.Newer > 0 {
+		d.Prev = fmt.Sprintf("/audit?after=%d", p.Newer)
 	}
 	h.render(w, r, "audit", sess, d)
 }

@@ -34,6 +34,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/nmap-mcp/nmap-mcp/internal/audit"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 )
@@ -90,6 +91,8 @@ type Handler struct {
 	mux   *http.ServeMux
 	now   func() time.Time
 
+	audit *auditView
+
 	mu       sync.Mutex
 	sessions map[string]*session
 }
@@ -118,6 +121,9 @@ func New(cfg Config, sc Scans) (*Handler, error) {
 		return nil, err
 	}
 	h := &Handler{cfg: cfg, scans: sc, pages: pages, now: time.Now, sessions: map[string]*session{}}
+	if cfg.AuditPath != "" {
+		h.audit = &auditView{checker: audit.NewChecker(cfg.AuditPath)}
+	}
 	static, _ := fs.Sub(assets, "static")
 	mux := http.NewServeMux()
 	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
