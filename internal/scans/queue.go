@@ -30,11 +30,19 @@ func (e *QueueTimeoutError) Error() string {
 
 // Queue admits at most Slots holders at once and keeps at most Waiting
 // more in first-in, first-out order.
+//
+// A holder whose scan is finished for its client but whose container is
+// still being removed (Ticket.Finished) keeps its slot, so that no more
+// than Slots containers ever exist at once; but it no longer counts
+// against callers: each slot in teardown lends one extra place in line,
+// so a call made right after a scan reports done waits for the removal
+// (bounded by it) instead of being refused.
 type Queue struct {
 	mu      sync.Mutex
 	slots   int
 	maxWait int
-	running int
+	running int // holders, including those in teardown
+	tearing int // holders whose scan is finished (Ticket.Finished)
 	waiters []*waiter
 }
 
@@ -61,6 +69,8 @@ func (q *Queue) Stats() (running, waiting int) {
 type Ticket struct {
 	q *Queue
 	w *waiter // nil when the slot was free at once
+	// held, finished and released are guarded by q.mu.
+	held, finished, released bool
 }
 
 // Enter takes a run slot at once if one is free, else a place in line,
@@ -73,7 +83,7 @@ func (q *Queue) Enter(position func(int)) (*Ticket, error) {
 		q.mu.Unlock()
 		return &Ticket{q: q}, nil
 	}
-	if len(q.waiters) >= q.maxWait {
+	if len(q.waiters) >= q.maxWait+q.tearing {
 		running, waiting := q.running, len(q.waiters)
 		q.mu.Unlock()
 		return nil, &QueueFullError{Running: running, Waiting: waiting}
@@ -94,7 +104,7 @@ func (q *Queue) Enter(position func(int)) (*Ticket, error) {
 func (t *Ticket) Wait(ctx context.Context, maxWait time.Duration) (release func(), err error) {
 	q, w := t.q, t.w
 	if w == nil {
-		return q.releaser(), nil
+		return q.releaser(t), nil
 	}
 	var timeout <-chan time.Time
 	if maxWait > 0 {
@@ -105,7 +115,7 @@ func (t *Ticket) Wait(ctx context.Context, maxWait time.Duration) (release func(
 	start := time.Now()
 	select {
 	case <-w.ready:
-		return q.releaser(), nil
+		return q.releaser(t), nil
 	case <-ctx.Done():
 		err = fmt.Errorf("left the scan queue: %w", ctx.Err())
 	case <-timeout:
@@ -115,7 +125,7 @@ func (t *Ticket) Wait(ctx context.Context, maxWait time.Duration) (release func(
 	if w.granted {
 		// Granted in the meantime: give the slot back.
 		q.mu.Unlock()
-		q.releaser()()
+		q.releaser(t)()
 		return nil, err
 	}
 	tell := q.remove(w)
@@ -148,11 +158,35 @@ func runAll(fns []func()) {
 	}
 }
 
-func (q *Queue) releaser() func() {
+// Finished tells the queue that the ticket's scan is final for its client
+// and only its container's removal holds the slot: until release, the slot
+// lends one extra place in line. It does nothing for a ticket that holds
+// no slot, or after release, or the second time.
+func (t *Ticket) Finished() {
+	if t == nil {
+		return
+	}
+	q := t.q
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if t.held && !t.finished && !t.released {
+		t.finished = true
+		q.tearing++
+	}
+}
+
+func (q *Queue) releaser(t *Ticket) func() {
+	q.mu.Lock()
+	t.held = true
+	q.mu.Unlock()
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			q.mu.Lock()
+			t.released = true
+			if t.finished {
+				q.tearing--
+			}
 			q.running--
 			tell := q.grant()
 			q.mu.Unlock()

@@ -1,15 +1,24 @@
-package scans
+package scans_test
 
 import (
 	"context"
 	"errors"
+	"io"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nmap-mcp/nmap-mcp/executor"
+	"github.com/nmap-mcp/nmap-mcp/images"
+	"github.com/nmap-mcp/nmap-mcp/internal/scan"
+	"github.com/nmap-mcp/nmap-mcp/internal/scans"
+	"github.com/nmap-mcp/nmap-mcp/internal/store"
+	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
+	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
 
 func TestQueueFIFOAndBounds(t *testing.T) {
-	q := NewQueue(1, 2)
+	q := scans.NewQueue(1, 2)
 	ctx := context.Background()
 	rel1, err := q.Acquire(ctx, 0, nil)
 	if err != nil {
@@ -42,8 +51,8 @@ func TestQueueFIFOAndBounds(t *testing.T) {
 		}
 	}
 	_, err = q.Acquire(ctx, 0, nil)
-	var full *QueueFullError
-	if !errors.As(err, &full) || !errors.Is(err, ErrQueueFull) || full.Waiting != 2 {
+	var full *scans.QueueFullError
+	if !errors.As(err, &full) || !errors.Is(err, scans.ErrQueueFull) || full.Waiting != 2 {
 		t.Fatalf("third waiter: %v", err)
 	}
 	rel1()
@@ -60,11 +69,11 @@ func TestQueueFIFOAndBounds(t *testing.T) {
 }
 
 func TestQueueTimeoutAndCancel(t *testing.T) {
-	q := NewQueue(1, 5)
+	q := scans.NewQueue(1, 5)
 	rel, _ := q.Acquire(context.Background(), 0, nil)
 	defer rel()
 	_, err := q.Acquire(context.Background(), 30*time.Millisecond, nil)
-	var qt *QueueTimeoutError
+	var qt *scans.QueueTimeoutError
 	if !errors.As(err, &qt) {
 		t.Fatalf("timeout: %v", err)
 	}
@@ -77,3 +86,124 @@ func TestQueueTimeoutAndCancel(t *testing.T) {
 		t.Fatalf("%d waiters left", w)
 	}
 }
+
+// teardownRunner plays a runner that, like the Docker and Kubernetes
+// runners, returns as soon as the container has exited and removes it in
+// the background: here the removal waits until the test lets it go. It
+// counts containers that exist (created, not yet removed). No engine.
+type teardownRunner struct {
+	mu         sync.Mutex
+	containers int
+	peak       int
+	started    []string
+	teardown   chan struct{} // closed: removals may finish
+	wg         sync.WaitGroup
+}
+
+func (f *teardownRunner) Run(_ context.Context, job executor.Job) (*executor.Result, error) {
+	id := job.Spec.Labels[sandbox.LabelScanID]
+	emit := func(step string) {
+		if job.OnEvent != nil {
+			job.OnEvent(executor.Event{Step: step, ContainerID: "c-" + id, At: time.Now()})
+		}
+	}
+	f.mu.Lock()
+	f.containers++
+	f.peak = max(f.peak, f.containers)
+	f.started = append(f.started, id)
+	f.mu.Unlock()
+	emit("created")
+	emit("started")
+	xml := `<?xml version="1.0"?><nmaprun scanner="nmap" args="nmap" version="7.93"><host><status state="up" reason="conn-refused"/>` +
+		`<address addr="127.0.0.1" addrtype="ipv4"/></host><runstats><finished elapsed="1" exit="success"/><hosts up="1" down="0" total="1"/></runstats></nmaprun>`
+	if job.Stdout != nil {
+		_, _ = io.WriteString(job.Stdout, xml)
+	}
+	emit("exited")
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		<-f.teardown
+		f.mu.Lock()
+		f.containers--
+		f.mu.Unlock()
+		emit("removed")
+	}()
+	return &executor.Result{ContainerID: "c-" + id, Stdout: []byte(xml)}, nil
+}
+
+func (f *teardownRunner) Close(context.Context) error { f.wg.Wait(); return nil }
+
+// A scan that is done for its client does not hold the queue against the
+// client's next call while its container is being removed: with one slot
+// and no waiting room, a call made right after the first scan reports done
+// is accepted and waits for the removal (the number of containers stays
+// bounded by the slots); only a second extra call is refused. Runs against
+// a fake runner whose teardown blocks (no engine).
+func TestFinishedScanDoesNotHoldTheQueue(t *testing.T) {
+	st, trail := testkit.OpenHistory(t)
+	runner := &teardownRunner{teardown: make(chan struct{})}
+	svc := scans.New(scans.Config{Concurrency: 1, QueueSize: 0, PerClient: 1, MaxAddresses: 16, Sandbox: sandbox.Options{Limits: sandbox.DefaultLimits()}},
+		scans.Deps{Runner: runner, Image: images.Info{ID: "sha256:fake", Tag: "nmap-mcp/nmap:fake"}, Store: st, Audit: trail})
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			close(runner.teardown)
+		}
+	}
+	t.Cleanup(func() {
+		release()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := svc.Close(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	ctx := context.Background()
+	first, err := svc.Submit(ctx, scanReq("1"), scans.Options{Detach: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-first.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first scan did not end")
+	}
+	if rec := first.Snapshot().Record; rec.Status != store.Done {
+		t.Fatalf("first scan %s (%s)", rec.Status, rec.Error)
+	}
+	// The first scan is done; its container is still being removed.
+	second, err := svc.Submit(ctx, scanReq("2"), scans.Options{Detach: true})
+	if err != nil {
+		t.Fatalf("a call right after the previous scan was done: %v", err)
+	}
+	var full *scans.QueueFullError
+	if _, err := svc.Submit(scans.WithClient(ctx, "bob"), scanReq("3"), scans.Options{Detach: true}); !errors.As(err, &full) {
+		t.Fatalf("a second extra call: %v; want the queue full (one slot, in teardown, already promised)", err)
+	}
+	time.Sleep(50 * time.Millisecond) // room for a wrong start
+	runner.mu.Lock()
+	n := len(runner.started)
+	runner.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d containers started while the first was being removed; want 1", n)
+	}
+	release()
+	select {
+	case <-second.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the second scan did not end")
+	}
+	if rec := second.Snapshot().Record; rec.Status != store.Done {
+		t.Fatalf("second scan %s (%s)", rec.Status, rec.Error)
+	}
+	runner.mu.Lock()
+	peak := runner.peak
+	runner.mu.Unlock()
+	if peak != 1 {
+		t.Fatalf("peak containers %d; want at most the slots (1)", peak)
+	}
+}
+
+func scanReq(port string) scan.Request { return scan.Request{Targets: "127.0.0.1", Ports: port} }

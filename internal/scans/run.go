@@ -139,6 +139,7 @@ func (s *Service) Submit(ctx context.Context, req scan.Request, opts Options) (*
 		s.dropShare(client)
 		return nil, err
 	}
+	r.ticket = ticket
 	if s.d.Policy != nil {
 		if err := s.d.Policy.Spend(client, plan.Addresses); err != nil {
 			ticket.Cancel()
@@ -164,7 +165,7 @@ func (s *Service) Submit(ctx context.Context, req scan.Request, opts Options) (*
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		defer s.dropShare(client)
+		defer r.dropShare()
 		defer cancel(nil)
 		r.run(runCtx, ticket)
 	}()
@@ -204,7 +205,16 @@ type run struct {
 	started bool
 	tracker *Tracker
 	audited bool
+
+	// ticket is the scan's place in the queue; shareOnce gives the
+	// client's share back once: when the scan is final (finish), not when
+	// its container is gone, so that neither holds the client's next call.
+	ticket    *Ticket
+	shareOnce sync.Once
 }
+
+// dropShare gives the scan's share of the queue back to its client, once.
+func (r *run) dropShare() { r.shareOnce.Do(func() { r.s.dropShare(r.sc.client) }) }
 
 // emit tells the caller one event, updating the live snapshot.
 func (r *run) emit(ev Event) {
@@ -494,6 +504,10 @@ func statusOf(ctx context.Context, res *executor.Result, err error) string {
 // when the caller has gone away: a cancelled scan keeps its record and
 // partial output. It returns the final status and tells Finished.
 func (r *run) finish(ctx context.Context, ended time.Time, res *executor.Result, parsed *results.Result, err error) string {
+	// The scan is final for its client from here: its slot holds only the
+	// container's removal (it lends a place in line) and its share is free.
+	r.ticket.Finished()
+	r.dropShare()
 	rec := r.rec
 	status := statusOf(ctx, res, err)
 	rec.Status = status
