@@ -19,7 +19,7 @@ import (
 // (Linux routes all of 127.0.0.0/8 to lo).
 
 // serveLoopback serves s on a loopback port until the test ends.
-func serveLoopback(t *testing.T, s *Server) string {
+func serveLoopback(t testing.TB, s *Server) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
