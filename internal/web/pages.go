@@ -344,6 +344,13 @@ type auditView struct {
 // shows the last result and says a check is under way.
 const checkWait = 50 * time.Millisecond
 
+// checking reports whether a check is under way.
+func (a *auditView) checking() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.running
+}
+
 // status returns the latest verification and whether a newer one is
 // under way, starting one when the trail changed since the last.
 func (a *auditView) status(path string) (audit.Status, bool) {

@@ -62,7 +62,7 @@ func noRedirect() *http.Client {
 	return &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
-func signIn(t *testing.T, srv *httptest.Server, token, origin string) *http.Response {
+func signIn(t testing.TB, srv *httptest.Server, token, origin string) *http.Response {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/signin", strings.NewReader(url.Values{"token": {token}}.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -77,7 +77,7 @@ func signIn(t *testing.T, srv *httptest.Server, token, origin string) *http.Resp
 	return resp
 }
 
-func get(t *testing.T, srv *httptest.Server, path string, cookie *http.Cookie) (*http.Response, string) {
+func get(t testing.TB, srv *httptest.Server, path string, cookie *http.Cookie) (*http.Response, string) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, srv.URL+path, nil)
 	if cookie != nil {
