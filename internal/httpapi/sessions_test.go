@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/mcpserver"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
@@ -115,7 +117,12 @@ func counted() (*server.MCPServer, *atomic.Int32, *atomic.Int32) {
 	h := &server.Hooks{}
 	h.AddOnRegisterSession(func(context.Context, server.ClientSession) { reg.Add(1) })
 	h.AddOnUnregisterSession(func(context.Context, server.ClientSession) { unreg.Add(1) })
-	return server.NewMCPServer("t", "1", server.WithHooks(h)), &reg, &unreg
+	s := server.NewMCPServer("t", "1", server.WithHooks(h), server.WithToolCapabilities(false))
+	s.AddTool(mcp.NewTool("noop", mcp.WithDescription("does nothing")),
+		func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			return mcp.NewToolResultText("ok"), nil
+		})
+	return s, &reg, &unreg
 }
 
 // A session ends on DELETE and after the idle timeout, never while a
@@ -223,4 +230,49 @@ func TestSessionEndForgetsSubscriptions(t *testing.T) {
 	if n := subs.Sessions(); n != 0 {
 		t.Errorf("after the idle timeout: %d sessions subscribed, want 0", n)
 	}
+}
+
+// A real client (the official go-sdk) over loopback HTTP, with each
+// protocol version: its session is minted bound, serves calls and its
+// GET stream, and is gone from the table once the client closes it.
+func TestRealClientSessionLifecycle(t *testing.T) {
+	secret, tok, _ := NewToken("alice")
+	mcpSrv, reg, unreg := counted()
+	s, err := New(Config{Addr: "127.0.0.1:0", Tokens: []Token{tok}}, Deps{MCP: mcpSrv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serveLoopback(t, s)
+	for _, version := range []string{"2025-03-26", "2025-11-25", "2026-07-28"} {
+		client := sdk.NewClient(&sdk.Implementation{Name: "t", Version: "1"}, nil)
+		tr := &sdk.StreamableClientTransport{Endpoint: "http://" + addr + "/mcp",
+			HTTPClient: &http.Client{Transport: bearerRT{token: secret}}}
+		sess, err := client.Connect(context.Background(), tr, &sdk.ClientSessionOptions{ProtocolVersion: version})
+		if err != nil {
+			t.Fatalf("%s: connect: %v", version, err)
+		}
+		if res, err := sess.CallTool(context.Background(), &sdk.CallToolParams{Name: "noop"}); err != nil || res.IsError {
+			t.Errorf("%s: call: %v %+v", version, err, res)
+		}
+		if version < "2026-07-28" && s.SessionStats().Clients["alice"] != 1 {
+			t.Errorf("%s: session table: %+v", version, s.SessionStats())
+		}
+		if err := sess.Close(); err != nil {
+			t.Errorf("%s: close: %v", version, err)
+		}
+		if !testkit.Eventually(2*time.Second, func() bool { return s.SessionStats().Sessions == 0 }) {
+			t.Errorf("%s: sessions left after the client closed: %+v", version, s.SessionStats())
+		}
+	}
+	if !testkit.Eventually(2*time.Second, func() bool { return unreg.Load() == reg.Load() }) {
+		t.Errorf("mcp-go sessions registered %d, unregistered %d", reg.Load(), unreg.Load())
+	}
+}
+
+type bearerRT struct{ token string }
+
+func (b bearerRT) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return http.DefaultTransport.RoundTrip(r)
 }
