@@ -15,6 +15,23 @@
 // starts and appends a "torn-line" record saying so. Appends take an
 // exclusive file lock, so several nmap-mcp processes may share one trail.
 //
+// A running Log checks the trail under that lock before every append: the
+// file must still end where this process left it (same file, not shorter,
+// the same last line) or continue from there by records another writer
+// chained on, ending where the head says (after a rotation, the new
+// file's first record is "rotated" and names the old file). Anything else
+// is tampering: a *HeadError, logged and kept, so that every later append
+// — and with it every scan — is refused, as at start-up.
+//
+// Before each write of lines the head records its intent (offset, length,
+// SHA-256 and the head it leads to), durably, so that lines past the head
+// are either the intent's (a crash before the head moved: taken in at the
+// next start, logged, and named by a "head-repaired" record; or the first
+// part of a write cut short: moved aside to TRAIL.cut-UNIXTIME and
+// recorded) or someone else's (refused, and named by Verify). A head
+// written before intents cannot tell a crash from an append by someone
+// else: one record past it is still taken in, but named.
+//
 // What the head does not stop: someone who can write both the trail and
 // its head can rewrite history consistently. Keep both where the scanner's
 // users cannot write, or copy the head elsewhere (it is small).

@@ -115,3 +115,21 @@ func TestCheckerResumes(t *testing.T) {
 		t.Fatalf("edit in place: %+v", st)
 	}
 }
+
+// BenchmarkAppend is one record's append: the checks of the trail's end,
+// the head's intent, the line and the head, each written durably.
+//
+//	go test ./internal/audit -run '^$' -bench Append
+func BenchmarkAppend(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "audit.jsonl")
+	l, _, err := Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	for b.Loop() {
+		if err := l.Append(Record{Event: Admitted, ScanID: "s", Client: "local", Targets: "127.0.0.1"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
