@@ -71,7 +71,7 @@ func bringUp(ctx context.Context, s *settings, log *slog.Logger, stderr io.Write
 	go func() {
 		var l local
 		if l.st, l.err = s.openStore(ctx); l.err == nil {
-			if l.trail, l.interrupted, l.err = openAudit(s); l.err != nil {
+			if l.trail, l.interrupted, l.err = openAudit(s, log); l.err != nil {
 				l.st.Close()
 			}
 		}
@@ -293,11 +293,12 @@ func newInstance() string {
 
 func nmapPackage() string { return images.NmapVersion }
 
-// openAudit opens the audit trail named by the settings.
-func openAudit(s *settings) (*audit.Log, []string, error) {
+// openAudit opens the audit trail named by the settings; what its checks
+// find (a repair at start-up, tampering while the server runs) goes to log.
+func openAudit(s *settings, log *slog.Logger) (*audit.Log, []string, error) {
 	path, err := s.auditFile()
 	if err != nil {
 		return nil, nil, err
 	}
-	return audit.Open(path)
+	return audit.OpenWith(path, audit.Options{Log: log})
 }
