@@ -113,10 +113,24 @@ type Fencer interface {
 	Close(ctx context.Context) error
 }
 
+// HostFencer keeps scans that run on the host's network to loopback
+// (package fence's HostFence is one).
+type HostFencer interface {
+	// Ensure puts the host fence in place and returns the cgroup parent the
+	// spec's container must be started under; its error means nothing may
+	// start.
+	Ensure(ctx context.Context) (cgroupParent string, err error)
+	// Pending lists the containers of the host fence not yet removed.
+	Pending() []string
+	// Close removes them, waiting until they are gone or ctx ends.
+	Close(ctx context.Context) error
+}
+
 // Executor runs jobs on one engine.
 type Executor struct {
-	engine Engine
-	fencer Fencer
+	engine    Engine
+	fencer    Fencer
+	hostFence HostFencer
 	log    *slog.Logger
 	// cleanup bounds kill, inspect and removal, which run on a context of
 	// their own so that a cancelled caller cannot leak a container.
@@ -138,6 +152,11 @@ func New(engine Engine, log *slog.Logger) *Executor {
 // SetFencer lets the executor run fenced specs; without one, a spec with
 // a Fence is refused. Close closes f too. Call it before the first Run.
 func (e *Executor) SetFencer(f Fencer) { e.fencer = f }
+
+// SetHostFence lets the executor run specs fenced on the host network
+// (sandbox.Spec.HostFence); without one, such a spec is refused. Close
+// closes h too. Call it before the first Run.
+func (e *Executor) SetHostFence(h HostFencer) { e.hostFence = h }
 
 // defaultMaxOutput is the default bound of kept output per stream.
 const defaultMaxOutput = 4 << 20
@@ -193,6 +212,23 @@ func (e *Executor) Run(ctx context.Context, job Job) (*Result, error) {
 		}
 		emit("fenced", "", fmt.Sprintf("%d allowed addresses, %s", job.Spec.Fence.Addresses(), mode))
 		job.Spec.Network, release = mode, rel
+	}
+	// A host-network spec runs in the host fence's cgroup, and only once
+	// the fence is in place.
+	if job.Spec.HostFence {
+		if e.hostFence == nil {
+			return res, &fence.HostError{Err: errors.New("this runner has no host fence")}
+		}
+		parent, err := e.hostFence.Ensure(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				res.Canceled = true
+				return res, fmt.Errorf("scan cancelled before it started: %w", ctx.Err())
+			}
+			return res, err
+		}
+		job.Spec.CgroupParent = parent
+		emit("fenced", "", "host network fenced to loopback, cgroup "+parent)
 	}
 	cfg, hc := sandbox.Docker(job.Spec)
 	created, err := e.engine.ContainerCreate(stepCtx, cfg, hc, nil, nil, job.Spec.Name)
@@ -366,7 +402,7 @@ func (e *Executor) finishInBackground(id string, hc *container.HostConfig, hijac
 }
 
 // Close blocks until every background removal has finished or ctx ends,
-// then closes the fencer.
+// then closes the fencer and the host fence.
 func (e *Executor) Close(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() { e.wg.Wait(); close(done) }()
@@ -375,10 +411,14 @@ func (e *Executor) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("wait for container removals: %w", ctx.Err())
 	}
+	var errs []error
 	if e.fencer != nil {
-		return e.fencer.Close(ctx)
+		errs = append(errs, e.fencer.Close(ctx))
 	}
-	return nil
+	if e.hostFence != nil {
+		errs = append(errs, e.hostFence.Close(ctx))
+	}
+	return errors.Join(errs...)
 }
 
 // pending lists the containers created by this executor that are not yet

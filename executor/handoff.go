@@ -27,6 +27,9 @@ func (e *Executor) Detach() bool {
 	if e.fencer != nil {
 		fences = e.fencer.Pending()
 	}
+	if e.hostFence != nil {
+		fences = append(fences, e.hostFence.Pending()...)
+	}
 	if len(ids) == 0 && len(fences) == 0 {
 		return true
 	}

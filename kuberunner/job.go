@@ -142,12 +142,15 @@ func (r *Runner) Shape(spec sandbox.Spec) sandbox.Spec {
 	spec.Image = r.cfg.Image
 	spec.Seccomp, spec.SeccompID = nil, r.cfg.SeccompID()
 	spec.Network = PodNetwork
-	if spec.Fence != nil {
+	if spec.HostFence {
+		// Loopback targets are the pod's own loopback: the pod's fence
+		// keeps such a scan to it, as the host fence does on Docker.
+		spec.HostFence, spec.CgroupParent, spec.Unfenced = false, "", ""
+		spec.Fence = &sandbox.Fence{Network: PodNetwork, Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}}
+	} else if spec.Fence != nil {
 		f := *spec.Fence
 		f.Network = PodNetwork
 		spec.Fence = &f
-	} else if strings.Contains(spec.Unfenced, "loopback") {
-		spec.Unfenced = "loopback targets are the scan pod's own loopback"
 	} else {
 		spec.Unfenced = "sandbox.network is not fenced"
 	}

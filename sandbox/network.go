@@ -54,6 +54,11 @@ type Placement struct {
 	Fence *Fence
 	// Unfenced says why a scan is not fenced ("" when it is).
 	Unfenced string
+	// HostFence: the scan runs on the host's network (its targets are all
+	// on loopback) inside the host fence, which lets its packets reach
+	// loopback only (see package fence, HostFence). A runner that cannot
+	// install that fence must refuse the spec.
+	HostFence bool
 }
 
 // MixedTargetsError refuses a fenced scan that mixes loopback targets,
@@ -68,7 +73,8 @@ func (e *MixedTargetsError) Error() string {
 }
 
 // Place decides where a scan of targets runs under opts: on the host
-// network (sandbox.network: host, or every target on loopback), with no
+// network not fenced (sandbox.network: host, the explicit opt-out), on
+// the host network fenced to loopback (every target on loopback), with no
 // network, or fenced on the configured network. A fenced deployment
 // refuses a scan that mixes loopback and other targets with a
 // *MixedTargetsError.
@@ -93,7 +99,7 @@ func Place(opts Options, targets []netip.Prefix) (Placement, error) {
 		}
 		switch {
 		case len(other) == 0 && len(loop) > 0:
-			return Placement{Network: Host, Unfenced: "loopback targets are scanned from the host network"}, nil
+			return Placement{Network: Host, HostFence: true}, nil
 		case len(loop) > 0:
 			return Placement{}, &MixedTargetsError{Loopback: clipList(loop), Other: clipList(other)}
 		case len(other) == 0:

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/mount"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/owner"
 )
@@ -90,6 +91,10 @@ const ExitMarker = "\x1enmap-mcp-exit="
 // launcher runs nmap with the user's arguments as positional parameters
 // (never parsed by the shell) and then reports its exit status in-band.
 const launcher = `"$0" "$@"; s=$?; printf '\n\036nmap-mcp-exit=%d\n' "$s"; printf '\n\036nmap-mcp-exit=%d\n' "$s" >&2; exit "$s"`
+
+// ResolvConf is where the container's resolver configuration lives; every
+// scan container gets an empty, read-only one (no nameserver).
+const ResolvConf = "/etc/resolv.conf"
 
 // Limits are the resources one scan container may use.
 type Limits struct {
@@ -169,6 +174,15 @@ type Spec struct {
 	Fence *Fence
 	// Unfenced says why the container is not fenced, when Fence is nil.
 	Unfenced string
+	// HostFence: the container runs on the host network inside the host
+	// fence (loopback only): a runner must install that fence first and
+	// put the container in CgroupParent, or refuse the spec. Its seccomp
+	// profile also refuses packet sockets that could send on any device
+	// (HostSeccompProfile).
+	HostFence bool
+	// CgroupParent is the cgroup the runner puts the container under; the
+	// host fence matches that cgroup's sockets. Empty: the engine's default.
+	CgroupParent string
 	// Seccomp is the seccomp profile (JSON) applied to the container.
 	Seccomp []byte
 	// SeccompID names that profile (see SeccompID).
@@ -202,6 +216,7 @@ func New(opts Options, s Scan) Spec {
 		Network:    network,
 		Fence:      s.Placement.Fence,
 		Unfenced:   s.Placement.Unfenced,
+		HostFence:  s.Placement.HostFence,
 		Seccomp:    SeccompProfile(),
 		SeccompID:  SeccompID(),
 		CPUs:       lim.CPUs,
@@ -212,6 +227,9 @@ func New(opts Options, s Scan) Spec {
 		Labels:     OwnerLabels(opts.Instance),
 	}
 	spec.Labels[LabelScanID] = s.ID
+	if spec.HostFence {
+		spec.Seccomp, spec.SeccompID = HostSeccompProfile(), HostSeccompID()
+	}
 	if s.Privilege == RawSockets {
 		spec.UID, spec.GID = 0, 0
 		spec.CapAdd = []string{"NET_RAW"}
@@ -247,9 +265,15 @@ func Docker(spec Spec) (*container.Config, *container.HostConfig) {
 			Memory:     spec.Memory,
 			MemorySwap: spec.Memory,
 			PidsLimit:  &pids,
+			// The host fence matches the sockets of this cgroup's tree.
+			CgroupParent: spec.CgroupParent,
 		},
 		LogConfig: container.LogConfig{Type: "none"},
 		Sysctls:   maps.Clone(spec.Sysctls),
+		// No resolver: an empty, read-only resolv.conf (the image resolves
+		// host names from /etc/hosts only), so neither libc nor NSE's DNS
+		// library can send a query, whatever network the scan is on.
+		Mounts: []mount.Mount{{Type: mount.TypeBind, Source: "/dev/null", Target: ResolvConf, ReadOnly: true}},
 	}
 	if len(hc.CapAdd) == 0 {
 		hc.CapAdd = nil
@@ -283,6 +307,9 @@ func (spec Spec) Describe() string {
 // e.g. "network nmap-mcp fenced to 2 addresses" or "network host, not
 // fenced".
 func (spec Spec) NetworkLine() string {
+	if spec.HostFence {
+		return "network host fenced to loopback"
+	}
 	if f := spec.Fence; f != nil {
 		n := f.Addresses()
 		unit := "addresses"

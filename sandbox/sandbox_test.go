@@ -22,8 +22,11 @@ func TestConfigUnprivileged(t *testing.T) {
 		t.Fatalf("user %q caps +%v -%v", cfg.User, hc.CapAdd, hc.CapDrop)
 	}
 	checkAlways(t, cfg.Labels, hc)
-	if hc.NetworkMode != "host" {
-		t.Errorf("a loopback scan's network %q, want host", hc.NetworkMode)
+	if hc.NetworkMode != "host" || !place.HostFence || place.Unfenced != "" {
+		t.Errorf("a loopback scan's network %q (%+v), want host inside the host fence", hc.NetworkMode, place)
+	}
+	if !strings.Contains(hc.SecurityOpt[1], "SCMP_CMP_NE") {
+		t.Errorf("a host-fenced scan must get the host seccomp profile")
 	}
 }
 
@@ -45,7 +48,9 @@ func TestConfigRawSockets(t *testing.T) {
 
 func checkAlways(t *testing.T, labels map[string]string, h *container.HostConfig) {
 	t.Helper()
-	if h.Privileged || h.AutoRemove || !h.ReadonlyRootfs || len(h.Binds) != 0 || len(h.Mounts) != 0 {
+	// The only mount: an empty, read-only resolv.conf (no resolver).
+	resolv := len(h.Mounts) == 1 && h.Mounts[0].Source == "/dev/null" && h.Mounts[0].Target == ResolvConf && h.Mounts[0].ReadOnly
+	if h.Privileged || h.AutoRemove || !h.ReadonlyRootfs || len(h.Binds) != 0 || !resolv {
 		t.Fatalf("privileged=%v autoremove=%v ro=%v binds=%v mounts=%v", h.Privileged, h.AutoRemove, h.ReadonlyRootfs, h.Binds, h.Mounts)
 	}
 	if !slices.Contains(h.SecurityOpt, "no-new-privileges") {
@@ -98,7 +103,7 @@ func TestPlace(t *testing.T) {
 		fenced  bool
 		err     string
 	}{
-		{Options{}, pfx("127.0.0.1/32", "::1/128"), "host", false, ""},
+		{Options{}, pfx("127.0.0.1/32", "::1/128"), "host", false, "hostfence"},
 		{Options{}, pfx("10.0.0.0/30", "10.9.9.9/32"), ManagedNetwork, true, ""},
 		{Options{Network: Fenced, FenceNetwork: "lab"}, pfx("192.168.1.1/32"), "lab", true, ""},
 		{Options{Network: "macvlan-lab"}, pfx("192.168.1.1/32"), "macvlan-lab", true, ""},
@@ -108,6 +113,13 @@ func TestPlace(t *testing.T) {
 	}
 	for _, c := range cases {
 		p, err := Place(c.opts, c.targets)
+		if c.err == "hostfence" {
+			// Loopback only: the host network, inside the host fence.
+			if err != nil || p.Network != Host || !p.HostFence || p.Fence != nil || p.Unfenced != "" {
+				t.Errorf("%v: %+v, %v; want the host network fenced to loopback", c.targets, p, err)
+			}
+			continue
+		}
 		if c.err != "" {
 			var mixed *MixedTargetsError
 			if err == nil || !strings.Contains(err.Error(), c.err) || !errors.As(err, &mixed) {
@@ -117,6 +129,9 @@ func TestPlace(t *testing.T) {
 		}
 		if err != nil || p.Network != c.network || (p.Fence != nil) != c.fenced {
 			t.Errorf("%+v %v: %+v, %v; want network %s fenced %v", c.opts, c.targets, p, err, c.network, c.fenced)
+		}
+		if p.HostFence {
+			t.Errorf("%+v %v: only a loopback scan in a fenced deployment is host-fenced", c.opts, c.targets)
 		}
 		if !c.fenced && p.Unfenced == "" {
 			t.Errorf("%+v: an unfenced placement must say why", c.opts)
@@ -134,8 +149,12 @@ func TestDescribeFence(t *testing.T) {
 		t.Errorf("fenced: %s", d)
 	}
 	place, _ = Place(opts, []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")})
-	if d := New(opts, Scan{ID: "y", Placement: place}).Describe(); !strings.Contains(d, "network host not fenced") {
+	if d := New(opts, Scan{ID: "y", Placement: place}).Describe(); !strings.Contains(d, "network host fenced to loopback") || !strings.Contains(d, "seccomp "+HostSeccompID()) {
 		t.Errorf("loopback: %s", d)
+	}
+	place, _ = Place(Options{Network: Host}, []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")})
+	if d := New(opts, Scan{ID: "z", Placement: place}).Describe(); !strings.Contains(d, "network host not fenced") {
+		t.Errorf("host opt-out: %s", d)
 	}
 }
 

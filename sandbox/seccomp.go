@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"slices"
 	"sync"
 )
 
@@ -52,14 +53,49 @@ type archMap struct {
 type syscallRule struct {
 	Names    []string `json:"names"`
 	Action   string   `json:"action"`
+	Args     []arg    `json:"args,omitempty"`
 	ErrnoRet *uint    `json:"errnoRet,omitempty"`
 	Comment  string   `json:"comment,omitempty"`
 }
 
-// seccompOnce builds the profile once per process: it is a pure function
-// of the lists above.
-var seccompOnce = sync.OnceValues(func() ([]byte, string) {
+// arg is one condition on a system call's argument (all of a rule's
+// conditions must hold).
+type arg struct {
+	Index    uint   `json:"index"`
+	Value    uint64 `json:"value"`
+	ValueTwo uint64 `json:"valueTwo"`
+	Op       string `json:"op"`
+}
+
+// Numbers the host profile's conditions compare with (x86-64 and arm64
+// agree on them).
+const (
+	sockaddrLLSize = 20  // sizeof(struct sockaddr_ll): a packet socket's destination
+	solPacket      = 263 // SOL_PACKET
+	packetTxRing   = 13  // PACKET_TX_RING
+)
+
+// buildProfile renders the profile. For host-network scans (host true)
+// sends that name a packet socket's destination (sendto with a struct
+// sockaddr_ll: libdnet's eth_send, behind nmap's --send-eth and NSE's
+// dnet ethernet sends) and packet TX rings are refused: the host fence
+// filters IP at the inet output hook, which frames sent on a packet
+// socket skip. libpcap's capture (a packet socket it only reads) still
+// works.
+func buildProfile(host bool) ([]byte, string) {
 	eperm, enosys := uint(1), uint(38)
+	allow := append(append([]string{}, traced...), harmless...)
+	var extra []syscallRule
+	if host {
+		allow = slices.DeleteFunc(allow, func(n string) bool { return n == "sendto" || n == "setsockopt" })
+		extra = []syscallRule{
+			{Names: []string{"sendto"}, Action: "SCMP_ACT_ALLOW", Args: []arg{{Index: 5, Value: sockaddrLLSize, Op: "SCMP_CMP_NE"}},
+				Comment: "host network: no sendto with a packet socket's address (sockaddr_ll)"},
+			{Names: []string{"setsockopt"}, Action: "SCMP_ACT_ALLOW", Args: []arg{{Index: 1, Value: solPacket, Op: "SCMP_CMP_NE"}}},
+			{Names: []string{"setsockopt"}, Action: "SCMP_ACT_ALLOW", Args: []arg{{Index: 1, Value: solPacket, Op: "SCMP_CMP_EQ"}, {Index: 2, Value: packetTxRing, Op: "SCMP_CMP_NE"}},
+				Comment: "host network: no packet TX ring"},
+		}
+	}
 	p := profile{
 		DefaultAction:   "SCMP_ACT_ERRNO",
 		DefaultErrnoRet: &eperm,
@@ -68,17 +104,38 @@ var seccompOnce = sync.OnceValues(func() ([]byte, string) {
 			{Arch: "SCMP_ARCH_X86_64", SubArches: []string{}},
 			{Arch: "SCMP_ARCH_AARCH64", SubArches: []string{}},
 		},
-		Syscalls: []syscallRule{
-			{Names: append(append([]string{}, traced...), harmless...), Action: "SCMP_ACT_ALLOW",
+		Syscalls: append([]syscallRule{
+			{Names: allow, Action: "SCMP_ACT_ALLOW",
 				Comment: "nmap, its launcher and the fencer; everything else fails with EPERM"},
 			// glibc falls back from clone3 to clone only on ENOSYS.
 			{Names: []string{"clone3"}, Action: "SCMP_ACT_ERRNO", ErrnoRet: &enosys, Comment: "glibc falls back to clone"},
-		},
+		}, extra...),
 	}
-	b, _ := json.Marshal(p) // strings and pointers to uint: cannot fail
+	b, _ := json.Marshal(p) // strings, numbers and pointers to uint: cannot fail
 	sum := sha256.Sum256(b)
 	return b, "sha256:" + hex.EncodeToString(sum[:])[:12]
-})
+}
+
+// The profiles are pure functions of the lists above, built once per
+// process.
+var (
+	seccompOnce     = sync.OnceValues(func() ([]byte, string) { return buildProfile(false) })
+	hostSeccompOnce = sync.OnceValues(func() ([]byte, string) { return buildProfile(true) })
+)
+
+// HostSeccompProfile is SeccompProfile for scans on the host network
+// fenced to loopback: it also refuses packet-socket sends (see
+// buildProfile), which the host fence cannot see.
+func HostSeccompProfile() []byte {
+	b, _ := hostSeccompOnce()
+	return b
+}
+
+// HostSeccompID names HostSeccompProfile as SeccompID names the default.
+func HostSeccompID() string {
+	_, id := hostSeccompOnce()
+	return id
+}
 
 // SeccompProfile is the default-deny seccomp profile (Docker's JSON
 // format) applied to every container nmap-mcp starts: the calls nmap, its

@@ -173,6 +173,10 @@ func dockerBackend(ctx context.Context, s *settings, opts sandbox.Options, log *
 			Create: opts.Network == "" || opts.Network == sandbox.Fenced, Warm: warm, Refill: refill,
 			Labels: sandbox.OwnerLabels(opts.Instance)}, log))
 	}
+	if opts.FencedNetwork() != "" {
+		// Scans of loopback run on the host network inside the host fence.
+		ex.SetHostFence(fence.NewHostFence(cli, fence.HostConfig{Image: img.ID, Labels: sandbox.OwnerLabels(opts.Instance)}, log))
+	}
 	return backend{
 		runner: ex,
 		image:  img,

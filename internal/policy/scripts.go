@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -10,14 +11,27 @@ import (
 	"github.com/nmap-mcp/nmap-mcp/internal/scan"
 )
 
-// ScriptIndex is what the policy knows of the scanner image's NSE scripts:
-// each script's categories (from script.db), and which scripts add scan
-// targets by themselves (target.add, newtargets) or open a packet capture
-// (pcap_open), found by reading the scripts' source in the image.
+// ScriptIndex is what the policy knows of the scanner image's NSE scripts,
+// found by reading script.db and the scripts' (and libraries') source in
+// the image: each script's categories; which scripts add scan targets by
+// themselves (target.add, newtargets), open a packet capture (pcap_open),
+// or contact third parties (resolve names, or make the target connect
+// elsewhere); the script arguments each script and library documents
+// (@args); and the libraries each script requires.
 type ScriptIndex struct {
 	Categories  map[string][]string
 	AddsTargets map[string]bool
 	Captures    map[string]bool
+	// ThirdParty are scripts that resolve names (nmap.resolve, dns.query,
+	// dns.reverse) or make the target connect to another host (ftp-bounce's
+	// checkhost), and those of the external category.
+	ThirdParty map[string]bool
+	// Args are the argument keys each script documents (@args).
+	Args map[string][]string
+	// Requires are the libraries each script requires.
+	Requires map[string][]string
+	// LibArgs are the argument keys each NSE library documents (@args).
+	LibArgs map[string][]string
 }
 
 // ScriptDB returns the image's script index.
@@ -27,33 +41,63 @@ type ScriptDB func(ctx context.Context) (*ScriptIndex, error)
 const (
 	AddsTargetsMarker = "#nmap-mcp:adds-targets"
 	CapturesMarker    = "#nmap-mcp:captures"
+	ThirdPartyMarker  = "#nmap-mcp:third-party"
+	ArgsMarker        = "#nmap-mcp:args"
+	RequiresMarker    = "#nmap-mcp:requires"
+	LibArgsMarker     = "#nmap-mcp:lib-args"
 )
 
 // IndexScript is the shell script, run inside the scanner image with no
 // network, whose output ParseScriptIndex reads: script.db, then the
-// scripts that add targets, then those that open a packet capture.
+// scripts that add targets, those that open a packet capture, those that
+// contact third parties, the @args lines of the scripts, their require
+// lines, and the @args lines of the libraries.
 const IndexScript = `cd /usr/share/nmap/scripts && cat script.db && echo '` + AddsTargetsMarker + `' && ` +
 	`grep -l -e 'target%.add' -e 'target\.add' -e newtargets -- *.nse; echo '` + CapturesMarker + `' && ` +
-	`grep -l -e pcap_open -- *.nse; exit 0`
+	`grep -l -e pcap_open -- *.nse; echo '` + ThirdPartyMarker + `' && ` +
+	`grep -l -e 'nmap%.resolve' -e 'nmap\.resolve' -e 'dns\.query' -e 'dns\.reverse' -e 'dns%.query' -e checkhost -- *.nse; echo '` + ArgsMarker + `' && ` +
+	`grep -H -e '@args' -- *.nse; echo '` + RequiresMarker + `' && ` +
+	`grep -H -e 'require' -- *.nse; echo '` + LibArgsMarker + `' && ` +
+	`cd ../nselib && grep -H -e '@args' -- *.lua; exit 0`
+
+var requireLine = regexp.MustCompile(`require\s*\(?\s*["']([A-Za-z0-9_.-]+)["']`)
 
 // ParseScriptIndex reads IndexScript's output: script.db lines such as
 // Entry { filename = "http-title.nse", categories = { "default", "discovery", "safe", } }
 // then file names under each marker.
 func ParseScriptIndex(text string) *ScriptIndex {
-	idx := &ScriptIndex{Categories: map[string][]string{}, AddsTargets: map[string]bool{}, Captures: map[string]bool{}}
+	idx := &ScriptIndex{Categories: map[string][]string{}, AddsTargets: map[string]bool{}, Captures: map[string]bool{},
+		ThirdParty: map[string]bool{}, Args: map[string][]string{}, Requires: map[string][]string{}, LibArgs: map[string][]string{}}
 	var section map[string]bool
+	var lines map[string][]string // a section of "file:line" entries
+	var keep func(line string) string
 	for _, line := range strings.Split(text, "\n") {
 		line = strings.TrimSpace(line)
+		switch line {
+		case AddsTargetsMarker, CapturesMarker, ThirdPartyMarker:
+			section, lines = map[string]map[string]bool{AddsTargetsMarker: idx.AddsTargets, CapturesMarker: idx.Captures, ThirdPartyMarker: idx.ThirdParty}[line], nil
+			continue
+		case ArgsMarker, LibArgsMarker:
+			section, lines, keep = nil, idx.Args, argKey
+			if line == LibArgsMarker {
+				lines = idx.LibArgs
+			}
+			continue
+		case RequiresMarker:
+			section, lines, keep = nil, idx.Requires, requiredLib
+			continue
+		}
 		switch {
-		case line == AddsTargetsMarker:
-			section = idx.AddsTargets
-			continue
-		case line == CapturesMarker:
-			section = idx.Captures
-			continue
 		case section != nil:
 			if name, ok := strings.CutSuffix(line, ".nse"); ok {
 				section[name] = true
+			}
+			continue
+		case lines != nil:
+			file, rest, ok := strings.Cut(line, ":")
+			name := strings.TrimSuffix(strings.TrimSuffix(file, ".nse"), ".lua")
+			if v := keep(rest); ok && v != "" && !slices.Contains(lines[name], v) {
+				lines[name] = append(lines[name], v)
 			}
 			continue
 		}
@@ -78,7 +122,49 @@ func ParseScriptIndex(text string) *ScriptIndex {
 		}
 		idx.Categories[strings.TrimSuffix(file, ".nse")] = list
 	}
+	for name, cats := range idx.Categories {
+		if slices.Contains(cats, "external") {
+			idx.ThirdParty[name] = true
+		}
+	}
 	return idx
+}
+
+// argKey reads the key of an "-- @args KEY description" line.
+func argKey(line string) string {
+	_, rest, ok := strings.Cut(line, "@args")
+	if !ok {
+		return ""
+	}
+	f := strings.Fields(rest)
+	if len(f) == 0 {
+		return ""
+	}
+	return strings.TrimRight(f[0], ",:")
+}
+
+// requiredLib reads the library of a require line.
+func requiredLib(line string) string {
+	if m := requireLine.FindStringSubmatch(line); m != nil {
+		return m[1]
+	}
+	return ""
+}
+
+// documents reports whether one of scripts (or a library one of them
+// requires) documents the argument key.
+func (idx *ScriptIndex) documents(scripts []string, key string) bool {
+	for _, s := range scripts {
+		if slices.Contains(idx.Args[s], key) {
+			return true
+		}
+		for _, lib := range idx.Requires[s] {
+			if slices.Contains(idx.LibArgs[lib], key) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // isCategory reports whether some script of the index is in category c.
@@ -159,7 +245,22 @@ func (p *Policy) expandScripts(ctx context.Context, plan *scan.Plan) ([]string, 
 		out = append(out, scan.DroppedScript{Name: n, Reason: why})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	for _, kv := range plan.ScriptArgs {
+		k, _, _ := strings.Cut(kv, "=")
+		if !idx.documents(names, k) {
+			return nil, nil, &scan.FieldError{Field: "script_args", Value: kv,
+				Rule: fmt.Sprintf("no script that will run (%s) documents the argument %q (@args in the script or a library it requires); only documented arguments are passed", clipNames(names), k)}
+		}
+	}
 	return names, out, nil
+}
+
+// clipNames lists at most five script names.
+func clipNames(names []string) string {
+	if len(names) > 5 {
+		return strings.Join(names[:5], ", ") + fmt.Sprintf(" and %d more", len(names)-5)
+	}
+	return strings.Join(names, ", ")
 }
 
 // scriptDenied says why script name may not run, or "" when it may. A
@@ -169,25 +270,31 @@ func (p *Policy) scriptDenied(idx *ScriptIndex, name string, hostNet bool) strin
 	if idx.Captures[name] && hostNet {
 		return "opens a packet capture, which is never allowed on the host network (it would read the host's traffic)"
 	}
-	if slices.Contains(p.cfg.ScriptNames, name) {
-		return ""
-	}
-	if idx.AddsTargets[name] {
-		return "adds scan targets by itself that the scope never checked (target.add); list it in scripts.names to allow it"
-	}
-	if idx.Captures[name] {
-		return "listens on network interfaces (packet capture); list it in scripts.names to allow it"
-	}
-	for _, c := range idx.Categories[name] {
-		if !slices.Contains(p.cfg.ScriptCategories, c) {
-			return fmt.Sprintf("is also in category %q, which is not allowed", c)
+	named := slices.Contains(p.cfg.ScriptNames, name)
+	if !named {
+		if idx.AddsTargets[name] {
+			return "adds scan targets by itself that the scope never checked (target.add); list it in scripts.names to allow it"
 		}
+		if idx.Captures[name] {
+			return "listens on network interfaces (packet capture); list it in scripts.names to allow it"
+		}
+		for _, c := range idx.Categories[name] {
+			if !slices.Contains(p.cfg.ScriptCategories, c) {
+				return fmt.Sprintf("is also in category %q, which is not allowed", c)
+			}
+		}
+	}
+	if idx.ThirdParty[name] && hostNet {
+		return "contacts third parties (resolves names, or makes the target connect elsewhere), which is never allowed on the host network"
+	}
+	if idx.ThirdParty[name] && !named {
+		return "contacts third parties (resolves names, or makes the target connect elsewhere); list it in scripts.names to allow it"
 	}
 	return ""
 }
 
 func (p *Policy) scriptKey(idx *ScriptIndex, name string, hostNet bool) string {
-	if idx.Captures[name] && hostNet {
+	if (idx.Captures[name] || idx.ThirdParty[name]) && hostNet {
 		return "sandbox.network"
 	}
 	return "scripts.names"

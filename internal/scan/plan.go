@@ -551,7 +551,34 @@ func targetArg(key, value string) string {
 	if _, err := netip.ParseAddr(value); err == nil {
 		return "carries an IP address; scripts may only reach the scan's own targets, given in the targets parameter"
 	}
+	// user@host, host:port: each part is checked.
+	for _, part := range strings.FieldsFunc(value, func(r rune) bool { return r == '@' || r == ':' }) {
+		if _, err := netip.ParseAddr(part); err == nil {
+			return fmt.Sprintf("carries an IP address (%q); scripts may only reach the scan's own targets, given in the targets parameter", part)
+		}
+		if hostName(part) {
+			return fmt.Sprintf("carries a host name (%q); scripts may only reach the scan's own targets, given in the targets parameter", part)
+		}
+	}
 	return ""
+}
+
+// hostName reports whether s reads as a DNS name with at least two labels
+// whose last is not all digits (scanme.nmap.org, evil.example, x.local):
+// a value a script could resolve or connect to. Versions such as 1.2.3
+// and single words are not names.
+func hostName(s string) bool {
+	labels := strings.Split(strings.TrimSuffix(s, "."), ".")
+	if len(labels) < 2 {
+		return false
+	}
+	for _, l := range labels {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' || !charset(l, "-_", 63) {
+			return false
+		}
+	}
+	last := labels[len(labels)-1]
+	return strings.TrimLeft(last, "0123456789") != ""
 }
 
 // charset reports whether s is 1..n characters of letters, digits and extra.

@@ -258,8 +258,9 @@ func (r *run) queued(pos int) {
 }
 
 // place decides where the scan runs (sandbox.Place): fenced to its
-// targets, or on the host network for loopback only. A fenced scan gets
-// -n: it reaches no resolver, and its names were pinned by the policy.
+// targets, or on the host network fenced to loopback for loopback only.
+// Every scan gets -n: none reaches a resolver, and names were pinned by
+// the policy.
 // Mixing loopback and other targets in a fenced deployment is refused as
 // a *scan.FieldError.
 func (s *Service) place(plan *scan.Plan) (sandbox.Placement, error) {
@@ -280,7 +281,9 @@ func (s *Service) place(plan *scan.Plan) (sandbox.Placement, error) {
 	if err != nil {
 		return place, fmt.Errorf("place the scan: %w", err)
 	}
-	plan.NoDNS = place.Fence != nil
+	// No scan reaches a resolver (every container's resolv.conf is empty):
+	// nmap's own reverse DNS is off, and names were pinned by the policy.
+	plan.NoDNS = true
 	return place, nil
 }
 

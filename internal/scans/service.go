@@ -403,5 +403,8 @@ func (s *Service) placeOne(d policy.Decision) string {
 	if spec.Fence != nil {
 		return "fenced on network " + spec.Fence.Network
 	}
+	if spec.HostFence {
+		return "host network, fenced to loopback (the host fence: its packets may reach 127.0.0.0/8 and ::1 only)"
+	}
 	return spec.Network + " network, not fenced (" + spec.Unfenced + ")"
 }

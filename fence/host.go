@@ -1,0 +1,388 @@
+package fence
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/system"
+	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/nmap-mcp/nmap-mcp/sandbox"
+)
+
+// # The host fence
+//
+// A scan of the host's own loopback must run on the host's network (no
+// other namespace reaches it), where no per-scan namespace can be fenced.
+// The host fence keeps such scans to loopback all the same: every scan
+// container on the host network is started under one dedicated cgroup
+// (HostCgroupParent), and one nftables table in the host's network
+// namespace drops, at the inet output hook, every packet whose socket
+// belongs to that cgroup's tree and that goes anywhere but loopback
+// (127.0.0.0/8, ::1, device lo). Frames sent on a packet socket skip that
+// hook; the host scans' seccomp profile refuses those sends
+// (sandbox.HostSeccompProfile). No resolver is reachable either: scan
+// containers get an empty resolv.conf and the image resolves from
+// /etc/hosts only.
+//
+// The table is installed, and installed again before every host scan, by a
+// warden: one container per server on the host network with NET_ADMIN as
+// its only capability (seccomp, read-only root, no-new-privileges), which
+// itself sits in the fenced cgroup (so the cgroup exists while the rule
+// names it) and sees the host's cgroup tree read-only (nft resolves the
+// cgroup path to its id when the rule is loaded). Each request re-applies
+// the whole table in one transaction (about 10 ms), so a table that was
+// flushed, or a cgroup that was re-created, is repaired before the scan
+// starts. Where it cannot be installed (no cgroup v2 hierarchy, no
+// nftables, an engine on another host), host scans are refused with the
+// reason; sandbox.network: host is the explicit, unfenced opt-out.
+
+// Names of the host fence.
+const (
+	// TableHost is the inet table the host fence installs in the host's
+	// network namespace.
+	TableHost = "nmap_mcp_host"
+	// HostCgroupParent is the cgroup (cgroupfs driver) under which scan
+	// containers on the host network run; HostCgroupSlice is its name
+	// under the systemd driver.
+	HostCgroupParent = "/nmap-mcp-scans"
+	HostCgroupSlice  = "nmap_mcp_scans.slice"
+	// RoleHostFence labels the warden container.
+	RoleHostFence = "host-fence"
+)
+
+// HostEngine is the part of the Docker client the host fence uses;
+// *client.Client satisfies it.
+type HostEngine interface {
+	Containers
+	Info(ctx context.Context) (system.Info, error)
+}
+
+// HostConfig shapes a HostFence.
+type HostConfig struct {
+	// Image is the scanner image (by ID); it has nft.
+	Image string
+	// Labels are the owner labels the warden carries (sandbox.OwnerLabels).
+	Labels map[string]string
+}
+
+// HostError says that a host-network scan could not be fenced to
+// loopback; nmap was not started.
+type HostError struct {
+	Err error
+}
+
+func (e *HostError) Error() string {
+	return "the host fence (which keeps a scan of this machine's loopback to loopback) could not be installed, so nmap was not started: " +
+		e.Err.Error() + "; to scan loopback without it, set sandbox.network: host (explicit opt-out: those scans are not fenced)"
+}
+
+func (e *HostError) Unwrap() error { return e.Err }
+
+// HostFence installs and re-checks the host fence through its warden. Its
+// methods are safe for concurrent use.
+type HostFence struct {
+	engine HostEngine
+	cfg    HostConfig
+	log    *slog.Logger
+
+	mu     sync.Mutex // serialises requests to the warden
+	w      *warden
+	closed bool
+	wg     sync.WaitGroup
+	live   map[string]bool // wardens not yet removed
+	lmu    sync.Mutex      // guards live
+}
+
+// NewHostFence returns a host fence; the warden starts on the first Ensure.
+// log may be nil.
+func NewHostFence(engine HostEngine, cfg HostConfig, log *slog.Logger) *HostFence {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &HostFence{engine: engine, cfg: cfg, log: log, live: map[string]bool{}}
+}
+
+// HostRuleset renders the host fence's table for the cgroup at path
+// (relative to the cgroup mount root, as nft resolves it; level is its
+// depth in the v2 hierarchy): sockets of that tree may send only to
+// loopback. It is preceded by the table's deletion, so that `nft -f -`
+// replaces it in one transaction.
+func HostRuleset(path string, level int) (string, error) {
+	if path == "" || strings.ContainsAny(path, "\"\n\\") || level < 1 {
+		return "", fmt.Errorf("cgroup path %q (level %d): not one the host fence can name", path, level)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "add table inet %s\ndelete table inet %s\n", TableHost, TableHost)
+	fmt.Fprintf(&b, "table inet %s {\n", TableHost)
+	b.WriteString("\tchain output {\n\t\ttype filter hook output priority -10; policy accept;\n")
+	fmt.Fprintf(&b, "\t\tsocket cgroupv2 level %d %q jump scans\n\t}\n", level, path)
+	b.WriteString("\tchain scans {\n")
+	b.WriteString("\t\toifname != \"lo\" drop\n")
+	b.WriteString("\t\tmeta nfproto ipv4 ip daddr != 127.0.0.0/8 drop\n")
+	b.WriteString("\t\tmeta nfproto ipv6 ip6 daddr != ::1 drop\n")
+	b.WriteString("\t}\n}\n")
+	return b.String(), nil
+}
+
+// cgroupPlace says where the host scans' cgroup is for the engine's cgroup
+// driver and version: the parent to give containers, and the path and
+// level nft names it by.
+func cgroupPlace(info system.Info) (parent, path string, level int, err error) {
+	switch {
+	case info.CgroupDriver == "cgroupfs" && info.CgroupVersion == "2":
+		return HostCgroupParent, strings.TrimPrefix(HostCgroupParent, "/"), 1, nil
+	case info.CgroupDriver == "cgroupfs":
+		// cgroup v1: the v2 hierarchy, where it is mounted, is "unified".
+		return HostCgroupParent, "unified" + HostCgroupParent, 1, nil
+	case info.CgroupDriver == "systemd" && info.CgroupVersion == "2":
+		return HostCgroupSlice, HostCgroupSlice, 1, nil
+	case info.CgroupDriver == "systemd":
+		return HostCgroupSlice, "unified/" + HostCgroupSlice, 1, nil
+	}
+	return "", "", 0, fmt.Errorf("the engine's cgroup driver %q (cgroup v%s) is not one the host fence knows", info.CgroupDriver, info.CgroupVersion)
+}
+
+// Ensure makes sure the host fence is in place (installing it again, see
+// the package doc) and returns the cgroup parent the scan's container
+// must be started under. Any failure is a *HostError: the scan must not
+// start.
+func (h *HostFence) Ensure(ctx context.Context) (string, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return "", &HostError{Err: errors.New("the server is shutting down")}
+	}
+	for attempt := 0; ; attempt++ {
+		if h.w == nil || h.w.dead() {
+			if h.w != nil {
+				h.discard(h.w)
+			}
+			w, err := h.start(ctx)
+			if err != nil {
+				return "", &HostError{Err: err}
+			}
+			h.w = w
+		}
+		err := h.w.apply(ctx)
+		if err == nil {
+			return h.w.parent, nil
+		}
+		// A warden lost to an engine restart is replaced once; an nft
+		// refusal is final.
+		if !h.w.dead() || attempt > 0 || ctx.Err() != nil {
+			return "", &HostError{Err: err}
+		}
+	}
+}
+
+// Pending lists the warden containers not yet removed, for a hand-off to a
+// reaper.
+func (h *HostFence) Pending() []string {
+	h.lmu.Lock()
+	defer h.lmu.Unlock()
+	return slices.Sorted(maps.Keys(h.live))
+}
+
+// Close removes the warden (the table stays: it only matches the scans'
+// cgroup, which is then empty) and waits until it is gone or ctx ends.
+func (h *HostFence) Close(ctx context.Context) error {
+	h.mu.Lock()
+	h.closed = true
+	if h.w != nil {
+		h.discard(h.w)
+		h.w = nil
+	}
+	h.mu.Unlock()
+	done := make(chan struct{})
+	go func() { h.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for the host fence's warden to be removed: %w", ctx.Err())
+	}
+}
+
+// wardenScript re-applies the ruleset ($0) for each request line on stdin
+// and answers "ok" or "err <nft's message>"; it ends when stdin does (the
+// server went away).
+const wardenScript = `set -u
+while read -r req; do
+  if out=$(printf '%s\n' "$0" | nft -f - 2>&1) && out=$(nft list table inet ` + TableHost + ` 2>&1); then
+    printf 'ok\n'
+  else
+    printf 'err %s\n' "$(printf '%s' "$out" | tr '\n' ' ' | cut -c1-600)"
+  fi
+done`
+
+// warden is one started warden container.
+type warden struct {
+	id     string
+	parent string
+	conn   types.HijackedResponse
+	lines  chan string
+	done   chan struct{}
+	stderr *syncBuffer
+}
+
+func (w *warden) dead() bool {
+	select {
+	case <-w.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// apply asks the warden to re-apply the table and waits for its answer.
+func (w *warden) apply(ctx context.Context) error {
+	if _, err := io.WriteString(w.conn.Conn, "apply\n"); err != nil {
+		return fmt.Errorf("ask the warden to apply the host fence: %w", err)
+	}
+	t := time.NewTimer(30 * time.Second)
+	defer t.Stop()
+	select {
+	case line, ok := <-w.lines:
+		if !ok {
+			<-w.done
+			if msg := strings.TrimSpace(w.stderr.String()); msg != "" {
+				return fmt.Errorf("the warden exited: %s", clip(msg, 600))
+			}
+			return errors.New("the warden exited")
+		}
+		if line == "ok" {
+			return nil
+		}
+		return fmt.Errorf("nft: %s", strings.TrimPrefix(line, "err "))
+	case <-t.C:
+		return errors.New("no answer from the host fence's warden in 30s")
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for the host fence's warden: %w", ctx.Err())
+	}
+}
+
+// start creates, attaches and starts a warden. As for fencers, the engine
+// calls run to their end on a context of their own.
+func (h *HostFence) start(ctx context.Context) (*warden, error) {
+	stepCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	info, err := h.engine.Info(stepCtx)
+	if err != nil {
+		return nil, fmt.Errorf("ask the engine for its cgroup driver: %w", err)
+	}
+	parent, path, level, err := cgroupPlace(info)
+	if err != nil {
+		return nil, err
+	}
+	rules, err := HostRuleset(path, level)
+	if err != nil {
+		return nil, err
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	labels := maps.Clone(h.cfg.Labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels[sandbox.LabelScanID] = "host-fence-" + hex.EncodeToString(b[:])
+	labels[LabelRole] = RoleHostFence
+	pids := int64(16)
+	cfg := &container.Config{
+		Image:       h.cfg.Image,
+		Entrypoint:  []string{"/bin/sh", "-c", wardenScript},
+		Cmd:         []string{rules},
+		User:        "0:0",
+		OpenStdin:   true,
+		StdinOnce:   true,
+		AttachStdin: true, AttachStdout: true, AttachStderr: true,
+		Labels: labels,
+	}
+	hc := &container.HostConfig{
+		NetworkMode:    "host",
+		CapDrop:        []string{"ALL"},
+		CapAdd:         []string{"NET_ADMIN"},
+		SecurityOpt:    []string{"no-new-privileges", "seccomp=" + string(sandbox.SeccompProfile())},
+		ReadonlyRootfs: true,
+		Init:           new(bool),
+		Resources: container.Resources{NanoCPUs: 5e8, Memory: 64 << 20, MemorySwap: 64 << 20, PidsLimit: &pids,
+			CgroupParent: parent},
+		LogConfig: container.LogConfig{Type: "none"},
+		// nft resolves the cgroup's path under /sys/fs/cgroup: the host's
+		// tree, read-only, in place of the container's own view.
+		Mounts: []mount.Mount{{Type: mount.TypeBind, Source: "/sys/fs/cgroup", Target: "/sys/fs/cgroup", ReadOnly: true,
+			BindOptions: &mount.BindOptions{Propagation: mount.PropagationRPrivate}}},
+	}
+	created, err := h.engine.ContainerCreate(stepCtx, cfg, hc, nil, nil, "nmap-mcp-host-fence-"+hex.EncodeToString(b[:]))
+	if err != nil {
+		return nil, fmt.Errorf("create the host fence's warden: %w", err)
+	}
+	w := &warden{id: created.ID, parent: parent, lines: make(chan string, 4), done: make(chan struct{}), stderr: &syncBuffer{}}
+	h.lmu.Lock()
+	h.live[w.id] = true
+	h.lmu.Unlock()
+	fail := func(err error) (*warden, error) {
+		h.discard(w)
+		return nil, err
+	}
+	conn, err := h.engine.ContainerAttach(stepCtx, w.id, container.AttachOptions{Stream: true, Stdin: true, Stdout: true, Stderr: true})
+	if err != nil {
+		return fail(fmt.Errorf("attach to the host fence's warden: %w", err))
+	}
+	w.conn = conn
+	pr, pw := io.Pipe()
+	go func() {
+		_, _ = stdcopy.StdCopy(pw, w.stderr, conn.Reader)
+		pw.Close()
+	}()
+	go func() {
+		defer close(w.done)
+		defer close(w.lines)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			w.lines <- sc.Text()
+		}
+		_, _ = io.Copy(io.Discard, pr)
+	}()
+	if err := h.engine.ContainerStart(stepCtx, w.id, container.StartOptions{}); err != nil {
+		return fail(fmt.Errorf("start the host fence's warden (cgroup parent %s): %w", parent, err))
+	}
+	return w, nil
+}
+
+// discard closes a warden's stream and removes its container in the
+// background.
+func (h *HostFence) discard(w *warden) {
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		if w.conn.Conn != nil {
+			w.conn.Close()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		err := h.engine.ContainerRemove(ctx, w.id, container.RemoveOptions{Force: true})
+		if err != nil && !cerrdefs.IsNotFound(err) {
+			h.log.Error("remove the host fence's warden; the next start-up sweep will retry", "container", w.id[:12], "err", err)
+			return
+		}
+		h.lmu.Lock()
+		delete(h.live, w.id)
+		h.lmu.Unlock()
+	}()
+}
