@@ -798,12 +798,18 @@ func (l *Log) follow() error {
 			return l.tamper("the line that ended at byte %d, record %d, was changed", l.size, l.head.Seq)
 		}
 		if st.Size() > l.size {
-			torn, err := l.moveTornTail()
-			if err != nil {
-				return err
-			}
-			if torn != "" {
-				l.pending = append(l.pending, Record{Event: TornLine, Outcome: torn})
+			// A write cut short (no newline at the end: a writer died in
+			// it) is moved aside and recorded, as at start-up. A whole
+			// line that is not a record is no writer's: the walk refuses
+			// it.
+			if torn, err := endsTornAt(l.f, st.Size()); err != nil {
+				return fmt.Errorf("audit trail %s: %w", l.path, err)
+			} else if torn {
+				what, err := l.moveTornTail()
+				if err != nil {
+					return err
+				}
+				l.pending = append(l.pending, Record{Event: TornLine, Outcome: what})
 				if st, err = l.f.Stat(); err != nil {
 					return fmt.Errorf("audit trail %s: %w", l.path, err)
 				}

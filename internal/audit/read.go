@@ -313,6 +313,9 @@ func ReadPage(path string, q PageQuery) (Page, error) {
 		match = func(line []byte) bool { return bytes.Contains(line, needle) }
 	}
 	keep := func(r Record) bool { return q.Client == "" || r.Client == q.Client }
+	if q.After == ^uint64(0) {
+		return Page{Older: q.After}, nil
+	}
 	if q.After > 0 {
 		return readForward(f, size, q, match, keep)
 	}
@@ -473,6 +476,9 @@ func lineAt(f *os.File, off, limit int64) (int64, []byte, error) {
 	return 0, nil, sc.Err()
 }
 
+// maxLine bounds a line the readers hold (the scanners' bound too).
+const maxLine = 64 << 20
+
 // eachLineBackward calls fn with each whole line that ends at or before
 // end (end at a line start or the file's end), newest first, reading
 // 64 KiB windows; fn returns false to stop.
@@ -506,6 +512,9 @@ func eachLineBackward(f *os.File, end int64, fn func(line []byte) (bool, error))
 				return nil
 			}
 			buf = body[:i+1]
+		}
+		if len(buf) > maxLine {
+			return fmt.Errorf("audit trail %s: a line before byte %d is longer than %d bytes; run nmap-mcp audit verify", f.Name(), end, maxLine)
 		}
 		carry = slices.Clone(buf)
 		end = off

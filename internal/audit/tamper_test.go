@@ -94,6 +94,11 @@ func TestRunningServerRefusesTamperedTrail(t *testing.T) {
 			os.WriteFile(path+".new", b, 0o600)
 			os.Rename(path+".new", path)
 		}, false},
+		{"a whole line that is not a record appended", func(t *testing.T, path string) {
+			f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0o600)
+			f.WriteString("not a record\n")
+			f.Close()
+		}, true},
 		{"forged record appended", func(t *testing.T, path string) {
 			l := trailLines(t, path)
 			writeLines(t, path, append(l, forge(t, l, "mallory")))
@@ -163,6 +168,24 @@ func TestRunningServerTakesInOtherWriters(t *testing.T) {
 	h, _, _ := readHead(path)
 	if len(h.Open) != 1 || h.Open[0].ScanID != "z" {
 		t.Fatalf("open scans after other writers: %+v", h.Open)
+	}
+}
+
+// A write cut short by a writer that died in it (no newline) is not
+// tampering: the running server moves it aside and records it, as at
+// start-up, and goes on.
+func TestRunningServerMovesATornWriteAside(t *testing.T) {
+	path, l := fourRecords(t)
+	defer l.Close()
+	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0o600)
+	f.WriteString(`{"v":2,"seq":5,"ti`)
+	f.Close()
+	if err := l.Append(Record{Event: Admitted, ScanID: "next", Client: "local"}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Verify(path)
+	if err != nil || rep.Records != 6 || len(rep.Notes) != 1 || !strings.Contains(rep.Notes[0], "torn last line") {
+		t.Fatalf("verify: %+v %v", rep, err)
 	}
 }
 
