@@ -438,14 +438,11 @@ func (s *Server) session(ctx context.Context, w http.ResponseWriter, r *http.Req
 		return nil, nil, false
 	}
 	if r.Method == http.MethodPost && isInitialize(body) {
-		res, err := s.sessions.reserve(client)
-		if err != nil {
+		res, refused := s.sessions.reserve(client)
+		if refused != nil {
 			leave()
 			s.d.Refused("sessions")
-			var ce *capError
-			if errors.As(err, &ce) {
-				refuseSession(w, body, ce)
-			}
+			refuseSession(w, body, refused)
 			return nil, nil, false
 		}
 		inner := leave

@@ -83,7 +83,7 @@ type reservation struct {
 
 // reserve takes room for one more session of client, or says which cap
 // is reached.
-func (t *sessionTable) reserve(client string) (*reservation, error) {
+func (t *sessionTable) reserve(client string) (*reservation, *capError) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if n := t.perClient[client]; n >= t.maxPerClient {
@@ -204,16 +204,16 @@ func (t *sessionTable) expire(now time.Time) []string {
 	return gone
 }
 
-// Stats are the session table's counts.
-type Stats struct {
+// SessionCounts are the session table's counts.
+type SessionCounts struct {
 	Sessions int            // bound session ids
 	Clients  map[string]int // sessions (and reservations) per client
 }
 
-func (t *sessionTable) stats() Stats {
+func (t *sessionTable) stats() SessionCounts {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	st := Stats{Sessions: len(t.byID), Clients: make(map[string]int, len(t.perClient))}
+	st := SessionCounts{Sessions: len(t.byID), Clients: make(map[string]int, len(t.perClient))}
 	for c, n := range t.perClient {
 		st.Clients[c] = n
 	}
@@ -351,7 +351,7 @@ func (s *Server) sweeper(ctx context.Context) {
 }
 
 // SessionStats reports the sessions held now.
-func (s *Server) SessionStats() Stats { return s.sessions.stats() }
+func (s *Server) SessionStats() SessionCounts { return s.sessions.stats() }
 
 // endAll forgets every binding (shutdown; mcp-go's CloseSessions then
 // drops its own state).
