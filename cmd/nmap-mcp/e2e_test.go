@@ -213,6 +213,10 @@ func TestBadInputIsRefused(t *testing.T) {
 		{map[string]any{"targets": "fd00:ec2::254"}, "scope.deny"},
 		{map[string]any{"targets": "127.0.0.1", "scripts": "vuln"}, `category "vuln" is refused`},
 		{map[string]any{"targets": "127.0.0.1", "scripts": "http-title", "script_args": "userdb=/etc/passwd"}, "script_args"},
+		// Security review 2, item 1, against the real image's scripts.
+		{map[string]any{"targets": "127.0.0.1", "scripts": "ftp-bounce"}, "contacts third parties"},
+		{map[string]any{"targets": "127.0.0.1", "scripts": "http-title", "script_args": "ftp-bounce.checkhost=exfil.example"}, "carries a host name"},
+		{map[string]any{"targets": "127.0.0.1", "scripts": "http-title", "script_args": "http-title.nosuch=1"}, `documents the argument "http-title.nosuch"`},
 	}
 	for _, c := range cases {
 		res, text := call(t, s, "nmap_scan", c.args)

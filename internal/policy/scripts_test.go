@@ -128,6 +128,98 @@ func TestCategoryExpandsToAllowedScriptsOnly(t *testing.T) {
 	}
 }
 
+// thirdPartyIndex adds ftp-bounce (default, safe; resolves a check host
+// the caller may name and makes the target connect to it), @args lines and
+// requires to testIndex's shape.
+func thirdPartyIndex(context.Context) (*ScriptIndex, error) {
+	return ParseScriptIndex(`Entry { filename = "http-title.nse", categories = { "default", "discovery", "safe", } }
+Entry { filename = "ftp-bounce.nse", categories = { "default", "safe", } }
+Entry { filename = "banner.nse", categories = { "discovery", "safe", } }
+` + AddsTargetsMarker + `
+` + CapturesMarker + `
+` + ThirdPartyMarker + `
+ftp-bounce.nse
+` + ArgsMarker + `
+ftp-bounce.nse:-- @args ftp-bounce.username Username to log in with. Default
+ftp-bounce.nse:--@args ftp-bounce.checkhost Host to try connecting to with the PORT command.
+http-title.nse:-- @args http-title.url The url to fetch. Default: /
+` + RequiresMarker + `
+http-title.nse:local http = require "http"
+banner.nse:local comm = require("comm")
+` + LibArgsMarker + `
+http.lua:-- @args http.useragent The value of the User-Agent header field sent with
+comm.lua:-- @args comm.timeout A timeout
+`), nil
+}
+
+// Regression (security review 2, item 1): ftp-bounce and its kind (they
+// resolve names or make the target connect elsewhere) run only when named
+// in scripts.names, and never on the host network.
+func TestThirdPartyScripts(t *testing.T) {
+	ctx := context.Background()
+	cfg := DefaultConfig()
+	cfg.HostNetwork = false
+	cfg.Allow = append(cfg.Allow, "192.0.2.0/24") // asked only: nothing is scanned
+	pol, _ := New(cfg, dns, thirdPartyIndex)
+	for _, target := range []string{"127.0.0.1", "192.0.2.7"} {
+		p, err := pol.Check(ctx, plan(t, scan.Request{Targets: target, Scripts: "default"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(p.Scripts, ","); got != "http-title" {
+			t.Errorf("%s: default ran %s; ftp-bounce must be dropped", target, got)
+		}
+		if len(p.ScriptsDropped) != 1 || !strings.Contains(p.ScriptsDropped[0].Reason, "third parties") {
+			t.Errorf("%s: dropped %+v", target, p.ScriptsDropped)
+		}
+		want := "scripts.names"
+		if target == "127.0.0.1" {
+			want = "never allowed on the host network"
+		}
+		if _, err := pol.Check(ctx, plan(t, scan.Request{Targets: target, Scripts: "ftp-bounce"})); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: ftp-bounce by name, not listed: %v", target, err)
+		}
+	}
+	cfg.ScriptNames = []string{"ftp-bounce"}
+	pol, _ = New(cfg, dns, thirdPartyIndex)
+	if _, err := pol.Check(ctx, plan(t, scan.Request{Targets: "192.0.2.7", Scripts: "ftp-bounce"})); err != nil {
+		t.Errorf("listed, off the host network: %v", err)
+	}
+	if _, err := pol.Check(ctx, plan(t, scan.Request{Targets: "127.0.0.1", Scripts: "ftp-bounce"})); err == nil || !strings.Contains(err.Error(), "never allowed on the host network") {
+		t.Errorf("listed, on the host network (loopback): %v", err)
+	}
+}
+
+// Regression (security review 2, item 1): a script_args key passes only
+// when a script that will run, or a library it requires, documents it.
+func TestScriptArgsMustBeDocumented(t *testing.T) {
+	ctx := context.Background()
+	cfg := DefaultConfig()
+	cfg.ScriptNames = []string{"ftp-bounce"}
+	cfg.HostNetwork = false
+	cfg.Allow = append(cfg.Allow, "192.0.2.0/24") // asked only: nothing is scanned
+	pol, _ := New(cfg, dns, thirdPartyIndex)
+	for _, c := range []struct{ scripts, args, want string }{
+		{"http-title", "http.useragent=scanner", ""},
+		{"http-title", "http-title.url=index", ""},
+		{"banner", "comm.timeout=5s", ""},
+		{"ftp-bounce", "ftp-bounce.username=anon", ""},
+		{"http-title", "ftp-bounce.username=anon", `"ftp-bounce.username"`},
+		{"banner", "http.useragent=scanner", `"http.useragent"`},
+		{"http-title", "made.up=1", `"made.up"`},
+		{"default", "unknown=1", "documents the argument"},
+	} {
+		_, err := pol.Check(ctx, plan(t, scan.Request{Targets: "192.0.2.7", Scripts: c.scripts, ScriptArgs: c.args}))
+		var fe *scan.FieldError
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s %s refused: %v", c.scripts, c.args, err)
+		case c.want != "" && (!errors.As(err, &fe) || fe.Field != "script_args" || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%s %s: %v; want a script_args refusal naming %s", c.scripts, c.args, err, c.want)
+		}
+	}
+}
+
 // The index is read from the text the image's shell script prints.
 func TestParseScriptIndex(t *testing.T) {
 	idx, _ := testIndex(context.Background())

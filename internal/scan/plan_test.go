@@ -193,3 +193,22 @@ func TestScriptArgsNamingHostsRefused(t *testing.T) {
 		t.Fatalf("harmless args refused: %v", err)
 	}
 }
+
+// Regression (security review 2, item 1): a value that is a host name is
+// refused for every key, not only for keys that name hosts: ftp-bounce's
+// checkhost resolved a name the caller chose (a DNS exfiltration channel).
+func TestScriptArgValuesNamingHostsRefused(t *testing.T) {
+	for _, args := range []string{"ftp-bounce.checkhost=exfil.attacker.example", "foo=scanme.nmap.org", "foo=user@evil.example",
+		"foo=evil.example:8080", "foo=x.local.", "foo=user@10.1.2.3", "foo=127.0.0.1:53"} {
+		_, err := Request{Targets: "127.0.0.1", Scripts: "ftp-bounce", ScriptArgs: args}.Plan(DefaultRules())
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != "script_args" || !strings.Contains(fe.Rule, "carries") {
+			t.Errorf("script_args %q: %v; want a refusal that says it carries a host", args, err)
+		}
+	}
+	for _, ok := range []string{"http.useragent=scanner", "http.max-body-size=1.5", "foo=1.2.3", "foo=v2.0", "ssh-hostkey=full"} {
+		if _, err := (Request{Targets: "127.0.0.1", Scripts: "http-title", ScriptArgs: ok}).Plan(DefaultRules()); err != nil {
+			t.Errorf("script_args %q refused: %v", ok, err)
+		}
+	}
+}
