@@ -20,9 +20,13 @@ func cmdWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	const usage = `Usage:
   nmap-mcp watch add NAME --every 1h [--ports P | --top-ports N] [--type T] [--webhook URL] TARGETS...
   nmap-mcp watch list
-  nmap-mcp watch show NAME
-  nmap-mcp watch rm NAME
+  nmap-mcp watch show NAME [--client C]
+  nmap-mcp watch rm NAME [--client C]
+  nmap-mcp watch resume NAME [--client C]
 Watches run while nmap-mcp serve runs; each run is an ordinary scan, compared with the last.
+Names are unique per client: --client picks one when several clients have a watch of that name.
+A watch whose client's token was removed, or whose webhook is no longer allowed, is paused;
+resume runs it again once neither holds.
 `
 	sub, fs, set, ok, err := subcommand("watch", usage, args, stderr)
 	if !ok {
@@ -33,6 +37,7 @@ Watches run while nmap-mcp serve runs; each run is an ordinary scan, compared wi
 		topPorts int
 	)
 	every := fs.Duration("every", time.Hour, "interval between runs (add)")
+	client := fs.String("client", "", "the client whose watch it is, when several clients have a watch of that name (show, rm, resume)")
 	webhook := fs.String("webhook", "", "URL to POST each change to; must be under watches.webhook_allow (add)")
 	fs.StringVar(&req.ScanType, "type", "connect", "scan type: connect, syn, udp or ping (add)")
 	fs.StringVar(&req.Ports, "ports", "", "ports, e.g. 22,80,443 (add)")
@@ -84,15 +89,19 @@ Watches run while nmap-mcp serve runs; each run is an ordinary scan, compared wi
 			return err
 		}
 		for _, w := range ws {
-			fmt.Fprintf(stdout, "%-20s %-8s every %-8s next %s  runs %d  last %s %s\n", w.Name, w.Client, w.Interval,
-				w.NextRun.Local().Format("2006-01-02 15:04:05"), w.Runs, w.LastScan, w.LastStatus)
+			next := "next " + w.NextRun.Local().Format("2006-01-02 15:04:05")
+			if w.Paused != "" {
+				next = "PAUSED: " + w.Paused
+			}
+			fmt.Fprintf(stdout, "%-20s %-8s every %-8s runs %d  last %s %s  %s\n", w.Name, w.Client, w.Interval,
+				w.Runs, w.LastScan, w.LastStatus, next)
 		}
 		return nil
 	case "show":
 		if len(pos) != 1 {
 			return fmt.Errorf("watch show takes one name")
 		}
-		w, err := st.GetWatch(ctx, pos[0], "")
+		w, err := st.GetWatch(ctx, pos[0], *client)
 		if err != nil {
 			return err
 		}
@@ -106,10 +115,36 @@ Watches run while nmap-mcp serve runs; each run is an ordinary scan, compared wi
 		if len(pos) != 1 {
 			return fmt.Errorf("watch rm takes one name")
 		}
-		if err := st.DeleteWatch(ctx, pos[0], ""); err != nil {
+		w, err := st.GetWatch(ctx, pos[0], *client)
+		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "deleted watch %s\n", pos[0])
+		// A run under way in a serve is dropped when it ends: it is saved
+		// by the watch's id, which is gone.
+		if err := st.DeleteWatch(ctx, w.ID, w.Client); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "deleted watch %s of %s\n", w.Name, w.Client)
+		return nil
+	case "resume":
+		if len(pos) != 1 {
+			return fmt.Errorf("watch resume takes one name")
+		}
+		w, err := st.GetWatch(ctx, pos[0], *client)
+		if err != nil {
+			return err
+		}
+		if w.Paused == "" {
+			fmt.Fprintf(stdout, "watch %s of %s is not paused\n", w.Name, w.Client)
+			return nil
+		}
+		if reason := pauseReason(set, w); reason != "" {
+			return fmt.Errorf("watch %s of %s cannot resume: %s", w.Name, w.Client, reason)
+		}
+		if err := st.ResumeWatch(ctx, w.ID, w.Client, time.Now()); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "resumed watch %s of %s; it runs at once under nmap-mcp serve\n", w.Name, w.Client)
 		return nil
 	default:
 		fmt.Fprintf(stderr, "nmap-mcp: unknown watch command %q\n%s", sub, usage)
@@ -117,8 +152,32 @@ Watches run while nmap-mcp serve runs; each run is an ordinary scan, compared wi
 	}
 }
 
-// watchConfig is the watches section of the settings.
+// watchConfig is the watches section of the settings. The clients that
+// exist are the tokens' names (http.tokens) and "local", the stdio and CLI
+// client: a watch of any other client is paused at its next run.
 func watchConfig(s *settings) watches.Config {
 	return watches.Config{MinInterval: time.Duration(s.Watches.MinIntervalSeconds) * time.Second,
-		WebhookAllow: s.Watches.WebhookAllow, WebhookSecret: s.Watches.WebhookSecret}
+		WebhookAllow: s.Watches.WebhookAllow, WebhookSecret: s.Watches.WebhookSecret, ClientExists: clientExists(s)}
+}
+
+// clientExists says whether a client is known to the settings.
+func clientExists(s *settings) func(string) bool {
+	known := map[string]bool{"local": true}
+	for _, t := range s.HTTP.Tokens {
+		known[t.Name] = true
+	}
+	return func(c string) bool { return known[c] }
+}
+
+// pauseReason says why w may not run under the settings, or "".
+func pauseReason(s *settings, w *store.Watch) string {
+	if !clientExists(s)(w.Client) {
+		return fmt.Sprintf("its client %q has no token in http.tokens", w.Client)
+	}
+	if w.Webhook != "" {
+		if _, err := watches.CheckWebhook(w.Webhook, s.Watches.WebhookAllow); err != nil {
+			return err.Error()
+		}
+	}
+	return ""
 }

@@ -81,3 +81,61 @@ func child(m *yaml.Node, key string, kind yaml.Kind) *yaml.Node {
 	m.Content = append(m.Content, k, v)
 	return v
 }
+
+// RemoveToken removes the token named name from http.tokens in the file
+// at path, keeping the file's comments. A missing file or token is an
+// error naming it.
+func RemoveToken(path, name string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	removed := false
+	if doc.Kind == yaml.DocumentNode && len(doc.Content) > 0 {
+		if httpNode := lookup(doc.Content[0], "http", yaml.MappingNode); httpNode != nil {
+			if tokens := lookup(httpNode, "tokens", yaml.SequenceNode); tokens != nil {
+				kept := tokens.Content[:0]
+				for _, item := range tokens.Content {
+					var t Token
+					if item.Decode(&t) == nil && t.Name == name {
+						removed = true
+						continue
+					}
+					kept = append(kept, item)
+				}
+				tokens.Content = kept
+			}
+		}
+	}
+	if !removed {
+		return fmt.Errorf("config file %s has no token named %q (http.tokens)", path, name)
+	}
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(&doc); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, buf.Bytes(), 0o600); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	return nil
+}
+
+// lookup returns the value node of key in a mapping if it has that kind.
+func lookup(m *yaml.Node, key string, kind yaml.Kind) *yaml.Node {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key && m.Content[i+1].Kind == kind {
+			return m.Content[i+1]
+		}
+	}
+	return nil
+}

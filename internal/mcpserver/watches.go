@@ -27,11 +27,22 @@ type watchCreateArgs struct {
 
 type watchNameArgs struct {
 	Name string `json:"name" minLength:"1" maxLength:"63" desc:"the watch's name. Example: lab-web"`
+	// Client lets an admin name another client's watch.
+	Client string `json:"client,omitempty" maxLength:"64" desc:"admins only: the client whose watch it is (default: your own). Example: alice"`
+}
+
+// ref is the watch the arguments name: NAME, or CLIENT/NAME.
+func (a watchNameArgs) ref() string {
+	if a.Client != "" {
+		return a.Client + "/" + a.Name
+	}
+	return a.Name
 }
 
 // watchOutput is one watch in structuredContent.
 type watchOutput struct {
-	Name            string `json:"name" desc:"the watch's name"`
+	ID              string `json:"id" desc:"the watch's immutable id"`
+	Name            string `json:"name" desc:"the watch's name (unique among its client's watches)"`
 	Client          string `json:"client" desc:"the client that made it; its runs scan as this client"`
 	Targets         string `json:"targets" desc:"what it scans"`
 	IntervalSeconds int    `json:"interval_seconds" desc:"seconds between runs"`
@@ -44,7 +55,9 @@ type watchOutput struct {
 	LastChange      string `json:"last_change" desc:"the latest change found, as text, or empty"`
 	LastChangeAt    string `json:"last_change_at" desc:"when that change was found, or empty"`
 	Runs            int    `json:"runs" desc:"how many runs so far"`
-	Resource        string `json:"resource" desc:"watch://NAME: subscribe to it to be told when a run finds a change"`
+	Paused          string `json:"paused" desc:"why the watch is paused and does not run (its client was removed, its webhook is no longer allowed), or empty"`
+	PausedAt        string `json:"paused_at" desc:"when it was paused, or empty"`
+	Resource        string `json:"resource" desc:"watch://NAME (watch://CLIENT/NAME for another client's): subscribe to it to be told when a run finds a change"`
 }
 
 type watchListOutput struct {
@@ -58,15 +71,20 @@ func when(t time.Time) string {
 	return t.UTC().Format(time.RFC3339)
 }
 
-func watchOf(w *store.Watch) watchOutput {
-	return watchOutput{Name: w.Name, Client: w.Client, Targets: watches.Targets(w), IntervalSeconds: int(w.Interval.Seconds()), Webhook: w.Webhook,
+// watchOf is w as the caller who names it ref sees it.
+func watchOf(w *store.Watch, ref string) watchOutput {
+	return watchOutput{ID: w.ID, Name: w.Name, Client: w.Client, Targets: watches.Targets(w), IntervalSeconds: int(w.Interval.Seconds()), Webhook: w.Webhook,
 		NextRun: when(w.NextRun), LastRun: when(w.LastRun), LastScan: w.LastScan, LastStatus: w.LastStatus, Baseline: w.Baseline,
-		LastChange: watches.ChangeText(w), LastChangeAt: when(w.LastChangeAt), Runs: w.Runs, Resource: "watch://" + w.Name}
+		LastChange: watches.ChangeText(w), LastChangeAt: when(w.LastChangeAt), Runs: w.Runs,
+		Paused: w.Paused, PausedAt: when(w.PausedAt), Resource: "watch://" + ref}
 }
 
 func watchText(w watchOutput) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "watch %s (%s): %s every %d s; next run %s; %d runs", w.Name, w.Client, w.Targets, w.IntervalSeconds, w.NextRun, w.Runs)
+	if w.Paused != "" {
+		fmt.Fprintf(&b, "; PAUSED since %s: %s", w.PausedAt, w.Paused)
+	}
 	if w.LastScan != "" {
 		fmt.Fprintf(&b, "; last scan %s %s", w.LastScan, w.LastStatus)
 	}
@@ -99,13 +117,23 @@ func watchTools(s *server.MCPServer, h *handlers) {
 		mcp.WithTitleAnnotation("Delete watch"),
 		mcp.WithReadOnlyHintAnnotation(false), mcp.WithDestructiveHintAnnotation(true),
 		mcp.WithIdempotentHintAnnotation(true), mcp.WithOpenWorldHintAnnotation(false),
-		mcp.WithDescription("Delete one of your watches; its past scans stay in the history. Example: {\"name\": \"lab-web\"}."),
+		mcp.WithDescription("Delete one of your watches; a run under way is cancelled; its past scans stay in the history. Example: {\"name\": \"lab-web\"}."),
 		withInput(watchNameArgs{}, nil),
 	}...)
 	s.AddTool(del, h.checked("watch_delete", watchNameArgs{}, nil, h.watchDelete))
+	if h.Subscriptions != nil {
+		h.Subscriptions.mu.Lock()
+		h.Subscriptions.client = h.Scans.ClientName
+		h.Subscriptions.mu.Unlock()
+	}
 	s.AddResourceTemplate(mcp.NewResourceTemplate("watch://{name}", "watch",
-		mcp.WithTemplateDescription("One watch as JSON: its scan, interval, last run, baseline and the latest change found. "+
+		mcp.WithTemplateDescription("One of your watches as JSON (watch://CLIENT/NAME: an admin reading another client's): its scan, interval, last run, baseline, the latest change found, and why it is paused if it is. "+
 			"Subscribe (resources/subscribe) to be told when a run finds a change."),
+		mcp.WithTemplateMIMEType("application/json")), h.readWatch)
+	// Names are unique per client: an admin names another client's watch
+	// in full.
+	s.AddResourceTemplate(mcp.NewResourceTemplate("watch://{client}/{name}", "client watch",
+		mcp.WithTemplateDescription("A watch named with its client, as an admin sees another client's (a client may name its own so too)."),
 		mcp.WithTemplateMIMEType("application/json")), h.readWatch)
 }
 
@@ -119,7 +147,7 @@ func (h *handlers) watchCreate(ctx context.Context, req mcp.CallToolRequest) (*m
 		h.Refused("watch")
 		return mcp.NewToolResultError("Watch not created: " + err.Error()), nil
 	}
-	out := watchOf(w)
+	out := watchOf(w, h.Watches.Ref(ctx, w))
 	return mcp.NewToolResultStructured(out, "created "+watchText(out)), nil
 }
 
@@ -131,7 +159,7 @@ func (h *handlers) watchList(ctx context.Context, _ mcp.CallToolRequest) (*mcp.C
 	out := watchListOutput{Watches: []watchOutput{}}
 	var b strings.Builder
 	for _, w := range ws {
-		o := watchOf(w)
+		o := watchOf(w, h.Watches.Ref(ctx, w))
 		out.Watches = append(out.Watches, o)
 		b.WriteString(watchText(o))
 	}
@@ -146,22 +174,22 @@ func (h *handlers) watchDelete(ctx context.Context, req mcp.CallToolRequest) (*m
 	if err := req.BindArguments(&a); err != nil {
 		return mcp.NewToolResultError(err.Error()), nil
 	}
-	if err := h.Watches.Delete(ctx, a.Name); err != nil {
+	if err := h.Watches.Delete(ctx, a.ref()); err != nil {
 		return mcp.NewToolResultError(err.Error()), nil
 	}
-	return mcp.NewToolResultText("deleted watch " + a.Name), nil
+	return mcp.NewToolResultText("deleted watch " + a.ref() + "; its run under way, if any, was cancelled"), nil
 }
 
 func (h *handlers) readWatch(ctx context.Context, req mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
-	name, ok := strings.CutPrefix(req.Params.URI, "watch://")
-	if !ok || name == "" {
+	ref, ok := strings.CutPrefix(req.Params.URI, "watch://")
+	if !ok || ref == "" {
 		return nil, fmt.Errorf("resource %q: not a watch:// URI", req.Params.URI)
 	}
-	w, err := h.Watches.Get(ctx, name)
+	w, err := h.Watches.Get(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
-	b, _ := json.MarshalIndent(watchOf(w), "", "  ")
+	b, _ := json.MarshalIndent(watchOf(w, h.Watches.Ref(ctx, w)), "", "  ")
 	return []mcp.ResourceContents{mcp.TextResourceContents{URI: req.Params.URI, MIMEType: "application/json", Text: string(b)}}, nil
 }
 
@@ -171,14 +199,21 @@ func (h *handlers) readWatch(ctx context.Context, req mcp.ReadResourceRequest) (
 type Subscriptions struct {
 	mu  sync.Mutex
 	srv *server.MCPServer
-	// by session id: uri → viewer ("" for an admin)
-	subs map[string]map[string]string
+	// by session id: uri → who subscribed
+	subs map[string]map[string]subscriber
 	log  *slog.Logger
+	// client names the caller of a context (set with the watch tools);
+	// until set, the viewer stands for it.
+	client func(context.Context) string
 }
+
+// subscriber is who subscribed to a watch:// resource: the client, and
+// the viewer ("" for an admin, who may name other clients' watches).
+type subscriber struct{ client, viewer string }
 
 // NewSubscriptions returns an empty registry; New wires its hooks.
 func NewSubscriptions() *Subscriptions {
-	return &Subscriptions{subs: map[string]map[string]string{}}
+	return &Subscriptions{subs: map[string]map[string]subscriber{}}
 }
 
 func (r *Subscriptions) hooks(h *server.Hooks, viewer func(context.Context) string) {
@@ -187,15 +222,20 @@ func (r *Subscriptions) hooks(h *server.Hooks, viewer func(context.Context) stri
 		if sess == nil {
 			return
 		}
+		v := viewer(ctx)
 		r.mu.Lock()
 		defer r.mu.Unlock()
+		c := v
+		if r.client != nil {
+			c = r.client(ctx)
+		}
 		m := r.subs[sess.SessionID()]
 		if m == nil {
-			m = map[string]string{}
+			m = map[string]subscriber{}
 			r.subs[sess.SessionID()] = m
 		}
 		for _, uri := range uris {
-			m[uri] = viewer(ctx)
+			m[uri] = subscriber{client: c, viewer: v}
 		}
 	}
 	// Up to protocol 2025-11-25: resources/subscribe and unsubscribe.
@@ -231,14 +271,20 @@ func (r *Subscriptions) hooks(h *server.Hooks, viewer func(context.Context) stri
 }
 
 // Changed tells every session subscribed to w's resource, and allowed to
-// see w, that it changed (notifications/resources/updated).
+// see w, that it changed (notifications/resources/updated): its own
+// client's sessions subscribed to watch://NAME, and sessions subscribed to
+// watch://CLIENT/NAME that may see it (its client's, an admin's).
 func (r *Subscriptions) Changed(w *store.Watch) {
-	uri := "watch://" + w.Name
+	own, full := "watch://"+w.Name, "watch://"+w.Client+"/"+w.Name
+	type target struct{ sid, uri string }
 	r.mu.Lock()
-	var to []string
+	var to []target
 	for sid, m := range r.subs {
-		if viewer, ok := m[uri]; ok && (viewer == "" || viewer == w.Client) {
-			to = append(to, sid)
+		if sub, ok := m[own]; ok && sub.client == w.Client {
+			to = append(to, target{sid, own})
+		}
+		if sub, ok := m[full]; ok && (sub.viewer == "" || sub.viewer == w.Client) {
+			to = append(to, target{sid, full})
 		}
 	}
 	srv, log := r.srv, r.log
@@ -249,12 +295,12 @@ func (r *Subscriptions) Changed(w *store.Watch) {
 	if log != nil {
 		log.Debug("watch changed: telling subscribers", "watch", w.Name, "sessions", len(to))
 	}
-	for _, sid := range to {
+	for _, t := range to {
 		// A session that has gone meanwhile is not an error.
-		err := srv.SendNotificationToSpecificClient(sid, mcp.MethodNotificationResourceUpdated, map[string]any{"uri": uri})
+		err := srv.SendNotificationToSpecificClient(t.sid, mcp.MethodNotificationResourceUpdated, map[string]any{"uri": t.uri})
 		if errors.Is(err, server.ErrSessionNotFound) {
 			r.mu.Lock()
-			delete(r.subs, sid)
+			delete(r.subs, t.sid)
 			r.mu.Unlock()
 		} else if err != nil && log != nil {
 			log.Warn("could not tell a session that a watch changed", "watch", w.Name, "err", err)

@@ -257,6 +257,8 @@ var migrations = []string{
 		runs INTEGER NOT NULL DEFAULT 0
 	);
 	CREATE INDEX watches_next_run ON watches(next_run);`,
+	// Watches get an immutable id; names are unique per client (watches.go).
+	watchesByID,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -1,0 +1,344 @@
+package watches_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nmap-mcp/nmap-mcp/executor"
+	"github.com/nmap-mcp/nmap-mcp/images"
+	"github.com/nmap-mcp/nmap-mcp/internal/scan"
+	"github.com/nmap-mcp/nmap-mcp/internal/scans"
+	"github.com/nmap-mcp/nmap-mcp/internal/store"
+	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
+	"github.com/nmap-mcp/nmap-mcp/internal/watches"
+	"github.com/nmap-mcp/nmap-mcp/sandbox"
+)
+
+// These tests drive the watches' lifecycle (identity, names, revocation,
+// webhooks) against a fake runner: no Docker engine is needed and they run
+// under -short. The real engine is used in watches_e2e_test.go.
+
+// fakeRunner plays a container: it reports the scan as started, writes a
+// result with one open port, and ends when the test releases it or when
+// its context is cancelled (the container "killed").
+type fakeRunner struct {
+	mu      sync.Mutex
+	release map[string]chan struct{}
+	started chan string
+	count   int
+}
+
+func newFakeRunner() *fakeRunner {
+	return &fakeRunner{release: map[string]chan struct{}{}, started: make(chan string, 16)}
+}
+
+func (f *fakeRunner) gate(id string) chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ch, ok := f.release[id]
+	if !ok {
+		ch = make(chan struct{})
+		f.release[id] = ch
+	}
+	return ch
+}
+
+func (f *fakeRunner) finish(id string) { close(f.gate(id)) }
+
+func (f *fakeRunner) Run(ctx context.Context, job executor.Job) (*executor.Result, error) {
+	id := job.Spec.Labels[sandbox.LabelScanID]
+	f.mu.Lock()
+	f.count++
+	f.mu.Unlock()
+	emit := func(step string) {
+		if job.OnEvent != nil {
+			job.OnEvent(executor.Event{Step: step, ContainerID: "c-" + id, At: time.Now()})
+		}
+	}
+	emit("started")
+	defer emit("removed")
+	f.started <- id
+	xml := `<?xml version="1.0"?><nmaprun scanner="nmap" args="nmap" version="7.93">` +
+		`<host><status state="up" reason="conn-refused"/><address addr="127.0.0.1" addrtype="ipv4"/>` +
+		`<ports><port protocol="tcp" portid="22"><state state="open" reason="syn-ack"/><service name="ssh"/></port></ports></host>`
+	res := &executor.Result{ContainerID: "c-" + id}
+	select {
+	case <-f.gate(id):
+		xml += `<runstats><finished elapsed="1" exit="success"/><hosts up="1" down="0" total="1"/></runstats></nmaprun>`
+		if job.Stdout != nil {
+			_, _ = io.WriteString(job.Stdout, xml)
+		}
+		res.Stdout = []byte(xml)
+		return res, nil
+	case <-ctx.Done():
+		res.Canceled = true
+		return res, fmt.Errorf("scan cancelled, container killed: %w", context.Cause(ctx))
+	}
+}
+
+func (f *fakeRunner) Close(context.Context) error { return nil }
+
+func (f *fakeRunner) runs() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.count
+}
+
+type fixture struct {
+	st     *store.Store
+	scans  *scans.Service
+	runner *fakeRunner
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	st, trail := testkit.OpenHistory(t)
+	f := &fixture{st: st, runner: newFakeRunner()}
+	f.scans = scans.New(scans.Config{Sandbox: sandbox.Options{Limits: sandbox.DefaultLimits()}, MaxAddresses: 16, Concurrency: 4, QueueSize: 4, PerClient: 4},
+		scans.Deps{Runner: f.runner, Image: images.Info{ID: "sha256:fake", Tag: "nmap-mcp/nmap:fake"}, Store: st, Audit: trail})
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := f.scans.Close(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	return f
+}
+
+// run runs ws's scheduler until the test ends.
+func run(t *testing.T, ws *watches.Service) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); ws.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+func (f *fixture) started(t *testing.T) string {
+	t.Helper()
+	select {
+	case id := <-f.runner.started:
+		return id
+	case <-time.After(10 * time.Second):
+		t.Fatal("no scan started")
+		return ""
+	}
+}
+
+var lab = scan.Request{Targets: "127.0.0.1", Ports: "22"}
+
+func as(client string) context.Context { return scans.WithClient(context.Background(), client) }
+
+// A watch deleted while its run is under way, and a watch of the same
+// name made at once by another client: the first client's scan is
+// cancelled and never becomes the second watch's baseline or last scan.
+func TestDeletedWatchRunIsDropped(t *testing.T) {
+	f := newFixture(t)
+	ws := watches.New(f.st, f.scans, watches.Config{MinInterval: time.Second}, nil)
+	run(t, ws)
+	if _, err := ws.Create(as("alice"), "lab", lab, time.Hour, ""); err != nil {
+		t.Fatal(err)
+	}
+	aliceScan := f.started(t)
+	if err := ws.Delete(as("alice"), "lab"); err != nil {
+		t.Fatal(err)
+	}
+	bob, err := ws.Create(as("bob"), "lab", lab, time.Hour, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Let alice's scan end, if it still runs, and give a wrong save time.
+	f.runner.finish(aliceScan)
+	testkit.Eventually(10*time.Second, func() bool {
+		rec, err := f.st.Get(context.Background(), aliceScan, "")
+		return err == nil && store.Finished(rec.Status)
+	})
+	time.Sleep(300 * time.Millisecond)
+	got, err := ws.Get(as("bob"), "lab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != bob.ID || got.LastScan == aliceScan || got.Baseline == aliceScan {
+		t.Fatalf("alice's scan %s reached bob's watch: %+v", aliceScan, got)
+	}
+	if rec, _ := f.st.Get(context.Background(), aliceScan, ""); rec.Status != store.Cancelled {
+		t.Fatalf("the deleted watch's scan is %s; want cancelled", rec.Status)
+	}
+	// bob's own run is his baseline.
+	bobScan := f.started(t)
+	f.runner.finish(bobScan)
+	testkit.Eventually(10*time.Second, func() bool {
+		got, _ = ws.Get(as("bob"), "lab")
+		return got != nil && got.Baseline == bobScan
+	})
+	if got.Baseline != bobScan || got.LastChange != nil {
+		t.Fatalf("bob's watch after its run: %+v", got)
+	}
+}
+
+// Names are per client: another client's watch of the same name neither
+// blocks a name nor is revealed; each client reads its own.
+func TestWatchNamesPerClient(t *testing.T) {
+	f := newFixture(t)
+	ws := watches.New(f.st, f.scans, watches.Config{MinInterval: time.Second}, nil)
+	a, err := ws.Create(as("alice"), "lab", lab, time.Hour, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ws.Create(as("bob"), "lab", lab, 2*time.Hour, "")
+	if err != nil {
+		t.Fatalf("bob's lab refused because alice has one: %v", err)
+	}
+	var exists *store.WatchExistsError
+	if _, err := ws.Create(as("alice"), "lab", lab, time.Hour, ""); !errors.As(err, &exists) {
+		t.Fatalf("alice's second lab: %v", err)
+	}
+	for _, c := range []struct {
+		client string
+		id     string
+	}{{"alice", a.ID}, {"bob", b.ID}} {
+		got, err := ws.Get(as(c.client), "lab")
+		if err != nil || got.ID != c.id {
+			t.Fatalf("%s's lab: %+v %v", c.client, got, err)
+		}
+		list, _ := ws.List(as(c.client))
+		if len(list) != 1 || list[0].ID != c.id {
+			t.Fatalf("%s lists %+v", c.client, list)
+		}
+	}
+	// Another client's watch, named in full, is not found, like an unknown.
+	var nf *store.NotFoundError
+	if _, err := ws.Get(as("bob"), "alice/lab"); !errors.As(err, &nf) {
+		t.Fatalf("bob reads alice/lab: %v", err)
+	}
+	admin := scans.WithAdmin(as("root"))
+	if got, err := ws.Get(admin, "alice/lab"); err != nil || got.ID != a.ID {
+		t.Fatalf("an admin reads alice/lab: %+v %v", got, err)
+	}
+	if err := ws.Delete(as("bob"), "lab"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ws.Get(as("alice"), "lab"); err != nil {
+		t.Fatalf("bob's delete took alice's watch: %v", err)
+	}
+}
+
+// A watch whose client no longer exists is paused at its next run and
+// says why; it does not scan.
+func TestRevokedClientPausesWatch(t *testing.T) {
+	f := newFixture(t)
+	var mu sync.Mutex
+	clients := map[string]bool{"alice": true, "bob": true}
+	exists := func(c string) bool { mu.Lock(); defer mu.Unlock(); return clients[c] }
+	ws := watches.New(f.st, f.scans, watches.Config{MinInterval: time.Second, ClientExists: exists}, nil)
+	if _, err := ws.Create(as("alice"), "lab", lab, time.Hour, ""); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	delete(clients, "alice")
+	mu.Unlock()
+	run(t, ws)
+	var got *store.Watch
+	testkit.Eventually(10*time.Second, func() bool {
+		got, _ = ws.Get(as("alice"), "lab")
+		return got != nil && got.Paused != ""
+	})
+	if !strings.Contains(got.Paused, `"alice" no longer exists`) || got.Runs != 0 {
+		t.Fatalf("watch of a removed client: %+v", got)
+	}
+	if n := f.runner.runs(); n != 0 {
+		t.Fatalf("%d scans ran as a removed client", n)
+	}
+	if _, err := ws.Resume(as("alice"), "lab"); err == nil || !strings.Contains(err.Error(), "no longer exists") {
+		t.Fatalf("resume while the client is gone: %v", err)
+	}
+}
+
+// A webhook the allowlist no longer allows (the deployment changed it and
+// restarted) pauses the watch at its next run: nothing is scanned or sent.
+func TestWebhookNoLongerAllowedPausesWatch(t *testing.T) {
+	f := newFixture(t)
+	var posts int
+	var mu sync.Mutex
+	recv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { mu.Lock(); posts++; mu.Unlock() }))
+	defer recv.Close()
+	before := watches.New(f.st, f.scans, watches.Config{MinInterval: time.Second, WebhookAllow: []string{recv.URL + "/hooks"}}, nil)
+	if _, err := before.Create(as("alice"), "lab", lab, time.Hour, recv.URL+"/hooks/lab"); err != nil {
+		t.Fatal(err)
+	}
+	after := watches.New(f.st, f.scans, watches.Config{MinInterval: time.Second, WebhookAllow: []string{recv.URL + "/other"}}, nil)
+	run(t, after)
+	var got *store.Watch
+	testkit.Eventually(10*time.Second, func() bool {
+		got, _ = after.Get(as("alice"), "lab")
+		return got != nil && got.Paused != ""
+	})
+	if !strings.Contains(got.Paused, "webhook") || !strings.Contains(got.Paused, "watches.webhook_allow") {
+		t.Fatalf("paused for %q", got.Paused)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if n := f.runner.runs(); n != 0 || posts != 0 {
+		t.Fatalf("%d scans, %d posts after the webhook was disallowed", n, posts)
+	}
+}
+
+// Webhook URLs are parsed, not compared as text: dot-segments (also
+// percent-encoded, in any case), backslashes, another port or host, and a
+// path that only starts with the allowed one's text are refused; an
+// allowed URL is stored re-serialised.
+func TestWebhookURLs(t *testing.T) {
+	f := newFixture(t)
+	allow := []string{"http://hooks.lab/hook", "https://hooks.lab:8443/nmap/"}
+	ws := watches.New(f.st, f.scans, watches.Config{MinInterval: time.Second, WebhookAllow: allow}, nil)
+	for i, bad := range []string{
+		"http://hooks.lab/hook/../admin",
+		"http://hooks.lab/hook/%2e%2e/admin",
+		"http://hooks.lab/hook/%2E%2e/admin",
+		"http://hooks.lab/hook/.%2E/admin",
+		"http://hooks.lab/hook/%252e%252e/admin",
+		"http://hooks.lab/hook/./x",
+		"http://hooks.lab/hook/..",
+		"http://hooks.lab/hook\\..\\admin",
+		"http://hooks.lab/hook/%5c../admin",
+		"http://hooks.lab/hook/a%2f..%2fadmin",
+		"http://hooks.lab/hookx",
+		"http://hooks.lab:8080/hook/x",
+		"http://hooks.lab.evil.example/hook",
+		"http://hooks.lab@evil.example/hook",
+		"https://hooks.lab/hook/x",
+		"https://hooks.lab:8443/nmapx",
+		"https://hooks.lab/nmap/x",
+		"http://hooks.lab/hook/x#frag",
+		"http://hooks.lab/hook/x y",
+	} {
+		_, err := ws.Create(as("alice"), fmt.Sprintf("w%d", i), lab, time.Hour, bad)
+		var fe *watches.FieldError
+		if !errors.As(err, &fe) || fe.Field != "webhook" {
+			t.Errorf("%s: %v; want a refusal of the webhook", bad, err)
+		}
+	}
+	for i, c := range []struct{ in, sent string }{
+		{"http://hooks.lab/hook", "http://hooks.lab/hook"},
+		{"http://HOOKS.lab:80/hook/lab", "http://hooks.lab:80/hook/lab"},
+		{"https://hooks.lab:8443/nmap/a/b?x=1&a=2", "https://hooks.lab:8443/nmap/a/b?a=2&x=1"},
+		{"http://hooks.lab/hook/%7Euser", "http://hooks.lab/hook/~user"},
+	} {
+		w, err := ws.Create(as("alice"), fmt.Sprintf("ok%d", i), lab, time.Hour, c.in)
+		if err != nil {
+			t.Errorf("%s: %v", c.in, err)
+			continue
+		}
+		if w.Webhook != c.sent {
+			t.Errorf("%s stored as %s; want %s", c.in, w.Webhook, c.sent)
+		}
+	}
+}
