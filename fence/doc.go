@@ -40,5 +40,6 @@
 // it closes its namespace; no scan is attached to it yet. Input
 // rules drop ICMP errors from routers on the path (connect scans see more
 // "filtered"; traceroute stops at the first hop). Scans of the host's
-// loopback and scans in host mode cannot be fenced (see package sandbox).
+// loopback run on the host's network inside the host fence (host.go);
+// scans in host mode are not fenced (see package sandbox).
 package fence
