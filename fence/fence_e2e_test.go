@@ -633,3 +633,24 @@ func TestFenceEthernetDestination(t *testing.T) {
 		})
 	}
 }
+
+// On a network created without explicit gateways Docker lists none; the
+// fence learns them from the fencer's default routes, so that an IPv6
+// target behind the gateway is still reached (issue 27.1: it failed
+// closed, though the README says the gateway is allowed). The networks are
+// not internal (a routed reply needs the target's default route); the scan
+// targets only the test's own container.
+func TestFenceLearnsTheGatewayFromRoutes(t *testing.T) {
+	testkit.NeedEngine(t)
+	n := env.Network(t, testkit.NetworkOptions{IPv6: true, External: true, NoGateway: true})
+	if len(n.Gateways) != 0 {
+		t.Fatalf("Docker lists gateways %v on a network created without them", n.Gateways)
+	}
+	other := env.Network(t, testkit.NetworkOptions{IPv6: true, External: true})
+	behind := env.Target(t, other, 8080)
+	r := newRig(t, n, func(c *fence.Config) { c.Warm = 0 })
+	sc, err := r.run(t, r.spec(t, sandbox.Unprivileged, []netip.Addr{behind.IPv6}, "-oX", "-", "-6", "-n", "-Pn", "-sT", "-p", "8080", "--", behind.IPv6.String()))
+	if err != nil || !portOpen(sc.out, 8080) {
+		t.Fatalf("the IPv6 target behind the gateway was not found open: %v\n%s", err, sc.out)
+	}
+}

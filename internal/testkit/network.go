@@ -40,6 +40,9 @@ type NetworkOptions struct {
 	// Internal cuts the network off from the outside (default true for
 	// bridges: scans in tests must never reach past it).
 	External bool
+	// NoGateway leaves the gateways out of an IPv6 network's IPAM
+	// configuration (Docker then picks them and does not list them).
+	NoGateway bool
 }
 
 // Network is a Docker network a test created.
@@ -92,6 +95,11 @@ func (e *Env) Network(t testing.TB, o NetworkOptions) *Network {
 			{Subnet: fmt.Sprintf("172.31.%d.0/24", b[0]), Gateway: fmt.Sprintf("172.31.%d.1", b[0])},
 			{Subnet: fmt.Sprintf("fd00:6e6d:%02x%02x::/64", b[1], b[2]), Gateway: fmt.Sprintf("fd00:6e6d:%02x%02x::1", b[1], b[2])},
 		}}
+		if o.NoGateway {
+			for i := range opts.IPAM.Config {
+				opts.IPAM.Config[i].Gateway = ""
+			}
+		}
 	} else if driver == "macvlan" {
 		opts.IPAM = &network.IPAM{Config: []network.IPAMConfig{{Subnet: fmt.Sprintf("172.30.%d.0/24", b[0]), Gateway: fmt.Sprintf("172.30.%d.1", b[0])}}}
 	}
