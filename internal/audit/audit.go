@@ -1120,49 +1120,61 @@ type Report struct {
 // the last line against the head checkpoint. A break is a *VerifyError
 // naming the first broken line.
 func Verify(path string) (Report, error) {
-	rep, tail, err := verifyFile(path, 0)
+	rep, _, err := verifyFile(path, 0)
 	if err != nil {
 		return rep, err
 	}
+	notes, err := headNotes(path, -1, rep.Records)
+	rep.Notes = append(rep.Notes, notes...)
+	return rep, err
+}
+
+// headNotes compares the end of the trail (its first size bytes; -1 for
+// all) with its head checkpoint: a break is a *VerifyError; records past
+// the head that a crash explains are notes.
+func headNotes(path string, size int64, records int) ([]string, error) {
 	head, ok, err := readHead(path)
 	if err != nil {
-		return rep, err
+		return nil, err
 	}
 	if !ok {
-		if rep.Records > 0 {
-			return rep, &VerifyError{Reason: fmt.Sprintf("its head checkpoint %s is missing, so records cut off the end cannot be ruled out", HeadPath(path))}
+		if records > 0 {
+			return nil, &VerifyError{Reason: fmt.Sprintf("its head checkpoint %s is missing, so records cut off the end cannot be ruled out", HeadPath(path))}
 		}
-		return rep, nil
+		return nil, nil
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return rep, fmt.Errorf("audit trail %s: %w", path, err)
+		return nil, fmt.Errorf("audit trail %s: %w", path, err)
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return rep, fmt.Errorf("audit trail %s: %w", path, err)
+	if size < 0 {
+		st, err := f.Stat()
+		if err != nil {
+			return nil, fmt.Errorf("audit trail %s: %w", path, err)
+		}
+		size = st.Size()
 	}
-	if tail, err = tailOf(f, st.Size()); err != nil {
-		return rep, err
+	tail, err := tailOf(f, size)
+	if err != nil {
+		return nil, err
 	}
 	kind, why, err := explainPast(f, head, tail)
 	if err != nil {
-		return rep, err
+		return nil, err
 	}
 	switch kind {
 	case pastCrash, pastLegacy:
-		rep.Notes = append(rep.Notes, why+"; the next start moves the head to it and records that")
+		return []string{why + "; the next start moves the head to it and records that"}, nil
 	case pastCut:
-		rep.Notes = append(rep.Notes, why+"; the next start moves them aside and records that")
+		return []string{why + "; the next start moves them aside and records that"}, nil
 	case pastForeign:
-		return rep, &VerifyError{Reason: why}
-	default:
-		if reason := headMismatch(head, tail); reason != "" {
-			return rep, &VerifyError{Reason: reason}
-		}
+		return nil, &VerifyError{Reason: why}
 	}
-	return rep, nil
+	if reason := headMismatch(head, tail); reason != "" {
+		return nil, &VerifyError{Reason: reason}
+	}
+	return nil, nil
 }
 
 // maxRotations bounds how many older files Verify follows.

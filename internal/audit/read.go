@@ -66,8 +66,7 @@ type Status struct {
 // that was replaced, rotated, shrank or changed without growing, and
 // any trail whose last full verification is older than FullEvery, is
 // verified whole again. Check may be called from several goroutines;
-// checks run one at a time. The zero value is not usable: use
-// NewChecker.
+// checks run one at a time. Use NewChecker.
 type Checker struct {
 	path string
 	// FullEvery bounds how long incremental checks are trusted (an edit
@@ -76,8 +75,10 @@ type Checker struct {
 
 	mu   sync.Mutex
 	last Status
-	// The chain's state at the end of the last intact check.
+	// The chain's state at the end of the last intact check: its report
+	// without the notes about the head (those are made anew each time).
 	ok       bool
+	chain    Report
 	off      int64
 	lines    int
 	prevSeq  uint64
@@ -88,13 +89,6 @@ type Checker struct {
 // NewChecker returns a checker of the trail at path.
 func NewChecker(path string) *Checker {
 	return &Checker{path: path, FullEvery: 10 * time.Minute}
-}
-
-// Last is the latest check's status (zero before the first).
-func (c *Checker) Last() Status {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.last
 }
 
 // Check verifies the trail as it is now, resuming from the last intact
@@ -118,8 +112,14 @@ func (c *Checker) Check(now time.Time) Status {
 		}
 	}
 	st := Status{Key: key, At: now, Full: true, Read: key.Size}
-	st.Report, st.Err = Verify(c.path)
-	c.lastFull, c.ok = now, st.Err == nil
+	chain, _, err := verifyFile(c.path, 0)
+	st.Report, st.Err = chain, err
+	if err == nil {
+		var notes []string
+		notes, st.Err = headNotes(c.path, -1, chain.Records)
+		st.Report.Notes = append(slices.Clone(chain.Notes), notes...)
+	}
+	c.lastFull, c.ok, c.chain = now, st.Err == nil, chain
 	if c.ok {
 		c.ok = c.remember(key)
 	}
@@ -176,78 +176,45 @@ func (c *Checker) resume(key Key, now time.Time) (Status, bool) {
 	if ok, err := lineEndsAt(f, c.off, Head{Seq: c.prevSeq, Link: c.prevLink}); err != nil || !ok {
 		return Status{}, false // the verified part changed: verify whole
 	}
-	st := Status{Key: key, At: now, Report: c.last.Report, Read: key.Size - c.off}
-	st.Report.Notes = slices.Clone(st.Report.Notes)
 	if torn, _ := endsTornAt(f, key.Size); torn {
 		return Status{}, false
 	}
-	n, seq, link := c.lines, c.prevSeq, c.prevLink
+	chain := c.chain
+	chain.Notes = slices.Clone(chain.Notes)
+	n, seq, lk := c.lines, c.prevSeq, c.prevLink
 	err = eachLineFrom(f, c.off, key.Size, func(r Record, line []byte) error {
 		n++
 		switch {
 		case r.V < format && r.legacyHash() != r.Hash:
 			return &VerifyError{Line: n, Reason: "its content does not match its hash (the line was edited)"}
-		case r.Prev != link:
+		case r.Prev != lk:
 			return &VerifyError{Line: n, Reason: fmt.Sprintf("it does not follow line %d: line %d was edited, or a line between them was deleted or moved", n-1, n-1)}
 		case r.Seq != seq+1:
 			return &VerifyError{Line: n, Reason: fmt.Sprintf("sequence %d after %d", r.Seq, seq)}
 		}
 		if r.Event == TornLine || r.Event == HeadRepaired {
-			st.Report.Notes = append(st.Report.Notes, fmt.Sprintf("line %d (%s): %s", n, r.Time.Format(time.RFC3339), r.Outcome))
+			chain.Notes = append(chain.Notes, fmt.Sprintf("line %d (%s): %s", n, r.Time.Format(time.RFC3339), r.Outcome))
 		}
-		st.Report.Records++
-		seq, link = r.Seq, link2(r, line)
+		chain.Records++
+		seq, lk = r.Seq, link(r, line)
 		return nil
 	})
-	if err == nil {
-		err = headAgrees(f, c.path, key.Size, &st.Report)
-	}
 	var he *HeadError
 	if errors.As(err, &he) {
 		err = &VerifyError{Reason: he.Reason}
 	}
-	st.Err = err
+	st := Status{Key: key, At: now, Report: chain, Read: key.Size - c.off, Err: err}
 	if err == nil {
-		c.off, c.lines, c.prevSeq, c.prevLink = key.Size, n, seq, link
+		var notes []string
+		notes, st.Err = headNotes(c.path, key.Size, chain.Records)
+		st.Report.Notes = append(slices.Clone(chain.Notes), notes...)
+	}
+	if st.Err == nil {
+		c.chain, c.off, c.lines, c.prevSeq, c.prevLink = chain, key.Size, n, seq, lk
 	} else {
 		c.ok = false
 	}
 	return st, true
-}
-
-func link2(r Record, line []byte) string { return link(r, line) }
-
-// headAgrees compares the file's end with the head checkpoint, as Verify
-// does, adding notes to rep.
-func headAgrees(f *os.File, path string, size int64, rep *Report) error {
-	head, ok, err := readHead(path)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return &VerifyError{Reason: fmt.Sprintf("its head checkpoint %s is missing, so records cut off the end cannot be ruled out", HeadPath(path))}
-	}
-	tail, err := tailOf(f, size)
-	if err != nil {
-		return err
-	}
-	kind, why, err := explainPast(f, head, tail)
-	if err != nil {
-		return err
-	}
-	switch kind {
-	case pastCrash, pastLegacy:
-		rep.Notes = append(rep.Notes, why+"; the next start moves the head to it and records that")
-	case pastCut:
-		rep.Notes = append(rep.Notes, why+"; the next start moves them aside and records that")
-	case pastForeign:
-		return &VerifyError{Reason: why}
-	default:
-		if reason := headMismatch(head, tail); reason != "" {
-			return &VerifyError{Reason: reason}
-		}
-	}
-	return nil
 }
 
 func endsTornAt(f *os.File, size int64) (bool, error) {

@@ -133,3 +133,26 @@ func BenchmarkAppend(b *testing.B) {
 		}
 	}
 }
+
+// A note about the head (a line written, its head not yet) is made anew
+// at each check, not carried into later ones.
+func TestCheckerHeadNotesNotCarried(t *testing.T) {
+	path := pageTrail(t, 100)
+	c := NewChecker(path)
+	now := time.Now()
+	c.Check(now)
+	l, _, _ := Open(path)
+	l.afterLine = func() error { return errCrash }
+	l.Append(Record{Event: Admitted, ScanID: "x"})
+	l.Close()
+	if st := c.Check(now); st.Err != nil || st.Full || len(st.Report.Notes) != 1 || !strings.Contains(st.Report.Notes[0], "record 101 was written without its head") {
+		t.Fatalf("mid-write: %+v", st)
+	}
+	l, _, _ = Open(path) // completes the head, records it
+	l.Append(Record{Event: Ended, ScanID: "x"})
+	l.Close()
+	st := c.Check(now)
+	if st.Err != nil || st.Full || st.Report.Records != 103 || len(st.Report.Notes) != 1 || !strings.HasPrefix(st.Report.Notes[0], "line 102") {
+		t.Fatalf("after: %+v", st)
+	}
+}
