@@ -275,16 +275,12 @@ func (r *Subscriptions) hooks(h *server.Hooks, viewer func(context.Context) stri
 // client's sessions subscribed to watch://NAME, and sessions subscribed to
 // watch://CLIENT/NAME that may see it (its client's, an admin's).
 func (r *Subscriptions) Changed(w *store.Watch) {
-	own, full := "watch://"+w.Name, "watch://"+w.Client+"/"+w.Name
 	type target struct{ sid, uri string }
 	r.mu.Lock()
 	var to []target
 	for sid, m := range r.subs {
-		if sub, ok := m[own]; ok && sub.client == w.Client {
-			to = append(to, target{sid, own})
-		}
-		if sub, ok := m[full]; ok && (sub.viewer == "" || sub.viewer == w.Client) {
-			to = append(to, target{sid, full})
+		for _, uri := range toldOf(m, w) {
+			to = append(to, target{sid, uri})
 		}
 	}
 	srv, log := r.srv, r.log
@@ -306,4 +302,19 @@ func (r *Subscriptions) Changed(w *store.Watch) {
 			log.Warn("could not tell a session that a watch changed", "watch", w.Name, "err", err)
 		}
 	}
+}
+
+// toldOf returns the URIs of a session's subscriptions m that name w and
+// whose subscriber may see it: watch://NAME for w's own client,
+// watch://CLIENT/NAME for w's client or an admin.
+func toldOf(m map[string]subscriber, w *store.Watch) []string {
+	own, full := "watch://"+w.Name, "watch://"+w.Client+"/"+w.Name
+	var uris []string
+	if sub, ok := m[own]; ok && sub.client == w.Client {
+		uris = append(uris, own)
+	}
+	if sub, ok := m[full]; ok && (sub.viewer == "" || sub.viewer == w.Client) {
+		uris = append(uris, full)
+	}
+	return uris
 }

@@ -454,7 +454,11 @@ func (s *Service) runOnce(ctx context.Context, w *store.Watch) {
 		s.Notify(cur)
 	}
 	if cur.Webhook != "" {
-		s.hook.send(cur.Webhook, change, func() bool { return s.deliverable(cur) })
+		// Sent as re-serialised by the check (a webhook stored before
+		// webhooks were canonical is sent in its checked form too).
+		if to, err := CheckWebhook(cur.Webhook, s.cfg.WebhookAllow); err == nil {
+			s.hook.send(to, change, func() bool { return s.deliverable(cur) })
+		}
 	}
 }
 

@@ -34,6 +34,7 @@ type fakeRunner struct {
 	release map[string]chan struct{}
 	started chan string
 	count   int
+	port    int // the open port each scan reports (default 22)
 }
 
 func newFakeRunner() *fakeRunner {
@@ -57,7 +58,11 @@ func (f *fakeRunner) Run(ctx context.Context, job executor.Job) (*executor.Resul
 	id := job.Spec.Labels[sandbox.LabelScanID]
 	f.mu.Lock()
 	f.count++
+	port := f.port
 	f.mu.Unlock()
+	if port == 0 {
+		port = 22
+	}
 	emit := func(step string) {
 		if job.OnEvent != nil {
 			job.OnEvent(executor.Event{Step: step, ContainerID: "c-" + id, At: time.Now()})
@@ -68,7 +73,7 @@ func (f *fakeRunner) Run(ctx context.Context, job executor.Job) (*executor.Resul
 	f.started <- id
 	xml := `<?xml version="1.0"?><nmaprun scanner="nmap" args="nmap" version="7.93">` +
 		`<host><status state="up" reason="conn-refused"/><address addr="127.0.0.1" addrtype="ipv4"/>` +
-		`<ports><port protocol="tcp" portid="22"><state state="open" reason="syn-ack"/><service name="ssh"/></port></ports></host>`
+		fmt.Sprintf(`<ports><port protocol="tcp" portid="%d"><state state="open" reason="syn-ack"/></port></ports></host>`, port)
 	res := &executor.Result{ContainerID: "c-" + id}
 	select {
 	case <-f.gate(id):
@@ -340,5 +345,47 @@ func TestWebhookURLs(t *testing.T) {
 		if w.Webhook != c.sent {
 			t.Errorf("%s stored as %s; want %s", c.in, w.Webhook, c.sent)
 		}
+	}
+}
+
+// A change is posted, signed, to the webhook in its re-serialised form
+// (the form that was checked), and told to Notify.
+func TestChangePostedToCheckedURL(t *testing.T) {
+	f := newFixture(t)
+	type post struct{ uri, sig, body string }
+	posts := make(chan post, 4)
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		posts <- post{r.RequestURI, r.Header.Get(watches.SignatureHeader), string(b)}
+	}))
+	defer recv.Close()
+	ws := watches.New(f.st, f.scans, watches.Config{MinInterval: time.Second, WebhookAllow: []string{recv.URL + "/hooks"}, WebhookSecret: "k"}, nil)
+	notified := make(chan string, 4)
+	ws.Notify = func(w *store.Watch) { notified <- w.ID }
+	hook := strings.Replace(recv.URL, "http://", "HTTP://", 1) + "/hooks/%6Cab"
+	w, err := ws.Create(as("alice"), "lab", lab, time.Second, hook)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Webhook != recv.URL+"/hooks/lab" {
+		t.Fatalf("stored %s", w.Webhook)
+	}
+	run(t, ws)
+	f.runner.finish(f.started(t)) // the baseline: 22 open
+	f.runner.mu.Lock()
+	f.runner.port = 80
+	f.runner.mu.Unlock()
+	second := f.started(t)
+	f.runner.finish(second)
+	select {
+	case p := <-posts:
+		if p.uri != "/hooks/lab" || p.sig != watches.Sign("k", []byte(p.body)) || !strings.Contains(p.body, second) || !strings.Contains(p.body, w.ID) {
+			t.Fatalf("post %+v", p)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no webhook post")
+	}
+	if id := <-notified; id != w.ID {
+		t.Fatalf("notified %s", id)
 	}
 }
