@@ -207,3 +207,65 @@ func TestFinishedScanDoesNotHoldTheQueue(t *testing.T) {
 }
 
 func scanReq(port string) scan.Request { return scan.Request{Targets: "127.0.0.1", Ports: port} }
+
+// A slot in teardown lends exactly one place in line, even with no
+// waiting room; the borrower gets the slot when the teardown ends; a
+// borrower that leaves gives the place back; Finished after release, or
+// twice, changes nothing.
+func TestQueueTeardownLendsOnePlace(t *testing.T) {
+	q := scans.NewQueue(1, 0)
+	ctx := context.Background()
+	t1, err := q.Enter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel1, err := t1.Wait(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var full *scans.QueueFullError
+	if _, err := q.Enter(nil); !errors.As(err, &full) {
+		t.Fatalf("a running scan's slot lent a place: %v", err)
+	}
+	t1.Finished()
+	t1.Finished()
+	t2, err := q.Enter(nil)
+	if err != nil {
+		t.Fatalf("a slot in teardown lent no place: %v", err)
+	}
+	if _, err := q.Enter(nil); !errors.As(err, &full) {
+		t.Fatalf("a slot in teardown lent two places: %v", err)
+	}
+	// The borrower leaves: the place is free again.
+	t2.Cancel()
+	t3, err := q.Enter(nil)
+	if err != nil {
+		t.Fatalf("the place was not given back: %v", err)
+	}
+	got := make(chan func(), 1)
+	go func() {
+		rel, err := t3.Wait(ctx, 0)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- rel
+	}()
+	select {
+	case <-got:
+		t.Fatal("the borrower ran while the slot was in teardown")
+	case <-time.After(30 * time.Millisecond):
+	}
+	rel1()
+	t1.Finished() // after release: no effect
+	rel3 := <-got
+	if r, w := q.Stats(); r != 1 || w != 0 {
+		t.Fatalf("stats %d %d; want 1 0", r, w)
+	}
+	if _, err := q.Enter(nil); !errors.As(err, &full) {
+		t.Fatalf("a stale Finished lent a place: %v", err)
+	}
+	rel3()
+	if r, w := q.Stats(); r != 0 || w != 0 {
+		t.Fatalf("stats %d %d", r, w)
+	}
+}
