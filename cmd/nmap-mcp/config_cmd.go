@@ -101,6 +101,10 @@ func cmdAudit(_ context.Context, args []string, stdout, stderr io.Writer) error 
 		if err != nil {
 			return err
 		}
+		head, known, err := audit.ReadHead(path)
+		if err != nil {
+			return err
+		}
 		for _, r := range recs {
 			fmt.Fprintf(stdout, "%d %s %-11s scan %s client %s", r.Seq, r.Time.Local().Format(time.RFC3339), r.Event, r.ScanID, r.Client)
 			if r.Targets != "" {
@@ -108,6 +112,10 @@ func cmdAudit(_ context.Context, args []string, stdout, stderr io.Writer) error 
 			}
 			if r.Outcome != "" {
 				fmt.Fprintf(stdout, " outcome %s", r.Outcome)
+			}
+			if known && r.Seq > head.Seq {
+				// Past the head: a crash's, or someone else's (audit verify tells).
+				fmt.Fprint(stdout, " [past the head checkpoint: not attested; run nmap-mcp audit verify]")
 			}
 			fmt.Fprintln(stdout)
 		}

@@ -181,6 +181,10 @@ func (h *Head) apply(r Record) {
 // HeadPath is the checkpoint file of the trail at path.
 func HeadPath(path string) string { return path + ".head" }
 
+// ReadHead reads the head checkpoint of the trail at path; false when
+// there is none.
+func ReadHead(path string) (Head, bool, error) { return readHead(path) }
+
 func readHead(path string) (Head, bool, error) {
 	b, err := os.ReadFile(HeadPath(path))
 	if errors.Is(err, os.ErrNotExist) {
