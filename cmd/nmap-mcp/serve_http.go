@@ -16,16 +16,12 @@ import (
 	"github.com/nmap-mcp/nmap-mcp/internal/watches"
 )
 
-// serveHTTP serves MCP over streamable HTTP until ctx ends (SIGTERM or
-// SIGINT), then drains: new calls get 503, running scans get the grace
-// period, the rest are cancelled (their records say so), and no container
-// is left.
-func serveHTTP(ctx context.Context, s *settings, addr string, st *stack, srv *server.MCPServer, watch *watches.Service,
-	delivery *mcpserver.Delivery, meters *metrics.Metrics, log *slog.Logger) error {
+// httpConfig is the HTTP front's configuration from the settings.
+func httpConfig(s *settings, addr string) (httpapi.Config, error) {
 	hc := s.HTTP
 	maxBody, err := units.RAMInBytes(hc.MaxBody)
 	if err != nil || maxBody <= 0 {
-		return fmt.Errorf("http.max_body %q: not a size such as 1m", hc.MaxBody)
+		return httpapi.Config{}, fmt.Errorf("http.max_body %q: not a size such as 1m", hc.MaxBody)
 	}
 	cfg := httpapi.Config{Addr: addr, TLSCert: hc.TLSCert, TLSKey: hc.TLSKey, Origins: hc.Origins, MaxBody: maxBody,
 		MaxConnections: hc.MaxConnections, MaxConnectionsPerAddress: hc.MaxConnectionsPerAddress,
@@ -33,6 +29,20 @@ func serveHTTP(ctx context.Context, s *settings, addr string, st *stack, srv *se
 		MaxSessionsPerClient: hc.MaxSessionsPerClient}
 	for _, t := range hc.Tokens {
 		cfg.Tokens = append(cfg.Tokens, httpapi.Token{Name: t.Name, SHA256: t.SHA256, Admin: t.Admin})
+	}
+	return cfg, nil
+}
+
+// serveHTTP serves MCP over streamable HTTP until ctx ends (SIGTERM or
+// SIGINT), then drains: new calls get 503, running scans get the grace
+// period, the rest are cancelled (their records say so), and no container
+// is left.
+func serveHTTP(ctx context.Context, s *settings, addr string, st *stack, srv *server.MCPServer, watch *watches.Service,
+	delivery *mcpserver.Delivery, meters *metrics.Metrics, log *slog.Logger) error {
+	hc := s.HTTP
+	cfg, err := httpConfig(s, addr)
+	if err != nil {
+		return err
 	}
 	img := st.scans.Image()
 	tag := img.Tag // for logs; scans and health use the ID
