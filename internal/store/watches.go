@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 )
@@ -271,25 +270,6 @@ func (s *Store) ResumeWatch(ctx context.Context, id, client string, now time.Tim
 		return fmt.Errorf("scan store %s: resume watch %s: %w", s.path, id, err)
 	}
 	return s.affected(res, id)
-}
-
-// WatchClients lists the clients that have watches.
-func (s *Store) WatchClients(ctx context.Context) ([]string, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT client FROM watches`)
-	if err != nil {
-		return nil, fmt.Errorf("scan store %s: watch clients: %w", s.path, err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var c string
-		if err := rows.Scan(&c); err != nil {
-			return nil, fmt.Errorf("scan store %s: watch clients: %w", s.path, err)
-		}
-		out = append(out, c)
-	}
-	sort.Strings(out)
-	return out, rows.Err()
 }
 
 // Baselines are the scans watches compare with: retention keeps them.
