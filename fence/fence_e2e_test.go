@@ -500,8 +500,10 @@ func bridgeMAC(t *testing.T, n *testkit.Network) string {
 // an ND option, to a forbidden neighbour's unicast and solicited-node
 // addresses, to the allowed target's group framed to the forbidden
 // neighbour's Ethernet address, and to a host on another network framed to
-// the gateway's Ethernet address: neither host receives any (issue 27.1;
-// the rule matched only the solicitation's target). The same probes from an
+// the gateway's Ethernet address, and to the allowed target in a frame to
+// the forbidden neighbour whose Ethernet type is not the IPv6 its sender
+// declared: neither host receives any (issue 27.1; the rule matched only
+// the solicitation's target; 20.7). The same probes from an
 // unfenced container show the sniffers see them, and the scan still finds
 // its IPv6 target.
 func TestFenceNeighbourSolicitations(t *testing.T) {
@@ -525,11 +527,14 @@ func TestFenceNeighbourSolicitations(t *testing.T) {
 		"solicited-node," + fGroupMAC + "," + fGroup.String() + "," + A,
 		"allowed-group-to-forbidden-mac," + forbidden.MAC + "," + aGroup.String() + "," + A,
 		"behind-gateway," + bridgeMAC(t, n) + "," + behind.IPv6.String() + "," + A,
+		// To the allowed address, in a frame whose own type is not IPv6
+		// though its sender declares IPv6.
+		"other-ethertype," + forbidden.MAC + "," + A + "," + A + ",0x88b5",
 	}
 
 	ctl := startProbe(t, bin, n.Name, append([]string{"send", "-marker", marker + "ctl"}, probes...)...).wait(t)
-	if got := sniffed(t, sniffF, "ctl"); got < 3 {
-		t.Fatalf("the forbidden neighbour's sniffer saw %d of 3 unfenced solicitations: the test cannot prove the fence\n%s\n%s", got, ctl, sniffF.output(t))
+	if got := sniffed(t, sniffF, "ctl"); got < 4 {
+		t.Fatalf("the forbidden neighbour's sniffer saw %d of 4 unfenced solicitations: the test cannot prove the fence\n%s\n%s", got, ctl, sniffF.output(t))
 	}
 	routed := sniffed(t, sniffB, "ctl") > 0
 	if !routed {

@@ -231,7 +231,7 @@ func (r Rules) Ruleset() (string, error) {
 		b.WriteString("\tchain l2_4 {\n\t\tip daddr . ether daddr @pin4 return\n\t\tether daddr @gwmac return\n\t\tip daddr @pinned4 drop\n" + unknown + "\t}\n")
 		b.WriteString("\tchain l2_6 {\n\t\tip6 daddr . ether daddr @snl2 return\n\t\tip6 daddr ff00::/8 drop\n")
 		b.WriteString("\t\tip6 daddr . ether daddr @pin6 return\n\t\tether daddr @gwmac return\n\t\tip6 daddr @pinned6 drop\n" + unknown + "\t}\n")
-		b.WriteString("\tchain arp_out {\n\t\tarp htype != 1 drop\n\t\tarp ptype != 0x0800 drop\n\t\tarp hlen != 6 drop\n\t\tarp plen != 4 drop\n")
+		b.WriteString("\tchain arp_out {\n\t\tmeta protocol != arp drop\n\t\tarp htype != 1 drop\n\t\tarp ptype != 0x0800 drop\n\t\tarp hlen != 6 drop\n\t\tarp plen != 4 drop\n")
 		b.WriteString("\t\tarp operation != { request, reply } drop\n")
 		if mac != nil {
 			fmt.Fprintf(&b, "\t\tarp saddr ether != %s drop\n", mac)
@@ -239,9 +239,16 @@ func (r Rules) Ruleset() (string, error) {
 		b.WriteString("\t\tarp daddr ip != @nbr4 drop\n")
 		b.WriteString("\t\tarp operation request ether daddr ff:ff:ff:ff:ff:ff accept\n")
 		b.WriteString("\t\tarp daddr ip . ether daddr @pin4 accept\n\t\tarp daddr ip @pinned4 drop\n" + unknown + "\t\taccept\n\t}\n")
+		// Each family's chain first checks that the frame's own type and
+		// the type its sender declared (skb->protocol, which a packet
+		// socket chooses, and which the ip, ip6 and arp expressions of a
+		// netdev table depend on) agree: otherwise a frame of another
+		// type could pass as IP, and negated matches would not apply.
+		b.WriteString("\tchain out4 {\n\t\tmeta protocol != ip drop\n\t\tjump l2_4\n\t\tip daddr @allow4 accept\n\t\tdrop\n\t}\n")
+		b.WriteString("\tchain out6 {\n\t\tmeta protocol != ip6 drop\n\t\tjump l2_6\n\t\tip6 daddr @allow6 accept\n")
+		b.WriteString("\t\ticmpv6 type nd-neighbor-solicit jump nd_solicit\n\t\ticmpv6 type nd-neighbor-advert jump nd_advert\n\t\tdrop\n\t}\n")
 		fmt.Fprintf(&b, "\tchain egress {\n\t\ttype filter hook egress device %q priority 0; policy drop;\n", dev)
-		b.WriteString("\t\tether type arp jump arp_out\n\t\tether type ip jump l2_4\n\t\tether type ip6 jump l2_6\n")
-		ipOut()
+		b.WriteString("\t\tether type arp jump arp_out\n\t\tether type ip jump out4\n\t\tether type ip6 jump out6\n\t}\n")
 		b.WriteString("}\n")
 	}
 	return b.String(), nil

@@ -172,7 +172,9 @@ func TestRulesetEthernet(t *testing.T) {
 		"ip daddr . ether daddr @pin4 return\n\t\tether daddr @gwmac return\n\t\tip daddr @pinned4 drop\n\t\tether daddr @known drop\n\t\t@ll,7,1 1 drop\n\t}",
 		"arp saddr ether != 02:42:ac:12:00:07 drop",
 		"arp daddr ip . ether daddr @pin4 accept",
-		"ether type ip jump l2_4",
+		"ether type ip jump out4",
+		"meta protocol != ip drop\n\t\tjump l2_4\n",
+		"meta protocol != arp drop",
 		"ether type arp jump arp_out",
 	} {
 		if !strings.Contains(s, want) {

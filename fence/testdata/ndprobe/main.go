@@ -3,8 +3,9 @@
 // image that joins a namespace the test made. It is not part of nmap-mcp.
 //
 //	ndprobe send -marker M PROBE...   sends, on the first interface, one IPv6
-//	    neighbour solicitation per PROBE (name,dstmac,dstip,target), with M in
-//	    an extra ND option, and prints what the kernel said.
+//	    neighbour solicitation per PROBE (name,dstmac,dstip,target[,ethertype
+//	    of the frame, declared to the kernel as IPv6]), with M in an extra
+//	    ND option, and prints what the kernel said.
 //	ndprobe sniff -marker M           prints a line for every frame its
 //	    namespace receives that holds M, with the 3 bytes that follow M.
 //	ndprobe arplie -ip A -mac F       answers every ARP request for A with
@@ -20,6 +21,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 )
@@ -102,8 +104,18 @@ func send(ifc *net.Interface, marker string, probes []string) {
 	src := ownIPv6(ifc)
 	for _, p := range probes {
 		f := strings.Split(p, ",")
-		if len(f) != 4 {
-			log.Fatalf("probe %q: want name,dstmac,dstip,target", p)
+		if len(f) != 4 && len(f) != 5 {
+			log.Fatalf("probe %q: want name,dstmac,dstip,target[,ethertype]", p)
+		}
+		// The frame's own type may differ from the one the socket
+		// declares (IPv6), which the kernel takes as the packet's.
+		etype := []byte{0x86, 0xdd}
+		if len(f) == 5 {
+			v, err := strconv.ParseUint(f[4], 0, 16)
+			if err != nil {
+				log.Fatal(err)
+			}
+			etype = []byte{byte(v >> 8), byte(v)}
 		}
 		dstMAC, dst, target := mustMAC(f[1]), netip.MustParseAddr(f[2]), netip.MustParseAddr(f[3])
 		icmp := []byte{135, 0, 0, 0, 0, 0, 0, 0}
@@ -123,7 +135,7 @@ func send(ifc *net.Interface, marker string, probes []string) {
 		ip6[6], ip6[7] = 58, 255
 		copy(ip6[8:], src.AsSlice())
 		copy(ip6[24:], dst.AsSlice())
-		frame := append(append(append(append([]byte{}, dstMAC...), ifc.HardwareAddr...), 0x86, 0xdd), append(ip6, icmp...)...)
+		frame := append(append(append(append([]byte{}, dstMAC...), ifc.HardwareAddr...), etype...), append(ip6, icmp...)...)
 		err := syscall.Sendto(fd, frame, 0, &syscall.SockaddrLinklayer{Protocol: htons(0x86dd), Ifindex: ifc.Index, Halen: 6, Addr: [8]byte(append(dstMAC, 0, 0))})
 		fmt.Printf("sent %s to %s via %s: %v\n", f[0], dst, dstMAC, err)
 	}
