@@ -3,15 +3,20 @@ package httpapi
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
 )
 
 // These tests need no engine. They use two loopback source addresses:
@@ -165,4 +170,50 @@ func TestIdleKeepAlivesClosedFirstNearCap(t *testing.T) {
 		t.Fatalf("initialize from 127.0.0.2: %d", code)
 	}
 	t.Logf("initialize from 127.0.0.2 answered in %s", took)
+}
+
+// An address whose connections are all busy (here: headers begun, never
+// finished) gets no more: its next connection is closed at once, and
+// another address is served.
+func TestBusyAddressRefused(t *testing.T) {
+	secret, tok, _ := NewToken("alice")
+	var refusals atomic.Int32
+	s, err := New(Config{Addr: "127.0.0.1:0", Tokens: []Token{tok}, MaxConnectionsPerAddress: 8},
+		Deps{MCP: server.NewMCPServer("t", "1"), Refused: func(r string) {
+			if r == "connections_per_address" {
+				refusals.Add(1)
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serveLoopback(t, s)
+	for i := 0; i < 8; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n"); err != nil { // headers never end
+			t.Fatal(err)
+		}
+	}
+	if !testkit.Eventually(2*time.Second, func() bool { n, _ := openFrom(s); return n == 8 }) {
+		t.Fatal("the 8 busy connections were not all accepted")
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("a ninth connection from the busy address: read %v, want it closed", err)
+	}
+	if refusals.Load() == 0 {
+		t.Error("the refusal was not counted")
+	}
+	if code, _ := mcpInitialize(t, addr, "127.0.0.2", secret); code != http.StatusOK {
+		t.Fatalf("initialize from 127.0.0.2: %d", code)
+	}
 }
