@@ -478,7 +478,7 @@ func TestCheckScopeSaysWhereItRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ds) != 3 || !strings.Contains(ds[0].Network, "not fenced") || ds[1].Network != "fenced on network nmap-mcp" || ds[2].Allowed || ds[2].Network != "" {
+	if len(ds) != 3 || !strings.Contains(ds[0].Network, "fenced to loopback") || ds[1].Network != "fenced on network nmap-mcp" || ds[2].Allowed || ds[2].Network != "" {
 		t.Fatalf("%+v", ds)
 	}
 }
