@@ -6,6 +6,21 @@
 // device level (a netdev egress hook on every interface, so raw Ethernet
 // sends, ARP and IPv6 neighbour discovery are fenced too).
 //
+// # Neighbours and Ethernet addresses
+//
+// Neighbour solicitations leave only for the solicited-node groups of the
+// targets and gateways (or a gateway itself), shaped as the kernel and
+// nmap send them (see Rules.Ruleset). At the egress hook each IP frame's
+// and ARP packet's Ethernet destination must fit its IP destination: the
+// address Docker's endpoint list gives a target, the gateway's (the host's
+// bridge, when this process sees it), and for an address nobody pinned
+// any unicast address nobody pinned — or nothing, on a bridge whose
+// gateway is pinned (Rules.Closed). The pins are read from the engine when
+// each fence is made (one NetworkInspect, ~2.5 ms here), never from ARP,
+// which any host on the segment can answer. Gateways are the network's
+// IPAM gateways plus the fencer's default routes (a network created
+// without a gateway lists none).
+//
 // # Who holds NET_ADMIN
 //
 // A separate short-lived fencer container owns the namespace: it starts
@@ -33,8 +48,11 @@
 //
 // # Limits
 //
-// A broadcast ARP request or a neighbour solicitation for an allowed
-// address reaches every host on the segment, as on any Ethernet. A fencer
+// A broadcast ARP request for an allowed address reaches every host on the
+// segment, as on any Ethernet. Hosts Docker does not list (a macvlan lab
+// segment) cannot be pinned: a hostile target can name such a host's
+// Ethernet address for itself. Neighbours are not pinned in the kernel: a
+// target that lies about its address gets no frames. A fencer
 // that is just starting answers ARP for its own address (and, on IPv6
 // networks, its kernel sends MLD reports) for the few milliseconds before
 // it closes its namespace; no scan is attached to it yet. Input
