@@ -131,7 +131,7 @@ type Executor struct {
 	engine    Engine
 	fencer    Fencer
 	hostFence HostFencer
-	log    *slog.Logger
+	log       *slog.Logger
 	// cleanup bounds kill, inspect and removal, which run on a context of
 	// their own so that a cancelled caller cannot leak a container.
 	cleanup time.Duration
@@ -139,6 +139,10 @@ type Executor struct {
 	mu      sync.Mutex
 	pending map[string]chan struct{} // containers whose removal is under way, closed when removed
 	wg      sync.WaitGroup
+	// stop ends the removal retries of lost containers (closed when
+	// Close gives up waiting).
+	stop     chan struct{}
+	stopOnce sync.Once
 }
 
 // New returns an executor for engine; log may be nil.
@@ -146,7 +150,7 @@ func New(engine Engine, log *slog.Logger) *Executor {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Executor{engine: engine, log: log, cleanup: 30 * time.Second, pending: map[string]chan struct{}{}}
+	return &Executor{engine: engine, log: log, cleanup: 30 * time.Second, pending: map[string]chan struct{}{}, stop: make(chan struct{})}
 }
 
 // SetFencer lets the executor run fenced specs; without one, a spec with
@@ -166,8 +170,14 @@ const drainGrace = 2 * time.Second
 
 // Run creates, starts and waits for the job's container, and removes it.
 // The error is nil only when the program exited 0; otherwise it is a
-// *TimeoutError, *OOMError, *PidsError, *ExitError, *ImageError, an error
-// wrapping the context's error, or an engine error.
+// *TimeoutError, *OOMError, *PidsError, *ExitError, *ImageError, a
+// *LostError (the engine stopped or restarted while the container ran),
+// an error wrapping the context's error, or an engine error.
+//
+// A container the engine could not remove (it stopped or restarted) is
+// removed in the background, retrying with backoff until the engine
+// answers again or Close gives up; Pending lists it meanwhile and the
+// "removed" event comes when it is gone.
 //
 // When the program reports its exit status in-band (sandbox.ExitMarker)
 // and was not killed by a signal, Run returns as soon as that report and
@@ -246,12 +256,23 @@ func (e *Executor) Run(ctx context.Context, job Job) (*Result, error) {
 	e.track(id)
 	background := false
 	defer func() {
-		if !background {
-			e.remove(id)
+		if background {
+			return
+		}
+		if e.removeOnce(id) {
 			release()
 			e.untrack(id)
 			emit("removed", id, "")
+			return
 		}
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			e.removeRetrying(id)
+			release()
+			e.untrack(id)
+			emit("removed", id, "")
+		}()
 	}()
 
 	if ctx.Err() != nil {
@@ -311,6 +332,7 @@ func (e *Executor) Run(ctx context.Context, job Job) (*Result, error) {
 	}
 	done := ctx.Done()
 	var waitErr error
+	lost := false // the connection to the engine broke
 wait:
 	for {
 		select {
@@ -332,7 +354,7 @@ wait:
 			}
 			break wait
 		case err := <-waitErrC:
-			waitErr = err
+			waitErr, lost = err, true
 			e.kill(id)
 			break wait
 		case <-deadline:
@@ -365,6 +387,10 @@ wait:
 			res.ExitCode = info.State.ExitCode
 		}
 	}
+	if lost && !res.Canceled && !res.TimedOut {
+		emit("exited", id, "lost to the engine")
+		return res, &LostError{ContainerID: id, Err: waitErr}
+	}
 	emit("exited", id, fmt.Sprintf("exit code %d", res.ExitCode))
 	return res, classify(ctx, job.Spec, res, waitErr, out.StderrTail())
 }
@@ -396,7 +422,9 @@ func (e *Executor) finishInBackground(id string, hc *container.HostConfig, hijac
 		if info, err := e.engine.ContainerInspect(ctx, id); err == nil && info.State != nil && info.State.OOMKilled {
 			e.log.Warn("container reported a clean exit but was OOM-killed afterwards", "container", shortID(id), "memory", hc.Memory)
 		}
-		e.remove(id)
+		if !e.removeOnce(id) {
+			e.removeRetrying(id)
+		}
 		removed()
 	}()
 }
@@ -409,6 +437,7 @@ func (e *Executor) Close(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
+		e.stopOnce.Do(func() { close(e.stop) })
 		return fmt.Errorf("wait for container removals: %w", ctx.Err())
 	}
 	var errs []error
@@ -502,13 +531,28 @@ func (e *Executor) kill(id string) {
 	}
 }
 
-func (e *Executor) remove(id string) {
+// removeOnce tries once to remove the container and reports whether it
+// is gone.
+func (e *Executor) removeOnce(id string) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), e.cleanup)
 	defer cancel()
 	err := e.engine.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
 	if err != nil && !cerrdefs.IsNotFound(err) {
-		e.log.Error("remove container; the next start-up sweep will retry", "container", shortID(id), "err", err)
+		e.log.Warn("remove container; retrying until the engine answers", "container", shortID(id), "err", err)
+		return false
 	}
+	return true
+}
+
+// removeRetrying removes the container, retrying with backoff until it is
+// gone or Close gives up (fence.RemoveRetrying).
+func (e *Executor) removeRetrying(id string) {
+	start := time.Now()
+	if err := fence.RemoveRetrying(e.engine, id, e.stop, e.cleanup, nil); err != nil {
+		e.log.Error("remove container; the next start-up sweep will retry", "container", shortID(id), "err", err)
+		return
+	}
+	e.log.Info("removed a container the engine had kept", "container", shortID(id), "after", time.Since(start).Round(time.Millisecond))
 }
 
 func shortID(id string) string {
@@ -516,4 +560,12 @@ func shortID(id string) string {
 		return id[:12]
 	}
 	return id
+}
+
+// remove tries once to remove the container (the sweep and the reaper,
+// which a later start-up sweep backs up).
+func (e *Executor) remove(id string) {
+	if !e.removeOnce(id) {
+		e.log.Error("remove container; the next start-up sweep will retry", "container", shortID(id))
+	}
 }

@@ -15,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
@@ -107,6 +106,10 @@ type HostFence struct {
 	wg     sync.WaitGroup
 	live   map[string]bool // wardens not yet removed
 	lmu    sync.Mutex      // guards live
+	// stop ends the removal retries of discarded wardens (closed when
+	// Close gives up waiting).
+	stop     chan struct{}
+	stopOnce sync.Once
 }
 
 // NewHostFence returns a host fence; the warden starts on the first Ensure.
@@ -115,7 +118,7 @@ func NewHostFence(engine HostEngine, cfg HostConfig, log *slog.Logger) *HostFenc
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &HostFence{engine: engine, cfg: cfg, log: log, live: map[string]bool{}}
+	return &HostFence{engine: engine, cfg: cfg, log: log, live: map[string]bool{}, stop: make(chan struct{})}
 }
 
 // HostRuleset renders the host fence's table for the cgroup at path
@@ -215,6 +218,7 @@ func (h *HostFence) Close(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
+		h.stopOnce.Do(func() { close(h.stop) })
 		return fmt.Errorf("wait for the host fence's warden to be removed: %w", ctx.Err())
 	}
 }
@@ -374,10 +378,14 @@ func (h *HostFence) discard(w *warden) {
 		if w.conn.Conn != nil {
 			w.conn.Close()
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		err := h.engine.ContainerRemove(ctx, w.id, container.RemoveOptions{Force: true})
-		if err != nil && !cerrdefs.IsNotFound(err) {
+		// A warden lost to an engine restart is removed once the engine
+		// answers again.
+		err := RemoveRetrying(h.engine, w.id, h.stop, 30*time.Second, func(n int, err error) {
+			if n == 1 {
+				h.log.Warn("remove the host fence's warden; retrying until the engine answers", "container", w.id[:12], "err", err)
+			}
+		})
+		if err != nil {
 			h.log.Error("remove the host fence's warden; the next start-up sweep will retry", "container", w.id[:12], "err", err)
 			return
 		}

@@ -112,6 +112,10 @@ type Pool struct {
 	bridge   string // the host's interface of a bridge network ("" for other drivers)
 	netReady bool
 	wg       sync.WaitGroup
+	// stop ends the removal retries of discarded fencers (closed when
+	// Close gives up waiting).
+	stop     chan struct{}
+	stopOnce sync.Once
 }
 
 // NewPool returns a pool; Start warms it. log may be nil.
@@ -122,7 +126,7 @@ func NewPool(engine Engine, cfg Config, log *slog.Logger) *Pool {
 	if cfg.Linger <= 0 {
 		cfg.Linger = sandbox.DefaultLimits().MaxTimeout + time.Minute
 	}
-	return &Pool{engine: engine, cfg: cfg, log: log, live: map[string]bool{}}
+	return &Pool{engine: engine, cfg: cfg, log: log, live: map[string]bool{}, stop: make(chan struct{})}
 }
 
 // Network is the Docker network of the pool's fences.
@@ -161,7 +165,7 @@ func (p *Pool) Fence(ctx context.Context, spec sandbox.Spec) (string, func(), er
 			gateways = append(slices.Clip(gateways), gw)
 		}
 	}
-	r := Rules{Allow: spec.Fence.Allow, Neighbours: gateways, Devices: f.devices, MACs: f.macs}
+	r := Rules{Allow: spec.Fence.Allow, Neighbours: gateways, Devices: f.devices, MACs: f.macs, Own: f.own}
 	r.Links, r.Closed, err = p.links(ctx, bridge, gateways)
 	var rules string
 	if err == nil {
@@ -205,6 +209,7 @@ func (p *Pool) Close(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
+		p.stopOnce.Do(func() { close(p.stop) })
 		return fmt.Errorf("wait for fencers to be removed: %w", ctx.Err())
 	}
 }
@@ -272,10 +277,14 @@ func (p *Pool) discard(f *fencer) {
 		if f.conn.Conn != nil {
 			f.conn.Close()
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		err := p.engine.ContainerRemove(ctx, f.id, container.RemoveOptions{Force: true})
-		if err != nil && !cerrdefs.IsNotFound(err) {
+		// A fencer lost to an engine restart is removed once the engine
+		// answers again.
+		err := RemoveRetrying(p.engine, f.id, p.stop, 30*time.Second, func(n int, err error) {
+			if n == 1 {
+				p.log.Warn("remove fencer; retrying until the engine answers", "container", f.id[:12], "err", err)
+			}
+		})
+		if err != nil {
 			p.log.Error("remove fencer; the next start-up sweep will retry", "container", f.id[:12], "err", err)
 			return
 		}
@@ -288,7 +297,8 @@ func (p *Pool) discard(f *fencer) {
 // fencerScript first closes the namespace (every chain drops everything:
 // while it waits for a scan, its kernel answers nothing), reports the
 // interfaces' Ethernet addresses, its routes (/proc/net/route and
-// ipv6_route: `ip` is not in the image) and the interfaces, then replaces that with the ruleset read on stdin in one
+// ipv6_route: `ip` is not in the image), its IPv6 addresses (if_inet6) and
+// the interfaces, then replaces that with the ruleset read on stdin in one
 // transaction, checks that the inet table and one egress hook per
 // interface are in place, says so, and keeps the namespace. Any failure
 // exits before the marker: no marker, no scan.
@@ -306,6 +316,7 @@ for d in /sys/class/net/*; do d=${d##*/}; [ "$d" = lo ] || devs="$devs $d"; done
 for d in $devs; do read -r m < "/sys/class/net/$d/address"; printf 'mac %s %s\n' "$d" "$m"; done
 while read -r l; do printf 'route4 %s\n' "$l"; done < /proc/net/route
 if [ -r /proc/net/ipv6_route ]; then while read -r l; do printf 'route6 %s\n' "$l"; done < /proc/net/ipv6_route; fi
+if [ -r /proc/net/if_inet6 ]; then while read -r l; do printf 'addr6 %s\n' "$l"; done < /proc/net/if_inet6; fi
 printf 'ifaces%s\n' "$devs"
 nft -f -
 nft list table inet ` + TableInet + ` >/dev/null
@@ -325,6 +336,7 @@ type fencer struct {
 	devices []string
 	macs    []net.HardwareAddr // in devices' order
 	routers []netip.Addr       // its default routes' gateways
+	own     []netip.Addr       // its IPv6 addresses but loopback's
 	lines   chan string        // stdout lines; closed at the stream's end
 	stderr  *syncBuffer
 	done    chan struct{} // closed when the stream ends (the fencer exited)
@@ -430,6 +442,12 @@ func (p *Pool) start(ctx context.Context) (*fencer, error) {
 				if hw, err := net.ParseMAC(fields[2]); err == nil {
 					macs[fields[1]] = hw
 				}
+			}
+			continue
+		case "addr6":
+			// address, interface index, prefix length, scope, flags, name
+			if a, err := hex.DecodeString(fields[1]); err == nil && len(a) == 16 && len(fields) == 7 && fields[6] != "lo" {
+				f.own = append(f.own, netip.AddrFrom16([16]byte(a)))
 			}
 			continue
 		case "route4", "route6":

@@ -1,0 +1,151 @@
+package executor_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/pkg/stdcopy"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/nmap-mcp/nmap-mcp/executor"
+	"github.com/nmap-mcp/nmap-mcp/sandbox"
+)
+
+// deadEngine is a fake engine (no Docker needed: these tests run under
+// -short) that dies while the container runs, as a SIGKILLed dockerd does:
+// the attach stream and the wait end with "unexpected EOF" after some
+// output, and every later call fails to connect until up is set.
+type deadEngine struct {
+	up       atomic.Bool
+	removes  atomic.Int32
+	removed  atomic.Bool
+	outW     *io.PipeWriter
+	waitErrC chan error
+}
+
+var errConn = errors.New("Cannot connect to the Docker daemon at unix:///tmp/x.sock. Is the docker daemon running?")
+
+func (f *deadEngine) ContainerCreate(context.Context, *container.Config, *container.HostConfig, *network.NetworkingConfig, *ocispec.Platform, string) (container.CreateResponse, error) {
+	return container.CreateResponse{ID: "0123456789abcdef0123456789abcdef"}, nil
+}
+
+func (f *deadEngine) ContainerAttach(context.Context, string, container.AttachOptions) (types.HijackedResponse, error) {
+	r, w := io.Pipe()
+	f.outW = w
+	c, _ := net.Pipe()
+	return types.HijackedResponse{Conn: c, Reader: bufio.NewReader(r)}, nil
+}
+
+func (f *deadEngine) ContainerWait(context.Context, string, container.WaitCondition) (<-chan container.WaitResponse, <-chan error) {
+	f.waitErrC = make(chan error, 1)
+	return make(chan container.WaitResponse), f.waitErrC
+}
+
+func (f *deadEngine) ContainerStart(context.Context, string, container.StartOptions) error {
+	go func() {
+		sw := stdcopy.NewStdWriter(f.outW, stdcopy.Stdout)
+		_, _ = sw.Write([]byte("<nmaprun>\n<host>partial</host>\n"))
+		time.Sleep(20 * time.Millisecond)
+		f.outW.CloseWithError(io.ErrUnexpectedEOF) // the engine dies
+		f.waitErrC <- io.ErrUnexpectedEOF
+	}()
+	return nil
+}
+
+func (f *deadEngine) ContainerKill(context.Context, string, string) error { return f.down() }
+
+func (f *deadEngine) ContainerInspect(context.Context, string) (container.InspectResponse, error) {
+	return container.InspectResponse{}, f.down()
+}
+
+func (f *deadEngine) ContainerList(context.Context, container.ListOptions) ([]container.Summary, error) {
+	return nil, f.down()
+}
+
+func (f *deadEngine) ContainerRemove(context.Context, string, container.RemoveOptions) error {
+	f.removes.Add(1)
+	if err := f.down(); err != nil {
+		return err
+	}
+	f.removed.Store(true)
+	return nil
+}
+
+func (f *deadEngine) down() error {
+	if f.up.Load() {
+		return nil
+	}
+	return errConn
+}
+
+// A container lost to an engine restart: Run ends with a *LostError that
+// keeps the output received, and the container's removal is retried until
+// the engine answers again (before, it was tried once and left behind).
+func TestLostContainerIsRemovedOnceTheEngineIsBack(t *testing.T) {
+	eng := &deadEngine{}
+	ex := executor.New(eng, nil)
+	var mu sync.Mutex
+	var steps []string
+	j := executor.Job{Spec: sandbox.Spec{Image: "img", Name: "lost", Command: []string{"nmap"}}, OnEvent: func(ev executor.Event) {
+		mu.Lock()
+		steps = append(steps, ev.Step)
+		mu.Unlock()
+	}}
+	res, err := ex.Run(context.Background(), j)
+	var lost *executor.LostError
+	if !errors.As(err, &lost) {
+		t.Fatalf("err = %v; want *LostError", err)
+	}
+	if !strings.Contains(err.Error(), "engine stopped or restarted") || !strings.Contains(string(res.Stdout), "partial") {
+		t.Fatalf("err %q, output %q", err, res.Stdout)
+	}
+	time.Sleep(300 * time.Millisecond) // a few retries while the engine is down
+	if eng.removed.Load() || eng.removes.Load() < 2 {
+		t.Fatalf("removal while the engine is down: removed %v after %d attempts", eng.removed.Load(), eng.removes.Load())
+	}
+	eng.up.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := ex.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if !eng.removed.Load() {
+		t.Fatal("the lost container was never removed")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got := strings.Join(steps, ","); got != "created,started,exited,removed" {
+		t.Fatalf("events %s", got)
+	}
+}
+
+// Close gives the retries until its context ends, then stops them: the
+// engine never came back, and the start-up sweep is left to remove it.
+func TestLostContainerRetriesEndWithClose(t *testing.T) {
+	eng := &deadEngine{}
+	ex := executor.New(eng, nil)
+	if _, err := ex.Run(context.Background(), executor.Job{Spec: sandbox.Spec{Image: "img", Name: "lost", Command: []string{"nmap"}}}); err == nil {
+		t.Fatal("no error")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := ex.Close(ctx); err == nil {
+		t.Fatal("Close reported every container gone")
+	}
+	n := eng.removes.Load()
+	time.Sleep(6 * time.Second) // longer than the largest backoff step
+	if m := eng.removes.Load(); m > n+1 {
+		t.Fatalf("removal retried after Close gave up: %d attempts, then %d", n, m)
+	}
+}
