@@ -86,7 +86,7 @@ type HTTP struct {
 	// MaxConnections bounds open client connections.
 	MaxConnections int `yaml:"max_connections"`
 	// MaxConnectionsPerAddress bounds one source address's (IPv6: /64)
-	// open connections.
+	// open connections that have not carried an authenticated request.
 	MaxConnectionsPerAddress int `yaml:"max_connections_per_address"`
 	// SessionIdleSeconds ends an MCP session after this long without a
 	// request.

@@ -13,8 +13,11 @@ import (
 // decides which connections stay:
 //
 //   - one source address (IPv4 address, IPv6 /64) holds at most perAddr
-//     connections: over it, that address's oldest idle keep-alive is
-//     closed, or, if none is idle, the new connection is;
+//     connections that have not carried an authenticated request (every
+//     new connection is one): over it, that address's oldest idle such
+//     connection is closed, or, if none is idle, the new connection is.
+//     Connections that authenticated do not count, so one busy client
+//     host (or a reverse proxy) is bounded by max alone;
 //   - near the cap (the last reserve slots of max), each new connection
 //     first closes the oldest idle keep-alive, one that never
 //     authenticated before one that did;
@@ -37,8 +40,8 @@ type connLimiter struct {
 
 	mu     sync.Mutex
 	open   map[*trackedConn]struct{}
-	byAddr map[string]int
-	room   chan struct{} // a slot may have freed (buffered, 1)
+	byAddr map[string]int // open, not authenticated, per address
+	room   chan struct{}  // a slot may have freed (buffered, 1)
 }
 
 func newConnLimiter(maxConns, perAddr int, refused func(string)) *connLimiter {
@@ -127,7 +130,7 @@ func (l *connLimiter) admit(c net.Conn, done <-chan struct{}) *trackedConn {
 	key := addrKey(c.RemoteAddr())
 	l.mu.Lock()
 	if l.byAddr[key] >= l.perAddr {
-		victim := l.oldestIdleLocked(func(v *trackedConn) bool { return v.key == key })
+		victim := l.oldestIdleLocked(func(v *trackedConn) bool { return v.key == key && !v.authed })
 		if victim == nil {
 			l.mu.Unlock()
 			l.refused("connections_per_address")
@@ -191,14 +194,20 @@ func (l *connLimiter) dropLocked(c *trackedConn) {
 	}
 	c.gone = true
 	delete(l.open, c)
-	if l.byAddr[c.key] <= 1 {
-		delete(l.byAddr, c.key)
-	} else {
-		l.byAddr[c.key]--
+	if !c.authed {
+		l.uncountLocked(c.key)
 	}
 	select {
 	case l.room <- struct{}{}:
 	default:
+	}
+}
+
+func (l *connLimiter) uncountLocked(key string) {
+	if l.byAddr[key] <= 1 {
+		delete(l.byAddr, key)
+	} else {
+		l.byAddr[key]--
 	}
 }
 
@@ -244,19 +253,11 @@ func (l *connLimiter) authenticated(ctx context.Context) {
 		return
 	}
 	l.mu.Lock()
+	if !tc.authed && !tc.gone {
+		l.uncountLocked(tc.key)
+	}
 	tc.authed = true
 	l.mu.Unlock()
-}
-
-// counts reports the open connections and those per address (for tests).
-func (l *connLimiter) counts() (open int, byAddr map[string]int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	byAddr = make(map[string]int, len(l.byAddr))
-	for k, v := range l.byAddr {
-		byAddr[k] = v
-	}
-	return len(l.open), byAddr
 }
 
 type connKey struct{}

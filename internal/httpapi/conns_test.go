@@ -217,3 +217,27 @@ func TestBusyAddressRefused(t *testing.T) {
 		t.Fatalf("initialize from 127.0.0.2: %d", code)
 	}
 }
+
+// The per-address cap is on connections before authentication: one client
+// host with more authenticated connections than the cap (50 sessions with
+// their streams, or a reverse proxy) keeps them all, while its
+// unauthenticated ones stay bounded.
+func TestAuthenticatedConnectionsNotCappedPerAddress(t *testing.T) {
+	secret, tok, _ := NewToken("alice")
+	s, err := New(Config{Addr: "127.0.0.1:0", Tokens: []Token{tok}, MaxConnectionsPerAddress: 8},
+		Deps{MCP: server.NewMCPServer("t", "1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serveLoopback(t, s)
+	auth := fmt.Sprintf("POST /mcp HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\n"+
+		"Accept: application/json, text/event-stream\r\nContent-Length: %d\r\n\r\n%s", addr, secret, len(initBody), initBody)
+	if n := idleAfter(t, addr, 24, auth); n != 24 {
+		t.Fatalf("%d of 24 authenticated connections from one address answered", n)
+	}
+	idleHealthz(t, addr, 24)
+	all, authed := openFrom(s)
+	if authed != 24 || all-authed > 8 {
+		t.Errorf("127.0.0.1 holds %d authenticated connections (want 24) and %d unauthenticated (want at most 8)", authed, all-authed)
+	}
+}

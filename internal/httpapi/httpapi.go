@@ -72,7 +72,8 @@ type Config struct {
 	// to be accepted.
 	MaxConnections int
 	// MaxConnectionsPerAddress bounds one source address's (IPv6: /64)
-	// open connections (default 64, at most MaxConnections).
+	// open connections that have not carried an authenticated request
+	// (default 64, at most MaxConnections).
 	MaxConnectionsPerAddress int
 	// SessionIdle ends an MCP session after this long with no request
 	// (default 30 min).
