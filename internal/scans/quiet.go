@@ -56,7 +56,11 @@ func (s *Service) runQuiet(ctx context.Context, command []string, args ...string
 	if err != nil {
 		return "", err
 	}
-	spec := s.shape(sandbox.New(opts, sandbox.Scan{ID: id, Image: s.d.Image.ID, Args: args}))
+	img, err := s.ready(ctx)
+	if err != nil {
+		return "", err
+	}
+	spec := s.shape(sandbox.New(opts, sandbox.Scan{ID: id, Image: img.ID, Args: args}))
 	if command != nil {
 		spec.Command = command
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
+	"github.com/nmap-mcp/nmap-mcp/images"
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
 	"github.com/nmap-mcp/nmap-mcp/internal/scan"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
@@ -115,6 +116,11 @@ func (s *Service) Submit(ctx context.Context, req scan.Request, opts Options) (*
 	if err != nil {
 		return nil, err
 	}
+	// Bad input is told first; then a scan needs the engine.
+	img, err := s.ready(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if s.d.Policy != nil {
 		if plan, err = s.d.Policy.Check(ctx, plan); err != nil {
 			return nil, err
@@ -147,7 +153,7 @@ func (s *Service) Submit(ctx context.Context, req scan.Request, opts Options) (*
 			return nil, err
 		}
 	}
-	r.prepare(req, place)
+	r.prepare(req, place, img)
 	if err := r.admit(ctx); err != nil {
 		ticket.Cancel()
 		s.dropShare(client)
@@ -288,7 +294,7 @@ func (s *Service) place(plan *scan.Plan) (sandbox.Placement, error) {
 }
 
 // prepare builds the container spec and the record.
-func (r *run) prepare(req scan.Request, place sandbox.Placement) {
+func (r *run) prepare(req scan.Request, place sandbox.Placement, img images.Info) {
 	s, plan := r.s, r.plan
 	priv := sandbox.Unprivileged
 	if plan.Privileged() {
@@ -299,11 +305,11 @@ func (r *run) prepare(req scan.Request, place sandbox.Placement) {
 	argv := append([]string{"nmap"}, plan.Args()...)
 	// The container runs the image by its verified ID: a tag moved after
 	// the check cannot swap the image.
-	r.spec = s.shape(sandbox.New(opts, sandbox.Scan{ID: r.sc.ID, Image: s.d.Image.ID, Args: argv[1:], Privilege: priv, Placement: place}))
+	r.spec = s.shape(sandbox.New(opts, sandbox.Scan{ID: r.sc.ID, Image: img.ID, Args: argv[1:], Privilege: priv, Placement: place}))
 	reqJSON, _ := json.Marshal(req)
 	r.rec = &store.Record{
 		ID: r.sc.ID, Status: store.Queued, CreatedAt: time.Now().UTC(), Targets: plan.TargetList(), ScanType: string(plan.Type), Request: reqJSON,
-		Argv: argv, ImageID: s.d.Image.ID, ImageTag: s.d.Image.Tag, Client: r.sc.client, Notes: planNotes(plan),
+		Argv: argv, ImageID: img.ID, ImageTag: img.Tag, Client: r.sc.client, Notes: planNotes(plan),
 		Limits: store.Limits{CPUs: r.spec.CPUs, MemoryBytes: r.spec.Memory, Pids: r.spec.Pids,
 			TimeoutSeconds: int(plan.Timeout / time.Second), Network: r.spec.Network, Profile: r.spec.Describe(),
 			Fenced: place.Fence != nil, AllowedAddresses: allowed(place), Unfenced: place.Unfenced, Seccomp: r.spec.SeccompID},
@@ -395,7 +401,7 @@ func (r *run) run(ctx context.Context, ticket *Ticket) {
 	}()
 
 	r.setStatus(store.Running, "starting")
-	r.logf("info", "scan %s: image %s (%.19s), verified at start-up", sc.ID, s.d.Image.Tag, s.d.Image.ID)
+	r.logf("info", "scan %s: image %s (%.19s), verified when the engine was reached", sc.ID, r.rec.ImageTag, r.rec.ImageID)
 	started := time.Now()
 	r.rec.StartedAt = started.UTC()
 	if err := s.d.Store.Start(ctx, sc.ID, r.rec.StartedAt); err != nil {
@@ -405,7 +411,7 @@ func (r *run) run(ctx context.Context, ticket *Ticket) {
 		return
 	}
 	log.Info("scan start", "targets", r.plan.TargetList(), "addresses", r.plan.Addresses,
-		"argv", strings.Join(r.rec.Argv, " "), "image", s.d.Image.Tag, "timeout_s", int(r.plan.Timeout.Seconds()))
+		"argv", strings.Join(r.rec.Argv, " "), "image", r.rec.ImageTag, "timeout_s", int(r.plan.Timeout.Seconds()))
 
 	xmlR, xmlW := io.Pipe()
 	type decoded struct {
@@ -490,12 +496,19 @@ func (r *run) run(ctx context.Context, ticket *Ticket) {
 
 // statusOf maps how a scan ended to its record status.
 func statusOf(ctx context.Context, res *executor.Result, err error) string {
-	var te *executor.TimeoutError
+	var (
+		te   *executor.TimeoutError
+		lost *executor.LostError
+	)
 	switch {
 	case err == nil:
 		return store.Done
 	case errors.As(err, &te):
 		return store.TimedOut
+	case errors.As(err, &lost):
+		// The engine stopped or restarted under the scan: interrupted,
+		// as when the server itself stops mid-scan.
+		return store.Interrupted
 	case errors.Is(err, context.Canceled) || (res != nil && res.Canceled) || ctx.Err() != nil:
 		return store.Cancelled
 	default:

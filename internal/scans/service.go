@@ -93,6 +93,13 @@ type Deps struct {
 	// Advice, when set, adds to a failed scan's error what to change and
 	// where (the edge knows the flags, keys and tool arguments).
 	Advice func(error) string
+	// Ready, when set, is asked before each scan is admitted (after its
+	// arguments are validated) and before each quiet run: its error
+	// refuses the call with nothing recorded or run (the engine is not
+	// answering: the error says what to do), and the image it returns
+	// replaces Image. It lets a server start before its engine does and
+	// work as soon as the engine answers.
+	Ready func(ctx context.Context) (images.Info, error)
 }
 
 // Service admits, queues, runs and records scans.
@@ -111,6 +118,9 @@ type Service struct {
 
 	idxMu    sync.Mutex
 	scriptDB *policy.ScriptIndex
+
+	imgMu sync.Mutex
+	image images.Info // Deps.Image, then what Deps.Ready returned last
 }
 
 // New returns a service; call Close when done.
@@ -130,11 +140,32 @@ func New(cfg Config, d Deps) *Service {
 	}
 	bg, cancel := context.WithCancel(context.Background())
 	return &Service{cfg: cfg, d: d, q: NewQueue(cfg.Concurrency, cfg.QueueSize), bg: bg, bgCancel: cancel,
-		live: map[string]*Scan{}, share: map[string]int{}}
+		live: map[string]*Scan{}, share: map[string]int{}, image: d.Image}
 }
 
-// Image is the scanner image scans run.
-func (s *Service) Image() images.Info { return s.d.Image }
+// Image is the scanner image scans run (empty until Deps.Ready first
+// succeeds, when the service started without its engine).
+func (s *Service) Image() images.Info {
+	s.imgMu.Lock()
+	defer s.imgMu.Unlock()
+	return s.image
+}
+
+// ready asks Deps.Ready, when set, whether scans can run now, and
+// returns the image they run.
+func (s *Service) ready(ctx context.Context) (images.Info, error) {
+	if s.d.Ready == nil {
+		return s.Image(), nil
+	}
+	img, err := s.d.Ready(ctx)
+	if err != nil {
+		return images.Info{}, err
+	}
+	s.imgMu.Lock()
+	s.image = img
+	s.imgMu.Unlock()
+	return img, nil
+}
 
 // Rules are the validation bounds in force.
 func (s *Service) Rules() scan.Rules {
