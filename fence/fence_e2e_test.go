@@ -653,7 +653,14 @@ func TestFenceLearnsTheGatewayFromRoutes(t *testing.T) {
 	}
 	other := env.Network(t, testkit.NetworkOptions{IPv6: true, External: true})
 	behind := env.Target(t, other, 8080)
-	r := newRig(t, n, func(c *fence.Config) { c.Warm = 0 })
+	// A fencer started ahead, whose interface has settled (duplicate
+	// address detection), as a server's are.
+	r := newRig(t, n, func(c *fence.Config) { c.Warm, c.Refill = 1, false })
+	r.pool.Start()
+	if !testkit.Eventually(30*time.Second, r.pool.Ready) {
+		t.Fatal("the fencer did not start")
+	}
+	time.Sleep(2 * time.Second)
 	sc, err := r.run(t, r.spec(t, sandbox.Unprivileged, []netip.Addr{behind.IPv6}, "-oX", "-", "-6", "-n", "-Pn", "-sT", "-p", "8080", "--", behind.IPv6.String()))
 	if err != nil || !portOpen(sc.out, 8080) {
 		t.Fatalf("the IPv6 target behind the gateway was not found open: %v\n%s", err, sc.out)

@@ -30,6 +30,10 @@ type Rules struct {
 	// or shorter when unknown): the only sender hardware address an ARP
 	// packet or a neighbour solicitation or advertisement may carry.
 	MACs []net.HardwareAddr
+	// Own are the namespace's own IPv6 addresses (nil: unknown, not
+	// checked): the only source of a neighbour solicitation or
+	// advertisement, and the only target an advertisement may name.
+	Own []netip.Addr
 	// Links pins addresses to the Ethernet address each resolves to, as
 	// an authority knows it (Docker's endpoint list; the host's own bridge
 	// for a gateway): an IP frame or ARP packet for a pinned address may
@@ -72,8 +76,8 @@ var deviceName = regexp.MustCompile(`^[A-Za-z0-9_.@:-]{1,15}$`)
 // in all, a target in Allow or Neighbours, and an IPv6 destination that is
 // the solicited-node multicast address of an allowed address or a
 // neighbour (at the egress hook, framed to that group's Ethernet address)
-// or a neighbour itself. Advertisements go only to Allow and Neighbours,
-// shaped the same way. Everything else to the solicited-node groups, and
+// or a neighbour itself, from one of Own. Advertisements go only to Allow
+// and Neighbours, shaped the same way, naming one of Own. Everything else to the solicited-node groups, and
 // every other multicast, is dropped.
 //
 // Every chain's policy is drop. It refuses an empty Allow and device names
@@ -134,6 +138,13 @@ func (r Rules) Ruleset() (string, error) {
 			pin6, pinned6 = append(pin6, a.String()+" . "+mac.String()), append(pinned6, a.String())
 		}
 	}
+	var own []netip.Addr
+	var ownS []string
+	for _, a := range r.Own {
+		if a = a.Unmap(); a.Is6() && !slices.Contains(own, a) {
+			own, ownS = append(own, a), append(ownS, a.String())
+		}
+	}
 	sn, snl2 := solicitedNodes(nd6)
 	ndd6 := append(gw6, sn...)
 
@@ -144,6 +155,7 @@ func (r Rules) Ruleset() (string, error) {
 		set(&b, "nbr4", "ipv4_addr", n4)
 		set(&b, "nbr6", "ipv6_addr", n6)
 		set(&b, "ndd6", "ipv6_addr", ndd6)
+		exact(&b, "own6", "ipv6_addr", ownS)
 	}
 	solicit := ndTargets(nd6)
 	// ipOut is what may leave at the IP level, in both the inet output
@@ -165,16 +177,29 @@ func (r Rules) Ruleset() (string, error) {
 			fmt.Fprintf(&b, "\t\t@th,208,48 != 0x%s drop\n", hex.EncodeToString(mac))
 		}
 		b.WriteString("\t\tip6 daddr != @ndd6 drop\n")
+		if len(own) > 0 {
+			b.WriteString("\t\tip6 saddr != @own6 drop\n")
+		}
 		for _, m := range solicit {
 			fmt.Fprintf(&b, "\t\t%s accept\n", m)
 		}
 		b.WriteString("\t\tdrop\n\t}\n")
 		b.WriteString("\tchain nd_advert {\n" + shape)
-		b.WriteString("\t\t@th,35,29 != 0 drop\n\t\tip6 daddr != @nbr6 drop\n\t\tip6 length 24 accept\n")
+		b.WriteString("\t\t@th,35,29 != 0 drop\n\t\tip6 daddr != @nbr6 drop\n")
+		tlla := "ip6 length 32 @th,192,16 0x0201"
 		if mac != nil {
-			fmt.Fprintf(&b, "\t\tip6 length 32 @th,192,16 0x0201 @th,208,48 0x%s accept\n", hex.EncodeToString(mac))
+			tlla += " @th,208,48 0x" + hex.EncodeToString(mac)
+		}
+		if len(own) == 0 {
+			b.WriteString("\t\tip6 length 24 accept\n\t\t" + tlla + " accept\n")
 		} else {
-			b.WriteString("\t\tip6 length 32 @th,192,16 0x0201 accept\n")
+			// An advertisement names one of the namespace's own
+			// addresses, from one of them.
+			b.WriteString("\t\tip6 saddr != @own6 drop\n")
+			for _, o := range own {
+				t := fmt.Sprintf("@th,64,128 0x%x", o.AsSlice())
+				b.WriteString("\t\tip6 length 24 " + t + " accept\n\t\t" + tlla + " " + t + " accept\n")
+			}
 		}
 		b.WriteString("\t\tdrop\n\t}\n")
 	}
