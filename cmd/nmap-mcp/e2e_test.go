@@ -174,7 +174,7 @@ func TestScanListener(t *testing.T) {
 	if res.IsError {
 		t.Fatalf("isError: %s", text)
 	}
-	for _, want := range []string{fmt.Sprintf("%d/tcp open", open), "1 open, 1 closed", "uid 65532, caps none"} {
+	for _, want := range []string{fmt.Sprintf("%d/tcp open", open), "1 open, 1 closed", "uid 65532, caps none", "fenced to loopback"} {
 		if !strings.Contains(text, want) {
 			t.Fatalf("result lacks %q:\n%s", want, text)
 		}
@@ -182,7 +182,7 @@ func TestScanListener(t *testing.T) {
 	// The command and the full sandbox line are in the structured result
 	// (the text is lean).
 	out := res.StructuredContent.(map[string]any)
-	if cmd, sb := out["command"].(string), out["sandbox"].(string); !strings.Contains(cmd, "-sT -p") || !strings.Contains(sb, "image nmap-mcp/nmap:7.93-") {
+	if cmd, sb := out["command"].(string), out["sandbox"].(string); !strings.Contains(cmd, "-sT -n -p") || !strings.Contains(sb, "image nmap-mcp/nmap:7.93-") {
 		t.Fatalf("structured command %q, sandbox %q", cmd, sb)
 	}
 	res, text = call(t, s, "nmap_version", nil)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,18 +14,20 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/nmap-mcp/nmap-mcp/fence"
 	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
 
-// ourContainers lists this test process's scan containers.
+// ourContainers lists this test process's scan containers: not the host
+// fence's warden, which lives as long as a server that scanned loopback.
 func ourContainers(t *testing.T) []container.Summary {
 	list, err := env.Client.ContainerList(context.Background(), container.ListOptions{All: true, Filters: filters.NewArgs(
 		filters.Arg("label", sandbox.LabelInstance+"="+env.Instance))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return list
+	return slices.DeleteFunc(list, func(c container.Summary) bool { return c.Labels[fence.LabelRole] == fence.RoleHostFence })
 }
 
 // slowArgs is a scan slowed with the polite timing template.
