@@ -263,7 +263,11 @@ func (r Rules) Ruleset() (string, error) {
 		}
 		b.WriteString("\t\tarp daddr ip != @nbr4 drop\n")
 		b.WriteString("\t\tarp operation request ether daddr ff:ff:ff:ff:ff:ff accept\n")
-		b.WriteString("\t\tarp daddr ip . ether daddr @pin4 accept\n\t\tarp daddr ip @pinned4 drop\n" + unknown + "\t\taccept\n\t}\n")
+		b.WriteString("\t\tarp daddr ip . ether daddr @pin4 accept\n\t\tarp daddr ip @pinned4 drop\n" + unknown)
+		if !r.Closed {
+			b.WriteString("\t\taccept\n")
+		}
+		b.WriteString("\t}\n")
 		// Each family's chain first checks that the frame's own type and
 		// the type its sender declared (skb->protocol, which a packet
 		// socket chooses, and which the ip, ip6 and arp expressions of a
