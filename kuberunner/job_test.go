@@ -133,6 +133,17 @@ func TestShapeSaysWhatRuns(t *testing.T) {
 	if s.NetworkLine() != "network pod not fenced" || s.SeccompID != RuntimeDefault {
 		t.Errorf("%s %s", s.NetworkLine(), s.SeccompID)
 	}
+	// A loopback scan, host-fenced on Docker, is fenced to the pod's own
+	// loopback: no host cgroup, no unfenced pod.
+	loop := sandbox.New(sandbox.Options{Limits: sandbox.DefaultLimits()}, sandbox.Scan{ID: "abcdef012346", Image: "x",
+		Placement: sandbox.Placement{Network: sandbox.Host, HostFence: true}})
+	s = r.Shape(loop)
+	if s.HostFence || s.CgroupParent != "" || s.Fence == nil || s.Unfenced != "" || !strings.HasPrefix(s.NetworkLine(), "network pod fenced to") {
+		t.Errorf("loopback on Kubernetes: %+v %s", s.Fence, s.NetworkLine())
+	}
+	if _, err := JobFor(Config{Image: testImage, Namespace: "scans"}, s); err != nil {
+		t.Errorf("a loopback pod's Job: %v", err)
+	}
 }
 
 func TestLabelValues(t *testing.T) {
