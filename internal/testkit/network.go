@@ -208,15 +208,9 @@ func (e *Env) TargetWith(t testing.TB, n *Network, sysctls map[string]string, tc
 // and looks at what came after.
 func (tg *Target) Sources(t testing.TB) []string {
 	t.Helper()
-	out, err := tg.output()
-	if err != nil {
-		t.Fatalf("read the frame log of target %s: %v", tg.IPv4, err)
-	}
 	var srcs []string
-	for _, line := range strings.Split(out, "\n") {
-		if f := strings.Fields(line); len(f) > 2 && f[0] == "frame" && f[1] == "src" {
-			srcs = append(srcs, f[2])
-		}
+	for _, f := range tg.Frames(t) {
+		srcs = append(srcs, f.Src)
 	}
 	return srcs
 }
