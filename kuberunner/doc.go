@@ -11,7 +11,10 @@
 // host's network. A fenced scan gets an init container that holds
 // NET_ADMIN, installs the fence's nftables ruleset in the pod's network
 // namespace and exits before nmap starts; the scan container never holds
-// NET_ADMIN.
+// NET_ADMIN. Raw scans and the fence need a namespace that enforces Pod
+// Security "privileged" ("baseline" does not allow NET_RAW); the
+// ValidatingAdmissionPolicy of deploy/kubernetes/admission.yaml narrows it
+// to exactly these Jobs and their pods, and its refusals are named.
 //
 // The pod's log stream (follow) is split back into stdout and stderr (the
 // pod's launcher marks each stderr line) and fed to the same collector as

@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
 	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
@@ -50,10 +51,19 @@ func manifests(t *testing.T) []*unstructured.Unstructured {
 	return objs
 }
 
-// localize moves a namespaced object, and a RoleBinding's subjects, from
-// the namespaces the manifests name to the test's.
+// localize moves a namespaced object, a RoleBinding's subjects and an
+// admission policy binding's namespace from the namespaces the manifests
+// name to the test's.
 func localize(o *unstructured.Unstructured, rename map[string]string) {
-	o.SetNamespace(rename[o.GetNamespace()])
+	if o.GetNamespace() != "" {
+		o.SetNamespace(rename[o.GetNamespace()])
+	}
+	if o.GetKind() == "ValidatingAdmissionPolicyBinding" {
+		path := []string{"spec", "matchResources", "namespaceSelector", "matchLabels", "kubernetes.io/metadata.name"}
+		if ns, ok, _ := unstructured.NestedString(o.Object, path...); ok {
+			_ = unstructured.SetNestedField(o.Object, rename[ns], path...)
+		}
+	}
 	if o.GetKind() != "RoleBinding" {
 		return
 	}
@@ -84,8 +94,8 @@ func TestManifestsPassServerSideDryRun(t *testing.T) {
 		kinds[gvk.Kind]++
 		ri := dc.Resource(m.Resource)
 		var err2 error
+		localize(o, rename)
 		if o.GetNamespace() != "" {
-			localize(o, rename)
 			_, err2 = ri.Namespace(o.GetNamespace()).Create(context.Background(), o, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		} else {
 			_, err2 = ri.Create(context.Background(), o, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
@@ -94,7 +104,8 @@ func TestManifestsPassServerSideDryRun(t *testing.T) {
 			t.Errorf("%s %s: %v", gvk.Kind, o.GetName(), err2)
 		}
 	}
-	for _, want := range []string{"Namespace", "ServiceAccount", "Role", "RoleBinding", "Secret", "Deployment", "Service"} {
+	for _, want := range []string{"Namespace", "ServiceAccount", "Role", "RoleBinding", "Secret", "Deployment", "Service",
+		"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"} {
 		if kinds[want] == 0 {
 			t.Errorf("no %s among the manifests (%v)", want, kinds)
 		}
@@ -108,26 +119,8 @@ func TestRoleIsEnoughForTheRunner(t *testing.T) {
 	k := testkit.NeedKube(t)
 	server := k.Namespace(t, nil)
 	scans := k.Namespace(t, nil)
-	rename := map[string]string{"nmap-mcp": server, "nmap-mcp-scans": scans}
-	dc, mapper := k.Dynamic(t)
-	for _, o := range manifests(t) {
-		switch o.GetKind() {
-		case "ServiceAccount", "Role", "RoleBinding":
-		default:
-			continue
-		}
-		localize(o, rename)
-		gvk := o.GroupVersionKind()
-		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := dc.Resource(m.Resource).Namespace(o.GetNamespace()).Create(context.Background(), o, metav1.CreateOptions{}); err != nil {
-			t.Fatalf("create %s %s: %v", o.GetKind(), o.GetName(), err)
-		}
-	}
+	as := serverAccount(t, k, server, scans)
 	ip := k.Listener(t, scans, 8080)
-	as := k.As(t, "system:serviceaccount:"+server+":nmap-mcp")
 	cfg := k.RunnerConfig(scans, instance)
 	cfg.ServiceAccount = "nmap-mcp-scan"
 	r, err := kuberunner.New(as, cfg, nil)
@@ -150,4 +143,31 @@ func TestRoleIsEnoughForTheRunner(t *testing.T) {
 	if removed, err := r.Sweep(context.Background()); err != nil {
 		t.Errorf("sweep as the server's account: %v (%v)", err, removed)
 	}
+}
+
+// serverAccount creates the ServiceAccounts, the Role and its binding of
+// deploy/kubernetes/rbac.yaml in the test's namespaces standing for the
+// server's and the scans', and returns a client acting as the server's
+// account.
+func serverAccount(t *testing.T, k *testkit.Kube, server, scans string) kubernetes.Interface {
+	t.Helper()
+	rename := map[string]string{"nmap-mcp": server, "nmap-mcp-scans": scans}
+	dc, mapper := k.Dynamic(t)
+	for _, o := range manifests(t) {
+		switch o.GetKind() {
+		case "ServiceAccount", "Role", "RoleBinding":
+		default:
+			continue
+		}
+		localize(o, rename)
+		gvk := o.GroupVersionKind()
+		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := dc.Resource(m.Resource).Namespace(o.GetNamespace()).Create(context.Background(), o, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("create %s %s: %v", o.GetKind(), o.GetName(), err)
+		}
+	}
+	return k.As(t, "system:serviceaccount:"+server+":nmap-mcp")
 }

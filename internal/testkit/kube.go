@@ -2,17 +2,22 @@ package testkit
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -209,6 +214,99 @@ func (k *Kube) Listener(t testing.TB, ns string, ports ...int) string {
 	return ip
 }
 
+// PolicyImagePlaceholder is the scanner image that
+// deploy/kubernetes/admission.yaml ships with, for the deployer to replace.
+const PolicyImagePlaceholder = "registry.example/nmap-mcp/nmap@sha256:0000000000000000000000000000000000000000000000000000000000000000"
+
+// ReadAdmissionPolicy reads the ValidatingAdmissionPolicy and its binding
+// from file (deploy/kubernetes/admission.yaml).
+func ReadAdmissionPolicy(t testing.TB, file string) (*admissionv1.ValidatingAdmissionPolicy, *admissionv1.ValidatingAdmissionPolicyBinding) {
+	t.Helper()
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var policy *admissionv1.ValidatingAdmissionPolicy
+	var binding *admissionv1.ValidatingAdmissionPolicyBinding
+	docs := yaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(raw)))
+	for {
+		doc, err := docs.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		var tm metav1.TypeMeta
+		if err := yaml.Unmarshal(doc, &tm); err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		switch tm.Kind {
+		case "ValidatingAdmissionPolicy":
+			policy = &admissionv1.ValidatingAdmissionPolicy{}
+			err = yaml.UnmarshalStrict(doc, policy)
+		case "ValidatingAdmissionPolicyBinding":
+			binding = &admissionv1.ValidatingAdmissionPolicyBinding{}
+			err = yaml.UnmarshalStrict(doc, binding)
+		}
+		if err != nil {
+			t.Fatalf("%s: %s: %v", file, tm.Kind, err)
+		}
+	}
+	if policy == nil || binding == nil || binding.Spec.PolicyName != policy.Name {
+		t.Fatalf("%s: want a ValidatingAdmissionPolicy and its binding", file)
+	}
+	return policy, binding
+}
+
+// AdmissionPolicy applies the ValidatingAdmissionPolicy and its binding
+// from file (deploy/kubernetes/admission.yaml) as the test cluster's
+// administrator: the policy under a name of this test's, its image set to
+// image, bound to namespace ns only. It returns the policy's name once the
+// API server enforces it in ns, and deletes both when the test ends.
+func (k *Kube) AdmissionPolicy(t testing.TB, file, image, ns string) string {
+	t.Helper()
+	policy, binding := ReadAdmissionPolicy(t, file)
+	placeholder := false
+	for i, v := range policy.Spec.Variables {
+		if v.Name == "image" {
+			placeholder = v.Expression == "'"+PolicyImagePlaceholder+"'"
+			policy.Spec.Variables[i].Expression = "'" + image + "'"
+		}
+	}
+	if !placeholder {
+		t.Fatalf("%s: no variable image = '%s' to set", file, PolicyImagePlaceholder)
+	}
+	name := ns + "-" + policy.Name
+	labels := map[string]string{LabelTest: "true"}
+	policy.ObjectMeta = metav1.ObjectMeta{Name: name, Labels: labels}
+	binding.ObjectMeta = metav1.ObjectMeta{Name: name, Labels: labels}
+	binding.Spec.PolicyName = name
+	binding.Spec.MatchResources.NamespaceSelector = &metav1.LabelSelector{
+		MatchLabels: map[string]string{corev1.LabelMetadataName: ns}}
+	ctx := context.Background()
+	api := k.Client.AdmissionregistrationV1()
+	if _, err := api.ValidatingAdmissionPolicies().Create(ctx, policy, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create the admission policy: %v", err)
+	}
+	t.Cleanup(func() { _ = api.ValidatingAdmissionPolicies().Delete(ctx, name, metav1.DeleteOptions{}) })
+	if _, err := api.ValidatingAdmissionPolicyBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create the admission policy's binding: %v", err)
+	}
+	t.Cleanup(func() { _ = api.ValidatingAdmissionPolicyBindings().Delete(ctx, name, metav1.DeleteOptions{}) })
+	// The API server picks policies up from an informer: wait until a
+	// pod on the host's network is refused in ns by this policy.
+	probe := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "policy-probe"}, Spec: corev1.PodSpec{
+		HostNetwork: true, Containers: []corev1.Container{{Name: "nmap", Image: image}}}}
+	var last error
+	if !Eventually(30*time.Second, func() bool {
+		_, last = k.Client.CoreV1().Pods(ns).Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return last != nil && strings.Contains(last.Error(), "ValidatingAdmissionPolicy '"+name+"'")
+	}) {
+		t.Fatalf("admission policy %s not enforced in %s after 30 s (last: %v)", name, ns, last)
+	}
+	return name
+}
+
 // RunnerConfig is a kuberunner configuration for namespace ns of the
 // test cluster.
 func (k *Kube) RunnerConfig(ns, instance string) kuberunner.Config {
@@ -238,7 +336,8 @@ func (k *Kube) Leftovers(ctx context.Context) ([]string, error) {
 }
 
 // KubeMain runs a package's tests and, when the cluster was used, fails
-// the run if anything of ours (Jobs, pods, test namespaces) is left.
+// the run if anything of ours (Jobs, pods, test namespaces, test admission
+// policies and their bindings) is left.
 func KubeMain(code int) int {
 	if testing.Short() || code != 0 {
 		return code
@@ -258,6 +357,22 @@ func KubeMain(code int) int {
 			} else {
 				for _, n := range nss.Items {
 					left = append(left, "namespace "+n.Name)
+				}
+			}
+			test := metav1.ListOptions{LabelSelector: LabelTest + "=true"}
+			api := k.Client.AdmissionregistrationV1()
+			if ps, perr := api.ValidatingAdmissionPolicies().List(ctx, test); perr != nil {
+				err = perr
+			} else {
+				for _, p := range ps.Items {
+					left = append(left, "admission policy "+p.Name)
+				}
+			}
+			if bs, berr := api.ValidatingAdmissionPolicyBindings().List(ctx, test); berr != nil {
+				err = berr
+			} else {
+				for _, b := range bs.Items {
+					left = append(left, "admission policy binding "+b.Name)
 				}
 			}
 		}
