@@ -20,7 +20,7 @@ type UnreachableError struct {
 }
 
 func (e *UnreachableError) Error() string {
-	hint := "start the Docker engine (as root: dockerd, or systemctl start docker) or point DOCKER_HOST at a running one"
+	hint := "start the Docker engine (systemctl start docker, or dockerd as root), or point DOCKER_HOST at a running one; if it runs, this user may need to join the docker group (then log in again)"
 	if strings.Contains(strings.ToLower(e.Err.Error()), "permission denied") {
 		hint = "this user may not use the Docker socket: run as root or add the user to the docker group (then log in again)"
 	}

@@ -175,12 +175,14 @@ func (h *HostFence) Ensure(ctx context.Context) (string, error) {
 		if h.w == nil || h.w.dead() {
 			if h.w != nil {
 				h.discard(h.w)
+				h.w = nil
 			}
 			w, err := h.start(ctx)
 			if err != nil {
 				return "", &HostError{Err: err}
 			}
 			h.w = w
+			go h.watch(w)
 		}
 		err := h.w.apply(ctx)
 		if err == nil {
@@ -191,6 +193,20 @@ func (h *HostFence) Ensure(ctx context.Context) (string, error) {
 		if !h.w.dead() || attempt > 0 || ctx.Err() != nil {
 			return "", &HostError{Err: err}
 		}
+	}
+}
+
+// watch removes the warden as soon as it exits unasked (the engine
+// stopped or restarted: its container is left behind, stopped), so that
+// nothing of ours stays on the engine; the next Ensure starts another.
+func (h *HostFence) watch(w *warden) {
+	<-w.done
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.w == w && !h.closed {
+		h.log.Warn("the host fence's warden exited (did the engine stop?); it is removed and the next host scan starts another", "container", w.id[:12])
+		h.w = nil
+		h.discard(w)
 	}
 }
 

@@ -257,6 +257,7 @@ func (p *Pool) refill() {
 			closed := p.closed
 			if err == nil && !closed {
 				p.warm = append(p.warm, f)
+				go p.watch(f)
 			}
 			p.mu.Unlock()
 			if err != nil {
@@ -265,6 +266,27 @@ func (p *Pool) refill() {
 				p.discard(f)
 			}
 		}()
+	}
+}
+
+// watch removes a waiting fencer as soon as it exits (the engine stopped
+// or restarted: its container is left behind, stopped), so that nothing of
+// ours stays on the engine, and starts another.
+func (p *Pool) watch(f *fencer) {
+	<-f.done
+	p.mu.Lock()
+	i := slices.Index(p.warm, f)
+	if i >= 0 {
+		p.warm = slices.Delete(p.warm, i, i+1)
+	}
+	p.mu.Unlock()
+	if i < 0 {
+		return // taken by a scan, or discarded
+	}
+	p.log.Warn("a waiting fencer exited (did the engine stop?); it is removed and another started", "container", f.id[:12])
+	p.discard(f)
+	if p.cfg.Refill {
+		p.refill()
 	}
 }
 

@@ -80,9 +80,11 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	defer st.close()
 	svc = st.scans
 	go st.retain(ctx, s.Store.Keep, logger)
+	// Without an engine the server starts anyway: nmap_version and
+	// /healthz say so, and scans work once it answers.
 	engineVersion, err := st.version(ctx)
 	if err != nil {
-		return err
+		engineVersion = "not answering"
 	}
 	// Watches run while the server runs; on the way out they stop first,
 	// then the scans service is closed, then their runs are waited for.
@@ -97,7 +99,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	defer func() { stopWatches(); <-watchesDone }()
 	delivery := mcpserver.NewDelivery()
 	srv := mcpserver.New(mcpserver.Deps{Scans: svc, Watches: watch, Subscriptions: subs, Delivery: delivery, Log: logger, Refused: meters.Refused,
-		Info: mcpserver.Info{ServerVersion: version, EngineVersion: engineVersion}})
+		Info: mcpserver.Info{ServerVersion: version, EngineVersion: engineVersion, Engine: st.version}})
 	if *httpAddr != "" {
 		return serveHTTP(ctx, &s, *httpAddr, st, srv, watch, delivery, meters, logger)
 	}

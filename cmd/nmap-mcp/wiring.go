@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
@@ -45,6 +47,10 @@ type backend struct {
 	// detach hands removals still under way to a reaper when a CLI scan
 	// ends; false when there is nothing to hand off.
 	detach func() bool
+	// ready, when set, says whether scans can run now and returns the
+	// image they run (scans.Deps.Ready): a server that started before its
+	// engine connects on use.
+	ready func(ctx context.Context) (images.Info, error)
 	// closeFn closes the connection.
 	closeFn func()
 }
@@ -136,7 +142,8 @@ func bringUp(ctx context.Context, s *settings, log *slog.Logger, stderr io.Write
 		return nil, fmt.Errorf("config %s: %w", s.configPath, err)
 	}
 	q.Sandbox, q.MaxAddresses, q.Limits, q.Client = opts, s.Budgets.MaxAddressesPerScan, s.ResultLimits(), "local"
-	svc = scans.New(q, scans.Deps{Runner: be.runner, Image: be.image, Store: st, Audit: trail, Policy: pol, Meter: meter, Log: log, Advice: advice(s.Runner)})
+	svc = scans.New(q, scans.Deps{Runner: be.runner, Image: be.image, Store: st, Audit: trail, Policy: pol, Meter: meter, Log: log, Advice: advice(s.Runner),
+		Ready: be.ready})
 	return &stack{backend: be, scans: svc, store: st, close: func() {
 		<-swept
 		// The history and the trail close while the engine client does.
@@ -148,59 +155,242 @@ func bringUp(ctx context.Context, s *settings, log *slog.Logger, stderr io.Write
 }
 
 // dockerBackend connects to the local engine, ensures the image and
-// prepares the fence pool.
+// prepares the fence pool. A one-shot CLI run (sweepAside) needs the
+// engine now and fails at once without it. A server starts without it:
+// every call that needs the engine then says what to do, each such call
+// (and each health check) tries again, at most every engineRetry, and the
+// server works as soon as the engine answers, with the image ensured (built
+// if missing) and the start-up sweep done then.
 func dockerBackend(ctx context.Context, s *settings, opts sandbox.Options, log *slog.Logger, stderr io.Writer, sweepAside bool, q scans.Config) (backend, error) {
-	cli, err := executor.Connect(ctx)
-	if err != nil {
+	d := &dockerConn{s: s, opts: opts, log: log, stderr: stderr, sweepAside: sweepAside, q: q}
+	live, err := d.get(ctx)
+	switch {
+	case err != nil && sweepAside:
 		return backend{}, err
+	case err != nil:
+		log.Warn("serving without the Docker engine: scans are refused until it answers, then work without a restart", "err", err)
+	default:
+		log.Debug("engine connected", "host", live.cli.DaemonHost())
 	}
-	log.Debug("engine connected", "host", cli.DaemonHost())
-	img, err := images.New(cli, stderr, s.Image.DebianMirror).Ensure(ctx)
-	if err != nil {
-		cli.Close()
-		return backend{}, err
-	}
-	log.Debug("scanner image verified", "tag", img.Tag)
-	ex := executor.New(cli, log)
-	if network := opts.FencedNetwork(); network != "" {
-		// Fencers start on the first fenced scan (which creates the
-		// managed network if needed); a server then keeps some waiting.
-		warm, refill := min(max(q.Concurrency, 1), 4), true
-		if sweepAside {
-			warm, refill = 0, false // a one-shot CLI scan starts exactly the fencer it needs
-		}
-		ex.SetFencer(fence.NewPool(cli, fence.Config{Image: img.ID, Network: network,
-			Create: opts.Network == "" || opts.Network == sandbox.Fenced, Warm: warm, Refill: refill,
-			Labels: sandbox.OwnerLabels(opts.Instance)}, log))
-	}
-	if opts.FencedNetwork() != "" {
-		// Scans of loopback run on the host network inside the host fence.
-		ex.SetHostFence(fence.NewHostFence(cli, fence.HostConfig{Image: img.ID, Labels: sandbox.OwnerLabels(opts.Instance)}, log))
+	var img images.Info
+	if live != nil {
+		img = live.img
 	}
 	return backend{
-		runner: ex,
+		runner: (*lazyRunner)(d),
 		image:  img,
-		sweep: func(ctx context.Context) (int, error) {
-			removed, err := ex.Sweep(ctx)
-			return len(removed), err
-		},
-		health: func(ctx context.Context) error {
-			if _, err := cli.Ping(ctx); err != nil {
-				return fmt.Errorf("docker engine unreachable: %w", err)
-			}
-			_, err := images.New(cli, nil, "").Verify(ctx, img.ID)
-			return err
-		},
+		sweep:  d.startSweep,
+		health: d.health,
 		version: func(ctx context.Context) (string, error) {
-			ver, err := cli.ServerVersion(ctx)
+			live, err := d.get(ctx)
+			if err != nil {
+				return "", err
+			}
+			ver, err := live.cli.ServerVersion(ctx)
 			if err != nil {
 				return "", fmt.Errorf("ask the engine its version: %w", err)
 			}
 			return ver.Version + " (API " + ver.APIVersion + ")", nil
 		},
-		detach:  ex.Detach,
-		closeFn: func() { cli.Close() },
+		detach: func() bool {
+			if live := d.live.Load(); live != nil {
+				return live.ex.Detach()
+			}
+			return true
+		},
+		ready: func(ctx context.Context) (images.Info, error) {
+			live, err := d.get(ctx)
+			if err != nil {
+				return images.Info{}, err
+			}
+			return live.img, nil
+		},
+		closeFn: d.close,
 	}, nil
+}
+
+// engineRetry is the shortest time between two attempts to reach an
+// engine that did not answer; calls in between get the last error.
+const engineRetry = 500 * time.Millisecond
+
+// dockerConn is a server's connection to the Docker engine, made when the
+// engine first answers. It owns the client and the executor.
+type dockerConn struct {
+	s          *settings
+	opts       sandbox.Options
+	log        *slog.Logger
+	stderr     io.Writer
+	sweepAside bool
+	q          scans.Config
+
+	live atomic.Pointer[dockerLive] // set once, when the engine first answered
+
+	mu        sync.Mutex // serialises attempts; guards the fields below
+	tried     time.Time
+	err       error
+	sweepLate bool // the start-up sweep found no engine: sweep on connecting
+	closed    bool
+}
+
+// dockerLive is what a connected engine gives.
+type dockerLive struct {
+	cli *executor.Client
+	ex  *executor.Executor
+	img images.Info
+}
+
+// get returns the connection, trying to make it when there is none.
+func (d *dockerConn) get(ctx context.Context) (*dockerLive, error) {
+	if live := d.live.Load(); live != nil {
+		return live, nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.getLocked(ctx)
+}
+
+func (d *dockerConn) getLocked(ctx context.Context) (*dockerLive, error) {
+	if live := d.live.Load(); live != nil {
+		return live, nil
+	}
+	if d.closed {
+		return nil, errors.New("the server is shutting down")
+	}
+	if d.err != nil && time.Since(d.tried) < engineRetry {
+		return nil, d.err
+	}
+	d.tried = time.Now()
+	live, err := d.connect(ctx)
+	if err != nil {
+		if executor.IsUnreachable(err) && !d.sweepAside {
+			err = &engineDown{err}
+		}
+		d.err = err
+		return nil, err
+	}
+	d.err = nil
+	d.live.Store(live)
+	if d.sweepLate {
+		d.sweepLate = false
+		if removed, err := live.ex.Sweep(ctx); err != nil {
+			d.log.Warn("start-up sweep failed", "err", err)
+		} else if len(removed) > 0 {
+			d.log.Info("start-up sweep removed scans a previous server left behind", "count", len(removed))
+		}
+	}
+	return live, nil
+}
+
+// engineDown is the error of a call made while a server's engine does
+// not answer: the engine's own advice, and that no restart is needed.
+type engineDown struct{ err error }
+
+func (e *engineDown) Error() string {
+	return e.err.Error() + "; nmap-mcp keeps serving and uses the engine as soon as it answers (no restart needed)"
+}
+
+func (e *engineDown) Unwrap() error { return e.err }
+
+// connect reaches the engine, ensures the image and makes the executor
+// with its fences.
+func (d *dockerConn) connect(ctx context.Context) (*dockerLive, error) {
+	cli, err := executor.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	img, err := images.New(cli, d.stderr, d.s.Image.DebianMirror).Ensure(ctx)
+	if err != nil {
+		cli.Close()
+		return nil, err
+	}
+	d.log.Debug("scanner image verified", "tag", img.Tag)
+	ex := executor.New(cli, d.log)
+	opts := d.opts
+	if network := opts.FencedNetwork(); network != "" {
+		// Fencers start on the first fenced scan (which creates the
+		// managed network if needed); a server then keeps some waiting.
+		warm, refill := min(max(d.q.Concurrency, 1), 4), true
+		if d.sweepAside {
+			warm, refill = 0, false // a one-shot CLI scan starts exactly the fencer it needs
+		}
+		ex.SetFencer(fence.NewPool(cli, fence.Config{Image: img.ID, Network: network,
+			Create: opts.Network == "" || opts.Network == sandbox.Fenced, Warm: warm, Refill: refill,
+			Labels: sandbox.OwnerLabels(opts.Instance)}, d.log))
+		// Scans of loopback run on the host network inside the host fence.
+		ex.SetHostFence(fence.NewHostFence(cli, fence.HostConfig{Image: img.ID, Labels: sandbox.OwnerLabels(opts.Instance)}, d.log))
+	}
+	return &dockerLive{cli: cli, ex: ex, img: img}, nil
+}
+
+// startSweep removes what a dead server left behind; without an engine
+// it is done when the engine first answers.
+func (d *dockerConn) startSweep(ctx context.Context) (int, error) {
+	live := d.live.Load()
+	if live == nil {
+		d.mu.Lock()
+		if live = d.live.Load(); live == nil {
+			d.sweepLate = true
+		}
+		d.mu.Unlock()
+		if live == nil {
+			return 0, nil
+		}
+	}
+	removed, err := live.ex.Sweep(ctx)
+	return len(removed), err
+}
+
+// health says whether scans can run: the engine answers and has the
+// image. Without a connection it tries to make one, unless an attempt
+// (which may be building the image) is under way.
+func (d *dockerConn) health(ctx context.Context) error {
+	live := d.live.Load()
+	if live == nil {
+		if !d.mu.TryLock() {
+			return errors.New("connecting to the Docker engine and ensuring the scanner image (it is built if missing)")
+		}
+		var err error
+		live, err = d.getLocked(ctx)
+		d.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	if _, err := live.cli.Ping(ctx); err != nil {
+		return &engineDown{&executor.UnreachableError{Host: live.cli.DaemonHost(), Err: err}}
+	}
+	_, err := images.New(live.cli, nil, "").Verify(ctx, live.img.ID)
+	return err
+}
+
+func (d *dockerConn) close() {
+	d.mu.Lock()
+	d.closed = true
+	d.mu.Unlock()
+	if live := d.live.Load(); live != nil {
+		live.cli.Close()
+	}
+}
+
+// lazyRunner runs scans on the engine once it answers (scans ask Ready
+// first, so a Run without a connection is refused the same way).
+type lazyRunner dockerConn
+
+// Run implements executor.Runner.
+func (r *lazyRunner) Run(ctx context.Context, job executor.Job) (*executor.Result, error) {
+	live, err := (*dockerConn)(r).get(ctx)
+	if err != nil {
+		return &executor.Result{}, err
+	}
+	return live.ex.Run(ctx, job)
+}
+
+// Close implements executor.Runner: it waits for the executor's removals.
+func (r *lazyRunner) Close(ctx context.Context) error {
+	if live := (*dockerConn)(r).live.Load(); live != nil {
+		return live.ex.Close(ctx)
+	}
+	return nil
 }
 
 // kubeBackend connects to the cluster; the image is the configured pin,
@@ -269,10 +459,11 @@ func advice(runner string) func(error) string {
 
 func adviceFor(runner string, err error) string {
 	var (
-		te *executor.TimeoutError
-		oe *executor.OOMError
-		pe *executor.PidsError
-		ie *executor.ImageError
+		te   *executor.TimeoutError
+		oe   *executor.OOMError
+		pe   *executor.PidsError
+		ie   *executor.ImageError
+		lost *executor.LostError
 	)
 	switch {
 	case errors.As(err, &te):
@@ -285,6 +476,10 @@ func adviceFor(runner string, err error) string {
 		return "; load it on the nodes or push it to their registry (README: Kubernetes runner), and set " + config.Where("kubernetes.image")
 	case errors.As(err, &ie):
 		return "; build it with: nmap-mcp image build"
+	case errors.As(err, &lost):
+		return "; its container is removed as soon as the engine answers again; run the scan again then (nmap_version says whether the engine answers)"
+	case executor.IsUnreachable(err):
+		return "; start the Docker engine (systemctl start docker), or join the docker group, or point DOCKER_HOST at a running engine: the server uses it as soon as it answers, no restart needed"
 	}
 	return ""
 }

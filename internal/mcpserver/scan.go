@@ -197,6 +197,13 @@ func refused(err error) *mcp.CallToolResult {
 }
 
 func (h *handlers) version(ctx context.Context, _ mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	engine := h.Info.EngineVersion
+	if h.Info.Engine != nil {
+		var err error
+		if engine, err = h.Info.Engine(ctx); err != nil {
+			return mcp.NewToolResultError("Docker engine: not answering: " + err.Error() + "\nnmap-mcp: " + h.Info.ServerVersion), nil
+		}
+	}
 	v, err := h.Scans.Version(ctx)
 	if err != nil {
 		return mcp.NewToolResultError(err.Error()), nil
@@ -207,7 +214,7 @@ func (h *handlers) version(ctx context.Context, _ mcp.CallToolRequest) (*mcp.Cal
 		"Image: " + img.Tag,
 		"Image ID: " + img.ID,
 		"nmap package: " + img.NmapVersion,
-		"Docker engine: " + h.Info.EngineVersion,
+		"Docker engine: " + engine,
 		"nmap-mcp: " + h.Info.ServerVersion,
 	}
 	return mcp.NewToolResultText(strings.Join(lines, "\n")), nil

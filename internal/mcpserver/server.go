@@ -8,6 +8,7 @@
 package mcpserver
 
 import (
+	"context"
 	"log/slog"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -21,6 +22,10 @@ import (
 type Info struct {
 	ServerVersion string
 	EngineVersion string
+	// Engine, when set, is asked for the engine's version at each call
+	// instead of EngineVersion; its error (the engine does not answer:
+	// what to do) is the tool's error.
+	Engine func(ctx context.Context) (string, error)
 }
 
 // Deps are what the MCP layer serves from.
