@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
 	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
@@ -290,6 +291,13 @@ func TestAdmissionPolicyRefusesWhatTheRunnerNeverMakes(t *testing.T) {
 	if _, err := pods.Create(ctx, own, dry); err != nil {
 		t.Fatalf("the runner's own pod, made directly: %v", err)
 	}
+	// AppArmor by the old annotation: the API server copies it to the
+	// field, which the policy reads.
+	own.Annotations = map[string]string{"container.apparmor.security.beta.kubernetes.io/nmap": "unconfined"}
+	if _, err := pods.Create(ctx, own, dry); !p.refusedByPolicy(err, "unconfined AppArmor") {
+		t.Fatalf("a pod with an unconfined AppArmor annotation: %v", err)
+	}
+	own.Annotations = nil
 	own.Spec.Containers[0].Image = other
 	if _, err := pods.Create(ctx, own, dry); !p.refusedByPolicy(err, "scanner image") {
 		t.Fatalf("a pod of another image, made directly: %v", err)
@@ -303,9 +311,17 @@ func TestAdmissionPolicyRefusesWhatTheRunnerNeverMakes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	created.Spec.EphemeralContainers = []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{
-		Name: "debug", Image: p.k.Image, Command: []string{"sh"}}}}
-	if _, err := pods.UpdateEphemeralContainers(ctx, created.Name, created, metav1.UpdateOptions{}); !p.refusedByPolicy(err, "no ephemeral containers") {
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := pods.Get(ctx, created.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		cur.Spec.EphemeralContainers = []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{
+			Name: "debug", Image: p.k.Image, Command: []string{"sh"}}}}
+		_, err = pods.UpdateEphemeralContainers(ctx, cur.Name, cur, metav1.UpdateOptions{})
+		return err
+	})
+	if !p.refusedByPolicy(err, "no ephemeral containers") {
 		t.Fatalf("ephemeral container: %v", err)
 	}
 	_ = pods.Delete(ctx, created.Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)})
