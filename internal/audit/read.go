@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -17,20 +18,38 @@ import (
 // (Checker), and pages read by sequence number from the file's end
 // (ReadPage). Neither loads the trail whole.
 
-// Key names a trail's state: the file (device and inode), its size and
-// modification time, and the head checkpoint's record and link.
+// Key names a trail's state: the file (device and inode), its size,
+// modification and change times, and the head checkpoint's record and
+// link. The change time is there because anyone who can write the file
+// can set its modification time back (utimes) after an edit that keeps
+// its size; the change time cannot be set back, short of the clock. A
+// filesystem whose change time is coarse can still hide such an edit
+// from the key: Checker bounds how long a key is trusted (FullEvery).
 type Key struct {
 	File     os.FileInfo
+	Dev, Ino uint64
 	Size     int64
 	ModTime  time.Time
+	ChTime   time.Time
 	HeadSeq  uint64
 	HeadLink string
 }
 
 // Same reports whether two keys name the same state.
 func (k Key) Same(o Key) bool {
-	return k.File != nil && o.File != nil && os.SameFile(k.File, o.File) && k.Size == o.Size && k.ModTime.Equal(o.ModTime) &&
+	return k.File != nil && o.File != nil && os.SameFile(k.File, o.File) && k.Dev == o.Dev && k.Ino == o.Ino &&
+		k.Size == o.Size && k.ModTime.Equal(o.ModTime) && k.ChTime.Equal(o.ChTime) &&
 		k.HeadSeq == o.HeadSeq && k.HeadLink == o.HeadLink
+}
+
+// statKey is the key's part read from the file's status.
+func statKey(st os.FileInfo) Key {
+	k := Key{File: st, Size: st.Size(), ModTime: st.ModTime()}
+	if s, ok := st.Sys().(*syscall.Stat_t); ok {
+		k.Dev, k.Ino = uint64(s.Dev), s.Ino
+		k.ChTime = time.Unix(s.Ctim.Sec, s.Ctim.Nsec)
+	}
+	return k
 }
 
 // KeyOf reads the key of the trail at path (a stat and the small head).
@@ -43,7 +62,9 @@ func KeyOf(path string) (Key, error) {
 	if err != nil {
 		return Key{}, err
 	}
-	return Key{File: st, Size: st.Size(), ModTime: st.ModTime(), HeadSeq: h.Seq, HeadLink: h.Link}, nil
+	k := statKey(st)
+	k.HeadSeq, k.HeadLink = h.Seq, h.Link
+	return k, nil
 }
 
 // Status is one verification of a trail.
@@ -54,18 +75,29 @@ type Status struct {
 	// be read; nil when the chain is intact.
 	Err error
 	// At is when the verification ended; Full says it read every file,
-	// and Read is how many bytes it read.
-	At   time.Time
-	Full bool
-	Read int64
+	// and Read is how many bytes it read. FullAt is when the last full
+	// verification this one builds on ended (At when Full): a kept
+	// status is trusted until FullAt + the checker's FullEvery.
+	At     time.Time
+	Full   bool
+	Read   int64
+	FullAt time.Time
+}
+
+// Fresh reports whether st may still be shown for a trail whose key is
+// key at now without checking again: its key is the same and its last
+// full verification is younger than fullEvery.
+func (st Status) Fresh(key Key, now time.Time, fullEvery time.Duration) bool {
+	return st.Key.Same(key) && now.Sub(st.FullAt) < fullEvery
 }
 
 // Checker verifies one trail and keeps what it verified, so that the
 // next check of a trail that only grew reads only the lines appended
-// since (and checks that the line it ended on is unchanged). A trail
-// that was replaced, rotated, shrank or changed without growing, and
-// any trail whose last full verification is older than FullEvery, is
-// verified whole again. Check may be called from several goroutines;
+// since (and checks that the line it ended on is unchanged), and a
+// trail whose key is unchanged is not read at all. A trail that was
+// replaced, rotated, shrank or changed without growing, and any trail
+// whose last full verification is older than FullEvery (grown or not:
+// the key cannot see every edit, see Key), is verified whole again. Check may be called from several goroutines;
 // checks run one at a time. Use NewChecker.
 type Checker struct {
 	path string
@@ -102,7 +134,7 @@ func (c *Checker) Check(now time.Time) Status {
 		c.last = Status{Err: err, At: now}
 		return c.last
 	}
-	if c.ok && c.last.Key.Same(key) {
+	if c.ok && c.last.Fresh(key, now, c.FullEvery) {
 		return c.last
 	}
 	if c.ok && os.SameFile(key.File, c.last.Key.File) && key.Size > c.last.Key.Size && now.Sub(c.lastFull) < c.FullEvery {
@@ -111,7 +143,7 @@ func (c *Checker) Check(now time.Time) Status {
 			return st
 		}
 	}
-	st := Status{Key: key, At: now, Full: true, Read: key.Size}
+	st := Status{Key: key, At: now, Full: true, Read: key.Size, FullAt: now}
 	chain, _, err := verifyFile(c.path, 0)
 	st.Report, st.Err = chain, err
 	if err == nil {
@@ -135,8 +167,11 @@ func (c *Checker) remember(key Key) bool {
 	}
 	defer f.Close()
 	st, err := f.Stat()
-	if err != nil || !os.SameFile(st, key.File) || st.Size() != key.Size {
+	if err != nil {
 		return false
+	}
+	if now := statKey(st); !os.SameFile(st, key.File) || now.Size != key.Size || !now.ChTime.Equal(key.ChTime) {
+		return false // changed while it was read: the next check verifies whole
 	}
 	t, err := tailOf(f, st.Size())
 	if err != nil {
@@ -203,7 +238,7 @@ func (c *Checker) resume(key Key, now time.Time) (Status, bool) {
 	if errors.As(err, &he) {
 		err = &VerifyError{Reason: he.Reason}
 	}
-	st := Status{Key: key, At: now, Report: chain, Read: key.Size - c.off, Err: err}
+	st := Status{Key: key, At: now, Report: chain, Read: key.Size - c.off, Err: err, FullAt: c.lastFull}
 	if err == nil {
 		var notes []string
 		notes, st.Err = headNotes(c.path, key.Size, chain.Records)

@@ -156,3 +156,65 @@ func TestCheckerHeadNotesNotCarried(t *testing.T) {
 		t.Fatalf("after: %+v", st)
 	}
 }
+
+// Regression (review F4): a same-size edit of a middle record, with the
+// file's modification time set back, is not kept as verified: the key
+// holds the change time (which utimes cannot set back) and the inode, so
+// the next check verifies whole; and a key that stays the same (a
+// filesystem whose change time did not move) is trusted for FullEvery
+// at most.
+func TestCheckerSameSizeEditMtimeReset(t *testing.T) {
+	path := pageTrail(t, 200)
+	c := NewChecker(path)
+	now := time.Now()
+	if st := c.Check(now); st.Err != nil || !st.Full {
+		t.Fatalf("first check: %+v", st)
+	}
+	before, _ := os.Stat(path)
+	time.Sleep(20 * time.Millisecond) // a change time the edit moves
+	b, _ := os.ReadFile(path)
+	edited := strings.Replace(string(b), `"s7"`, `"s8"`, 1)
+	if len(edited) != len(b) || edited == string(b) {
+		t.Fatal("the edit is not a same-size change")
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte(edited), 0)
+	f.Close()
+	if err := os.Chtimes(path, before.ModTime(), before.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := os.Stat(path); after.Size() != before.Size() || !after.ModTime().Equal(before.ModTime()) {
+		t.Fatal("size or time not restored")
+	}
+	if _, err := Verify(path); err == nil {
+		t.Fatal("Verify does not see the edit")
+	}
+	if st := c.Check(now.Add(time.Second)); st.Err == nil || !st.Full {
+		t.Fatalf("edit with its time set back is still verified: %+v", st)
+	}
+
+	// The same edit where the key did not move (white-box: the kept key
+	// is set to the edited file's, as on a filesystem whose change time
+	// stayed): trusted until FullEvery, then verified whole.
+	path = pageTrail(t, 200)
+	c = NewChecker(path)
+	c.Check(now)
+	b, _ = os.ReadFile(path)
+	f, _ = os.OpenFile(path, os.O_WRONLY, 0)
+	f.WriteAt([]byte(strings.Replace(string(b), `"s7"`, `"s8"`, 1)), 0)
+	f.Close()
+	key, err := KeyOf(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.last.Key = key
+	if st := c.Check(now.Add(c.FullEvery - time.Second)); st.Err != nil || !st.At.Equal(now) {
+		t.Fatalf("within FullEvery an unchanged key is not kept: %+v", st)
+	}
+	if st := c.Check(now.Add(c.FullEvery)); st.Err == nil || !st.Full || !st.At.Equal(now.Add(c.FullEvery)) {
+		t.Fatalf("after FullEvery an unchanged key is still trusted: %+v", st)
+	}
+}
