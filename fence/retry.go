@@ -13,7 +13,7 @@ import (
 // later one after twice the wait before it, up to RetryMax.
 const (
 	RetryFirst = 100 * time.Millisecond
-	RetryMax   = 5 * time.Second
+	RetryMax   = 2 * time.Second
 )
 
 // RemoveRetrying force-removes container id, retrying with backoff while
