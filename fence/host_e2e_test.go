@@ -6,11 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
 	"github.com/nmap-mcp/nmap-mcp/fence"
@@ -100,17 +105,16 @@ func TestHostFenceKeepsHostScansOnLoopback(t *testing.T) {
 	r := newHostRig(t)
 	dst := sink.IPv4.String()
 
-	// A loopback scan still works inside the fence.
+	// A loopback connect scan still works inside the fence; a raw one
+	// cannot open its packet capture (the service refuses it before it
+	// gets here).
 	port := fmt.Sprint(testkit.TCPListener(t))
-	for _, priv := range []sandbox.Privilege{sandbox.Unprivileged, sandbox.RawSockets} {
-		typ := "-sT"
-		if priv == sandbox.RawSockets {
-			typ = "-sS"
-		}
-		out, err := r.run(t, true, priv, nil, typ, "-Pn", "-n", "-oX", "-", "-p", port, "--", "127.0.0.1")
-		if err != nil || !strings.Contains(out, `portid="`+port+`"><state state="open"`) {
-			t.Fatalf("%s loopback scan inside the host fence: %v\n%s", typ, err, out)
-		}
+	out, err := r.run(t, true, sandbox.Unprivileged, nil, "-sT", "-Pn", "-n", "-oX", "-", "-p", port, "--", "127.0.0.1")
+	if err != nil || !strings.Contains(out, `portid="`+port+`"><state state="open"`) {
+		t.Fatalf("loopback connect scan inside the host fence: %v\n%s", err, out)
+	}
+	if out, err := r.run(t, true, sandbox.RawSockets, nil, "-sS", "-Pn", "-n", "-oX", "-", "-p", port, "--", "127.0.0.1"); err == nil {
+		t.Fatalf("a SYN scan ran inside the host fence, so it opened a packet socket:\n%s", out)
 	}
 
 	cases := []struct {
@@ -149,6 +153,81 @@ func TestHostFenceKeepsHostScansOnLoopback(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Regression (red-team review of the host fence): a packet socket sends
+// past the IP-level fence with any call (sendto with a longer address,
+// sendmsg, write on a bound socket), so inside the host fence none can be
+// opened, nor a UNIX socket (the host's abstract sockets); IPv4 can. The
+// control (the per-scan profile, same user and capability) opens them.
+func TestHostFenceRefusesPacketAndUnixSockets(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the engine")
+	}
+	bin := filepath.Join(t.TempDir(), "sockprobe")
+	build := exec.Command("go", "build", "-o", bin, "./testdata/sockprobe")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build sockprobe: %v\n%s", err, out)
+	}
+	r := newHostRig(t)
+	parent, err := r.hf.Ensure(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fenced := range []bool{true, false} {
+		place := sandbox.Placement{Network: sandbox.Host, HostFence: true}
+		if !fenced {
+			place = sandbox.Placement{Network: sandbox.Host, Unfenced: "test control"}
+		}
+		spec := sandbox.New(r.opts, sandbox.Scan{ID: newID(), Image: env.Image.ID, Privilege: sandbox.RawSockets, Placement: place})
+		if fenced {
+			spec.CgroupParent = parent
+		}
+		cfg, hc := sandbox.Docker(spec)
+		cfg.Entrypoint, cfg.Cmd = []string{"/sockprobe"}, nil
+		hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeBind, Source: bin, Target: "/sockprobe", ReadOnly: true})
+		hc.LogConfig = container.LogConfig{Type: "json-file"} // its lines are read back
+		cfg.Labels[testkit.LabelTest] = env.Instance
+		out := runContainer(t, cfg, hc)
+		for _, name := range []string{"packet-raw", "packet-raw-0", "packet-dgram", "unix-stream", "unix-dgram"} {
+			refused := strings.Contains(out, name+" error operation not permitted")
+			if refused != fenced {
+				t.Errorf("fenced=%v: %s refused=%v\n%s", fenced, name, refused, out)
+			}
+		}
+		if !strings.Contains(out, "inet-stream ok") {
+			t.Errorf("fenced=%v: an IPv4 socket was refused\n%s", fenced, out)
+		}
+	}
+}
+
+// runContainer runs a container to its end and returns its output.
+func runContainer(t *testing.T, cfg *container.Config, hc *container.HostConfig) string {
+	t.Helper()
+	ctx := context.Background()
+	created, err := env.Client.ContainerCreate(ctx, cfg, hc, nil, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Client.ContainerRemove(context.Background(), created.ID, container.RemoveOptions{Force: true})
+	wait, errc := env.Client.ContainerWait(ctx, created.ID, container.WaitConditionNextExit)
+	if err := env.Client.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-wait:
+	case err := <-errc:
+		t.Fatal(err)
+	}
+	rc, err := env.Client.ContainerLogs(ctx, created.ID, container.LogsOptions{ShowStdout: true, ShowStderr: true})
+	if err != nil {
+		return "(no logs: " + err.Error() + "; the log driver may be none)"
+	}
+	defer rc.Close()
+	var b strings.Builder
+	_, _ = stdcopy.StdCopy(&b, &b, rc)
+	return b.String()
 }
 
 // ftp-bounce (default, safe) resolves a check host the caller may name

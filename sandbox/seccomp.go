@@ -67,33 +67,28 @@ type arg struct {
 	Op       string `json:"op"`
 }
 
-// Numbers the host profile's conditions compare with (x86-64 and arm64
-// agree on them).
-const (
-	sockaddrLLSize = 20  // sizeof(struct sockaddr_ll): a packet socket's destination
-	solPacket      = 263 // SOL_PACKET
-	packetTxRing   = 13  // PACKET_TX_RING
-)
+// Socket families a scan on the host network may open (x86-64 and arm64
+// agree on them): IPv4, IPv6 and netlink (interface and route discovery).
+// Not AF_PACKET (17), whose sends no IP-level fence sees, nor AF_UNIX (1),
+// which reaches the host's abstract sockets.
+var hostFamilies = []uint64{2, 10, 16}
 
 // buildProfile renders the profile. For host-network scans (host true)
-// sends that name a packet socket's destination (sendto with a struct
-// sockaddr_ll: libdnet's eth_send, behind nmap's --send-eth and NSE's
-// dnet ethernet sends) and packet TX rings are refused: the host fence
-// filters IP at the inet output hook, which frames sent on a packet
-// socket skip. libpcap's capture (a packet socket it only reads) still
-// works.
+// socket() is allowed only for hostFamilies: the host fence filters IP at
+// the inet output hook, which frames sent on a packet socket skip (with
+// any call: sendto, sendmsg, or write on a bound socket), so a scan inside
+// it may not open one at all; nor a UNIX socket, which no network fence
+// sees. Such scans are therefore unprivileged (no libpcap capture): the
+// scans service refuses raw-socket scans of loopback.
 func buildProfile(host bool) ([]byte, string) {
 	eperm, enosys := uint(1), uint(38)
 	allow := append(append([]string{}, traced...), harmless...)
 	var extra []syscallRule
 	if host {
-		allow = slices.DeleteFunc(allow, func(n string) bool { return n == "sendto" || n == "setsockopt" })
-		extra = []syscallRule{
-			{Names: []string{"sendto"}, Action: "SCMP_ACT_ALLOW", Args: []arg{{Index: 5, Value: sockaddrLLSize, Op: "SCMP_CMP_NE"}},
-				Comment: "host network: no sendto with a packet socket's address (sockaddr_ll)"},
-			{Names: []string{"setsockopt"}, Action: "SCMP_ACT_ALLOW", Args: []arg{{Index: 1, Value: solPacket, Op: "SCMP_CMP_NE"}}},
-			{Names: []string{"setsockopt"}, Action: "SCMP_ACT_ALLOW", Args: []arg{{Index: 1, Value: solPacket, Op: "SCMP_CMP_EQ"}, {Index: 2, Value: packetTxRing, Op: "SCMP_CMP_NE"}},
-				Comment: "host network: no packet TX ring"},
+		allow = slices.DeleteFunc(allow, func(n string) bool { return n == "socket" })
+		for _, f := range hostFamilies {
+			extra = append(extra, syscallRule{Names: []string{"socket"}, Action: "SCMP_ACT_ALLOW",
+				Args: []arg{{Index: 0, Value: f, Op: "SCMP_CMP_EQ"}}, Comment: "host network: IPv4, IPv6 and netlink sockets only"})
 		}
 	}
 	p := profile{

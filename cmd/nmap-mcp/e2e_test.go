@@ -247,7 +247,10 @@ func TestSYNScanWithoutHostRoot(t *testing.T) {
 	cmd := exec.Command(binary, "scan", "--type", "syn", "--ports", fmt.Sprintf("%d,%d", open, closed), "127.0.0.1")
 	// A store of its own (the shared one belongs to root), in the
 	// world-writable test folder.
-	cmd.Env = serverEnv("HOME=/nonexistent", "NMAP_MCP_STORE="+filepath.Join(storeDir, "nobody.db"), "NMAP_MCP_AUDIT="+filepath.Join(storeDir, "nobody-audit.jsonl"))
+	// A SYN scan of loopback needs the explicit opt-out of fencing (the host
+	// fence allows no packet socket).
+	cmd.Env = serverEnv("HOME=/nonexistent", "NMAP_MCP_STORE="+filepath.Join(storeDir, "nobody.db"), "NMAP_MCP_AUDIT="+filepath.Join(storeDir, "nobody-audit.jsonl"),
+		"NMAP_MCP_NETWORK=host")
 	cmd.Dir = "/"
 	// nobody (65534), with the docker group for the socket only.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{uint32(gid)}}}

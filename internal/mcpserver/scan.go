@@ -53,8 +53,8 @@ type scanOutput struct {
 	ScanType         string         `json:"scan_type" desc:"connect, syn, udp or ping"`
 	Command          string         `json:"command" desc:"the nmap command run in the sandbox"`
 	Sandbox          string         `json:"sandbox" desc:"the sandbox: image, user, capabilities, network, limits, wall clock"`
-	Fenced           bool           `json:"fenced" desc:"true when the kernel kept the scan's traffic to its target addresses (false for loopback and host-mode scans)"`
-	AllowedAddresses uint64         `json:"allowed_addresses" desc:"how many addresses the fence let the scan reach (0 when not fenced)"`
+	Fenced           bool           `json:"fenced" desc:"true when the kernel kept the scan's traffic to its target addresses, or, for a scan of loopback, to loopback (false for host-mode scans)"`
+	AllowedAddresses uint64         `json:"allowed_addresses" desc:"how many addresses the fence let the scan reach (0 when not fenced or fenced to loopback)"`
 	Seccomp          string         `json:"seccomp" desc:"id of the seccomp profile the scan container ran under"`
 	StartedAt        string         `json:"started_at" desc:"RFC 3339 start time"`
 	DurationSeconds  float64        `json:"duration_seconds" desc:"run time"`

@@ -33,6 +33,7 @@ func newFencedService(t *testing.T, n *testkit.Network, tamper func(string) stri
 	ex := executor.New(env.Client, nil)
 	ex.SetFencer(fence.NewPool(env.Client, fence.Config{Image: env.Image.ID, Network: n.Name, Warm: 1, Refill: true,
 		Labels: sandbox.OwnerLabels(env.Instance), Tamper: tamper}, nil))
+	ex.SetHostFence(fence.NewHostFence(env.Client, fence.HostConfig{Image: env.Image.ID, Labels: sandbox.OwnerLabels(env.Instance)}, nil))
 	opts := sandbox.Options{Network: n.Name, Limits: sandbox.DefaultLimits(), Instance: env.Instance}
 	svc := scans.New(scans.Config{Sandbox: opts, MaxAddresses: 4096, Concurrency: 2, QueueSize: 4},
 		scans.Deps{Runner: ex, Image: env.Image, Store: st, Audit: trail, Policy: pol})
@@ -48,8 +49,9 @@ func newFencedService(t *testing.T, n *testkit.Network, tamper func(string) stri
 }
 
 // A fenced scan finds its target and says so in its record and text; a
-// loopback scan in the same deployment runs on the host network and says
-// "not fenced"; a scan mixing both is refused before anything is recorded.
+// loopback scan in the same deployment runs on the host network inside the
+// host fence and says "fenced to loopback" (a raw one is refused); a scan
+// mixing both is refused before anything is recorded.
 func TestFencedDeployment(t *testing.T) {
 	testkit.NeedEngine(t)
 	n := env.Network(t, testkit.NetworkOptions{})
@@ -97,11 +99,17 @@ func TestFencedDeployment(t *testing.T) {
 		t.Fatalf("loopback scan: %v", err)
 	}
 	assertPort(t, rec, "tcp", port, "open")
-	if rec.Limits.Fenced || rec.Limits.Network != "host" || !strings.Contains(rec.Limits.Profile, "not fenced") || rec.Limits.Unfenced == "" {
-		t.Errorf("a loopback scan must run on the host network and say it is not fenced: %+v", rec.Limits)
+	if !rec.Limits.Fenced || rec.Limits.Network != "host" || !strings.Contains(rec.Limits.Profile, "fenced to loopback") || rec.Limits.Unfenced != "" ||
+		rec.Limits.Seccomp != sandbox.HostSeccompID() {
+		t.Errorf("a loopback scan must run on the host network inside the host fence and say so: %+v", rec.Limits)
 	}
-	if brief, _ := scans.BriefText(rec, 0); !strings.Contains(brief, "not fenced") {
-		t.Errorf("the model's text does not say \"not fenced\":\n%s", brief)
+	if brief, _ := scans.BriefText(rec, 0); !strings.Contains(brief, "fenced to loopback") {
+		t.Errorf("the model's text does not say \"fenced to loopback\":\n%s", brief)
+	}
+	// A raw-socket scan of loopback is refused before anything runs.
+	_, err = svc.Submit(context.Background(), scan.Request{Targets: "127.0.0.1", ScanType: "syn", Ports: fmt.Sprint(port)}, scans.Options{})
+	if fe := new(scan.FieldError); !errors.As(err, &fe) || fe.Field != "scan_type" || !strings.Contains(err.Error(), "connect") {
+		t.Errorf("a SYN scan of loopback inside the host fence: %v", err)
 	}
 
 	before, _ := svc.List(context.Background(), store.Filter{})

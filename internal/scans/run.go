@@ -287,6 +287,18 @@ func (s *Service) place(plan *scan.Plan) (sandbox.Placement, error) {
 	if err != nil {
 		return place, fmt.Errorf("place the scan: %w", err)
 	}
+	// Raw-socket scans need a packet socket (libpcap's capture), and a
+	// packet socket on the host's network can send on any interface past
+	// the host fence: inside it, none may be opened.
+	if place.HostFence && plan.Privileged() {
+		field, value := "scan_type", string(plan.Type)
+		if plan.Type != scan.SYN && plan.Type != scan.UDP {
+			field, value = "os_detection", "true"
+		}
+		return place, &scan.FieldError{Field: field, Value: value, Rule: "needs raw sockets (a packet capture), which a scan of this machine's loopback " +
+			"cannot have inside the host fence (a packet socket sends on any host interface); use scan_type \"connect\" for loopback " +
+			"(the administrator can opt out of fencing with sandbox.network: host)"}
+	}
 	// No scan reaches a resolver (every container's resolv.conf is empty):
 	// nmap's own reverse DNS is off, and names were pinned by the policy.
 	plan.NoDNS = true
@@ -312,7 +324,7 @@ func (r *run) prepare(req scan.Request, place sandbox.Placement, img images.Info
 		Argv: argv, ImageID: img.ID, ImageTag: img.Tag, Client: r.sc.client, Notes: planNotes(plan),
 		Limits: store.Limits{CPUs: r.spec.CPUs, MemoryBytes: r.spec.Memory, Pids: r.spec.Pids,
 			TimeoutSeconds: int(plan.Timeout / time.Second), Network: r.spec.Network, Profile: r.spec.Describe(),
-			Fenced: place.Fence != nil, AllowedAddresses: allowed(place), Unfenced: place.Unfenced, Seccomp: r.spec.SeccompID},
+			Fenced: place.Fence != nil || place.HostFence, AllowedAddresses: allowed(place), Unfenced: place.Unfenced, Seccomp: r.spec.SeccompID},
 	}
 	r.sc.rec = *r.rec
 	r.tracker = NewTracker(plan)
