@@ -556,11 +556,44 @@ func targetArg(key, value string) string {
 		if _, err := netip.ParseAddr(part); err == nil {
 			return fmt.Sprintf("carries an IP address (%q); scripts may only reach the scan's own targets, given in the targets parameter", part)
 		}
+		if numericAddr(part) {
+			return fmt.Sprintf("carries an IP address in numeric form (%q, as inet_aton reads it); scripts may only reach the scan's own targets, given in the targets parameter", part)
+		}
 		if hostName(part) {
 			return fmt.Sprintf("carries a host name (%q); scripts may only reach the scan's own targets, given in the targets parameter", part)
 		}
 	}
 	return ""
+}
+
+// numericAddr reports whether s is an IPv4 address in one of the forms
+// glibc's inet_aton (and so getaddrinfo, even with "hosts: files")
+// accepts beyond the dotted quad: 127.1, 10.1.2, 0x7f000001,
+// 0300.0250.1.1, 3232235777. A plain decimal number below 2^24 (a count, a
+// size, a timeout) is not taken for one: inet_aton would read it as an
+// address in 0.0.0.0/8, which no host has.
+func numericAddr(s string) bool {
+	parts := strings.Split(s, ".")
+	if len(parts) > 4 {
+		return false
+	}
+	var n uint64
+	for _, p := range parts {
+		lower := strings.ToLower(p)
+		switch {
+		case strings.HasPrefix(lower, "0x"):
+			if strings.Trim(lower[2:], "0123456789abcdef") != "" {
+				return false
+			}
+			return true
+		case p == "" || strings.Trim(p, "0123456789") != "":
+			return false
+		case len(p) > 1 && p[0] == '0':
+			return true // octal
+		}
+		n, _ = strconv.ParseUint(p, 10, 64)
+	}
+	return len(parts) > 1 || n >= 1<<24
 }
 
 // hostName reports whether s reads as a DNS name with at least two labels
@@ -573,12 +606,13 @@ func hostName(s string) bool {
 		return false
 	}
 	for _, l := range labels {
-		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' || !charset(l, "-_", 63) {
+		// Resolvers take what DNS syntax would refuse (evil-.example):
+		// any label of name characters counts.
+		if l == "" || !charset(l, "-_", 63) {
 			return false
 		}
 	}
-	last := labels[len(labels)-1]
-	return strings.TrimLeft(last, "0123456789") != ""
+	return strings.Trim(labels[len(labels)-1], "0123456789") != ""
 }
 
 // charset reports whether s is 1..n characters of letters, digits and extra.

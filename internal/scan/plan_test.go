@@ -199,14 +199,18 @@ func TestScriptArgsNamingHostsRefused(t *testing.T) {
 // checkhost resolved a name the caller chose (a DNS exfiltration channel).
 func TestScriptArgValuesNamingHostsRefused(t *testing.T) {
 	for _, args := range []string{"ftp-bounce.checkhost=exfil.attacker.example", "foo=scanme.nmap.org", "foo=user@evil.example",
-		"foo=evil.example:8080", "foo=x.local.", "foo=user@10.1.2.3", "foo=127.0.0.1:53"} {
+		"foo=evil.example:8080", "foo=x.local.", "foo=user@10.1.2.3", "foo=127.0.0.1:53",
+		// Red-team review: the numeric forms inet_aton reads, and labels
+		// DNS would refuse but resolvers take.
+		"ftp-bounce.checkhost=3232235777", "foo=127.1", "foo=10.1", "foo=0300.0250.1.1", "foo=192.168.257", "foo=0x7f000001",
+		"foo=0X7F000001", "foo=evil-.example", "foo=user@0x7f000001"} {
 		_, err := Request{Targets: "127.0.0.1", Scripts: "ftp-bounce", ScriptArgs: args}.Plan(DefaultRules())
 		var fe *FieldError
 		if !errors.As(err, &fe) || fe.Field != "script_args" || !strings.Contains(fe.Rule, "carries") {
 			t.Errorf("script_args %q: %v; want a refusal that says it carries a host", args, err)
 		}
 	}
-	for _, ok := range []string{"http.useragent=scanner", "http.max-body-size=1.5", "foo=1.2.3", "foo=v2.0", "ssh-hostkey=full"} {
+	for _, ok := range []string{"http.useragent=scanner", "http.max-body-size=2097152", "foo=5", "foo=v2.0", "ssh-hostkey=full", "foo=16777215"} {
 		if _, err := (Request{Targets: "127.0.0.1", Scripts: "http-title", ScriptArgs: ok}).Plan(DefaultRules()); err != nil {
 			t.Errorf("script_args %q refused: %v", ok, err)
 		}
