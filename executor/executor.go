@@ -73,7 +73,10 @@ type Job struct {
 
 // Event is one lifecycle step of a job's container.
 type Event struct {
-	Step        string // "created", "started", "killed", "exited", "removed"
+	// Step is "created", "fenced", "started", "killed", "exited", then
+	// "removed", or "abandoned" when the engine did not answer until Close
+	// (the next start-up sweep removes it).
+	Step        string
 	ContainerID string
 	Detail      string
 	At          time.Time
@@ -139,10 +142,12 @@ type Executor struct {
 	mu      sync.Mutex
 	pending map[string]chan struct{} // containers whose removal is under way, closed when removed
 	wg      sync.WaitGroup
-	// stop ends the removal retries of lost containers (closed when
-	// Close gives up waiting).
-	stop     chan struct{}
-	stopOnce sync.Once
+	// stop ends the removal retries of lost containers (closed by Close);
+	// abandoned names those it gave up on (bounded by the containers
+	// whose removal was under way when Close came).
+	stop      chan struct{}
+	stopOnce  sync.Once
+	abandoned []string
 }
 
 // New returns an executor for engine; log may be nil.
@@ -268,9 +273,13 @@ func (e *Executor) Run(ctx context.Context, job Job) (*Result, error) {
 		e.wg.Add(1)
 		go func() {
 			defer e.wg.Done()
-			e.removeRetrying(id)
+			err := e.removeRetrying(id)
 			release()
 			e.untrack(id)
+			if err != nil {
+				emit("abandoned", id, err.Error())
+				return
+			}
 			emit("removed", id, "")
 		}()
 	}()
@@ -423,7 +432,7 @@ func (e *Executor) finishInBackground(id string, hc *container.HostConfig, hijac
 			e.log.Warn("container reported a clean exit but was OOM-killed afterwards", "container", shortID(id), "memory", hc.Memory)
 		}
 		if !e.removeOnce(id) {
-			e.removeRetrying(id)
+			_ = e.removeRetrying(id) // the scan has its result; the sweep backs this up
 		}
 		removed()
 	}()
@@ -432,13 +441,21 @@ func (e *Executor) finishInBackground(id string, hc *container.HostConfig, hijac
 // Close blocks until every background removal has finished or ctx ends,
 // then closes the fencer and the host fence.
 func (e *Executor) Close(ctx context.Context) error {
+	// Removals still retrying (the engine is away) try once more and give
+	// up: the server is closing.
+	e.stopOnce.Do(func() { close(e.stop) })
 	done := make(chan struct{})
 	go func() { e.wg.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-ctx.Done():
-		e.stopOnce.Do(func() { close(e.stop) })
 		return fmt.Errorf("wait for container removals: %w", ctx.Err())
+	}
+	e.mu.Lock()
+	abandoned := e.abandoned
+	e.mu.Unlock()
+	if len(abandoned) > 0 {
+		return fmt.Errorf("containers %s were not removed (the engine did not answer); the next start-up sweep removes them", strings.Join(abandoned, ", "))
 	}
 	var errs []error
 	if e.fencer != nil {
@@ -545,14 +562,19 @@ func (e *Executor) removeOnce(id string) bool {
 }
 
 // removeRetrying removes the container, retrying with backoff until it is
-// gone or Close gives up (fence.RemoveRetrying).
-func (e *Executor) removeRetrying(id string) {
+// gone or Close is called (fence.RemoveRetrying); a container it gives up
+// on is named by Close.
+func (e *Executor) removeRetrying(id string) error {
 	start := time.Now()
 	if err := fence.RemoveRetrying(e.engine, id, e.stop, e.cleanup, nil); err != nil {
 		e.log.Error("remove container; the next start-up sweep will retry", "container", shortID(id), "err", err)
-		return
+		e.mu.Lock()
+		e.abandoned = append(e.abandoned, shortID(id))
+		e.mu.Unlock()
+		return err
 	}
 	e.log.Info("removed a container the engine had kept", "container", shortID(id), "after", time.Since(start).Round(time.Millisecond))
+	return nil
 }
 
 func shortID(id string) string {

@@ -131,18 +131,19 @@ func TestLostContainerIsRemovedOnceTheEngineIsBack(t *testing.T) {
 	}
 }
 
-// Close gives the retries until its context ends, then stops them: the
-// engine never came back, and the start-up sweep is left to remove it.
+// Close stops the retries (one last try): the engine never came back, and
+// Close names the container it leaves to the next start-up sweep.
 func TestLostContainerRetriesEndWithClose(t *testing.T) {
 	eng := &deadEngine{}
 	ex := executor.New(eng, nil)
 	if _, err := ex.Run(context.Background(), executor.Job{Spec: sandbox.Spec{Image: "img", Name: "lost", Command: []string{"nmap"}}}); err == nil {
 		t.Fatal("no error")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // a few retries
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := ex.Close(ctx); err == nil {
-		t.Fatal("Close reported every container gone")
+	if err := ex.Close(ctx); err == nil || !strings.Contains(err.Error(), "0123456789ab") || !strings.Contains(err.Error(), "start-up sweep") {
+		t.Fatalf("Close: %v; want the container left to the sweep named", err)
 	}
 	n := eng.removes.Load()
 	time.Sleep(fence.RetryMax + time.Second) // longer than the largest backoff step

@@ -106,8 +106,8 @@ type HostFence struct {
 	wg     sync.WaitGroup
 	live   map[string]bool // wardens not yet removed
 	lmu    sync.Mutex      // guards live
-	// stop ends the removal retries of discarded wardens (closed when
-	// Close gives up waiting).
+	// stop ends the removal retries of discarded wardens (closed by
+	// Close).
 	stop     chan struct{}
 	stopOnce sync.Once
 }
@@ -221,6 +221,9 @@ func (h *HostFence) Pending() []string {
 // Close removes the warden (the table stays: it only matches the scans'
 // cgroup, which is then empty) and waits until it is gone or ctx ends.
 func (h *HostFence) Close(ctx context.Context) error {
+	// Removals still retrying (the engine is away) try once more and give
+	// up: the next start-up sweep removes what is left.
+	h.stopOnce.Do(func() { close(h.stop) })
 	h.mu.Lock()
 	h.closed = true
 	if h.w != nil {
@@ -234,7 +237,6 @@ func (h *HostFence) Close(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		h.stopOnce.Do(func() { close(h.stop) })
 		return fmt.Errorf("wait for the host fence's warden to be removed: %w", ctx.Err())
 	}
 }

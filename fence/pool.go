@@ -112,8 +112,8 @@ type Pool struct {
 	bridge   string // the host's interface of a bridge network ("" for other drivers)
 	netReady bool
 	wg       sync.WaitGroup
-	// stop ends the removal retries of discarded fencers (closed when
-	// Close gives up waiting).
+	// stop ends the removal retries of discarded fencers (closed by
+	// Close).
 	stop     chan struct{}
 	stopOnce sync.Once
 }
@@ -166,7 +166,7 @@ func (p *Pool) Fence(ctx context.Context, spec sandbox.Spec) (string, func(), er
 		}
 	}
 	r := Rules{Allow: spec.Fence.Allow, Neighbours: gateways, Devices: f.devices, MACs: f.macs, Own: f.own}
-	r.Links, r.Closed, err = p.links(ctx, bridge, gateways)
+	r.Links, r.Closed, r.Own4, err = p.links(ctx, bridge, gateways, f.id)
 	var rules string
 	if err == nil {
 		rules, err = r.Replacing()
@@ -195,6 +195,9 @@ func (p *Pool) Pending() []string {
 // Close removes the waiting fencers and waits until every fencer is gone
 // or ctx ends. Fences in use are removed when released.
 func (p *Pool) Close(ctx context.Context) error {
+	// Removals still retrying (the engine is away) try once more and give
+	// up: the next start-up sweep removes what is left.
+	p.stopOnce.Do(func() { close(p.stop) })
 	p.mu.Lock()
 	p.closed = true
 	warm := p.warm
@@ -209,7 +212,6 @@ func (p *Pool) Close(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		p.stopOnce.Do(func() { close(p.stop) })
 		return fmt.Errorf("wait for fencers to be removed: %w", ctx.Err())
 	}
 }
@@ -623,13 +625,20 @@ func (p *Pool) ensureNetwork(ctx context.Context) error {
 // process runs on the engine's host and sees it. A gateway is not pinned
 // otherwise: whoever answers ARP for it could name any address. closed
 // reports a bridge whose gateways are all pinned: nothing else is on its
-// segment, so a frame to any other Ethernet address is dropped.
-func (p *Pool) links(ctx context.Context, bridge string, gateways []netip.Addr) (map[netip.Addr]net.HardwareAddr, bool, error) {
+// segment, so a frame to any other Ethernet address is dropped. own4 is
+// the IPv4 address Docker assigned to the endpoint of container self (the
+// fencer): the only sender address its namespace's ARP may carry.
+func (p *Pool) links(ctx context.Context, bridge string, gateways []netip.Addr, self string) (links map[netip.Addr]net.HardwareAddr, closed bool, own4 []netip.Addr, err error) {
 	info, err := p.engine.NetworkInspect(ctx, p.cfg.Network, network.InspectOptions{})
 	if err != nil {
-		return nil, false, fmt.Errorf("list the endpoints of network %q: %w", p.cfg.Network, err)
+		return nil, false, nil, fmt.Errorf("list the endpoints of network %q: %w", p.cfg.Network, err)
 	}
-	links := map[netip.Addr]net.HardwareAddr{}
+	if ep, ok := info.Containers[self]; ok {
+		if pfx, err := netip.ParsePrefix(ep.IPv4Address); err == nil && pfx.Addr().Unmap().Is4() {
+			own4 = append(own4, pfx.Addr().Unmap())
+		}
+	}
+	links = map[netip.Addr]net.HardwareAddr{}
 	for _, ep := range info.Containers {
 		mac, err := net.ParseMAC(ep.MacAddress)
 		if err != nil || !unicastMAC(mac) {
@@ -648,7 +657,7 @@ func (p *Pool) links(ctx context.Context, bridge string, gateways []netip.Addr) 
 			pinned++
 		}
 	}
-	return links, bridge != "" && len(gateways) > 0 && pinned == len(gateways), nil
+	return links, bridge != "" && len(gateways) > 0 && pinned == len(gateways), own4, nil
 }
 
 // hostLinks returns the Ethernet address of each of gws that is an

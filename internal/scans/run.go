@@ -466,7 +466,7 @@ func (r *run) run(ctx context.Context, ticket *Ticket) {
 				r.logf("info", "scan %s: container exited, %s", sc.ID, ev.Detail)
 			case "killed":
 				r.logf("warning", "scan %s: container killed (%s)", sc.ID, ev.Detail)
-			case "removed":
+			case "removed", "abandoned":
 				markGone()
 			default:
 				r.logf("debug", "scan %s: container %s %s", sc.ID, ev.Step, ev.Detail)
