@@ -2,6 +2,11 @@ package web
 
 import (
 	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -331,13 +336,64 @@ type auditData struct {
 // run in a goroutine the view starts and that ends when the check does
 // (a full check reads the trail once; later ones only what was
 // appended), and its result, kept until the trail changes (keyed by the
-// file, its size and time, and the head).
+// file, its size, modification and change times, and the head) and for
+// the checker's FullEvery at most. It also seals the non-admins' page
+// cursors.
 type auditView struct {
 	checker *audit.Checker
+	// cursors seals a non-admin's page cursors (AES-256-GCM under a key
+	// drawn at start, never stored: links end with the process).
+	cursors cipher.AEAD
 	mu      sync.Mutex
 	last    audit.Status
 	running bool
 	done    chan struct{}
+}
+
+// newAuditView returns the view of the trail at path.
+func newAuditView(path string) (*auditView, error) {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, fmt.Errorf("audit page cursor key: %w", err)
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("audit page cursor key: %w", err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, fmt.Errorf("audit page cursor key: %w", err)
+	}
+	return &auditView{checker: audit.NewChecker(path), cursors: aead}, nil
+}
+
+// seal returns the opaque cursor that names record seq to client for
+// the direction dir ("before" or "after"): a random nonce and the
+// number encrypted and authenticated with the client and the direction,
+// so it shows neither the number nor whether two cursors name the same
+// record, and serves only that client, that way.
+func (a *auditView) seal(dir, client string, seq uint64) string {
+	nonce := make([]byte, a.cursors.NonceSize(), a.cursors.NonceSize()+8+a.cursors.Overhead())
+	_, _ = rand.Read(nonce) // crypto/rand.Read does not fail (Go 1.24)
+	out := a.cursors.Seal(nonce, nonce, binary.BigEndian.AppendUint64(nil, seq), []byte(dir+"\x00"+client))
+	return base64.RawURLEncoding.EncodeToString(out)
+}
+
+// open returns the record a cursor seal made names, or false when it is
+// not one (altered, made for another client or direction, or by an
+// earlier process).
+func (a *auditView) open(dir, client, cursor string) (uint64, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(cursor)
+	if err != nil || len(b) != a.cursors.NonceSize()+8+a.cursors.Overhead() {
+		return 0, false
+	}
+	n := a.cursors.NonceSize()
+	plain, err := a.cursors.Open(nil, b[:n], b[n:], []byte(dir+"\x00"+client))
+	if err != nil || len(plain) != 8 {
+		return 0, false
+	}
+	seq := binary.BigEndian.Uint64(plain)
+	return seq, seq > 0
 }
 
 // checkWait is how long a view waits for a check it started before it
@@ -352,18 +408,19 @@ func (a *auditView) checking() bool {
 }
 
 // status returns the latest verification and whether a newer one is
-// under way, starting one when the trail changed since the last.
-func (a *auditView) status(path string) (audit.Status, bool) {
+// under way, starting one when the trail changed since the last or the
+// last full verification is older than the checker's FullEvery.
+func (a *auditView) status(path string, now time.Time) (audit.Status, bool) {
 	key, kerr := audit.KeyOf(path)
 	a.mu.Lock()
-	if kerr == nil && !a.running && a.last.Key.Same(key) {
+	if kerr == nil && !a.running && a.last.Fresh(key, now, a.checker.FullEvery) {
 		defer a.mu.Unlock()
 		return a.last, false
 	}
 	if !a.running {
 		a.running, a.done = true, make(chan struct{})
 		go func(done chan struct{}) {
-			st := a.checker.Check(time.Now())
+			st := a.checker.Check(now)
 			a.mu.Lock()
 			a.last, a.running = st, false
 			close(done)
@@ -383,12 +440,15 @@ func (a *auditView) status(path string) (audit.Status, bool) {
 	return a.last, a.running
 }
 
-// auditPage shows the trail, newest first, a page at a time by sequence
-// number (?before=N: older than record N; ?after=N: newer), read from
-// the file's end, never whole. An admin sees every line, the file and
-// the verification's report; anyone else sees only whether the chain is
-// verified, and pages over their own lines (filtered before the page is
-// cut).
+// auditPage shows the trail, newest first, a page at a time read from
+// the file's end, never whole. An admin sees every line with its
+// sequence number, pages by number (?before=N: older than record N;
+// ?after=N: newer), and sees the file and the verification's report.
+// Anyone else sees only whether the chain is verified, and pages over
+// their own lines (filtered before the page is cut) with no sequence
+// number anywhere: before and after take opaque cursors (see seal) that
+// only the page's own links carry, so the page tells neither the trail's
+// size nor the gaps other clients' records leave between theirs.
 func (h *Handler) auditPage(w http.ResponseWriter, r *http.Request, sess *session) {
 	d := auditData{Admin: sess.admin}
 	path := h.cfg.AuditPath
@@ -402,15 +462,30 @@ func (h *Handler) auditPage(w http.ResponseWriter, r *http.Request, sess *sessio
 		name string
 		to   *uint64
 	}{{"before", &q.Before}, {"after", &q.After}} {
-		if v := r.URL.Query().Get(c.name); v != "" {
-			n, err := strconv.ParseUint(v, 10, 64)
-			if err != nil || n == 0 {
-				d.Error = fmt.Sprintf("%s %q: must be a record number (a whole number from 1); showing the newest records", c.name, v)
+		v := r.URL.Query().Get(c.name)
+		if v == "" {
+			continue
+		}
+		if !sess.admin {
+			n, ok := h.audit.open(c.name, sess.client, v)
+			if !ok {
+				if len(v) > 64 {
+					v = v[:64] + "…"
+				}
+				d.Error = fmt.Sprintf("%s %q: not a link this page gave you (the audit page's links are sealed for the person they were shown to and end when the server restarts); showing your newest records", c.name, v)
 				q.Before, q.After = 0, 0
 				break
 			}
 			*c.to = n
+			continue
 		}
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || n == 0 {
+			d.Error = fmt.Sprintf("%s %q: must be a record number (a whole number from 1); showing the newest records", c.name, v)
+			q.Before, q.After = 0, 0
+			break
+		}
+		*c.to = n
 	}
 	if q.Before > 0 && q.After > 0 {
 		d.Error = "before and after: give one of them, not both; showing the newest records"
@@ -419,7 +494,7 @@ func (h *Handler) auditPage(w http.ResponseWriter, r *http.Request, sess *sessio
 	if !sess.admin {
 		q.Client = sess.client
 	}
-	st, checking := h.audit.status(path)
+	st, checking := h.audit.status(path, h.now())
 	d.Checking = checking
 	done := st.Key.File != nil || st.Err != nil
 	d.Verified, d.NotVerified = done && st.Err == nil, st.Err != nil
@@ -440,11 +515,17 @@ func (h *Handler) auditPage(w http.ResponseWriter, r *http.Request, sess *sessio
 		d.NotVerified, d.Verified = true, false
 	}
 	d.Records = p.Records
+	cursor := func(dir string, seq uint64) string {
+		if sess.admin {
+			return strconv.FormatUint(seq, 10)
+		}
+		return h.audit.seal(dir, sess.client, seq)
+	}
 	if p.Older > 0 {
-		d.Next = fmt.Sprintf("/audit?before=%d", p.Older)
+		d.Next = "/audit?before=" + cursor("before", p.Older)
 	}
 	if p.Newer > 0 {
-		d.Prev = fmt.Sprintf("/audit?after=%d", p.Newer)
+		d.Prev = "/audit?after=" + cursor("after", p.Newer)
 	}
 	h.render(w, r, "audit", sess, d)
 }

@@ -34,7 +34,6 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/nmap-mcp/nmap-mcp/internal/audit"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 )
@@ -122,7 +121,9 @@ func New(cfg Config, sc Scans) (*Handler, error) {
 	}
 	h := &Handler{cfg: cfg, scans: sc, pages: pages, now: time.Now, sessions: map[string]*session{}}
 	if cfg.AuditPath != "" {
-		h.audit = &auditView{checker: audit.NewChecker(cfg.AuditPath)}
+		if h.audit, err = newAuditView(cfg.AuditPath); err != nil {
+			return nil, err
+		}
 	}
 	static, _ := fs.Sub(assets, "static")
 	mux := http.NewServeMux()
