@@ -241,6 +241,16 @@ func TestAuditPageNonAdminNoSequence(t *testing.T) {
 		t.Fatalf("a number as a non-admin's cursor:\n%s", body)
 	}
 	noSeq("a number", strings.Replace(body, "&#34;10390&#34;", "", 1)) // her own input echoed, nothing more
+	// A cursor altered, or used the other way, is refused too.
+	flip := "A"
+	if strings.HasSuffix(pages[1], "A") {
+		flip = "B"
+	}
+	for _, bad := range []string{strings.Replace(pages[1], "before=", "after=", 1), pages[1][:len(pages[1])-1] + flip} {
+		if _, body = get(t, srv, bad, alice); !strings.Contains(body, "not a link this page gave you") {
+			t.Fatalf("%s accepted:\n%s", bad, body)
+		}
+	}
 	bob := signIn(t, srv, "bob-token", srv.URL).Cookies()[0]
 	_, body = get(t, srv, pages[1], bob)
 	if !strings.Contains(body, "not a link this page gave you") {
