@@ -34,6 +34,11 @@ type Rules struct {
 	// checked): the only source of a neighbour solicitation or
 	// advertisement, and the only target an advertisement may name.
 	Own []netip.Addr
+	// Own4 are the namespace's own IPv4 addresses: the only sender
+	// protocol address an ARP packet may carry. None: no ARP leaves (the
+	// netdev tables' own4 set may be filled after rendering, as the
+	// Kubernetes init container does).
+	Own4 []netip.Addr
 	// Links pins addresses to the Ethernet address each resolves to, as
 	// an authority knows it (Docker's endpoint list; the host's own bridge
 	// for a gateway): an IP frame or ARP packet for a pinned address may
@@ -138,6 +143,15 @@ func (r Rules) Ruleset() (string, error) {
 			pin6, pinned6 = append(pin6, a.String()+" . "+mac.String()), append(pinned6, a.String())
 		}
 	}
+	var own4 []string
+	for _, a := range r.Own4 {
+		if a = a.Unmap(); !a.Is4() || a.IsUnspecified() || a.IsMulticast() || a == netip.IPv4Unspecified() {
+			return "", fmt.Errorf("own IPv4 address %s: not a unicast IPv4 address", a)
+		}
+		if !slices.Contains(own4, a.String()) {
+			own4 = append(own4, a.String())
+		}
+	}
 	var own []netip.Addr
 	var ownS []string
 	for _, a := range r.Own {
@@ -169,10 +183,13 @@ func (r Rules) Ruleset() (string, error) {
 	}
 	// ndChains shape the neighbour discovery that may leave; mac is the
 	// device's own address (nil: unknown, or the inet table).
-	ndChains := func(mac net.HardwareAddr) {
+	// l2 is the length of the link-layer header meta length counts (14 at
+	// the egress hook, 0 in the inet table): a frame is no longer than
+	// its IPv6 packet, so no trailer can carry bytes.
+	ndChains := func(mac net.HardwareAddr, l2 int) {
 		shape := "\t\tip6 nexthdr != 58 drop\n\t\tip6 hoplimit != 255 drop\n\t\ticmpv6 code != 0 drop\n"
 		b.WriteString("\tchain nd_solicit {\n" + shape)
-		b.WriteString("\t\tip6 length != 32 drop\n\t\t@th,32,32 != 0 drop\n\t\t@th,192,16 != 0x0101 drop\n")
+		fmt.Fprintf(&b, "\t\tip6 length != 32 drop\n\t\tmeta length != %d drop\n\t\t@th,32,32 != 0 drop\n\t\t@th,192,16 != 0x0101 drop\n", l2+72)
 		if mac != nil {
 			fmt.Fprintf(&b, "\t\t@th,208,48 != 0x%s drop\n", hex.EncodeToString(mac))
 		}
@@ -186,19 +203,20 @@ func (r Rules) Ruleset() (string, error) {
 		b.WriteString("\t\tdrop\n\t}\n")
 		b.WriteString("\tchain nd_advert {\n" + shape)
 		b.WriteString("\t\t@th,35,29 != 0 drop\n\t\tip6 daddr != @nbr6 drop\n")
-		tlla := "ip6 length 32 @th,192,16 0x0201"
+		tlla := fmt.Sprintf("ip6 length 32 meta length %d @th,192,16 0x0201", l2+72)
+		bare := fmt.Sprintf("ip6 length 24 meta length %d", l2+64)
 		if mac != nil {
 			tlla += " @th,208,48 0x" + hex.EncodeToString(mac)
 		}
 		if len(own) == 0 {
-			b.WriteString("\t\tip6 length 24 accept\n\t\t" + tlla + " accept\n")
+			b.WriteString("\t\t" + bare + " accept\n\t\t" + tlla + " accept\n")
 		} else {
 			// An advertisement names one of the namespace's own
 			// addresses, from one of them.
 			b.WriteString("\t\tip6 saddr != @own6 drop\n")
 			for _, o := range own {
 				t := fmt.Sprintf("@th,64,128 0x%x", o.AsSlice())
-				b.WriteString("\t\tip6 length 24 " + t + " accept\n\t\t" + tlla + " " + t + " accept\n")
+				b.WriteString("\t\t" + bare + " " + t + " accept\n\t\t" + tlla + " " + t + " accept\n")
 			}
 		}
 		b.WriteString("\t\tdrop\n\t}\n")
@@ -206,7 +224,7 @@ func (r Rules) Ruleset() (string, error) {
 
 	fmt.Fprintf(&b, "table inet %s {\n", TableInet)
 	ipSets()
-	ndChains(nil)
+	ndChains(nil, 0)
 	b.WriteString("\tchain output {\n\t\ttype filter hook output priority 0; policy drop;\n")
 	// Loopback only to itself: Docker's embedded resolver listens on
 	// 127.0.0.11 in the namespace and would forward names out.
@@ -244,13 +262,14 @@ func (r Rules) Ruleset() (string, error) {
 		exact(&b, "pin6", "ipv6_addr . ether_addr", pin6)
 		exact(&b, "known", "ether_addr", slices.Sorted(maps.Keys(known)))
 		exact(&b, "gwmac", "ether_addr", slices.Sorted(maps.Keys(gwmac)))
+		exact(&b, "own4", "ipv4_addr", own4)
 		// The solicited-node groups' pairs of IPv6 and Ethernet address.
 		fmt.Fprintf(&b, "\tset snl2 {\n\t\ttype ipv6_addr . ether_addr; flags interval;\n")
 		if len(snl2) > 0 {
 			fmt.Fprintf(&b, "\t\telements = { %s }\n", strings.Join(snl2, ", "))
 		}
 		b.WriteString("\t}\n")
-		ndChains(mac)
+		ndChains(mac, 14)
 		// Ethernet destinations: IPv4 and IPv6 return when the frame's
 		// Ethernet destination fits its IP destination; ARP decides.
 		b.WriteString("\tchain l2_4 {\n\t\tip daddr . ether daddr @pin4 return\n\t\tether daddr @gwmac return\n\t\tip daddr @pinned4 drop\n" + unknown + "\t}\n")
@@ -259,10 +278,22 @@ func (r Rules) Ruleset() (string, error) {
 		b.WriteString("\tchain arp_out {\n\t\tmeta protocol != arp drop\n\t\tarp htype != 1 drop\n\t\tarp ptype != 0x0800 drop\n\t\tarp hlen != 6 drop\n\t\tarp plen != 4 drop\n")
 		b.WriteString("\t\tarp operation != { request, reply } drop\n")
 		if mac != nil {
-			fmt.Fprintf(&b, "\t\tarp saddr ether != %s drop\n", mac)
+			fmt.Fprintf(&b, "\t\tether saddr != %s drop\n\t\tarp saddr ether != %s drop\n", mac, mac)
 		}
-		b.WriteString("\t\tarp daddr ip != @nbr4 drop\n")
+		// From one of our own addresses, about a target or a gateway, and
+		// nothing after the 28 bytes of ARP but the zero padding of a
+		// minimum frame (42 bytes as the kernel and nmap send it, 60
+		// padded).
+		b.WriteString("\t\tarp saddr ip != @own4 drop\n\t\tarp daddr ip != @nbr4 drop\n")
+		b.WriteString("\t\tmeta length != { 42, 60 } drop\n\t\tmeta length 60 @nh,224,72 != 0 drop\n\t\tmeta length 60 @nh,296,72 != 0 drop\n")
+		// A request asks: its target hardware address is zero. A reply
+		// names the target's pinned address, or (not pinned) an address
+		// that is neither pinned to another nor a group's.
+		b.WriteString("\t\tarp operation request arp daddr ether != 00:00:00:00:00:00 drop\n")
 		b.WriteString("\t\tarp operation request ether daddr ff:ff:ff:ff:ff:ff accept\n")
+		b.WriteString("\t\tarp operation reply arp daddr ip @pinned4 arp daddr ip . arp daddr ether != @pin4 drop\n")
+		b.WriteString("\t\tarp operation reply arp daddr ip != @pinned4 arp daddr ether @known drop\n")
+		b.WriteString("\t\tarp operation reply @nh,151,1 1 drop\n")
 		b.WriteString("\t\tarp daddr ip . ether daddr @pin4 accept\n\t\tarp daddr ip @pinned4 drop\n" + unknown)
 		if !r.Closed {
 			b.WriteString("\t\taccept\n")

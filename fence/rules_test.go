@@ -113,7 +113,7 @@ func TestRulesetSolicitations(t *testing.T) {
 	for _, want := range []string{
 		"elements = { fd00:1::7, fe80::42:acff:fe12:7 }",
 		"ip6 saddr != @own6 drop",
-		"ip6 length 24 @th,64,128 0xfd000001000000000000000000000007 accept",
+		"ip6 length 24 meta length 78 @th,64,128 0xfd000001000000000000000000000007 accept",
 		// The /33 reaches every solicited-node group: the other groups are in it.
 		"elements = { fd00:1::1, ff02::1:ff00:0/104 }",
 		"elements = { ff02::1:ff00:0/104 . 33:33:ff:00:00:00-33:33:ff:ff:ff:ff }",
@@ -126,7 +126,7 @@ func TestRulesetSolicitations(t *testing.T) {
 		"ip6 daddr . ether daddr @snl2 return",
 		"ip6 daddr ff00::/8 drop",
 		"icmpv6 type nd-neighbor-solicit jump nd_solicit",
-		"ip6 length 32 @th,192,16 0x0201 @th,208,48 0x0242ac120007 @th,64,128 0xfe800000000000000042acfffe120007 accept",
+		"ip6 length 32 meta length 86 @th,192,16 0x0201 @th,208,48 0x0242ac120007 @th,64,128 0xfe800000000000000042acfffe120007 accept",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("ruleset lacks %q:\n%s", want, s)
