@@ -112,7 +112,9 @@ printf '\037\n\037\036nmap-mcp-exit=%d\n' "$s" >&2
 exit "$s"`
 
 // fenceScript installs the ruleset in $NMAP_MCP_FENCE in the pod's network
-// namespace, adding the default gateways as neighbours, in one nft
+// namespace, adding the default gateways as neighbours and the pod's own
+// IPv4 addresses (its local /32 routes in /proc/net/fib_trie but
+// loopback's: the only sender address its ARP may carry), in one nft
 // transaction; then checks that it is in place. Any surprise fails the
 // init container, and so the pod, closed: nmap never starts.
 const fenceScript = `set -eu
@@ -121,16 +123,20 @@ for d in $(ls /sys/class/net); do
 	case "$d" in lo|eth0) ;; *) echo "fence: unexpected interface $d; refusing to fence" >&2; exit 1 ;; esac
 done
 gws=$(perl -ane 'next if $. == 1 || $F[2] eq "00000000"; print join(".", reverse unpack("C4", pack("H8", $F[2]))), "\n"' /proc/net/route | sort -u)
+own=$(perl -ne '$a = $1 if /\|-- (\d+\.\d+\.\d+\.\d+)$/; print "$a\n" if m{^\s*/32 host LOCAL} && $a !~ /^127\./' /proc/net/fib_trie | sort -u)
 {
 	printf '%s\n' "$NMAP_MCP_FENCE"
 	for g in $gws; do
 		echo "add element inet nmap_mcp nbr4 { $g }"
 		echo "add element netdev nmap_mcp_dev0 nbr4 { $g }"
 	done
+	for a in $own; do
+		echo "add element netdev nmap_mcp_dev0 own4 { $a }"
+	done
 } | nft -f -
 nft list table inet nmap_mcp >/dev/null
 nft list table netdev nmap_mcp_dev0 | grep -q 'hook egress'
-echo "fence: installed for eth0; gateways: $(echo $gws)"`
+echo "fence: installed for eth0 ($(echo $own)); gateways: $(echo $gws)"`
 
 // PodNetwork names the network of every scan pod in records.
 const PodNetwork = "pod"
