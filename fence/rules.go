@@ -83,7 +83,15 @@ var deviceName = regexp.MustCompile(`^[A-Za-z0-9_.@:-]{1,15}$`)
 // neighbour (at the egress hook, framed to that group's Ethernet address)
 // or a neighbour itself, from one of Own. Advertisements go only to Allow
 // and Neighbours, shaped the same way, naming one of Own. Everything else to the solicited-node groups, and
-// every other multicast, is dropped.
+// every other multicast, is dropped. No frame of neighbour discovery is
+// longer than its IPv6 packet (meta length), so no trailer carries bytes.
+//
+// ARP leaves only as the kernel and nmap send it: from the device's own
+// Ethernet address (frame and sender hardware address), from one of Own4
+// (the own4 set of each netdev table), about an address in Allow or
+// Neighbours, 42 bytes or 60 with zero padding; a request with a zero
+// target hardware address, a reply naming the target's pinned Ethernet
+// address (or, not pinned, one that is neither pinned nor a group's).
 //
 // Every chain's policy is drop. It refuses an empty Allow and device names
 // the kernel could not have made.
@@ -145,7 +153,7 @@ func (r Rules) Ruleset() (string, error) {
 	}
 	var own4 []string
 	for _, a := range r.Own4 {
-		if a = a.Unmap(); !a.Is4() || a.IsUnspecified() || a.IsMulticast() || a == netip.IPv4Unspecified() {
+		if a = a.Unmap(); !a.Is4() || a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
 			return "", fmt.Errorf("own IPv4 address %s: not a unicast IPv4 address", a)
 		}
 		if !slices.Contains(own4, a.String()) {

@@ -222,3 +222,74 @@ func TestDefaultRoute(t *testing.T) {
 		}
 	}
 }
+
+// ARP leaves only from the namespace's own addresses, asking with a zero
+// target hardware address or answering with the target's pinned one, and
+// neither ARP nor neighbour discovery carries bytes after its packet
+// (issue F2: arp_out checked the sender hardware address and the target
+// address only; ip6 length does not see a frame's trailer). (Unit test;
+// TestFenceShapesARPAndTrailers sends each lie from a fenced namespace.)
+func TestRulesetShapesARP(t *testing.T) {
+	r := Rules{
+		Allow:      []netip.Prefix{netip.MustParsePrefix("172.18.0.2/32"), netip.MustParsePrefix("fd00:1::5/128")},
+		Neighbours: []netip.Addr{netip.MustParseAddr("172.18.0.1")},
+		Devices:    []string{"eth0"},
+		MACs:       []net.HardwareAddr{mustMAC(t, "02:42:ac:12:00:07")},
+		Own:        []netip.Addr{netip.MustParseAddr("fd00:1::7")},
+		Own4:       []netip.Addr{netip.MustParseAddr("172.18.0.7"), netip.MustParseAddr("::ffff:172.18.0.7")},
+		Links:      map[netip.Addr]net.HardwareAddr{netip.MustParseAddr("172.18.0.2"): mustMAC(t, "02:42:ac:12:00:02")},
+	}
+	s, err := r.Ruleset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	arp := s[strings.Index(s, "chain arp_out {"):]
+	arp = arp[:strings.Index(arp, "\t}\n")]
+	for _, want := range []string{
+		"set own4 {\n\t\ttype ipv4_addr;\n\t\telements = { 172.18.0.7 }\n\t}",
+		"ether saddr != 02:42:ac:12:00:07 drop\n\t\tarp saddr ether != 02:42:ac:12:00:07 drop\n\t\tarp saddr ip != @own4 drop\n\t\tarp daddr ip != @nbr4 drop\n" +
+			"\t\tmeta length != { 42, 60 } drop\n\t\tmeta length 60 @nh,224,72 != 0 drop\n\t\tmeta length 60 @nh,296,72 != 0 drop\n" +
+			"\t\tarp operation request arp daddr ether != 00:00:00:00:00:00 drop\n\t\tarp operation request ether daddr ff:ff:ff:ff:ff:ff accept\n",
+		"arp operation reply arp daddr ip @pinned4 arp daddr ip . arp daddr ether != @pin4 drop",
+		"arp operation reply arp daddr ip != @pinned4 arp daddr ether @known drop",
+		"arp operation reply @nh,151,1 1 drop",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("ruleset lacks %q:\n%s", want, arp)
+		}
+	}
+	// The broadcast request is accepted only after every check of its
+	// sender, its length and its target hardware address.
+	if i, j := strings.Index(arp, "ether daddr ff:ff:ff:ff:ff:ff accept"), strings.Index(arp, "arp daddr ether != 00:00:00:00:00:00 drop"); i < 0 || j < 0 || i < j || strings.Index(arp, "@own4") > i || strings.Index(arp, "meta length") > i {
+		t.Errorf("a broadcast request is accepted before it is shaped:\n%s", arp)
+	}
+	// Neighbour discovery: 14 bytes of Ethernet header at the egress
+	// hook, none in the inet table.
+	inet, dev := s[:strings.Index(s, "table netdev")], s[strings.Index(s, "table netdev"):]
+	for _, c := range []struct{ part, want string }{
+		{inet, "ip6 length != 32 drop\n\t\tmeta length != 72 drop"},
+		{inet, "ip6 length 24 meta length 64 @th,64,128 0xfd000001000000000000000000000007 accept"},
+		{inet, "ip6 length 32 meta length 72 @th,192,16 0x0201 @th,64,128"},
+		{dev, "ip6 length != 32 drop\n\t\tmeta length != 86 drop"},
+		{dev, "ip6 length 24 meta length 78 @th,64,128 0xfd000001000000000000000000000007 accept"},
+		{dev, "ip6 length 32 meta length 86 @th,192,16 0x0201 @th,208,48 0x0242ac120007 @th,64,128"},
+	} {
+		if !strings.Contains(c.part, c.want) {
+			t.Errorf("ruleset lacks %q:\n%s", c.want, c.part)
+		}
+	}
+	if strings.Contains(s, "ip6 length 24 accept") || strings.Contains(s, "ip6 length 24 @th") {
+		t.Errorf("an advertisement's length is not bounded:\n%s", s)
+	}
+	// No own address known: no ARP leaves (the set is empty).
+	r.Own4 = nil
+	if s, _ = r.Ruleset(); !strings.Contains(s, "set own4 {\n\t\ttype ipv4_addr;\n\t}") || !strings.Contains(s, "arp saddr ip != @own4 drop") {
+		t.Errorf("without own addresses ARP may leave:\n%s", s)
+	}
+	for _, bad := range []string{"fd00:1::7", "0.0.0.0", "224.0.0.1", "255.255.255.255"} {
+		r.Own4 = []netip.Addr{netip.MustParseAddr(bad)}
+		if _, err := r.Ruleset(); err == nil || !strings.Contains(err.Error(), bad) {
+			t.Errorf("own IPv4 address %s: %v", bad, err)
+		}
+	}
+}

@@ -6,6 +6,15 @@
 //	    neighbour solicitation per PROBE (name,dstmac,dstip,target[,ethertype
 //	    of the frame, declared to the kernel as IPv6]), with M in an extra
 //	    ND option, and prints what the kernel said.
+//	    With -trailer the solicitation is shaped as the kernel sends it
+//	    and M follows it as a trailer after the IPv6 packet.
+//	ndprobe arp -marker M PROBE...    sends one ARP packet per PROBE
+//	    (name,op,dstmac,senderip,targetmac,targetip[,trailer]: op request or
+//	    reply, targetmac an address or up to 6 characters; with trailer
+//	    "t", M follows the 28 bytes of ARP; senderip "self" is its own), and
+//	    prints its own addresses ("from MAC IP") and what the kernel said;
+//	    with -stay it then says "done" and keeps its address until stopped.
+//	ndprobe neigh                     prints its namespace's /proc/net/arp.
 //	ndprobe sniff -marker M           prints a line for every frame its
 //	    namespace receives that holds M, with the 3 bytes that follow M.
 //	ndprobe arplie -ip A -mac F       answers every ARP request for A with
@@ -24,6 +33,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 func main() {
@@ -34,11 +44,25 @@ func main() {
 	marker := fs.String("marker", "", "marker bytes")
 	ip := fs.String("ip", "", "the address to lie about")
 	mac := fs.String("mac", "", "the Ethernet address to give")
+	stay := fs.Bool("stay", false, "arp: keep running (and the address) after sending")
+	trailer := fs.Bool("trailer", false, "send: the marker as a trailer of a well-shaped solicitation")
 	_ = fs.Parse(os.Args[2:])
 	ifc := firstInterface()
 	switch os.Args[1] {
 	case "send":
-		send(ifc, *marker, fs.Args())
+		send(ifc, *marker, *trailer, fs.Args())
+	case "arp":
+		sendARP(ifc, *marker, fs.Args())
+		if *stay {
+			fmt.Println("done")
+			time.Sleep(time.Hour)
+		}
+	case "neigh":
+		b, err := os.ReadFile("/proc/net/arp")
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Print(string(b))
 	case "sniff":
 		sniff(*marker)
 	case "arplie":
@@ -97,9 +121,21 @@ func ownIPv6(ifc *net.Interface) netip.Addr {
 	return netip.Addr{}
 }
 
+// ownIPv4 is the interface's IPv4 address.
+func ownIPv4(ifc *net.Interface) netip.Addr {
+	addrs, _ := ifc.Addrs()
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is4() {
+			return p.Addr()
+		}
+	}
+	log.Fatal("no IPv4 address")
+	return netip.Addr{}
+}
+
 // send writes one neighbour solicitation per probe: a source link-layer
 // address option, then an option of an unassigned type holding the marker.
-func send(ifc *net.Interface, marker string, probes []string) {
+func send(ifc *net.Interface, marker string, trailer bool, probes []string) {
 	fd := packetSocket(0x86dd, ifc)
 	src := ownIPv6(ifc)
 	for _, p := range probes {
@@ -122,12 +158,14 @@ func send(ifc *net.Interface, marker string, probes []string) {
 		icmp = append(icmp, target.AsSlice()...)
 		icmp = append(icmp, 1, 1)
 		icmp = append(icmp, ifc.HardwareAddr...)
-		opt := append([]byte{253, 0}, marker...)
-		for len(opt)%8 != 0 {
-			opt = append(opt, 0)
+		if !trailer {
+			opt := append([]byte{253, 0}, marker...)
+			for len(opt)%8 != 0 {
+				opt = append(opt, 0)
+			}
+			opt[1] = byte(len(opt) / 8)
+			icmp = append(icmp, opt...)
 		}
-		opt[1] = byte(len(opt) / 8)
-		icmp = append(icmp, opt...)
 		binary.BigEndian.PutUint16(icmp[2:], checksum(src, dst, icmp))
 		ip6 := make([]byte, 40)
 		ip6[0] = 0x60
@@ -136,8 +174,50 @@ func send(ifc *net.Interface, marker string, probes []string) {
 		copy(ip6[8:], src.AsSlice())
 		copy(ip6[24:], dst.AsSlice())
 		frame := append(append(append(append([]byte{}, dstMAC...), ifc.HardwareAddr...), etype...), append(ip6, icmp...)...)
+		if trailer {
+			frame = append(frame, marker...)
+		}
 		err := syscall.Sendto(fd, frame, 0, &syscall.SockaddrLinklayer{Protocol: htons(0x86dd), Ifindex: ifc.Index, Halen: 6, Addr: [8]byte(append(dstMAC, 0, 0))})
 		fmt.Printf("sent %s to %s via %s: %v\n", f[0], dst, dstMAC, err)
+	}
+}
+
+// sendARP writes one ARP packet per probe from the interface's own
+// Ethernet address, with the sender protocol address, target hardware
+// address and trailer the probe names.
+func sendARP(ifc *net.Interface, marker string, probes []string) {
+	fd := packetSocket(0x0806, ifc)
+	self := ownIPv4(ifc)
+	fmt.Printf("from %s %s\n", ifc.HardwareAddr, self)
+	for _, p := range probes {
+		f := strings.Split(p, ",")
+		if len(f) != 6 && len(f) != 7 {
+			log.Fatalf("probe %q: want name,op,dstmac,senderip,targetmac,targetip[,t]", p)
+		}
+		op := map[string]byte{"request": 1, "reply": 2}[f[1]]
+		if op == 0 {
+			log.Fatalf("probe %q: op %q", p, f[1])
+		}
+		dstMAC := mustMAC(f[2])
+		if f[3] == "self" {
+			f[3] = self.String()
+		}
+		sip, tip := netip.MustParseAddr(f[3]), netip.MustParseAddr(f[5])
+		tha, err := net.ParseMAC(f[4])
+		if err != nil {
+			tha = append([]byte(f[4]), make([]byte, 6)...)[:6]
+		}
+		frame := append(append(append([]byte{}, dstMAC...), ifc.HardwareAddr...), 0x08, 0x06)
+		frame = append(frame, 0, 1, 8, 0, 6, 4, 0, op)
+		frame = append(frame, ifc.HardwareAddr...)
+		frame = append(frame, sip.AsSlice()...)
+		frame = append(frame, tha...)
+		frame = append(frame, tip.AsSlice()...)
+		if len(f) == 7 && f[6] == "t" {
+			frame = append(frame, marker...)
+		}
+		err = syscall.Sendto(fd, frame, 0, &syscall.SockaddrLinklayer{Protocol: htons(0x0806), Ifindex: ifc.Index, Halen: 6, Addr: [8]byte(append(dstMAC, 0, 0))})
+		fmt.Printf("sent %s (%d bytes) to %s: %v\n", f[0], len(frame), dstMAC, err)
 	}
 }
 
