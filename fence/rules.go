@@ -286,7 +286,7 @@ func (r Rules) Ruleset() (string, error) {
 		b.WriteString("\tchain arp_out {\n\t\tmeta protocol != arp drop\n\t\tarp htype != 1 drop\n\t\tarp ptype != 0x0800 drop\n\t\tarp hlen != 6 drop\n\t\tarp plen != 4 drop\n")
 		b.WriteString("\t\tarp operation != { request, reply } drop\n")
 		if mac != nil {
-			fmt.Fprintf(&b, "\t\tether saddr != %s drop\n\t\tarp saddr ether != %s drop\n", mac, mac)
+			fmt.Fprintf(&b, "\t\tarp saddr ether != %s drop\n", mac)
 		}
 		// From one of our own addresses, about a target or a gateway, and
 		// nothing after the 28 bytes of ARP but the zero padding of a
@@ -316,6 +316,11 @@ func (r Rules) Ruleset() (string, error) {
 		b.WriteString("\tchain out6 {\n\t\tmeta protocol != ip6 drop\n\t\tjump l2_6\n\t\tip6 daddr @allow6 accept\n")
 		b.WriteString("\t\ticmpv6 type nd-neighbor-solicit jump nd_solicit\n\t\ticmpv6 type nd-neighbor-advert jump nd_advert\n\t\tdrop\n\t}\n")
 		fmt.Fprintf(&b, "\tchain egress {\n\t\ttype filter hook egress device %q priority 0; policy drop;\n", dev)
+		if mac != nil {
+			// Every frame from the device's own address: another's
+			// would move it in the bridge's forwarding table to us.
+			fmt.Fprintf(&b, "\t\tether saddr != %s drop\n", mac)
+		}
 		b.WriteString("\t\tether type arp jump arp_out\n\t\tether type ip jump out4\n\t\tether type ip6 jump out6\n\t}\n")
 		b.WriteString("}\n")
 	}

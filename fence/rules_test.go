@@ -247,12 +247,14 @@ func TestRulesetShapesARP(t *testing.T) {
 	arp = arp[:strings.Index(arp, "\t}\n")]
 	for _, want := range []string{
 		"set own4 {\n\t\ttype ipv4_addr;\n\t\telements = { 172.18.0.7 }\n\t}",
-		"ether saddr != 02:42:ac:12:00:07 drop\n\t\tarp saddr ether != 02:42:ac:12:00:07 drop\n\t\tarp saddr ip != @own4 drop\n\t\tarp daddr ip != @nbr4 drop\n" +
+		"arp saddr ether != 02:42:ac:12:00:07 drop\n\t\tarp saddr ip != @own4 drop\n\t\tarp daddr ip != @nbr4 drop\n" +
 			"\t\tmeta length != { 42, 60 } drop\n\t\tmeta length 60 @nh,224,72 != 0 drop\n\t\tmeta length 60 @nh,296,72 != 0 drop\n" +
 			"\t\tarp operation request arp daddr ether != 00:00:00:00:00:00 drop\n\t\tarp operation request ether daddr ff:ff:ff:ff:ff:ff accept\n",
 		"arp operation reply arp daddr ip @pinned4 arp daddr ip . arp daddr ether != @pin4 drop",
 		"arp operation reply arp daddr ip != @pinned4 arp daddr ether @known drop",
 		"arp operation reply @nh,151,1 1 drop",
+		// Every frame, not only ARP, from the device's own address.
+		"policy drop;\n\t\tether saddr != 02:42:ac:12:00:07 drop\n\t\tether type arp jump arp_out",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("ruleset lacks %q:\n%s", want, arp)
