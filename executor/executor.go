@@ -398,7 +398,13 @@ wait:
 	}
 	if lost && !res.Canceled && !res.TimedOut {
 		emit("exited", id, "lost to the engine")
-		return res, &LostError{ContainerID: id, Err: waitErr}
+		return res, &LostError{ContainerID: id, Err: fmt.Errorf("the Docker engine stopped or restarted (%w)", waitErr)}
+	}
+	if waitErr == nil && (res.ExitCode == 128+9 || res.ExitCode == 128+15) && !res.Canceled && !res.TimedOut && !res.OOMKilled {
+		// Killed by a signal we did not send: a stopping engine stops
+		// its containers (SIGTERM, then SIGKILL), as docker stop does.
+		emit("exited", id, fmt.Sprintf("exit code %d, killed from outside", res.ExitCode))
+		return res, &LostError{ContainerID: id, Err: fmt.Errorf("it was killed from outside (exit code %d): the Docker engine stopped or restarted, or someone stopped the container", res.ExitCode)}
 	}
 	emit("exited", id, fmt.Sprintf("exit code %d", res.ExitCode))
 	return res, classify(ctx, job.Spec, res, waitErr, out.StderrTail())

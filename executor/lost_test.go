@@ -32,7 +32,11 @@ type deadEngine struct {
 	removes  atomic.Int32
 	removed  atomic.Bool
 	outW     *io.PipeWriter
+	waitC    chan container.WaitResponse
 	waitErrC chan error
+	// stopped: the engine stops gracefully instead, killing the
+	// container (exit 137) while its API still answers.
+	stopped bool
 }
 
 var errConn = errors.New("Cannot connect to the Docker daemon at unix:///tmp/x.sock. Is the docker daemon running?")
@@ -49,8 +53,8 @@ func (f *deadEngine) ContainerAttach(context.Context, string, container.AttachOp
 }
 
 func (f *deadEngine) ContainerWait(context.Context, string, container.WaitCondition) (<-chan container.WaitResponse, <-chan error) {
-	f.waitErrC = make(chan error, 1)
-	return make(chan container.WaitResponse), f.waitErrC
+	f.waitC, f.waitErrC = make(chan container.WaitResponse, 1), make(chan error, 1)
+	return f.waitC, f.waitErrC
 }
 
 func (f *deadEngine) ContainerStart(context.Context, string, container.StartOptions) error {
@@ -58,6 +62,11 @@ func (f *deadEngine) ContainerStart(context.Context, string, container.StartOpti
 		sw := stdcopy.NewStdWriter(f.outW, stdcopy.Stdout)
 		_, _ = sw.Write([]byte("<nmaprun>\n<host>partial</host>\n"))
 		time.Sleep(20 * time.Millisecond)
+		if f.stopped {
+			f.outW.Close()
+			f.waitC <- container.WaitResponse{StatusCode: 137}
+			return
+		}
 		f.outW.CloseWithError(io.ErrUnexpectedEOF) // the engine dies
 		f.waitErrC <- io.ErrUnexpectedEOF
 	}()
@@ -67,6 +76,9 @@ func (f *deadEngine) ContainerStart(context.Context, string, container.StartOpti
 func (f *deadEngine) ContainerKill(context.Context, string, string) error { return f.down() }
 
 func (f *deadEngine) ContainerInspect(context.Context, string) (container.InspectResponse, error) {
+	if f.stopped {
+		return container.InspectResponse{ContainerJSONBase: &container.ContainerJSONBase{State: &container.State{ExitCode: 137}}}, nil
+	}
 	return container.InspectResponse{}, f.down()
 }
 
@@ -149,5 +161,22 @@ func TestLostContainerRetriesEndWithClose(t *testing.T) {
 	time.Sleep(fence.RetryMax + time.Second) // longer than the largest backoff step
 	if m := eng.removes.Load(); m > n+1 {
 		t.Fatalf("removal retried after Close gave up: %d attempts, then %d", n, m)
+	}
+}
+
+// An engine that stops gracefully kills its containers itself (exit 137)
+// while its API still answers: that too is a lost container, not a
+// failure of nmap (before: "nmap exited with code 137").
+func TestContainerKilledByStoppingEngineIsLost(t *testing.T) {
+	eng := &deadEngine{stopped: true}
+	eng.up.Store(true)
+	ex := executor.New(eng, nil)
+	res, err := ex.Run(context.Background(), executor.Job{Spec: sandbox.Spec{Image: "img", Name: "lost", Command: []string{"nmap"}}})
+	var lost *executor.LostError
+	if !errors.As(err, &lost) || !strings.Contains(err.Error(), "killed from outside (exit code 137)") || !strings.Contains(string(res.Stdout), "partial") {
+		t.Fatalf("err = %v, output %q; want *LostError keeping the output", err, res.Stdout)
+	}
+	if err := ex.Close(context.Background()); err != nil || !eng.removed.Load() {
+		t.Fatalf("Close %v, removed %v", err, eng.removed.Load())
 	}
 }

@@ -99,10 +99,11 @@ func readXML(t testing.TB, s *mcp.ClientSession, id string) string {
 	return res.Contents[0].Text
 }
 
-// killMidScan starts a slow scan, SIGKILLs the engine once the scan's
-// container runs and nmap has printed, and starts the engine again. It
-// returns the scan's id and when the engine answered again.
-func killMidScan(t testing.TB, eng *testkit.Engine, cli *client.Client, fs *faultServer) (string, time.Time) {
+// killMidScan starts a slow scan, stops the engine with stop (Kill or
+// Stop) once the scan's container runs and nmap has printed, calls
+// whileDown (when set), and starts the engine again. It returns the
+// scan's id and when the engine answered again.
+func killMidScan(t testing.TB, eng *testkit.Engine, cli *client.Client, fs *faultServer, stop func(), whileDown func()) (string, time.Time) {
 	t.Helper()
 	port := testkit.TCPListener(t)
 	res, text := callTB(t, fs.sess, "nmap_scan", map[string]any{"targets": "127.0.0.1", "ports": fmt.Sprintf("1-60,%d", port), "timing": "T2", "wait": false})
@@ -117,7 +118,10 @@ func killMidScan(t testing.TB, eng *testkit.Engine, cli *client.Client, fs *faul
 		t.Fatal("the scan's container never ran")
 	}
 	time.Sleep(1500 * time.Millisecond) // nmap prints its header and first progress
-	eng.Kill()
+	stop()
+	if whileDown != nil {
+		whileDown()
+	}
 	time.Sleep(2 * time.Second)
 	eng.Start()
 	return id, time.Now()
@@ -147,11 +151,28 @@ func callTB(t testing.TB, s *mcp.ClientSession, name string, args map[string]any
 // lost scan's and the host fence's dead warden are removed while the
 // server runs); the audit chain verifies; the server serves a new scan
 // without a restart.
+//
+// While the engine is down, a scan fails at once with the advice.
 func TestEngineKilledMidScan(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		stop func(*testkit.Engine)
+	}{{"SIGKILL", (*testkit.Engine).Kill}, {"SIGTERM", (*testkit.Engine).Stop}} {
+		t.Run(c.name, func(t *testing.T) { engineLostMidScan(t, c.stop) })
+	}
+}
+
+func engineLostMidScan(t *testing.T, stop func(*testkit.Engine)) {
 	eng := faultEngine(t)
 	cli := eng.Client()
 	fs := startFaultServer(t, eng)
-	id, back := killMidScan(t, eng, cli, fs)
+	id, back := killMidScan(t, eng, cli, fs, func() { stop(eng) }, func() {
+		open := testkit.TCPListener(t)
+		res, text := callTB(t, fs.sess, "nmap_scan", map[string]any{"targets": "127.0.0.1", "ports": fmt.Sprint(open)})
+		if !res.IsError || !strings.Contains(text, "start the Docker engine") || !strings.Contains(text, "no restart needed") {
+			t.Errorf("scan while the engine is down: %s", text)
+		}
+	})
 
 	var text string
 	if !testkit.Eventually(60*time.Second, func() bool {
@@ -173,7 +194,9 @@ func TestEngineKilledMidScan(t *testing.T) {
 		t.Fatalf("containers left on the engine after it came back: %+v", left)
 	}
 	t.Logf("lost container and warden removed %s after the engine answered again", time.Since(back).Round(time.Millisecond))
-	if rep, err := audit.Verify(fs.auditPath); err != nil || rep.Records != 2 {
+	// Admitted and ended: the lost scan, and the one refused while the
+	// engine was down (it was admitted, then failed to start).
+	if rep, err := audit.Verify(fs.auditPath); err != nil || rep.Records != 4 {
 		t.Fatalf("audit verify: %+v %v", rep, err)
 	}
 	open := testkit.TCPListener(t)
@@ -181,7 +204,7 @@ func TestEngineKilledMidScan(t *testing.T) {
 	if res.IsError || !strings.Contains(text, fmt.Sprintf("%d/tcp open", open)) {
 		t.Fatalf("scan after the engine restart: %s", text)
 	}
-	if rep, err := audit.Verify(fs.auditPath); err != nil || rep.Records != 4 {
+	if rep, err := audit.Verify(fs.auditPath); err != nil || rep.Records != 6 {
 		t.Fatalf("audit verify after the new scan: %+v %v", rep, err)
 	}
 }
@@ -303,7 +326,7 @@ func BenchmarkEngineRestart(b *testing.B) {
 			b.Fatal(text)
 		}
 		baseline += time.Since(start)
-		id, back := killMidScan(b, eng, cli, fs)
+		id, back := killMidScan(b, eng, cli, fs, eng.Kill, nil)
 		done := make(chan time.Duration, 1)
 		go func() {
 			for time.Since(back) < time.Minute {

@@ -3,6 +3,7 @@ package scans_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"sync/atomic"
@@ -26,7 +27,7 @@ func TestLostContainerRecordedAsInterrupted(t *testing.T) {
 	f := newFixture(t, scans.Config{}, nil)
 	sc := f.submit(t, req(22))
 	id := f.started(t)
-	f.runner.end(id) <- runEnd{err: &executor.LostError{ContainerID: "c-" + id, Err: io.ErrUnexpectedEOF}}
+	f.runner.end(id) <- runEnd{err: &executor.LostError{ContainerID: "c-" + id, Err: fmt.Errorf("the Docker engine stopped or restarted (%w)", io.ErrUnexpectedEOF)}}
 	wait(t, sc)
 	rec := f.stored(t, sc.ID, store.Interrupted, "admitted:", "ended:interrupted")
 	if !strings.Contains(rec.Error, "engine stopped or restarted") || rec.Result == nil || !rec.Result.Partial || len(rec.Result.Hosts) != 1 {
