@@ -1,7 +1,10 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -33,6 +36,37 @@ func TestServeWithoutAnyEngine(t *testing.T) {
 	}
 	hs := startHTTPNoWait(t, noEngine)
 	if code, body := hs.healthz(t); code != http.StatusServiceUnavailable || !strings.Contains(body, "unreachable") || !strings.Contains(body, "no restart needed") {
+		t.Fatalf("/healthz: %d %s", code, body)
+	}
+}
+
+// The same with the Kubernetes runner and an API server that does not
+// answer (a kubeconfig naming a closed loopback port): the server starts,
+// refuses scans saying so, and /healthz is 503. (Before, serve exited.)
+func TestServeWithoutKubernetesAPI(t *testing.T) {
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	port := freePortTB(t) // closed again: nothing answers there
+	cfg := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:%d", insecure-skip-tls-verify: true}}]
+users: [{name: u, user: {token: x}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+`, port)
+	if err := os.WriteFile(kubeconfig, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kube := []string{"NMAP_MCP_RUNNER=kubernetes", "NMAP_MCP_KUBECONFIG=" + kubeconfig, "NMAP_MCP_KUBE_NAMESPACE=scans",
+		"NMAP_MCP_KUBE_IMAGE=nmap-mcp/nmap@sha256:" + strings.Repeat("0", 64)}
+	s := connect(t, kube...)
+	res, text := call(t, s, "nmap_scan", map[string]any{"targets": "127.0.0.1", "ports": "22"})
+	for _, want := range []string{"nothing was run", "did not answer", fmt.Sprint(port), "no restart needed"} {
+		if !res.IsError || !strings.Contains(text, want) {
+			t.Fatalf("nmap_scan lacks %q: %s", want, text)
+		}
+	}
+	hs := startHTTPNoWait(t, kube...)
+	if code, body := hs.healthz(t); code != http.StatusServiceUnavailable || !strings.Contains(body, "did not answer") {
 		t.Fatalf("/healthz: %d %s", code, body)
 	}
 }

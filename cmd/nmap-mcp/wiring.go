@@ -91,7 +91,7 @@ func bringUp(ctx context.Context, s *settings, log *slog.Logger, stderr io.Write
 	}
 	var be backend
 	if s.Runner == "kubernetes" {
-		be, err = kubeBackend(ctx, s, opts, log)
+		be, err = kubeBackend(ctx, s, opts, log, sweepAside)
 	} else {
 		be, err = dockerBackend(ctx, s, opts, log, stderr, sweepAside, q)
 	}
@@ -281,12 +281,13 @@ func (d *dockerConn) getLocked(ctx context.Context) (*dockerLive, error) {
 	return live, nil
 }
 
-// engineDown is the error of a call made while a server's engine does
-// not answer: the engine's own advice, and that no restart is needed.
+// engineDown is the error of a call made while a server's engine (or
+// Kubernetes API) does not answer: its own advice, and that no restart is
+// needed.
 type engineDown struct{ err error }
 
 func (e *engineDown) Error() string {
-	return e.err.Error() + "; nmap-mcp keeps serving and uses the engine as soon as it answers (no restart needed)"
+	return e.err.Error() + "; nmap-mcp keeps serving and uses it as soon as it answers (no restart needed)"
 }
 
 func (e *engineDown) Unwrap() error { return e.err }
@@ -395,31 +396,146 @@ func (r *lazyRunner) Close(ctx context.Context) error {
 
 // kubeBackend connects to the cluster; the image is the configured pin,
 // which the nodes must already have or pull (the runner builds nothing).
-func kubeBackend(ctx context.Context, s *settings, opts sandbox.Options, log *slog.Logger) (backend, error) {
+// As with Docker, a one-shot CLI run needs the API now, while a server
+// starts without it and works as soon as it answers.
+func kubeBackend(ctx context.Context, s *settings, opts sandbox.Options, log *slog.Logger, sweepAside bool) (backend, error) {
 	k := s.Kubernetes
-	client, err := kuberunner.Connect(ctx, k.Kubeconfig, log)
+	cfg := kuberunner.Config{Namespace: k.Namespace, Image: k.Image, NodeSelector: k.NodeSelector,
+		ServiceAccount: k.ServiceAccount, SeccompProfile: k.SeccompProfile, Instance: opts.Instance}
+	// The configuration is checked now, and shapes specs without the API.
+	shaper, err := kuberunner.New(nil, cfg, log)
 	if err != nil {
 		return backend{}, err
 	}
-	kr, err := kuberunner.New(client, kuberunner.Config{Namespace: k.Namespace, Image: k.Image, NodeSelector: k.NodeSelector,
-		ServiceAccount: k.ServiceAccount, SeccompProfile: k.SeccompProfile, Instance: opts.Instance}, log)
-	if err != nil {
-		return backend{}, err
+	c := &kubeConn{kubeconfig: k.Kubeconfig, cfg: cfg, log: log, sweepAside: sweepAside, shaper: shaper}
+	if _, err := c.get(ctx); err != nil {
+		if sweepAside {
+			return backend{}, err
+		}
+		log.Warn("serving without the Kubernetes API: scans are refused until it answers, then work without a restart", "err", err)
 	}
 	log.Debug("kubernetes runner", "namespace", k.Namespace, "image", k.Image)
+	img := images.Info{Tag: k.Image, ID: cfg.Digest(), NmapVersion: images.NmapVersion}
 	return backend{
-		runner: kr,
-		image:  images.Info{Tag: k.Image, ID: kr.Config().Digest(), NmapVersion: images.NmapVersion},
+		runner: (*lazyKube)(c),
+		image:  img,
 		sweep: func(ctx context.Context) (int, error) {
+			kr := c.live.Load()
+			if kr == nil {
+				c.mu.Lock()
+				if kr = c.live.Load(); kr == nil {
+					c.sweepLate = true
+				}
+				c.mu.Unlock()
+				if kr == nil {
+					return 0, nil
+				}
+			}
 			removed, err := kr.Sweep(ctx)
 			return len(removed), err
 		},
-		health:  kr.Health,
-		version: kr.Version,
+		health: func(ctx context.Context) error {
+			kr, err := c.get(ctx)
+			if err != nil {
+				return err
+			}
+			return kr.Health(ctx)
+		},
+		version: func(ctx context.Context) (string, error) {
+			kr, err := c.get(ctx)
+			if err != nil {
+				return "", err
+			}
+			return kr.Version(ctx)
+		},
+		ready: func(ctx context.Context) (images.Info, error) {
+			if _, err := c.get(ctx); err != nil {
+				return images.Info{}, err
+			}
+			return img, nil
+		},
 		detach:  func() bool { return false },
 		closeFn: func() {},
 	}, nil
 }
+
+// kubeConn is a server's connection to the Kubernetes API, made when the
+// API first answers (tried on use, at most every engineRetry).
+type kubeConn struct {
+	kubeconfig string
+	cfg        kuberunner.Config
+	log        *slog.Logger
+	sweepAside bool
+	shaper     *kuberunner.Runner // no client: Shape only
+
+	live atomic.Pointer[kuberunner.Runner]
+
+	mu        sync.Mutex
+	tried     time.Time
+	err       error
+	sweepLate bool
+}
+
+func (c *kubeConn) get(ctx context.Context) (*kuberunner.Runner, error) {
+	if kr := c.live.Load(); kr != nil {
+		return kr, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if kr := c.live.Load(); kr != nil {
+		return kr, nil
+	}
+	if c.err != nil && time.Since(c.tried) < engineRetry {
+		return nil, c.err
+	}
+	c.tried = time.Now()
+	client, err := kuberunner.Connect(ctx, c.kubeconfig, c.log)
+	if err != nil {
+		if !c.sweepAside {
+			err = &engineDown{err}
+		}
+		c.err = err
+		return nil, err
+	}
+	kr, err := kuberunner.New(client, c.cfg, c.log)
+	if err != nil {
+		return nil, err
+	}
+	c.err = nil
+	c.live.Store(kr)
+	if c.sweepLate {
+		c.sweepLate = false
+		if removed, err := kr.Sweep(ctx); err != nil {
+			c.log.Warn("start-up sweep failed", "err", err)
+		} else if len(removed) > 0 {
+			c.log.Info("start-up sweep removed scans a previous server left behind", "count", len(removed))
+		}
+	}
+	return kr, nil
+}
+
+// lazyKube runs scans as Jobs once the API answers.
+type lazyKube kubeConn
+
+// Run implements executor.Runner.
+func (r *lazyKube) Run(ctx context.Context, job executor.Job) (*executor.Result, error) {
+	kr, err := (*kubeConn)(r).get(ctx)
+	if err != nil {
+		return &executor.Result{}, err
+	}
+	return kr.Run(ctx, job)
+}
+
+// Close implements executor.Runner.
+func (r *lazyKube) Close(ctx context.Context) error {
+	if kr := (*kubeConn)(r).live.Load(); kr != nil {
+		return kr.Close(ctx)
+	}
+	return nil
+}
+
+// Shape implements executor.Shaper: the spec as a Job runs it.
+func (r *lazyKube) Shape(spec sandbox.Spec) sandbox.Spec { return r.shaper.Shape(spec) }
 
 // retain applies store.keep now and every hour until ctx ends, off the
 // start-up path.
