@@ -1,7 +1,6 @@
 package fence
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -15,11 +14,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/system"
-	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
@@ -255,21 +252,8 @@ done`
 
 // warden is one started warden container.
 type warden struct {
-	id     string
+	*attached
 	parent string
-	conn   types.HijackedResponse
-	lines  chan string
-	done   chan struct{}
-	stderr *syncBuffer
-}
-
-func (w *warden) dead() bool {
-	select {
-	case <-w.done:
-		return true
-	default:
-		return false
-	}
 }
 
 // apply asks the warden to re-apply the table and waits for its answer.
@@ -350,39 +334,19 @@ func (h *HostFence) start(ctx context.Context) (*warden, error) {
 		Mounts: []mount.Mount{{Type: mount.TypeBind, Source: "/sys/fs/cgroup", Target: "/sys/fs/cgroup", ReadOnly: true,
 			BindOptions: &mount.BindOptions{Propagation: mount.PropagationRPrivate}}},
 	}
-	created, err := h.engine.ContainerCreate(stepCtx, cfg, hc, nil, nil, "nmap-mcp-host-fence-"+hex.EncodeToString(b[:]))
+	w := &warden{parent: parent}
+	err = startAttached(stepCtx, h.engine, "the host fence's warden (cgroup parent "+parent+")", "nmap-mcp-host-fence-"+hex.EncodeToString(b[:]), cfg, hc,
+		func(a *attached) {
+			w.attached = a
+			h.lmu.Lock()
+			h.live[a.id] = true
+			h.lmu.Unlock()
+		})
 	if err != nil {
-		return nil, fmt.Errorf("create the host fence's warden: %w", err)
-	}
-	w := &warden{id: created.ID, parent: parent, lines: make(chan string, 4), done: make(chan struct{}), stderr: &syncBuffer{}}
-	h.lmu.Lock()
-	h.live[w.id] = true
-	h.lmu.Unlock()
-	fail := func(err error) (*warden, error) {
-		h.discard(w)
-		return nil, err
-	}
-	conn, err := h.engine.ContainerAttach(stepCtx, w.id, container.AttachOptions{Stream: true, Stdin: true, Stdout: true, Stderr: true})
-	if err != nil {
-		return fail(fmt.Errorf("attach to the host fence's warden: %w", err))
-	}
-	w.conn = conn
-	pr, pw := io.Pipe()
-	go func() {
-		_, _ = stdcopy.StdCopy(pw, w.stderr, conn.Reader)
-		pw.Close()
-	}()
-	go func() {
-		defer close(w.done)
-		defer close(w.lines)
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			w.lines <- sc.Text()
+		if w.attached != nil {
+			h.discard(w)
 		}
-		_, _ = io.Copy(io.Discard, pr)
-	}()
-	if err := h.engine.ContainerStart(stepCtx, w.id, container.StartOptions{}); err != nil {
-		return fail(fmt.Errorf("start the host fence's warden (cgroup parent %s): %w", parent, err))
+		return nil, err
 	}
 	return w, nil
 }

@@ -1,7 +1,6 @@
 package fence
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -22,7 +21,6 @@ import (
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"
-	"github.com/docker/docker/pkg/stdcopy"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
@@ -355,24 +353,11 @@ const fencedMarker = "\x1enmap-mcp-fenced"
 
 // fencer is one started fencer container, waiting for its ruleset.
 type fencer struct {
-	id      string
-	conn    types.HijackedResponse
+	*attached
 	devices []string
 	macs    []net.HardwareAddr // in devices' order
 	routers []netip.Addr       // its default routes' gateways
 	own     []netip.Addr       // its IPv6 addresses but loopback's
-	lines   chan string        // stdout lines; closed at the stream's end
-	stderr  *syncBuffer
-	done    chan struct{} // closed when the stream ends (the fencer exited)
-}
-
-func (f *fencer) dead() bool {
-	select {
-	case <-f.done:
-		return true
-	default:
-		return false
-	}
 }
 
 // start creates, attaches and starts a fencer on the pool's network and
@@ -416,39 +401,21 @@ func (p *Pool) start(ctx context.Context) (*fencer, error) {
 		Resources:      container.Resources{NanoCPUs: 5e8, Memory: 64 << 20, MemorySwap: 64 << 20, PidsLimit: &pids},
 		LogConfig:      container.LogConfig{Type: "none"},
 	}
-	created, err := p.engine.ContainerCreate(stepCtx, cfg, hc, nil, nil, name)
-	if err != nil {
-		return nil, fmt.Errorf("create fencer on network %q: %w", p.cfg.Network, err)
-	}
-	f := &fencer{id: created.ID, lines: make(chan string, 4), stderr: &syncBuffer{}, done: make(chan struct{})}
-	p.mu.Lock()
-	p.live[f.id] = true
-	p.mu.Unlock()
+	f := &fencer{}
 	fail := func(err error) (*fencer, error) {
-		p.discard(f)
+		if f.attached != nil {
+			p.discard(f)
+		}
 		return nil, err
 	}
-	f.conn, err = p.engine.ContainerAttach(stepCtx, f.id, container.AttachOptions{Stream: true, Stdin: true, Stdout: true, Stderr: true})
+	err := startAttached(stepCtx, p.engine, fmt.Sprintf("fencer on network %q", p.cfg.Network), name, cfg, hc, func(a *attached) {
+		f.attached = a
+		p.mu.Lock()
+		p.live[a.id] = true
+		p.mu.Unlock()
+	})
 	if err != nil {
-		f.conn = types.HijackedResponse{}
-		return fail(fmt.Errorf("attach to fencer: %w", err))
-	}
-	pr, pw := io.Pipe()
-	go func() {
-		_, _ = stdcopy.StdCopy(pw, f.stderr, f.conn.Reader)
-		pw.Close()
-	}()
-	go func() {
-		defer close(f.done)
-		defer close(f.lines)
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			f.lines <- sc.Text()
-		}
-		_, _ = io.Copy(io.Discard, pr)
-	}()
-	if err := p.engine.ContainerStart(stepCtx, f.id, container.StartOptions{}); err != nil {
-		return fail(fmt.Errorf("start fencer: %w", err))
+		return fail(err)
 	}
 	macs := map[string]net.HardwareAddr{}
 	for n := 0; ; n++ {

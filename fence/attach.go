@@ -1,0 +1,71 @@
+package fence
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/pkg/stdcopy"
+)
+
+// attached is a helper container of the fence (a fencer, or the host
+// fence's warden) that reads requests on its stdin and answers line by
+// line on its stdout.
+type attached struct {
+	id     string
+	conn   types.HijackedResponse
+	lines  chan string // stdout lines; closed at the stream's end
+	stderr *syncBuffer
+	done   chan struct{} // closed when the stream ends (the container exited)
+}
+
+// dead reports whether the container's stream has ended.
+func (a *attached) dead() bool {
+	select {
+	case <-a.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// startAttached creates a container (what names it in errors), hands it
+// to track as soon as it exists (so that the caller removes it whatever
+// fails next), attaches its stdin, stdout and stderr, and starts it. The
+// engine calls run on ctx, which the caller makes outlive its own (a call
+// cut short on our side can still land on the engine's). On an error after
+// the container was created, the caller is responsible for removing it.
+func startAttached(ctx context.Context, engine Containers, what, name string, cfg *container.Config, hc *container.HostConfig, track func(*attached)) error {
+	created, err := engine.ContainerCreate(ctx, cfg, hc, nil, nil, name)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", what, err)
+	}
+	a := &attached{id: created.ID, lines: make(chan string, 4), stderr: &syncBuffer{}, done: make(chan struct{})}
+	track(a)
+	a.conn, err = engine.ContainerAttach(ctx, a.id, container.AttachOptions{Stream: true, Stdin: true, Stdout: true, Stderr: true})
+	if err != nil {
+		a.conn = types.HijackedResponse{}
+		return fmt.Errorf("attach to %s: %w", what, err)
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		_, _ = stdcopy.StdCopy(pw, a.stderr, a.conn.Reader)
+		pw.Close()
+	}()
+	go func() {
+		defer close(a.done)
+		defer close(a.lines)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			a.lines <- sc.Text()
+		}
+		_, _ = io.Copy(io.Discard, pr)
+	}()
+	if err := engine.ContainerStart(ctx, a.id, container.StartOptions{}); err != nil {
+		return fmt.Errorf("start %s: %w", what, err)
+	}
+	return nil
+}
