@@ -14,12 +14,15 @@ import (
 // why: making the offline base image needs debootstrap and tar on the host.
 // A CLI scan also hands unfinished container removals to a detached copy
 // of nmap-mcp itself ("nmap-mcp reap", executor.Detach). The test kit
-// builds the fence tests' target program with go build.
+// builds the fence tests' target program with go build, and the fault
+// tests' second Docker engine is a dockerd it starts.
 var hostExecAllowed = map[string]bool{
 	"images/base.go":      true,
 	"executor/handoff.go": true,
 	// The fence tests' target program is built for the tests (go build).
 	"internal/testkit/network.go": true,
+	// The fault tests' second engine (dockerd, never nmap).
+	"internal/testkit/engine.go": true,
 }
 
 // TestNoHostNmap holds the rule that nmap never runs on the host: no
