@@ -400,6 +400,16 @@ wait:
 		emit("exited", id, "lost to the engine")
 		return res, &LostError{ContainerID: id, Err: fmt.Errorf("the Docker engine stopped or restarted (%w)", waitErr)}
 	}
+	if waitErr == nil && res.ExitCode == 128+9 && !res.Canceled && !res.TimedOut && !res.OOMKilled {
+		// The engine may record an OOM kill a moment after the exit: look
+		// again before calling the kill someone else's.
+		for i := 0; i < 10 && !res.OOMKilled; i++ {
+			time.Sleep(50 * time.Millisecond)
+			if info, err := e.engine.ContainerInspect(ictx, id); err == nil && info.State != nil {
+				res.OOMKilled = info.State.OOMKilled
+			}
+		}
+	}
 	if waitErr == nil && (res.ExitCode == 128+9 || res.ExitCode == 128+15) && !res.Canceled && !res.TimedOut && !res.OOMKilled {
 		// Killed by a signal we did not send: a stopping engine stops
 		// its containers (SIGTERM, then SIGKILL), as docker stop does.
