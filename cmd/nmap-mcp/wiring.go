@@ -210,8 +210,27 @@ func dockerBackend(ctx context.Context, s *settings, opts sandbox.Options, log *
 }
 
 // engineRetry is the shortest time between two attempts to reach an
-// engine that did not answer; calls in between get the last error.
+// engine that did not answer; a call in between waits for the next one.
 const engineRetry = 500 * time.Millisecond
+
+// waitRetry waits until another attempt is due after a failed one (lastErr
+// at tried), so that a call made just after the engine came back reaches
+// it; it returns lastErr if ctx ends first.
+func waitRetry(ctx context.Context, tried time.Time, lastErr error) error {
+	if lastErr == nil {
+		return nil
+	}
+	if d := engineRetry - time.Since(tried); d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return lastErr
+		}
+	}
+	return nil
+}
 
 // dockerConn is a server's connection to the Docker engine, made when the
 // engine first answers. It owns the client and the executor.
@@ -256,8 +275,8 @@ func (d *dockerConn) getLocked(ctx context.Context) (*dockerLive, error) {
 	if d.closed {
 		return nil, errors.New("the server is shutting down")
 	}
-	if d.err != nil && time.Since(d.tried) < engineRetry {
-		return nil, d.err
+	if err := waitRetry(ctx, d.tried, d.err); err != nil {
+		return nil, err
 	}
 	d.tried = time.Now()
 	live, err := d.connect(ctx)
@@ -485,8 +504,8 @@ func (c *kubeConn) get(ctx context.Context) (*kuberunner.Runner, error) {
 	if kr := c.live.Load(); kr != nil {
 		return kr, nil
 	}
-	if c.err != nil && time.Since(c.tried) < engineRetry {
-		return nil, c.err
+	if err := waitRetry(ctx, c.tried, c.err); err != nil {
+		return nil, err
 	}
 	c.tried = time.Now()
 	client, err := kuberunner.Connect(ctx, c.kubeconfig, c.log)
