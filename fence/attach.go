@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
+	"time"
 
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
@@ -68,4 +70,25 @@ func startAttached(ctx context.Context, engine Containers, what, name string, cf
 		return fmt.Errorf("start %s: %w", what, err)
 	}
 	return nil
+}
+
+// remove closes the container's stream and removes the container,
+// retrying until the engine answers (a container lost to an engine restart
+// is removed once it is back) or stop is closed; forget is called once it
+// is gone. what names it in the log. It blocks: callers run it in the
+// background.
+func (a *attached) remove(engine Containers, stop <-chan struct{}, log *slog.Logger, what string, forget func()) {
+	if a.conn.Conn != nil {
+		a.conn.Close()
+	}
+	err := RemoveRetrying(engine, a.id, stop, 30*time.Second, func(n int, err error) {
+		if n == 1 {
+			log.Warn("remove "+what+"; retrying until the engine answers", "container", a.id[:12], "err", err)
+		}
+	})
+	if err != nil {
+		log.Error("remove "+what+"; the next start-up sweep will retry", "container", a.id[:12], "err", err)
+		return
+	}
+	forget()
 }

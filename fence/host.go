@@ -357,22 +357,10 @@ func (h *HostFence) discard(w *warden) {
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
-		if w.conn.Conn != nil {
-			w.conn.Close()
-		}
-		// A warden lost to an engine restart is removed once the engine
-		// answers again.
-		err := RemoveRetrying(h.engine, w.id, h.stop, 30*time.Second, func(n int, err error) {
-			if n == 1 {
-				h.log.Warn("remove the host fence's warden; retrying until the engine answers", "container", w.id[:12], "err", err)
-			}
+		w.remove(h.engine, h.stop, h.log, "the host fence's warden", func() {
+			h.lmu.Lock()
+			delete(h.live, w.id)
+			h.lmu.Unlock()
 		})
-		if err != nil {
-			h.log.Error("remove the host fence's warden; the next start-up sweep will retry", "container", w.id[:12], "err", err)
-			return
-		}
-		h.lmu.Lock()
-		delete(h.live, w.id)
-		h.lmu.Unlock()
 	}()
 }

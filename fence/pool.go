@@ -296,23 +296,11 @@ func (p *Pool) discard(f *fencer) {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		if f.conn.Conn != nil {
-			f.conn.Close()
-		}
-		// A fencer lost to an engine restart is removed once the engine
-		// answers again.
-		err := RemoveRetrying(p.engine, f.id, p.stop, 30*time.Second, func(n int, err error) {
-			if n == 1 {
-				p.log.Warn("remove fencer; retrying until the engine answers", "container", f.id[:12], "err", err)
-			}
+		f.remove(p.engine, p.stop, p.log, "fencer", func() {
+			p.mu.Lock()
+			delete(p.live, f.id)
+			p.mu.Unlock()
 		})
-		if err != nil {
-			p.log.Error("remove fencer; the next start-up sweep will retry", "container", f.id[:12], "err", err)
-			return
-		}
-		p.mu.Lock()
-		delete(p.live, f.id)
-		p.mu.Unlock()
 	}()
 }
 
