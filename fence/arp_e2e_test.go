@@ -2,7 +2,6 @@ package fence_test
 
 import (
 	"bytes"
-	"context"
 	"net/netip"
 	"strings"
 	"sync"
@@ -10,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nmap-mcp/nmap-mcp/executor"
 	"github.com/nmap-mcp/nmap-mcp/fence"
 	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
@@ -192,35 +190,7 @@ func TestFenceShapesARPAndTrailers(t *testing.T) {
 	r := newRig(t, n, func(c *fence.Config) { c.Warm = 0 })
 	spec := r.spec(t, sandbox.RawSockets, []netip.Addr{allowed.IPv4, allowed.IPv6})
 	spec.Command = []string{"/bin/sh", "-c", "sleep 10; exec /usr/bin/nmap -n -Pn -sS -oX - -p 8080 -- " + A}
-	fencer := make(chan string, 1)
-	type result struct {
-		out string
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		res, err := r.ex.Run(context.Background(), executor.Job{Spec: spec, OnEvent: func(ev executor.Event) {
-			if _, id, ok := strings.Cut(ev.Detail, "container:"); ev.Step == "fenced" && ok {
-				select {
-				case fencer <- id:
-				default:
-				}
-			}
-		}})
-		var out string
-		if res != nil {
-			out = string(res.Stdout) + string(res.Stderr)
-		}
-		done <- result{out, err}
-	}()
-	var id string
-	select {
-	case id = <-fencer:
-	case res := <-done:
-		t.Fatalf("the scan ended before it was fenced: %v\n%s", res.err, res.out)
-	case <-time.After(60 * time.Second):
-		t.Fatal("no fenced scan")
-	}
+	id, done := r.startFenced(t, spec)
 	attack := startProbe(t, bin, "container:"+id, append([]string{"arp", "-marker", marker + "fen"}, arps...)...).wait(t)
 	attack6 := startProbe(t, bin, "container:"+id, "send", "-trailer", "-marker", marker+"fe6", ns).wait(t)
 	res := <-done

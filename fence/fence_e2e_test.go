@@ -99,6 +99,45 @@ type scan struct {
 	mac   string
 }
 
+// fencedRun is what a scan started by startFenced produced.
+type fencedRun struct {
+	out string
+	err error
+}
+
+// startFenced starts spec's scan in the background and returns the ID of
+// its fencer (whose namespace a hostile probe can join while the scan
+// runs) and where its result arrives.
+func (r *rig) startFenced(t *testing.T, spec sandbox.Spec) (string, <-chan fencedRun) {
+	t.Helper()
+	fencer := make(chan string, 1)
+	done := make(chan fencedRun, 1)
+	go func() {
+		res, err := r.ex.Run(context.Background(), executor.Job{Spec: spec, OnEvent: func(ev executor.Event) {
+			if _, id, ok := strings.Cut(ev.Detail, "container:"); ev.Step == "fenced" && ok {
+				select {
+				case fencer <- id:
+				default:
+				}
+			}
+		}})
+		var out string
+		if res != nil {
+			out = string(res.Stdout) + string(res.Stderr)
+		}
+		done <- fencedRun{out, err}
+	}()
+	select {
+	case id := <-fencer:
+		return id, done
+	case res := <-done:
+		t.Fatalf("the scan ended before it was fenced: %v\n%s", res.err, res.out)
+	case <-time.After(60 * time.Second):
+		t.Fatal("no fenced scan")
+	}
+	return "", nil
+}
+
 func (r *rig) run(t *testing.T, spec sandbox.Spec) (scan, error) {
 	t.Helper()
 	var mu sync.Mutex // "removed" can come from the executor's background
@@ -544,35 +583,7 @@ func TestFenceNeighbourSolicitations(t *testing.T) {
 	r := newRig(t, n, func(c *fence.Config) { c.Warm = 0 })
 	spec := r.spec(t, sandbox.RawSockets, []netip.Addr{allowed.IPv6})
 	spec.Command = []string{"/bin/sh", "-c", "sleep 8; exec /usr/bin/nmap -6 -n -Pn -sS -oX - -p 8080 -- " + A}
-	fencer := make(chan string, 1)
-	type result struct {
-		out string
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		res, err := r.ex.Run(context.Background(), executor.Job{Spec: spec, OnEvent: func(ev executor.Event) {
-			if _, id, ok := strings.Cut(ev.Detail, "container:"); ev.Step == "fenced" && ok {
-				select {
-				case fencer <- id:
-				default:
-				}
-			}
-		}})
-		var out string
-		if res != nil {
-			out = string(res.Stdout) + string(res.Stderr)
-		}
-		done <- result{out, err}
-	}()
-	var id string
-	select {
-	case id = <-fencer:
-	case res := <-done:
-		t.Fatalf("the scan ended before it was fenced: %v\n%s", res.err, res.out)
-	case <-time.After(60 * time.Second):
-		t.Fatal("no fenced scan")
-	}
+	id, done := r.startFenced(t, spec)
 	attack := startProbe(t, bin, "container:"+id, append([]string{"send", "-marker", marker + "fen"}, probes...)...).wait(t)
 	res := <-done
 	if !portOpen(res.out, 8080) {
