@@ -156,7 +156,7 @@ resume runs it again once neither holds.
 // exist are the tokens' names (http.tokens) and "local", the stdio and CLI
 // client: a watch of any other client is paused at its next run.
 func watchConfig(s *settings) watches.Config {
-	return watches.Config{MinInterval: time.Duration(s.Watches.MinIntervalSeconds) * time.Second,
+	return watches.Config{MinInterval: time.Duration(s.Watches.MinIntervalSeconds) * time.Second, MaxPerClient: s.Watches.MaxPerClient,
 		WebhookAllow: s.Watches.WebhookAllow, WebhookSecret: s.Watches.WebhookSecret, ClientExists: clientExists(s)}
 }
 

@@ -68,6 +68,8 @@ type Kubernetes struct {
 type Watches struct {
 	// MinIntervalSeconds is the shortest interval a watch may have.
 	MinIntervalSeconds int `yaml:"min_interval_seconds"`
+	// MaxPerClient bounds the watches one client may have.
+	MaxPerClient int `yaml:"max_per_client"`
 	// WebhookAllow lists the URL prefixes webhooks may post to.
 	WebhookAllow []string `yaml:"webhook_allow"`
 	// WebhookSecret keys the deliveries' HMAC-SHA256 signatures.
@@ -321,6 +323,9 @@ func (c Config) Validate() error {
 	}
 	if c.Watches.MinIntervalSeconds < 1 {
 		return bad("watches.min_interval_seconds", c.Watches.MinIntervalSeconds, "must be at least 1")
+	}
+	if c.Watches.MaxPerClient < 1 || c.Watches.MaxPerClient > 10000 {
+		return bad("watches.max_per_client", c.Watches.MaxPerClient, "must be from 1 to 10000")
 	}
 	for _, u := range c.Watches.WebhookAllow {
 		if !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {

@@ -24,6 +24,7 @@
 package watches
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -46,6 +47,8 @@ type Config struct {
 	// MinInterval is the shortest interval a watch may have (default
 	// 15 min).
 	MinInterval time.Duration
+	// MaxPerClient bounds the watches one client may have (0: 50).
+	MaxPerClient int
 	// WebhookAllow lists the URLs webhooks may post to or under (see
 	// CheckWebhook); a webhook outside them is refused when the watch is
 	// made, and pauses the watch at its next run.
@@ -83,6 +86,9 @@ type Service struct {
 	// Notify, when set, is told of each watch whose run found a change,
 	// and of each watch paused.
 	Notify func(w *store.Watch)
+
+	// createMu serialises creations, so that the count per client holds.
+	createMu sync.Mutex
 
 	mu sync.Mutex
 	// running holds the runs under way, by watch: one at most per watch.
@@ -151,9 +157,19 @@ func (s *Service) Create(ctx context.Context, name string, req scan.Request, int
 	if err := s.scans.Validate(ctx, req); err != nil {
 		return nil, fmt.Errorf("the watch's scan could never run: %w", err)
 	}
+	client := s.scans.ClientName(ctx)
+	s.createMu.Lock()
+	defer s.createMu.Unlock()
+	mine, err := s.store.ListWatches(ctx, client)
+	if err != nil {
+		return nil, err
+	}
+	if max := cmp.Or(s.cfg.MaxPerClient, 50); len(mine) >= max {
+		return nil, &FieldError{"name", name, fmt.Sprintf("would be watch number %d of client %q, and at most %d are allowed (watches.max_per_client); delete one first", len(mine)+1, client, max)}
+	}
 	body, _ := json.Marshal(req)
 	now := time.Now().UTC()
-	w := &store.Watch{Name: name, Client: s.scans.ClientName(ctx), Request: body, Interval: interval, Webhook: webhook, Created: now, NextRun: now}
+	w := &store.Watch{Name: name, Client: client, Request: body, Interval: interval, Webhook: webhook, Created: now, NextRun: now}
 	if err := s.store.CreateWatch(ctx, w); err != nil {
 		return nil, err
 	}

@@ -191,6 +191,32 @@ func TestDeletedWatchRunIsDropped(t *testing.T) {
 
 // Names are per client: another client's watch of the same name neither
 // blocks a name nor is revealed; each client reads its own.
+// A client's watches are bounded (watches.max_per_client); another
+// client's count does not use up its room, and a deleted watch frees a
+// place. (Fake runner: nothing is scanned.)
+func TestWatchesPerClientBounded(t *testing.T) {
+	f := newFixture(t)
+	ws := watches.New(f.st, f.scans, watches.Config{MinInterval: time.Second, MaxPerClient: 2}, nil)
+	for _, name := range []string{"a", "b"} {
+		if _, err := ws.Create(as("alice"), name, lab, time.Hour, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var fe *watches.FieldError
+	if _, err := ws.Create(as("alice"), "c", lab, time.Hour, ""); !errors.As(err, &fe) || !strings.Contains(err.Error(), "watches.max_per_client") {
+		t.Fatalf("alice's third watch: %v; want a refusal naming watches.max_per_client", err)
+	}
+	if _, err := ws.Create(as("bob"), "a", lab, time.Hour, ""); err != nil {
+		t.Fatalf("bob's first watch: %v", err)
+	}
+	if err := ws.Delete(as("alice"), "a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ws.Create(as("alice"), "c", lab, time.Hour, ""); err != nil {
+		t.Fatalf("alice's watch after a delete: %v", err)
+	}
+}
+
 func TestWatchNamesPerClient(t *testing.T) {
 	f := newFixture(t)
 	ws := watches.New(f.st, f.scans, watches.Config{MinInterval: time.Second}, nil)
