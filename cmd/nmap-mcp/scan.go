@@ -7,7 +7,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/nmap-mcp/nmap-mcp/internal/scan"
+	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 )
 
@@ -19,7 +19,7 @@ func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	var (
-		req      scan.Request
+		req      scanargs.Request
 		topPorts int
 		timeoutS int
 	)

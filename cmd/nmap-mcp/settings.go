@@ -13,7 +13,7 @@ import (
 	units "github.com/docker/go-units"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/config"
-	"github.com/nmap-mcp/nmap-mcp/internal/scan"
+	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
@@ -118,8 +118,8 @@ func (s *settings) logger(stderr io.Writer) (*slog.Logger, func(), error) {
 }
 
 // rules returns the validation bounds the settings imply.
-func (s *settings) rules() scan.Rules {
-	return scan.Rules{MaxAddresses: s.Budgets.MaxAddressesPerScan,
+func (s *settings) rules() scanargs.Rules {
+	return scanargs.Rules{MaxAddresses: s.Budgets.MaxAddressesPerScan,
 		DefaultTimeout: time.Duration(s.Sandbox.TimeoutSeconds) * time.Second,
 		MaxTimeout:     time.Duration(s.Sandbox.MaxTimeoutSeconds) * time.Second}
 }

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nmap-mcp/nmap-mcp/internal/scan"
+	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 	"github.com/nmap-mcp/nmap-mcp/internal/watches"
@@ -33,7 +33,7 @@ resume runs it again once neither holds.
 		return err
 	}
 	var (
-		req      scan.Request
+		req      scanargs.Request
 		topPorts int
 	)
 	every := fs.Duration("every", time.Hour, "interval between runs (add)")

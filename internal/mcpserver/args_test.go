@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nmap-mcp/nmap-mcp/internal/scan"
+	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
 )
 
 // The mistakes small models make, and what they read back: a message
@@ -78,13 +78,13 @@ func TestTeachingRefusals(t *testing.T) {
 		"10.0.*.1":                  "nmap address range",
 		"127.0.0.1 -iL=/etc/passwd": "options cannot be passed as targets",
 	} {
-		_, err := scan.Request{Targets: targets}.Plan(scan.DefaultRules())
+		_, err := scanargs.Request{Targets: targets}.Plan(scanargs.DefaultRules())
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v; want %q", targets, err, want)
 		}
 	}
 	top := 10
-	_, err := scan.Request{Targets: "127.0.0.1", Ports: "80", TopPorts: &top}.Plan(scan.DefaultRules())
+	_, err := scanargs.Request{Targets: "127.0.0.1", Ports: "80", TopPorts: &top}.Plan(scanargs.DefaultRules())
 	if err == nil || !strings.Contains(err.Error(), `drop top_ports to scan ports "80", or drop ports`) {
 		t.Errorf("ports with top_ports: %v", err)
 	}

@@ -11,18 +11,18 @@ import (
 
 	"github.com/nmap-mcp/nmap-mcp/internal/policy"
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
-	"github.com/nmap-mcp/nmap-mcp/internal/scan"
+	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 )
 
 // scanArgs are nmap_scan's arguments: a scan request, and whether to wait.
 type scanArgs struct {
-	scan.Request
+	scanargs.Request
 	Wait bool `json:"wait,omitempty" default:"true" desc:"true: return the result. false: return the scan_id at once; poll get_scan. Example: false"`
 }
 
-func scanTool(rules scan.Rules) mcp.Tool {
+func scanTool(rules scanargs.Rules) mcp.Tool {
 	maxT := int(rules.MaxTimeout.Seconds())
 	defT := int(rules.DefaultTimeout.Seconds())
 	opts := append(annotations("Nmap scan"),
@@ -109,12 +109,12 @@ func (h *handlers) scan(ctx context.Context, req mcp.CallToolRequest) (*mcp.Call
 	if w, ok := args["wait"].(bool); ok {
 		wait = w
 	}
-	delete(args, "wait") // the rest is a scan.Request
+	delete(args, "wait") // the rest is a scanargs.Request
 	raw, err := json.Marshal(args)
 	if err != nil {
 		return mcp.NewToolResultErrorf("could not read the arguments: %v", err), nil
 	}
-	sreq, err := scan.DecodeRequest(raw)
+	sreq, err := scanargs.DecodeRequest(raw)
 	if err != nil {
 		h.Refused("validation")
 		return refused(err), nil
@@ -142,7 +142,7 @@ func (h *handlers) refusal(err error) *mcp.CallToolResult {
 	var (
 		full   *scans.QueueFullError
 		share  *scans.ShareError
-		field  *scan.FieldError
+		field  *scanargs.FieldError
 		scope  *policy.Refusal
 		budget *policy.BudgetError
 	)

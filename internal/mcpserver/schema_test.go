@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nmap-mcp/nmap-mcp/internal/scan"
+	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
 )
 
 // Every tool's schemas, derived from the Go types, have the shape LM
@@ -14,7 +14,7 @@ import (
 // $defs, no boolean subschema, every array with its items, and every
 // property typed. Pure logic: no engine needed.
 func TestDerivedSchemasAreClientSafe(t *testing.T) {
-	rules := scan.Rules{MaxTimeout: 600 * time.Second, DefaultTimeout: 220 * time.Second}
+	rules := scanargs.Rules{MaxTimeout: 600 * time.Second, DefaultTimeout: 220 * time.Second}
 	for _, tool := range append([]any{}, scanTool(rules), versionTool(), listTool(), getTool(), diffTool(), cancelTool(), scopeTool()) {
 		b, _ := json.Marshal(tool)
 		var m map[string]any
@@ -42,7 +42,7 @@ func TestDerivedSchemasAreClientSafe(t *testing.T) {
 			t.Errorf("nmap_scan schema lacks %s", want)
 		}
 	}
-	if got := strings.Join(scan.ParameterNames, ","); !strings.HasPrefix(got, "targets,scan_type,ports,top_ports") {
+	if got := strings.Join(scanargs.ParameterNames, ","); !strings.HasPrefix(got, "targets,scan_type,ports,top_ports") {
 		t.Errorf("parameter names %s", got)
 	}
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
-	"github.com/nmap-mcp/nmap-mcp/internal/scan"
+	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 	"github.com/nmap-mcp/nmap-mcp/internal/watches"
 )
@@ -22,7 +22,7 @@ type watchCreateArgs struct {
 	Name            string `json:"name" minLength:"1" maxLength:"63" desc:"a name for the watch: lowercase letters, digits, dots, hyphens, underscores. Example: lab-web"`
 	IntervalSeconds int    `json:"interval_seconds" min:"1" desc:"seconds between runs (at least the deployment's minimum, 900 by default). Example: 3600"`
 	Webhook         string `json:"webhook,omitempty" desc:"optional URL to POST each change to (signed; must be allowed by the deployment). Example: https://hooks.lab/nmap"`
-	scan.Request
+	scanargs.Request
 }
 
 type watchNameArgs struct {

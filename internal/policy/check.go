@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nmap-mcp/nmap-mcp/internal/scan"
+	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
 )
 
 // Check decides whether plan may run. On success it returns the plan
@@ -17,7 +17,7 @@ import (
 // scripts expanded to the explicit list that may run. It spends no budget:
 // Spend does, once the scan has its place in the queue. Refusals are
 // *Refusal.
-func (p *Policy) Check(ctx context.Context, plan *scan.Plan) (*scan.Plan, error) {
+func (p *Policy) Check(ctx context.Context, plan *scanargs.Plan) (*scanargs.Plan, error) {
 	if err := p.checkTechniques(plan); err != nil {
 		return nil, err
 	}
@@ -68,11 +68,11 @@ func (p *Policy) Check(ctx context.Context, plan *scan.Plan) (*scan.Plan, error)
 	return pinned, nil
 }
 
-func (p *Policy) checkTechniques(plan *scan.Plan) error {
+func (p *Policy) checkTechniques(plan *scanargs.Plan) error {
 	switch {
-	case plan.Type == scan.SYN && !p.cfg.SYN:
+	case plan.Type == scanargs.SYN && !p.cfg.SYN:
 		return &Refusal{Reason: "SYN scans are switched off in this deployment", Key: "techniques.syn"}
-	case plan.Type == scan.UDP && !p.cfg.UDP:
+	case plan.Type == scanargs.UDP && !p.cfg.UDP:
 		return &Refusal{Reason: "UDP scans are switched off in this deployment", Key: "techniques.udp"}
 	case plan.OSDetection && !p.cfg.OSDetection:
 		return &Refusal{Reason: "OS detection is switched off in this deployment", Key: "techniques.os_detection"}

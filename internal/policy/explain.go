@@ -5,7 +5,7 @@ import (
 	"errors"
 	"net/netip"
 
-	"github.com/nmap-mcp/nmap-mcp/internal/scan"
+	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
 )
 
 // Decision is the scope's answer for one target, found without scanning:
@@ -26,7 +26,7 @@ type Decision struct {
 // Explain decides each target as Check would, target by target, without
 // spending a budget or scanning. Only names an allow rule names are
 // resolved (see resolveName).
-func (p *Policy) Explain(ctx context.Context, targets []scan.Target) []Decision {
+func (p *Policy) Explain(ctx context.Context, targets []scanargs.Target) []Decision {
 	out := make([]Decision, 0, len(targets))
 	for _, t := range targets {
 		d := Decision{Target: t.Text, Addresses: []string{}}

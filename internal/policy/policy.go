@@ -20,7 +20,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nmap-mcp/nmap-mcp/internal/scan"
+	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
 )
 
 // DefaultAllow is the built-in allow list: loopback, RFC 1918, ULA, and
@@ -169,7 +169,7 @@ func isHostRule(s string) bool {
 	return true
 }
 
-func isName(s string) bool { return scan.ValidName(s, 63) }
+func isName(s string) bool { return scanargs.ValidName(s, 63) }
 
 func (r rule) matchesName(name string) bool {
 	if r.name == "" {

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nmap-mcp/nmap-mcp/internal/scan"
+	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
 )
 
 // fakeDNS is a resolver the test controls. Nothing here sends a packet:
@@ -35,9 +35,9 @@ var dns = fakeDNS{
 	"v6meta.evil.test":    {"fd00:ec2::254"},
 }
 
-func plan(t *testing.T, req scan.Request) *scan.Plan {
+func plan(t *testing.T, req scanargs.Request) *scanargs.Plan {
 	t.Helper()
-	p, err := req.Plan(scan.DefaultRules())
+	p, err := req.Plan(scanargs.DefaultRules())
 	if err != nil {
 		t.Fatalf("Plan(%+v): %v", req, err)
 	}
@@ -87,7 +87,7 @@ func TestScope(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.targets, func(t *testing.T) {
-			pinned, err := pol.Check(context.Background(), plan(t, scan.Request{Targets: c.targets}))
+			pinned, err := pol.Check(context.Background(), plan(t, scanargs.Request{Targets: c.targets}))
 			if c.ok {
 				if err != nil {
 					t.Fatalf("refused: %v", err)
@@ -109,11 +109,11 @@ func TestScope(t *testing.T) {
 // addresses of its family; the names stay for the report.
 func TestPinningAndFamilies(t *testing.T) {
 	pol, _ := New(resolving(), dns, nil)
-	p4, err := pol.Check(context.Background(), plan(t, scan.Request{Targets: "lab.internal.test"}))
+	p4, err := pol.Check(context.Background(), plan(t, scanargs.Request{Targets: "lab.internal.test"}))
 	if err != nil || p4.TargetList() != "10.1.2.3" || p4.Names["10.1.2.3"][0] != "lab.internal.test" {
 		t.Fatalf("v4: %v %+v", err, p4)
 	}
-	p6, err := pol.Check(context.Background(), plan(t, scan.Request{Targets: "::1 lab.internal.test"}))
+	p6, err := pol.Check(context.Background(), plan(t, scanargs.Request{Targets: "::1 lab.internal.test"}))
 	if err != nil || p6.TargetList() != "::1 fd12::3" || !p6.IPv6 {
 		t.Fatalf("v6: %v %q", err, p6.TargetList())
 	}

@@ -8,7 +8,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/nmap-mcp/nmap-mcp/internal/scan"
+	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
 )
 
 // ScriptIndex is what the policy knows of the scanner image's NSE scripts,
@@ -184,7 +184,7 @@ func (idx *ScriptIndex) isCategory(c string) bool {
 // that is not allowed, or a request that leaves nothing to run is refused.
 // nmap is then given only script names: never a category or an expression,
 // so a category cannot pull in scripts of other categories.
-func (p *Policy) expandScripts(ctx context.Context, plan *scan.Plan) ([]string, []scan.DroppedScript, error) {
+func (p *Policy) expandScripts(ctx context.Context, plan *scanargs.Plan) ([]string, []scanargs.DroppedScript, error) {
 	if len(plan.Scripts) == 0 {
 		return nil, nil, nil
 	}
@@ -240,15 +240,15 @@ func (p *Policy) expandScripts(ctx context.Context, plan *scan.Plan) ([]string, 
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	var out []scan.DroppedScript
+	var out []scanargs.DroppedScript
 	for n, why := range dropped {
-		out = append(out, scan.DroppedScript{Name: n, Reason: why})
+		out = append(out, scanargs.DroppedScript{Name: n, Reason: why})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	for _, kv := range plan.ScriptArgs {
 		k, _, _ := strings.Cut(kv, "=")
 		if !idx.documents(names, k) {
-			return nil, nil, &scan.FieldError{Field: "script_args", Value: kv,
+			return nil, nil, &scanargs.FieldError{Field: "script_args", Value: kv,
 				Rule: fmt.Sprintf("no script that will run (%s) documents the argument %q (@args in the script or a library it requires); only documented arguments are passed", clipNames(names), k)}
 		}
 	}

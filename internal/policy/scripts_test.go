@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nmap-mcp/nmap-mcp/internal/scan"
+	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
 )
 
 // These tests call the policy directly: nothing here sends a packet.
@@ -42,38 +42,38 @@ func TestTechniquesAndScripts(t *testing.T) {
 	cfg.UDP, cfg.OSDetection = false, false
 	pol, _ := New(cfg, dns, testIndex)
 	for _, c := range []struct {
-		req  scan.Request
+		req  scanargs.Request
 		want string
 	}{
-		{scan.Request{Targets: "127.0.0.1", ScanType: "udp"}, "techniques.udp"},
-		{scan.Request{Targets: "127.0.0.1", OSDetection: true}, "techniques.os_detection"},
-		{scan.Request{Targets: "127.0.0.1", Scripts: "vuln"}, `category "vuln" is refused`},
-		{scan.Request{Targets: "127.0.0.1", Scripts: "exploit"}, `"exploit"`},
-		{scan.Request{Targets: "127.0.0.1", Scripts: "dos,brute"}, `"dos"`},
-		{scan.Request{Targets: "127.0.0.1", Scripts: "intrusive"}, `"intrusive"`},
-		{scan.Request{Targets: "127.0.0.1", Scripts: "malware"}, `"malware"`},
-		{scan.Request{Targets: "127.0.0.1", Scripts: "external"}, `"external" is refused`},
-		{scan.Request{Targets: "127.0.0.1", Scripts: "broadcast"}, `"broadcast" is refused`},
-		{scan.Request{Targets: "127.0.0.1", Scripts: "ssh-brute"}, `category "brute"`},
-		{scan.Request{Targets: "127.0.0.1", Scripts: "smb-vuln-ms17-010"}, `category "vuln"`},
-		{scan.Request{Targets: "127.0.0.1", Scripts: "http-enum"}, `category "intrusive"`},
-		{scan.Request{Targets: "127.0.0.1", Scripts: "whois-ip"}, `category "external"`},
-		{scan.Request{Targets: "127.0.0.1", Scripts: "resolveall"}, "adds scan targets"},
-		{scan.Request{Targets: "127.0.0.1", Scripts: "qscan"}, "packet capture"},
-		{scan.Request{Targets: "127.0.0.1", Scripts: "no-such-script"}, "neither an NSE category nor a script"},
+		{scanargs.Request{Targets: "127.0.0.1", ScanType: "udp"}, "techniques.udp"},
+		{scanargs.Request{Targets: "127.0.0.1", OSDetection: true}, "techniques.os_detection"},
+		{scanargs.Request{Targets: "127.0.0.1", Scripts: "vuln"}, `category "vuln" is refused`},
+		{scanargs.Request{Targets: "127.0.0.1", Scripts: "exploit"}, `"exploit"`},
+		{scanargs.Request{Targets: "127.0.0.1", Scripts: "dos,brute"}, `"dos"`},
+		{scanargs.Request{Targets: "127.0.0.1", Scripts: "intrusive"}, `"intrusive"`},
+		{scanargs.Request{Targets: "127.0.0.1", Scripts: "malware"}, `"malware"`},
+		{scanargs.Request{Targets: "127.0.0.1", Scripts: "external"}, `"external" is refused`},
+		{scanargs.Request{Targets: "127.0.0.1", Scripts: "broadcast"}, `"broadcast" is refused`},
+		{scanargs.Request{Targets: "127.0.0.1", Scripts: "ssh-brute"}, `category "brute"`},
+		{scanargs.Request{Targets: "127.0.0.1", Scripts: "smb-vuln-ms17-010"}, `category "vuln"`},
+		{scanargs.Request{Targets: "127.0.0.1", Scripts: "http-enum"}, `category "intrusive"`},
+		{scanargs.Request{Targets: "127.0.0.1", Scripts: "whois-ip"}, `category "external"`},
+		{scanargs.Request{Targets: "127.0.0.1", Scripts: "resolveall"}, "adds scan targets"},
+		{scanargs.Request{Targets: "127.0.0.1", Scripts: "qscan"}, "packet capture"},
+		{scanargs.Request{Targets: "127.0.0.1", Scripts: "no-such-script"}, "neither an NSE category nor a script"},
 	} {
 		if _, err := pol.Check(context.Background(), plan(t, c.req)); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: %v; want %q", c.req, err, c.want)
 		}
 	}
 	for _, ok := range []string{"default", "safe,discovery", "http-title", "banner"} {
-		if _, err := pol.Check(context.Background(), plan(t, scan.Request{Targets: "127.0.0.1", Scripts: ok})); err != nil {
+		if _, err := pol.Check(context.Background(), plan(t, scanargs.Request{Targets: "127.0.0.1", Scripts: ok})); err != nil {
 			t.Errorf("scripts %s refused: %v", ok, err)
 		}
 	}
 	cfg.ScriptCategories = append(cfg.ScriptCategories, "vuln")
 	pol, _ = New(cfg, dns, testIndex)
-	if _, err := pol.Check(context.Background(), plan(t, scan.Request{Targets: "127.0.0.1", Scripts: "vuln"})); err != nil {
+	if _, err := pol.Check(context.Background(), plan(t, scanargs.Request{Targets: "127.0.0.1", Scripts: "vuln"})); err != nil {
 		t.Fatalf("vuln allowed by config, still refused: %v", err)
 	}
 }
@@ -83,7 +83,7 @@ func TestTechniquesAndScripts(t *testing.T) {
 // that add targets or capture packets; nmap is given names only.
 func TestCategoryExpandsToAllowedScriptsOnly(t *testing.T) {
 	pol, _ := New(DefaultConfig(), dns, testIndex)
-	p, err := pol.Check(context.Background(), plan(t, scan.Request{Targets: "127.0.0.1", Scripts: "discovery"}))
+	p, err := pol.Check(context.Background(), plan(t, scanargs.Request{Targets: "127.0.0.1", Scripts: "discovery"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,21 +109,21 @@ func TestCategoryExpandsToAllowedScriptsOnly(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.ScriptNames = []string{"resolveall", "qscan"}
 	pol, _ = New(cfg, dns, testIndex)
-	if _, err := pol.Check(context.Background(), plan(t, scan.Request{Targets: "127.0.0.1", Scripts: "resolveall"})); err != nil {
+	if _, err := pol.Check(context.Background(), plan(t, scanargs.Request{Targets: "127.0.0.1", Scripts: "resolveall"})); err != nil {
 		t.Fatalf("listed by name: %v", err)
 	}
-	if _, err := pol.Check(context.Background(), plan(t, scan.Request{Targets: "127.0.0.1", Scripts: "qscan"})); err == nil || !strings.Contains(err.Error(), "host network") {
+	if _, err := pol.Check(context.Background(), plan(t, scanargs.Request{Targets: "127.0.0.1", Scripts: "qscan"})); err == nil || !strings.Contains(err.Error(), "host network") {
 		t.Fatalf("capture on the host network: %v", err)
 	}
 	cfg.HostNetwork = false
 	pol, _ = New(cfg, dns, testIndex)
-	if _, err := pol.Check(context.Background(), plan(t, scan.Request{Targets: "127.0.0.1", Scripts: "qscan"})); err == nil || !strings.Contains(err.Error(), "host network") {
+	if _, err := pol.Check(context.Background(), plan(t, scanargs.Request{Targets: "127.0.0.1", Scripts: "qscan"})); err == nil || !strings.Contains(err.Error(), "host network") {
 		t.Fatalf("a loopback scan runs on the host network even when fenced, but a capture was let through: %v", err)
 	}
 	// The policy is only asked here; nothing is scanned.
 	cfg.Allow = append(cfg.Allow, "192.0.2.0/24")
 	pol, _ = New(cfg, dns, testIndex)
-	if _, err := pol.Check(context.Background(), plan(t, scan.Request{Targets: "192.0.2.7", Scripts: "qscan"})); err != nil {
+	if _, err := pol.Check(context.Background(), plan(t, scanargs.Request{Targets: "192.0.2.7", Scripts: "qscan"})); err != nil {
 		t.Fatalf("listed capture off the host network: %v", err)
 	}
 }
@@ -162,7 +162,7 @@ func TestThirdPartyScripts(t *testing.T) {
 	cfg.Allow = append(cfg.Allow, "192.0.2.0/24") // asked only: nothing is scanned
 	pol, _ := New(cfg, dns, thirdPartyIndex)
 	for _, target := range []string{"127.0.0.1", "192.0.2.7"} {
-		p, err := pol.Check(ctx, plan(t, scan.Request{Targets: target, Scripts: "default"}))
+		p, err := pol.Check(ctx, plan(t, scanargs.Request{Targets: target, Scripts: "default"}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -176,16 +176,16 @@ func TestThirdPartyScripts(t *testing.T) {
 		if target == "127.0.0.1" {
 			want = "never allowed on the host network"
 		}
-		if _, err := pol.Check(ctx, plan(t, scan.Request{Targets: target, Scripts: "ftp-bounce"})); err == nil || !strings.Contains(err.Error(), want) {
+		if _, err := pol.Check(ctx, plan(t, scanargs.Request{Targets: target, Scripts: "ftp-bounce"})); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: ftp-bounce by name, not listed: %v", target, err)
 		}
 	}
 	cfg.ScriptNames = []string{"ftp-bounce"}
 	pol, _ = New(cfg, dns, thirdPartyIndex)
-	if _, err := pol.Check(ctx, plan(t, scan.Request{Targets: "192.0.2.7", Scripts: "ftp-bounce"})); err != nil {
+	if _, err := pol.Check(ctx, plan(t, scanargs.Request{Targets: "192.0.2.7", Scripts: "ftp-bounce"})); err != nil {
 		t.Errorf("listed, off the host network: %v", err)
 	}
-	if _, err := pol.Check(ctx, plan(t, scan.Request{Targets: "127.0.0.1", Scripts: "ftp-bounce"})); err == nil || !strings.Contains(err.Error(), "never allowed on the host network") {
+	if _, err := pol.Check(ctx, plan(t, scanargs.Request{Targets: "127.0.0.1", Scripts: "ftp-bounce"})); err == nil || !strings.Contains(err.Error(), "never allowed on the host network") {
 		t.Errorf("listed, on the host network (loopback): %v", err)
 	}
 }
@@ -209,8 +209,8 @@ func TestScriptArgsMustBeDocumented(t *testing.T) {
 		{"http-title", "made.up=1", `"made.up"`},
 		{"default", "unknown=1", "documents the argument"},
 	} {
-		_, err := pol.Check(ctx, plan(t, scan.Request{Targets: "192.0.2.7", Scripts: c.scripts, ScriptArgs: c.args}))
-		var fe *scan.FieldError
+		_, err := pol.Check(ctx, plan(t, scanargs.Request{Targets: "192.0.2.7", Scripts: c.scripts, ScriptArgs: c.args}))
+		var fe *scanargs.FieldError
 		switch {
 		case c.want == "" && err != nil:
 			t.Errorf("%s %s refused: %v", c.scripts, c.args, err)
@@ -240,7 +240,7 @@ func TestAddressLimitAfterResolution(t *testing.T) {
 	cfg.Allow = append(cfg.Allow, "many.lab.test")
 	cfg.MaxAddressesPerScan = 5
 	pol, _ := New(cfg, many, nil)
-	_, err := pol.Check(context.Background(), plan(t, scan.Request{Targets: "many.lab.test"}))
+	_, err := pol.Check(context.Background(), plan(t, scanargs.Request{Targets: "many.lab.test"}))
 	if err == nil || !strings.Contains(err.Error(), "40 addresses") || !strings.Contains(err.Error(), "budgets.max_addresses_per_scan") {
 		t.Fatalf("40 resolved addresses with a limit of 5: %v", err)
 	}
@@ -260,14 +260,14 @@ func (c *countingDNS) LookupNetIP(_ context.Context, _, host string) ([]netip.Ad
 func TestNoLookupBeforeRefusal(t *testing.T) {
 	res := &countingDNS{}
 	pol, _ := New(DefaultConfig(), res, nil)
-	_, err := pol.Check(context.Background(), plan(t, scan.Request{Targets: "exfil-secret-data.attacker.test"}))
+	_, err := pol.Check(context.Background(), plan(t, scanargs.Request{Targets: "exfil-secret-data.attacker.test"}))
 	if err == nil || res.n != 0 || !strings.Contains(err.Error(), "resolve_unlisted_names") {
 		t.Fatalf("unlisted name: err %v, lookups %d", err, res.n)
 	}
 	cfg := DefaultConfig()
 	cfg.ResolveUnlistedNames = true
 	pol, _ = New(cfg, res, nil)
-	_, err = pol.Check(context.Background(), plan(t, scan.Request{Targets: "gone.example.test"}))
+	_, err = pol.Check(context.Background(), plan(t, scanargs.Request{Targets: "gone.example.test"}))
 	if err == nil || res.n != 1 || strings.Contains(err.Error(), "10.53.0.2") || !strings.Contains(err.Error(), "no such host") {
 		t.Fatalf("failed lookup: err %v, lookups %d", err, res.n)
 	}
@@ -286,11 +286,11 @@ func TestDenyAcrossFamilies(t *testing.T) {
 	for _, target := range []string{"::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe", "64:ff9b::169.254.169.254",
 		"2002:a9fe:a9fe::1", "2002:a9fe:a9fe::/116", "64:ff9b::a9fe:a900/120", "2001:0:4136:e378:8000:63bf:5601:5601",
 		"64:ff9b:1:a9fe:a9:fe00::", "2001::/116"} {
-		if _, err := pol.Check(context.Background(), plan(t, scan.Request{Targets: target})); err == nil || !strings.Contains(err.Error(), "169.254.169.254") {
+		if _, err := pol.Check(context.Background(), plan(t, scanargs.Request{Targets: target})); err == nil || !strings.Contains(err.Error(), "169.254.169.254") {
 			t.Errorf("%s: %v; want a refusal naming 169.254.169.254", target, err)
 		}
 	}
-	if _, err := pol.Check(context.Background(), plan(t, scan.Request{Targets: "2002:0a00:0001::1"})); err != nil {
+	if _, err := pol.Check(context.Background(), plan(t, scanargs.Request{Targets: "2002:0a00:0001::1"})); err != nil {
 		t.Errorf("6to4 of an allowed address: %v", err)
 	}
 }
@@ -302,7 +302,7 @@ func TestBudgets(t *testing.T) {
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	pol.now = func() time.Time { return now }
 	check := func(client, targets string) error {
-		p, err := pol.Check(context.Background(), plan(t, scan.Request{Targets: targets}))
+		p, err := pol.Check(context.Background(), plan(t, scanargs.Request{Targets: targets}))
 		if err != nil {
 			return err
 		}
@@ -340,7 +340,7 @@ func TestExplain(t *testing.T) {
 	res := &countingDNS{}
 	cfg := DefaultConfig()
 	pol, _ := New(cfg, fakeDNS{"localhost": {"127.0.0.1", "::1"}}, nil)
-	targets, err := scan.ParseTargetList("127.0.0.1, 169.254.169.254 localhost 8.8.8.8 10.1.0.0/16")
+	targets, err := scanargs.ParseTargetList("127.0.0.1, 169.254.169.254 localhost 8.8.8.8 10.1.0.0/16")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -358,7 +358,7 @@ func TestExplain(t *testing.T) {
 		t.Fatalf("%+v", ds)
 	}
 	pol, _ = New(cfg, res, nil)
-	targets, _ = scan.ParseTargetList("unlisted.example.test")
+	targets, _ = scanargs.ParseTargetList("unlisted.example.test")
 	if d := pol.Explain(context.Background(), targets)[0]; d.Allowed || res.n != 0 || d.Key != "scope.allow" {
 		t.Fatalf("unlisted name: %+v, %d lookups", d, res.n)
 	}

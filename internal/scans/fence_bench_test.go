@@ -10,7 +10,7 @@ import (
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
 	"github.com/nmap-mcp/nmap-mcp/fence"
-	"github.com/nmap-mcp/nmap-mcp/internal/scan"
+	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
@@ -72,7 +72,7 @@ func BenchmarkFencedScan(b *testing.B) {
 	fenced := func(svc *scans.Service) time.Duration {
 		quiet()
 		start := time.Now()
-		sc, err := svc.Submit(context.Background(), scan.Request{Targets: tg.IPv4.String(), Ports: ports}, scans.Options{})
+		sc, err := svc.Submit(context.Background(), scanargs.Request{Targets: tg.IPv4.String(), Ports: ports}, scans.Options{})
 		if err == nil {
 			err = sc.Err()
 		}

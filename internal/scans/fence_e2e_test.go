@@ -13,7 +13,7 @@ import (
 	"github.com/nmap-mcp/nmap-mcp/fence"
 	"github.com/nmap-mcp/nmap-mcp/internal/audit"
 	"github.com/nmap-mcp/nmap-mcp/internal/policy"
-	"github.com/nmap-mcp/nmap-mcp/internal/scan"
+	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
@@ -68,7 +68,7 @@ func TestFencedDeployment(t *testing.T) {
 	}
 	svc, _ := newFencedService(t, n, nil, pol)
 
-	rec, err := runScan(t, svc, scan.Request{Targets: "target.fence.test", Ports: "8080,22"})
+	rec, err := runScan(t, svc, scanargs.Request{Targets: "target.fence.test", Ports: "8080,22"})
 	text, _ := scans.RecordText(rec, scans.DefaultTextCap)
 	if err != nil {
 		t.Fatalf("fenced scan: %v\n%s", err, text)
@@ -94,7 +94,7 @@ func TestFencedDeployment(t *testing.T) {
 	}
 
 	port := testkit.TCPListener(t)
-	rec, err = runScan(t, svc, scan.Request{Targets: "127.0.0.1", Ports: fmt.Sprint(port)})
+	rec, err = runScan(t, svc, scanargs.Request{Targets: "127.0.0.1", Ports: fmt.Sprint(port)})
 	if err != nil {
 		t.Fatalf("loopback scan: %v", err)
 	}
@@ -107,14 +107,14 @@ func TestFencedDeployment(t *testing.T) {
 		t.Errorf("the model's text does not say \"fenced to loopback\":\n%s", brief)
 	}
 	// A raw-socket scan of loopback is refused before anything runs.
-	_, err = svc.Submit(context.Background(), scan.Request{Targets: "127.0.0.1", ScanType: "syn", Ports: fmt.Sprint(port)}, scans.Options{})
-	if fe := new(scan.FieldError); !errors.As(err, &fe) || fe.Field != "scan_type" || !strings.Contains(err.Error(), "connect") {
+	_, err = svc.Submit(context.Background(), scanargs.Request{Targets: "127.0.0.1", ScanType: "syn", Ports: fmt.Sprint(port)}, scans.Options{})
+	if fe := new(scanargs.FieldError); !errors.As(err, &fe) || fe.Field != "scan_type" || !strings.Contains(err.Error(), "connect") {
 		t.Errorf("a SYN scan of loopback inside the host fence: %v", err)
 	}
 
 	before, _ := svc.List(context.Background(), store.Filter{})
-	_, err = svc.Submit(context.Background(), scan.Request{Targets: "127.0.0.1 " + tg.IPv4.String(), Ports: "8080"}, scans.Options{})
-	var fe *scan.FieldError
+	_, err = svc.Submit(context.Background(), scanargs.Request{Targets: "127.0.0.1 " + tg.IPv4.String(), Ports: "8080"}, scans.Options{})
+	var fe *scanargs.FieldError
 	if !errors.As(err, &fe) || fe.Field != "targets" || !strings.Contains(err.Error(), "split them into two scans") {
 		t.Fatalf("mixed loopback and other targets: %v", err)
 	}
@@ -131,7 +131,7 @@ func TestFenceFailureIsRecorded(t *testing.T) {
 	n := env.Network(t, testkit.NetworkOptions{})
 	tg := env.Target(t, n, 8080)
 	svc, trail := newFencedService(t, n, func(rules string) string { return rules + "this is not a rule\n" }, nil)
-	rec, err := runScan(t, svc, scan.Request{Targets: tg.IPv4.String(), Ports: "8080"})
+	rec, err := runScan(t, svc, scanargs.Request{Targets: tg.IPv4.String(), Ports: "8080"})
 	var fe *fence.Error
 	if !errors.As(err, &fe) {
 		t.Fatalf("err %v, want a fence.Error", err)

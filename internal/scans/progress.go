@@ -6,7 +6,7 @@ import (
 	"sync"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
-	"github.com/nmap-mcp/nmap-mcp/internal/scan"
+	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
 )
 
 // Progress bounds on the overall 0..100 scale: the queue and container
@@ -32,7 +32,7 @@ type Tracker struct {
 }
 
 // NewTracker lays out the phases the plan will go through.
-func NewTracker(p *scan.Plan) *Tracker {
+func NewTracker(p *scanargs.Plan) *Tracker {
 	type part struct {
 		names  []string
 		weight float64
@@ -40,7 +40,7 @@ func NewTracker(p *scan.Plan) *Tracker {
 	discovery := part{[]string{"Ping Scan", "ARP Ping Scan", "Parallel DNS resolution", "System DNS resolution"}, 10}
 	var parts []part
 	switch {
-	case p.Type == scan.Ping:
+	case p.Type == scanargs.Ping:
 		discovery.weight = 100
 		parts = []part{discovery}
 	default:

@@ -4,12 +4,12 @@ import (
 	"testing"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
-	"github.com/nmap-mcp/nmap-mcp/internal/scan"
+	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
 )
 
 // Progress never goes backwards across nmap's tasks and host groups.
 func TestTrackerRises(t *testing.T) {
-	tr := NewTracker(&scan.Plan{Type: scan.SYN, ServiceVersions: true})
+	tr := NewTracker(&scanargs.Plan{Type: scanargs.SYN, ServiceVersions: true})
 	last := tr.Started()
 	steps := []results.Progress{
 		{Task: "Ping Scan", Percent: 50}, {Task: "Ping Scan", Percent: 100},

@@ -10,7 +10,7 @@ import (
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
 	"github.com/nmap-mcp/nmap-mcp/images"
-	"github.com/nmap-mcp/nmap-mcp/internal/scan"
+	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
@@ -206,7 +206,9 @@ func TestFinishedScanDoesNotHoldTheQueue(t *testing.T) {
 	}
 }
 
-func scanReq(port string) scan.Request { return scan.Request{Targets: "127.0.0.1", Ports: port} }
+func scanReq(port string) scanargs.Request {
+	return scanargs.Request{Targets: "127.0.0.1", Ports: port}
+}
 
 // A slot in teardown lends exactly one place in line, even with no
 // waiting room; the borrower gets the slot when the teardown ends; a

@@ -16,7 +16,7 @@ import (
 	"github.com/nmap-mcp/nmap-mcp/executor"
 	"github.com/nmap-mcp/nmap-mcp/images"
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
-	"github.com/nmap-mcp/nmap-mcp/internal/scan"
+	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
@@ -108,10 +108,10 @@ func (sc *Scan) Snapshot() Snapshot {
 // share and a place in the queue (refusing at once with a *ShareError or
 // *QueueFullError), then spends the client's budget — so a call refused
 // for the queue spends none — records and audits the scan as queued, and
-// runs it when a slot frees. Validation errors are *scan.FieldError,
+// runs it when a slot frees. Validation errors are *scanargs.FieldError,
 // policy refusals *policy.Refusal or *policy.BudgetError; after any
 // refusal nothing is recorded or run.
-func (s *Service) Submit(ctx context.Context, req scan.Request, opts Options) (*Scan, error) {
+func (s *Service) Submit(ctx context.Context, req scanargs.Request, opts Options) (*Scan, error) {
 	plan, err := req.Plan(s.Rules())
 	if err != nil {
 		return nil, err
@@ -184,7 +184,7 @@ func (s *Service) Submit(ctx context.Context, req scan.Request, opts Options) (*
 // Validate checks req as Submit would — arguments, scope, techniques,
 // scripts and placement — without recording, spending, queueing or
 // running anything (a watch checks its scan when it is created).
-func (s *Service) Validate(ctx context.Context, req scan.Request) error {
+func (s *Service) Validate(ctx context.Context, req scanargs.Request) error {
 	plan, err := req.Plan(s.Rules())
 	if err != nil {
 		return err
@@ -202,7 +202,7 @@ func (s *Service) Validate(ctx context.Context, req scan.Request) error {
 type run struct {
 	s      *Service
 	sc     *Scan
-	plan   *scan.Plan
+	plan   *scanargs.Plan
 	spec   sandbox.Spec
 	rec    *store.Record
 	events func(Event)
@@ -268,8 +268,8 @@ func (r *run) queued(pos int) {
 // Every scan gets -n: none reaches a resolver, and names were pinned by
 // the policy.
 // Mixing loopback and other targets in a fenced deployment is refused as
-// a *scan.FieldError.
-func (s *Service) place(plan *scan.Plan) (sandbox.Placement, error) {
+// a *scanargs.FieldError.
+func (s *Service) place(plan *scanargs.Plan) (sandbox.Placement, error) {
 	var prefixes []netip.Prefix
 	if s.cfg.Sandbox.FencedNetwork() != "" && !plan.AllLoopback() {
 		var err error
@@ -282,7 +282,7 @@ func (s *Service) place(plan *scan.Plan) (sandbox.Placement, error) {
 	place, err := sandbox.Place(s.cfg.Sandbox, prefixes)
 	var mixed *sandbox.MixedTargetsError
 	if errors.As(err, &mixed) {
-		return place, &scan.FieldError{Field: "targets", Value: plan.TargetList(), Rule: mixed.Error()}
+		return place, &scanargs.FieldError{Field: "targets", Value: plan.TargetList(), Rule: mixed.Error()}
 	}
 	if err != nil {
 		return place, fmt.Errorf("place the scan: %w", err)
@@ -292,10 +292,10 @@ func (s *Service) place(plan *scan.Plan) (sandbox.Placement, error) {
 	// the host fence: inside it, none may be opened.
 	if place.HostFence && plan.Privileged() {
 		field, value := "scan_type", string(plan.Type)
-		if plan.Type != scan.SYN && plan.Type != scan.UDP {
+		if plan.Type != scanargs.SYN && plan.Type != scanargs.UDP {
 			field, value = "os_detection", "true"
 		}
-		return place, &scan.FieldError{Field: field, Value: value, Rule: "needs raw sockets (a packet capture), which a scan of this machine's loopback " +
+		return place, &scanargs.FieldError{Field: field, Value: value, Rule: "needs raw sockets (a packet capture), which a scan of this machine's loopback " +
 			"cannot have inside the host fence (a packet socket sends on any host interface); use scan_type \"connect\" for loopback " +
 			"(the administrator can opt out of fencing with sandbox.network: host)"}
 	}
@@ -306,7 +306,7 @@ func (s *Service) place(plan *scan.Plan) (sandbox.Placement, error) {
 }
 
 // prepare builds the container spec and the record.
-func (r *run) prepare(req scan.Request, place sandbox.Placement, img images.Info) {
+func (r *run) prepare(req scanargs.Request, place sandbox.Placement, img images.Info) {
 	s, plan := r.s, r.plan
 	priv := sandbox.Unprivileged
 	if plan.Privileged() {
@@ -339,7 +339,7 @@ func allowed(place sandbox.Placement) uint64 {
 
 // planNotes are the record's notes for what the policy changed: the NSE
 // scripts a requested category stood for that were dropped, and why.
-func planNotes(plan *scan.Plan) []string {
+func planNotes(plan *scanargs.Plan) []string {
 	var notes []string
 	for _, d := range plan.ScriptsDropped {
 		notes = append(notes, fmt.Sprintf("NSE script %s not run: %s", d.Name, d.Reason))

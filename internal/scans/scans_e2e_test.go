@@ -12,7 +12,7 @@ import (
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
 	"github.com/nmap-mcp/nmap-mcp/internal/policy"
-	"github.com/nmap-mcp/nmap-mcp/internal/scan"
+	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
@@ -50,7 +50,7 @@ func newService(t *testing.T, pol scans.Checker) *scans.Service {
 
 func intp(n int) *int { return &n }
 
-func runScan(t *testing.T, svc *scans.Service, req scan.Request) (*store.Record, error) {
+func runScan(t *testing.T, svc *scans.Service, req scanargs.Request) (*store.Record, error) {
 	t.Helper()
 	sc, err := svc.Submit(context.Background(), req, scans.Options{})
 	if err != nil {
@@ -68,7 +68,7 @@ func TestTCPScansSeeOpenAndClosed(t *testing.T) {
 	svc := newService(t, nil)
 	for _, typ := range []string{"connect", "syn"} {
 		t.Run(typ, func(t *testing.T) {
-			rec, err := runScan(t, svc, scan.Request{Targets: "127.0.0.1", ScanType: typ, Ports: fmt.Sprintf("%d,%d", open, closed)})
+			rec, err := runScan(t, svc, scanargs.Request{Targets: "127.0.0.1", ScanType: typ, Ports: fmt.Sprintf("%d,%d", open, closed)})
 			text, _ := scans.RecordText(rec, scans.DefaultTextCap)
 			if err != nil {
 				t.Fatalf("scan: %v\n%s", err, text)
@@ -92,7 +92,7 @@ func TestTCPScansSeeOpenAndClosed(t *testing.T) {
 func TestUDPScanSeesListener(t *testing.T) {
 	testkit.NeedEngine(t)
 	port := testkit.UDPEcho(t)
-	rec, err := runScan(t, newService(t, nil), scan.Request{Targets: "127.0.0.1", ScanType: "udp", Ports: fmt.Sprint(port), Timing: "T4"})
+	rec, err := runScan(t, newService(t, nil), scanargs.Request{Targets: "127.0.0.1", ScanType: "udp", Ports: fmt.Sprint(port), Timing: "T4"})
 	if err != nil {
 		t.Fatalf("scan: %v", err)
 	}
@@ -103,7 +103,7 @@ func TestUDPScanSeesListener(t *testing.T) {
 func TestTimeoutKeepsPartialOutput(t *testing.T) {
 	testkit.NeedEngine(t)
 	svc := newService(t, nil)
-	rec, err := runScan(t, svc, scan.Request{Targets: "127.0.0.1", Ports: "1-50", Timing: "T0", TimeoutSeconds: intp(2)})
+	rec, err := runScan(t, svc, scanargs.Request{Targets: "127.0.0.1", Ports: "1-50", Timing: "T0", TimeoutSeconds: intp(2)})
 	var te *executor.TimeoutError
 	if !errors.As(err, &te) || rec.Status != store.TimedOut {
 		t.Fatalf("err = %v, status %s", err, rec.Status)
@@ -119,8 +119,8 @@ func TestRefusedScanRunsNothing(t *testing.T) {
 	testkit.NeedEngine(t)
 	svc := newService(t, nil)
 	for _, targets := range []string{"-iL=/etc/passwd", "--script=vuln", "10.0.0.0/8"} {
-		sc, err := svc.Submit(context.Background(), scan.Request{Targets: targets}, scans.Options{})
-		var fe *scan.FieldError
+		sc, err := svc.Submit(context.Background(), scanargs.Request{Targets: targets}, scans.Options{})
+		var fe *scanargs.FieldError
 		if sc != nil || !errors.As(err, &fe) {
 			t.Fatalf("%s: scan %v, err %v; want a refusal and no scan", targets, sc, err)
 		}
@@ -176,7 +176,7 @@ func TestDiscoveryCategoryRunsOnlyAllowedScripts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan, err := scan.Request{Targets: "127.0.0.1", Ports: "80", Scripts: "discovery"}.Plan(scan.DefaultRules())
+	plan, err := scanargs.Request{Targets: "127.0.0.1", Ports: "80", Scripts: "discovery"}.Plan(scanargs.DefaultRules())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,7 @@ import (
 	"github.com/nmap-mcp/nmap-mcp/images"
 	"github.com/nmap-mcp/nmap-mcp/internal/policy"
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
-	"github.com/nmap-mcp/nmap-mcp/internal/scan"
+	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
@@ -38,7 +38,7 @@ import (
 // pinned to vetted addresses, and spends a client's budget; *policy.Policy
 // is one.
 type Checker interface {
-	Check(ctx context.Context, plan *scan.Plan) (*scan.Plan, error)
+	Check(ctx context.Context, plan *scanargs.Plan) (*scanargs.Plan, error)
 	Spend(client string, addresses uint64) error
 }
 
@@ -168,8 +168,8 @@ func (s *Service) ready(ctx context.Context) (images.Info, error) {
 }
 
 // Rules are the validation bounds in force.
-func (s *Service) Rules() scan.Rules {
-	return scan.Rules{MaxAddresses: s.cfg.MaxAddresses, DefaultTimeout: s.cfg.Sandbox.Limits.Timeout,
+func (s *Service) Rules() scanargs.Rules {
+	return scanargs.Rules{MaxAddresses: s.cfg.MaxAddresses, DefaultTimeout: s.cfg.Sandbox.Limits.Timeout,
 		MaxTimeout: s.cfg.Sandbox.Limits.MaxTimeout}
 }
 
@@ -380,15 +380,15 @@ func (s *Service) Close(ctx context.Context) error {
 
 // Explainer answers for targets without scanning; *policy.Policy is one.
 type Explainer interface {
-	Explain(ctx context.Context, targets []scan.Target) []policy.Decision
+	Explain(ctx context.Context, targets []scanargs.Target) []policy.Decision
 }
 
 // CheckScope says, without scanning, spending a budget or recording
 // anything, whether each target would be allowed, what a hostname
 // resolves to and which rule decides. Malformed targets are a
-// *scan.FieldError.
+// *scanargs.FieldError.
 func (s *Service) CheckScope(ctx context.Context, targets string) ([]policy.Decision, error) {
-	list, err := scan.ParseTargetList(targets)
+	list, err := scanargs.ParseTargetList(targets)
 	if err != nil {
 		return nil, err
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/nmap-mcp/nmap-mcp/images"
 	"github.com/nmap-mcp/nmap-mcp/internal/audit"
 	"github.com/nmap-mcp/nmap-mcp/internal/policy"
-	"github.com/nmap-mcp/nmap-mcp/internal/scan"
+	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
@@ -156,11 +156,11 @@ func newFixture(t *testing.T, cfg scans.Config, pcfg *policy.Config) *fixture {
 	return f
 }
 
-func req(port int) scan.Request {
-	return scan.Request{Targets: "127.0.0.1", Ports: fmt.Sprint(port)}
+func req(port int) scanargs.Request {
+	return scanargs.Request{Targets: "127.0.0.1", Ports: fmt.Sprint(port)}
 }
 
-func (f *fixture) submit(t *testing.T, r scan.Request) *scans.Scan {
+func (f *fixture) submit(t *testing.T, r scanargs.Request) *scans.Scan {
 	t.Helper()
 	sc, err := f.svc.Submit(context.Background(), r, scans.Options{Detach: true})
 	if err != nil {

@@ -37,7 +37,7 @@ import (
 	"time"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
-	"github.com/nmap-mcp/nmap-mcp/internal/scan"
+	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 )
@@ -139,7 +139,7 @@ var validName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
 // least MinInterval, its webhook inside the allowlist (it is stored and
 // sent as re-serialised by CheckWebhook). The name must be new among the
 // caller's own watches only. The first run is due at once.
-func (s *Service) Create(ctx context.Context, name string, req scan.Request, interval time.Duration, webhook string) (*store.Watch, error) {
+func (s *Service) Create(ctx context.Context, name string, req scanargs.Request, interval time.Duration, webhook string) (*store.Watch, error) {
 	if !validName.MatchString(name) {
 		return nil, &FieldError{"name", name, "must be 1-63 lowercase letters, digits, dots, hyphens or underscores, starting with a letter or digit"}
 	}
@@ -386,7 +386,7 @@ func (s *Service) runOnce(ctx context.Context, w *store.Watch) {
 		s.pause(ctx, w, reason)
 		return
 	}
-	var req scan.Request
+	var req scanargs.Request
 	if err := json.Unmarshal(w.Request, &req); err != nil {
 		log.Error("watch request unreadable; skipping a run", "err", err)
 		w.NextRun = time.Now().Add(w.Interval)
@@ -487,7 +487,7 @@ func (s *Service) deliverable(w *store.Watch) bool {
 
 // Targets is what a watch scans, read from its request.
 func Targets(w *store.Watch) string {
-	var req scan.Request
+	var req scanargs.Request
 	_ = json.Unmarshal(w.Request, &req)
 	return req.Targets
 }

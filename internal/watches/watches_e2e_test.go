@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
-	"github.com/nmap-mcp/nmap-mcp/internal/scan"
+	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
@@ -47,7 +47,7 @@ func TestOverdueWatchRunsOnce(t *testing.T) {
 	testkit.NeedEngine(t)
 	ws, st := newService(t, watches.Config{MinInterval: time.Second})
 	port := testkit.TCPListener(t)
-	body, _ := json.Marshal(scan.Request{Targets: "127.0.0.1", Ports: fmt.Sprint(port)})
+	body, _ := json.Marshal(scanargs.Request{Targets: "127.0.0.1", Ports: fmt.Sprint(port)})
 	long := time.Hour
 	if err := st.CreateWatch(context.Background(), &store.Watch{Name: "overdue", Client: "local", Request: body, Interval: long,
 		Created: time.Now().Add(-10 * long), NextRun: time.Now().Add(-9 * long)}); err != nil {
@@ -75,11 +75,11 @@ func TestOverdueWatchRunsOnce(t *testing.T) {
 func TestCreateRefusals(t *testing.T) {
 	testkit.NeedEngine(t)
 	ws, st := newService(t, watches.Config{MinInterval: time.Minute, WebhookAllow: []string{"https://hooks.lab/nmap/"}})
-	ok := scan.Request{Targets: "127.0.0.1", Ports: "22"}
+	ok := scanargs.Request{Targets: "127.0.0.1", Ports: "22"}
 	ctx := context.Background()
 	for _, c := range []struct {
 		name     string
-		req      scan.Request
+		req      scanargs.Request
 		interval time.Duration
 		hook     string
 		field    string
@@ -95,7 +95,7 @@ func TestCreateRefusals(t *testing.T) {
 			t.Errorf("%s: %v, want a refusal of %s", c.name, err, c.field)
 		}
 	}
-	if _, err := ws.Create(ctx, "bad-scan", scan.Request{Targets: "-iL=/etc/passwd"}, time.Hour, ""); err == nil {
+	if _, err := ws.Create(ctx, "bad-scan", scanargs.Request{Targets: "-iL=/etc/passwd"}, time.Hour, ""); err == nil {
 		t.Error("a watch whose scan could never run was created")
 	}
 	if _, err := ws.Create(ctx, "good", ok, time.Hour, "https://hooks.lab/nmap/lab"); err != nil {

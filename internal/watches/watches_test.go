@@ -14,7 +14,7 @@ import (
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
 	"github.com/nmap-mcp/nmap-mcp/images"
-	"github.com/nmap-mcp/nmap-mcp/internal/scan"
+	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
@@ -138,7 +138,7 @@ func (f *fixture) started(t *testing.T) string {
 	}
 }
 
-var lab = scan.Request{Targets: "127.0.0.1", Ports: "22"}
+var lab = scanargs.Request{Targets: "127.0.0.1", Ports: "22"}
 
 func as(client string) context.Context { return scans.WithClient(context.Background(), client) }
 

@@ -17,7 +17,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
-	"github.com/nmap-mcp/nmap-mcp/internal/scan"
+	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
@@ -103,7 +103,7 @@ func TestBrowser(t *testing.T) {
 		_ = ex.Close(context.Background())
 	})
 	ctx := scans.WithClient(context.Background(), "alice")
-	run := func(req scan.Request) *store.Record {
+	run := func(req scanargs.Request) *store.Record {
 		t.Helper()
 		sc, err := svc.Submit(ctx, req, scans.Options{})
 		if err != nil {
@@ -120,12 +120,12 @@ func TestBrowser(t *testing.T) {
 	p1 := bannerListener(t, 0, hostileBanner)
 	p2 := testkit.ClosedTCPPort(t)
 	ports := fmt.Sprintf("%d,%d", p1, p2)
-	a := run(scan.Request{Targets: "127.0.0.1", Ports: ports, Scripts: "banner"})
+	a := run(scanargs.Request{Targets: "127.0.0.1", Ports: ports, Scripts: "banner"})
 	bannerListener(t, p2, "SSH-2.0-OpenSSH_9.2p1\r\n")
-	b := run(scan.Request{Targets: "127.0.0.1", Ports: ports})
+	b := run(scanargs.Request{Targets: "127.0.0.1", Ports: ports})
 	// A slow scan (polite timing: 0.4 s between probes) whose progress
 	// the running page shows; cancelled when the test ends.
-	slow, err := svc.Submit(ctx, scan.Request{Targets: "127.0.0.1", Ports: "1-300", Timing: "T2", TimeoutSeconds: intp(200)}, scans.Options{Detach: true})
+	slow, err := svc.Submit(ctx, scanargs.Request{Targets: "127.0.0.1", Ports: "1-300", Timing: "T2", TimeoutSeconds: intp(200)}, scans.Options{Detach: true})
 	if err != nil {
 		t.Fatal(err)
 	}
