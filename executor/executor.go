@@ -17,14 +17,15 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
 
-	"github.com/nmap-mcp/nmap-mcp/fence"
+	"github.com/nmap-mcp/nmap-mcp/executor/fencer"
+	"github.com/nmap-mcp/nmap-mcp/internal/fence"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
 
 // Engine is the part of the Docker client the executor uses;
 // *client.Client satisfies it.
 type Engine interface {
-	fence.Containers // create, attach, start, remove
+	fencer.Containers // create, attach, start, remove
 	ContainerWait(ctx context.Context, container string, condition container.WaitCondition) (<-chan container.WaitResponse, <-chan error)
 	ContainerKill(ctx context.Context, container, signal string) error
 	ContainerInspect(ctx context.Context, container string) (container.InspectResponse, error)
@@ -232,7 +233,7 @@ func (e *Executor) Run(ctx context.Context, job Job) (*Result, error) {
 	// the fence is in place.
 	if job.Spec.HostFence {
 		if e.hostFence == nil {
-			return res, &fence.HostError{Err: errors.New("this runner has no host fence")}
+			return res, &fencer.HostError{Err: errors.New("this runner has no host fence")}
 		}
 		parent, err := e.hostFence.Ensure(ctx)
 		if err != nil {
@@ -245,7 +246,7 @@ func (e *Executor) Run(ctx context.Context, job Job) (*Result, error) {
 		job.Spec.CgroupParent = parent
 		emit("fenced", "", "host network fenced to loopback, cgroup "+parent)
 	}
-	cfg, hc := sandbox.Docker(job.Spec)
+	cfg, hc := DockerConfig(job.Spec)
 	created, err := e.engine.ContainerCreate(stepCtx, cfg, hc, nil, nil, job.Spec.Name)
 	if err != nil {
 		release()
@@ -578,11 +579,11 @@ func (e *Executor) removeOnce(id string) bool {
 }
 
 // removeRetrying removes the container, retrying with backoff until it is
-// gone or Close is called (fence.RemoveRetrying); a container it gives up
+// gone or Close is called (fencer.RemoveRetrying); a container it gives up
 // on is named by Close.
 func (e *Executor) removeRetrying(id string) error {
 	start := time.Now()
-	if err := fence.RemoveRetrying(e.engine, id, e.stop, e.cleanup, nil); err != nil {
+	if err := fencer.RemoveRetrying(e.engine, id, e.stop, e.cleanup, nil); err != nil {
 		e.log.Error("remove container; the next start-up sweep will retry", "container", shortID(id), "err", err)
 		e.mu.Lock()
 		e.abandoned = append(e.abandoned, shortID(id))

@@ -255,7 +255,7 @@ func TestSweepRemovesOrphansOnly(t *testing.T) {
 	deadPID := child.ProcessState.Pid()
 
 	mk := func(name string, pid int) string {
-		cfg, hc := sandbox.Config(env.Options(sandbox.DefaultLimits()), sandbox.Scan{ID: name, Image: env.Image.Tag, Args: []string{"--version"}, Placement: testkit.HostPlacement})
+		cfg, hc := executor.DockerConfig(sandbox.New(env.Options(sandbox.DefaultLimits()), sandbox.Scan{ID: name, Image: env.Image.Tag, Args: []string{"--version"}, Placement: testkit.HostPlacement}))
 		cfg.Labels[sandbox.LabelOwnerPID] = strconv.Itoa(pid)
 		c, err := env.Client.ContainerCreate(ctx, cfg, hc, nil, nil, "")
 		if err != nil {
@@ -267,7 +267,7 @@ func TestSweepRemovesOrphansOnly(t *testing.T) {
 	mine := mk("mine", os.Getpid())
 	// Regression (security review 12): a container with our managed label
 	// but not our full label set is not ours to remove.
-	cfg, hc := sandbox.Config(env.Options(sandbox.DefaultLimits()), sandbox.Scan{ID: "stranger", Image: env.Image.Tag, Args: []string{"--version"}, Placement: testkit.HostPlacement})
+	cfg, hc := executor.DockerConfig(sandbox.New(env.Options(sandbox.DefaultLimits()), sandbox.Scan{ID: "stranger", Image: env.Image.Tag, Args: []string{"--version"}, Placement: testkit.HostPlacement}))
 	cfg.Labels = map[string]string{sandbox.LabelManaged: "true"}
 	c, err := env.Client.ContainerCreate(ctx, cfg, hc, nil, nil, "")
 	if err != nil {

@@ -19,7 +19,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
-	"github.com/nmap-mcp/nmap-mcp/fence"
+	"github.com/nmap-mcp/nmap-mcp/executor/fencer"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
 
@@ -158,7 +158,7 @@ func TestLostContainerRetriesEndWithClose(t *testing.T) {
 		t.Fatalf("Close: %v; want the container left to the sweep named", err)
 	}
 	n := eng.removes.Load()
-	time.Sleep(fence.RetryMax + time.Second) // longer than the largest backoff step
+	time.Sleep(fencer.RetryMax + time.Second) // longer than the largest backoff step
 	if m := eng.removes.Load(); m > n+1 {
 		t.Fatalf("removal retried after Close gave up: %d attempts, then %d", n, m)
 	}

@@ -1,6 +1,8 @@
-// Package sandbox is the one place that turns a validated scan into
-// container configuration: user, capabilities, limits, network placement
-// (fenced or not, see Place), seccomp profile, filesystem and labels.
+// Package sandbox is the one place that turns a validated scan into a
+// runner-neutral container Spec: user, capabilities, limits, network
+// placement (fenced or not, see Place), seccomp profile, filesystem and
+// labels. Each runner renders a Spec in its own terms (the Docker runner:
+// executor.DockerConfig; the Kubernetes runner: a Job's pod).
 // Whatever the scan, the container is never privileged, has
 // no-new-privileges, a default-deny seccomp profile, a read-only root
 // filesystem, no host mounts and no Docker socket.
@@ -8,15 +10,11 @@ package sandbox
 
 import (
 	"fmt"
-	"maps"
 	"os"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/mount"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/owner"
 )
@@ -235,58 +233,6 @@ func New(opts Options, s Scan) Spec {
 		spec.CapAdd = []string{"NET_RAW"}
 	}
 	return spec
-}
-
-// Docker returns the Docker container and host configuration of a spec.
-func Docker(spec Spec) (*container.Config, *container.HostConfig) {
-	pids := spec.Pids
-	cfg := &container.Config{
-		Image:           spec.Image,
-		Entrypoint:      spec.Command[:1],
-		Cmd:             append([]string(nil), spec.Command[1:]...),
-		User:            fmt.Sprintf("%d:%d", spec.UID, spec.GID),
-		NetworkDisabled: spec.Network == "none",
-		AttachStdout:    true,
-		AttachStderr:    true,
-		Labels:          maps.Clone(spec.Labels),
-	}
-	hc := &container.HostConfig{
-		NetworkMode:    container.NetworkMode(spec.Network),
-		CapDrop:        []string{"ALL"},
-		CapAdd:         append([]string(nil), spec.CapAdd...),
-		SecurityOpt:    []string{"no-new-privileges"},
-		ReadonlyRootfs: true,
-		Tmpfs:          map[string]string{"/tmp": fmt.Sprintf("rw,noexec,nosuid,nodev,size=%d", spec.TmpfsBytes)},
-		Privileged:     false,
-		AutoRemove:     false,
-		Init:           new(bool),
-		Resources: container.Resources{
-			NanoCPUs:   int64(spec.CPUs * 1e9),
-			Memory:     spec.Memory,
-			MemorySwap: spec.Memory,
-			PidsLimit:  &pids,
-			// The host fence matches the sockets of this cgroup's tree.
-			CgroupParent: spec.CgroupParent,
-		},
-		LogConfig: container.LogConfig{Type: "none"},
-		Sysctls:   maps.Clone(spec.Sysctls),
-		// No resolver: an empty, read-only resolv.conf (the image resolves
-		// host names from /etc/hosts only), so neither libc nor NSE's DNS
-		// library can send a query, whatever network the scan is on.
-		Mounts: []mount.Mount{{Type: mount.TypeBind, Source: "/dev/null", Target: ResolvConf, ReadOnly: true}},
-	}
-	if len(hc.CapAdd) == 0 {
-		hc.CapAdd = nil
-	}
-	if len(spec.Seccomp) > 0 {
-		hc.SecurityOpt = append(hc.SecurityOpt, "seccomp="+string(spec.Seccomp))
-	}
-	return cfg, hc
-}
-
-// Config returns the Docker configuration for one scan: Docker(New(opts, s)).
-func Config(opts Options, s Scan) (*container.Config, *container.HostConfig) {
-	return Docker(New(opts, s))
 }
 
 // Describe is a one-line summary of the sandbox for a result header.

@@ -17,6 +17,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/nmap-mcp/nmap-mcp/executor"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
@@ -283,7 +284,7 @@ func TestStartupSweepsOrphans(t *testing.T) {
 	if err := dead.Run(); err != nil {
 		t.Fatal(err)
 	}
-	cfg, hc := sandbox.Config(env.Options(sandbox.DefaultLimits()), sandbox.Scan{ID: "orphan", Image: env.Image.Tag, Args: []string{"--version"}, Placement: testkit.HostPlacement})
+	cfg, hc := executor.DockerConfig(sandbox.New(env.Options(sandbox.DefaultLimits()), sandbox.Scan{ID: "orphan", Image: env.Image.Tag, Args: []string{"--version"}, Placement: testkit.HostPlacement}))
 	cfg.Labels[sandbox.LabelOwnerPID] = strconv.Itoa(dead.ProcessState.Pid())
 	c, err := env.Client.ContainerCreate(ctx, cfg, hc, nil, nil, "")
 	if err != nil {

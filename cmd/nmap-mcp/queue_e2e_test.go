@@ -14,7 +14,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/nmap-mcp/nmap-mcp/fence"
+	"github.com/nmap-mcp/nmap-mcp/executor/fencer"
 	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
@@ -27,7 +27,7 @@ func ourContainers(t *testing.T) []container.Summary {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return slices.DeleteFunc(list, func(c container.Summary) bool { return c.Labels[fence.LabelRole] == fence.RoleHostFence })
+	return slices.DeleteFunc(list, func(c container.Summary) bool { return c.Labels[fencer.LabelRole] == fencer.RoleHostFence })
 }
 
 // slowArgs is a scan slowed with the polite timing template.

@@ -14,14 +14,14 @@ import (
 	"time"
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
-	"github.com/nmap-mcp/nmap-mcp/fence"
+	"github.com/nmap-mcp/nmap-mcp/executor/fencer"
 	"github.com/nmap-mcp/nmap-mcp/images"
 	"github.com/nmap-mcp/nmap-mcp/internal/audit"
 	"github.com/nmap-mcp/nmap-mcp/internal/config"
+	"github.com/nmap-mcp/nmap-mcp/internal/kuberunner"
 	"github.com/nmap-mcp/nmap-mcp/internal/policy"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
-	"github.com/nmap-mcp/nmap-mcp/kuberunner"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
 
@@ -333,11 +333,11 @@ func (d *dockerConn) connect(ctx context.Context) (*dockerLive, error) {
 		if d.sweepAside {
 			warm, refill = 0, false // a one-shot CLI scan starts exactly the fencer it needs
 		}
-		ex.SetFencer(fence.NewPool(cli, fence.Config{Image: img.ID, Network: network,
+		ex.SetFencer(fencer.NewPool(cli, fencer.Config{Image: img.ID, Network: network,
 			Create: opts.Network == "" || opts.Network == sandbox.Fenced, Warm: warm, Refill: refill,
 			Labels: sandbox.OwnerLabels(opts.Instance)}, d.log))
 		// Scans of loopback run on the host network inside the host fence.
-		ex.SetHostFence(fence.NewHostFence(cli, fence.HostConfig{Image: img.ID, Labels: sandbox.OwnerLabels(opts.Instance)}, d.log))
+		ex.SetHostFence(fencer.NewHostFence(cli, fencer.HostConfig{Image: img.ID, Labels: sandbox.OwnerLabels(opts.Instance)}, d.log))
 	}
 	return &dockerLive{cli: cli, ex: ex, img: img}, nil
 }

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
-	"github.com/nmap-mcp/nmap-mcp/fence"
+	"github.com/nmap-mcp/nmap-mcp/executor/fencer"
 	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
@@ -40,13 +40,13 @@ func BenchmarkFencedScan(b *testing.B) {
 		"--pids-limit", "128", "--memory", "512m", "--memory-swap", "512m", "--cpus", "1", "--log-driver", "none",
 		env.Image.ID, "-oX", "-", "-n", "-sT", "-p", ports, "--", tg.IPv4.String()}
 
-	service := func(warm int) (*scans.Service, *fence.Pool) {
+	service := func(warm int) (*scans.Service, *fencer.Pool) {
 		st, err := store.Open(context.Background(), b.TempDir()+"/scans.db", 0)
 		if err != nil {
 			b.Fatal(err)
 		}
 		ex := executor.New(env.Client, nil)
-		pool := fence.NewPool(env.Client, fence.Config{Image: env.Image.ID, Network: n.Name, Warm: warm, Refill: warm > 0,
+		pool := fencer.NewPool(env.Client, fencer.Config{Image: env.Image.ID, Network: n.Name, Warm: warm, Refill: warm > 0,
 			Labels: sandbox.OwnerLabels(env.Instance)}, nil)
 		ex.SetFencer(pool)
 		svc := scans.New(scans.Config{Sandbox: sandbox.Options{Network: n.Name, Limits: sandbox.DefaultLimits(), Instance: env.Instance},

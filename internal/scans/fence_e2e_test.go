@@ -10,8 +10,9 @@ import (
 	"testing"
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
-	"github.com/nmap-mcp/nmap-mcp/fence"
+	"github.com/nmap-mcp/nmap-mcp/executor/fencer"
 	"github.com/nmap-mcp/nmap-mcp/internal/audit"
+	"github.com/nmap-mcp/nmap-mcp/internal/fence"
 	"github.com/nmap-mcp/nmap-mcp/internal/policy"
 	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
@@ -31,9 +32,9 @@ func newFencedService(t *testing.T, n *testkit.Network, tamper func(string) stri
 	t.Helper()
 	st, trail := testkit.OpenHistory(t)
 	ex := executor.New(env.Client, nil)
-	ex.SetFencer(fence.NewPool(env.Client, fence.Config{Image: env.Image.ID, Network: n.Name, Warm: 1, Refill: true,
+	ex.SetFencer(fencer.NewPool(env.Client, fencer.Config{Image: env.Image.ID, Network: n.Name, Warm: 1, Refill: true,
 		Labels: sandbox.OwnerLabels(env.Instance), Tamper: tamper}, nil))
-	ex.SetHostFence(fence.NewHostFence(env.Client, fence.HostConfig{Image: env.Image.ID, Labels: sandbox.OwnerLabels(env.Instance)}, nil))
+	ex.SetHostFence(fencer.NewHostFence(env.Client, fencer.HostConfig{Image: env.Image.ID, Labels: sandbox.OwnerLabels(env.Instance)}, nil))
 	opts := sandbox.Options{Network: n.Name, Limits: sandbox.DefaultLimits(), Instance: env.Instance}
 	svc := scans.New(scans.Config{Sandbox: opts, MaxAddresses: 4096, Concurrency: 2, QueueSize: 4},
 		scans.Deps{Runner: ex, Image: env.Image, Store: st, Audit: trail, Policy: pol})

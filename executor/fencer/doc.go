@@ -1,8 +1,9 @@
-// Package fence keeps a scan inside its approved targets at the kernel
-// level: each fenced scan gets its own network namespace on a Docker
-// network, and before nmap starts an nftables allowlist in that namespace
-// lets traffic go only to, and come only from, the vetted target
-// addresses — at the IP level (an inet table, output and input) and at the
+// Package fencer applies the network fence (the rulesets of package
+// internal/fence) to scans on Docker, keeping each scan inside its
+// approved targets at the kernel level: each fenced scan gets its own
+// network namespace on a Docker network, and before nmap starts an
+// nftables allowlist in that namespace lets traffic go only to, and come
+// only from, the vetted target addresses — at the IP level (an inet table, output and input) and at the
 // device level (a netdev egress hook on every interface, so raw Ethernet
 // sends, ARP and IPv6 neighbour discovery are fenced too).
 //
@@ -60,4 +61,4 @@
 // "filtered"; traceroute stops at the first hop). Scans of the host's
 // loopback run on the host's network inside the host fence (host.go);
 // scans in host mode are not fenced (see package sandbox).
-package fence
+package fencer

@@ -1,4 +1,4 @@
-package fence_test
+package fencer_test
 
 import (
 	"context"
@@ -23,7 +23,8 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
-	"github.com/nmap-mcp/nmap-mcp/fence"
+	"github.com/nmap-mcp/nmap-mcp/executor/fencer"
+	"github.com/nmap-mcp/nmap-mcp/internal/fence"
 	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
@@ -43,18 +44,18 @@ func TestMain(m *testing.M) {
 // rig is an executor with a fence pool on one test network.
 type rig struct {
 	ex   *executor.Executor
-	pool *fence.Pool
+	pool *fencer.Pool
 	net  *testkit.Network
 	opts sandbox.Options
 }
 
-func newRig(t *testing.T, n *testkit.Network, tune func(*fence.Config)) *rig {
+func newRig(t *testing.T, n *testkit.Network, tune func(*fencer.Config)) *rig {
 	t.Helper()
-	cfg := fence.Config{Image: env.Image.ID, Network: n.Name, Warm: 1, Refill: true, Labels: sandbox.OwnerLabels(env.Instance)}
+	cfg := fencer.Config{Image: env.Image.ID, Network: n.Name, Warm: 1, Refill: true, Labels: sandbox.OwnerLabels(env.Instance)}
 	if tune != nil {
 		tune(&cfg)
 	}
-	pool := fence.NewPool(env.Client, cfg, nil)
+	pool := fencer.NewPool(env.Client, cfg, nil)
 	ex := executor.New(env.Client, nil)
 	ex.SetFencer(pool)
 	t.Cleanup(func() {
@@ -289,7 +290,7 @@ func TestFencedContainerCannotTouchTheFence(t *testing.T) {
 	testkit.NeedEngine(t)
 	n := env.Network(t, testkit.NetworkOptions{})
 	tg := env.Target(t, n, 8080)
-	r := newRig(t, n, func(c *fence.Config) { c.Warm = 0 })
+	r := newRig(t, n, func(c *fencer.Config) { c.Warm = 0 })
 	spec := r.spec(t, sandbox.RawSockets, []netip.Addr{tg.IPv4})
 	spec.Command = []string{"/bin/sh", "-c", `grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status; nft flush ruleset; echo "nft-exit=$?"; mkdir /tmp/x; echo "mkdir-exit=$?"`}
 	sc, _ := r.run(t, spec)
@@ -327,7 +328,7 @@ func TestBrokenFenceFailsClosed(t *testing.T) {
 	testkit.NeedEngine(t)
 	n := env.Network(t, testkit.NetworkOptions{})
 	tg := env.Target(t, n, 8080)
-	r := newRig(t, n, func(c *fence.Config) {
+	r := newRig(t, n, func(c *fencer.Config) {
 		c.Tamper = func(rules string) string { return rules + "table inet broken { chain c { this is not a rule } }\n" }
 	})
 	mark := len(settle(t, tg))
@@ -359,7 +360,7 @@ func TestFenceIPv6(t *testing.T) {
 	// interface comes up, before any process in it (the fencer) can close
 	// it: run the control and start both fencers first and let those
 	// reports pass, so that what is counted is what the fenced scans send.
-	r := newRig(t, n, func(c *fence.Config) { c.Warm, c.Refill = 2, false })
+	r := newRig(t, n, func(c *fencer.Config) { c.Warm, c.Refill = 2, false })
 	control(t, r, forbidden, allowed, forbidden.IPv6.String(), "-6")
 	r.pool.Start()
 	if !testkit.Eventually(30*time.Second, r.pool.Ready) {
@@ -580,7 +581,7 @@ func TestFenceNeighbourSolicitations(t *testing.T) {
 		t.Logf("this host did not route the unfenced solicitation to the other network (IPv6 forwarding off?): the behind-gateway probe proves less here\n%s", ctl)
 	}
 
-	r := newRig(t, n, func(c *fence.Config) { c.Warm = 0 })
+	r := newRig(t, n, func(c *fencer.Config) { c.Warm = 0 })
 	spec := r.spec(t, sandbox.RawSockets, []netip.Addr{allowed.IPv6})
 	spec.Command = []string{"/bin/sh", "-c", "sleep 8; exec /usr/bin/nmap -6 -n -Pn -sS -oX - -p 8080 -- " + A}
 	id, done := r.startFenced(t, spec)
@@ -666,7 +667,7 @@ func TestFenceLearnsTheGatewayFromRoutes(t *testing.T) {
 	behind := env.Target(t, other, 8080)
 	// A fencer started ahead, whose interface has settled (duplicate
 	// address detection), as a server's are.
-	r := newRig(t, n, func(c *fence.Config) { c.Warm, c.Refill = 1, false })
+	r := newRig(t, n, func(c *fencer.Config) { c.Warm, c.Refill = 1, false })
 	r.pool.Start()
 	if !testkit.Eventually(30*time.Second, r.pool.Ready) {
 		t.Fatal("the fencer did not start")

@@ -1,4 +1,4 @@
-package fence_test
+package fencer_test
 
 import (
 	"bufio"
@@ -18,7 +18,8 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
-	"github.com/nmap-mcp/nmap-mcp/fence"
+	"github.com/nmap-mcp/nmap-mcp/executor/fencer"
+	"github.com/nmap-mcp/nmap-mcp/internal/fence"
 	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
@@ -34,13 +35,13 @@ import (
 
 type hostRig struct {
 	ex   *executor.Executor
-	hf   *fence.HostFence
+	hf   *fencer.HostFence
 	opts sandbox.Options
 }
 
 func newHostRig(t *testing.T) *hostRig {
 	t.Helper()
-	hf := fence.NewHostFence(env.Client, fence.HostConfig{Image: env.Image.ID, Labels: sandbox.OwnerLabels(env.Instance)}, nil)
+	hf := fencer.NewHostFence(env.Client, fencer.HostConfig{Image: env.Image.ID, Labels: sandbox.OwnerLabels(env.Instance)}, nil)
 	ex := executor.New(env.Client, nil)
 	ex.SetHostFence(hf)
 	t.Cleanup(func() {
@@ -184,7 +185,7 @@ func TestHostFenceRefusesPacketAndUnixSockets(t *testing.T) {
 		if fenced {
 			spec.CgroupParent = parent
 		}
-		cfg, hc := sandbox.Docker(spec)
+		cfg, hc := executor.DockerConfig(spec)
 		cfg.Entrypoint, cfg.Cmd = []string{"/sockprobe"}, nil
 		hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeBind, Source: bin, Target: "/sockprobe", ReadOnly: true})
 		hc.LogConfig = container.LogConfig{Type: "json-file"} // its lines are read back
@@ -371,7 +372,7 @@ func hostileFTP(t *testing.T) string {
 // same scan unfenced (go test -bench HostFence -run ^$ ./fence).
 func BenchmarkHostFence(b *testing.B) {
 	port := fmt.Sprint(testkit.TCPListener(b))
-	hf := fence.NewHostFence(env.Client, fence.HostConfig{Image: env.Image.ID, Labels: sandbox.OwnerLabels(env.Instance)}, nil)
+	hf := fencer.NewHostFence(env.Client, fencer.HostConfig{Image: env.Image.ID, Labels: sandbox.OwnerLabels(env.Instance)}, nil)
 	ex := executor.New(env.Client, nil)
 	ex.SetHostFence(hf)
 	defer ex.Close(context.Background())

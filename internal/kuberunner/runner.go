@@ -19,7 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
-	"github.com/nmap-mcp/nmap-mcp/fence"
+	"github.com/nmap-mcp/nmap-mcp/internal/fence"
 )
 
 // Runner runs scans as Jobs in one namespace; it is an executor.Runner.

@@ -1,4 +1,4 @@
-package fence
+package fencer
 
 import (
 	"context"
@@ -19,6 +19,8 @@ import (
 	"github.com/docker/docker/api/types/system"
 
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
+
+	"github.com/nmap-mcp/nmap-mcp/internal/fence"
 )
 
 // # The host fence
@@ -50,9 +52,6 @@ import (
 
 // Names of the host fence.
 const (
-	// TableHost is the inet table the host fence installs in the host's
-	// network namespace.
-	TableHost = "nmap_mcp_host"
 	// HostCgroupParent is the cgroup (cgroupfs driver) under which scan
 	// containers on the host network run; HostCgroupSlice is its name
 	// under the systemd driver.
@@ -116,28 +115,6 @@ func NewHostFence(engine HostEngine, cfg HostConfig, log *slog.Logger) *HostFenc
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &HostFence{engine: engine, cfg: cfg, log: log, live: map[string]bool{}, stop: make(chan struct{})}
-}
-
-// HostRuleset renders the host fence's table for the cgroup at path
-// (relative to the cgroup mount root, as nft resolves it; level is its
-// depth in the v2 hierarchy): sockets of that tree may send only to
-// loopback. It is preceded by the table's deletion, so that `nft -f -`
-// replaces it in one transaction.
-func HostRuleset(path string, level int) (string, error) {
-	if path == "" || strings.ContainsAny(path, "\"\n\\") || level < 1 {
-		return "", fmt.Errorf("cgroup path %q (level %d): not one the host fence can name", path, level)
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "add table inet %s\ndelete table inet %s\n", TableHost, TableHost)
-	fmt.Fprintf(&b, "table inet %s {\n", TableHost)
-	b.WriteString("\tchain output {\n\t\ttype filter hook output priority -10; policy accept;\n")
-	fmt.Fprintf(&b, "\t\tsocket cgroupv2 level %d %q jump scans\n\t}\n", level, path)
-	b.WriteString("\tchain scans {\n")
-	b.WriteString("\t\toifname != \"lo\" drop\n")
-	b.WriteString("\t\tmeta nfproto ipv4 ip daddr != 127.0.0.0/8 drop\n")
-	b.WriteString("\t\tmeta nfproto ipv6 ip6 daddr != ::1 drop\n")
-	b.WriteString("\t}\n}\n")
-	return b.String(), nil
 }
 
 // cgroupPlace says where the host scans' cgroup is for the engine's cgroup
@@ -243,7 +220,7 @@ func (h *HostFence) Close(ctx context.Context) error {
 // server went away).
 const wardenScript = `set -u
 while read -r req; do
-  if out=$(printf '%s\n' "$0" | nft -f - 2>&1) && out=$(nft list table inet ` + TableHost + ` 2>&1); then
+  if out=$(printf '%s\n' "$0" | nft -f - 2>&1) && out=$(nft list table inet ` + fence.TableHost + ` 2>&1); then
     printf 'ok\n'
   else
     printf 'err %s\n' "$(printf '%s' "$out" | tr '\n' ' ' | cut -c1-600)"
@@ -296,7 +273,7 @@ func (h *HostFence) start(ctx context.Context) (*warden, error) {
 	if err != nil {
 		return nil, err
 	}
-	rules, err := HostRuleset(path, level)
+	rules, err := fence.HostRuleset(path, level)
 	if err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package fence
+package fencer
 
 import (
 	"context"
@@ -7,13 +7,15 @@ import (
 	"testing"
 
 	"github.com/docker/docker/api/types/system"
+
+	"github.com/nmap-mcp/nmap-mcp/internal/fence"
 )
 
 // Unit tests of the host fence's ruleset and cgroup placement; the fence
 // itself is tested on the engine in host_e2e_test.go.
 
 func TestHostRuleset(t *testing.T) {
-	rules, err := HostRuleset("unified/nmap-mcp-scans", 1)
+	rules, err := fence.HostRuleset("unified/nmap-mcp-scans", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,11 +32,11 @@ func TestHostRuleset(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"", `a"b`, "a\nb", `a\b`} {
-		if _, err := HostRuleset(bad, 1); err == nil {
+		if _, err := fence.HostRuleset(bad, 1); err == nil {
 			t.Errorf("cgroup path %q accepted", bad)
 		}
 	}
-	if _, err := HostRuleset("x", 0); err == nil {
+	if _, err := fence.HostRuleset("x", 0); err == nil {
 		t.Error("level 0 accepted")
 	}
 }

@@ -1,4 +1,4 @@
-package fence
+package fencer
 
 import (
 	"bytes"
@@ -24,6 +24,8 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
+
+	"github.com/nmap-mcp/nmap-mcp/internal/fence"
 )
 
 // Containers is the part of the Docker client that starts and removes a
@@ -82,18 +84,6 @@ type Config struct {
 	Linger time.Duration
 }
 
-// Error says that a scan's fence could not be installed; nmap was not
-// started.
-type Error struct {
-	Err error
-}
-
-func (e *Error) Error() string {
-	return "the network fence could not be installed, so nmap was not started: " + e.Err.Error()
-}
-
-func (e *Error) Unwrap() error { return e.Err }
-
 // Pool hands out fenced network namespaces, keeping Config.Warm fencers
 // started ahead of need.
 type Pool struct {
@@ -146,14 +136,14 @@ func (p *Pool) Ready() bool {
 // nothing behind.
 func (p *Pool) Fence(ctx context.Context, spec sandbox.Spec) (string, func(), error) {
 	if spec.Fence == nil {
-		return "", nil, &Error{Err: errors.New("the scan has no allowlist")}
+		return "", nil, &fence.Error{Err: errors.New("the scan has no allowlist")}
 	}
 	if spec.Fence.Network != p.cfg.Network {
-		return "", nil, &Error{Err: fmt.Errorf("the scan is placed on network %q, but fences are made on %q", spec.Fence.Network, p.cfg.Network)}
+		return "", nil, &fence.Error{Err: fmt.Errorf("the scan is placed on network %q, but fences are made on %q", spec.Fence.Network, p.cfg.Network)}
 	}
 	f, err := p.take(ctx)
 	if err != nil {
-		return "", nil, &Error{Err: err}
+		return "", nil, &fence.Error{Err: err}
 	}
 	p.mu.Lock()
 	gateways, bridge := p.gateways, p.bridge
@@ -163,7 +153,7 @@ func (p *Pool) Fence(ctx context.Context, spec sandbox.Spec) (string, func(), er
 			gateways = append(slices.Clip(gateways), gw)
 		}
 	}
-	r := Rules{Allow: spec.Fence.Allow, Neighbours: gateways, Devices: f.devices, MACs: f.macs, Own: f.own}
+	r := fence.Rules{Allow: spec.Fence.Allow, Neighbours: gateways, Devices: f.devices, MACs: f.macs, Own: f.own}
 	r.Links, r.Closed, r.Own4, err = p.links(ctx, bridge, gateways, f.id)
 	var rules string
 	if err == nil {
@@ -177,7 +167,7 @@ func (p *Pool) Fence(ctx context.Context, spec sandbox.Spec) (string, func(), er
 	}
 	if err != nil {
 		p.discard(f)
-		return "", nil, &Error{Err: err}
+		return "", nil, &fence.Error{Err: err}
 	}
 	var once sync.Once
 	return "container:" + f.id, func() { once.Do(func() { p.discard(f) }) }, nil
@@ -316,10 +306,10 @@ const fencerScript = `set -eu
 devs=""
 for d in /sys/class/net/*; do d=${d##*/}; [ "$d" = lo ] || devs="$devs $d"; done
 {
-  echo "table inet ` + TableInet + ` { chain output { type filter hook output priority 0; policy drop; }; chain input { type filter hook input priority 0; policy drop; }; }"
+  echo "table inet ` + fence.TableInet + ` { chain output { type filter hook output priority 0; policy drop; }; chain input { type filter hook input priority 0; policy drop; }; }"
   i=0
   for d in $devs; do
-    echo "table netdev ` + TablePrefix + `$i { chain egress { type filter hook egress device \"$d\" priority 0; policy drop; }; }"
+    echo "table netdev ` + fence.TablePrefix + `$i { chain egress { type filter hook egress device \"$d\" priority 0; policy drop; }; }"
     i=$((i+1))
   done
 } | nft -f -
@@ -329,7 +319,7 @@ if [ -r /proc/net/ipv6_route ]; then while read -r l; do printf 'route6 %s\n' "$
 if [ -r /proc/net/if_inet6 ]; then while read -r l; do printf 'addr6 %s\n' "$l"; done < /proc/net/if_inet6; fi
 printf 'ifaces%s\n' "$devs"
 nft -f -
-nft list table inet ` + TableInet + ` >/dev/null
+nft list table inet ` + fence.TableInet + ` >/dev/null
 hooks=$(nft list ruleset)
 for d in $devs; do
   case "$hooks" in *"hook egress device \"$d\""*) ;; *) echo "interface $d has no egress fence" >&2; exit 3 ;; esac
@@ -596,7 +586,7 @@ func (p *Pool) links(ctx context.Context, bridge string, gateways []netip.Addr, 
 	links = map[netip.Addr]net.HardwareAddr{}
 	for _, ep := range info.Containers {
 		mac, err := net.ParseMAC(ep.MacAddress)
-		if err != nil || !unicastMAC(mac) {
+		if err != nil || !fence.UnicastMAC(mac) {
 			continue
 		}
 		for _, a := range []string{ep.IPv4Address, ep.IPv6Address} {
@@ -622,7 +612,7 @@ func (p *Pool) links(ctx context.Context, bridge string, gateways []netip.Addr, 
 func hostLinks(bridge string, gws []netip.Addr) map[netip.Addr]net.HardwareAddr {
 	out := map[netip.Addr]net.HardwareAddr{}
 	ifc, err := net.InterfaceByName(bridge)
-	if err != nil || !unicastMAC(ifc.HardwareAddr) {
+	if err != nil || !fence.UnicastMAC(ifc.HardwareAddr) {
 		return out
 	}
 	addrs, err := ifc.Addrs()

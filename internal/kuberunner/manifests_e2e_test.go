@@ -17,8 +17,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
+	"github.com/nmap-mcp/nmap-mcp/internal/kuberunner"
 	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
-	"github.com/nmap-mcp/nmap-mcp/kuberunner"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
 

@@ -22,8 +22,8 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
+	"github.com/nmap-mcp/nmap-mcp/internal/kuberunner"
 	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
-	"github.com/nmap-mcp/nmap-mcp/kuberunner"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
 

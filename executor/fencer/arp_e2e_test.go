@@ -1,4 +1,4 @@
-package fence_test
+package fencer_test
 
 import (
 	"bytes"
@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nmap-mcp/nmap-mcp/fence"
+	"github.com/nmap-mcp/nmap-mcp/executor/fencer"
 	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
@@ -187,7 +187,7 @@ func TestFenceShapesARPAndTrailers(t *testing.T) {
 		t.Fatalf("no unfenced solicitation trailer arrived on the host: the test proves nothing\n%s", ctl6)
 	}
 
-	r := newRig(t, n, func(c *fence.Config) { c.Warm = 0 })
+	r := newRig(t, n, func(c *fencer.Config) { c.Warm = 0 })
 	spec := r.spec(t, sandbox.RawSockets, []netip.Addr{allowed.IPv4, allowed.IPv6})
 	spec.Command = []string{"/bin/sh", "-c", "sleep 10; exec /usr/bin/nmap -n -Pn -sS -oX - -p 8080 -- " + A}
 	id, done := r.startFenced(t, spec)

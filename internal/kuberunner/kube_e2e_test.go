@@ -27,8 +27,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
+	"github.com/nmap-mcp/nmap-mcp/internal/kuberunner"
 	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
-	"github.com/nmap-mcp/nmap-mcp/kuberunner"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
 

@@ -60,6 +60,10 @@ const (
 	TablePrefix = "nmap_mcp_dev"
 )
 
+// TableHost is the inet table the host fence installs in the host's
+// network namespace (HostRuleset).
+const TableHost = "nmap_mcp_host"
+
 var deviceName = regexp.MustCompile(`^[A-Za-z0-9_.@:-]{1,15}$`)
 
 // Ruleset renders the nftables ruleset (for `nft -f -`):
@@ -117,7 +121,7 @@ func (r Rules) Ruleset() (string, error) {
 	}
 	links := map[netip.Addr]net.HardwareAddr{}
 	for a, mac := range r.Links {
-		if !a.IsValid() || !unicastMAC(mac) {
+		if !a.IsValid() || !UnicastMAC(mac) {
 			return "", fmt.Errorf("link %s → %s: not an address and a unicast Ethernet address", a, mac)
 		}
 		links[a.Unmap()] = mac
@@ -257,7 +261,7 @@ func (r Rules) Ruleset() (string, error) {
 		}
 		var mac net.HardwareAddr
 		if i < len(r.MACs) && len(r.MACs[i]) > 0 {
-			if !unicastMAC(r.MACs[i]) {
+			if !UnicastMAC(r.MACs[i]) {
 				return "", fmt.Errorf("interface %s: own address %s is not a unicast Ethernet address", dev, r.MACs[i])
 			}
 			mac = r.MACs[i]
@@ -350,7 +354,9 @@ func unmapBits(a netip.Addr) int {
 	return 0
 }
 
-func unicastMAC(m net.HardwareAddr) bool {
+// UnicastMAC says whether m is a 6-byte unicast Ethernet address other than
+// all zeros.
+func UnicastMAC(m net.HardwareAddr) bool {
 	return len(m) == 6 && m[0]&1 == 0 && !bytes.Equal(m, make([]byte, 6))
 }
 
@@ -441,4 +447,38 @@ func ndTargets(prefixes []netip.Prefix) []string {
 		out = append(out, fmt.Sprintf("@th,64,%d 0x%s", p.Bits(), v.Text(16)))
 	}
 	return out
+}
+
+// Error says that a scan's fence could not be installed; nmap was not
+// started.
+type Error struct {
+	Err error
+}
+
+func (e *Error) Error() string {
+	return "the network fence could not be installed, so nmap was not started: " + e.Err.Error()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// HostRuleset renders the host fence's table for the cgroup at path
+// (relative to the cgroup mount root, as nft resolves it; level is its
+// depth in the v2 hierarchy): sockets of that tree may send only to
+// loopback. It is preceded by the table's deletion, so that `nft -f -`
+// replaces it in one transaction.
+func HostRuleset(path string, level int) (string, error) {
+	if path == "" || strings.ContainsAny(path, "\"\n\\") || level < 1 {
+		return "", fmt.Errorf("cgroup path %q (level %d): not one the host fence can name", path, level)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "add table inet %s\ndelete table inet %s\n", TableHost, TableHost)
+	fmt.Fprintf(&b, "table inet %s {\n", TableHost)
+	b.WriteString("\tchain output {\n\t\ttype filter hook output priority -10; policy accept;\n")
+	fmt.Fprintf(&b, "\t\tsocket cgroupv2 level %d %q jump scans\n\t}\n", level, path)
+	b.WriteString("\tchain scans {\n")
+	b.WriteString("\t\toifname != \"lo\" drop\n")
+	b.WriteString("\t\tmeta nfproto ipv4 ip daddr != 127.0.0.0/8 drop\n")
+	b.WriteString("\t\tmeta nfproto ipv6 ip6 daddr != ::1 drop\n")
+	b.WriteString("\t}\n}\n")
+	return b.String(), nil
 }
