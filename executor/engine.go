@@ -62,22 +62,3 @@ func Connect(ctx context.Context) (*client.Client, error) {
 
 // Client is a connection to the Docker engine, as Connect returns it.
 type Client = client.Client
-
-// LostError means the scan's container was lost while it ran: the
-// connection to the engine broke (the engine was killed or restarted), so
-// its exit status is unknown, or it was killed by a signal the executor
-// did not send (a stopping engine stops its containers, as docker stop
-// does). The output received until then is kept in the Result; the
-// executor keeps trying to remove the container until the engine answers
-// again.
-type LostError struct {
-	ContainerID string
-	Err         error
-}
-
-func (e *LostError) Error() string {
-	return fmt.Sprintf("the scan's container %.12s was lost while it ran: %v; the output received until then is kept",
-		e.ContainerID, e.Err)
-}
-
-func (e *LostError) Unwrap() error { return e.Err }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"slices"
@@ -30,78 +29,6 @@ type Engine interface {
 	ContainerKill(ctx context.Context, container, signal string) error
 	ContainerInspect(ctx context.Context, container string) (container.InspectResponse, error)
 	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
-}
-
-// Runner runs one prepared container to its end, as exec.Cmd's Run runs
-// a process: it starts the spec's container, streams its stdout and stderr
-// to the job's writers, waits for the exit (code, OOM, pids, deadline) and
-// removes the container; ctx's end kills it. The Result comes back even
-// with an error, so partial output is never lost. *Executor (Docker) is
-// one; a Kubernetes runner is another.
-type Runner interface {
-	Run(ctx context.Context, job Job) (*Result, error)
-	// Close waits until every container this runner started is gone, or
-	// ctx ends.
-	Close(ctx context.Context) error
-}
-
-// Shaper is a Runner that runs a spec otherwise than it was built (the
-// Kubernetes runner: the pod's network, the cluster's seccomp profile);
-// the scans service records the spec Shape returns, so that a record
-// says what really ran.
-type Shaper interface {
-	Shape(spec sandbox.Spec) sandbox.Spec
-}
-
-// Job describes one container run, as exec.Cmd describes one process.
-type Job struct {
-	// Spec is the container: image, command, user, capabilities, limits,
-	// network, deadline (from its start) and labels.
-	Spec sandbox.Spec
-	// Stdout and Stderr, when set, receive the output live as it arrives.
-	Stdout, Stderr io.Writer
-	// MaxOutput bounds the bytes kept of each stream (default 4 MiB);
-	// further bytes are counted in Result.Dropped*.
-	MaxOutput int
-	// OnEvent, when set, is told of lifecycle steps (created, started,
-	// exited, removed) as they happen.
-	OnEvent func(Event)
-	// BeforeStart, when set, runs after the container is created and
-	// attached and before it starts; an error removes the container and
-	// ends the run without starting it.
-	BeforeStart func() error
-}
-
-// Event is one lifecycle step of a job's container.
-type Event struct {
-	// Step is "created", "fenced", "started", "killed", "exited", then
-	// "removed", or "abandoned" when the engine did not answer until Close
-	// (the next start-up sweep removes it).
-	Step        string
-	ContainerID string
-	Detail      string
-	At          time.Time
-}
-
-// Result is what a run produced. Run returns it even when it also returns
-// an error, so partial output is never lost.
-type Result struct {
-	ContainerID                  string
-	Stdout, Stderr               []byte
-	DroppedStdout, DroppedStderr int64
-	ExitCode                     int
-	OOMKilled                    bool
-	TimedOut                     bool
-	Canceled                     bool
-	Created, Started, Exited     time.Time
-}
-
-// Duration is the time from the container's start to its exit.
-func (r *Result) Duration() time.Duration {
-	if r.Started.IsZero() || r.Exited.IsZero() {
-		return 0
-	}
-	return r.Exited.Sub(r.Started)
 }
 
 // Fencer installs a fenced spec's allowlist in a network namespace before
@@ -196,7 +123,7 @@ func (e *Executor) Run(ctx context.Context, job Job) (*Result, error) {
 		res.Canceled = true
 		return res, fmt.Errorf("scan not started: %w", err)
 	}
-	emit := func(step, id, detail string) {
+	emit := func(step Step, id, detail string) {
 		if job.OnEvent != nil {
 			job.OnEvent(Event{Step: step, ContainerID: id, Detail: detail, At: time.Now()})
 		}
@@ -226,7 +153,7 @@ func (e *Executor) Run(ctx context.Context, job Job) (*Result, error) {
 			}
 			return res, err
 		}
-		emit("fenced", "", fmt.Sprintf("%d allowed addresses, %s", job.Spec.Fence.Addresses(), mode))
+		emit(StepFenced, "", fmt.Sprintf("%d allowed addresses, %s", job.Spec.Fence.Addresses(), mode))
 		job.Spec.Network, release = mode, rel
 	}
 	// A host-network spec runs in the host fence's cgroup, and only once
@@ -244,7 +171,7 @@ func (e *Executor) Run(ctx context.Context, job Job) (*Result, error) {
 			return res, err
 		}
 		job.Spec.CgroupParent = parent
-		emit("fenced", "", "host network fenced to loopback, cgroup "+parent)
+		emit(StepFenced, "", "host network fenced to loopback, cgroup "+parent)
 	}
 	cfg, hc := DockerConfig(job.Spec)
 	created, err := e.engine.ContainerCreate(stepCtx, cfg, hc, nil, nil, job.Spec.Name)
@@ -258,7 +185,7 @@ func (e *Executor) Run(ctx context.Context, job Job) (*Result, error) {
 	id := created.ID
 	res.ContainerID = id
 	res.Created = time.Now()
-	emit("created", id, "")
+	emit(StepCreated, id, "")
 	e.track(id)
 	background := false
 	defer func() {
@@ -268,7 +195,7 @@ func (e *Executor) Run(ctx context.Context, job Job) (*Result, error) {
 		if e.removeOnce(id) {
 			release()
 			e.untrack(id)
-			emit("removed", id, "")
+			emit(StepRemoved, id, "")
 			return
 		}
 		e.wg.Add(1)
@@ -278,10 +205,10 @@ func (e *Executor) Run(ctx context.Context, job Job) (*Result, error) {
 			release()
 			e.untrack(id)
 			if err != nil {
-				emit("abandoned", id, err.Error())
+				emit(StepAbandoned, id, err.Error())
 				return
 			}
-			emit("removed", id, "")
+			emit(StepRemoved, id, "")
 		}()
 	}()
 
@@ -322,7 +249,7 @@ func (e *Executor) Run(ctx context.Context, job Job) (*Result, error) {
 		return res, e.startErr(ctx, res, "start container", err)
 	}
 	res.Started = time.Now()
-	emit("started", id, "")
+	emit(StepStarted, id, "")
 
 	copyDone := make(chan error, 1)
 	go func() {
@@ -354,8 +281,8 @@ wait:
 			res.ExitCode = status
 			res.Exited = time.Now()
 			background = true
-			e.finishInBackground(id, hc, hijack, waitC, waitErrC, copyDone, stopWait, func() { release(); emit("removed", id, "") })
-			emit("exited", id, fmt.Sprintf("exit code %d (reported)", status))
+			e.finishInBackground(id, hc, hijack, waitC, waitErrC, copyDone, stopWait, func() { release(); emit(StepRemoved, id, "") })
+			emit(StepExited, id, fmt.Sprintf("exit code %d (reported)", status))
 			return res, classify(ctx, job.Spec, res, nil, out.StderrTail())
 		case st := <-waitC:
 			res.ExitCode = int(st.StatusCode)
@@ -371,12 +298,12 @@ wait:
 			res.TimedOut = true
 			deadline = nil
 			e.kill(id)
-			emit("killed", id, "wall-clock limit")
+			emit(StepKilled, id, "wall-clock limit")
 		case <-done:
 			res.Canceled = true
 			done = nil
 			e.kill(id)
-			emit("killed", id, "cancelled")
+			emit(StepKilled, id, "cancelled")
 		}
 	}
 	res.Exited = time.Now()
@@ -398,7 +325,7 @@ wait:
 		}
 	}
 	if lost && !res.Canceled && !res.TimedOut {
-		emit("exited", id, "lost to the engine")
+		emit(StepExited, id, "lost to the engine")
 		return res, &LostError{ContainerID: id, Err: fmt.Errorf("the Docker engine stopped or restarted (%w)", waitErr)}
 	}
 	if waitErr == nil && res.ExitCode == 128+9 && !res.Canceled && !res.TimedOut && !res.OOMKilled {
@@ -414,10 +341,10 @@ wait:
 	if waitErr == nil && (res.ExitCode == 128+9 || res.ExitCode == 128+15) && !res.Canceled && !res.TimedOut && !res.OOMKilled {
 		// Killed by a signal we did not send: a stopping engine stops
 		// its containers (SIGTERM, then SIGKILL), as docker stop does.
-		emit("exited", id, fmt.Sprintf("exit code %d, killed from outside", res.ExitCode))
+		emit(StepExited, id, fmt.Sprintf("exit code %d, killed from outside", res.ExitCode))
 		return res, &LostError{ContainerID: id, Err: fmt.Errorf("it was killed from outside (exit code %d): the Docker engine stopped or restarted, or someone stopped the container", res.ExitCode)}
 	}
-	emit("exited", id, fmt.Sprintf("exit code %d", res.ExitCode))
+	emit(StepExited, id, fmt.Sprintf("exit code %d", res.ExitCode))
 	return res, classify(ctx, job.Spec, res, waitErr, out.StderrTail())
 }
 
@@ -505,47 +432,6 @@ func (e *Executor) untrack(id string) {
 		delete(e.pending, id)
 	}
 	e.mu.Unlock()
-}
-
-func classify(ctx context.Context, spec sandbox.Spec, res *Result, waitErr error, se string) error {
-	switch {
-	case res.Canceled:
-		return fmt.Errorf("scan cancelled, container killed: %w", context.Cause(ctx))
-	case res.TimedOut:
-		return &TimeoutError{After: spec.Deadline}
-	case res.OOMKilled:
-		return &OOMError{Limit: spec.Memory}
-	case waitErr != nil:
-		return fmt.Errorf("wait for container %.12s: %w", res.ContainerID, waitErr)
-	case res.ExitCode != 0:
-		if isPidsExhausted(se) {
-			var limit int64
-			if spec.Pids > 0 {
-				limit = spec.Pids
-			}
-			return &PidsError{Limit: limit, Stderr: se}
-		}
-		return &ExitError{Code: res.ExitCode, Stderr: se}
-	}
-	return nil
-}
-
-// tail returns the last 2 KiB of b as trimmed text.
-func tail(b []byte) string {
-	const n = 2 << 10
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return strings.TrimSpace(string(b))
-}
-
-// isPidsExhausted recognises the messages of a failed fork or thread
-// creation (EAGAIN), which is how the pids limit shows inside a container.
-func isPidsExhausted(stderr string) bool {
-	s := strings.ToLower(stderr)
-	return strings.Contains(s, "resource temporarily unavailable") ||
-		strings.Contains(s, "cannot fork") || strings.Contains(s, "can't fork") ||
-		strings.Contains(s, "pthread_create")
 }
 
 // startErr turns a failure between create and start into an error.

@@ -64,7 +64,7 @@ func TestRunConnectScan(t *testing.T) {
 	j.Stdout = &live
 	var steps []string
 	var mu sync.Mutex
-	j.OnEvent = func(ev executor.Event) { mu.Lock(); steps = append(steps, ev.Step); mu.Unlock() }
+	j.OnEvent = func(ev executor.Event) { mu.Lock(); steps = append(steps, string(ev.Step)); mu.Unlock() }
 	res, err := run(t, context.Background(), j)
 	if err != nil {
 		t.Fatalf("Run: %v\nstderr: %s", err, res.Stderr)

@@ -112,7 +112,7 @@ func TestLostContainerIsRemovedOnceTheEngineIsBack(t *testing.T) {
 	var steps []string
 	j := executor.Job{Spec: sandbox.Spec{Image: "img", Name: "lost", Command: []string{"nmap"}}, OnEvent: func(ev executor.Event) {
 		mu.Lock()
-		steps = append(steps, ev.Step)
+		steps = append(steps, string(ev.Step))
 		mu.Unlock()
 	}}
 	res, err := ex.Run(context.Background(), j)

@@ -1,10 +1,7 @@
 package executor
 
 import (
-	"context"
 	"io"
-
-	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
 
 // Output collects one job's stdout and stderr as Run does: each stream is
@@ -58,11 +55,4 @@ func (o *Output) Fill(res *Result) {
 func (o *Output) StderrTail() string {
 	kept, _ := o.stderr.result()
 	return tail(kept)
-}
-
-// Classify turns a finished run into Run's error: nil when the program
-// exited 0, else a cancellation, *TimeoutError, *OOMError, *PidsError or
-// *ExitError, judged from res, the runner's wait error and stderr's tail.
-func Classify(ctx context.Context, spec sandbox.Spec, res *Result, waitErr error, stderrTail string) error {
-	return classify(ctx, spec, res, waitErr, stderrTail)
 }

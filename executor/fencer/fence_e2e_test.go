@@ -146,7 +146,7 @@ func (r *rig) run(t *testing.T, spec sandbox.Spec) (scan, error) {
 	res, err := r.ex.Run(context.Background(), executor.Job{Spec: spec, OnEvent: func(ev executor.Event) {
 		mu.Lock()
 		defer mu.Unlock()
-		sc.steps = append(sc.steps, ev.Step)
+		sc.steps = append(sc.steps, string(ev.Step))
 		if _, id, ok := strings.Cut(ev.Detail, "container:"); ev.Step == "fenced" && ok {
 			if info, err := env.Client.ContainerInspect(context.Background(), id); err == nil {
 				if ep := info.NetworkSettings.Networks[r.net.Name]; ep != nil {

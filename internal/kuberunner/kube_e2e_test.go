@@ -119,7 +119,7 @@ func TestScanAsJobFindsOpenAndClosed(t *testing.T) {
 				Spec: spec(tc.priv, []string{ip}, 60*time.Second, tc.flag, "-n", "-Pn", "-p", "8080,8081", "-oX", "-", ip, other),
 				OnEvent: func(ev executor.Event) {
 					mu.Lock()
-					events = append(events, ev.Step)
+					events = append(events, string(ev.Step))
 					mu.Unlock()
 				},
 			})

@@ -68,7 +68,7 @@ func (r *Runner) Run(ctx context.Context, job executor.Job) (*executor.Result, e
 	}
 	out := executor.NewOutput(job)
 	defer out.Fill(res)
-	emit := func(step, detail string) {
+	emit := func(step executor.Step, detail string) {
 		if job.OnEvent != nil {
 			job.OnEvent(executor.Event{Step: step, ContainerID: res.ContainerID, Detail: detail, At: time.Now()})
 		}
@@ -104,11 +104,11 @@ func (r *Runner) Run(ctx context.Context, job executor.Job) (*executor.Result, e
 	res.ContainerID = "job/" + name
 	res.Created = time.Now()
 	r.track(name)
-	emit("created", "")
+	emit(executor.StepCreated, "")
 	gone := false
 	defer func() {
 		if !gone {
-			r.deleteInBackground(name, func() { emit("removed", "") })
+			r.deleteInBackground(name, func() { emit(executor.StepRemoved, "") })
 		}
 	}()
 	// Refusals of the Job's pod (Pod Security, quota) show only as events.
@@ -144,7 +144,7 @@ func (r *Runner) Run(ctx context.Context, job executor.Job) (*executor.Result, e
 			return
 		}
 		killed = true
-		emit("killed", why)
+		emit(executor.StepKilled, why)
 		r.deleteJob(name)
 		giveUp = time.After(drainGrace + 5*time.Second)
 	}
@@ -209,7 +209,7 @@ func (r *Runner) Run(ctx context.Context, job executor.Job) (*executor.Result, e
 				// When the runner sees it: the API's start time has only
 				// second precision. The wall clock counts from here.
 				res.Started = time.Now()
-				emit("started", "pod "+pod.Name)
+				emit(executor.StepStarted, "pod "+pod.Name)
 				if err := r.checkImage(cs); err != nil && failure == nil {
 					failure = err
 					kill("image mismatch")
@@ -295,9 +295,9 @@ func (r *Runner) Run(ctx context.Context, job executor.Job) (*executor.Result, e
 		// container is.
 		gone = true
 		r.waitGone(name)
-		emit("removed", "")
+		emit(executor.StepRemoved, "")
 	}
-	emit("exited", fmt.Sprintf("exit code %d", res.ExitCode))
+	emit(executor.StepExited, fmt.Sprintf("exit code %d", res.ExitCode))
 	if failure != nil && !res.Canceled {
 		return res, failure
 	}

@@ -102,7 +102,7 @@ type teardownRunner struct {
 
 func (f *teardownRunner) Run(_ context.Context, job executor.Job) (*executor.Result, error) {
 	id := job.Spec.Labels[sandbox.LabelScanID]
-	emit := func(step string) {
+	emit := func(step executor.Step) {
 		if job.OnEvent != nil {
 			job.OnEvent(executor.Event{Step: step, ContainerID: "c-" + id, At: time.Now()})
 		}

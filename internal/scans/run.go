@@ -453,7 +453,7 @@ func (r *run) run(ctx context.Context, ticket *Ticket) {
 		Stderr:    stderr,
 		MaxOutput: s.cfg.MaxOutput,
 		OnEvent: func(ev executor.Event) {
-			log.Debug("container "+ev.Step, "container", shortID(ev.ContainerID), "detail", ev.Detail)
+			log.Debug("container "+string(ev.Step), "container", shortID(ev.ContainerID), "detail", ev.Detail)
 			switch ev.Step {
 			case "started":
 				if s.d.Meter != nil {

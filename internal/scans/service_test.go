@@ -67,7 +67,7 @@ func (f *fakeRunner) Run(ctx context.Context, job executor.Job) (*executor.Resul
 		return &executor.Result{}, f.err
 	}
 	id := job.Spec.Labels[sandbox.LabelScanID]
-	emit := func(step string) {
+	emit := func(step executor.Step) {
 		if job.OnEvent != nil {
 			job.OnEvent(executor.Event{Step: step, ContainerID: "c-" + id, At: time.Now()})
 		}

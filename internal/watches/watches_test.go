@@ -63,7 +63,7 @@ func (f *fakeRunner) Run(ctx context.Context, job executor.Job) (*executor.Resul
 	if port == 0 {
 		port = 22
 	}
-	emit := func(step string) {
+	emit := func(step executor.Step) {
 		if job.OnEvent != nil {
 			job.OnEvent(executor.Event{Step: step, ContainerID: "c-" + id, At: time.Now()})
 		}
