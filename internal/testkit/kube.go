@@ -24,7 +24,7 @@ import (
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/nmap-mcp/nmap-mcp/kuberunner"
+	"github.com/nmap-mcp/nmap-mcp/internal/kuberunner"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
 
