@@ -62,12 +62,12 @@ func (s *Store) Begin(ctx context.Context, r *Record) error {
 	argv, _ := json.Marshal(r.Argv)
 	limits, _ := json.Marshal(r.Limits)
 	notes := notesJSON(r.Notes)
-	_, err := s.db.ExecContext(ctx, `INSERT INTO scans (id, status, targets, scan_type, request, argv, image_id, image_tag,
+	_, err := s.exec(ctx, `INSERT INTO scans (id, status, targets, scan_type, request, argv, image_id, image_tag,
 		limits, client, owner_pid, owner_host, created_at, started_at, notes) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		r.ID, r.Status, r.Targets, r.ScanType, string(req), string(argv), r.ImageID, r.ImageTag,
 		string(limits), r.Client, r.OwnerPID, r.OwnerHost, ms(r.CreatedAt), ms(r.StartedAt), notes)
 	if err != nil {
-		return fmt.Errorf("scan store %s: record scan %s: %w", s.path, r.ID, err)
+		return s.fail(fmt.Sprintf("record scan %s", r.ID), err)
 	}
 	return nil
 }
@@ -78,14 +78,14 @@ func (s *Store) Begin(ctx context.Context, r *Record) error {
 func (s *Store) Import(ctx context.Context, recs []*Record) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("scan store %s: import: %w", s.path, err)
+		return s.fail("import", err)
 	}
 	defer tx.Rollback()
 	stmt, err := tx.PrepareContext(ctx, `INSERT INTO scans (id, status, targets, scan_type, request, argv, image_id, image_tag,
 		limits, client, owner_pid, owner_host, created_at, started_at, ended_at, exit_code, error, raw_xml, raw_xml_truncated,
 		result, hosts_up, open_ports, notes) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`)
 	if err != nil {
-		return fmt.Errorf("scan store %s: import: %w", s.path, err)
+		return s.fail("import", err)
 	}
 	defer stmt.Close()
 	for _, r := range recs {
@@ -103,20 +103,20 @@ func (s *Store) Import(ctx context.Context, recs []*Record) error {
 		if _, err := stmt.ExecContext(ctx, r.ID, r.Status, r.Targets, r.ScanType, string(req), string(argv), r.ImageID, r.ImageTag,
 			string(limits), r.Client, r.OwnerPID, r.OwnerHost, ms(r.CreatedAt), ms(r.StartedAt), ms(r.EndedAt), r.ExitCode, r.Error,
 			r.RawXML, r.RawXMLTruncated, nullString(result), r.HostsUp, r.OpenPorts, notesJSON(r.Notes)); err != nil {
-			return fmt.Errorf("scan store %s: import %s: %w", s.path, r.ID, err)
+			return s.fail(fmt.Sprintf("import %s", r.ID), err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("scan store %s: import: %w", s.path, err)
+		return s.fail("import", err)
 	}
 	return nil
 }
 
 // Start marks a queued record running from startedAt.
 func (s *Store) Start(ctx context.Context, id string, startedAt time.Time) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE scans SET status = ?, started_at = ? WHERE id = ?`, Running, ms(startedAt), id)
+	_, err := s.exec(ctx, `UPDATE scans SET status = ?, started_at = ? WHERE id = ?`, Running, ms(startedAt), id)
 	if err != nil {
-		return fmt.Errorf("scan store %s: start scan %s: %w", s.path, id, err)
+		return s.fail(fmt.Sprintf("start scan %s", id), err)
 	}
 	return nil
 }
@@ -139,12 +139,12 @@ func (s *Store) Finish(ctx context.Context, r *Record) error {
 	if r.EndedAt.IsZero() {
 		r.EndedAt = time.Now().UTC()
 	}
-	_, err := s.db.ExecContext(ctx, `UPDATE scans SET status=?, started_at=?, ended_at=?, exit_code=?, error=?, raw_xml=?,
+	_, err := s.exec(ctx, `UPDATE scans SET status=?, started_at=?, ended_at=?, exit_code=?, error=?, raw_xml=?,
 		raw_xml_truncated=?, result=?, hosts_up=?, open_ports=?, notes=? WHERE id=?`,
 		r.Status, ms(r.StartedAt), ms(r.EndedAt), r.ExitCode, r.Error, xml, r.RawXMLTruncated, nullString(result),
 		r.HostsUp, r.OpenPorts, notesJSON(r.Notes), r.ID)
 	if err != nil {
-		return fmt.Errorf("scan store %s: finish scan %s: %w", s.path, r.ID, err)
+		return s.fail(fmt.Sprintf("finish scan %s", r.ID), err)
 	}
 	return nil
 }
@@ -216,7 +216,7 @@ func (s *Store) Get(ctx context.Context, id string, client string) (*Record, err
 		return nil, &NotFoundError{ID: id}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("scan store %s: get %s: %w", s.path, id, err)
+		return nil, s.fail(fmt.Sprintf("get %s", id), err)
 	}
 	return r, nil
 }
@@ -229,7 +229,7 @@ func (s *Store) RawXML(ctx context.Context, id string, client string) ([]byte, e
 		return nil, &NotFoundError{ID: id}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("scan store %s: raw xml of %s: %w", s.path, id, err)
+		return nil, s.fail(fmt.Sprintf("raw xml of %s", id), err)
 	}
 	return xml, nil
 }
@@ -283,18 +283,21 @@ func (s *Store) List(ctx context.Context, f Filter) ([]*Record, error) {
 	args = append(args, limit, max(f.Offset, 0))
 	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("scan store %s: list: %w", s.path, err)
+		return nil, s.fail("list", err)
 	}
 	defer rows.Close()
 	out := []*Record{}
 	for rows.Next() {
 		r, err := scanRecord(rows)
 		if err != nil {
-			return nil, fmt.Errorf("scan store %s: list: %w", s.path, err)
+			return nil, s.fail("list", err)
 		}
 		out = append(out, r)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, s.fail("list", err)
+	}
+	return out, nil
 }
 
 // ParseSince reads an RFC 3339 time, or a duration meaning that long

@@ -75,22 +75,22 @@ func (s *Store) Prune(ctx context.Context, k Keep, protect []string, now time.Ti
 		}
 	}
 	if at, ok, err := cut(2); err != nil {
-		return p, fmt.Errorf("scan store %s: retention: %w", s.path, err)
+		return p, s.fail("retention", err)
 	} else if ok {
-		res, err := s.db.ExecContext(ctx, `DELETE FROM scans WHERE created_at < ? AND status NOT IN (?, ?)`+notProtected,
+		res, err := s.exec(ctx, `DELETE FROM scans WHERE created_at < ? AND status NOT IN (?, ?)`+notProtected,
 			append([]any{at, Queued, Running}, args...)...)
 		if err != nil {
-			return p, fmt.Errorf("scan store %s: retention: delete: %w", s.path, err)
+			return p, s.fail("retention: delete", err)
 		}
 		p.Deleted, _ = res.RowsAffected()
 	}
 	if at, ok, err := cut(1); err != nil {
-		return p, fmt.Errorf("scan store %s: retention: %w", s.path, err)
+		return p, s.fail("retention", err)
 	} else if ok {
-		res, err := s.db.ExecContext(ctx, `UPDATE scans SET raw_xml = NULL WHERE created_at < ? AND status NOT IN (?, ?) AND raw_xml IS NOT NULL`+notProtected,
+		res, err := s.exec(ctx, `UPDATE scans SET raw_xml = NULL WHERE created_at < ? AND status NOT IN (?, ?) AND raw_xml IS NOT NULL`+notProtected,
 			append([]any{at, Queued, Running}, args...)...)
 		if err != nil {
-			return p, fmt.Errorf("scan store %s: retention: drop raw XML: %w", s.path, err)
+			return p, s.fail("retention: drop raw XML", err)
 		}
 		p.XMLDropped, _ = res.RowsAffected()
 	}

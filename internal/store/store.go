@@ -4,6 +4,34 @@
 // ends. Scans whose server died mid-scan are marked interrupted at the next
 // open. A corrupt or unwritable database is an error at open: it is never
 // reset or replaced.
+//
+// Storage faults while the server runs are a *FaultError naming the
+// file, the fault and what to do; none loses a record already written,
+// and the store heals by itself when the fault goes (no reopen):
+//
+//   - Locked by another process (a write lock held by an sqlite3 shell,
+//     a backup, another nmap-mcp): reads go on (WAL); a write waits up to
+//     BusyTimeout (5 s) and then fails as Locked; a write waiting when
+//     the lock is released completes at once (about 30 ms measured).
+//   - Read-only (the file or its folder: a read-only remount, chattr +i,
+//     an owner change): files SQLite already holds open stay writable,
+//     so Ready checks the file with access(2) and refuses admissions; a
+//     connection SQLite opens during the fault is read-only and stays so,
+//     so a write that meets one drops the idle connections and tries once
+//     more (exec). At open, a read-only database is refused.
+//   - Damaged in a page: the header is checked at open; the records in
+//     the damaged page (and a list that crosses it) fail as Damaged, with
+//     how to check (PRAGMA integrity_check), restore or recover the file;
+//     other records read and writes elsewhere in the file work. A damaged
+//     file is never repaired or replaced here: that needs a person and a
+//     restart.
+//   - A full disk or an I/O error: writes fail as Full or IOError and
+//     work again once space returns.
+//
+// What a scan meets during a fault (internal/scans): Ready is asked
+// before the scan spends its budget or is audited, so a fault known then
+// refuses it with nothing recorded, spent or run; the end of a running
+// scan is retried until the fault goes (bounded, scans.FinalRetry).
 package store
 
 import (
@@ -144,11 +172,12 @@ func Open(ctx context.Context, path string, maxXML int) (*Store, error) {
 	if err := private(path); err != nil {
 		return nil, err
 	}
-	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"
+	dsn := fmt.Sprintf("file:%s?_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)", path, BusyTimeout.Milliseconds())
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("scan store %s: %w", path, err)
 	}
+	db.SetMaxIdleConns(idleConns)
 	s := &Store{db: db, path: path, maxXML: maxXML}
 	if err := s.check(ctx); err != nil {
 		db.Close()
@@ -266,7 +295,7 @@ func (s *Store) migrate(ctx context.Context) error {
 		if strings.Contains(strings.ToLower(err.Error()), "readonly") || strings.Contains(strings.ToLower(err.Error()), "read-only") {
 			return fmt.Errorf("scan store %s is not writable (%v); fix its permissions or set --store / NMAP_MCP_STORE", s.path, err)
 		}
-		return fmt.Errorf("scan store %s: migrate schema: %w", s.path, err)
+		return s.fail("migrate schema", err)
 	}
 	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
 		return fail(err)
@@ -307,7 +336,7 @@ func (s *Store) migrate(ctx context.Context) error {
 func (s *Store) markInterrupted(ctx context.Context) error {
 	rows, err := s.db.QueryContext(ctx, `SELECT id, owner_pid, owner_host FROM scans WHERE status IN (?, ?)`, Queued, Running)
 	if err != nil {
-		return fmt.Errorf("scan store %s: find running scans: %w", s.path, err)
+		return s.fail("find running scans", err)
 	}
 	var dead []string
 	for rows.Next() {
@@ -323,9 +352,9 @@ func (s *Store) markInterrupted(ctx context.Context) error {
 	}
 	rows.Close()
 	for _, id := range dead {
-		if _, err := s.db.ExecContext(ctx, `UPDATE scans SET status = ?, error = ?, ended_at = ? WHERE id = ? AND status IN (?, ?)`,
+		if _, err := s.exec(ctx, `UPDATE scans SET status = ?, error = ?, ended_at = ? WHERE id = ? AND status IN (?, ?)`,
 			Interrupted, "the server stopped while this scan was queued or running", time.Now().UnixMilli(), id, Queued, Running); err != nil {
-			return fmt.Errorf("scan store %s: mark %s interrupted: %w", s.path, id, err)
+			return s.fail(fmt.Sprintf("mark %s interrupted", id), err)
 		}
 	}
 	return nil

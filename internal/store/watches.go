@@ -123,14 +123,14 @@ func (s *Store) CreateWatch(ctx context.Context, w *Watch) error {
 		}
 		w.ID = id
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO watches (`+watchColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+	_, err := s.exec(ctx, `INSERT INTO watches (`+watchColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		w.ID, w.Client, w.Name, string(w.Request), int64(w.Interval/time.Second), w.Webhook, ms(w.Created), ms(w.NextRun), ms(w.LastRun),
 		w.LastScan, w.LastStatus, w.Baseline, string(w.LastChange), ms(w.LastChangeAt), w.Runs, w.Paused, ms(w.PausedAt))
 	if err != nil {
 		if strings.Contains(err.Error(), "UNIQUE") || strings.Contains(err.Error(), "PRIMARY KEY") {
 			return &WatchExistsError{Name: w.Name, Client: w.Client}
 		}
-		return fmt.Errorf("scan store %s: create watch %s: %w", s.path, w.Name, err)
+		return s.fail(fmt.Sprintf("create watch %s", w.Name), err)
 	}
 	return nil
 }
@@ -139,11 +139,11 @@ func (s *Store) CreateWatch(ctx context.Context, w *Watch) error {
 // the watch of w's ID and client. When that watch is gone it changes
 // nothing and returns a *NotFoundError: the run must be dropped.
 func (s *Store) SaveWatchRun(ctx context.Context, w *Watch) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE watches SET next_run=?, last_run=?, last_scan=?, last_status=?, baseline=?, last_change=?,
+	res, err := s.exec(ctx, `UPDATE watches SET next_run=?, last_run=?, last_scan=?, last_status=?, baseline=?, last_change=?,
 		last_change_at=?, runs=? WHERE id=? AND client=?`, ms(w.NextRun), ms(w.LastRun), w.LastScan, w.LastStatus, w.Baseline, string(w.LastChange),
 		ms(w.LastChangeAt), w.Runs, w.ID, w.Client)
 	if err != nil {
-		return fmt.Errorf("scan store %s: save watch %s: %w", s.path, w.Name, err)
+		return s.fail(fmt.Sprintf("save watch %s", w.Name), err)
 	}
 	return s.affected(res, w.Name)
 }
@@ -151,7 +151,7 @@ func (s *Store) SaveWatchRun(ctx context.Context, w *Watch) error {
 func (s *Store) affected(res sql.Result, name string) error {
 	n, err := res.RowsAffected()
 	if err != nil {
-		return fmt.Errorf("scan store %s: watch %s: %w", s.path, name, err)
+		return s.fail(fmt.Sprintf("watch %s", name), err)
 	}
 	if n == 0 {
 		return &NotFoundError{ID: name, What: "watch"}
@@ -219,7 +219,7 @@ func (s *Store) DueWatches(ctx context.Context, now time.Time) ([]*Watch, error)
 func (s *Store) NextWatchRun(ctx context.Context) (time.Time, error) {
 	var at sql.NullInt64
 	if err := s.db.QueryRowContext(ctx, `SELECT min(next_run) FROM watches WHERE paused = ''`).Scan(&at); err != nil {
-		return time.Time{}, fmt.Errorf("scan store %s: next watch run: %w", s.path, err)
+		return time.Time{}, s.fail("next watch run", err)
 	}
 	if !at.Valid {
 		return time.Time{}, nil
@@ -233,9 +233,9 @@ func (s *Store) DeleteWatch(ctx context.Context, id, client string) error {
 	if err != nil {
 		return err
 	}
-	res, err := s.db.ExecContext(ctx, `DELETE FROM watches WHERE id = ? AND client = ?`, w.ID, w.Client)
+	res, err := s.exec(ctx, `DELETE FROM watches WHERE id = ? AND client = ?`, w.ID, w.Client)
 	if err != nil {
-		return fmt.Errorf("scan store %s: delete watch %s: %w", s.path, w.Name, err)
+		return s.fail(fmt.Sprintf("delete watch %s", w.Name), err)
 	}
 	return s.affected(res, w.Name)
 }
@@ -243,10 +243,10 @@ func (s *Store) DeleteWatch(ctx context.Context, id, client string) error {
 // PauseWatch stops the watch of that ID and client from running, saying
 // why; a watch already paused keeps its first reason.
 func (s *Store) PauseWatch(ctx context.Context, id, client, reason string, at time.Time) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE watches SET paused = CASE WHEN paused = '' THEN ? ELSE paused END,
+	res, err := s.exec(ctx, `UPDATE watches SET paused = CASE WHEN paused = '' THEN ? ELSE paused END,
 		paused_at = CASE WHEN paused = '' THEN ? ELSE paused_at END WHERE id = ? AND client = ?`, reason, ms(at), id, client)
 	if err != nil {
-		return fmt.Errorf("scan store %s: pause watch %s: %w", s.path, id, err)
+		return s.fail(fmt.Sprintf("pause watch %s", id), err)
 	}
 	return s.affected(res, id)
 }
@@ -254,9 +254,9 @@ func (s *Store) PauseWatch(ctx context.Context, id, client, reason string, at ti
 // PauseClientWatches pauses every watch of client that runs, saying why,
 // and returns how many it paused.
 func (s *Store) PauseClientWatches(ctx context.Context, client, reason string, at time.Time) (int, error) {
-	res, err := s.db.ExecContext(ctx, `UPDATE watches SET paused = ?, paused_at = ? WHERE client = ? AND paused = ''`, reason, ms(at), client)
+	res, err := s.exec(ctx, `UPDATE watches SET paused = ?, paused_at = ? WHERE client = ? AND paused = ''`, reason, ms(at), client)
 	if err != nil {
-		return 0, fmt.Errorf("scan store %s: pause the watches of %s: %w", s.path, client, err)
+		return 0, s.fail(fmt.Sprintf("pause the watches of %s", client), err)
 	}
 	n, err := res.RowsAffected()
 	return int(n), err
@@ -264,10 +264,10 @@ func (s *Store) PauseClientWatches(ctx context.Context, client, reason string, a
 
 // ResumeWatch lets a paused watch run again, from now.
 func (s *Store) ResumeWatch(ctx context.Context, id, client string, now time.Time) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE watches SET paused = '', paused_at = 0, next_run = min(next_run, ?) WHERE id = ? AND client = ?`,
+	res, err := s.exec(ctx, `UPDATE watches SET paused = '', paused_at = 0, next_run = min(next_run, ?) WHERE id = ? AND client = ?`,
 		ms(now), id, client)
 	if err != nil {
-		return fmt.Errorf("scan store %s: resume watch %s: %w", s.path, id, err)
+		return s.fail(fmt.Sprintf("resume watch %s", id), err)
 	}
 	return s.affected(res, id)
 }
@@ -276,7 +276,7 @@ func (s *Store) ResumeWatch(ctx context.Context, id, client string, now time.Tim
 func (s *Store) Baselines(ctx context.Context) ([]string, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT baseline FROM watches WHERE baseline != ''`)
 	if err != nil {
-		return nil, fmt.Errorf("scan store %s: baselines: %w", s.path, err)
+		return nil, s.fail("baselines", err)
 	}
 	defer rows.Close()
 	var out []string
@@ -293,7 +293,7 @@ func (s *Store) Baselines(ctx context.Context) ([]string, error) {
 func (s *Store) watches(ctx context.Context, where string, args ...any) ([]*Watch, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT `+watchColumns+` FROM watches `+where, args...)
 	if err != nil {
-		return nil, fmt.Errorf("scan store %s: watches: %w", s.path, err)
+		return nil, s.fail("watches", err)
 	}
 	defer rows.Close()
 	out := []*Watch{}
@@ -305,7 +305,7 @@ func (s *Store) watches(ctx context.Context, where string, args ...any) ([]*Watc
 		)
 		if err := rows.Scan(&w.ID, &w.Client, &w.Name, &req, &interval, &w.Webhook, &created, &next, &last, &w.LastScan, &w.LastStatus,
 			&w.Baseline, &change, &changeAt, &w.Runs, &w.Paused, &paused); err != nil {
-			return nil, fmt.Errorf("scan store %s: watches: %w", s.path, err)
+			return nil, s.fail("watches", err)
 		}
 		w.Request, w.Interval = json.RawMessage(req), time.Duration(interval)*time.Second
 		w.Created, w.NextRun, w.LastRun, w.LastChangeAt, w.PausedAt = fromMS(created), fromMS(next), fromMS(last), fromMS(changeAt), fromMS(paused)
@@ -315,7 +315,7 @@ func (s *Store) watches(ctx context.Context, where string, args ...any) ([]*Watc
 		out = append(out, &w)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("scan store %s: watches: %w", s.path, err)
+		return nil, s.fail("watches", err)
 	}
 	return out, nil
 }

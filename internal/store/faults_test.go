@@ -1,0 +1,374 @@
+package store
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nmap-mcp/nmap-mcp/internal/results"
+)
+
+// Storage faults injected for real, without the Docker engine (they run
+// under -short): a write lock held by another process, a read-only bind
+// mount over the database's folder (root; a read-only tmpfs at open), a
+// damaged page in a copy of a database. The mounts are the test's own,
+// under its temporary folder, and are unmounted in t.Cleanup even when
+// the test fails.
+
+// needRoot skips a test that mounts, when not root, except under CI.
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		msg := fmt.Sprintf("mounting a tmpfs or a read-only bind mount needs root (euid %d)", os.Geteuid())
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg + "; it is required under CI")
+		}
+		t.Skip(msg)
+	}
+}
+
+func sh(t *testing.T, name string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+// mountedAt reports whether something is mounted at dir.
+func mountedAt(dir string) bool {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && f[4] == dir {
+			return true
+		}
+	}
+	return false
+}
+
+// unmountAll unmounts everything stacked at dir.
+func unmountAll(t *testing.T, dir string) {
+	for i := 0; mountedAt(dir) && i < 20; i++ {
+		if err := exec.Command("umount", dir).Run(); err != nil {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	// Busy (a file still open through it, e.g. on a failed test's
+	// path): detach it; it goes when the last file closes.
+	for i := 0; mountedAt(dir) && i < 20; i++ {
+		_ = exec.Command("umount", "-l", dir).Run()
+	}
+	if mountedAt(dir) {
+		t.Errorf("%s is still mounted", dir)
+	}
+}
+
+// tmpfs mounts a tmpfs of size (e.g. "8m") on a new temporary folder.
+func tmpfs(t *testing.T, size string) string {
+	t.Helper()
+	needRoot(t)
+	dir := t.TempDir() // removed after the unmount below (cleanups run last first)
+	sh(t, "mount", "-t", "tmpfs", "-o", "size="+size+",mode=0700", "tmpfs", dir)
+	t.Cleanup(func() { unmountAll(t, dir) })
+	return dir
+}
+
+// readOnlyBind makes dir read-only for every open from now on, root's
+// too (a read-only bind mount of dir over itself: files already open stay
+// writable; the kernel refuses to remount a disk read-only while files on
+// it are open for writing). The returned func remounts it read-write, as
+// an administrator would; the bind mount is removed in t.Cleanup.
+func readOnlyBind(t *testing.T, dir string) func() {
+	t.Helper()
+	needRoot(t)
+	sh(t, "mount", "--bind", dir, dir)
+	t.Cleanup(func() { unmountAll(t, dir) })
+	sh(t, "mount", "-o", "remount,bind,ro", dir)
+	return func() { sh(t, "mount", "-o", "remount,bind,rw", dir) }
+}
+
+// TestLockHolderProcess is not a test: run as a child process with
+// STORE_TEST_LOCK_DB set, it holds that database's write lock (BEGIN
+// EXCLUSIVE) from when it prints "locked" until its stdin closes.
+func TestLockHolderProcess(t *testing.T) {
+	path := os.Getenv("STORE_TEST_LOCK_DB")
+	if path == "" {
+		return
+	}
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(context.Background(), "BEGIN EXCLUSIVE"); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println("locked")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	_, _ = conn.ExecContext(context.Background(), "ROLLBACK")
+	conn.Close()
+	db.Close()
+}
+
+// holdLock starts another process holding the database's write lock; the
+// returned func releases it (and waits for the process to exit).
+func holdLock(t *testing.T, path string) func() {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLockHolderProcess$")
+	cmd.Env = append(os.Environ(), "STORE_TEST_LOCK_DB="+path)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			stdin.Close()
+			_ = cmd.Wait()
+		}
+	}
+	t.Cleanup(release)
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || line != "locked\n" {
+		t.Fatalf("lock holder: %q %v", line, err)
+	}
+	go func() { _, _ = io.Copy(io.Discard, stdout) }()
+	return release
+}
+
+func finished(t *testing.T, s *Store, id string) {
+	t.Helper()
+	r := rec(id, "127.0.0.1")
+	if err := s.Begin(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	r.Status = Done
+	r.RawXML = []byte("<nmaprun/>")
+	r.Result = &results.Result{NmapVersion: "7.93"}
+	if err := s.Finish(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func wantFault(t *testing.T, err error, kind string, words ...string) *FaultError {
+	t.Helper()
+	var fe *FaultError
+	if !errors.As(err, &fe) || fe.Kind != kind {
+		t.Fatalf("want a %s fault, got %T: %v", kind, err, err)
+	}
+	for _, w := range words {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error lacks %q: %v", w, err)
+		}
+	}
+	return fe
+}
+
+// Another process holds the write lock: a write waits BusyTimeout and
+// fails saying the file is locked and what to do; reads go on (WAL); a
+// write waiting when the lock is released completes at once, and writes
+// work again without reopening anything.
+func TestLockedByAnotherProcess(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "scans.db")
+	s := open(t, path)
+	finished(t, s, "old1")
+	release := holdLock(t, path)
+
+	start := time.Now()
+	errs := make(chan error, 2)
+	go func() { errs <- s.Ready(ctx) }()
+	go func() { errs <- s.Begin(ctx, rec("new1", "127.0.0.1")) }()
+	for range 2 {
+		wantFault(t, <-errs, Locked, path, "locked by another process", "no restart needed")
+	}
+	waited := time.Since(start)
+	if waited < BusyTimeout || waited > BusyTimeout+3*time.Second {
+		t.Errorf("a locked write failed after %s, want about %s", waited, BusyTimeout)
+	}
+	if got, err := s.Get(ctx, "old1", ""); err != nil || got.Status != Done {
+		t.Fatalf("read while locked: %+v %v", got, err)
+	}
+	if list, err := s.List(ctx, Filter{}); err != nil || len(list) != 1 {
+		t.Fatalf("list while locked: %d %v", len(list), err)
+	}
+
+	// A write waiting on the lock completes as soon as it is released.
+	done := make(chan time.Time, 1)
+	go func() {
+		if err := s.Begin(ctx, rec("new2", "127.0.0.1")); err != nil {
+			t.Error(err)
+		}
+		done <- time.Now()
+	}()
+	time.Sleep(time.Second)
+	released := time.Now()
+	release()
+	at := <-done
+	t.Logf("a locked write failed after %s; a write waiting on the lock completed %s after its release", waited.Round(time.Millisecond), at.Sub(released).Round(time.Millisecond))
+	if at.Sub(released) > time.Second {
+		t.Errorf("write completed %s after the lock was released", at.Sub(released))
+	}
+	if err := s.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	finished(t, s, "new3")
+	if list, err := s.List(ctx, Filter{}); err != nil || len(list) != 3 {
+		t.Fatalf("records after the lock: %d %v", len(list), err)
+	}
+}
+
+// The database's folder turns read-only while the store is open: Ready
+// refuses, naming the file and what to do; a connection opened during
+// the fault is read-only and its write fails as a read-only fault (and is
+// dropped); reads go on; once the folder is writable again, writes work
+// without reopening the store.
+func TestReadOnlyFolder(t *testing.T) {
+	ctx := context.Background()
+	dir := tmpfs(t, "8m")
+	path := filepath.Join(dir, "scans.db")
+	s := open(t, path)
+	finished(t, s, "old1")
+	undo := readOnlyBind(t, dir)
+
+	wantFault(t, s.Ready(ctx), ReadOnly, path, "read-only", "writable again", "no restart needed")
+	// A connection SQLite opens now cannot write: drop the pool's idle
+	// ones so that the next write opens one.
+	s.db.SetMaxIdleConns(0)
+	s.db.SetMaxIdleConns(idleConns)
+	err := s.Begin(ctx, rec("new1", "127.0.0.1"))
+	wantFault(t, err, ReadOnly, path, "record scan new1")
+	t.Logf("write on a connection opened while read-only: %v", err)
+	if got, err := s.Get(ctx, "old1", ""); err != nil || got.Status != Done {
+		t.Fatalf("read while read-only: %+v %v", got, err)
+	}
+
+	undo()
+	start := time.Now()
+	if err := s.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	finished(t, s, "new2")
+	t.Logf("first write after the folder became writable again took %s", time.Since(start).Round(time.Microsecond))
+	if list, err := s.List(ctx, Filter{}); err != nil || len(list) != 2 {
+		t.Fatalf("records after the fault: %d %v", len(list), err)
+	}
+	s.Close() // before the bind mount's removal: nothing open through it
+}
+
+// A store whose disk is read-only when it opens is refused, naming the
+// file and what to do; nothing in it is lost: once writable, it opens
+// with its records.
+func TestReadOnlyAtOpen(t *testing.T) {
+	dir := tmpfs(t, "8m")
+	path := filepath.Join(dir, "scans.db")
+	s, err := Open(context.Background(), path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	finished(t, s, "old1")
+	s.Close()
+	sh(t, "mount", "-o", "remount,ro", dir)
+	_, err = Open(context.Background(), path, 0)
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "read-only") || !strings.Contains(err.Error(), "writable path") {
+		t.Fatalf("open on a read-only disk: %v", err)
+	}
+	sh(t, "mount", "-o", "remount,rw", dir)
+	s = open(t, path)
+	if got, err := s.Get(context.Background(), "old1", ""); err != nil || got.Status != Done {
+		t.Fatalf("after the fault: %+v %v", got, err)
+	}
+}
+
+// A page of a copy of the database is damaged: the store opens it (the
+// header is intact), the records in the damaged page fail with an error
+// that names the file and says how to check and restore it, every other
+// record reads, writes elsewhere in the file work, and nothing panics.
+func TestDamagedPage(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	orig := filepath.Join(dir, "scans.db")
+	s, err := Open(ctx, orig, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 60
+	for i := range n {
+		r := rec(fmt.Sprintf("scan%02d", i), "127.0.0.1")
+		r.Request = []byte(fmt.Sprintf(`{"targets":"127.0.0.1","marker":"MARK-%02d-%s"}`, i, strings.Repeat("x", 600)))
+		if err := s.Begin(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close() // checkpoints the WAL into the file
+	b, err := os.ReadFile(orig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pageSize := int(b[16])<<8 | int(b[17])
+	at := bytes.Index(b, []byte("MARK-30-"))
+	if at < 0 || pageSize < 512 {
+		t.Fatalf("marker at %d, page size %d", at, pageSize)
+	}
+	page := at / pageSize
+	for i := page * pageSize; i < (page+1)*pageSize; i++ {
+		b[i] = 0xA5
+	}
+	damaged := filepath.Join(dir, "damaged.db")
+	if err := os.WriteFile(damaged, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	d := open(t, damaged)
+	var ok, bad int
+	for i := range n {
+		_, err := d.Get(ctx, fmt.Sprintf("scan%02d", i), "")
+		switch {
+		case err == nil:
+			ok++
+		default:
+			wantFault(t, err, Damaged, damaged, "damaged", "PRAGMA integrity_check", "restore it from a backup", ".recover")
+			bad++
+		}
+	}
+	if _, err := d.Get(ctx, "scan30", ""); err == nil {
+		t.Error("the record in the damaged page read back")
+	}
+	t.Logf("page %d of %d (%d bytes) damaged: %d records read, %d refused as damaged", page+1, len(b)/pageSize, pageSize, ok, bad)
+	if ok < n-6 {
+		t.Errorf("only %d of %d records read around one damaged page", ok, n)
+	}
+	_, err = d.List(ctx, Filter{Limit: n})
+	t.Logf("list over the damaged page: %v", err)
+	if err != nil {
+		wantFault(t, err, Damaged, damaged, "PRAGMA integrity_check")
+	}
+	if err := d.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	finished(t, d, "after")
+}
