@@ -32,6 +32,18 @@
 // written before intents cannot tell a crash from an append by someone
 // else: one record past it is still taken in, but named.
 //
+// Storage faults (a full disk, a read-only trail or folder, an I/O
+// error) are a *FaultError naming the file, the fault and what to do; the
+// records already written stay and verify, and appends work again as soon
+// as the fault goes, without reopening. Ready checks beforehand (access(2)
+// on the folder, trail and head; MinFree bytes free), so that a scan is
+// refused before it spends anything. A write the disk took only part of
+// is cut back to the last whole line (no torn line is left while the
+// server runs). When the lines are in but the head cannot be moved (the
+// disk filled between them), the append has happened: the head's intent
+// names the lines, Verify notes them, and the next append moves the head
+// without calling it a repair.
+//
 // What the head does not stop: someone who can write both the trail and
 // its head can rewrite history consistently. Keep both where the scanner's
 // users cannot write, or copy the head elsewhere (it is small).
@@ -245,6 +257,11 @@ type Log struct {
 	// broken is the tampering found while the server ran: every later
 	// append is refused with it.
 	broken error
+	// headLag is set when this process's last lines are in the trail but
+	// its head could not be moved to them (a full disk): the head's
+	// intent names them, and the next append moves it without calling it
+	// a repair.
+	headLag bool
 	// pending are records the checks made necessary (a torn line or a
 	// repaired head), written before the next caller's records.
 	pending []Record
@@ -845,6 +862,9 @@ func (l *Log) follow() error {
 			return l.tamper("the head checkpoint says record %d, but the trail ends at record %d", h.Seq, known.Seq)
 		}
 	case pastCrash:
+		if l.headLag && h.Pending != nil && h.Pending.Seq == l.head.Seq && h.Pending.Link == l.head.Link && known.same(l.head) {
+			break // this process's own head, which it could not move
+		}
 		// Another writer died between its line and its head.
 		l.log.Warn("audit: repaired: "+why, "trail", l.path)
 		l.pending = append(l.pending, Record{Event: HeadRepaired, Outcome: why})
@@ -1014,13 +1034,13 @@ func (l *Log) appendLocked(rs ...Record) error {
 	intent.OpenKnown, intent.Intents = true, true
 	intent.Pending = &Intent{Off: l.size, Len: int64(buf.Len()), SHA256: hex.EncodeToString(sum[:]), Seq: head.Seq, Link: head.Link}
 	if err := writeHead(l.path, intent); err != nil {
-		return err
+		return l.fault(err)
 	}
 	if _, err := l.f.Write(buf.Bytes()); err != nil {
-		return fmt.Errorf("audit trail %s: write: %w", l.path, err)
+		return l.fault(l.undo(fmt.Errorf("audit trail %s: write: %w", l.path, err)))
 	}
 	if err := l.f.Sync(); err != nil {
-		return fmt.Errorf("audit trail %s: fsync: %w", l.path, err)
+		return l.fault(l.undo(fmt.Errorf("audit trail %s: fsync: %w", l.path, err)))
 	}
 	if l.afterLine != nil {
 		if err := l.afterLine(); err != nil {
@@ -1029,7 +1049,29 @@ func (l *Log) appendLocked(rs ...Record) error {
 	}
 	l.head = head
 	l.size += int64(buf.Len())
-	return writeHead(l.path, l.head)
+	if err := writeHead(l.path, l.head); err != nil {
+		// The lines are in the trail, fsynced: the append happened. The
+		// head on disk still names them as its intent; the next append
+		// (see follow) or start moves it. Verify meanwhile notes them.
+		l.headLag = true
+		l.log.Warn("audit: a record was written but its head could not be moved yet; the next append moves it",
+			"trail", l.path, "seq", l.head.Seq, "err", l.fault(err))
+		return nil
+	}
+	l.headLag = false
+	return nil
+}
+
+// undo cuts the trail back to where this append started, so that a
+// write the disk refused part of (a full disk) leaves no torn line. The
+// head on disk names the write as its intent, but the trail ends before
+// it: the head stays where it was.
+func (l *Log) undo(err error) error {
+	if terr := l.f.Truncate(l.size); terr != nil {
+		return fmt.Errorf("%w; cutting the partial write back also failed (%v): the next append moves it aside", err, terr)
+	}
+	_ = l.f.Sync()
+	return err
 }
 
 // lastLine returns the offset and bytes (with its newline, if any) of the
