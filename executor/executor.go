@@ -5,10 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
-	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -18,6 +15,7 @@ import (
 
 	"github.com/nmap-mcp/nmap-mcp/executor/fencer"
 	"github.com/nmap-mcp/nmap-mcp/internal/fence"
+	"github.com/nmap-mcp/nmap-mcp/internal/lifecycle"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
 
@@ -67,15 +65,10 @@ type Executor struct {
 	// their own so that a cancelled caller cannot leak a container.
 	cleanup time.Duration
 
-	mu      sync.Mutex
-	pending map[string]chan struct{} // containers whose removal is under way, closed when removed
-	wg      sync.WaitGroup
-	// stop ends the removal retries of lost containers (closed by Close);
-	// abandoned names those it gave up on (bounded by the containers
-	// whose removal was under way when Close came).
-	stop      chan struct{}
-	stopOnce  sync.Once
-	abandoned []string
+	// track holds the containers not yet removed and their background
+	// removals; Close ends the retries of lost containers and names those
+	// it gave up on.
+	track *lifecycle.Tracker
 }
 
 // New returns an executor for engine; log may be nil.
@@ -83,7 +76,7 @@ func New(engine Engine, log *slog.Logger) *Executor {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Executor{engine: engine, log: log, cleanup: 30 * time.Second, pending: map[string]chan struct{}{}, stop: make(chan struct{})}
+	return &Executor{engine: engine, log: log, cleanup: 30 * time.Second, track: lifecycle.New()}
 }
 
 // SetFencer lets the executor run fenced specs; without one, a spec with
@@ -97,9 +90,6 @@ func (e *Executor) SetHostFence(h HostFencer) { e.hostFence = h }
 
 // defaultMaxOutput is the default bound of kept output per stream.
 const defaultMaxOutput = 4 << 20
-
-// drainGrace is how long output may keep flowing after the exit.
-const drainGrace = 2 * time.Second
 
 // Run creates, starts and waits for the job's container, and removes it.
 // The error is nil only when the program exited 0; otherwise it is a
@@ -186,7 +176,7 @@ func (e *Executor) Run(ctx context.Context, job Job) (*Result, error) {
 	res.ContainerID = id
 	res.Created = time.Now()
 	emit(StepCreated, id, "")
-	e.track(id)
+	e.track.Add(id)
 	background := false
 	defer func() {
 		if background {
@@ -194,22 +184,20 @@ func (e *Executor) Run(ctx context.Context, job Job) (*Result, error) {
 		}
 		if e.removeOnce(id) {
 			release()
-			e.untrack(id)
+			e.track.Gone(id)
 			emit(StepRemoved, id, "")
 			return
 		}
-		e.wg.Add(1)
-		go func() {
-			defer e.wg.Done()
+		e.track.Go(func() {
 			err := e.removeRetrying(id)
 			release()
-			e.untrack(id)
+			e.track.Gone(id)
 			if err != nil {
 				emit(StepAbandoned, id, err.Error())
 				return
 			}
 			emit(StepRemoved, id, "")
-		}()
+		})
 	}()
 
 	if ctx.Err() != nil {
@@ -311,7 +299,7 @@ wait:
 	// Let the rest of the output drain, but not forever.
 	select {
 	case <-copyDone:
-	case <-time.After(drainGrace):
+	case <-time.After(lifecycle.DrainGrace):
 		hijack.Close()
 		<-copyDone
 	}
@@ -354,10 +342,8 @@ wait:
 // the container.
 func (e *Executor) finishInBackground(id string, hc *container.HostConfig, hijack types.HijackedResponse,
 	waitC <-chan container.WaitResponse, waitErrC <-chan error, copyDone <-chan error, stopWait func(), removed func()) {
-	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
-		defer e.untrack(id)
+	e.track.Go(func() {
+		defer e.track.Gone(id)
 		defer stopWait()
 		select {
 		case <-waitC:
@@ -367,7 +353,7 @@ func (e *Executor) finishInBackground(id string, hc *container.HostConfig, hijac
 		}
 		select {
 		case <-copyDone:
-		case <-time.After(drainGrace):
+		case <-time.After(lifecycle.DrainGrace):
 		}
 		hijack.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), e.cleanup)
@@ -379,7 +365,7 @@ func (e *Executor) finishInBackground(id string, hc *container.HostConfig, hijac
 			_ = e.removeRetrying(id) // the scan has its result; the sweep backs this up
 		}
 		removed()
-	}()
+	})
 }
 
 // Close blocks until every background removal has finished or ctx ends,
@@ -387,18 +373,10 @@ func (e *Executor) finishInBackground(id string, hc *container.HostConfig, hijac
 func (e *Executor) Close(ctx context.Context) error {
 	// Removals still retrying (the engine is away) try once more and give
 	// up: the server is closing.
-	e.stopOnce.Do(func() { close(e.stop) })
-	done := make(chan struct{})
-	go func() { e.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return fmt.Errorf("wait for container removals: %w", ctx.Err())
+	if err := e.track.Wait(ctx, "container removals"); err != nil {
+		return err
 	}
-	e.mu.Lock()
-	abandoned := e.abandoned
-	e.mu.Unlock()
-	if len(abandoned) > 0 {
+	if abandoned := e.track.Abandoned(); len(abandoned) > 0 {
 		return fmt.Errorf("containers %s were not removed (the engine did not answer); the next start-up sweep removes them", strings.Join(abandoned, ", "))
 	}
 	var errs []error
@@ -409,29 +387,6 @@ func (e *Executor) Close(ctx context.Context) error {
 		errs = append(errs, e.hostFence.Close(ctx))
 	}
 	return errors.Join(errs...)
-}
-
-// pending lists the containers created by this executor that are not yet
-// removed.
-func (e *Executor) pendingIDs() []string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return slices.Collect(maps.Keys(e.pending))
-}
-
-func (e *Executor) track(id string) {
-	e.mu.Lock()
-	e.pending[id] = make(chan struct{})
-	e.mu.Unlock()
-}
-
-func (e *Executor) untrack(id string) {
-	e.mu.Lock()
-	if ch, ok := e.pending[id]; ok {
-		close(ch)
-		delete(e.pending, id)
-	}
-	e.mu.Unlock()
 }
 
 // startErr turns a failure between create and start into an error.
@@ -469,11 +424,9 @@ func (e *Executor) removeOnce(id string) bool {
 // on is named by Close.
 func (e *Executor) removeRetrying(id string) error {
 	start := time.Now()
-	if err := fencer.RemoveRetrying(e.engine, id, e.stop, e.cleanup, nil); err != nil {
+	if err := fencer.RemoveRetrying(e.engine, id, e.track.Stopping(), e.cleanup, nil); err != nil {
 		e.log.Error("remove container; the next start-up sweep will retry", "container", shortID(id), "err", err)
-		e.mu.Lock()
-		e.abandoned = append(e.abandoned, shortID(id))
-		e.mu.Unlock()
+		e.track.Abandon(shortID(id))
 		return err
 	}
 	e.log.Info("removed a container the engine had kept", "container", shortID(id), "after", time.Since(start).Round(time.Millisecond))

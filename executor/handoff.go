@@ -22,7 +22,7 @@ const FencesFlag = "--fences"
 // owner, once this process is gone (see Reap). It reports false when it
 // could not start one; the caller must then Close and wait.
 func (e *Executor) Detach() bool {
-	ids := e.pendingIDs()
+	ids := e.track.Pending()
 	var fences []string
 	if e.fencer != nil {
 		fences = e.fencer.Pending()

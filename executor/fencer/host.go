@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -21,6 +20,7 @@ import (
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/fence"
+	"github.com/nmap-mcp/nmap-mcp/internal/lifecycle"
 )
 
 // # The host fence
@@ -99,13 +99,9 @@ type HostFence struct {
 	mu     sync.Mutex // serialises requests to the warden
 	w      *warden
 	closed bool
-	wg     sync.WaitGroup
-	live   map[string]bool // wardens not yet removed
-	lmu    sync.Mutex      // guards live
-	// stop ends the removal retries of discarded wardens (closed by
-	// Close).
-	stop     chan struct{}
-	stopOnce sync.Once
+	// track holds the wardens not yet removed and their removals; Close
+	// ends the removal retries of discarded wardens.
+	track *lifecycle.Tracker
 }
 
 // NewHostFence returns a host fence; the warden starts on the first Ensure.
@@ -114,7 +110,7 @@ func NewHostFence(engine HostEngine, cfg HostConfig, log *slog.Logger) *HostFenc
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &HostFence{engine: engine, cfg: cfg, log: log, live: map[string]bool{}, stop: make(chan struct{})}
+	return &HostFence{engine: engine, cfg: cfg, log: log, track: lifecycle.New()}
 }
 
 // cgroupPlace says where the host scans' cgroup is for the engine's cgroup
@@ -187,9 +183,7 @@ func (h *HostFence) watch(w *warden) {
 // Pending lists the warden containers not yet removed, for a hand-off to a
 // reaper.
 func (h *HostFence) Pending() []string {
-	h.lmu.Lock()
-	defer h.lmu.Unlock()
-	return slices.Sorted(maps.Keys(h.live))
+	return h.track.Pending()
 }
 
 // Close removes the warden (the table stays: it only matches the scans'
@@ -197,7 +191,6 @@ func (h *HostFence) Pending() []string {
 func (h *HostFence) Close(ctx context.Context) error {
 	// Removals still retrying (the engine is away) try once more and give
 	// up: the next start-up sweep removes what is left.
-	h.stopOnce.Do(func() { close(h.stop) })
 	h.mu.Lock()
 	h.closed = true
 	if h.w != nil {
@@ -205,14 +198,7 @@ func (h *HostFence) Close(ctx context.Context) error {
 		h.w = nil
 	}
 	h.mu.Unlock()
-	done := make(chan struct{})
-	go func() { h.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("wait for the host fence's warden to be removed: %w", ctx.Err())
-	}
+	return h.track.Wait(ctx, "the host fence's warden to be removed")
 }
 
 // wardenScript re-applies the ruleset ($0) for each request line on stdin
@@ -315,9 +301,7 @@ func (h *HostFence) start(ctx context.Context) (*warden, error) {
 	err = startAttached(stepCtx, h.engine, "the host fence's warden (cgroup parent "+parent+")", "nmap-mcp-host-fence-"+hex.EncodeToString(b[:]), cfg, hc,
 		func(a *attached) {
 			w.attached = a
-			h.lmu.Lock()
-			h.live[a.id] = true
-			h.lmu.Unlock()
+			h.track.Add(a.id)
 		})
 	if err != nil {
 		if w.attached != nil {
@@ -331,13 +315,7 @@ func (h *HostFence) start(ctx context.Context) (*warden, error) {
 // discard closes a warden's stream and removes its container in the
 // background.
 func (h *HostFence) discard(w *warden) {
-	h.wg.Add(1)
-	go func() {
-		defer h.wg.Done()
-		w.remove(h.engine, h.stop, h.log, "the host fence's warden", func() {
-			h.lmu.Lock()
-			delete(h.live, w.id)
-			h.lmu.Unlock()
-		})
-	}()
+	h.track.Go(func() {
+		w.remove(h.engine, h.track.Stopping(), h.log, "the host fence's warden", func() { h.track.Gone(w.id) })
+	})
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/fence"
+	"github.com/nmap-mcp/nmap-mcp/internal/lifecycle"
 )
 
 // Containers is the part of the Docker client that starts and removes a
@@ -95,15 +96,12 @@ type Pool struct {
 	warm     []*fencer
 	filling  int
 	closed   bool
-	live     map[string]bool // fencers not yet removed
 	gateways []netip.Addr
 	bridge   string // the host's interface of a bridge network ("" for other drivers)
 	netReady bool
-	wg       sync.WaitGroup
-	// stop ends the removal retries of discarded fencers (closed by
-	// Close).
-	stop     chan struct{}
-	stopOnce sync.Once
+	// track holds the fencers not yet removed and their background work;
+	// Close ends the removal retries of discarded fencers.
+	track *lifecycle.Tracker
 }
 
 // NewPool returns a pool; Start warms it. log may be nil.
@@ -114,7 +112,7 @@ func NewPool(engine Engine, cfg Config, log *slog.Logger) *Pool {
 	if cfg.Linger <= 0 {
 		cfg.Linger = sandbox.DefaultLimits().MaxTimeout + time.Minute
 	}
-	return &Pool{engine: engine, cfg: cfg, log: log, live: map[string]bool{}, stop: make(chan struct{})}
+	return &Pool{engine: engine, cfg: cfg, log: log, track: lifecycle.New()}
 }
 
 // Network is the Docker network of the pool's fences.
@@ -175,9 +173,7 @@ func (p *Pool) Fence(ctx context.Context, spec sandbox.Spec) (string, func(), er
 
 // Pending lists the fencers not yet removed, for a hand-off to a reaper.
 func (p *Pool) Pending() []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return slices.Collect(maps.Keys(p.live))
+	return p.track.Pending()
 }
 
 // Close removes the waiting fencers and waits until every fencer is gone
@@ -185,7 +181,6 @@ func (p *Pool) Pending() []string {
 func (p *Pool) Close(ctx context.Context) error {
 	// Removals still retrying (the engine is away) try once more and give
 	// up: the next start-up sweep removes what is left.
-	p.stopOnce.Do(func() { close(p.stop) })
 	p.mu.Lock()
 	p.closed = true
 	warm := p.warm
@@ -194,14 +189,7 @@ func (p *Pool) Close(ctx context.Context) error {
 	for _, f := range warm {
 		p.discard(f)
 	}
-	done := make(chan struct{})
-	go func() { p.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("wait for fencers to be removed: %w", ctx.Err())
-	}
+	return p.track.Wait(ctx, "fencers to be removed")
 }
 
 // take returns a started fencer: a warm one when there is one, otherwise
@@ -236,9 +224,7 @@ func (p *Pool) refill() {
 	defer p.mu.Unlock()
 	for !p.closed && len(p.warm)+p.filling < p.cfg.Warm {
 		p.filling++
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
+		p.track.Go(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			f, err := p.start(ctx)
@@ -255,7 +241,7 @@ func (p *Pool) refill() {
 			} else if closed {
 				p.discard(f)
 			}
-		}()
+		})
 	}
 }
 
@@ -283,15 +269,9 @@ func (p *Pool) watch(f *fencer) {
 // discard closes a fencer's stream and removes its container in the
 // background.
 func (p *Pool) discard(f *fencer) {
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		f.remove(p.engine, p.stop, p.log, "fencer", func() {
-			p.mu.Lock()
-			delete(p.live, f.id)
-			p.mu.Unlock()
-		})
-	}()
+	p.track.Go(func() {
+		f.remove(p.engine, p.track.Stopping(), p.log, "fencer", func() { p.track.Gone(f.id) })
+	})
 }
 
 // fencerScript first closes the namespace (every chain drops everything:
@@ -388,9 +368,7 @@ func (p *Pool) start(ctx context.Context) (*fencer, error) {
 	}
 	err := startAttached(stepCtx, p.engine, fmt.Sprintf("fencer on network %q", p.cfg.Network), name, cfg, hc, func(a *attached) {
 		f.attached = a
-		p.mu.Lock()
-		p.live[a.id] = true
-		p.mu.Unlock()
+		p.track.Add(a.id)
 	})
 	if err != nil {
 		return fail(err)

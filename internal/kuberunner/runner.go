@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
 	"github.com/nmap-mcp/nmap-mcp/internal/fence"
+	"github.com/nmap-mcp/nmap-mcp/internal/lifecycle"
 )
 
 // Runner runs scans as Jobs in one namespace; it is an executor.Runner.
@@ -31,9 +31,9 @@ type Runner struct {
 	// delete, the wait for a deleted Job to be gone).
 	cleanup time.Duration
 
-	mu      sync.Mutex
-	pending map[string]bool // Jobs created and not yet seen gone
-	wg      sync.WaitGroup
+	// track holds the Jobs created and not yet seen gone, and their
+	// background deletions.
+	track *lifecycle.Tracker
 }
 
 // New returns a runner; log may be nil. It checks cfg.
@@ -44,14 +44,11 @@ func New(client kubernetes.Interface, cfg Config, log *slog.Logger) (*Runner, er
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Runner{client: client, cfg: cfg, log: log, cleanup: 30 * time.Second, pending: map[string]bool{}}, nil
+	return &Runner{client: client, cfg: cfg, log: log, cleanup: 30 * time.Second, track: lifecycle.New()}, nil
 }
 
 // Config is the runner's configuration.
 func (r *Runner) Config() Config { return r.cfg }
-
-// drainGrace bounds the wait for the rest of the log after a kill.
-const drainGrace = 3 * time.Second
 
 // Run creates the spec's Job, follows its pod's log into the job's
 // writers, and deletes the Job: the Kubernetes counterpart of
@@ -103,7 +100,7 @@ func (r *Runner) Run(ctx context.Context, job executor.Job) (*executor.Result, e
 	}
 	res.ContainerID = "job/" + name
 	res.Created = time.Now()
-	r.track(name)
+	r.track.Add(name)
 	emit(executor.StepCreated, "")
 	gone := false
 	defer func() {
@@ -146,7 +143,7 @@ func (r *Runner) Run(ctx context.Context, job executor.Job) (*executor.Result, e
 		killed = true
 		emit(executor.StepKilled, why)
 		r.deleteJob(name)
-		giveUp = time.After(drainGrace + 5*time.Second)
+		giveUp = time.After(lifecycle.DrainGrace + 5*time.Second)
 	}
 	podC := podW.ResultChan()
 	for {
@@ -277,7 +274,7 @@ func (r *Runner) Run(ctx context.Context, job executor.Job) (*executor.Result, e
 	if logsDone != nil {
 		select {
 		case <-logsDone:
-		case <-time.After(drainGrace):
+		case <-time.After(lifecycle.DrainGrace):
 			stopWatch()
 			<-logsDone
 		}
@@ -419,7 +416,7 @@ func (r *Runner) deleteJob(name string) {
 // waitGone waits until the Job (and so, with foreground deletion, its
 // pod) is gone, or the clean-up bound passes.
 func (r *Runner) waitGone(name string) {
-	defer r.untrack(name)
+	defer r.track.Gone(name)
 	end := time.Now().Add(r.cleanup)
 	for time.Now().Before(end) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -434,49 +431,20 @@ func (r *Runner) waitGone(name string) {
 }
 
 func (r *Runner) deleteInBackground(name string, removed func()) {
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
+	r.track.Go(func() {
 		r.deleteJob(name)
 		r.waitGone(name)
 		removed()
-	}()
+	})
 }
 
 // Close waits until every Job this runner created is gone, or ctx ends.
 func (r *Runner) Close(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() { r.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("jobs still being deleted: %v: %w", r.Pending(), ctx.Err())
-	}
+	return r.track.Wait(ctx, "Jobs being deleted")
 }
 
 // Pending lists the Jobs created and not yet seen gone.
-func (r *Runner) Pending() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]string, 0, len(r.pending))
-	for n := range r.pending {
-		out = append(out, n)
-	}
-	return out
-}
-
-func (r *Runner) track(name string) {
-	r.mu.Lock()
-	r.pending[name] = true
-	r.mu.Unlock()
-}
-
-func (r *Runner) untrack(name string) {
-	r.mu.Lock()
-	delete(r.pending, name)
-	r.mu.Unlock()
-}
+func (r *Runner) Pending() []string { return r.track.Pending() }
 
 func isClosed(c chan struct{}) bool {
 	select {
