@@ -146,6 +146,13 @@ func (s *Service) Submit(ctx context.Context, req scanargs.Request, opts Options
 		return nil, err
 	}
 	r.ticket = ticket
+	// Storage faults known now refuse the scan before anything is spent
+	// or written (see storage.go).
+	if err := s.storageReady(ctx); err != nil {
+		ticket.Cancel()
+		s.dropShare(client)
+		return nil, err
+	}
 	if s.d.Policy != nil {
 		if err := s.d.Policy.Spend(client, plan.Addresses); err != nil {
 			ticket.Cancel()
@@ -557,15 +564,21 @@ func (r *run) finish(ctx context.Context, ended time.Time, res *executor.Result,
 		rec.RawXML = res.Stdout
 		rec.RawXMLTruncated = res.DroppedStdout > 0
 	}
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	// A storage fault (a lock, a full disk) is waited out, within
+	// FinalRetry, rather than losing the scan's end.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), FinalRetry+30*time.Second)
 	defer cancel()
 	if a := r.s.d.Audit; a != nil && r.audited {
-		if aerr := a.Ended(fctx, rec); aerr != nil {
-			r.s.d.Log.Error("could not write the end of a scan to the audit trail", "scan", rec.ID, "err", aerr)
+		if n, aerr := retry(fctx, FinalRetry, func(ctx context.Context) error { return a.Ended(ctx, rec) }); aerr != nil {
+			r.s.d.Log.Error("could not write the end of a scan to the audit trail", "scan", rec.ID, "attempts", n, "err", aerr)
+		} else if n > 1 {
+			r.s.d.Log.Info("wrote the end of a scan to the audit trail after a storage fault", "scan", rec.ID, "attempts", n)
 		}
 	}
-	if serr := r.s.d.Store.Finish(fctx, rec); serr != nil {
-		r.s.d.Log.Error("could not record the end of a scan", "scan", rec.ID, "err", serr)
+	if n, serr := retry(fctx, FinalRetry, func(ctx context.Context) error { return r.s.d.Store.Finish(ctx, rec) }); serr != nil {
+		r.s.d.Log.Error("could not record the end of a scan", "scan", rec.ID, "attempts", n, "err", serr)
+	} else if n > 1 {
+		r.s.d.Log.Info("recorded the end of a scan after a storage fault", "scan", rec.ID, "attempts", n)
 	}
 	final := *rec
 	final.RawXML = nil
