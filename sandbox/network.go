@@ -56,7 +56,7 @@ type Placement struct {
 	Unfenced string
 	// HostFence: the scan runs on the host's network (its targets are all
 	// on loopback) inside the host fence, which lets its packets reach
-	// loopback only (see package fence, HostFence). A runner that cannot
+	// loopback only (see package executor/fencer, HostFence). A runner that cannot
 	// install that fence must refuse the spec.
 	HostFence bool
 }
