@@ -245,7 +245,7 @@ func TestFakeRunOutcomes(t *testing.T) {
 				return errors.As(err, &ie) && ie.Image == "img"
 			}},
 		{name: "removal retried until the engine answers", f: &fakeEngine{stdout: "x", failRemoves: 2},
-			check: func(r *executor.Result, err error) bool { return err == nil },
+			check:   func(r *executor.Result, err error) bool { return err == nil },
 			lastTwo: []string{"exited", "removed"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
