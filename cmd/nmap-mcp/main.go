@@ -1,6 +1,7 @@
 // Command nmap-mcp is an MCP server that runs Nmap scans in short-lived,
 // capability-limited Docker containers, plus a CLI for one-off scans and
-// for managing the scanner image. This package holds flags and wiring only.
+// for managing the scanner image. This package parses flags and
+// subcommands; package internal/app wires the server.
 package main
 
 import (
@@ -11,6 +12,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/nmap-mcp/nmap-mcp/images"
 )
 
 // version is the nmap-mcp release.
@@ -78,7 +81,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "image":
 		return cmdImage(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
-		fmt.Fprintf(stdout, "nmap-mcp %s (scanner image: nmap %s)\n", version, nmapPackage())
+		fmt.Fprintf(stdout, "nmap-mcp %s (scanner image: nmap %s)\n", version, images.NmapVersion)
 		return nil
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

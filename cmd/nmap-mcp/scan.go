@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/nmap-mcp/nmap-mcp/internal/app"
 	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 )
@@ -48,7 +49,7 @@ func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		req.TimeoutSeconds = &timeoutS
 	}
 	// Refuse bad input before touching the engine or the image.
-	if _, err := req.Plan(s.rules()); err != nil {
+	if _, err := req.Plan(s.resolved.Rules); err != nil {
 		return fmt.Errorf("scan refused, nothing was run: %w", err)
 	}
 	logger, closeLog, err := s.logger(stderr)
@@ -57,19 +58,19 @@ func cmdScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	defer closeLog()
 
-	st, err := bringUp(ctx, &s, logger, stderr, nil, true, scans.Config{Concurrency: 1})
+	a, err := s.newApp(ctx, app.OneShot, logger, stderr)
 	if err != nil {
 		return err
 	}
 	// Removals still under way when the result is printed go to a
 	// detached reaper, so the command ends with its output.
 	defer func() {
-		if !st.detach() {
-			_ = st.scans.Close(context.WithoutCancel(ctx))
+		if !a.Detach() {
+			_ = a.Scans().Close(context.WithoutCancel(ctx))
 		}
-		st.close()
+		a.Close()
 	}()
-	sc, err := st.scans.Submit(ctx, req, scans.Options{Events: func(ev scans.Event) {
+	sc, err := a.Scans().Submit(ctx, req, scans.Options{Events: func(ev scans.Event) {
 		if ev.Kind == scans.Started {
 			fmt.Fprintln(stderr, "nmap-mcp: scanning", req.Targets)
 		}

@@ -8,14 +8,10 @@ import (
 	"log/slog"
 	"os"
 	"syscall"
-	"time"
 
-	units "github.com/docker/go-units"
-
+	"github.com/nmap-mcp/nmap-mcp/internal/app"
 	"github.com/nmap-mcp/nmap-mcp/internal/config"
-	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
-	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
 
 // settings is the one configuration of a subcommand (defaults, file,
@@ -23,6 +19,8 @@ import (
 // from.
 type settings struct {
 	*config.Config
+	// resolved is Config in typed values (config.Resolve), set by parsed.
+	resolved   config.Resolved
 	configPath string
 	layers     *config.Layers
 }
@@ -67,7 +65,7 @@ func (s *settings) parsed() error {
 	if err != nil {
 		return err
 	}
-	s.Config, s.configPath = c, s.layers.Path
+	s.Config, s.resolved, s.configPath = c, s.layers.Resolved, s.layers.Path
 	return nil
 }
 
@@ -82,28 +80,20 @@ func envOr(name, def string) string {
 // auditFile is the audit trail's path: as set, or beside the store.
 func (s *settings) auditFile() (string, error) { return s.AuditPath(store.DefaultPath) }
 
-// sandboxOptions returns the sandbox options (validated by config).
-func (s *settings) sandboxOptions(instance string) (sandbox.Options, error) {
-	mem, err := units.RAMInBytes(s.Sandbox.Memory)
+// newApp brings up the scans stack for mode: the runner, the history, the
+// audit trail, the policy and the scans service (see package app).
+func (s *settings) newApp(ctx context.Context, mode app.Mode, log *slog.Logger, stderr io.Writer) (*app.App, error) {
+	opts, err := app.FromConfig(s.Config, s.resolved, s.configPath, mode)
 	if err != nil {
-		return sandbox.Options{}, fmt.Errorf("sandbox.memory %q: not a size such as 512m or 1g: %w", s.Sandbox.Memory, err)
+		return nil, err
 	}
-	lim := sandbox.DefaultLimits()
-	lim.CPUs, lim.Memory, lim.Pids = s.Sandbox.CPUs, mem, s.Sandbox.Pids
-	lim.Timeout = time.Duration(s.Sandbox.TimeoutSeconds) * time.Second
-	lim.MaxTimeout = time.Duration(s.Sandbox.MaxTimeoutSeconds) * time.Second
-	if err := lim.Validate(); err != nil {
-		return sandbox.Options{}, fmt.Errorf("sandbox limits: %w", err)
-	}
-	return sandbox.Options{Network: s.Sandbox.Network, FenceNetwork: s.Sandbox.FenceNetwork, Limits: lim, Instance: instance}, nil
+	opts.Log, opts.Stderr, opts.ServerVersion = log, stderr, version
+	return app.New(ctx, opts)
 }
 
 // logger returns the logger and a closer for the log file, if any.
 func (s *settings) logger(stderr io.Writer) (*slog.Logger, func(), error) {
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(s.Log.Level)); err != nil {
-		return nil, nil, fmt.Errorf("log.level %q: must be debug, info, warn or error", s.Log.Level)
-	}
+	lvl := s.resolved.LogLevel
 	w, closer := stderr, func() {}
 	if s.Log.File != "" {
 		// O_NOFOLLOW: a symlink planted at the log path cannot redirect
@@ -117,28 +107,13 @@ func (s *settings) logger(stderr io.Writer) (*slog.Logger, func(), error) {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl})), closer, nil
 }
 
-// rules returns the validation bounds the settings imply.
-func (s *settings) rules() scanargs.Rules {
-	return scanargs.Rules{MaxAddresses: s.Budgets.MaxAddressesPerScan,
-		DefaultTimeout: time.Duration(s.Sandbox.TimeoutSeconds) * time.Second,
-		MaxTimeout:     time.Duration(s.Sandbox.MaxTimeoutSeconds) * time.Second}
-}
-
 // openStore opens the scan history named by the settings.
 func (s *settings) openStore(ctx context.Context) (*store.Store, error) {
-	path := s.Store.Path
-	if path == "" {
-		p, err := store.DefaultPath()
-		if err != nil {
-			return nil, err
-		}
-		path = p
+	path, err := s.StorePath()
+	if err != nil {
+		return nil, err
 	}
-	limit, err := units.RAMInBytes(s.Store.MaxXML)
-	if err != nil || limit <= 0 {
-		return nil, fmt.Errorf("store.max_xml %q: not a size such as 4m", s.Store.MaxXML)
-	}
-	return store.Open(ctx, path, int(limit))
+	return store.Open(ctx, path, int(s.resolved.MaxXML))
 }
 
 // parseInterleaved parses flags that may come before or after the

@@ -5,9 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/nmap-mcp/nmap-mcp/executor"
 	"github.com/nmap-mcp/nmap-mcp/internal/config"
 )
 
@@ -28,20 +26,5 @@ func TestLogFileNoFollow(t *testing.T) {
 	}
 	if _, err := os.Stat(target); !os.IsNotExist(err) {
 		t.Fatalf("the symlink's target was created: %v", err)
-	}
-}
-
-// Fix-it advice is added at the edge: the runner's typed errors say what
-// happened; cmd says which argument, key, flag or variable to change.
-func TestAdvice(t *testing.T) {
-	for err, want := range map[error]string{
-		&executor.OOMError{Limit: 512 << 20}:       "sandbox.memory in the config file, --memory or NMAP_MCP_MEMORY",
-		&executor.PidsError{Limit: 8}:              "--pids or NMAP_MCP_PIDS",
-		&executor.TimeoutError{After: time.Second}: "raise timeout_seconds",
-		&executor.ImageError{Image: "x"}:           "nmap-mcp image build",
-	} {
-		if got := adviceFor("docker", err); !strings.Contains(got, want) {
-			t.Errorf("%T: %q, want %q", err, got, want)
-		}
 	}
 }

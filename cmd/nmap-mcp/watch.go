@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nmap-mcp/nmap-mcp/internal/app"
 	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
-	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 	"github.com/nmap-mcp/nmap-mcp/internal/watches"
 )
@@ -64,13 +64,12 @@ resume runs it again once neither holds.
 		}
 		defer closeLog()
 		// The full stack: the policy checks the scan (scope, scripts).
-		st, err := bringUp(ctx, set, logger, stderr, nil, true, scans.Config{Concurrency: 1})
+		a, err := set.newApp(ctx, app.OneShot, logger, stderr)
 		if err != nil {
 			return err
 		}
-		defer st.close()
-		ws := watches.New(st.store, st.scans, watchConfig(set), logger)
-		w, err := ws.Create(ctx, pos[0], req, *every, *webhook)
+		defer a.Close()
+		w, err := a.Watches().Create(ctx, pos[0], req, *every, *webhook)
 		if err != nil {
 			return err
 		}
@@ -152,26 +151,9 @@ resume runs it again once neither holds.
 	}
 }
 
-// watchConfig is the watches section of the settings. The clients that
-// exist are the tokens' names (http.tokens) and "local", the stdio and CLI
-// client: a watch of any other client is paused at its next run.
-func watchConfig(s *settings) watches.Config {
-	return watches.Config{MinInterval: time.Duration(s.Watches.MinIntervalSeconds) * time.Second, MaxPerClient: s.Watches.MaxPerClient,
-		WebhookAllow: s.Watches.WebhookAllow, WebhookSecret: s.Watches.WebhookSecret, ClientExists: clientExists(s)}
-}
-
-// clientExists says whether a client is known to the settings.
-func clientExists(s *settings) func(string) bool {
-	known := map[string]bool{"local": true}
-	for _, t := range s.HTTP.Tokens {
-		known[t.Name] = true
-	}
-	return func(c string) bool { return known[c] }
-}
-
 // pauseReason says why w may not run under the settings, or "".
 func pauseReason(s *settings, w *store.Watch) string {
-	if !clientExists(s)(w.Client) {
+	if !app.ClientExists(s.Config)(w.Client) {
 		return fmt.Sprintf("its client %q has no token in http.tokens", w.Client)
 	}
 	if w.Webhook != "" {

@@ -11,18 +11,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
-	units "github.com/docker/go-units"
 	"gopkg.in/yaml.v3"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/policy"
-	"github.com/nmap-mcp/nmap-mcp/internal/results"
-	"github.com/nmap-mcp/nmap-mcp/internal/store"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
 
@@ -258,8 +254,15 @@ func decode(data []byte, c *Config) error {
 
 // Validate checks every value the YAML types cannot: sizes, ranges,
 // durations, names and the policy's lists. A bad value is a *KeyError
-// naming its key (the policy's own errors name theirs).
+// naming its key (the policy's own errors name theirs). It is Resolve
+// without the result.
 func (c Config) Validate() error {
+	_, err := c.Resolve()
+	return err
+}
+
+// check holds the rules of the values that need no conversion.
+func (c Config) check() error {
 	bad := func(key string, v any, rule string) error {
 		return &KeyError{Key: key, Value: fmt.Sprint(v), Rule: rule}
 	}
@@ -315,12 +318,6 @@ func (c Config) Validate() error {
 	case c.HTTP.MaxSessionsPerClient < 1 || c.HTTP.MaxSessionsPerClient > c.HTTP.MaxSessions:
 		return bad("http.max_sessions_per_client", c.HTTP.MaxSessionsPerClient, "must be from 1 to http.max_sessions")
 	}
-	if err := size("sandbox.memory", sb.Memory, 6<<20); err != nil {
-		return err
-	}
-	if err := size("store.max_xml", c.Store.MaxXML, 1); err != nil {
-		return err
-	}
 	if c.Watches.MinIntervalSeconds < 1 {
 		return bad("watches.min_interval_seconds", c.Watches.MinIntervalSeconds, "must be at least 1")
 	}
@@ -332,31 +329,10 @@ func (c Config) Validate() error {
 			return bad("watches.webhook_allow", u, "each entry must be a URL prefix starting with https:// or http://")
 		}
 	}
-	if _, err := store.ParseKeep(c.Store.Keep); err != nil {
-		return bad("store.keep", c.Store.Keep, "give a count of scans (10000) or an age of at least an hour (90d, 720h), or leave it empty to keep everything")
-	}
-	if c.Store.MaxScriptOutput != "" {
-		if err := size("store.max_script_output", c.Store.MaxScriptOutput, 1); err != nil {
-			return err
-		}
-	}
-	if err := size("http.max_body", c.HTTP.MaxBody, 1); err != nil {
-		return err
-	}
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(c.Log.Level)); err != nil {
-		return bad("log.level", c.Log.Level, "must be debug, info, warn or error")
-	}
-	if _, err := c.Window(); err != nil {
-		return err
-	}
 	for _, t := range c.HTTP.Tokens {
 		if t.Name == "" || len(t.SHA256) != 64 {
 			return bad("http.tokens", t.Name, "each token needs a name and a 64-hex-digit sha256 (make one with nmap-mcp token add NAME)")
 		}
-	}
-	if _, err := policy.New(c.Policy(), nil, nil); err != nil {
-		return err
 	}
 	return nil
 }
@@ -382,22 +358,6 @@ func (c Config) Policy() policy.Config {
 		ScriptCategories: c.Scripts.Categories, ScriptNames: c.Scripts.Names,
 		Window: w, ScansPerClient: c.Budgets.ScansPerClient, AddressesPerClient: c.Budgets.AddressesPerClient,
 	}
-}
-
-// ResultLimits are the bounds of a decoded result (store.max_hosts,
-// store.max_ports, store.max_script_output); Validate has checked them.
-func (c Config) ResultLimits() results.Limits {
-	l := results.DefaultLimits()
-	if c.Store.MaxHosts > 0 {
-		l.MaxHosts = c.Store.MaxHosts
-	}
-	if c.Store.MaxPorts > 0 {
-		l.MaxPorts = c.Store.MaxPorts
-	}
-	if n, err := units.RAMInBytes(c.Store.MaxScriptOutput); err == nil && n > 0 {
-		l.MaxScriptBytes = int(n)
-	}
-	return l
 }
 
 // YAML renders the effective configuration.

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 
-	units "github.com/docker/go-units"
 	"gopkg.in/yaml.v3"
 )
 
@@ -121,10 +120,12 @@ func Find(args []string) (path string, required bool) {
 type Layers struct {
 	Config Config
 	// Path is the configuration file read (it may not exist).
-	Path   string
-	setBy  map[string]string // key -> the variable or flag that set it last
-	fs     *flag.FlagSet
-	values map[string]*string
+	Path string
+	// Resolved is Config converted into typed values, set by Done.
+	Resolved Resolved
+	setBy    map[string]string // key -> the variable or flag that set it last
+	fs       *flag.FlagSet
+	values   map[string]*string
 }
 
 // Register reads the file named by args (see Find) over the defaults,
@@ -154,8 +155,8 @@ func Register(fs *flag.FlagSet, args []string) (*Layers, error) {
 	return l, nil
 }
 
-// Done applies the flags that were given and validates the whole
-// configuration.
+// Done applies the flags that were given, validates the whole
+// configuration and resolves it (Layers.Resolved).
 func (l *Layers) Done() (*Config, error) {
 	var err error
 	l.fs.Visit(func(f *flag.Flag) {
@@ -172,13 +173,15 @@ func (l *Layers) Done() (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := l.Config.Validate(); err != nil {
+	r, err := l.Config.Resolve()
+	if err != nil {
 		var ke *KeyError
 		if errors.As(err, &ke) && ke.From == "" {
 			ke.From = l.setBy[ke.Key]
 		}
 		return nil, err
 	}
+	l.Resolved = r
 	return &l.Config, nil
 }
 
@@ -251,15 +254,6 @@ func (c *Config) AuditPath(defaultStore func() (string, error)) (string, error) 
 		}
 	}
 	return filepath.Join(filepath.Dir(p), "audit.jsonl"), nil
-}
-
-// size parses a size such as 512m.
-func size(key, v string, min int64) error {
-	n, err := units.RAMInBytes(v)
-	if err != nil || n < min {
-		return &KeyError{Key: key, Value: v, Rule: fmt.Sprintf("not a size of at least %s, such as 512m or 1g", units.BytesSize(float64(min)))}
-	}
-	return nil
 }
 
 // lineOf finds the line of a dotted key in a YAML document (0: not found).

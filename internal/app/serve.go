@@ -1,0 +1,126 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"time"
+
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/nmap-mcp/nmap-mcp/internal/httpapi"
+	"github.com/nmap-mcp/nmap-mcp/internal/mcpserver"
+)
+
+// serving is what both transports share while the App serves: retention,
+// the watches and the MCP server.
+type serving struct {
+	mcp      *server.MCPServer
+	delivery *mcpserver.Delivery
+	cancel   context.CancelFunc // stops retention and the watches
+	wait     func()             // waits for them to stop
+}
+
+// startServing starts retention and the watches and builds the MCP
+// server. Without an engine the server starts anyway: nmap_version and
+// /healthz say so, and scans work once it answers.
+func (a *App) startServing(ctx context.Context) (*serving, string) {
+	bg, cancel := context.WithCancel(ctx)
+	retained := make(chan struct{})
+	go func() { defer close(retained); a.store.PruneEvery(bg, time.Hour, a.opts.Keep, a.log) }()
+	engineVersion, err := a.be.version(ctx)
+	if err != nil {
+		engineVersion = "not answering"
+	}
+	// Watches run while the server runs; on the way out they stop first,
+	// then the scans service is closed, then their runs are waited for.
+	subs := mcpserver.NewSubscriptions()
+	a.watches.Notify = subs.Changed
+	watchesDone := make(chan struct{})
+	go func() { defer close(watchesDone); a.watches.Run(bg) }()
+	delivery := mcpserver.NewDelivery()
+	srv := mcpserver.New(mcpserver.Deps{Scans: a.scans, Watches: a.watches, Subscriptions: subs, Delivery: delivery, Log: a.log,
+		Refused: a.meters.Refused, Info: mcpserver.Info{ServerVersion: a.opts.ServerVersion, EngineVersion: engineVersion, Engine: a.be.version}})
+	return &serving{mcp: srv, delivery: delivery, cancel: cancel, wait: func() { <-watchesDone; <-retained }}, engineVersion
+}
+
+// ServeStdio serves MCP over in and out (stdout carries only the
+// protocol) until in ends or ctx does, then stops the watches and closes
+// the scans service. errLog receives the transport's own errors.
+func (a *App) ServeStdio(ctx context.Context, in io.Reader, out io.Writer, errLog io.Writer) error {
+	s, engineVersion := a.startServing(ctx)
+	defer func() { s.cancel(); s.wait() }()
+	stdio := server.NewStdioServer(s.mcp)
+	stdio.SetErrorLogger(log.New(errLog, "nmap-mcp: ", log.LstdFlags))
+	a.log.Info("serving MCP on stdio", "image", a.scans.Image().Tag, "engine", engineVersion, "store", a.store.Path())
+	err := stdio.Listen(ctx, in, s.delivery.Writer(out))
+	s.cancel()
+	wctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	if cerr := a.scans.Close(wctx); cerr != nil {
+		a.log.Warn("some scans or their containers did not stop in time; the next start-up sweep removes what is left", "err", cerr)
+	}
+	cancel()
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, io.EOF) {
+		a.log.Info("stdio closed; exiting")
+		return nil
+	}
+	return fmt.Errorf("serve stdio: %w", err)
+}
+
+// ServeHTTP serves MCP over streamable HTTP at addr until ctx ends
+// (SIGTERM or SIGINT), then drains: new calls get 503, running scans get
+// the grace period, the rest are cancelled (their records say so), and no
+// container is left.
+func (a *App) ServeHTTP(ctx context.Context, addr string) error {
+	s, _ := a.startServing(ctx)
+	defer func() { s.cancel(); s.wait() }()
+	cfg := a.opts.HTTP
+	cfg.Addr = addr
+	tag := a.scans.Image().Tag // for logs; scans and health use the ID
+	front, err := httpapi.New(cfg, httpapi.Deps{MCP: s.mcp, Delivery: s.delivery, Health: a.be.health, Metrics: a.meters.Handler(),
+		Refused: a.meters.Refused, Log: a.log, Scans: a.scans, AuditPath: a.opts.AuditPath, Watches: a.watches})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- front.Serve(ln) }()
+	a.log.Info("serving MCP over HTTP", "url", "http://"+ln.Addr().String()+"/mcp", "web", "http://"+ln.Addr().String()+"/", "tokens", len(cfg.Tokens),
+		"image", tag, "store", a.store.Path())
+	if a.opts.Listening != nil {
+		a.opts.Listening(ln.Addr())
+	}
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve http: %w", err)
+	case <-ctx.Done():
+	}
+	grace := a.opts.Grace
+	a.log.Info("shutting down: refusing new calls, waiting for running scans", "grace", grace)
+	front.Drain()
+	deadline := time.Now().Add(grace)
+	for time.Now().Before(deadline) {
+		if r, w := a.scans.QueueStats(); r == 0 && w == 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.scans.Close(cctx); err != nil {
+		a.log.Warn("some scans or their containers did not stop in time; the next start-up sweep removes what is left", "err", err)
+	}
+	// Every call has ended by now; only idle SSE streams remain.
+	sctx, scancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	_ = front.Shutdown(sctx)
+	scancel()
+	a.log.Info("http server stopped")
+	return nil
+}
