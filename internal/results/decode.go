@@ -56,6 +56,9 @@ func (l Limits) orDefault() Limits {
 	return l
 }
 
+// maxCPE bounds the CPE names kept per port (nmap writes one or two).
+const maxCPE = 8
+
 // readBuffer is the tokenizer's buffer; it bounds the longest element.
 const readBuffer = 256 << 10
 
@@ -117,6 +120,13 @@ func (d *decoder) run(r io.Reader) error {
 			d.stack = append(d.stack, intern(name))
 			if err := d.start(name, attrs); err != nil {
 				return err
+			}
+		case gosax.EventText:
+			// The only character data kept: <cpe> inside a port's <service>.
+			if d.port != nil && len(d.stack) > 0 && string(d.stack[len(d.stack)-1]) == "cpe" && len(d.port.CPE) < maxCPE {
+				if v, err := gosax.Unescape(bytes.TrimSpace(ev.Bytes)); err == nil && len(v) > 0 {
+					d.port.CPE = append(d.port.CPE, clean(string(v[:min(len(v), 256)]), false))
+				}
 			}
 		case gosax.EventEnd:
 			name, _ := gosax.Name(ev.Bytes)

@@ -63,6 +63,10 @@ func TestDecodeServiceVersions(t *testing.T) {
 	if ssh == nil || ssh.Product != "OpenSSH" || ssh.Version != "9.2p1 Debian 2+deb12u3" || ssh.ExtraInfo != "protocol 2.0" {
 		t.Fatalf("ssh port %+v in %+v", ssh, r.Hosts[0].Ports)
 	}
+	// The inventory keeps each service's CPE names (character data of <cpe>).
+	if want := []string{"cpe:/a:openbsd:openssh:9.2p1", "cpe:/o:linux:linux_kernel"}; fmt.Sprint(ssh.CPE) != fmt.Sprint(want) {
+		t.Fatalf("ssh CPE %q, want %q", ssh.CPE, want)
+	}
 }
 
 func TestDecodeHostDown(t *testing.T) {

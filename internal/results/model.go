@@ -77,15 +77,17 @@ type Host struct {
 
 // Port is one reported port.
 type Port struct {
-	Protocol  string   `json:"protocol" desc:"tcp or udp"`
-	Port      int      `json:"port" desc:"port number"`
-	State     string   `json:"state" desc:"open, closed, filtered, open|filtered, ..."`
-	Reason    string   `json:"reason" desc:"why nmap decided the state, e.g. syn-ack"`
-	Service   string   `json:"service" desc:"service name, e.g. ssh"`
-	Product   string   `json:"product" desc:"product, e.g. OpenSSH"`
-	Version   string   `json:"version" desc:"version, e.g. 9.2p1"`
-	ExtraInfo string   `json:"extra_info" desc:"extra service detail"`
-	Scripts   []Script `json:"scripts" desc:"NSE output for this port"`
+	Protocol  string `json:"protocol" desc:"tcp or udp"`
+	Port      int    `json:"port" desc:"port number"`
+	State     string `json:"state" desc:"open, closed, filtered, open|filtered, ..."`
+	Reason    string `json:"reason" desc:"why nmap decided the state, e.g. syn-ack"`
+	Service   string `json:"service" desc:"service name, e.g. ssh"`
+	Product   string `json:"product" desc:"product, e.g. OpenSSH"`
+	Version   string `json:"version" desc:"version, e.g. 9.2p1"`
+	ExtraInfo string `json:"extra_info" desc:"extra service detail"`
+	// CPE lists the CPE names nmap's service detection matched.
+	CPE     []string `json:"cpe" desc:"CPE names of the service, e.g. cpe:/a:openbsd:openssh:9.2p1"`
+	Scripts []Script `json:"scripts" desc:"NSE output for this port"`
 }
 
 // PortCount is a number of ports in one state that nmap did not list.
@@ -172,6 +174,7 @@ func (h *Host) normalize() {
 	fill(&h.Scripts)
 	for j := range h.Ports {
 		fill(&h.Ports[j].Scripts)
+		fill(&h.Ports[j].CPE)
 	}
 }
 
