@@ -325,7 +325,7 @@ func TestServeStoreLocked(t *testing.T) {
 // and tools still answer; once the folder is writable again, scans work.
 func TestServeStoreReadOnly(t *testing.T) {
 	storageNeedRoot(t)
-	storeDir := storageTmpfs(t, "16m")
+	storeDir := storageTmpfs(t, "32m")
 	s := startStorageServer(t, filepath.Join(storeDir, "scans.db"), filepath.Join(t.TempDir(), "audit.jsonl"))
 	port := testkit.TCPListener(t)
 	id1 := s.scan(t, port)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -114,12 +115,16 @@ func (s *Store) fail(op string, err error) error {
 	return &FaultError{Path: s.path, Op: op, Kind: kind, Err: err}
 }
 
+// MinFree is the free space on the database's disk below which Ready
+// refuses a scan: room for its record and its raw XML (DefaultMaxXML).
+const MinFree = 8 << 20
+
 // idleConns is how many idle connections the pool keeps.
 const idleConns = 2
 
 // Ready says whether a scan can be admitted now: the database file (and
-// its -wal file) can be written, and no other process holds its write
-// lock for longer than BusyTimeout. Its error is a *FaultError. It is
+// its -wal file) can be written, its disk has MinFree bytes free, and no
+// other process holds its write lock for longer than BusyTimeout. Its error is a *FaultError. It is
 // asked before a scan spends its client's budget or is audited, so that a
 // fault known beforehand refuses the scan with nothing spent or written.
 // It takes the write lock for an instant (BEGIN IMMEDIATE, ROLLBACK).
@@ -131,6 +136,11 @@ func (s *Store) Ready(ctx context.Context) error {
 		if err := syscall.Access(p, 2 /* W_OK */); err != nil && !errors.Is(err, syscall.ENOENT) {
 			return &FaultError{Path: s.path, Op: op, Kind: ReadOnly, Err: &os.PathError{Op: "access", Path: p, Err: err}}
 		}
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Dir(s.path), &st); err == nil && st.Bavail*uint64(st.Bsize) < MinFree {
+		return &FaultError{Path: s.path, Op: op, Kind: Full, Err: fmt.Errorf("%d bytes free on its disk, fewer than the %d a scan's record may need: %w",
+			st.Bavail*uint64(st.Bsize), MinFree, syscall.ENOSPC)}
 	}
 	err := s.lockable(ctx, op)
 	var fe *FaultError

@@ -249,7 +249,7 @@ func TestLockedByAnotherProcess(t *testing.T) {
 // without reopening the store.
 func TestReadOnlyFolder(t *testing.T) {
 	ctx := context.Background()
-	dir := tmpfs(t, "8m")
+	dir := tmpfs(t, "32m")
 	path := filepath.Join(dir, "scans.db")
 	s := open(t, path)
 	finished(t, s, "old1")
@@ -284,7 +284,7 @@ func TestReadOnlyFolder(t *testing.T) {
 // file and what to do; nothing in it is lost: once writable, it opens
 // with its records.
 func TestReadOnlyAtOpen(t *testing.T) {
-	dir := tmpfs(t, "8m")
+	dir := tmpfs(t, "32m")
 	path := filepath.Join(dir, "scans.db")
 	s, err := Open(context.Background(), path, 0)
 	if err != nil {
@@ -371,4 +371,113 @@ func TestDamagedPage(t *testing.T) {
 		t.Fatal(err)
 	}
 	finished(t, d, "after")
+}
+
+// The database's disk fills: Ready refuses (less than MinFree left), a
+// write fails as Full naming the file and what to do, reads go on, and
+// once space is freed writes work again without reopening; nothing
+// written before is lost.
+func TestDiskFull(t *testing.T) {
+	ctx := context.Background()
+	dir := tmpfs(t, "32m")
+	path := filepath.Join(dir, "scans.db")
+	s := open(t, path)
+	finished(t, s, "old1")
+	running := rec("run1", "127.0.0.1")
+	if err := s.Begin(ctx, running); err != nil {
+		t.Fatal(err)
+	}
+	filler := filepath.Join(dir, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := f.Write(make([]byte, 64<<10)); err != nil {
+			break
+		}
+	}
+	f.Close()
+	wantFault(t, s.Ready(ctx), Full, path, "disk is full", "free space", "no restart needed")
+	running.Status, running.RawXML = Done, bytes.Repeat([]byte("<host/>"), 300<<10)
+	err = s.Finish(ctx, running)
+	wantFault(t, err, Full, path, "finish scan run1", "disk is full")
+	if got, err := s.Get(ctx, "old1", ""); err != nil || got.Status != Done {
+		t.Fatalf("read on a full disk: %+v %v", got, err)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Finish(ctx, running); err != nil {
+		t.Fatal(err)
+	}
+	if xml, err := s.RawXML(ctx, "run1", ""); err != nil || len(xml) == 0 {
+		t.Fatalf("raw XML after the fault: %d %v", len(xml), err)
+	}
+	finished(t, s, "new1")
+	if list, err := s.List(ctx, Filter{}); err != nil || len(list) != 3 {
+		t.Fatalf("records after the fault: %d %v", len(list), err)
+	}
+}
+
+// A damaged page holds the records of a dead server's running scans: the
+// store still opens (the records it can reach are marked interrupted,
+// those in the damaged page are left and report the damage when read).
+func TestDamagedPageAtOpen(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	orig := filepath.Join(dir, "scans.db")
+	s, err := Open(ctx, orig, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 40
+	var recs []*Record
+	for i := range n {
+		r := rec(fmt.Sprintf("scan%02d", i), "127.0.0.1")
+		r.Status, r.OwnerPID, r.OwnerHost = Running, 0, "gone" // a dead server's
+		r.CreatedAt = time.Now().UTC().Add(time.Duration(i) * time.Second)
+		r.Request = []byte(fmt.Sprintf(`{"targets":"127.0.0.1","marker":"MARK-%02d-%s"}`, i, strings.Repeat("x", 600)))
+		recs = append(recs, r)
+	}
+	if err := s.Import(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	b, err := os.ReadFile(orig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pageSize := int(b[16])<<8 | int(b[17])
+	at := bytes.Index(b, []byte("MARK-20-"))
+	page := at / pageSize
+	for i := page * pageSize; i < (page+1)*pageSize; i++ {
+		b[i] = 0xA5
+	}
+	if err := os.WriteFile(orig, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d, err := Open(ctx, orig, 0)
+	if err != nil {
+		t.Fatalf("a damaged page kept the store from opening: %v", err)
+	}
+	defer d.Close()
+	interrupted := 0
+	for _, r := range recs {
+		got, err := d.Get(ctx, r.ID, "")
+		if err != nil {
+			wantFault(t, err, Damaged, orig, "PRAGMA integrity_check")
+			continue
+		}
+		if got.Status == Interrupted {
+			interrupted++
+		}
+	}
+	t.Logf("%d of %d running records of a dead server marked interrupted around a damaged page", interrupted, n)
+	if interrupted < n-6 {
+		t.Errorf("only %d of %d records marked interrupted", interrupted, n)
+	}
 }

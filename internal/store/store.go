@@ -22,11 +22,13 @@
 //   - Damaged in a page: the header is checked at open; the records in
 //     the damaged page (and a list that crosses it) fail as Damaged, with
 //     how to check (PRAGMA integrity_check), restore or recover the file;
-//     other records read and writes elsewhere in the file work. A damaged
-//     file is never repaired or replaced here: that needs a person and a
-//     restart.
+//     other records read and writes elsewhere in the file work; at open,
+//     running records a damaged page holds are left as they are, so the
+//     server still starts. A damaged file is never repaired or replaced
+//     here: that needs a person and a restart.
 //   - A full disk or an I/O error: writes fail as Full or IOError and
-//     work again once space returns.
+//     work again once space returns; Ready refuses admissions while less
+//     than MinFree (8 MiB) is free.
 //
 // What a scan meets during a fault (internal/scans): Ready is asked
 // before the scan spends its budget or is audited, so a fault known then
@@ -332,28 +334,51 @@ func (s *Store) migrate(ctx context.Context) error {
 	return nil
 }
 
-// markInterrupted closes the records of scans whose server died.
+// markInterrupted closes the records of scans whose server died. A
+// record in a damaged page is left as it is (reading it reports the
+// damage): a damaged page must not keep the server from starting and
+// serving the rest of the history.
 func (s *Store) markInterrupted(ctx context.Context) error {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, owner_pid, owner_host FROM scans WHERE status IN (?, ?)`, Queued, Running)
+	// Row ids from the status index alone, then each record on its own,
+	// so that one damaged page hides only the records it holds.
+	rows, err := s.db.QueryContext(ctx, `SELECT rowid FROM scans WHERE status IN (?, ?)`, Queued, Running)
 	if err != nil {
+		if faultKind(err) == Damaged {
+			return nil
+		}
 		return s.fail("find running scans", err)
 	}
-	var dead []string
+	var open []int64
 	for rows.Next() {
-		var id, host string
-		var pid int
-		if err := rows.Scan(&id, &pid, &host); err != nil {
+		var rowid int64
+		if err := rows.Scan(&rowid); err != nil {
 			rows.Close()
 			return fmt.Errorf("scan store %s: %w", s.path, err)
 		}
-		if owner.Orphaned(pid, host) {
-			dead = append(dead, id)
-		}
+		open = append(open, rowid)
+	}
+	if err := rows.Err(); err != nil && faultKind(err) != Damaged {
+		rows.Close()
+		return s.fail("find running scans", err)
 	}
 	rows.Close()
-	for _, id := range dead {
-		if _, err := s.exec(ctx, `UPDATE scans SET status = ?, error = ?, ended_at = ? WHERE id = ? AND status IN (?, ?)`,
-			Interrupted, "the server stopped while this scan was queued or running", time.Now().UnixMilli(), id, Queued, Running); err != nil {
+	for _, rowid := range open {
+		var id, host string
+		var pid int
+		err := s.db.QueryRowContext(ctx, `SELECT id, owner_pid, owner_host FROM scans WHERE rowid = ?`, rowid).Scan(&id, &pid, &host)
+		switch {
+		case errors.Is(err, sql.ErrNoRows) || faultKind(err) == Damaged:
+			continue
+		case err != nil:
+			return s.fail("find running scans", err)
+		case !owner.Orphaned(pid, host):
+			continue
+		}
+		if _, err := s.exec(ctx, `UPDATE scans SET status = ?, error = ?, ended_at = ? WHERE rowid = ? AND status IN (?, ?)`,
+			Interrupted, "the server stopped while this scan was queued or running", time.Now().UnixMilli(), rowid, Queued, Running); err != nil {
+			if faultKind(err) == Damaged {
+				continue
+			}
 			return s.fail(fmt.Sprintf("mark %s interrupted", id), err)
 		}
 	}
