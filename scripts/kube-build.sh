@@ -32,7 +32,7 @@ fi
 src="$CACHE/src-$KUBE_VERSION"
 mkdir -p "$src/etcd" "$BIN"
 cd "$src"
-log "building Kubernetes $KUBE_VERSION and etcd $ETCD_VERSION into $BIN (cold: ~20 min on 2 cores; warm Go build cache: ~30 s)"
+log "building Kubernetes $KUBE_VERSION and etcd $ETCD_VERSION into $BIN (cold: ~6 min with 2 cores to itself, up to ~1 h when they are shared; warm Go build cache: ~30 s)"
 
 go mod download "k8s.io/kubernetes@$KUBE_VERSION"
 upstream_mod=$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')

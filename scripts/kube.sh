@@ -4,7 +4,8 @@
 # the Go module proxy and Debian packages only (no registry, no internet).
 #
 #   up      builds the binaries if the cache lacks them (kube-build.sh;
-#           ~20 min cold on 2 cores, seconds afterwards), starts etcd, the
+#           ~6 min cold with 2 cores to itself, longer on busy cores,
+#           seconds afterwards), starts etcd, the
 #           API server, controller manager, scheduler, a containerd of its
 #           own and the kubelet inside a network namespace of their own,
 #           imports the scanner image, waits for the node to be Ready and
