@@ -3,13 +3,13 @@ package shard
 import (
 	"bytes"
 	"encoding/xml"
-	"errors"
 	"fmt"
 	"io"
 	"net/netip"
-	"slices"
+	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -24,216 +24,391 @@ type Part struct {
 	Failed bool
 }
 
-// parsed is what Merge takes from one part.
-type parsed struct {
-	head       []byte // from <nmaprun ...> to the first host or runstats
-	hosts      []host
-	start      int64
-	finished   int64
-	up, down   int
-	hasRunstat bool
-}
-
-type host struct {
-	addr netip.Addr
-	raw  []byte
-}
-
-// Merge joins the parts' XML into one nmap XML document, as if one nmap
-// had scanned every part's targets: the first part's header (its
-// <nmaprun> start tag, scaninfo, verbose and debugging), every finished
-// <host> in address order, and one <runstats> whose host counts are the
-// sums, whose finish is the latest and whose elapsed time spans the
-// earliest start to it. When a part failed or its XML ended early, the
-// run's exit is "error" and its errormsg names the missing blocks; the
-// hosts that part finished are kept. It returns an error only when no
-// part has a usable <nmaprun>.
+// Merge joins the parts' XML into one nmap XML document, as Stream does
+// live: see Stream. It returns an error only when no part has a usable
+// <nmaprun> start.
 func Merge(parts []Part) ([]byte, error) {
-	var ps []parsed
-	var missing []string
+	var out bytes.Buffer
+	blocks := make([][]netip.Prefix, len(parts))
 	for i, p := range parts {
-		r, err := parse(p.XML)
-		if err != nil || p.Failed || !r.hasRunstat {
-			for _, b := range p.Blocks {
-				missing = append(missing, b.String())
+		blocks[i] = p.Blocks
+	}
+	s := NewStream(&out, blocks, 0)
+	for i, p := range parts {
+		_, _ = s.Part(i).Write(p.XML)
+	}
+	failed := make([]bool, len(parts))
+	for i, p := range parts {
+		failed[i] = p.Failed
+	}
+	if err := s.Close(failed); err != nil {
+		return nil, err
+	}
+	return out.Bytes(), nil
+}
+
+// Stream merges the nmap XML (-oX -) of shards running at once into one
+// document written to an io.Writer as it arrives, as if one nmap had
+// scanned every shard's targets in shard order:
+//
+//   - the first shard's header (its <nmaprun> start tag, scaninfo,
+//     verbose and debugging), once;
+//   - each finished <host>, in shard order: a shard's hosts pass live
+//     while every shard before it is done, and wait (bounded) until then
+//     otherwise, so the hosts keep the targets' order;
+//   - <taskprogress> lines whose percent is the mean over all shards
+//     (a shard past the task counts 100), so progress never falls;
+//   - at Close, one <runstats> with host counts summed, the latest
+//     finish, the elapsed time from the earliest start, and, when a shard
+//     did not finish, exit="error" with an errormsg naming its blocks.
+//
+// It relies on nmap's XML layout: each top-level element starts a line,
+// a host ends with a "</host>" line and run statistics with
+// "</runstats>". Other top-level elements (hosthint, postscript output)
+// are dropped.
+type Stream struct {
+	mu       sync.Mutex
+	out      io.Writer
+	parts    []*part
+	headDone bool
+	next     int // the first shard not yet done: its hosts pass live
+	start    int64
+	maxHeld  int
+	args     string
+	closed   bool
+	werr     error
+}
+
+type part struct {
+	s       *Stream
+	i       int
+	blocks  []netip.Prefix
+	line    []byte // the unfinished line
+	head    []byte // header lines until the first body element
+	inHead  bool
+	block   []byte // the host or runstats being read
+	inHost  bool
+	inStats bool
+	held    [][]byte // finished hosts waiting for earlier shards
+	heldN   int
+	dropped int
+	tasks   map[string]float64
+	ended   map[string]bool
+	done    bool // </nmaprun> seen, or Close
+	stats   bool // runstats seen
+	up      int
+	down    int
+	hosts   int
+	started int64
+	fin     int64
+}
+
+// NewStream returns a merger of len(blocks) shards into out; maxHeld
+// bounds the bytes of finished hosts one shard may hold back while
+// earlier shards run (0: 64 MiB); hosts beyond it are dropped and counted
+// in the run's error message.
+func NewStream(out io.Writer, blocks [][]netip.Prefix, maxHeld int) *Stream {
+	if maxHeld <= 0 {
+		maxHeld = 64 << 20
+	}
+	s := &Stream{out: out, maxHeld: maxHeld}
+	for i, b := range blocks {
+		s.parts = append(s.parts, &part{s: s, i: i, blocks: b, inHead: true, tasks: map[string]float64{}, ended: map[string]bool{}})
+	}
+	return s
+}
+
+// SetArgs makes the merged <nmaprun>'s args attribute args (the whole
+// scan's command line) instead of the first shard's. Call it before the
+// first write.
+func (s *Stream) SetArgs(args string) {
+	s.mu.Lock()
+	s.args = args
+	s.mu.Unlock()
+}
+
+var reArgs = regexp.MustCompile(`\bargs="[^"]*"`)
+
+// Part is where shard i's nmap XML is written.
+func (s *Stream) Part(i int) io.Writer { return s.parts[i] }
+
+func (p *part) Write(b []byte) (int, error) {
+	s := p.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := len(b)
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			p.line = append(p.line, b...)
+			if len(p.line) > 1<<20 {
+				p.line = p.line[:0] // no nmap line is this long: drop it
 			}
-			if len(p.Blocks) == 0 {
+			break
+		}
+		p.line = append(p.line, b[:i+1]...)
+		b = b[i+1:]
+		p.onLine(p.line)
+		p.line = p.line[:0]
+	}
+	return n, s.werr
+}
+
+var (
+	reAttr = regexp.MustCompile(`(\w+)="([^"]*)"`)
+)
+
+func attrs(line []byte) map[string]string {
+	m := map[string]string{}
+	for _, a := range reAttr.FindAllSubmatch(line, -1) {
+		m[string(a[1])] = string(a[2])
+	}
+	return m
+}
+
+// onLine handles one line of shard p's XML (s.mu held).
+func (p *part) onLine(line []byte) {
+	s := p.s
+	t := bytes.TrimLeft(line, " \t")
+	switch {
+	case p.inHost:
+		p.block = append(p.block, line...)
+		if bytes.HasPrefix(t, []byte("</host>")) {
+			p.inHost = false
+			p.hosts++
+			p.finishHost(p.block)
+			p.block = nil
+		}
+		return
+	case p.inStats:
+		p.readStats(line)
+		if bytes.HasPrefix(t, []byte("</runstats>")) {
+			p.inStats = false
+		}
+		return
+	}
+	body := bytes.HasPrefix(t, []byte("<host ")) || bytes.HasPrefix(t, []byte("<host>")) || bytes.HasPrefix(t, []byte("<hosthint")) ||
+		bytes.HasPrefix(t, []byte("<task")) || bytes.HasPrefix(t, []byte("<runstats")) ||
+		bytes.HasPrefix(t, []byte("<postscript")) || bytes.HasPrefix(t, []byte("</nmaprun"))
+	if p.inHead && !body {
+		if bytes.HasPrefix(t, []byte("<nmaprun ")) || len(p.head) > 0 && !bytes.HasPrefix(t, []byte("<!--")) {
+			if bytes.HasPrefix(t, []byte("<nmaprun ")) {
+				p.started, _ = strconv.ParseInt(attrs(t)["start"], 10, 64)
+				if s.args != "" {
+					line = reArgs.ReplaceAll(line, []byte(`args="`+xmlAttr(s.args)+`"`))
+				}
+			}
+			p.head = append(p.head, line...)
+		}
+		return
+	}
+	if p.inHead {
+		p.inHead = false
+		if !s.headDone && len(p.head) > 0 {
+			s.headDone = true
+			s.write([]byte("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!DOCTYPE nmaprun>\n"))
+			s.write(p.head)
+			if p.started > 0 {
+				s.start = p.started
+			}
+			s.flushReady()
+		}
+		if p.started > 0 && (s.start == 0 || p.started < s.start) {
+			s.start = p.started
+		}
+	}
+	switch {
+	case bytes.HasPrefix(t, []byte("<host ")) || bytes.HasPrefix(t, []byte("<host>")):
+		p.inHost = true
+		p.block = append(p.block[:0], line...)
+		if bytes.Contains(t, []byte("</host>")) {
+			p.inHost = false
+			p.hosts++
+			p.finishHost(p.block)
+			p.block = nil
+		}
+	case bytes.HasPrefix(t, []byte("<runstats")):
+		p.stats = true
+		p.readStats(line)
+		p.inStats = !bytes.Contains(t, []byte("</runstats>"))
+	case bytes.HasPrefix(t, []byte("<taskprogress")), bytes.HasPrefix(t, []byte("<taskbegin")), bytes.HasPrefix(t, []byte("<taskend")):
+		p.task(t)
+	case bytes.HasPrefix(t, []byte("</nmaprun")):
+		p.finish()
+	}
+}
+
+func (p *part) readStats(line []byte) {
+	t := bytes.TrimLeft(line, " \t")
+	for _, el := range bytes.SplitAfter(t, []byte("/>")) {
+		el = bytes.TrimLeft(el, " \t<")
+		a := attrs(el)
+		switch {
+		case bytes.HasPrefix(el, []byte("runstats><finished")), bytes.HasPrefix(el, []byte("finished")):
+			p.fin, _ = strconv.ParseInt(a["time"], 10, 64)
+		case bytes.HasPrefix(el, []byte("hosts")):
+			p.up, _ = strconv.Atoi(a["up"])
+			p.down, _ = strconv.Atoi(a["down"])
+		}
+	}
+}
+
+// finishHost passes a finished host on, or holds it until the shards
+// before p are done.
+func (p *part) finishHost(h []byte) {
+	s := p.s
+	if p.i == s.next && s.headDone {
+		s.write(h)
+		return
+	}
+	if p.heldN+len(h) > s.maxHeld {
+		p.dropped++
+		return
+	}
+	p.held = append(p.held, append([]byte(nil), h...))
+	p.heldN += len(h)
+}
+
+// task aggregates one taskbegin, taskprogress or taskend line.
+func (p *part) task(t []byte) {
+	s := p.s
+	a := attrs(t)
+	name := a["task"]
+	if name == "" {
+		return
+	}
+	switch {
+	case bytes.HasPrefix(t, []byte("<taskbegin")):
+		if _, seen := p.tasks[name]; !seen {
+			p.tasks[name] = 0
+		}
+		return
+	case bytes.HasPrefix(t, []byte("<taskend")):
+		p.ended[name] = true
+		p.tasks[name] = 100
+	default:
+		v, _ := strconv.ParseFloat(a["percent"], 64)
+		p.tasks[name] = v
+	}
+	if !s.headDone {
+		return
+	}
+	var sum float64
+	for _, q := range s.parts {
+		switch {
+		case q.done || q.ended[name]:
+			sum += 100
+		default:
+			sum += q.tasks[name]
+		}
+	}
+	pct := sum / float64(len(s.parts))
+	s.write(fmt.Appendf(nil, "<taskprogress task=\"%s\" time=\"%s\" percent=\"%.2f\" remaining=\"%s\" etc=\"%s\"/>\n",
+		xmlEscape(name), a["time"], pct, a["remaining"], a["etc"]))
+}
+
+// finish marks p done and passes on what later shards held back.
+func (p *part) finish() {
+	if p.done {
+		return
+	}
+	p.done = true
+	p.s.flushReady()
+}
+
+// flushReady advances past done shards, writing what each held back.
+func (s *Stream) flushReady() {
+	if !s.headDone {
+		return
+	}
+	for s.next < len(s.parts) {
+		q := s.parts[s.next]
+		for _, h := range q.held {
+			s.write(h)
+		}
+		q.held, q.heldN = nil, 0
+		if !q.done {
+			return
+		}
+		s.next++
+	}
+}
+
+func (s *Stream) write(b []byte) {
+	if s.werr != nil {
+		return
+	}
+	_, s.werr = s.out.Write(b)
+}
+
+// Close ends the document: it flushes every held host and writes the
+// merged run statistics and the closing tag. failed[i] says shard i did
+// not finish (it failed, timed out or was cancelled); a shard whose XML
+// has no run statistics did not finish either.
+func (s *Stream) Close(failed []bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return s.werr
+	}
+	s.closed = true
+	if !s.headDone {
+		return fmt.Errorf("merge shards: no shard wrote an <nmaprun> start")
+	}
+	var missing []string
+	var up, down, dropped int
+	fin := int64(0)
+	for i, p := range s.parts {
+		p.done = true
+		if (i < len(failed) && failed[i]) || !p.stats {
+			if len(p.blocks) == 0 {
 				missing = append(missing, "shard "+strconv.Itoa(i+1))
 			}
-		}
-		if err == nil {
-			if !r.hasRunstat {
-				// No totals from nmap: count the hosts it finished (nmap
-				// writes a <host> for hosts that are up).
-				r.up = len(r.hosts)
+			for _, b := range p.blocks {
+				missing = append(missing, b.String())
 			}
-			ps = append(ps, r)
 		}
-	}
-	first := slices.IndexFunc(ps, func(r parsed) bool { return len(r.head) > 0 })
-	if first < 0 {
-		return nil, errors.New("merge shards: no shard wrote an <nmaprun> start")
-	}
-	var all []host
-	var start, finished int64
-	up, down := 0, 0
-	for _, r := range ps {
-		all = append(all, r.hosts...)
-		if r.start > 0 && (start == 0 || r.start < start) {
-			start = r.start
+		if p.stats {
+			up += p.up
+			down += p.down
+		} else {
+			up += p.hosts // nmap writes a <host> for hosts that are up
 		}
-		finished = max(finished, r.finished)
-		up += r.up
-		down += r.down
+		dropped += p.dropped
+		fin = max(fin, p.fin)
 	}
-	slices.SortStableFunc(all, func(a, b host) int { return a.addr.Compare(b.addr) })
-	if finished == 0 {
-		finished = start
+	s.flushReady()
+	if fin == 0 {
+		fin = time.Now().Unix()
 	}
-
-	var b bytes.Buffer
-	b.WriteString("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!DOCTYPE nmaprun>\n")
-	b.Write(ps[first].head)
-	for _, h := range all {
-		b.Write(h.raw)
-		b.WriteByte('\n')
+	start := s.start
+	if start == 0 || start > fin {
+		start = fin
 	}
-	ts := time.Unix(finished, 0).UTC().Format("Mon Jan 2 15:04:05 2006")
-	elapsed := float64(finished - start)
+	ts := time.Unix(fin, 0).UTC().Format("Mon Jan 2 15:04:05 2006")
+	elapsed := float64(fin - start)
 	exit, errmsg := "success", ""
+	var why []string
 	if len(missing) > 0 {
+		why = append(why, "shards did not finish; missing blocks: "+strings.Join(missing, ", "))
+	}
+	if dropped > 0 {
+		why = append(why, fmt.Sprintf("%d finished hosts dropped (held back beyond the bound)", dropped))
+	}
+	if len(why) > 0 {
 		exit = "error"
-		errmsg = fmt.Sprintf(" errormsg=\"%s\"", xmlEscape("shards did not finish; missing blocks: "+strings.Join(missing, ", ")))
+		errmsg = fmt.Sprintf(" errormsg=\"%s\"", xmlEscape(strings.Join(why, "; ")))
 	}
-	summary := fmt.Sprintf("Nmap done at %s; %d IP addresses (%d hosts up) scanned in %.2f seconds (merged from %d shards)", ts, up+down, up, elapsed, len(parts))
-	fmt.Fprintf(&b, "<runstats><finished time=\"%d\" timestr=\"%s\" summary=\"%s\" elapsed=\"%.2f\" exit=\"%s\"%s/><hosts up=\"%d\" down=\"%d\" total=\"%d\"/>\n</runstats>\n</nmaprun>\n",
-		finished, ts, xmlEscape(summary), elapsed, exit, errmsg, up, down, up+down)
-	return b.Bytes(), nil
+	summary := fmt.Sprintf("Nmap done at %s; %d IP addresses (%d hosts up) scanned in %.2f seconds (merged from %d shards)", ts, up+down, up, elapsed, len(s.parts))
+	s.write(fmt.Appendf(nil, "<runstats><finished time=\"%d\" timestr=\"%s\" summary=\"%s\" elapsed=\"%.2f\" exit=\"%s\"%s/><hosts up=\"%d\" down=\"%d\" total=\"%d\"/>\n</runstats>\n</nmaprun>\n",
+		fin, ts, xmlEscape(summary), elapsed, exit, errmsg, up, down, up+down))
+	return s.werr
 }
 
-// parse reads one part. A document that ends early keeps what it had.
-func parse(doc []byte) (parsed, error) {
-	var r parsed
-	d := xml.NewDecoder(bytes.NewReader(doc))
-	d.Strict = false
-	depth := 0
-	headStart, headEnd := -1, -1
-	for {
-		before := d.InputOffset()
-		tok, err := d.Token()
-		if err != nil {
-			if errors.Is(err, io.EOF) || r.head != nil || headStart >= 0 {
-				break // an early end keeps what was read
-			}
-			return r, fmt.Errorf("read shard XML: %w", err)
-		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			depth++
-			if depth == 1 && t.Name.Local == "nmaprun" {
-				headStart = int(before)
-				r.start = attrInt(t, "start")
-				continue
-			}
-			if depth != 2 {
-				continue
-			}
-			switch t.Name.Local {
-			case "host", "runstats", "hosthint", "taskbegin", "taskend", "taskprogress", "postscript":
-				if headEnd < 0 {
-					headEnd = int(before)
-				}
-			}
-			switch t.Name.Local {
-			case "host":
-				h, err := readHost(d, doc, int(before), t)
-				depth--
-				if err != nil {
-					continue // a host cut off mid-way is not a finished host
-				}
-				r.hosts = append(r.hosts, h)
-			case "runstats":
-				if err := readRunstats(d, &r); err == nil {
-					r.hasRunstat = true
-				}
-				depth--
-			}
-		case xml.EndElement:
-			depth--
-		}
-	}
-	if headStart < 0 {
-		return r, errors.New("read shard XML: no <nmaprun> element")
-	}
-	if headEnd < 0 {
-		headEnd = len(doc)
-	}
-	r.head = bytes.TrimRight(doc[headStart:headEnd], " \n")
-	r.head = append(r.head, '\n')
-	return r, nil
-}
-
-// readHost reads the rest of a <host> element and returns its raw text
-// and address.
-func readHost(d *xml.Decoder, doc []byte, start int, se xml.StartElement) (host, error) {
-	h := host{}
-	depth := 1
-	for depth > 0 {
-		tok, err := d.Token()
-		if err != nil {
-			return h, fmt.Errorf("host cut off: %w", err)
-		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			depth++
-			if t.Name.Local == "address" && depth == 2 && !h.addr.IsValid() {
-				if at := attr(t, "addrtype"); at == "ipv4" || at == "ipv6" {
-					h.addr, _ = netip.ParseAddr(attr(t, "addr"))
-				}
-			}
-		case xml.EndElement:
-			depth--
-		}
-	}
-	h.raw = append([]byte(nil), doc[start:d.InputOffset()]...)
-	return h, nil
-}
-
-func readRunstats(d *xml.Decoder, r *parsed) error {
-	depth := 1
-	for depth > 0 {
-		tok, err := d.Token()
-		if err != nil {
-			return err
-		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			depth++
-			switch t.Name.Local {
-			case "finished":
-				r.finished = attrInt(t, "time")
-			case "hosts":
-				r.up, r.down = int(attrInt(t, "up")), int(attrInt(t, "down"))
-			}
-		case xml.EndElement:
-			depth--
-		}
-	}
-	return nil
-}
-
-func attr(t xml.StartElement, name string) string {
-	for _, a := range t.Attr {
-		if a.Name.Local == name {
-			return a.Value
-		}
-	}
-	return ""
-}
-
-func attrInt(t xml.StartElement, name string) int64 {
-	n, _ := strconv.ParseInt(attr(t, name), 10, 64)
-	return n
+// xmlAttr escapes s for an attribute value (quotes too; no $ expansion
+// in a regexp replacement: "$" is doubled).
+func xmlAttr(s string) string {
+	return strings.ReplaceAll(xmlEscape(s), "$", "$$")
 }
 
 func xmlEscape(s string) string {

@@ -2,6 +2,7 @@ package shard
 
 import (
 	"bytes"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -45,11 +46,10 @@ func TestMerge(t *testing.T) {
 	if len(r.Hosts) != len(a.Hosts)+len(b.Hosts) {
 		t.Fatalf("%d hosts, want %d", len(r.Hosts), len(a.Hosts)+len(b.Hosts))
 	}
-	for i := 1; i < len(r.Hosts); i++ {
-		x, _ := netip.ParseAddr(r.Hosts[i-1].Addresses[0])
-		y, _ := netip.ParseAddr(r.Hosts[i].Addresses[0])
-		if x.Compare(y) > 0 {
-			t.Errorf("hosts out of order: %v before %v", x, y)
+	want := append(append([]results.Host(nil), a.Hosts...), b.Hosts...)
+	for i := range want {
+		if r.Hosts[i].Addresses[0] != want[i].Addresses[0] {
+			t.Errorf("host %d is %v, want %v (the shards' order)", i, r.Hosts[i].Addresses, want[i].Addresses)
 		}
 	}
 	if !strings.Contains(string(merged), `exit="success"`) || strings.Count(string(merged), "<nmaprun") != 1 || strings.Count(string(merged), "<runstats>") != 1 {
@@ -80,5 +80,56 @@ func TestMergePartial(t *testing.T) {
 	}
 	if _, err := Merge([]Part{{Failed: true}}); err == nil {
 		t.Error("a merge of nothing succeeded")
+	}
+}
+
+// Live: a later shard's hosts wait for the earlier shards (targets'
+// order), progress is the mean over shards and never falls, and the
+// stream is one document the decoder reads host by host as it arrives.
+func TestStreamLive(t *testing.T) {
+	head := "<?xml version=\"1.0\"?>\n<nmaprun scanner=\"nmap\" args=\"nmap\" start=\"100\" version=\"7.93\" xmloutputversion=\"1.05\">\n<scaninfo type=\"connect\" protocol=\"tcp\" numservices=\"1\" services=\"22\"/>\n<verbose level=\"0\"/>\n<debugging level=\"0\"/>\n"
+	hostXML := func(a string) string {
+		return "<host starttime=\"100\" endtime=\"101\"><status state=\"up\" reason=\"conn-refused\" reason_ttl=\"0\"/>\n<address addr=\"" + a + "\" addrtype=\"ipv4\"/>\n<ports><port protocol=\"tcp\" portid=\"22\"><state state=\"open\" reason=\"syn-ack\" reason_ttl=\"0\"/></port>\n</ports>\n</host>\n"
+	}
+	end := "<runstats><finished time=\"105\" timestr=\"x\" elapsed=\"5\" exit=\"success\"/><hosts up=\"1\" down=\"1\" total=\"2\"/>\n</runstats>\n</nmaprun>\n"
+	pr, pw := io.Pipe()
+	var hosts []string
+	var percents []float64
+	decoded := make(chan error, 1)
+	go func() {
+		_, err := results.Decode(pr, results.Handlers{
+			Host:     func(h results.Host) { hosts = append(hosts, h.Addresses[0]) },
+			Progress: func(p results.Progress) { percents = append(percents, p.Percent) },
+		})
+		_, _ = io.Copy(io.Discard, pr)
+		decoded <- err
+	}()
+	var all bytes.Buffer
+	s := NewStream(io.MultiWriter(pw, &all), [][]netip.Prefix{{netip.MustParsePrefix("10.0.0.0/31")}, {netip.MustParsePrefix("10.0.0.2/31")}}, 0)
+	w0, w1 := s.Part(0), s.Part(1)
+	io.WriteString(w1, head)
+	io.WriteString(w1, "<taskprogress task=\"Connect Scan\" time=\"101\" percent=\"50.00\" remaining=\"1\" etc=\"102\"/>\n")
+	io.WriteString(w1, hostXML("10.0.0.2"))
+	io.WriteString(w1, end)
+	io.WriteString(w0, head)
+	io.WriteString(w0, "<taskprogress task=\"Connect Scan\" time=\"101\" percent=\"20.00\" remaining=\"4\" etc=\"105\"/>\n")
+	io.WriteString(w0, hostXML("10.0.0.0"))
+	io.WriteString(w0, end)
+	if err := s.Close([]bool{false, false}); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	if err := <-decoded; err != nil {
+		t.Fatalf("decode: %v\n%s", err, all.String())
+	}
+	if len(hosts) != 2 || hosts[0] != "10.0.0.0" || hosts[1] != "10.0.0.2" {
+		t.Errorf("hosts %v, want 10.0.0.0 then 10.0.0.2 (the held host after the earlier shard)", hosts)
+	}
+	if len(percents) == 0 || percents[len(percents)-1] < 50 {
+		t.Errorf("progress %v: want the mean over shards, the done shard counting 100", percents)
+	}
+	doc := all.String()
+	if !strings.Contains(doc, `<hosts up="2" down="2" total="4"/>`) || !strings.Contains(doc, `exit="success"`) || strings.Count(doc, "<nmaprun ") != 1 {
+		t.Errorf("merged run:\n%s", doc)
 	}
 }
