@@ -156,6 +156,16 @@ godir=$(scripts/go.sh)
 export PATH="$godir:$PATH"
 step="installing chromium (scripts/browser.sh)"
 scripts/browser.sh
+# The race detector needs cgo, so a C compiler (not on a minimal Debian).
+step="installing gcc for go test -race"
+if ! command -v gcc >/dev/null 2>&1; then
+	if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+		fail "go test -race needs a C compiler: install gcc (Debian: apt-get install gcc libc6-dev) or run this script as root"
+	fi
+	log "installing gcc and libc6-dev (go test -race needs cgo)"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null ||
+		{ apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null; }
+fi
 
 tmp_before=$(ls -d "${TMPDIR:-/tmp}"/nmap-mcp-* 2>/dev/null | sort || true)
 mkdir -p "$ART"
