@@ -1,0 +1,442 @@
+package inventory
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nmap-mcp/nmap-mcp/internal/results"
+	"github.com/nmap-mcp/nmap-mcp/internal/store"
+)
+
+// Kinds of change in the change log.
+const (
+	HostAppeared = "host_appeared" // new, or back after being gone (from "gone")
+	HostGone     = "host_gone"
+	Hostnames    = "hostnames"
+	OS           = "os"
+	PortAppeared = "port_appeared" // new on a known host, or back after being gone
+	PortGone     = "port_gone"
+	State        = "state"
+	Service      = "service"
+	Product      = "product"
+	Version      = "version"
+	CPE          = "cpe"
+)
+
+// ChangeKinds lists every kind of change, for validation and schemas.
+var ChangeKinds = []string{HostAppeared, HostGone, Hostnames, OS, PortAppeared, PortGone, State, Service, Product, Version, CPE}
+
+// Scan is one finished scan's facts to ingest.
+type Scan struct {
+	ID     string
+	Client string
+	// At is when the facts were observed (the scan's end).
+	At     time.Time
+	Result *results.Result
+}
+
+// Ingested says what one ingest did.
+type Ingested struct {
+	Scan string `json:"scan_id"`
+	// Already is true when the scan had been ingested before (nothing
+	// was done: ingest is idempotent).
+	Already  bool `json:"already"`
+	Hosts    int  `json:"hosts"`     // hosts up with an address
+	NewHosts int  `json:"new_hosts"` // first seen (or back after gone)
+	Ports    int  `json:"ports"`     // listed ports
+	Changes  int  `json:"changes"`   // change log entries written
+	// Stale counts hosts already seen by a later scan: their values
+	// were left as the later scan saw them.
+	Stale int `json:"stale"`
+}
+
+// IngestRecord ingests a finished scan record that has a result (a
+// cancelled or timed-out scan's result holds the hosts that finished);
+// others are skipped (zero Ingested, no error).
+func (inv *Inventory) IngestRecord(ctx context.Context, r *store.Record) (Ingested, error) {
+	if r == nil || r.Result == nil || !store.Finished(r.Status) {
+		return Ingested{}, nil
+	}
+	at := r.EndedAt
+	if at.IsZero() {
+		at = r.StartedAt
+	}
+	return inv.Ingest(ctx, Scan{ID: r.ID, Client: r.Client, At: at, Result: r.Result})
+}
+
+// Ingest updates the client's inventory with what the scan found, in
+// transactions of at most Config.ChunkHosts hosts. A scan already
+// ingested is not ingested again.
+func (inv *Inventory) Ingest(ctx context.Context, sc Scan) (Ingested, error) {
+	out := Ingested{Scan: sc.ID}
+	if sc.ID == "" || sc.Result == nil {
+		return out, errors.New("inventory: ingest needs a scan id and a result")
+	}
+	if sc.Client == "" {
+		sc.Client = "local"
+	}
+	if sc.At.IsZero() {
+		return out, fmt.Errorf("inventory: ingest scan %s: no time", sc.ID)
+	}
+	hosts := sc.Result.Hosts
+	first := true
+	var scanRow int64
+	for start := 0; start < len(hosts) || first; start += inv.cfg.ChunkHosts {
+		end := min(start+inv.cfg.ChunkHosts, len(hosts))
+		err := inv.chunk(ctx, func(w *writer) error {
+			if first {
+				res, err := w.tx.ExecContext(ctx, `INSERT INTO inv_scans (scan_id, client, at) VALUES (?, ?, ?) ON CONFLICT(scan_id) DO NOTHING`,
+					sc.ID, sc.Client, ms(sc.At))
+				if err != nil {
+					return err
+				}
+				if n, _ := res.RowsAffected(); n == 0 {
+					out.Already = true
+					return nil
+				}
+				if scanRow, err = res.LastInsertId(); err != nil {
+					return err
+				}
+			}
+			w.scan, w.client, w.at = scanRow, sc.Client, ms(sc.At)
+			for i := start; i < end; i++ {
+				if err := w.host(ctx, &hosts[i], &out); err != nil {
+					return err
+				}
+			}
+			if end >= len(hosts) {
+				_, err := w.tx.ExecContext(ctx, `UPDATE inv_scans SET hosts = ?, ports = ?, complete = 1 WHERE id = ?`, out.Hosts, out.Ports, scanRow)
+				return err
+			}
+			return nil
+		})
+		if err != nil {
+			return out, inv.fault(fmt.Sprintf("ingest scan %s", sc.ID), err)
+		}
+		first = false
+		if out.Already {
+			return out, nil
+		}
+	}
+	return out, nil
+}
+
+// writer holds one ingest transaction and its prepared statements.
+type writer struct {
+	tx                                   *sql.Tx
+	scan                                 int64
+	client                               string
+	at                                   int64
+	selHost, insHost, updHost, touchHost *sql.Stmt
+	selPorts, insPort, updPort, touch    *sql.Stmt
+	insChange                            *sql.Stmt
+}
+
+func (inv *Inventory) chunk(ctx context.Context, fn func(*writer) error) error {
+	tx, err := inv.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	w := &writer{tx: tx}
+	for _, p := range []struct {
+		s **sql.Stmt
+		q string
+	}{
+		{&w.selHost, `SELECT id, hostnames, os, os_accuracy, first_seen, last_seen, gone_at FROM inv_hosts WHERE akey = ? AND client = ?`},
+		{&w.insHost, `INSERT INTO inv_hosts (client, addr, akey, hostnames, hostnames_at, os, os_accuracy, os_at, first_seen, last_seen, last_scan, changed_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&w.updHost, `UPDATE inv_hosts SET hostnames = ?, hostnames_at = max(hostnames_at, ?), os = ?, os_accuracy = ?, os_at = max(os_at, ?), last_seen = ?, last_scan = ?,
+			changed_at = max(changed_at, ?), gone_at = 0 WHERE id = ?`},
+		{&w.touchHost, `UPDATE inv_hosts SET first_seen = min(first_seen, ?) WHERE id = ?`},
+		{&w.selPorts, `SELECT proto, port, state, service, product, version, cpe, gone_at FROM inv_ports WHERE host_id = ?`},
+		{&w.insPort, `INSERT INTO inv_ports (host_id, proto, port, client, akey, state, state_at, service, service_at, product, version, vkey, cpe,
+			product_at, first_seen, last_seen, last_scan, changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&w.updPort, `UPDATE inv_ports SET state = ?, state_at = iif(?, ?, state_at), service = ?, service_at = iif(?, ?, service_at),
+			product = ?, version = ?, vkey = ?, cpe = ?, product_at = iif(?, ?, product_at), last_seen = ?, last_scan = ?, changed_at = ?, gone_at = 0
+			WHERE host_id = ? AND proto = ? AND port = ?`},
+		{&w.touch, `UPDATE inv_ports SET last_seen = ?, last_scan = ? WHERE host_id = ? AND proto = ? AND port IN (SELECT value FROM json_each(?))`},
+		{&w.insChange, `INSERT INTO inv_changes (client, at, scan, akey, addr, proto, port, kind, from_v, to_v) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+	} {
+		if *p.s, err = tx.PrepareContext(ctx, p.q); err != nil {
+			return err
+		}
+		defer (*p.s).Close()
+	}
+	if err := fn(w); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// bestOS is the most accurate OS guess (the first of equals).
+func bestOS(h *results.Host) (string, int) {
+	name, acc := "", 0
+	for _, m := range h.OS {
+		if m.Accuracy > acc || name == "" {
+			name, acc = m.Name, m.Accuracy
+		}
+	}
+	return name, acc
+}
+
+// portSummary is a short description of a port for the change log.
+func portSummary(p *results.Port) string {
+	s := strconv.Itoa(p.Port) + "/" + p.Protocol + " " + p.State
+	if p.Service != "" {
+		s += " " + p.Service
+	}
+	if p.Product != "" {
+		s += " " + p.Product
+		if p.Version != "" {
+			s += " " + p.Version
+		}
+	}
+	return s
+}
+
+// bound keeps a change-log value short.
+func bound(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+type portKey struct {
+	proto string
+	port  int
+}
+
+type portRow struct {
+	state, service, product, version, cpe string
+	gone                                  int64
+}
+
+func (w *writer) change(ctx context.Context, ak []byte, addr, proto string, port int, kind, from, to string) error {
+	_, err := w.insChange.ExecContext(ctx, w.client, w.at, w.scan, ak, addr, proto, port, kind, bound(from, 512), bound(to, 512))
+	return err
+}
+
+// host ingests one host of the scan.
+func (w *writer) host(ctx context.Context, h *results.Host, out *Ingested) error {
+	if h.State != "up" || len(h.Addresses) == 0 {
+		return nil
+	}
+	a, ok := parseHost(h.Addresses[0])
+	if !ok {
+		return nil
+	}
+	addr, ak := a.String(), key(a)
+	out.Hosts++
+	out.Ports += len(h.Ports)
+	names := ""
+	if len(h.Hostnames) > 0 {
+		names = strings.Join(h.Hostnames, " ")
+	}
+	osName, osAcc := bestOS(h)
+
+	var (
+		id                          int64
+		oldNames, oldOS             string
+		oldAcc                      int
+		firstSeen, lastSeen, goneAt int64
+	)
+	err := w.selHost.QueryRowContext(ctx, ak, w.client).Scan(&id, &oldNames, &oldOS, &oldAcc, &firstSeen, &lastSeen, &goneAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		res, err := w.insHost.ExecContext(ctx, w.client, addr, ak, names, w.at, osName, osAcc, w.at, w.at, w.at, w.scan, w.at)
+		if err != nil {
+			return err
+		}
+		if id, err = res.LastInsertId(); err != nil {
+			return err
+		}
+		out.NewHosts++
+		var open []string
+		for i := range h.Ports {
+			if p := &h.Ports[i]; p.State == "open" || p.State == "open|filtered" {
+				open = append(open, portSummary(p))
+			}
+		}
+		if err := w.change(ctx, ak, addr, "", 0, HostAppeared, "", strings.Join(open, ", ")); err != nil {
+			return err
+		}
+		out.Changes++
+		for i := range h.Ports {
+			if err := w.newPort(ctx, id, ak, &h.Ports[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if w.at < lastSeen {
+		// A later scan saw this host already: keep its values.
+		out.Stale++
+		_, err := w.touchHost.ExecContext(ctx, w.at, id)
+		return err
+	}
+	changedAt := int64(0)
+	namesAt, osAt := int64(0), int64(0)
+	if goneAt != 0 {
+		if err := w.change(ctx, ak, addr, "", 0, HostAppeared, "gone", ""); err != nil {
+			return err
+		}
+		out.Changes++
+		out.NewHosts++
+		changedAt = w.at
+	}
+	if names != "" && names != oldNames {
+		if err := w.change(ctx, ak, addr, "", 0, Hostnames, oldNames, names); err != nil {
+			return err
+		}
+		out.Changes++
+		oldNames, namesAt, changedAt = names, w.at, w.at
+	}
+	if osName != "" && osName != oldOS {
+		if err := w.change(ctx, ak, addr, "", 0, OS, oldOS, osName); err != nil {
+			return err
+		}
+		out.Changes++
+		oldOS, osAt, changedAt = osName, w.at, w.at
+	}
+	if osName != "" {
+		oldAcc = osAcc
+	}
+	before := out.Changes
+	if err := w.ports(ctx, id, ak, addr, h, out); err != nil {
+		return err
+	}
+	if out.Changes > before {
+		changedAt = w.at // a port changed: so did the host
+	}
+	// hostnames_at and os_at keep their times unless the value changed
+	// (0 leaves them: max).
+	_, err = w.updHost.ExecContext(ctx, oldNames, namesAt, oldOS, oldAcc, osAt, w.at, w.scan, changedAt, id)
+	return err
+}
+
+// ports ingests the ports of a known host.
+func (w *writer) ports(ctx context.Context, id int64, ak []byte, addr string, h *results.Host, out *Ingested) error {
+	if len(h.Ports) == 0 {
+		return nil
+	}
+	known := map[portKey]portRow{}
+	rows, err := w.selPorts.QueryContext(ctx, id)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var k portKey
+		var r portRow
+		if err := rows.Scan(&k.proto, &k.port, &r.state, &r.service, &r.product, &r.version, &r.cpe, &r.gone); err != nil {
+			rows.Close()
+			return err
+		}
+		known[k] = r
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	unchanged := map[string][]int{}
+	for i := range h.Ports {
+		p := &h.Ports[i]
+		k := portKey{p.Protocol, p.Port}
+		old, ok := known[k]
+		if !ok {
+			if err := w.newPort(ctx, id, ak, p); err != nil {
+				return err
+			}
+			if err := w.change(ctx, ak, addr, p.Protocol, p.Port, PortAppeared, "", portSummary(p)); err != nil {
+				return err
+			}
+			out.Changes++
+			continue
+		}
+		n, err := w.updatePort(ctx, id, ak, addr, p, old)
+		if err != nil {
+			return err
+		}
+		if n < 0 {
+			unchanged[p.Protocol] = append(unchanged[p.Protocol], p.Port)
+		} else {
+			out.Changes += n
+		}
+	}
+	for proto, ports := range unchanged {
+		slices.Sort(ports)
+		list, _ := json.Marshal(ports)
+		if _, err := w.touch.ExecContext(ctx, w.at, w.scan, id, proto, string(list)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *writer) newPort(ctx context.Context, hostID int64, ak []byte, p *results.Port) error {
+	cpe := strings.Join(p.CPE, " ")
+	_, err := w.insPort.ExecContext(ctx, hostID, p.Protocol, p.Port, w.client, ak, p.State, w.at, p.Service, w.at,
+		p.Product, p.Version, VersionKey(p.Version), cpe, w.at, w.at, w.at, w.scan, w.at)
+	return err
+}
+
+// updatePort applies a seen port to its row: it returns the changes
+// logged, or -1 when nothing changed (the caller touches it in bulk).
+func (w *writer) updatePort(ctx context.Context, hostID int64, ak []byte, addr string, p *results.Port, old portRow) (int, error) {
+	type ch struct{ kind, from, to string }
+	var chs []ch
+	if old.gone != 0 {
+		chs = append(chs, ch{PortAppeared, "gone", portSummary(p)})
+	}
+	stateCh := p.State != old.state
+	if stateCh {
+		chs = append(chs, ch{State, old.state, p.State})
+	}
+	service := old.service
+	serviceCh := p.Service != "" && p.Service != old.service
+	if serviceCh {
+		chs = append(chs, ch{Service, old.service, p.Service})
+		service = p.Service
+	}
+	// Product, version and CPE were observed together when service
+	// detection named a product or version; otherwise they stay.
+	product, version, cpe := old.product, old.version, old.cpe
+	productCh := false
+	if p.Product != "" || p.Version != "" {
+		newCPE := strings.Join(p.CPE, " ")
+		if p.Product != old.product {
+			chs = append(chs, ch{Product, old.product, p.Product})
+			productCh = true
+		}
+		if p.Version != old.version {
+			chs = append(chs, ch{Version, old.version, p.Version})
+			productCh = true
+		}
+		if newCPE != old.cpe {
+			chs = append(chs, ch{CPE, old.cpe, newCPE})
+			productCh = true
+		}
+		product, version, cpe = p.Product, p.Version, newCPE
+	}
+	if len(chs) == 0 {
+		return -1, nil
+	}
+	for _, c := range chs {
+		if err := w.change(ctx, ak, addr, p.Protocol, p.Port, c.kind, c.from, c.to); err != nil {
+			return 0, err
+		}
+	}
+	_, err := w.updPort.ExecContext(ctx, p.State, stateCh, w.at, service, serviceCh, w.at, product, version, VersionKey(version), cpe,
+		productCh, w.at, w.at, w.scan, w.at, hostID, p.Protocol, p.Port)
+	return len(chs), err
+}

@@ -1,0 +1,207 @@
+// Package inventory keeps, per client, what every finished scan found on
+// the network: each host (by address) with its hostnames and OS guess,
+// and each port with its state, service, product, version and CPE; when
+// each was first and last seen, by which scan, and when each value last
+// changed. A host or port not seen for GoneAfter is marked gone, never
+// deleted; a change log records what changed, when and by which scan.
+//
+// The inventory lives in its own tables (inv_*) in the scan store's
+// SQLite file, created and migrated here with their own schema version
+// (inventory_schema_version): a backup of the file holds both, and the
+// store's retention, which deletes only from its scans table, never
+// loses the inventory. Nothing here writes to the store's tables.
+//
+// Facts come from the decoded result of a scan (internal/results).
+// Values a scan did not observe do not overwrite known ones: a scan
+// without service detection keeps the product and version found before,
+// a scan without reverse DNS keeps the hostnames. A port a scan did not
+// list (nmap folded it into a count, or did not probe it) is not seen by
+// that scan: its state stays as last observed, with the time and scan
+// that observed it, until it is seen again or goes.
+//
+// Every answer says how fresh each fact is: the scan that last saw it
+// and when, and when each value last changed.
+package inventory
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nmap-mcp/nmap-mcp/internal/store"
+)
+
+// DefaultGoneAfter is how long a host or port may go unseen before it
+// is marked gone, unless configured (inventory.gone_after).
+const DefaultGoneAfter = 30 * 24 * time.Hour
+
+// Config tunes the inventory.
+type Config struct {
+	// GoneAfter is how long a host or port may go unseen before Sweep
+	// marks it gone (0: DefaultGoneAfter).
+	GoneAfter time.Duration
+	// ChunkHosts bounds the hosts ingested per transaction, so that the
+	// store's write lock is never held long (0: 2048).
+	ChunkHosts int
+}
+
+// Inventory is the inventory kept in a scan store's file.
+type Inventory struct {
+	db    *sql.DB
+	fault func(op string, err error) error
+	cfg   Config
+}
+
+// New opens the inventory in st's file, creating or migrating its
+// tables. It reads no rows: start-up does not grow with the inventory.
+func New(ctx context.Context, st *store.Store, cfg Config) (*Inventory, error) {
+	if st == nil {
+		return nil, errors.New("inventory: no scan store")
+	}
+	if cfg.GoneAfter < 0 {
+		return nil, fmt.Errorf("invalid inventory.gone_after %s: must be positive (e.g. 720h)", cfg.GoneAfter)
+	}
+	if cfg.GoneAfter == 0 {
+		cfg.GoneAfter = DefaultGoneAfter
+	}
+	if cfg.ChunkHosts <= 0 {
+		cfg.ChunkHosts = 2048
+	}
+	inv := &Inventory{db: st.DB(), fault: func(op string, err error) error { return st.Fault("inventory: "+op, err) }, cfg: cfg}
+	if err := inv.migrate(ctx); err != nil {
+		return nil, err
+	}
+	return inv, nil
+}
+
+// GoneAfter is the configured time after which an unseen host or port
+// is marked gone.
+func (inv *Inventory) GoneAfter() time.Duration { return inv.cfg.GoneAfter }
+
+// migrations are applied in order; the inventory's schema version is
+// their count. Times are Unix milliseconds (0: never); addresses are
+// also kept as 16-byte keys (IPv4 mapped into IPv6), so that a CIDR is a
+// range of an index.
+var migrations = []string{
+	`CREATE TABLE inv_scans (
+		id INTEGER PRIMARY KEY,
+		scan_id TEXT NOT NULL UNIQUE,
+		client TEXT NOT NULL,
+		at INTEGER NOT NULL,
+		hosts INTEGER NOT NULL DEFAULT 0,
+		ports INTEGER NOT NULL DEFAULT 0,
+		complete INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE TABLE inv_hosts (
+		id INTEGER PRIMARY KEY,
+		client TEXT NOT NULL,
+		addr TEXT NOT NULL,
+		akey BLOB NOT NULL,
+		hostnames TEXT NOT NULL DEFAULT '',
+		hostnames_at INTEGER NOT NULL DEFAULT 0,
+		os TEXT NOT NULL DEFAULT '',
+		os_accuracy INTEGER NOT NULL DEFAULT 0,
+		os_at INTEGER NOT NULL DEFAULT 0,
+		first_seen INTEGER NOT NULL,
+		last_seen INTEGER NOT NULL,
+		last_scan INTEGER NOT NULL,
+		changed_at INTEGER NOT NULL,
+		gone_at INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE UNIQUE INDEX inv_hosts_addr ON inv_hosts(akey, client);
+	CREATE INDEX inv_hosts_client ON inv_hosts(client, akey);
+	CREATE INDEX inv_hosts_unseen ON inv_hosts(last_seen) WHERE gone_at = 0;
+	CREATE TABLE inv_ports (
+		host_id INTEGER NOT NULL,
+		proto TEXT NOT NULL,
+		port INTEGER NOT NULL,
+		client TEXT NOT NULL,
+		akey BLOB NOT NULL,
+		state TEXT NOT NULL,
+		state_at INTEGER NOT NULL,
+		service TEXT NOT NULL DEFAULT '',
+		service_at INTEGER NOT NULL DEFAULT 0,
+		product TEXT NOT NULL DEFAULT '',
+		version TEXT NOT NULL DEFAULT '',
+		vkey TEXT NOT NULL DEFAULT '',
+		cpe TEXT NOT NULL DEFAULT '',
+		product_at INTEGER NOT NULL DEFAULT 0,
+		first_seen INTEGER NOT NULL,
+		last_seen INTEGER NOT NULL,
+		last_scan INTEGER NOT NULL,
+		changed_at INTEGER NOT NULL,
+		gone_at INTEGER NOT NULL DEFAULT 0,
+		PRIMARY KEY (host_id, proto, port)
+	) WITHOUT ROWID;
+	CREATE INDEX inv_ports_port ON inv_ports(port, akey);
+	CREATE INDEX inv_ports_product ON inv_ports(product COLLATE NOCASE, vkey);
+	CREATE INDEX inv_ports_service ON inv_ports(service, akey);
+	CREATE INDEX inv_ports_unseen ON inv_ports(last_seen) WHERE gone_at = 0;
+	CREATE TABLE inv_changes (
+		id INTEGER PRIMARY KEY,
+		client TEXT NOT NULL,
+		at INTEGER NOT NULL,
+		scan INTEGER NOT NULL,
+		akey BLOB NOT NULL,
+		addr TEXT NOT NULL,
+		proto TEXT NOT NULL DEFAULT '',
+		port INTEGER NOT NULL DEFAULT 0,
+		kind TEXT NOT NULL,
+		from_v TEXT NOT NULL DEFAULT '',
+		to_v TEXT NOT NULL DEFAULT ''
+	);
+	CREATE INDEX inv_changes_at ON inv_changes(at);
+	CREATE INDEX inv_changes_addr ON inv_changes(akey, at);`,
+}
+
+func (inv *Inventory) migrate(ctx context.Context) error {
+	if _, err := inv.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS inventory_schema_version (version INTEGER NOT NULL)`); err != nil {
+		return inv.fault("create schema version", err)
+	}
+	var version int
+	err := inv.db.QueryRowContext(ctx, `SELECT version FROM inventory_schema_version`).Scan(&version)
+	if errors.Is(err, sql.ErrNoRows) {
+		if _, err := inv.db.ExecContext(ctx, `INSERT INTO inventory_schema_version (version) VALUES (0)`); err != nil {
+			return inv.fault("create schema version", err)
+		}
+	} else if err != nil {
+		return inv.fault("read schema version", err)
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("inventory schema version %d is newer than this nmap-mcp knows (%d); use a newer nmap-mcp or another --store", version, len(migrations))
+	}
+	for v := version; v < len(migrations); v++ {
+		tx, err := inv.db.BeginTx(ctx, nil)
+		if err != nil {
+			return inv.fault("migrate", err)
+		}
+		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			tx.Rollback()
+			return inv.fault(fmt.Sprintf("migrate to version %d", v+1), err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE inventory_schema_version SET version = ?`, v+1); err != nil {
+			tx.Rollback()
+			return inv.fault("migrate", err)
+		}
+		if err := tx.Commit(); err != nil {
+			return inv.fault("migrate", err)
+		}
+	}
+	return nil
+}
+
+func ms(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func fromMS(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(v).UTC()
+}

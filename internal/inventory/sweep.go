@@ -1,0 +1,82 @@
+package inventory
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Swept says what a Sweep marked gone.
+type Swept struct {
+	Hosts int64 `json:"hosts"`
+	Ports int64 `json:"ports"`
+}
+
+// Sweep marks gone, at now, the hosts and ports not seen for GoneAfter,
+// logging each in the change log. Nothing is deleted: a host or port seen
+// again is back (a host_appeared or port_appeared change from "gone").
+// It uses the partial indexes on last_seen of what is not gone, so it
+// reads only what it marks.
+func (inv *Inventory) Sweep(ctx context.Context, now time.Time) (Swept, error) {
+	var sw Swept
+	cut, at := ms(now.Add(-inv.cfg.GoneAfter)), ms(now)
+	tx, err := inv.db.BeginTx(ctx, nil)
+	if err != nil {
+		return sw, inv.fault("sweep", err)
+	}
+	defer tx.Rollback()
+	// Ports first, so that a host's ports gone with it are logged too.
+	if _, err := tx.ExecContext(ctx, `INSERT INTO inv_changes (client, at, scan, akey, addr, proto, port, kind, from_v, to_v)
+		SELECT p.client, ?, 0, p.akey, h.addr, p.proto, p.port, ?, p.state, 'gone'
+		FROM inv_ports p JOIN inv_hosts h ON h.id = p.host_id WHERE p.gone_at = 0 AND p.last_seen < ?`, at, PortGone, cut); err != nil {
+		return sw, inv.fault("sweep: log gone ports", err)
+	}
+	res, err := tx.ExecContext(ctx, `UPDATE inv_ports SET gone_at = ? WHERE gone_at = 0 AND last_seen < ?`, at, cut)
+	if err != nil {
+		return sw, inv.fault("sweep: ports", err)
+	}
+	sw.Ports, _ = res.RowsAffected()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO inv_changes (client, at, scan, akey, addr, kind, from_v, to_v)
+		SELECT client, ?, 0, akey, addr, ?, 'up', 'gone' FROM inv_hosts WHERE gone_at = 0 AND last_seen < ?`, at, HostGone, cut); err != nil {
+		return sw, inv.fault("sweep: log gone hosts", err)
+	}
+	if res, err = tx.ExecContext(ctx, `UPDATE inv_hosts SET gone_at = ? WHERE gone_at = 0 AND last_seen < ?`, at, cut); err != nil {
+		return sw, inv.fault("sweep: hosts", err)
+	}
+	sw.Hosts, _ = res.RowsAffected()
+	if err := tx.Commit(); err != nil {
+		return sw, inv.fault("sweep", err)
+	}
+	return sw, nil
+}
+
+// SweepEvery sweeps now and then every interval until ctx ends, logging
+// what it marked gone to log.
+func (inv *Inventory) SweepEvery(ctx context.Context, every time.Duration, log *slog.Logger) {
+	if every <= 0 {
+		return
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		sw, err := inv.Sweep(ctx, time.Now())
+		switch {
+		case err != nil:
+			log.Warn("inventory sweep failed", "err", err)
+		case sw.Hosts+sw.Ports > 0:
+			log.Info("inventory: marked gone", "hosts", sw.Hosts, "ports", sw.Ports, "gone_after", inv.cfg.GoneAfter.String())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// String describes s.
+func (s Swept) String() string { return fmt.Sprintf("%d hosts, %d ports marked gone", s.Hosts, s.Ports) }
