@@ -318,6 +318,14 @@ func (c Config) check() error {
 	case c.HTTP.MaxSessionsPerClient < 1 || c.HTTP.MaxSessionsPerClient > c.HTTP.MaxSessions:
 		return bad("http.max_sessions_per_client", c.HTTP.MaxSessionsPerClient, "must be from 1 to http.max_sessions")
 	}
+	return nil
+}
+
+// checkWatches holds the rules of the watches section.
+func (c Config) checkWatches() error {
+	bad := func(key string, v any, rule string) error {
+		return &KeyError{Key: key, Value: fmt.Sprint(v), Rule: rule}
+	}
 	if c.Watches.MinIntervalSeconds < 1 {
 		return bad("watches.min_interval_seconds", c.Watches.MinIntervalSeconds, "must be at least 1")
 	}
@@ -329,9 +337,14 @@ func (c Config) check() error {
 			return bad("watches.webhook_allow", u, "each entry must be a URL prefix starting with https:// or http://")
 		}
 	}
+	return nil
+}
+
+// checkTokens holds the rule of http.tokens.
+func (c Config) checkTokens() error {
 	for _, t := range c.HTTP.Tokens {
 		if t.Name == "" || len(t.SHA256) != 64 {
-			return bad("http.tokens", t.Name, "each token needs a name and a 64-hex-digit sha256 (make one with nmap-mcp token add NAME)")
+			return &KeyError{Key: "http.tokens", Value: t.Name, Rule: "each token needs a name and a 64-hex-digit sha256 (make one with nmap-mcp token add NAME)"}
 		}
 	}
 	return nil

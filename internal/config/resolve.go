@@ -75,6 +75,9 @@ func (c Config) Resolve() (Resolved, error) {
 	if r.MaxXML, err = size("store.max_xml", c.Store.MaxXML, 1); err != nil {
 		return Resolved{}, err
 	}
+	if err := c.checkWatches(); err != nil {
+		return Resolved{}, err
+	}
 	if r.Keep, err = store.ParseKeep(c.Store.Keep); err != nil {
 		return Resolved{}, &KeyError{Key: "store.keep", Value: c.Store.Keep,
 			Rule: "give a count of scans (10000) or an age of at least an hour (90d, 720h), or leave it empty to keep everything"}
@@ -101,6 +104,9 @@ func (c Config) Resolve() (Resolved, error) {
 	}
 	window, err := c.Window()
 	if err != nil {
+		return Resolved{}, err
+	}
+	if err := c.checkTokens(); err != nil {
 		return Resolved{}, err
 	}
 	r.Policy = c.Policy()
