@@ -162,7 +162,7 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("back %+v", back)
 	}
 	tl, err := inv.Host(ctx, "alice", "10.1.2.3")
-	if err != nil || len(tl.Hosts) != 1 || tl.Hosts[0].Gone || tl.Hosts[0].Ports[0].Gone != true || tl.Hosts[0].Ports[1].Gone {
+	if err != nil || len(tl.Hosts) != 1 || tl.Hosts[0].Gone || tl.Hosts[0].Ports[0].Gone || !tl.Hosts[0].Ports[1].Gone {
 		t.Fatalf("timeline %+v %v", tl, err)
 	}
 	if tl.Changes[0].Kind != PortAppeared || tl.Changes[1].Kind != HostAppeared || tl.Changes[1].From != "gone" {
