@@ -171,6 +171,13 @@ func TestTokenArgs(t *testing.T) {
 	if got := strings.Join(tokens(a), ","); got != "alice,bob" {
 		t.Errorf("after the refusals %s holds tokens %q, want alice,bob", a, got)
 	}
+	// rm takes its flags before the name too.
+	if _, errOut, err := run("rm", "--config", a, "--store", filepath.Join(dir, "scans.db"), "bob"); err != nil {
+		t.Fatalf("token rm --config %s --store … bob: %v\n%s", a, err, errOut)
+	}
+	if got := strings.Join(tokens(a), ","); got != "alice" {
+		t.Errorf("after token rm bob %s holds tokens %q, want alice", a, got)
+	}
 	if got := tokens(defaultCfg); got != nil {
 		t.Fatalf("the default config %s got tokens %v", defaultCfg, got)
 	}
