@@ -49,6 +49,9 @@ type Plan struct {
 	// NoDNS tells nmap not to resolve names (-n): a fenced scan reaches no
 	// resolver, and its names were resolved and pinned by the server.
 	NoDNS bool
+	// Shards is how many workers the caller asked for (0: the server's
+	// choice; 1: never split).
+	Shards int
 }
 
 // Prefixes returns the targets as address prefixes, or an error naming a
@@ -186,6 +189,17 @@ func (r Request) Plan(rules Rules) (*Plan, error) {
 				fmt.Sprintf("must be an integer from 1 to %d", int(maxT/time.Second))}
 		}
 		p.Timeout = time.Duration(s) * time.Second
+	}
+	if r.Shards != nil {
+		n := *r.Shards
+		switch {
+		case n == 1:
+		case rules.MaxShards == 0:
+			return nil, &FieldError{"shards", strconv.Itoa(n), "this server does not split scans (sharding is off); leave shards out"}
+		case n < 1 || n > rules.MaxShards:
+			return nil, &FieldError{"shards", strconv.Itoa(n), fmt.Sprintf("must be an integer from 1 to %d", rules.MaxShards)}
+		}
+		p.Shards = n
 	}
 	return p, nil
 }

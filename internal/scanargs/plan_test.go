@@ -216,3 +216,32 @@ func TestScriptArgValuesNamingHostsRefused(t *testing.T) {
 		}
 	}
 }
+
+// shards: 1 always passes (never split); more needs a server that splits
+// scans, within its bound; the refusal names the field, value and rule.
+func TestPlanShards(t *testing.T) {
+	n := func(i int) *int { return &i }
+	off := DefaultRules()
+	on := DefaultRules()
+	on.MaxShards = 8
+	for _, tc := range []struct {
+		rules Rules
+		n     int
+		ok    bool
+		want  string
+	}{
+		{off, 1, true, ""},
+		{off, 4, false, "does not split scans"},
+		{on, 4, true, ""},
+		{on, 9, false, "from 1 to 8"},
+		{on, 0, false, "from 1 to 8"},
+	} {
+		p, err := Request{Targets: "127.0.0.1", Shards: n(tc.n)}.Plan(tc.rules)
+		if tc.ok != (err == nil) || !tc.ok && !strings.Contains(err.Error(), tc.want) || !tc.ok && !strings.Contains(err.Error(), "shards") {
+			t.Errorf("shards %d (max %d): %v", tc.n, tc.rules.MaxShards, err)
+		}
+		if tc.ok && p.Shards != tc.n {
+			t.Errorf("shards %d planned as %d", tc.n, p.Shards)
+		}
+	}
+}

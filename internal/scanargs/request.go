@@ -55,6 +55,9 @@ type Request struct {
 	Scripts string `json:"scripts,omitempty" maxLength:"1024" desc:"NSE scripts or categories, comma-separated; the deployment decides which may run. Example: default,http-title"`
 	// ScriptArgs are key=value pairs for the scripts, comma-separated.
 	ScriptArgs string `json:"script_args,omitempty" maxLength:"2048" desc:"key=value pairs for the scripts, comma-separated. Example: http.useragent=scanner"`
+	// Shards asks for a large scan to be split into that many workers (1:
+	// never split); the server's sharding settings bound it.
+	Shards *int `json:"shards,omitempty" min:"1" max:"64" desc:"Split a large scan into this many parallel workers (1 = never split); only where the server shards scans. Example: 4"`
 }
 
 // DecodeRequest decodes a JSON object of nmap_scan arguments strictly: an
@@ -111,6 +114,9 @@ type Rules struct {
 	DefaultTimeout time.Duration
 	// MaxTimeout is the largest timeout_seconds accepted.
 	MaxTimeout time.Duration
+	// MaxShards is the most workers a scan may be split into (the
+	// server's sharding.shards); 0 when the server does not split scans.
+	MaxShards int
 }
 
 // Bounds that hold whatever the configuration says.

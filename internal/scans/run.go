@@ -17,6 +17,7 @@ import (
 	"github.com/nmap-mcp/nmap-mcp/images"
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
 	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
+	"github.com/nmap-mcp/nmap-mcp/internal/shard"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
@@ -211,6 +212,8 @@ type run struct {
 	sc     *Scan
 	plan   *scanargs.Plan
 	spec   sandbox.Spec
+	// blocks are the scan's shards' targets (nil: it runs whole).
+	blocks [][]netip.Prefix
 	rec    *store.Record
 	events func(Event)
 
@@ -333,8 +336,32 @@ func (r *run) prepare(req scanargs.Request, place sandbox.Placement, img images.
 			TimeoutSeconds: int(plan.Timeout / time.Second), Network: r.spec.Network, Profile: r.spec.Describe(),
 			Fenced: place.Fence != nil || place.HostFence, AllowedAddresses: allowed(place), Unfenced: place.Unfenced, Seccomp: r.spec.SeccompID},
 	}
+	if blocks, err := s.cfg.Sharding.Plan(r.spec, plan.Shards); err == nil && blocks != nil {
+		r.blocks = blocks
+		for _, b := range blocks {
+			r.rec.Limits.Shards = append(r.rec.Limits.Shards, shardLine(b))
+		}
+		r.rec.Notes = append(r.rec.Notes, fmt.Sprintf("split into %d shards, each its own container or Job fenced to its own addresses", len(blocks)))
+	}
 	r.sc.rec = *r.rec
 	r.tracker = NewTracker(plan)
+}
+
+// shardLine names one shard's blocks, e.g. "10.0.0.0/26 10.0.0.64/28".
+func shardLine(blocks []netip.Prefix) string {
+	parts := make([]string, len(blocks))
+	for i, b := range blocks {
+		parts[i] = b.String()
+	}
+	return strings.Join(parts, " ")
+}
+
+// runJob runs the scan's container, or its shards (see package shard).
+func (r *run) runJob(ctx context.Context, job executor.Job) (*executor.Result, error) {
+	if r.blocks != nil {
+		return shard.Run(ctx, r.s.d.Runner, job, r.blocks, 0)
+	}
+	return r.s.d.Runner.Run(ctx, job)
 }
 
 func allowed(place sandbox.Placement) uint64 {
@@ -454,7 +481,7 @@ func (r *run) run(ctx context.Context, ticket *Ticket) {
 		decodedC <- decoded{res, err}
 	}()
 	stderr := &lineWriter{emit: func(line string) { r.logf("warning", "nmap: %s", line) }}
-	res, err := s.d.Runner.Run(ctx, executor.Job{
+	res, err := r.runJob(ctx, executor.Job{
 		Spec:      r.spec,
 		Stdout:    xmlW,
 		Stderr:    stderr,

@@ -30,6 +30,7 @@ import (
 	"github.com/nmap-mcp/nmap-mcp/internal/policy"
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
 	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
+	"github.com/nmap-mcp/nmap-mcp/internal/shard"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
@@ -77,6 +78,10 @@ type Config struct {
 	PerClient int
 	// Client names stdio and CLI callers (default "local").
 	Client string
+	// Sharding splits a scan of many addresses into workers (see package
+	// shard); the zero value never splits. A split scan holds one queue
+	// place and runs at most Sharding.Shards containers or Jobs.
+	Sharding shard.Config
 }
 
 // Deps are what the service runs scans with. Store is required; Runner
@@ -169,8 +174,12 @@ func (s *Service) ready(ctx context.Context) (images.Info, error) {
 
 // Rules are the validation bounds in force.
 func (s *Service) Rules() scanargs.Rules {
-	return scanargs.Rules{MaxAddresses: s.cfg.MaxAddresses, DefaultTimeout: s.cfg.Sandbox.Limits.Timeout,
+	r := scanargs.Rules{MaxAddresses: s.cfg.MaxAddresses, DefaultTimeout: s.cfg.Sandbox.Limits.Timeout,
 		MaxTimeout: s.cfg.Sandbox.Limits.MaxTimeout}
+	if s.cfg.Sharding.Threshold > 0 {
+		r.MaxShards = s.cfg.Sharding.Shards
+	}
+	return r
 }
 
 // QueueStats returns how many scans run and how many wait.

@@ -89,6 +89,10 @@ type Limits struct {
 	// Profile describes the container: user, capabilities, network,
 	// limits, seccomp.
 	Profile string `json:"profile"`
+	// Shards are the address blocks of each worker of a scan split into
+	// shards (see package shard), one entry per shard; empty when it ran
+	// whole.
+	Shards []string `json:"shards,omitempty"`
 }
 
 // Record is one scan as stored.
