@@ -18,6 +18,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/config"
+	"github.com/nmap-mcp/nmap-mcp/internal/store"
 )
 
 // These tests run the composition root in-process, without the binary and
@@ -241,5 +242,37 @@ func TestOneShotNeedsTheEngine(t *testing.T) {
 			a.Close()
 		}
 		t.Fatalf("New without an engine: %v", err)
+	}
+}
+
+// A serving App applies store.keep at start (and hourly): the oldest of
+// three finished scans is gone under keep 1, without any engine.
+func TestServeAppliesRetention(t *testing.T) {
+	t.Setenv("DOCKER_HOST", "unix://"+t.TempDir()+"/no-engine.sock")
+	c := config.Default()
+	c.Store.Keep = "1"
+	a := newTestApp(t, c, Stdio)
+	t0 := time.Now().Add(-time.Hour)
+	var recs []*store.Record
+	for i := range 3 {
+		recs = append(recs, &store.Record{ID: fmt.Sprint("s", i), Status: store.Done, Targets: "127.0.0.1",
+			CreatedAt: t0.Add(time.Duration(i) * time.Minute), RawXML: []byte("<nmaprun/>"), Argv: []string{"nmap"}})
+	}
+	if err := a.Store().Import(t.Context(), recs); err != nil {
+		t.Fatal(err)
+	}
+	serveStdio(t, a)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := a.Store().RawXML(t.Context(), "s0", ""); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("store.keep 1 was not applied while serving")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if x, err := a.Store().RawXML(t.Context(), "s2", ""); err != nil || len(x) == 0 {
+		t.Fatalf("the newest scan lost its XML: %v", err)
 	}
 }
