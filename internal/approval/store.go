@@ -332,6 +332,21 @@ func (s *Store) Withdraw(id string) (Pending, bool) {
 	return e.p, true
 }
 
+// Expire ends question id now as TimedOut, if it still waits (the
+// asker's own wait for an answer ran out first).
+func (s *Store) Expire(id string) {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.entries[id]
+	if !ok || e.grant != nil {
+		return
+	}
+	e.grant = &Grant{ID: id, Outcome: TimedOut, Rule: e.p.Decision.Rule, Hash: e.p.Decision.Hash,
+		Client: e.p.Decision.Client, AskedAt: e.p.AskedAt, At: now}
+	close(e.done)
+}
+
 // Len is how many questions the store holds (waiting or not yet taken).
 func (s *Store) Len() int {
 	s.mu.Lock()

@@ -83,6 +83,9 @@ const (
 	// (or by another writer) and how they were taken in or moved aside
 	// (Outcome names them).
 	HeadRepaired = "head-repaired"
+	// DeniedEvent is a scan an approval rule asked for that a person
+	// denied or no one approved in time: nothing ran.
+	DeniedEvent = "denied"
 )
 
 // Record is one line of the trail.
@@ -104,8 +107,11 @@ type Record struct {
 	Error        string          `json:"error,omitempty"` // why a scan did not end done
 	DurationMS   int64           `json:"duration_ms,omitempty"`
 	ResultSHA256 string          `json:"result_sha256,omitempty"`
-	OwnerPID     int             `json:"owner_pid"`
-	OwnerHost    string          `json:"owner_host"`
+	// Approval says who approved (or denied) a scan an approval rule
+	// asked for: on the admission line, and on a denied line.
+	Approval  json.RawMessage `json:"approval,omitempty"`
+	OwnerPID  int             `json:"owner_pid"`
+	OwnerHost string          `json:"owner_host"`
 	// Prev is the SHA-256 (hex) of the previous line's bytes (format 2),
 	// or the previous record's Hash (format 0); empty for the first line.
 	Prev string `json:"prev"`

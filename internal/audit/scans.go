@@ -14,7 +14,22 @@ import (
 func (l *Log) Admitted(_ context.Context, r *store.Record) error {
 	limits, _ := json.Marshal(r.Limits)
 	return l.Append(Record{Event: Admitted, ScanID: r.ID, Client: r.Client, Request: r.Request, Targets: r.Targets,
-		Argv: r.Argv, ImageID: r.ImageID, Limits: limits})
+		Argv: r.Argv, ImageID: r.ImageID, Limits: limits, Approval: grant(r)})
+}
+
+// Denied records a scan an approval rule asked for that was denied or not
+// answered in time: who asked, the request, and the answer. Nothing ran.
+func (l *Log) Denied(_ context.Context, r *store.Record) error {
+	return l.Append(Record{Event: DeniedEvent, ScanID: r.ID, Client: r.Client, Request: r.Request, Targets: r.Targets,
+		Outcome: r.Status, Error: clip(r.Error, 1000), Approval: grant(r)})
+}
+
+func grant(r *store.Record) json.RawMessage {
+	if r.Approval == nil {
+		return nil
+	}
+	b, _ := json.Marshal(r.Approval)
+	return b
 }
 
 // Ended records a scan's outcome, duration and the sha256 of its result.

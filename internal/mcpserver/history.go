@@ -10,6 +10,7 @@ import (
 
 	"github.com/nmap-mcp/nmap-mcp/internal/policy"
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
+	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 )
@@ -17,7 +18,7 @@ import (
 // listArgs are list_scans' arguments.
 type listArgs struct {
 	Target string `json:"target,omitempty" maxLength:"253" desc:"Only scans that listed this target. Example: 192.168.1.10"`
-	Status string `json:"status,omitempty" enum:"queued|running|done|failed|timed-out|cancelled|interrupted" desc:"Only scans with this status. Example: done"`
+	Status string `json:"status,omitempty" enum:"pending-approval|queued|running|done|failed|timed-out|cancelled|interrupted|denied" desc:"Only scans with this status. Example: done"`
 	Since  string `json:"since,omitempty" maxLength:"64" desc:"Only scans started since this RFC 3339 time or this long ago. Example: 24h"`
 	Limit  int    `json:"limit,omitempty" min:"1" max:"200" default:"20" desc:"At most this many scans. Example: 10"`
 }
@@ -185,16 +186,34 @@ func (h *handlers) diff(ctx context.Context, req mcp.CallToolRequest) (*mcp.Call
 // scopeArgs are check_scope's arguments.
 type scopeArgs struct {
 	Targets string `json:"targets" minLength:"1" maxLength:"4096" desc:"IPs, CIDR blocks or hostnames to check, as for nmap_scan. Example: 192.168.1.0/24, scanme.nmap.org"`
+	// The rest describe the scan, as for nmap_scan, to learn whether it
+	// would need a person's approval.
+	ScanType        string `json:"scan_type,omitempty" enum:"connect|syn|udp|ping" desc:"As for nmap_scan, to learn whether the scan needs approval. Example: udp"`
+	Ports           string `json:"ports,omitempty" maxLength:"2048" desc:"As for nmap_scan. Example: 1-65535"`
+	TopPorts        *int   `json:"top_ports,omitempty" min:"1" max:"65535" desc:"As for nmap_scan. Example: 1000"`
+	Timing          string `json:"timing,omitempty" enum:"T0|T1|T2|T3|T4|T5" desc:"As for nmap_scan. Example: T4"`
+	Scripts         string `json:"scripts,omitempty" maxLength:"1024" desc:"As for nmap_scan. Example: vuln"`
+	ServiceVersions bool   `json:"service_versions,omitempty" desc:"As for nmap_scan. Example: true"`
+	OSDetection     bool   `json:"os_detection,omitempty" desc:"As for nmap_scan. Example: true"`
 }
 
 // scopeOutput is check_scope's structuredContent.
 type scopeOutput struct {
 	Decisions []policy.Decision `json:"decisions" desc:"one decision per target, in the order given"`
+	Approval  scopeApproval     `json:"approval" desc:"whether nmap_scan with these arguments would need a person's approval, and which rule asks"`
+}
+
+// scopeApproval is check_scope's answer about approval.
+type scopeApproval struct {
+	Needed       bool   `json:"needed" desc:"true when an approval rule asks for this scan"`
+	Rule         string `json:"rule" desc:"the rule that asks; empty when none"`
+	SecondPerson bool   `json:"second_person" desc:"true when someone other than this client must approve"`
+	Text         string `json:"text" desc:"the scan in plain words, as a person would be asked"`
 }
 
 func scopeTool() mcp.Tool {
 	opts := append(historyAnnotations("Check scope"),
-		mcp.WithDescription("Check, without scanning, whether targets would be allowed, what hostnames resolve to, and which rule decides. "+
+		mcp.WithDescription("Check, without scanning, whether targets would be allowed, what hostnames resolve to, and which rule decides; given the scan's other arguments, also whether a person must approve it and which approval rule asks. "+
 			"Use it before nmap_scan. Example: {\"targets\": \"127.0.0.1, 10.0.0.0/8\"}."),
 		withInput(scopeArgs{}, nil),
 		withOutput(scopeOutput{}),
@@ -229,6 +248,25 @@ func (h *handlers) checkScope(ctx context.Context, req mcp.CallToolRequest) (*mc
 		}
 		b.WriteByte('\n')
 	}
+	out := scopeOutput{Decisions: ds}
+	if h.Scans.Approvals() != nil {
+		d, err := h.Scans.Decide(ctx, scanargs.Request{Targets: a.Targets, ScanType: a.ScanType, Ports: a.Ports, TopPorts: a.TopPorts,
+			Timing: a.Timing, Scripts: a.Scripts, ServiceVersions: a.ServiceVersions, OSDetection: a.OSDetection})
+		switch {
+		case err != nil:
+			fmt.Fprintf(&b, "approval: not decided: the scan would be refused: %v\n", err)
+		case d.Needed:
+			out.Approval = scopeApproval{Needed: true, Rule: d.Rule, SecondPerson: d.SecondPerson, Text: d.Text}
+			fmt.Fprintf(&b, "approval: needed, rule %q asks (%s)", d.Rule, d.Conditions)
+			if d.SecondPerson {
+				b.WriteString("; someone other than this client must approve")
+			}
+			b.WriteString("\n")
+		default:
+			out.Approval.Text = d.Text
+			b.WriteString("approval: not needed, no approval rule asks for this scan\n")
+		}
+	}
 	return &mcp.CallToolResult{Content: []mcp.Content{mcp.NewTextContent(b.String())},
-		StructuredContent: scopeOutput{Decisions: ds}}, nil
+		StructuredContent: out}, nil
 }

@@ -48,7 +48,7 @@ func versionTool() mcp.Tool {
 // scanOutput is the structuredContent of nmap_scan and get_scan.
 type scanOutput struct {
 	ScanID           string         `json:"scan_id" desc:"scan id, for get_scan and diff_scans"`
-	Status           string         `json:"status" enum:"queued|running|done|failed|timed-out|cancelled|interrupted" desc:"scan status"`
+	Status           string         `json:"status" enum:"pending-approval|queued|running|done|failed|timed-out|cancelled|interrupted|denied" desc:"scan status"`
 	Targets          string         `json:"targets" desc:"targets as passed to nmap"`
 	ScanType         string         `json:"scan_type" desc:"connect, syn, udp or ping"`
 	Command          string         `json:"command" desc:"the nmap command run in the sandbox"`
@@ -67,6 +67,7 @@ type scanOutput struct {
 	XMLResource      string         `json:"xml_resource" desc:"scan://ID/xml: nmap's raw XML"`
 	ProgressPercent  float64        `json:"progress_percent" desc:"0-100; 100 when finished"`
 	ProgressMessage  string         `json:"progress_message" desc:"latest progress, e.g. queued, position 2"`
+	Approval         approvalOut    `json:"approval" desc:"who approved the scan (or denied it), when, under which rule, for which arguments"`
 }
 
 // output builds the structured content of a record, keeping the hosts
@@ -78,6 +79,7 @@ func output(rec *store.Record, capBytes int) scanOutput {
 		Sandbox: fmt.Sprintf("image %s (%s); %s; timeout %d s", rec.ImageTag, rec.ImageID, rec.Limits.Profile, rec.Limits.TimeoutSeconds),
 		Error:   rec.Error, Resource: "scan://" + rec.ID, XMLResource: "scan://" + rec.ID + "/xml",
 		Fenced: rec.Limits.Fenced, AllowedAddresses: rec.Limits.AllowedAddresses, Seccomp: rec.Limits.Seccomp,
+		Approval: approvalOf(rec.Approval),
 	}
 	if !rec.StartedAt.IsZero() {
 		out.StartedAt = rec.StartedAt.Format("2006-01-02T15:04:05.000Z07:00")
@@ -119,15 +121,36 @@ func (h *handlers) scan(ctx context.Context, req mcp.CallToolRequest) (*mcp.Call
 		h.Refused("validation")
 		return refused(err), nil
 	}
-	if !wait {
-		sc, err := h.Scans.Submit(ctx, sreq, scans.Options{Detach: true})
+	var opts scans.Options
+	if h.Scans.Approvals() != nil {
+		// A rule may ask a person first (approval.go).
+		d, err := h.Scans.Decide(ctx, sreq)
 		if err != nil {
 			return h.refusal(err), nil
 		}
-		return h.liveResult(sc.Snapshot(), "Scan "+sc.ID+" started in the background; poll get_scan with this id, or stop it with cancel_scan."), nil
+		if d.Needed {
+			step := h.approve(ctx, req, d)
+			if step.result != nil {
+				return step.result, nil
+			}
+			opts.ApprovalID, opts.AwaitApproval = step.id, step.await
+		}
+	}
+	if !wait {
+		opts.Detach = true
+		sc, err := h.Scans.Submit(ctx, sreq, opts)
+		if err != nil {
+			return h.refusal(err), nil
+		}
+		note := "Scan " + sc.ID + " started in the background; poll get_scan with this id, or stop it with cancel_scan."
+		if opts.AwaitApproval {
+			note = "Scan " + sc.ID + " waits for a person's approval (" + h.ApprovalsURL + "); nothing runs until then. Poll get_scan with this id, or stop it with cancel_scan."
+		}
+		return h.liveResult(sc.Snapshot(), note), nil
 	}
 	n := newCallNotifier(ctx, req, h.Delivery)
-	sc, err := h.Scans.Submit(ctx, sreq, scans.Options{Events: n.event})
+	opts.Events = n.event
+	sc, err := h.Scans.Submit(ctx, sreq, opts)
 	if !n.flush() {
 		h.Log.Warn("notifications of a call were not seen written before its result", "sent", n.sent)
 	}
@@ -139,6 +162,11 @@ func (h *handlers) scan(ctx context.Context, req mcp.CallToolRequest) (*mcp.Call
 
 // refusal is the result of a scan that was not admitted.
 func (h *handlers) refusal(err error) *mcp.CallToolResult {
+	if text, ok := approvalText(err); ok {
+		h.Refused("approval")
+		h.Log.Info("scan not approved", "err", err)
+		return mcp.NewToolResultError(text)
+	}
 	var (
 		full   *scans.QueueFullError
 		share  *scans.ShareError

@@ -46,8 +46,13 @@ type Deps struct {
 	// (default scans.DefaultTextCap).
 	TextCap int
 	// Refused, when set, counts refused calls by reason: validation,
-	// scope, budget or queue_full.
+	// scope, budget, queue_full or approval.
 	Refused func(reason string)
+	// ApprovalsURL is the web view's page of scans waiting for approval;
+	// empty when the server has no web view, so that a scan an approval
+	// rule asks for, from a client that cannot ask its user, is refused
+	// instead of waiting for no one.
+	ApprovalsURL string
 }
 
 // New returns an MCP server exposing the scanner and the scan history.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
 	"github.com/nmap-mcp/nmap-mcp/images"
+	"github.com/nmap-mcp/nmap-mcp/internal/approval"
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
 	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
 	"github.com/nmap-mcp/nmap-mcp/internal/shard"
@@ -33,6 +34,9 @@ const (
 	HostDone                  // a host finished; Host is set
 	Log                       // a lifecycle step or an nmap stderr line; Level is set
 	Finished                  // the record is final; Record is set
+	// AwaitingApproval: the scan waits for a person's yes
+	// (pending-approval); Message says which rule asked.
+	AwaitingApproval
 )
 
 // Event is one step of a scan, told to the caller that submitted it.
@@ -54,6 +58,13 @@ type Options struct {
 	Detach bool
 	// Events, when set, is told the scan's events, one at a time, in order.
 	Events func(Event)
+	// ApprovalID names a question (Approvals) the caller had a person
+	// answer for exactly this request and client; its approval admits
+	// this scan, once. See approval.go.
+	ApprovalID string
+	// AwaitApproval lets a scan an approval rule asks for wait as
+	// pending-approval for an approver instead of being refused.
+	AwaitApproval bool
 }
 
 // Snapshot is one scan as seen at one moment: its record (for a live scan,
@@ -122,6 +133,7 @@ func (s *Service) Submit(ctx context.Context, req scanargs.Request, opts Options
 	if err != nil {
 		return nil, err
 	}
+	validated := plan
 	if s.d.Policy != nil {
 		if plan, err = s.d.Policy.Check(ctx, plan); err != nil {
 			return nil, err
@@ -131,58 +143,131 @@ func (s *Service) Submit(ctx context.Context, req scanargs.Request, opts Options
 	if err != nil {
 		return nil, err
 	}
+	client := s.client(ctx)
+	// A scan an approval rule asks for needs a person's yes (approval.go).
+	var (
+		grant    *approval.Grant
+		decision *approval.Decision
+	)
+	if !s.d.ApprovalRules.Empty() {
+		if decision, err = s.decide(ctx, client, validated, plan); err != nil {
+			return nil, err
+		}
+		if decision.Needed {
+			switch {
+			case opts.ApprovalID != "":
+				g, err := s.useAnswer(opts.ApprovalID, decision)
+				if err != nil {
+					return nil, err
+				}
+				if !g.Approved() {
+					id, err := newID()
+					if err != nil {
+						return nil, err
+					}
+					reqJSON, _ := json.Marshal(req)
+					rec := store.Record{ID: id, Targets: plan.TargetList(), ScanType: string(plan.Type), Request: reqJSON, Client: client, CreatedAt: g.AskedAt.UTC()}
+					s.recordDenial(ctx, &rec, g)
+					return nil, &DeniedError{ScanID: id, Grant: g}
+				}
+				grant = &g
+			case opts.AwaitApproval && s.d.Approvals != nil:
+			default:
+				return nil, &ApprovalNeededError{Decision: decision}
+			}
+		}
+	}
 	id, err := newID()
 	if err != nil {
 		return nil, err
 	}
-	client := s.client(ctx)
-	if err := s.takeShare(client); err != nil {
-		return nil, err
-	}
 	sc := &Scan{ID: id, client: client, done: make(chan struct{})}
-	r := &run{s: s, sc: sc, plan: plan, events: opts.Events}
-	ticket, err := s.q.Enter(r.queued)
-	if err != nil {
-		s.dropShare(client)
-		return nil, err
-	}
-	r.ticket = ticket
-	// Storage faults known now refuse the scan before anything is spent
-	// or written (see storage.go).
-	if err := s.storageReady(ctx); err != nil {
-		ticket.Cancel()
-		s.dropShare(client)
-		return nil, err
-	}
-	if s.d.Policy != nil {
-		if err := s.d.Policy.Spend(client, plan.Addresses); err != nil {
-			ticket.Cancel()
-			s.dropShare(client)
-			return nil, err
-		}
-	}
-	r.prepare(req, place, img)
-	if err := r.admit(ctx); err != nil {
-		ticket.Cancel()
-		s.dropShare(client)
-		return nil, err
-	}
 	base := ctx
 	if opts.Detach {
 		base = s.bg
 	}
 	runCtx, cancel := context.WithCancelCause(base)
 	sc.cancel = cancel
-	s.mu.Lock()
-	s.live[id] = sc
-	s.mu.Unlock()
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		defer r.dropShare()
-		defer cancel(nil)
-		r.run(runCtx, ticket)
-	}()
+	enter := func(ctx context.Context, g *approval.Grant) error {
+		r := &run{s: s, sc: sc, plan: plan, events: opts.Events}
+		if err := s.takeShare(client); err != nil {
+			return err
+		}
+		ticket, err := s.q.Enter(r.queued)
+		if err != nil {
+			s.dropShare(client)
+			return err
+		}
+		r.ticket = ticket
+		// Storage faults known now refuse the scan before anything is spent
+		// or written (see storage.go).
+		if err := s.storageReady(ctx); err != nil {
+			ticket.Cancel()
+			s.dropShare(client)
+			return err
+		}
+		if s.d.Policy != nil {
+			if err := s.d.Policy.Spend(client, plan.Addresses); err != nil {
+				ticket.Cancel()
+				s.dropShare(client)
+				return err
+			}
+		}
+		r.prepare(req, place, img)
+		r.rec.Approval = g
+		sc.mu.Lock()
+		sc.rec.Approval = g
+		sc.mu.Unlock()
+		if err := r.admit(ctx); err != nil {
+			ticket.Cancel()
+			s.dropShare(client)
+			return err
+		}
+		s.mu.Lock()
+		s.live[id] = sc
+		s.mu.Unlock()
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer r.dropShare()
+			defer cancel(nil)
+			r.run(runCtx, ticket)
+		}()
+		return nil
+	}
+	if decision != nil && decision.Needed && grant == nil {
+		// Wait as pending-approval for an approver: no record, queue
+		// place, share or budget until the answer.
+		q, err := s.d.Approvals.Ask(decision, id)
+		if err != nil {
+			cancel(nil)
+			return nil, err
+		}
+		sc.rec = pendingRecord(id, client, req, plan, q)
+		sc.message = fmt.Sprintf("waiting for approval (rule %s)", decision.Rule)
+		s.mu.Lock()
+		s.live[id] = sc
+		s.mu.Unlock()
+		if opts.Events != nil {
+			opts.Events(Event{Kind: AwaitingApproval, Message: sc.message})
+		}
+		s.wg.Add(1)
+		wait := func() {
+			defer s.wg.Done()
+			s.awaitApproval(runCtx, sc, q, func(g approval.Grant) error { return enter(runCtx, &g) }, opts.Events)
+		}
+		if opts.Detach {
+			go wait()
+			return sc, nil
+		}
+		wait()
+		<-sc.done
+		return sc, nil
+	}
+	if err := enter(ctx, grant); err != nil {
+		cancel(nil)
+		return nil, err
+	}
 	if !opts.Detach {
 		<-sc.done
 	}
@@ -192,26 +277,42 @@ func (s *Service) Submit(ctx context.Context, req scanargs.Request, opts Options
 // Validate checks req as Submit would — arguments, scope, techniques,
 // scripts and placement — without recording, spending, queueing or
 // running anything (a watch checks its scan when it is created).
+//
+// A scan an approval rule asks for is refused (*ApprovalNeededError,
+// Unattended): a watch's runs have no one to ask, and a standing approval
+// would outlive the circumstances a person said yes to.
 func (s *Service) Validate(ctx context.Context, req scanargs.Request) error {
 	plan, err := req.Plan(s.Rules())
 	if err != nil {
 		return err
 	}
+	validated := plan
 	if s.d.Policy != nil {
 		if plan, err = s.d.Policy.Check(ctx, plan); err != nil {
 			return err
 		}
 	}
-	_, err = s.place(plan)
-	return err
+	if _, err = s.place(plan); err != nil {
+		return err
+	}
+	if !s.d.ApprovalRules.Empty() {
+		d, err := s.decide(ctx, s.client(ctx), validated, plan)
+		if err != nil {
+			return err
+		}
+		if d.Needed {
+			return &ApprovalNeededError{Decision: d, Unattended: true}
+		}
+	}
+	return nil
 }
 
 // run is one scan's state, owned by its goroutine.
 type run struct {
-	s      *Service
-	sc     *Scan
-	plan   *scanargs.Plan
-	spec   sandbox.Spec
+	s    *Service
+	sc   *Scan
+	plan *scanargs.Plan
+	spec sandbox.Spec
 	// blocks are the scan's shards' targets (nil: it runs whole).
 	blocks [][]netip.Prefix
 	rec    *store.Record

@@ -21,12 +21,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
 	"github.com/nmap-mcp/nmap-mcp/images"
+	"github.com/nmap-mcp/nmap-mcp/internal/approval"
 	"github.com/nmap-mcp/nmap-mcp/internal/policy"
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
 	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
@@ -105,6 +108,10 @@ type Deps struct {
 	// replaces Image. It lets a server start before its engine does and
 	// work as soon as the engine answers.
 	Ready func(ctx context.Context) (images.Info, error)
+	// ApprovalRules say which scans need a person's yes (nil or empty:
+	// none); Approvals keeps the questions (see approval.go).
+	ApprovalRules *approval.Rules
+	Approvals     *approval.Store
 }
 
 // Service admits, queues, runs and records scans.
@@ -333,9 +340,26 @@ func (s *Service) Live(ctx context.Context) []Snapshot {
 
 // List returns summaries of the caller's scans (every client's for an
 // administrator), newest first.
+//
+// Scans waiting for approval are live only (never stored): they come
+// first, newest first, unless the filter's status or target leaves them
+// out.
 func (s *Service) List(ctx context.Context, f store.Filter) ([]*store.Record, error) {
 	f.Client = s.viewer(ctx)
-	return s.d.Store.List(ctx, f)
+	recs, err := s.d.Store.List(ctx, f)
+	if err != nil || (f.Status != "" && f.Status != store.PendingApproval) {
+		return recs, err
+	}
+	var pending []*store.Record
+	for _, snap := range s.Live(ctx) {
+		r := snap.Record
+		if r.Status != store.PendingApproval || (f.Target != "" && !slices.Contains(strings.Fields(r.Targets), f.Target)) {
+			continue
+		}
+		r.Result = nil
+		pending = append([]*store.Record{r}, pending...)
+	}
+	return append(pending, recs...), nil
 }
 
 // RawXML returns a scan's raw nmap XML as kept, for the caller's scans.

@@ -108,6 +108,9 @@ func BriefText(rec *store.Record, maxBytes int) (text string, cut bool) {
 		}
 		b.WriteString("\n")
 	}
+	if g := rec.Approval; g != nil && g.Approved() {
+		fmt.Fprintf(&b, "approval: %s\n", g.String())
+	}
 	if rec.RawXMLTruncated {
 		fmt.Fprintf(&b, "raw XML cut at its size cap (scan://%s/xml); the result above is complete within its bounds\n", rec.ID)
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nmap-mcp/nmap-mcp/internal/approval"
 	"github.com/nmap-mcp/nmap-mcp/internal/owner"
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
 )
@@ -63,9 +64,9 @@ func (s *Store) Begin(ctx context.Context, r *Record) error {
 	limits, _ := json.Marshal(r.Limits)
 	notes := notesJSON(r.Notes)
 	_, err := s.exec(ctx, `INSERT INTO scans (id, status, targets, scan_type, request, argv, image_id, image_tag,
-		limits, client, owner_pid, owner_host, created_at, started_at, notes) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		limits, client, owner_pid, owner_host, created_at, started_at, notes, approval) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		r.ID, r.Status, r.Targets, r.ScanType, string(req), string(argv), r.ImageID, r.ImageTag,
-		string(limits), r.Client, r.OwnerPID, r.OwnerHost, ms(r.CreatedAt), ms(r.StartedAt), notes)
+		string(limits), r.Client, r.OwnerPID, r.OwnerHost, ms(r.CreatedAt), ms(r.StartedAt), notes, approvalJSON(r.Approval))
 	if err != nil {
 		return s.fail(fmt.Sprintf("record scan %s", r.ID), err)
 	}
@@ -149,6 +150,14 @@ func (s *Store) Finish(ctx context.Context, r *Record) error {
 	return nil
 }
 
+func approvalJSON(g *approval.Grant) string {
+	if g == nil {
+		return ""
+	}
+	b, _ := json.Marshal(g)
+	return string(b)
+}
+
 func notesJSON(notes []string) string {
 	if len(notes) == 0 {
 		return "[]"
@@ -168,7 +177,7 @@ func nullString(b []byte) any {
 // out (NULL), so that lists never load full results.
 const (
 	baseColumns = `id, status, targets, scan_type, request, argv, image_id, image_tag, limits, client, owner_pid, owner_host,
-	created_at, started_at, ended_at, exit_code, error, raw_xml_truncated, hosts_up, open_ports, notes, `
+	created_at, started_at, ended_at, exit_code, error, raw_xml_truncated, hosts_up, open_ports, notes, approval, `
 	columns        = baseColumns + `result`
 	summaryColumns = baseColumns + `NULL`
 )
@@ -179,13 +188,20 @@ func scanRecord(row scanner) (*Record, error) {
 	var (
 		r                        Record
 		req, argv, limits, notes string
+		grant                    string
 		created, started, ended  int64
 		result                   sql.NullString
 	)
 	if err := row.Scan(&r.ID, &r.Status, &r.Targets, &r.ScanType, &req, &argv, &r.ImageID, &r.ImageTag, &limits, &r.Client,
 		&r.OwnerPID, &r.OwnerHost, &created, &started, &ended, &r.ExitCode, &r.Error, &r.RawXMLTruncated,
-		&r.HostsUp, &r.OpenPorts, &notes, &result); err != nil {
+		&r.HostsUp, &r.OpenPorts, &notes, &grant, &result); err != nil {
 		return nil, err
+	}
+	if grant != "" {
+		r.Approval = &approval.Grant{}
+		if err := json.Unmarshal([]byte(grant), r.Approval); err != nil {
+			return nil, fmt.Errorf("scan %s: bad approval: %w", r.ID, err)
+		}
 	}
 	if err := json.Unmarshal([]byte(notes), &r.Notes); err != nil {
 		return nil, fmt.Errorf("scan %s: bad notes: %w", r.ID, err)

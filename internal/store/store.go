@@ -50,6 +50,7 @@ import (
 
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
 
+	"github.com/nmap-mcp/nmap-mcp/internal/approval"
 	"github.com/nmap-mcp/nmap-mcp/internal/owner"
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
 )
@@ -63,13 +64,21 @@ const (
 	TimedOut    = "timed-out"
 	Cancelled   = "cancelled"
 	Interrupted = "interrupted"
+	// PendingApproval is a scan waiting for a person's yes (approval
+	// rules); it is live only, never stored: it holds no queue place.
+	PendingApproval = "pending-approval"
+	// Denied is a scan a person said no to, or that no one approved in
+	// time; nothing ran.
+	Denied = "denied"
 )
 
 // Statuses lists every status, for validation and schemas.
-var Statuses = []string{Queued, Running, Done, Failed, TimedOut, Cancelled, Interrupted}
+var Statuses = []string{PendingApproval, Queued, Running, Done, Failed, TimedOut, Cancelled, Interrupted, Denied}
 
 // Finished reports whether status is final.
-func Finished(status string) bool { return status != Running && status != Queued }
+func Finished(status string) bool {
+	return status != Running && status != Queued && status != PendingApproval
+}
 
 // Limits are the sandbox limits a scan ran under.
 type Limits struct {
@@ -124,6 +133,9 @@ type Record struct {
 	// Notes say what the scan left out or changed from the request, e.g.
 	// NSE scripts the policy dropped and why.
 	Notes []string `json:"notes"`
+	// Approval says who approved the scan (or denied it), when, under
+	// which rule and for which arguments; nil when no rule asked.
+	Approval *approval.Grant `json:"approval,omitempty"`
 
 	OwnerPID  int    `json:"-"`
 	OwnerHost string `json:"-"`
@@ -294,6 +306,9 @@ var migrations = []string{
 	CREATE INDEX watches_next_run ON watches(next_run);`,
 	// Watches get an immutable id; names are unique per client (watches.go).
 	watchesByID,
+	// Who approved a scan a rule asked for (or denied it): JSON of an
+	// approval.Grant, '' when no rule asked.
+	`ALTER TABLE scans ADD COLUMN approval TEXT NOT NULL DEFAULT '';`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
