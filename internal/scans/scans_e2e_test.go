@@ -50,7 +50,7 @@ func newService(t *testing.T, pol scans.Checker) *scans.Service {
 
 func intp(n int) *int { return &n }
 
-func runScan(t *testing.T, svc *scans.Service, req scanargs.Request) (*store.Record, error) {
+func runScan(t testing.TB, svc *scans.Service, req scanargs.Request) (*store.Record, error) {
 	t.Helper()
 	sc, err := svc.Submit(context.Background(), req, scans.Options{})
 	if err != nil {

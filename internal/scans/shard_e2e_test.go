@@ -24,7 +24,7 @@ import (
 // checks that every managed container is gone) runs scans on the real engine, fenced on network n
 // (or loopback inside the host fence when n is nil), splitting scans of
 // more than threshold addresses into shards.
-func newShardedService(t *testing.T, n *testkit.Network, cfg shard.Config) *scans.Service {
+func newShardedService(t testing.TB, n *testkit.Network, cfg shard.Config) *scans.Service {
 	t.Helper()
 	st, trail := testkit.OpenHistory(t)
 	ex := executor.New(env.Client, nil)
