@@ -81,7 +81,10 @@ func New(ctx context.Context, st *store.Store, cfg Config) (*Inventory, error) {
 func (inv *Inventory) GoneAfter() time.Duration { return inv.cfg.GoneAfter }
 
 // migrations are applied in order; the inventory's schema version is
-// their count. Times are Unix milliseconds (0: never); addresses are
+// their count. The indexes on ports and changes cover the columns the
+// filters read (client, state, gone_at, akey), so that a query reads
+// only its index range, never the table, until it loads one page of
+// answers. Times are Unix milliseconds (0: never); addresses are
 // also kept as 16-byte keys (IPv4 mapped into IPv6), so that a CIDR is a
 // range of an index.
 var migrations = []string{
@@ -135,9 +138,9 @@ var migrations = []string{
 		gone_at INTEGER NOT NULL DEFAULT 0,
 		PRIMARY KEY (host_id, proto, port)
 	) WITHOUT ROWID;
-	CREATE INDEX inv_ports_port ON inv_ports(port, akey);
-	CREATE INDEX inv_ports_product ON inv_ports(product COLLATE NOCASE, vkey);
-	CREATE INDEX inv_ports_service ON inv_ports(service, akey);
+	CREATE INDEX inv_ports_port ON inv_ports(port, akey, state, gone_at, client);
+	CREATE INDEX inv_ports_product ON inv_ports(product COLLATE NOCASE, vkey, gone_at, client, akey);
+	CREATE INDEX inv_ports_service ON inv_ports(service, akey, state, gone_at, client);
 	CREATE INDEX inv_ports_unseen ON inv_ports(last_seen) WHERE gone_at = 0;
 	CREATE TABLE inv_changes (
 		id INTEGER PRIMARY KEY,
@@ -152,8 +155,8 @@ var migrations = []string{
 		from_v TEXT NOT NULL DEFAULT '',
 		to_v TEXT NOT NULL DEFAULT ''
 	);
-	CREATE INDEX inv_changes_at ON inv_changes(at);
-	CREATE INDEX inv_changes_addr ON inv_changes(akey, at);`,
+	CREATE INDEX inv_changes_at ON inv_changes(at, client, akey, port, kind);
+	CREATE INDEX inv_changes_addr ON inv_changes(akey, at, client, port, kind);`,
 }
 
 func (inv *Inventory) migrate(ctx context.Context) error {

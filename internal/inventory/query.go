@@ -23,6 +23,10 @@ const (
 	// MaxPortsPerHost bounds the ports listed per host in an answer
 	// without port filters; PortsOmitted counts the rest.
 	MaxPortsPerHost = 100
+	// CountCap and ChangeCountCap bound what an answer counts, so that
+	// its cost stays bounded however much matches.
+	CountCap       = 100000
+	ChangeCountCap = 10000
 )
 
 // Protocols and States a query accepts.
@@ -69,9 +73,11 @@ type Found struct {
 	Hosts []HostFacts `json:"hosts" desc:"matching hosts, by address, with their matching ports"`
 	// Total is the number of matching hosts; More says whether hosts
 	// follow (ask again with offset = offset + len(hosts)).
-	Total  int  `json:"total" desc:"hosts matching, over all pages"`
-	Offset int  `json:"offset" desc:"hosts skipped before this page"`
-	More   bool `json:"more" desc:"true when more hosts match than this page holds"`
+	Total int `json:"total" desc:"hosts matching, over all pages (at most 100000: see total_capped)"`
+	// TotalCapped is true when more hosts match than were counted.
+	TotalCapped bool `json:"total_capped" desc:"true when more hosts match than total says"`
+	Offset      int  `json:"offset" desc:"hosts skipped before this page"`
+	More        bool `json:"more" desc:"true when more hosts match than this page holds"`
 	// AsOf is when the answer was made; each fact carries its own scan
 	// and time.
 	AsOf string `json:"as_of" desc:"when this answer was made (RFC 3339); each fact says which scan saw it last and when"`
@@ -255,7 +261,7 @@ func (inv *Inventory) Find(ctx context.Context, q Query) (*Found, error) {
 			w.add("p.akey BETWEEN ? AND ?", lo, hi)
 		}
 		idQuery = `SELECT p.host_id, min(p.akey) AS k FROM inv_ports p WHERE ` + w.sql() + ` GROUP BY p.host_id ORDER BY k, p.host_id LIMIT ? OFFSET ?`
-		countQuery = `SELECT count(DISTINCT p.host_id) FROM inv_ports p WHERE ` + w.sql()
+		countQuery = `SELECT count(*) FROM (SELECT DISTINCT p.host_id FROM inv_ports p WHERE ` + w.sql() + ` LIMIT ?)`
 	} else {
 		if w, err = q.conds("h", false); err != nil {
 			return nil, err
@@ -264,10 +270,13 @@ func (inv *Inventory) Find(ctx context.Context, q Query) (*Found, error) {
 			w.add("h.akey BETWEEN ? AND ?", lo, hi)
 		}
 		idQuery = `SELECT h.id, h.akey FROM inv_hosts h WHERE ` + w.sql() + ` ORDER BY h.akey, h.id LIMIT ? OFFSET ?`
-		countQuery = `SELECT count(*) FROM inv_hosts h WHERE ` + w.sql()
+		countQuery = `SELECT count(*) FROM (SELECT 1 FROM inv_hosts h WHERE ` + w.sql() + ` LIMIT ?)`
 	}
-	if err := inv.db.QueryRowContext(ctx, countQuery, w.args...).Scan(&out.Total); err != nil {
+	if err := inv.db.QueryRowContext(ctx, countQuery, append(slices.Clone(w.args), CountCap+1)...).Scan(&out.Total); err != nil {
 		return nil, inv.fault("find", err)
+	}
+	if out.Total > CountCap {
+		out.Total, out.TotalCapped = CountCap, true
 	}
 	if out.Total <= q.Offset {
 		return out, nil
@@ -290,18 +299,20 @@ func (inv *Inventory) Find(ctx context.Context, q Query) (*Found, error) {
 	if err := rows.Err(); err != nil {
 		return nil, inv.fault("find", err)
 	}
-	out.More = q.Offset+len(ids) < out.Total
+	out.More = q.Offset+len(ids) < out.Total || out.TotalCapped
 	// The ports listed: those matching when filtering on ports, else
 	// those present (or as asked by gone), within the per-host bound.
 	var pw *where
+	// ("+p": unary plus keeps SQLite from using the filters' indexes
+	// here, so that the page's ports are read by host, its primary key.)
 	if portLevel {
-		pw, _ = q.conds("p", true)
+		pw, _ = q.conds("+p", true)
 	} else {
 		pw = &where{}
 		switch q.Gone {
 		case GoneOnly, GoneAny:
 		default:
-			pw.add("p.gone_at = 0")
+			pw.add("+p.gone_at = 0")
 		}
 	}
 	hosts, err := inv.hosts(ctx, ids, pw, !portLevel)
@@ -322,7 +333,7 @@ func (inv *Inventory) hosts(ctx context.Context, ids []int64, pw *where, bounded
 	list, _ := json.Marshal(ids)
 	rows, err := inv.db.QueryContext(ctx, `SELECT h.id, h.client, h.addr, h.hostnames, h.hostnames_at, h.os, h.os_accuracy, h.os_at,
 		h.first_seen, h.last_seen, coalesce(s.scan_id, ''), h.gone_at
-		FROM inv_hosts h LEFT JOIN inv_scans s ON s.id = h.last_scan WHERE h.id IN (SELECT value FROM json_each(?))`, string(list))
+		FROM json_each(?) j CROSS JOIN inv_hosts h ON h.id = j.value LEFT JOIN inv_scans s ON s.id = h.last_scan`, string(list))
 	if err != nil {
 		return nil, inv.fault("find: hosts", err)
 	}
@@ -352,8 +363,8 @@ func (inv *Inventory) hosts(ctx context.Context, ids []int64, pw *where, bounded
 	args := append([]any{string(list)}, pw.args...)
 	prow, err := inv.db.QueryContext(ctx, `SELECT p.host_id, p.proto, p.port, p.state, p.state_at, p.service, p.service_at, p.product, p.version,
 		p.cpe, p.product_at, p.first_seen, p.last_seen, coalesce(s.scan_id, ''), p.gone_at
-		FROM inv_ports p LEFT JOIN inv_scans s ON s.id = p.last_scan
-		WHERE p.host_id IN (SELECT value FROM json_each(?)) AND `+pw.sql()+` ORDER BY p.host_id, p.proto, p.port`, args...)
+		FROM json_each(?) j CROSS JOIN inv_ports p ON p.host_id = j.value LEFT JOIN inv_scans s ON s.id = p.last_scan
+		WHERE `+pw.sql()+` ORDER BY p.host_id, p.proto, p.port`, args...)
 	if err != nil {
 		return nil, inv.fault("find: ports", err)
 	}
@@ -410,10 +421,12 @@ type ChangeQuery struct {
 // Changes is an answer to a ChangeQuery, newest first.
 type Changes struct {
 	Changes []Change `json:"changes" desc:"changes, newest first"`
-	Total   int      `json:"total" desc:"changes matching, over all pages"`
-	Offset  int      `json:"offset" desc:"changes skipped before this page"`
-	More    bool     `json:"more" desc:"true when more changes match than this page holds"`
-	AsOf    string   `json:"as_of" desc:"when this answer was made (RFC 3339)"`
+	Total   int      `json:"total" desc:"changes matching, over all pages (at most 10000: see total_capped)"`
+	// TotalCapped is true when more changes match than were counted.
+	TotalCapped bool   `json:"total_capped" desc:"true when more changes match than total says"`
+	Offset      int    `json:"offset" desc:"changes skipped before this page"`
+	More        bool   `json:"more" desc:"true when more changes match than this page holds"`
+	AsOf        string `json:"as_of" desc:"when this answer was made (RFC 3339)"`
 }
 
 // Change is one entry of the change log.
@@ -474,8 +487,12 @@ func (inv *Inventory) Changes(ctx context.Context, q ChangeQuery) (*Changes, err
 		w.add("c.kind IN (SELECT value FROM json_each(?))", string(kinds))
 	}
 	out := &Changes{Changes: []Change{}, Offset: q.Offset, AsOf: time.Now().UTC().Format(time.RFC3339)}
-	if err := inv.db.QueryRowContext(ctx, `SELECT count(*) FROM inv_changes c WHERE `+w.sql(), w.args...).Scan(&out.Total); err != nil {
+	if err := inv.db.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM inv_changes c WHERE `+w.sql()+` LIMIT ?)`,
+		append(slices.Clone(w.args), ChangeCountCap+1)...).Scan(&out.Total); err != nil {
 		return nil, inv.fault("changes", err)
+	}
+	if out.Total > ChangeCountCap {
+		out.Total, out.TotalCapped = ChangeCountCap, true
 	}
 	if out.Total <= q.Offset {
 		return out, nil
@@ -499,7 +516,7 @@ func (inv *Inventory) Changes(ctx context.Context, q ChangeQuery) (*Changes, err
 	if err := rows.Err(); err != nil {
 		return nil, inv.fault("changes", err)
 	}
-	out.More = q.Offset+len(out.Changes) < out.Total
+	out.More = q.Offset+len(out.Changes) < out.Total || out.TotalCapped
 	return out, nil
 }
 

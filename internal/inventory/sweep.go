@@ -79,4 +79,6 @@ func (inv *Inventory) SweepEvery(ctx context.Context, every time.Duration, log *
 }
 
 // String describes s.
-func (s Swept) String() string { return fmt.Sprintf("%d hosts, %d ports marked gone", s.Hosts, s.Ports) }
+func (s Swept) String() string {
+	return fmt.Sprintf("%d hosts, %d ports marked gone", s.Hosts, s.Ports)
+}
