@@ -94,7 +94,7 @@ func TestAdmissionPolicyAdmitsTheRunnersScans(t *testing.T) {
 				}
 				cfg.SeccompProfile = p.k.Seccomp
 			}
-			r, err := kuberunner.New(p.as, cfg, nil)
+			r, err := kuberunner.New(&testkit.ClientsetAPI{Clientset: p.as}, cfg, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -330,7 +330,7 @@ func TestAdmissionPolicyRefusesWhatTheRunnerNeverMakes(t *testing.T) {
 	// with an error that names the policy, and nothing is left.
 	cfg := p.config()
 	cfg.Image = other
-	r, err := kuberunner.New(p.as, cfg, nil)
+	r, err := kuberunner.New(&testkit.ClientsetAPI{Clientset: p.as}, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

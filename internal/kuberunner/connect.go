@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -15,7 +14,7 @@ import (
 // it is empty by the in-cluster config, else $KUBECONFIG, else
 // ~/.kube/config, after checking that the API server answers within 5 s.
 // The API's warnings (e.g. Pod Security "warn") go to log; log may be nil.
-func Connect(ctx context.Context, kubeconfig string, log *slog.Logger) (kubernetes.Interface, error) {
+func Connect(ctx context.Context, kubeconfig string, log *slog.Logger) (API, error) {
 	cfg, where, err := restConfig(kubeconfig)
 	if err != nil {
 		return nil, err
@@ -27,13 +26,13 @@ func Connect(ctx context.Context, kubeconfig string, log *slog.Logger) (kubernet
 	// Each scan makes a handful of calls; the default 5 per second would
 	// queue a busy server's scans behind each other.
 	cfg.QPS, cfg.Burst = 50, 100
-	cs, err := kubernetes.NewForConfig(cfg)
+	cs, err := NewAPI(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client for %s: %w", where, err)
 	}
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if _, err := cs.Discovery().RESTClient().Get().AbsPath("/version").Do(pctx).Raw(); err != nil {
+	if _, err := cs.ServerVersion(pctx); err != nil {
 		return nil, fmt.Errorf("kubernetes API at %s (from %s) did not answer: %w; set kubernetes.kubeconfig or KUBECONFIG", cfg.Host, where, err)
 	}
 	return cs, nil
@@ -50,7 +49,7 @@ func (w warnings) HandleWarningHeaderWithContext(_ context.Context, code int, ag
 
 // Health says whether the API server answers.
 func (r *Runner) Health(ctx context.Context) error {
-	if _, err := r.client.Discovery().RESTClient().Get().AbsPath("/version").Do(ctx).Raw(); err != nil {
+	if _, err := r.client.ServerVersion(ctx); err != nil {
 		return fmt.Errorf("kubernetes API unreachable: %w", err)
 	}
 	return nil
@@ -58,7 +57,7 @@ func (r *Runner) Health(ctx context.Context) error {
 
 // Version describes the cluster, e.g. "Kubernetes v1.37.2, namespace scans".
 func (r *Runner) Version(ctx context.Context) (string, error) {
-	v, err := r.client.Discovery().ServerVersion()
+	v, err := r.client.ServerVersion(ctx)
 	if err != nil {
 		return "", fmt.Errorf("ask the kubernetes API its version: %w", err)
 	}

@@ -66,7 +66,7 @@ func spec(priv sandbox.Privilege, allow []string, deadline time.Duration, args .
 
 func runner(t *testing.T, k *testkit.Kube, ns string) *kuberunner.Runner {
 	t.Helper()
-	r, err := kuberunner.New(k.Client, k.RunnerConfig(ns, instance), nil)
+	r, err := kuberunner.New(k.API, k.RunnerConfig(ns, instance), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -372,7 +372,7 @@ func TestLocalhostSeccompProfile(t *testing.T) {
 		t.Run(tc.profile, func(t *testing.T) {
 			cfg := k.RunnerConfig(ns, instance)
 			cfg.SeccompProfile = tc.profile
-			r, err := kuberunner.New(k.Client, cfg, nil)
+			r, err := kuberunner.New(k.API, cfg, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -507,9 +507,9 @@ func TestClusterProblemsAreNamed(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := k.RunnerConfig(ns, instance)
 			tc.shape(&cfg)
-			client := k.Client
+			client := k.API
 			if tc.name == "forbidden" {
-				client = k.As(t, "system:serviceaccount:"+quotaNS+":default")
+				client = k.APIAs(t, "system:serviceaccount:"+quotaNS+":default")
 			}
 			r, err := kuberunner.New(client, cfg, nil)
 			if err != nil {

@@ -123,7 +123,7 @@ func TestRoleIsEnoughForTheRunner(t *testing.T) {
 	ip := k.Listener(t, scans, 8080)
 	cfg := k.RunnerConfig(scans, instance)
 	cfg.ServiceAccount = "nmap-mcp-scan"
-	r, err := kuberunner.New(as, cfg, nil)
+	r, err := kuberunner.New(&testkit.ClientsetAPI{Clientset: as}, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

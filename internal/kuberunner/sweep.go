@@ -18,7 +18,7 @@ import (
 // other hosts are left alone: their activeDeadlineSeconds ends them and
 // ttlSecondsAfterFinished removes them. It returns the names it deleted.
 func (r *Runner) Sweep(ctx context.Context) ([]string, error) {
-	list, err := r.client.BatchV1().Jobs(r.cfg.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sandbox.LabelManaged + "=true"})
+	list, err := r.client.ListJobs(ctx, r.cfg.Namespace, metav1.ListOptions{LabelSelector: sandbox.LabelManaged + "=true"})
 	if err != nil {
 		return nil, fmt.Errorf("list managed Jobs: %w", r.apiErr("list Jobs", err))
 	}

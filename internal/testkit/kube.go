@@ -13,11 +13,14 @@ import (
 	"time"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/apimachinery/pkg/version"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -41,7 +44,10 @@ type Kube struct {
 	// Seccomp is the project's seccomp profile as installed on the node,
 	// relative to the kubelet's seccomp directory.
 	Seccomp string
-	Client  kubernetes.Interface
+	// Client is a full clientset of the cluster, for the tests' own
+	// set-up and checks; API is the runner's client (kuberunner.Connect).
+	Client kubernetes.Interface
+	API    kuberunner.API
 }
 
 // NeedKube returns the test cluster. Under -short it skips; under CI a
@@ -85,11 +91,20 @@ func kubeFromEnv() (*Kube, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := kuberunner.Connect(ctx, k.Kubeconfig, nil)
+	api, err := kuberunner.Connect(ctx, k.Kubeconfig, nil)
 	if err != nil {
 		return nil, err
 	}
-	k.Client = c
+	cfg, err := clientcmd.BuildConfigFromFlags("", k.Kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig %s: %w", k.Kubeconfig, err)
+	}
+	cfg.QPS, cfg.Burst = 50, 100
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client for %s: %w", k.Kubeconfig, err)
+	}
+	k.Client, k.API = c, api
 	return k, nil
 }
 
@@ -107,6 +122,66 @@ func (k *Kube) As(t testing.TB, user string) kubernetes.Interface {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// ClientsetAPI is the runner's API over a clientset: a real one (e.g.
+// Kube.As, to run the runner as another account) or client-go's fake, for
+// tests without a cluster. Logs, when set, replaces the clientset's pod
+// log stream (the fake's is a fixed string that ends at once).
+type ClientsetAPI struct {
+	Clientset kubernetes.Interface
+	Logs      func(ctx context.Context, namespace, pod string, opts *corev1.PodLogOptions) (io.ReadCloser, error)
+}
+
+var _ kuberunner.API = (*ClientsetAPI)(nil)
+
+// CreateJob implements kuberunner.API.
+func (a *ClientsetAPI) CreateJob(ctx context.Context, ns string, job *batchv1.Job) (*batchv1.Job, error) {
+	return a.Clientset.BatchV1().Jobs(ns).Create(ctx, job, metav1.CreateOptions{})
+}
+
+// GetJob implements kuberunner.API.
+func (a *ClientsetAPI) GetJob(ctx context.Context, ns, name string) (*batchv1.Job, error) {
+	return a.Clientset.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
+}
+
+// ListJobs implements kuberunner.API.
+func (a *ClientsetAPI) ListJobs(ctx context.Context, ns string, opts metav1.ListOptions) (*batchv1.JobList, error) {
+	return a.Clientset.BatchV1().Jobs(ns).List(ctx, opts)
+}
+
+// DeleteJob implements kuberunner.API.
+func (a *ClientsetAPI) DeleteJob(ctx context.Context, ns, name string, opts metav1.DeleteOptions) error {
+	return a.Clientset.BatchV1().Jobs(ns).Delete(ctx, name, opts)
+}
+
+// WatchPods implements kuberunner.API.
+func (a *ClientsetAPI) WatchPods(ctx context.Context, ns string, opts metav1.ListOptions) (watch.Interface, error) {
+	return a.Clientset.CoreV1().Pods(ns).Watch(ctx, opts)
+}
+
+// WatchEvents implements kuberunner.API.
+func (a *ClientsetAPI) WatchEvents(ctx context.Context, ns string, opts metav1.ListOptions) (watch.Interface, error) {
+	return a.Clientset.CoreV1().Events(ns).Watch(ctx, opts)
+}
+
+// PodLogs implements kuberunner.API.
+func (a *ClientsetAPI) PodLogs(ctx context.Context, ns, pod string, opts *corev1.PodLogOptions) (io.ReadCloser, error) {
+	if a.Logs != nil {
+		return a.Logs(ctx, ns, pod, opts)
+	}
+	return a.Clientset.CoreV1().Pods(ns).GetLogs(pod, opts).Stream(ctx)
+}
+
+// ServerVersion implements kuberunner.API.
+func (a *ClientsetAPI) ServerVersion(ctx context.Context) (*version.Info, error) {
+	return a.Clientset.Discovery().ServerVersion()
+}
+
+// APIAs is the runner's API acting as user (see As).
+func (k *Kube) APIAs(t testing.TB, user string) kuberunner.API {
+	t.Helper()
+	return &ClientsetAPI{Clientset: k.As(t, user)}
 }
 
 // Dynamic returns a dynamic client and a REST mapper of the test cluster,
