@@ -113,7 +113,7 @@ func FromConfig(c *config.Config, r config.Resolved, path string, mode Mode) (Op
 		DebianMirror: c.Image.DebianMirror,
 		StorePath:    storePath, MaxXML: int(r.MaxXML), AuditPath: auditPath, Keep: r.Keep,
 		Policy: r.Policy, Results: r.Results,
-		Queue: scans.Config{Concurrency: 1},
+		Queue: scans.Config{Concurrency: 1, Sharding: r.Sharding},
 		Watches: watches.Config{MinInterval: r.WatchMinInterval, MaxPerClient: c.Watches.MaxPerClient,
 			WebhookAllow: c.Watches.WebhookAllow, WebhookSecret: c.Watches.WebhookSecret, ClientExists: ClientExists(c)},
 		Grace: r.Grace, Warnings: c.Warnings(), ConfigPath: path,
@@ -125,7 +125,7 @@ func FromConfig(c *config.Config, r config.Resolved, path string, mode Mode) (Op
 			// share to keep; the queue's own bound applies.
 			perClient = math.MaxInt32
 		}
-		o.Queue = scans.Config{Concurrency: r.Concurrency, QueueSize: c.Queue.Size, MaxQueueWait: r.QueueWait, PerClient: perClient}
+		o.Queue = scans.Config{Concurrency: r.Concurrency, QueueSize: c.Queue.Size, MaxQueueWait: r.QueueWait, PerClient: perClient, Sharding: r.Sharding}
 	}
 	hc := c.HTTP
 	o.HTTP = httpapi.Config{TLSCert: hc.TLSCert, TLSKey: hc.TLSKey, Origins: hc.Origins, MaxBody: r.MaxBody,

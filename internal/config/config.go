@@ -36,6 +36,7 @@ type Config struct {
 	Techniques Techniques `yaml:"techniques"`
 	Scripts    Scripts    `yaml:"scripts"`
 	Budgets    Budgets    `yaml:"budgets"`
+	Sharding   Sharding   `yaml:"sharding"`
 	Audit      Audit      `yaml:"audit"`
 	HTTP       HTTP       `yaml:"http"`
 	Watches    Watches    `yaml:"watches"`
@@ -123,6 +124,18 @@ type Queue struct {
 	// PerClient bounds one client's running plus queued scans; 0 means
 	// half of max_concurrent + size.
 	PerClient int `yaml:"per_client"`
+}
+
+// Sharding splits a scan of many addresses into workers, each its own
+// container or Job fenced to its own addresses (see package shard). A
+// split scan holds one queue place.
+type Sharding struct {
+	// Threshold: a scan of more addresses than this is split; 0 never
+	// splits.
+	Threshold uint64 `yaml:"threshold"`
+	// Shards is how many workers a split scan uses (2..64); the model may
+	// ask for fewer with nmap_scan's shards argument.
+	Shards int `yaml:"shards"`
 }
 
 // Store locates the scan history and bounds what a scan keeps.

@@ -10,6 +10,7 @@ import (
 	"github.com/nmap-mcp/nmap-mcp/internal/policy"
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
 	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
+	"github.com/nmap-mcp/nmap-mcp/internal/shard"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
@@ -48,6 +49,8 @@ type Resolved struct {
 	WatchMinInterval time.Duration
 	// LogLevel is log.level.
 	LogLevel slog.Level
+	// Sharding is sharding.*, checked.
+	Sharding shard.Config
 }
 
 // Resolve checks every value (see Validate) and converts it once into
@@ -72,6 +75,14 @@ func (c Config) Resolve() (Resolved, error) {
 		return Resolved{}, &KeyError{Key: "sandbox", Value: fmt.Sprintf("%+v", sb), Rule: err.Error()}
 	}
 	r.Rules = scanargs.Rules{MaxAddresses: c.Budgets.MaxAddressesPerScan, DefaultTimeout: r.Limits.Timeout, MaxTimeout: r.Limits.MaxTimeout}
+	r.Sharding = shard.Config{Threshold: c.Sharding.Threshold, Shards: c.Sharding.Shards}
+	if err := r.Sharding.Validate(); err != nil {
+		return Resolved{}, &KeyError{Key: "sharding.shards", Value: fmt.Sprint(c.Sharding.Shards),
+			Rule: fmt.Sprintf("must be from 2 to %d when sharding.threshold is set (0 turns sharding off)", shard.MaxShards)}
+	}
+	if r.Sharding.Threshold > 0 {
+		r.Rules.MaxShards = r.Sharding.Shards
+	}
 	if r.MaxXML, err = size("store.max_xml", c.Store.MaxXML, 1); err != nil {
 		return Resolved{}, err
 	}

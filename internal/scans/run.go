@@ -18,7 +18,6 @@ import (
 	"github.com/nmap-mcp/nmap-mcp/internal/approval"
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
 	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
-	"github.com/nmap-mcp/nmap-mcp/internal/shard"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
@@ -446,23 +445,6 @@ func (r *run) prepare(req scanargs.Request, place sandbox.Placement, img images.
 	}
 	r.sc.rec = *r.rec
 	r.tracker = NewTracker(plan)
-}
-
-// shardLine names one shard's blocks, e.g. "10.0.0.0/26 10.0.0.64/28".
-func shardLine(blocks []netip.Prefix) string {
-	parts := make([]string, len(blocks))
-	for i, b := range blocks {
-		parts[i] = b.String()
-	}
-	return strings.Join(parts, " ")
-}
-
-// runJob runs the scan's container, or its shards (see package shard).
-func (r *run) runJob(ctx context.Context, job executor.Job) (*executor.Result, error) {
-	if r.blocks != nil {
-		return shard.Run(ctx, r.s.d.Runner, job, r.blocks, 0)
-	}
-	return r.s.d.Runner.Run(ctx, job)
 }
 
 func allowed(place sandbox.Placement) uint64 {

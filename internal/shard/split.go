@@ -1,9 +1,13 @@
-// Package shard splits one scan's targets into balanced address blocks,
-// one per worker (a container on Docker, a Job on Kubernetes), and merges
-// the workers' nmap XML back into one document, as if one nmap had run:
-// hosts in address order, host counts summed, the run's times spanning
-// every shard, and a shard that did not finish named in the run's error
-// message with its hosts that did finish kept.
+// Package shard plans how one large scan is split and merged: Config.Plan
+// decides whether a scan's targets are split and into which balanced,
+// contiguous address blocks (Split), one per worker (a container on
+// Docker, a Job on Kubernetes); Stream merges the workers' nmap XML live
+// into one document, as if one nmap had run: hosts in the targets' order,
+// host counts summed, progress the mean over shards, the run's times
+// spanning every shard, and a shard that did not finish named in the
+// run's error message with its finished hosts kept. It runs nothing: the
+// scans service runs the shards through its runner (internal/scans,
+// shards.go).
 package shard
 
 import (

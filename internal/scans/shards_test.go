@@ -1,4 +1,4 @@
-package shard
+package scans
 
 import (
 	"bytes"
@@ -15,12 +15,13 @@ import (
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
+	"github.com/nmap-mcp/nmap-mcp/internal/shard"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
 
-// fakeRunner plays nmap for each shard (no engine: runs under -short): it
+// shardFake plays nmap for each shard (no engine: runs under -short): it
 // writes an XML run with one up host per target address, after delay.
-type fakeRunner struct {
+type shardFake struct {
 	mu     sync.Mutex
 	specs  []sandbox.Spec
 	fail   string        // a shard whose name ends so fails (exit 1)
@@ -28,7 +29,7 @@ type fakeRunner struct {
 	hangOn string        // a shard that runs until cancelled
 }
 
-func (f *fakeRunner) Run(ctx context.Context, job executor.Job) (*executor.Result, error) {
+func (f *shardFake) Run(ctx context.Context, job executor.Job) (*executor.Result, error) {
 	f.mu.Lock()
 	f.specs = append(f.specs, job.Spec)
 	f.mu.Unlock()
@@ -40,7 +41,7 @@ func (f *fakeRunner) Run(ctx context.Context, job executor.Job) (*executor.Resul
 	defer emit(executor.StepRemoved)
 	emit(executor.StepCreated)
 	emit(executor.StepStarted)
-	_, targets, _ := splitCommand(job.Spec.Command)
+	_, targets, _ := shard.SplitCommand(job.Spec.Command)
 	fmt.Fprintf(job.Stdout, "<?xml version=\"1.0\"?>\n<nmaprun scanner=\"nmap\" args=\"nmap -- %s\" start=\"100\" version=\"7.93\" xmloutputversion=\"1.05\">\n<scaninfo type=\"connect\" protocol=\"tcp\" numservices=\"1\" services=\"22\"/>\n<verbose level=\"0\"/>\n<debugging level=\"0\"/>\n", strings.Join(targets, " "))
 	res := &executor.Result{ContainerID: job.Spec.Name, Started: time.Now()}
 	n := 0
@@ -70,9 +71,9 @@ func (f *fakeRunner) Run(ctx context.Context, job executor.Job) (*executor.Resul
 	return res, nil
 }
 
-func (f *fakeRunner) Close(context.Context) error { return nil }
+func (f *shardFake) Close(context.Context) error { return nil }
 
-func job(t *testing.T, targets ...string) (executor.Job, *bytes.Buffer, *[]executor.Event) {
+func shardJob(t *testing.T, targets ...string) (executor.Job, *bytes.Buffer, *[]executor.Event) {
 	t.Helper()
 	var pfx []netip.Prefix
 	for _, x := range targets {
@@ -95,14 +96,14 @@ func job(t *testing.T, targets ...string) (executor.Job, *bytes.Buffer, *[]execu
 // and labelled; the merged XML equals one run over every target; the scan
 // starts once and is gone once. (Fake runner: no engine.)
 func TestRunSharded(t *testing.T) {
-	j, out, events := job(t, "10.9.0.0/28", "10.9.1.5/32")
-	cfg := Config{Threshold: 4, Shards: 4}
+	j, out, events := shardJob(t, "10.9.0.0/28", "10.9.1.5/32")
+	cfg := shard.Config{Threshold: 4, Shards: 4}
 	blocks, err := cfg.Plan(j.Spec, 0)
 	if err != nil || len(blocks) != 4 {
 		t.Fatalf("plan %v, %v", blocks, err)
 	}
-	f := &fakeRunner{}
-	res, err := Run(context.Background(), f, j, blocks, 0)
+	f := &shardFake{}
+	res, err := runShards(context.Background(), f, j, blocks, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +127,7 @@ func TestRunSharded(t *testing.T) {
 		t.Errorf("merged args or stdout wrong:\n%s", out.String()[:300])
 	}
 	for _, s := range f.specs {
-		if s.Fence == nil || Count(s.Fence.Allow) > 5 || s.Labels[LabelShard] == "" || !strings.HasPrefix(s.Name, "nmap-mcp-abc-s") {
+		if s.Fence == nil || shard.Count(s.Fence.Allow) > 5 || s.Labels[shard.LabelShard] == "" || !strings.HasPrefix(s.Name, "nmap-mcp-abc-s") {
 			t.Errorf("shard spec %s: fence %v labels %v", s.Name, s.Fence, s.Labels)
 		}
 	}
@@ -143,14 +144,14 @@ func TestRunSharded(t *testing.T) {
 		t.Errorf("started %d, removed %d times; want once each", starts, removes)
 	}
 	// Below the threshold, or one shard asked: no split.
-	small, _, _ := job(t, "10.9.0.0/30")
+	small, _, _ := shardJob(t, "10.9.0.0/30")
 	if b, _ := cfg.Plan(small.Spec, 0); b != nil {
 		t.Errorf("a small scan was split: %v", b)
 	}
 	if b, _ := cfg.Plan(j.Spec, 1); b != nil {
 		t.Errorf("shards: 1 was split: %v", b)
 	}
-	if err := (Config{Threshold: 10, Shards: 1}).Validate(); err == nil {
+	if err := (shard.Config{Threshold: 10, Shards: 1}).Validate(); err == nil {
 		t.Error("1 shard accepted")
 	}
 }
@@ -158,10 +159,10 @@ func TestRunSharded(t *testing.T) {
 // A failing shard keeps the others' hosts and names its blocks; a
 // cancel ends every shard.
 func TestRunShardFailsOrIsCancelled(t *testing.T) {
-	j, out, _ := job(t, "10.9.0.0/29")
-	blocks, _ := Config{Threshold: 1, Shards: 2}.Plan(j.Spec, 0)
-	_, err := Run(context.Background(), &fakeRunner{fail: "-s2"}, j, blocks, 0)
-	var se *Error
+	j, out, _ := shardJob(t, "10.9.0.0/29")
+	blocks, _ := shard.Config{Threshold: 1, Shards: 2}.Plan(j.Spec, 0)
+	_, err := runShards(context.Background(), &shardFake{fail: "-s2"}, j, blocks, 0)
+	var se *ShardError
 	var ee *executor.ExitError
 	if !errors.As(err, &se) || !errors.As(err, &ee) || se.Shard != 2 || !slices.Equal(se.Missing, []string{"10.9.0.4/30"}) {
 		t.Fatalf("err %v", err)
@@ -171,10 +172,10 @@ func TestRunShardFailsOrIsCancelled(t *testing.T) {
 		t.Fatalf("decode %v, %d hosts:\n%s", derr, len(r.Hosts), out.String())
 	}
 
-	j2, _, _ := job(t, "10.9.0.0/29")
+	j2, _, _ := shardJob(t, "10.9.0.0/29")
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(100*time.Millisecond, cancel)
-	res, err := Run(ctx, &fakeRunner{hangOn: "-s1"}, j2, blocks, 0)
+	res, err := runShards(ctx, &shardFake{hangOn: "-s1"}, j2, blocks, 0)
 	if !errors.Is(err, context.Canceled) || !res.Canceled {
 		t.Fatalf("cancel: %v, %+v", err, res)
 	}

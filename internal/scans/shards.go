@@ -1,4 +1,4 @@
-package shard
+package scans
 
 import (
 	"context"
@@ -13,86 +13,27 @@ import (
 	"time"
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
-	"github.com/nmap-mcp/nmap-mcp/sandbox"
+	"github.com/nmap-mcp/nmap-mcp/internal/shard"
 )
 
-// LabelShard labels each shard's container or Job with its shard number
-// ("2/4"); the scan id label is the scan's, shared by its shards.
-const LabelShard = "nmap-mcp.shard"
-
-// MaxShards bounds the shards of one scan.
-const MaxShards = 64
-
-// Config says when and how far a scan is split.
-type Config struct {
-	// Threshold: a scan of more addresses than this is split; 0 never
-	// splits.
-	Threshold uint64
-	// Shards is how many workers a split scan uses (2..MaxShards).
-	Shards int
+// shardLine names one shard's blocks, e.g. "10.0.0.0/26 10.0.0.64/28".
+func shardLine(blocks []netip.Prefix) string {
+	parts := make([]string, len(blocks))
+	for i, b := range blocks {
+		parts[i] = b.String()
+	}
+	return strings.Join(parts, " ")
 }
 
-// Validate checks c, naming the setting and the rule.
-func (c Config) Validate() error {
-	if c.Threshold == 0 {
-		return nil
+// runJob runs the scan's container, or its shards (see package shard).
+func (r *run) runJob(ctx context.Context, job executor.Job) (*executor.Result, error) {
+	if r.blocks != nil {
+		return runShards(ctx, r.s.d.Runner, job, r.blocks, 0)
 	}
-	if c.Shards < 2 || c.Shards > MaxShards {
-		return fmt.Errorf("sharding.shards %d: must be between 2 and %d when sharding.threshold is set", c.Shards, MaxShards)
-	}
-	return nil
+	return r.s.d.Runner.Run(ctx, job)
 }
 
-// Plan returns the blocks spec's scan is split into under c, or nil when
-// it runs whole: below the threshold, or targets that are not all
-// addresses and CIDR blocks (a name is resolved by the server before the
-// scan is placed, so fenced scans always qualify). Want, when above 0,
-// asks for that many shards (the model's argument), bounded by c.Shards.
-func (c Config) Plan(spec sandbox.Spec, want int) ([][]netip.Prefix, error) {
-	if c.Threshold == 0 || want == 1 {
-		return nil, nil
-	}
-	_, targets, ok := splitCommand(spec.Command)
-	if !ok {
-		return nil, nil
-	}
-	var blocks []netip.Prefix
-	for _, t := range targets {
-		p, err := netip.ParsePrefix(t)
-		if err != nil {
-			a, aerr := netip.ParseAddr(t)
-			if aerr != nil {
-				return nil, nil // a name: it runs whole
-			}
-			p = netip.PrefixFrom(a, a.BitLen())
-		}
-		blocks = append(blocks, p.Masked())
-	}
-	if Count(blocks) <= c.Threshold {
-		return nil, nil
-	}
-	n := c.Shards
-	if want > 0 {
-		n = min(want, c.Shards)
-	}
-	shards, err := Split(blocks, n)
-	if err != nil || len(shards) < 2 {
-		return nil, err
-	}
-	return shards, nil
-}
-
-// splitCommand cuts the sandbox launcher's command at nmap's "--": the
-// part before it and the targets after it.
-func splitCommand(cmd []string) (before, targets []string, ok bool) {
-	i := slices.Index(cmd, "--")
-	if i < 0 || i == len(cmd)-1 {
-		return nil, nil, false
-	}
-	return cmd[:i+1], cmd[i+1:], true
-}
-
-// Run runs job as one scan split into shards: shard i gets blocks[i] as
+// runShards runs job as one scan split into shards: shard i gets blocks[i] as
 // its targets and, when the job is fenced, as its fence's allowlist; each
 // is its own container (Docker) or Job (Kubernetes) through inner, named
 // after the scan with "-sI" and labelled LabelShard; at most parallel run
@@ -104,21 +45,21 @@ func splitCommand(cmd []string) (before, targets []string, ok bool) {
 // was; the error is nil only when every shard succeeded, otherwise the
 // first failing shard's (errors.As finds its type), naming the shard and
 // the blocks that are missing.
-func Run(ctx context.Context, inner executor.Runner, job executor.Job, blocks [][]netip.Prefix, parallel int) (*executor.Result, error) {
+func runShards(ctx context.Context, inner executor.Runner, job executor.Job, blocks [][]netip.Prefix, parallel int) (*executor.Result, error) {
 	n := len(blocks)
-	before, _, ok := splitCommand(job.Spec.Command)
+	before, _, ok := shard.SplitCommand(job.Spec.Command)
 	if !ok || n < 2 {
 		return nil, errors.New("shard: the job's command has no targets after \"--\" or fewer than two shards")
 	}
 	if parallel <= 0 || parallel > n {
 		parallel = n
 	}
-	var merged syncBuffer
+	var merged shardBuffer
 	stdout := io.Writer(&merged)
 	if job.Stdout != nil {
 		stdout = io.MultiWriter(&merged, job.Stdout)
 	}
-	stream := NewStream(stdout, blocks, job.MaxOutput)
+	stream := shard.NewStream(stdout, blocks, job.MaxOutput)
 	if len(job.Spec.Command) > 3 {
 		// The run's args name every target, as one nmap's would.
 		stream.SetArgs(strings.Join(job.Spec.Command[3:], " "))
@@ -131,16 +72,16 @@ func Run(ctx context.Context, inner executor.Runner, job executor.Job, blocks []
 		wg               sync.WaitGroup
 		sem              = make(chan struct{}, parallel)
 	)
-	errw := &lineSink{w: job.Stderr}
+	errw := &shardLines{w: job.Stderr}
 	for i := range blocks {
 		spec := job.Spec
-		spec.Command = append(slices.Clone(before), prefixStrings(blocks[i])...)
+		spec.Command = append(slices.Clone(before), blockStrings(blocks[i])...)
 		spec.Name = fmt.Sprintf("%s-s%d", job.Spec.Name, i+1)
 		spec.Labels = maps.Clone(job.Spec.Labels)
 		if spec.Labels == nil {
 			spec.Labels = map[string]string{}
 		}
-		spec.Labels[LabelShard] = fmt.Sprintf("%d-of-%d", i+1, n)
+		spec.Labels[shard.LabelShard] = fmt.Sprintf("%d-of-%d", i+1, n)
 		if job.Spec.Fence != nil {
 			f := *job.Spec.Fence
 			f.Allow = slices.Clone(blocks[i])
@@ -200,10 +141,10 @@ func Run(ctx context.Context, inner executor.Runner, job executor.Job, blocks []
 	}
 	if err := stream.Close(failed); err != nil && job.Stdout != nil {
 		errw.flush()
-		return combine(results, merged.Bytes()), fmt.Errorf("merge the shards' XML: %w", err)
+		return combineShards(results, merged.Bytes()), fmt.Errorf("merge the shards' XML: %w", err)
 	}
 	errw.flush()
-	res := combine(results, merged.Bytes())
+	res := combineShards(results, merged.Bytes())
 	for i, err := range errs {
 		if err != nil {
 			var missing []string
@@ -214,30 +155,30 @@ func Run(ctx context.Context, inner executor.Runner, job executor.Job, blocks []
 					}
 				}
 			}
-			return res, &Error{Shard: i + 1, Of: n, Missing: missing, Err: err}
+			return res, &ShardError{Shard: i + 1, Of: n, Missing: missing, Err: err}
 		}
 	}
 	return res, nil
 }
 
-// Error is a sharded scan's failure: the first failing shard's error, and
+// ShardError is a sharded scan's failure: the first failing shard's error, and
 // every block whose shard did not finish. errors.As and errors.Is see the
 // shard's error.
-type Error struct {
+type ShardError struct {
 	Shard, Of int
 	Missing   []string
 	Err       error
 }
 
-func (e *Error) Error() string {
+func (e *ShardError) Error() string {
 	return fmt.Sprintf("shard %d of %d: %v; the finished shards' hosts are kept, missing blocks: %s",
 		e.Shard, e.Of, e.Err, strings.Join(e.Missing, ", "))
 }
 
-func (e *Error) Unwrap() error { return e.Err }
+func (e *ShardError) Unwrap() error { return e.Err }
 
-// combine is the merged run's Result.
-func combine(results []*executor.Result, xml []byte) *executor.Result {
+// combineShards is the merged run's Result.
+func combineShards(results []*executor.Result, xml []byte) *executor.Result {
 	out := &executor.Result{Stdout: xml}
 	var ids []string
 	for _, r := range results {
@@ -254,8 +195,8 @@ func combine(results []*executor.Result, xml []byte) *executor.Result {
 		out.OOMKilled = out.OOMKilled || r.OOMKilled
 		out.TimedOut = out.TimedOut || r.TimedOut
 		out.Canceled = out.Canceled || r.Canceled
-		out.Created = earliest(out.Created, r.Created)
-		out.Started = earliest(out.Started, r.Started)
+		out.Created = earliestTime(out.Created, r.Created)
+		out.Started = earliestTime(out.Started, r.Started)
 		if r.Exited.After(out.Exited) {
 			out.Exited = r.Exited
 		}
@@ -264,14 +205,14 @@ func combine(results []*executor.Result, xml []byte) *executor.Result {
 	return out
 }
 
-func earliest(a, b time.Time) time.Time {
+func earliestTime(a, b time.Time) time.Time {
 	if a.IsZero() || !b.IsZero() && b.Before(a) {
 		return b
 	}
 	return a
 }
 
-func prefixStrings(blocks []netip.Prefix) []string {
+func blockStrings(blocks []netip.Prefix) []string {
 	out := make([]string, len(blocks))
 	for i, p := range blocks {
 		if p.IsSingleIP() {
@@ -283,48 +224,48 @@ func prefixStrings(blocks []netip.Prefix) []string {
 	return out
 }
 
-// syncBuffer is a bytes buffer safe for concurrent use.
-type syncBuffer struct {
+// shardBuffer is a bytes buffer safe for concurrent use.
+type shardBuffer struct {
 	mu sync.Mutex
 	b  []byte
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *shardBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.b = append(s.b, p...)
 	return len(p), nil
 }
 
-func (s *syncBuffer) Bytes() []byte {
+func (s *shardBuffer) Bytes() []byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.b)
 }
 
-// lineSink writes whole lines from several shards to one writer, each
+// shardLines writes whole lines from several shards to one writer, each
 // with its shard's prefix, so that lines never interleave mid-way.
-type lineSink struct {
+type shardLines struct {
 	mu   sync.Mutex
 	w    io.Writer
-	subs []*prefixed
+	subs []*prefixedLine
 }
 
-type prefixed struct {
-	s      *lineSink
+type prefixedLine struct {
+	s      *shardLines
 	prefix string
 	buf    []byte
 }
 
-func (l *lineSink) prefixed(p string) io.Writer {
-	w := &prefixed{s: l, prefix: p}
+func (l *shardLines) prefixed(p string) io.Writer {
+	w := &prefixedLine{s: l, prefix: p}
 	l.mu.Lock()
 	l.subs = append(l.subs, w)
 	l.mu.Unlock()
 	return w
 }
 
-func (p *prefixed) Write(b []byte) (int, error) {
+func (p *prefixedLine) Write(b []byte) (int, error) {
 	l := p.s
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -343,7 +284,7 @@ func (p *prefixed) Write(b []byte) (int, error) {
 }
 
 // flush writes what each shard left without a newline.
-func (l *lineSink) flush() {
+func (l *shardLines) flush() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, p := range l.subs {
