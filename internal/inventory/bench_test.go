@@ -69,11 +69,16 @@ func dbSize(b *testing.B, inv *Inventory) int64 {
 // BenchmarkIngest65536 ingests one scan of 65,536 hosts × 20 ports:
 // into an empty inventory (first), and again a day later with versions
 // changed on about one port in twenty (rescan).
-func BenchmarkIngest65536(b *testing.B) {
+func BenchmarkIngest65536(b *testing.B) { benchIngest(b, 65536) }
+
+// BenchmarkIngest8192 is the same with 8,192 hosts, for quick checks.
+func BenchmarkIngest8192(b *testing.B) { benchIngest(b, 8192) }
+
+func benchIngest(b *testing.B, n int) {
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(1, 2))
 	base := netip.MustParseAddr("10.1.0.0")
-	first := genHosts(base, 65536, 0, rng)
+	first := genHosts(base, n, 0, rng)
 	for _, mode := range []string{"first", "rescan"} {
 		b.Run(mode, func(b *testing.B) {
 			for i := 0; i < b.N; i++ {

@@ -86,11 +86,20 @@ func (inv *Inventory) Ingest(ctx context.Context, sc Scan) (Ingested, error) {
 		return out, fmt.Errorf("inventory: ingest scan %s: no time", sc.ID)
 	}
 	hosts := sc.Result.Hosts
+	conn, err := inv.db.Conn(ctx)
+	if err != nil {
+		return out, inv.fault(fmt.Sprintf("ingest scan %s", sc.ID), err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA cache_size = -%d", ingestCache)); err != nil {
+		return out, inv.fault(fmt.Sprintf("ingest scan %s", sc.ID), err)
+	}
+	defer conn.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf("PRAGMA cache_size = -%d", defaultCache))
 	first := true
 	var scanRow int64
 	for start := 0; start < len(hosts) || first; start += inv.cfg.ChunkHosts {
 		end := min(start+inv.cfg.ChunkHosts, len(hosts))
-		err := inv.chunk(ctx, func(w *writer) error {
+		err := chunk(ctx, conn, func(w *writer) error {
 			if first {
 				res, err := w.tx.ExecContext(ctx, `INSERT INTO inv_scans (scan_id, client, at) VALUES (?, ?, ?) ON CONFLICT(scan_id) DO NOTHING`,
 					sc.ID, sc.Client, ms(sc.At))
@@ -139,8 +148,17 @@ type writer struct {
 	insChange                            *sql.Stmt
 }
 
-func (inv *Inventory) chunk(ctx context.Context, fn func(*writer) error) error {
-	tx, err := inv.db.BeginTx(ctx, nil)
+// ingestCache is the page cache of the connection an ingest writes
+// through (KiB): the inventory's indexes take random inserts, which with
+// SQLite's default 2 MB cache spill and re-read pages all along. It is
+// given back (defaultCache) when the ingest ends.
+const (
+	ingestCache  = 64 << 10
+	defaultCache = 2000
+)
+
+func chunk(ctx context.Context, conn *sql.Conn, fn func(*writer) error) error {
+	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
