@@ -28,6 +28,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
@@ -49,9 +50,12 @@ type Config struct {
 
 // Inventory is the inventory kept in a scan store's file.
 type Inventory struct {
+	st    *store.Store
 	db    *sql.DB
 	fault func(op string, err error) error
 	cfg   Config
+	// followMu serialises CatchUp.
+	followMu sync.Mutex
 }
 
 // New opens the inventory in st's file, creating or migrating its
@@ -69,7 +73,7 @@ func New(ctx context.Context, st *store.Store, cfg Config) (*Inventory, error) {
 	if cfg.ChunkHosts <= 0 {
 		cfg.ChunkHosts = 2048
 	}
-	inv := &Inventory{db: st.DB(), fault: func(op string, err error) error { return st.Fault("inventory: "+op, err) }, cfg: cfg}
+	inv := &Inventory{st: st, db: st.DB(), fault: func(op string, err error) error { return st.Fault("inventory: "+op, err) }, cfg: cfg}
 	if err := inv.migrate(ctx); err != nil {
 		return nil, err
 	}
@@ -157,6 +161,15 @@ var migrations = []string{
 	);
 	CREATE INDEX inv_changes_at ON inv_changes(at, client, akey, port, kind);
 	CREATE INDEX inv_changes_addr ON inv_changes(akey, at, client, port, kind);`,
+	// Following the history: where the follower is (a keyset over the
+	// scans' created_at and id) and the scans it saw unfinished.
+	`CREATE TABLE inv_follow (
+		one INTEGER PRIMARY KEY CHECK (one = 1),
+		created_at INTEGER NOT NULL,
+		scan_id TEXT NOT NULL
+	);
+	INSERT INTO inv_follow (one, created_at, scan_id) VALUES (1, 0, '');
+	CREATE TABLE inv_pending (scan_id TEXT PRIMARY KEY) WITHOUT ROWID;`,
 }
 
 func (inv *Inventory) migrate(ctx context.Context) error {

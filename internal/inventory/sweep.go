@@ -3,7 +3,6 @@ package inventory
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"time"
 )
 
@@ -49,33 +48,6 @@ func (inv *Inventory) Sweep(ctx context.Context, now time.Time) (Swept, error) {
 		return sw, inv.fault("sweep", err)
 	}
 	return sw, nil
-}
-
-// SweepEvery sweeps now and then every interval until ctx ends, logging
-// what it marked gone to log.
-func (inv *Inventory) SweepEvery(ctx context.Context, every time.Duration, log *slog.Logger) {
-	if every <= 0 {
-		return
-	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		sw, err := inv.Sweep(ctx, time.Now())
-		switch {
-		case err != nil:
-			log.Warn("inventory sweep failed", "err", err)
-		case sw.Hosts+sw.Ports > 0:
-			log.Info("inventory: marked gone", "hosts", sw.Hosts, "ports", sw.Ports, "gone_after", inv.cfg.GoneAfter.String())
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }
 
 // String describes s.

@@ -1,0 +1,166 @@
+package inventory
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/nmap-mcp/nmap-mcp/internal/store"
+)
+
+// followPage is how many scans CatchUp reads from the history at once.
+const followPage = 200
+
+// CatchUp ingests the scans of the history that finished since it last
+// looked, oldest first, at most max of them (0: no bound): the scans it
+// saw unfinished before and have finished since, then those created
+// since. It follows the history itself, so every finished scan is
+// ingested whoever ran it (the server, a watch, a CLI command in another
+// process) and whenever (one that finished while no server ran is
+// ingested at the next call). It returns how many scans it ingested.
+func (inv *Inventory) CatchUp(ctx context.Context, max int) (int, error) {
+	inv.followMu.Lock()
+	defer inv.followMu.Unlock()
+	n := 0
+	room := func() bool { return max <= 0 || n < max }
+	// Scans seen unfinished.
+	rows, err := inv.db.QueryContext(ctx, `SELECT scan_id FROM inv_pending`)
+	if err != nil {
+		return n, inv.fault("follow", err)
+	}
+	var pending []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return n, inv.fault("follow", err)
+		}
+		pending = append(pending, id)
+	}
+	rows.Close()
+	for _, id := range pending {
+		if !room() {
+			return n, nil
+		}
+		status, err := inv.st.ScanStatus(ctx, id)
+		if err != nil {
+			return n, err
+		}
+		if status != "" && !store.Finished(status) {
+			continue
+		}
+		if status != "" {
+			if ok, err := inv.ingestID(ctx, id); err != nil {
+				return n, err
+			} else if ok {
+				n++
+			}
+		}
+		if _, err := inv.db.ExecContext(ctx, `DELETE FROM inv_pending WHERE scan_id = ?`, id); err != nil {
+			return n, inv.fault("follow", err)
+		}
+	}
+	// Scans created since the last look.
+	var at int64
+	var after string
+	if err := inv.db.QueryRowContext(ctx, `SELECT created_at, scan_id FROM inv_follow`).Scan(&at, &after); err != nil {
+		return n, inv.fault("follow", err)
+	}
+	for room() {
+		refs, err := inv.st.ScansAfter(ctx, fromMS(at), after, followPage)
+		if err != nil {
+			return n, err
+		}
+		for _, r := range refs {
+			if !room() {
+				break
+			}
+			if store.Finished(r.Status) {
+				if ok, err := inv.ingestID(ctx, r.ID); err != nil {
+					return n, err
+				} else if ok {
+					n++
+				}
+			} else if _, err := inv.db.ExecContext(ctx, `INSERT OR IGNORE INTO inv_pending (scan_id) VALUES (?)`, r.ID); err != nil {
+				return n, inv.fault("follow", err)
+			}
+			at, after = ms(r.CreatedAt), r.ID
+			if _, err := inv.db.ExecContext(ctx, `UPDATE inv_follow SET created_at = ?, scan_id = ?`, at, after); err != nil {
+				return n, inv.fault("follow", err)
+			}
+		}
+		if len(refs) < followPage {
+			break
+		}
+	}
+	return n, nil
+}
+
+// ingestID ingests one finished scan of the history unless it was
+// ingested before; false when there was nothing to ingest.
+func (inv *Inventory) ingestID(ctx context.Context, id string) (bool, error) {
+	var one int
+	err := inv.db.QueryRowContext(ctx, `SELECT 1 FROM inv_scans WHERE scan_id = ?`, id).Scan(&one)
+	if err == nil {
+		return false, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return false, inv.fault("follow", err)
+	}
+	rec, err := inv.st.Get(ctx, id, "")
+	var nf *store.NotFoundError
+	if errors.As(err, &nf) {
+		return false, nil // deleted by retention meanwhile
+	}
+	if err != nil {
+		return false, err
+	}
+	got, err := inv.IngestRecord(ctx, rec)
+	if err != nil {
+		return false, err
+	}
+	return got.Scan != "" && !got.Already, nil
+}
+
+// Follow keeps the inventory up to date until ctx ends: it catches up
+// with the history every interval, and sweeps (marks gone what was not
+// seen for GoneAfter) every sweepEvery. Errors are logged to log.
+func (inv *Inventory) Follow(ctx context.Context, every, sweepEvery time.Duration, log *slog.Logger) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if every <= 0 {
+		every = 5 * time.Second
+	}
+	if sweepEvery <= 0 {
+		sweepEvery = time.Hour
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	lastSweep := time.Time{}
+	for {
+		if n, err := inv.CatchUp(ctx, 0); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			log.Warn("inventory: catching up with the scan history failed", "err", err)
+		} else if n > 0 {
+			log.Debug("inventory: ingested finished scans", "scans", n)
+		}
+		if time.Since(lastSweep) >= sweepEvery {
+			lastSweep = time.Now()
+			if sw, err := inv.Sweep(ctx, time.Now()); err != nil && ctx.Err() == nil {
+				log.Warn("inventory sweep failed", "err", err)
+			} else if sw.Hosts+sw.Ports > 0 {
+				log.Info("inventory: "+sw.String(), "gone_after", inv.cfg.GoneAfter.String())
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
