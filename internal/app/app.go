@@ -17,6 +17,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/nmap-mcp/nmap-mcp/internal/approval"
 	"github.com/nmap-mcp/nmap-mcp/internal/audit"
 	"github.com/nmap-mcp/nmap-mcp/internal/config"
 	"github.com/nmap-mcp/nmap-mcp/internal/httpapi"
@@ -66,6 +67,8 @@ type Options struct {
 	Keep store.Keep
 	// Policy is the scope, techniques, scripts and budgets.
 	Policy policy.Config
+	// Approval says which scans need a person's yes (nil: none).
+	Approval *approval.Rules
 	// Results bound a decoded result.
 	Results results.Limits
 	// Queue bounds running and waiting scans; the sandbox, address bound
@@ -112,7 +115,7 @@ func FromConfig(c *config.Config, r config.Resolved, path string, mode Mode) (Op
 		Sandbox:      sandbox.Options{Network: c.Sandbox.Network, FenceNetwork: c.Sandbox.FenceNetwork, Limits: r.Limits, Instance: os.Getenv("NMAP_MCP_INSTANCE")},
 		DebianMirror: c.Image.DebianMirror,
 		StorePath:    storePath, MaxXML: int(r.MaxXML), AuditPath: auditPath, Keep: r.Keep,
-		Policy: r.Policy, Results: r.Results,
+		Policy: r.Policy, Results: r.Results, Approval: r.Approval,
 		Queue: scans.Config{Concurrency: 1, Sharding: r.Sharding},
 		Watches: watches.Config{MinInterval: r.WatchMinInterval, MaxPerClient: c.Watches.MaxPerClient,
 			WebhookAllow: c.Watches.WebhookAllow, WebhookSecret: c.Watches.WebhookSecret, ClientExists: ClientExists(c)},
@@ -132,7 +135,7 @@ func FromConfig(c *config.Config, r config.Resolved, path string, mode Mode) (Op
 		MaxConnections: hc.MaxConnections, MaxConnectionsPerAddress: hc.MaxConnectionsPerAddress,
 		SessionIdle: r.SessionIdle, MaxSessions: hc.MaxSessions, MaxSessionsPerClient: hc.MaxSessionsPerClient}
 	for _, t := range hc.Tokens {
-		o.HTTP.Tokens = append(o.HTTP.Tokens, httpapi.Token{Name: t.Name, SHA256: t.SHA256, Admin: t.Admin})
+		o.HTTP.Tokens = append(o.HTTP.Tokens, httpapi.Token{Name: t.Name, SHA256: t.SHA256, Admin: t.Admin, Approver: t.Approver})
 	}
 	return o, nil
 }
@@ -247,7 +250,8 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	q := opts.Queue
 	q.Sandbox, q.MaxAddresses, q.Limits, q.Client = sb, opts.Policy.MaxAddressesPerScan, opts.Results, "local"
 	deps := scans.Deps{Runner: be.runner(), Image: be.image(), Store: l.st, Audit: l.trail, Policy: pol, Log: log,
-		Advice: advice(opts.Runner), Ready: be.ready}
+		Advice: advice(opts.Runner), Ready: be.ready,
+		ApprovalRules: opts.Approval, Approvals: approval.NewStore(opts.Approval.Limits(), nil)}
 	// The metrics read the queue of the service made next: a closure over
 	// a. A OneShot command serves no metrics and meters nothing.
 	a.meters = metrics.New(func() (int, int) {

@@ -27,7 +27,11 @@ type serving struct {
 // startServing starts retention and the watches and builds the MCP
 // server. Without an engine the server starts anyway: nmap_version and
 // /healthz say so, and scans work once it answers.
-func (a *App) startServing(ctx context.Context) (*serving, string) {
+//
+// approvalsURL is the web view's page of scans waiting for approval (""
+// without a web view: such scans are then refused unless the client can
+// ask its user).
+func (a *App) startServing(ctx context.Context, approvalsURL string) (*serving, string) {
 	bg, cancel := context.WithCancel(ctx)
 	retained := make(chan struct{})
 	go func() { defer close(retained); a.store.PruneEvery(bg, time.Hour, a.opts.Keep, a.log) }()
@@ -43,7 +47,7 @@ func (a *App) startServing(ctx context.Context) (*serving, string) {
 	go func() { defer close(watchesDone); a.watches.Run(bg) }()
 	delivery := mcpserver.NewDelivery()
 	srv := mcpserver.New(mcpserver.Deps{Scans: a.scans, Watches: a.watches, Subscriptions: subs, Delivery: delivery, Log: a.log,
-		Refused: a.meters.Refused, Info: mcpserver.Info{ServerVersion: a.opts.ServerVersion, EngineVersion: engineVersion, Engine: a.be.version}})
+		Refused: a.meters.Refused, ApprovalsURL: approvalsURL, Info: mcpserver.Info{ServerVersion: a.opts.ServerVersion, EngineVersion: engineVersion, Engine: a.be.version}})
 	return &serving{mcp: srv, delivery: delivery, cancel: cancel, wait: func() { <-watchesDone; <-retained }}, engineVersion
 }
 
@@ -51,7 +55,7 @@ func (a *App) startServing(ctx context.Context) (*serving, string) {
 // protocol) until in ends or ctx does, then stops the watches and closes
 // the scans service. errLog receives the transport's own errors.
 func (a *App) ServeStdio(ctx context.Context, in io.Reader, out io.Writer, errLog io.Writer) error {
-	s, engineVersion := a.startServing(ctx)
+	s, engineVersion := a.startServing(ctx, "")
 	defer func() { s.cancel(); s.wait() }()
 	stdio := server.NewStdioServer(s.mcp)
 	stdio.SetErrorLogger(log.New(errLog, "nmap-mcp: ", log.LstdFlags))
@@ -75,7 +79,7 @@ func (a *App) ServeStdio(ctx context.Context, in io.Reader, out io.Writer, errLo
 // the grace period, the rest are cancelled (their records say so), and no
 // container is left.
 func (a *App) ServeHTTP(ctx context.Context, addr string) error {
-	s, _ := a.startServing(ctx)
+	s, _ := a.startServing(ctx, "the web view's approvals page, /approvals")
 	defer func() { s.cancel(); s.wait() }()
 	cfg := a.opts.HTTP
 	cfg.Addr = addr

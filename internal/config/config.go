@@ -18,6 +18,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/nmap-mcp/nmap-mcp/internal/approval"
 	"github.com/nmap-mcp/nmap-mcp/internal/policy"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
@@ -40,6 +41,9 @@ type Config struct {
 	Audit      Audit      `yaml:"audit"`
 	HTTP       HTTP       `yaml:"http"`
 	Watches    Watches    `yaml:"watches"`
+	// Approval says which scans need a person's yes before they run
+	// (see internal/approval); empty: none.
+	Approval approval.Config `yaml:"approval"`
 }
 
 // Kubernetes configures the Kubernetes runner (runner: kubernetes).
@@ -103,6 +107,10 @@ type Token struct {
 	// Admin lets the token's client see and control every client's scans;
 	// other clients see only their own.
 	Admin bool `yaml:"admin,omitempty"`
+	// Approver lets the token's person approve or deny scans waiting for
+	// approval on the web view (admins may too); a rule with
+	// second_person still refuses a client's approval of its own scan.
+	Approver bool `yaml:"approver,omitempty"`
 }
 
 // Sandbox holds the container limits.

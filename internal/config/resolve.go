@@ -1,12 +1,14 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
 	units "github.com/docker/go-units"
 
+	"github.com/nmap-mcp/nmap-mcp/internal/approval"
 	"github.com/nmap-mcp/nmap-mcp/internal/policy"
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
 	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
@@ -51,6 +53,9 @@ type Resolved struct {
 	LogLevel slog.Level
 	// Sharding is sharding.*, checked.
 	Sharding shard.Config
+	// Approval is the approval section, compiled; with no rules nothing
+	// needs approval.
+	Approval *approval.Rules
 }
 
 // Resolve checks every value (see Validate) and converts it once into
@@ -132,6 +137,13 @@ func (c Config) Resolve() (Resolved, error) {
 	r.Grace = seconds(c.HTTP.GraceSeconds)
 	r.SessionIdle = seconds(c.HTTP.SessionIdleSeconds)
 	r.WatchMinInterval = seconds(c.Watches.MinIntervalSeconds)
+	if r.Approval, err = approval.Compile(c.Approval); err != nil {
+		var ae *approval.Error
+		if errors.As(err, &ae) {
+			return Resolved{}, &KeyError{Key: "approval." + ae.Key, Value: ae.Value, Rule: ae.Rule}
+		}
+		return Resolved{}, err
+	}
 	return r, nil
 }
 

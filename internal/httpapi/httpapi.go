@@ -42,6 +42,9 @@ type Token struct {
 	SHA256 string `yaml:"sha256"`
 	// Admin lets the client see and control every client's scans.
 	Admin bool `yaml:"admin"`
+	// Approver lets the token's person approve or deny scans waiting for
+	// approval on the web view (admins may too).
+	Approver bool `yaml:"approver,omitempty"`
 }
 
 // NewToken returns a random token and its stored form.
