@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 scripts/engine.sh
 godir=$(scripts/go.sh)
 export PATH="$godir:$PATH"
-go build -o bin/nmap-mcp ./cmd/nmap-mcp
+go build -trimpath -ldflags='-s -w' -o bin/nmap-mcp ./cmd/nmap-mcp
 bin/nmap-mcp image build
 if [ $# -gt 0 ]; then
 	exec bin/nmap-mcp scan "$@"

@@ -223,7 +223,7 @@ EOF
 
 import_images() {
 	local tag
-	go build -o bin/nmap-mcp ./cmd/nmap-mcp
+	go build -trimpath -ldflags='-s -w' -o bin/nmap-mcp ./cmd/nmap-mcp
 	tag=$(bin/nmap-mcp image build | sed -n 's/^tag: *//p')
 	[ -n "$tag" ] || { log "could not learn the scanner image's tag"; exit 1; }
 	# The pod sandbox ("pause") image: no registry, so it is built here on

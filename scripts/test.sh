@@ -172,7 +172,7 @@ mkdir -p "$ART"
 rm -rf "$ART/kube" "$ART/go-test.json" "$ART/go-test.txt"
 
 step="building nmap-mcp"
-go build -o bin/nmap-mcp ./cmd/nmap-mcp
+go build -trimpath -ldflags='-s -w' -o bin/nmap-mcp ./cmd/nmap-mcp
 go build -o bin/testsum scripts/testsum.go
 step="building the scanner image"
 bin/nmap-mcp image build >/dev/null

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -37,19 +38,20 @@ type API interface {
 	ServerVersion(ctx context.Context) (*version.Info, error)
 }
 
-// scheme knows only the types the runner reads and writes.
-var (
-	scheme         = newScheme()
-	codecs         = serializer.NewCodecFactory(scheme)
-	parameterCodec = runtime.NewParameterCodec(scheme)
-)
-
-func newScheme() *runtime.Scheme {
+// codecs knows only the types the runner reads and writes. It is made on
+// first use: a server that runs scans on Docker never pays for it.
+var codecs = sync.OnceValue(func() *codecSet {
 	s := runtime.NewScheme()
 	metav1.AddToGroupVersion(s, schema.GroupVersion{Version: "v1"})
 	utilruntime.Must(corev1.AddToScheme(s))
 	utilruntime.Must(batchv1.AddToScheme(s))
-	return s
+	return &codecSet{scheme: s, codecs: serializer.NewCodecFactory(s), params: runtime.NewParameterCodec(s)}
+})
+
+type codecSet struct {
+	scheme *runtime.Scheme
+	codecs serializer.CodecFactory
+	params runtime.ParameterCodec
 }
 
 // restAPI is API over two REST clients (core/v1 and batch/v1) that share
@@ -89,7 +91,8 @@ func NewAPI(cfg *rest.Config) (API, error) {
 func restClient(c rest.Config, hc *http.Client, path string, gv schema.GroupVersion) (*rest.RESTClient, error) {
 	c.APIPath = path
 	c.GroupVersion = &gv
-	c.NegotiatedSerializer = rest.CodecFactoryForGeneratedClient(scheme, codecs).WithoutConversion()
+	cs := codecs()
+	c.NegotiatedSerializer = rest.CodecFactoryForGeneratedClient(cs.scheme, cs.codecs).WithoutConversion()
 	rc, err := rest.RESTClientForConfigAndClient(&c, hc)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client for %s: %w", gv, err)
@@ -111,7 +114,7 @@ func (a *restAPI) GetJob(ctx context.Context, ns, name string) (*batchv1.Job, er
 
 func (a *restAPI) ListJobs(ctx context.Context, ns string, opts metav1.ListOptions) (*batchv1.JobList, error) {
 	out := &batchv1.JobList{}
-	err := a.batch.Get().Namespace(ns).Resource("jobs").VersionedParams(&opts, parameterCodec).Do(ctx).Into(out)
+	err := a.batch.Get().Namespace(ns).Resource("jobs").VersionedParams(&opts, codecs().params).Do(ctx).Into(out)
 	return out, err
 }
 
@@ -121,16 +124,16 @@ func (a *restAPI) DeleteJob(ctx context.Context, ns, name string, opts metav1.De
 
 func (a *restAPI) WatchPods(ctx context.Context, ns string, opts metav1.ListOptions) (watch.Interface, error) {
 	opts.Watch = true
-	return a.core.Get().Namespace(ns).Resource("pods").VersionedParams(&opts, parameterCodec).Watch(ctx)
+	return a.core.Get().Namespace(ns).Resource("pods").VersionedParams(&opts, codecs().params).Watch(ctx)
 }
 
 func (a *restAPI) WatchEvents(ctx context.Context, ns string, opts metav1.ListOptions) (watch.Interface, error) {
 	opts.Watch = true
-	return a.core.Get().Namespace(ns).Resource("events").VersionedParams(&opts, parameterCodec).Watch(ctx)
+	return a.core.Get().Namespace(ns).Resource("events").VersionedParams(&opts, codecs().params).Watch(ctx)
 }
 
 func (a *restAPI) PodLogs(ctx context.Context, ns, pod string, opts *corev1.PodLogOptions) (io.ReadCloser, error) {
-	return a.core.Get().Namespace(ns).Name(pod).Resource("pods").SubResource("log").VersionedParams(opts, parameterCodec).Stream(ctx)
+	return a.core.Get().Namespace(ns).Name(pod).Resource("pods").SubResource("log").VersionedParams(opts, codecs().params).Stream(ctx)
 }
 
 func (a *restAPI) ServerVersion(ctx context.Context) (*version.Info, error) {
