@@ -32,6 +32,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/mcpserver"
+	"github.com/nmap-mcp/nmap-mcp/internal/approval"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/web"
 )
@@ -160,6 +161,9 @@ type Deps struct {
 	AuditPath string
 	// Watches, when set, adds the web view's watches page.
 	Watches web.Watches
+	// Approvals, when set, adds the web view's approvals page, where
+	// tokens with the approver role (or admin) answer.
+	Approvals *approval.Store
 	// Refused counts refusals by reason (optional).
 	Refused func(reason string)
 	Log     *slog.Logger
@@ -255,7 +259,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	mux.Handle("/mcp", s.guard(s.observe(s.mcp), true))
 	if d.Scans != nil {
 		view, err := web.New(web.Config{Authenticate: s.tokenIdentity, OriginAllowed: s.originAllowed, Secure: cfg.TLSCert != "",
-			AuditPath: d.AuditPath, Log: d.Log, Watches: d.Watches}, d.Scans)
+			AuditPath: d.AuditPath, Log: d.Log, Watches: d.Watches, Approvals: d.Approvals, Approver: s.approver}, d.Scans)
 		if err != nil {
 			return nil, err
 		}
@@ -479,6 +483,20 @@ func (s *Server) tokenIdentity(secret string) (string, bool, bool) {
 	}
 	id, ok := s.checkToken(secret)
 	return id.name, id.admin, ok
+}
+
+// approver says whether client's token has the approver role (or is an
+// admin's); without tokens the one client, local, has.
+func (s *Server) approver(client string) bool {
+	if len(s.cfg.Tokens) == 0 {
+		return client == "local"
+	}
+	for _, t := range s.cfg.Tokens {
+		if t.Name == client && (t.Approver || t.Admin) {
+			return true
+		}
+	}
+	return false
 }
 
 // checkToken compares a token with every configured one.

@@ -55,7 +55,7 @@ var funcs = template.FuncMap{
 // parsePages parses each page with the layout.
 func parsePages() (map[string]*template.Template, error) {
 	pages := map[string]*template.Template{}
-	for _, name := range []string{"signin", "scans", "scan", "diff", "audit", "running", "watches", "report", "diffreport"} {
+	for _, name := range []string{"signin", "scans", "scan", "diff", "audit", "running", "watches", "report", "diffreport", "approvals"} {
 		files := []string{"templates/layout.html", "templates/parts.html", "templates/" + name + ".html"}
 		if name == "report" || name == "diffreport" {
 			files[0] = "templates/standalone.html"
@@ -76,7 +76,9 @@ type page struct {
 	Admin   bool
 	CSRF    string
 	Watches bool // the watches page exists
-	Data    any
+	// Approvals: the approvals page exists.
+	Approvals bool
+	Data      any
 }
 
 func (h *Handler) render(w http.ResponseWriter, r *http.Request, name string, sess *session, data any) {
@@ -85,6 +87,7 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, name string, se
 		p.Client, p.Admin, p.CSRF = sess.client, sess.admin, sess.csrf
 	}
 	p.Watches = h.cfg.Watches != nil
+	p.Approvals = h.cfg.Approvals != nil
 	var b bytes.Buffer
 	if err := h.pages[name].ExecuteTemplate(&b, "layout", p); err != nil {
 		h.cfg.Log.Error("web: render page", "page", name, "err", err)

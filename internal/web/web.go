@@ -34,6 +34,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/nmap-mcp/nmap-mcp/internal/approval"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 )
@@ -71,6 +72,11 @@ type Config struct {
 	Secure bool
 	// SessionTTL is how long a sign-in lasts (default 8 h).
 	SessionTTL time.Duration
+	// Approvals, when set, adds the page of scans waiting for approval
+	// (approvals.go); Approver says whether a client's token has the
+	// approver role (admins always may answer).
+	Approvals *approval.Store
+	Approver  func(client string) bool
 	// AuditPath is the audit trail shown on the audit page ("" for none).
 	AuditPath string
 	Log       *slog.Logger
@@ -144,6 +150,8 @@ func New(cfg Config, sc Scans) (*Handler, error) {
 	mux.HandleFunc("GET /running", h.signed(h.runningPage))
 	mux.HandleFunc("GET /watches", h.signed(h.watchesPage))
 	mux.HandleFunc("GET /events", h.signed(h.events))
+	mux.HandleFunc("GET /approvals", h.signed(h.approvalsPage))
+	mux.HandleFunc("POST /approvals/{id}", h.signed(h.answer))
 	h.mux = mux
 	return h, nil
 }
