@@ -97,6 +97,8 @@ func (r *Runner) apiErr(what string, err error) error {
 		return fmt.Errorf("%s: namespace %s or the resource does not exist (kubernetes.namespace): %w", what, r.cfg.Namespace, err)
 	case apierrors.IsUnauthorized(err):
 		return fmt.Errorf("%s: the Kubernetes API did not accept the runner's credentials (kubernetes.kubeconfig): %w", what, err)
+	case transient(err):
+		return fmt.Errorf("%s: the Kubernetes API server did not answer: %w; scans run again as soon as it does (is it up? kubernetes.kubeconfig names it)", what, err)
 	}
 	return fmt.Errorf("%s in namespace %s: %w", what, r.cfg.Namespace, err)
 }

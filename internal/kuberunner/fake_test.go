@@ -10,9 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"os"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -377,20 +380,160 @@ func TestFakeCreateForbidden(t *testing.T) {
 	}
 }
 
-// A pod watch that ends and cannot be opened again ends the run with an
-// error that says so, keeping the output read until then.
+// connRefused is the error of a call to an API server that is down.
+var connRefused = &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+
+// A pod watch that ends and cannot be opened again within the API grace
+// (the API server is down) ends the run as lost, keeping the output read
+// until then; the Job is deleted once the API answers.
 func TestFakeLostWatch(t *testing.T) {
 	f := newFakeCluster(t, 1)
-	f.watchErr = errors.New("dial tcp 10.209.0.2:6443: connect: connection refused")
+	f.watchErr = connRefused
 	f.onDelete = func() { _ = f.logW.Close() }
-	r := f.runner(t, nil)
+	r := f.runner(t, func(c *kuberunner.Config) { c.APIGrace = 300 * time.Millisecond })
 	c := runAsync(context.Background(), r, executor.Job{Spec: fakeSpec(time.Minute)})
 	f.podWatches[0].Add(running())
 	_, _ = io.WriteString(f.logW, "partial\n")
 	time.Sleep(50 * time.Millisecond)
 	f.podWatches[0].Stop()
 	o := wait(t, c)
-	if o.err == nil || !strings.Contains(o.err.Error(), "watch the scan's pod") || string(o.res.Stdout) != "partial\n" {
+	var lost *executor.LostError
+	if !errors.As(o.err, &lost) || !strings.Contains(o.err.Error(), "stopped answering") || string(o.res.Stdout) != "partial\n" {
 		t.Fatalf("err %v, res %+v", o.err, o.res)
+	}
+}
+
+// A watch refused for good (not a server away) fails the run at once,
+// naming what was refused.
+func TestFakeWatchRefused(t *testing.T) {
+	f := newFakeCluster(t, 1)
+	f.watchErr = apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, "", errors.New("no"))
+	f.onDelete = func() { _ = f.logW.Close() }
+	r := f.runner(t, nil)
+	c := runAsync(context.Background(), r, executor.Job{Spec: fakeSpec(time.Minute)})
+	f.podWatches[0].Add(running())
+	time.Sleep(50 * time.Millisecond)
+	f.podWatches[0].Stop()
+	o := wait(t, c)
+	var re *kuberunner.RefusedError
+	if !errors.As(o.err, &re) || !strings.Contains(o.err.Error(), "watch the scan's pod") {
+		t.Fatalf("err %v", o.err)
+	}
+}
+
+// The API server restarts mid-scan: the pod's watch and its log stream
+// break; both are opened again when it answers, the log resumes after
+// what was read (nothing twice, nothing lost) and the scan finishes.
+func TestFakeAPIRestartResumes(t *testing.T) {
+	f := newFakeCluster(t, 2)
+	var mu sync.Mutex
+	var opened int
+	streams := []string{"line one\n\x1fwarn\nline t", "line one\n\x1fwarn\nline two\nline three\n" + exitLines(0)}
+	api := f.api().(*testkit.ClientsetAPI)
+	api.Logs = func(ctx context.Context, ns, pod string, opts *corev1.PodLogOptions) (io.ReadCloser, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		opened++
+		switch opened {
+		case 1: // cut mid-line by the restart
+			return io.NopCloser(io.MultiReader(strings.NewReader(streams[0]), errReader{io.ErrUnexpectedEOF})), nil
+		case 2: // the API server is still down
+			return nil, connRefused
+		}
+		return io.NopCloser(strings.NewReader(streams[1])), nil
+	}
+	r, err := kuberunner.New(api, kuberunner.Config{Namespace: fakeNS, Image: fakeImage}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(context.Background())
+	c := runAsync(context.Background(), r, executor.Job{Spec: fakeSpec(time.Minute)})
+	f.podWatches[0].Add(running())
+	f.podWatches[0].Stop() // the API server went away
+	f.podWatches[1].Add(running())
+	o := wait(t, c)
+	if o.err != nil || string(o.res.Stdout) != "line one\nline two\nline three\n" || string(o.res.Stderr) != "warn\n" {
+		t.Fatalf("err %v, stdout %q stderr %q", o.err, o.res.Stdout, o.res.Stderr)
+	}
+	if opened != 3 {
+		t.Fatalf("log opened %d times, want 3", opened)
+	}
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+// The Job's deletion is retried while the API does not answer, and ends
+// once it does; one never deleted by Close is named by Close.
+func TestFakeDeletionRetried(t *testing.T) {
+	f := newFakeCluster(t, 1)
+	var mu sync.Mutex
+	failures := 3
+	f.cs.PrependReactor("delete", "jobs", func(k8stesting.Action) (bool, runtime.Object, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if failures > 0 {
+			failures--
+			return true, nil, connRefused
+		}
+		return false, nil, nil
+	})
+	r := f.runner(t, nil)
+	var ev events
+	c := runAsync(context.Background(), r, executor.Job{Spec: fakeSpec(time.Minute), OnEvent: ev.on})
+	f.podWatches[0].Add(running())
+	_, _ = io.WriteString(f.logW, "ok\n"+exitLines(0))
+	if o := wait(t, c); o.err != nil {
+		t.Fatal(o.err)
+	}
+	_ = f.logW.Close()
+	for end := time.Now().Add(5 * time.Second); len(r.Pending()) > 0 && time.Now().Before(end); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if failures != 0 || !ev.has(executor.StepRemoved) {
+		t.Fatalf("failures left %d, steps %v", failures, ev.steps)
+	}
+
+	g := newFakeCluster(t, 1)
+	g.cs.PrependReactor("delete", "jobs", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, connRefused
+	})
+	r2, err := kuberunner.New(g.api(), kuberunner.Config{Namespace: fakeNS, Image: fakeImage}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev2 events
+	c = runAsync(context.Background(), r2, executor.Job{Spec: fakeSpec(time.Minute), OnEvent: ev2.on})
+	g.podWatches[0].Add(running())
+	_, _ = io.WriteString(g.logW, "ok\n"+exitLines(0))
+	if o := wait(t, c); o.err != nil {
+		t.Fatal(o.err)
+	}
+	_ = g.logW.Close()
+	time.Sleep(300 * time.Millisecond)
+	if len(r2.Pending()) != 1 {
+		t.Fatalf("pending %v, want the Job", r2.Pending())
+	}
+	err = r2.Close(ctx)
+	if err == nil || !strings.Contains(err.Error(), "were not deleted") || !ev2.has(executor.StepAbandoned) {
+		t.Fatalf("close: %v, steps %v", err, ev2.steps)
+	}
+}
+
+// An API server that is down when a scan starts gives an error that
+// says so and what to do.
+func TestFakeAPIDownAtStart(t *testing.T) {
+	f := newFakeCluster(t, 0)
+	f.watchErr = connRefused
+	r := f.runner(t, nil)
+	_, err := r.Run(context.Background(), executor.Job{Spec: fakeSpec(time.Minute)})
+	if err == nil || !strings.Contains(err.Error(), "did not answer") || !strings.Contains(err.Error(), "as soon as it does") {
+		t.Fatalf("err %v", err)
 	}
 }

@@ -52,6 +52,12 @@ type Config struct {
 	// UnschedulableGrace is how long a pod may wait for a node before the
 	// scan fails with the scheduler's reason; default 15 s.
 	UnschedulableGrace time.Duration
+	// APIGrace is how long a running scan waits for an API server that
+	// stopped answering (a restart) before it ends as lost
+	// (*executor.LostError, the output read so far kept); the Job's pod
+	// runs on meanwhile, and the scan resumes when the API answers within
+	// it. Default 60 s.
+	APIGrace time.Duration
 }
 
 // deadlineSlack is added to the scan's wall clock for the Job's

@@ -90,7 +90,7 @@ func TestConfigValidate(t *testing.T) {
 func TestDemuxSplitsStderr(t *testing.T) {
 	var out, errb bytes.Buffer
 	in := "<nmaprun>\n\x1fWarning: one\n<host/>\n\x1f\n\x1f\x1enmap-mcp-exit=0\nlast"
-	if err := demux(strings.NewReader(in), &out, &errb); err != nil {
+	if _, _, err := demux(strings.NewReader(in), &out, &errb); err != nil {
 		t.Fatal(err)
 	}
 	if out.String() != "<nmaprun>\n<host/>\nlast" || errb.String() != "Warning: one\n\n\x1enmap-mcp-exit=0\n" {

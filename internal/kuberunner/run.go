@@ -53,6 +53,13 @@ type run struct {
 	gone bool
 	// created is set once the Job exists.
 	created bool
+	// deleteErr is the error of the kill's deletion of the Job.
+	deleteErr error
+	// lostSince is when the pod's watch ended and could not be opened
+	// again (the API server stopped answering); zero while it runs.
+	lostSince   time.Time
+	rewatch     <-chan time.Time
+	rewatchWait time.Duration
 
 	deadline, unsched, giveUp <-chan time.Time
 	timers                    []*time.Timer
@@ -117,7 +124,8 @@ func (s *run) close() {
 		s.evW.Stop()
 	}
 	if s.created && !s.gone {
-		s.r.deleteInBackground(s.name, func() { s.emit(executor.StepRemoved, "") })
+		s.r.deleteInBackground(s.name, func() { s.emit(executor.StepRemoved, "") },
+			func(err error) { s.emit(executor.StepAbandoned, err.Error()) })
 	}
 	if s.podW != nil {
 		s.podW.Stop()
@@ -166,6 +174,9 @@ func (s *run) step() {
 	case <-logsDoneC(s.logsDone):
 		// over decides; without an exit status yet, the pod's watch will
 		// tell how it ended.
+	case <-s.rewatch:
+		s.rewatch = nil
+		s.watchAgain()
 	case <-s.giveUp:
 		s.onGiveUp()
 	case <-s.deadline:
@@ -184,7 +195,7 @@ func (s *run) kill(why string) {
 	}
 	s.killed = true
 	s.emit(executor.StepKilled, why)
-	s.r.deleteJob(s.name)
+	s.deleteErr = s.r.deleteJob(s.name)
 	s.giveUp = s.timer(lifecycle.DrainGrace + 5*time.Second)
 }
 
@@ -233,16 +244,45 @@ func (s *run) onPodEvent(ev watch.Event, ok bool) {
 }
 
 // onWatchEnded picks up where a pod watch that ended was: watches end
-// now and then.
+// now and then, and all of them when the API server stops.
 func (s *run) onWatchEnded() {
 	s.podW.Stop()
+	s.podC = nil
+	if s.lostSince.IsZero() {
+		s.lostSince, s.rewatchWait = time.Now(), retryFirst
+	}
+	s.watchAgain()
+}
+
+// watchAgain opens the pod's watch again; while the API server does not
+// answer it tries again with backoff, and after the API grace the scan is
+// lost (its pod may run on: the Job is deleted once the API answers).
+func (s *run) watchAgain() {
 	w, err := s.r.client.WatchPods(s.watchCtx, s.r.cfg.Namespace, s.selector)
-	if err != nil {
-		s.podC = nil
+	if err == nil {
+		if away := time.Since(s.lostSince); away > time.Second {
+			s.r.log.Info("the Kubernetes API answers again; following the scan's pod", "job", s.name, "after", away.Round(time.Millisecond))
+		}
+		s.podW, s.podC = w, w.ResultChan()
+		s.lostSince = time.Time{}
+		return
+	}
+	if !transient(err) {
 		s.fail(s.r.apiErr("watch the scan's pod", err), "lost the pod's watch")
 		return
 	}
-	s.podW, s.podC = w, w.ResultChan()
+	grace := s.r.cfg.APIGrace
+	if grace <= 0 {
+		grace = 60 * time.Second
+	}
+	if away := time.Since(s.lostSince); away >= grace && s.failure == nil && !s.killed {
+		s.fail(&executor.LostError{ContainerID: s.res.ContainerID, Err: fmt.Errorf(
+			"the Kubernetes API server stopped answering for %s (%v); the Job is deleted as soon as it answers again",
+			away.Round(time.Second), err)}, "lost the Kubernetes API")
+	}
+	// Keep trying: after a kill, until the drain gives up.
+	s.rewatch = s.timer(s.rewatchWait)
+	s.rewatchWait = min(2*s.rewatchWait, retryMax)
 }
 
 // onScanStarted starts following the log once the scan container runs.
@@ -288,7 +328,7 @@ func (s *run) onExitReported(status int) {
 func (s *run) onGiveUp() {
 	s.giveUp = nil
 	s.stopWatch() // ends the log stream
-	s.podC, s.eventC = nil, nil
+	s.podC, s.eventC, s.rewatch = nil, nil, nil
 	if s.logsDone == nil {
 		s.logsDone = make(chan struct{})
 		close(s.logsDone)
@@ -337,12 +377,15 @@ func (s *run) finish() error {
 		}
 		res.OOMKilled = s.term.Reason == "OOMKilled"
 	}
-	if s.killed {
+	if s.killed && s.deleteErr == nil {
 		// A killed run's Job is gone before Run returns, as a killed
-		// container is.
-		s.gone = true
-		s.r.waitGone(s.name)
-		s.emit(executor.StepRemoved, "")
+		// container is, unless the API does not answer: then close
+		// retries its deletion in the background.
+		if err := s.r.waitGone(s.name); err == nil {
+			s.gone = true
+			s.r.track.Gone(s.name)
+			s.emit(executor.StepRemoved, "")
+		}
 	}
 	s.emit(executor.StepExited, fmt.Sprintf("exit code %d", res.ExitCode))
 	if s.failure != nil && !res.Canceled {

@@ -32,7 +32,10 @@ func (r *Runner) Sweep(ctx context.Context) ([]string, error) {
 		if !owner.Orphaned(pid, host) && !sameSlot {
 			continue
 		}
-		r.deleteJob(j.Name)
+		if err := r.deleteJob(j.Name); err != nil {
+			r.log.Warn("delete a Job a previous server left behind; its TTL or the next sweep will", "job", j.Name, "err", err)
+			continue
+		}
 		removed = append(removed, j.Name)
 		r.log.Info("deleted a Job a previous server left behind", "job", j.Name, "scan", j.Labels[sandbox.LabelScanID])
 	}
