@@ -28,6 +28,7 @@ Usage:
   nmap-mcp scan [flags] TARGETS...  run one sandboxed scan and print the result
   nmap-mcp scans list|show|diff     read the scan history
   nmap-mcp watch add|list|show|rm   scheduled rescans that say what changed (run by serve)
+  nmap-mcp inventory find|changes|host  what past scans found, and what changed (no scan)
   nmap-mcp config init|check FILE   print a commented default config, or validate one
   nmap-mcp audit verify|tail        check or show the audit trail
   nmap-mcp image build [--no-cache] build the pinned scanner image (and its base, offline if need be)
@@ -76,6 +77,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdScans(ctx, args[1:], stdout, stderr)
 	case "watch":
 		return cmdWatch(ctx, args[1:], stdout, stderr)
+	case "inventory":
+		return cmdInventory(ctx, args[1:], stdout, stderr)
 	case "reap": // executor.ReapCommand, started by executor.Detach
 		return cmdReap(ctx, args[1:], stderr)
 	case "image":

@@ -14,6 +14,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
+	"github.com/nmap-mcp/nmap-mcp/internal/inventory"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/watches"
 )
@@ -32,6 +33,9 @@ type Info struct {
 type Deps struct {
 	// Scans is the scans service: every tool and resource goes through it.
 	Scans *scans.Service
+	// Inventory, when set, adds find_hosts, inventory_changes and the
+	// host:// and changes:// resources.
+	Inventory *inventory.Inventory
 	// Watches, when set, adds the watch tools and watch:// resources;
 	// Subscriptions then tells subscribed sessions of changes.
 	Watches       *watches.Service
@@ -97,6 +101,9 @@ func New(d Deps) *server.MCPServer {
 	s.AddTool(cancelTool(), h.checked("cancel_scan", idArgs{}, nil, h.cancel))
 	s.AddTool(scopeTool(), h.checked("check_scope", scopeArgs{}, nil, h.checkScope))
 	h.addResources(s)
+	if d.Inventory != nil {
+		h.addInventory(s)
+	}
 	if d.Watches != nil {
 		watchTools(s, h)
 		if d.Subscriptions != nil {
