@@ -21,6 +21,7 @@ import (
 	"github.com/nmap-mcp/nmap-mcp/internal/audit"
 	"github.com/nmap-mcp/nmap-mcp/internal/config"
 	"github.com/nmap-mcp/nmap-mcp/internal/httpapi"
+	"github.com/nmap-mcp/nmap-mcp/internal/inventory"
 	"github.com/nmap-mcp/nmap-mcp/internal/kuberunner"
 	"github.com/nmap-mcp/nmap-mcp/internal/metrics"
 	"github.com/nmap-mcp/nmap-mcp/internal/policy"
@@ -76,6 +77,9 @@ type Options struct {
 	Queue scans.Config
 	// Watches configures scheduled rescans.
 	Watches watches.Config
+	// Inventory configures the inventory built from every finished scan
+	// (gone_after).
+	Inventory inventory.Config
 	// HTTP configures the HTTP front (its Addr is ServeHTTP's); Grace is
 	// how long running scans may finish when it shuts down.
 	HTTP  httpapi.Config
@@ -164,6 +168,9 @@ type App struct {
 	meters  *metrics.Metrics
 	watches *watches.Service
 	swept   chan struct{}
+	// inventory is what every finished scan found, per client; it
+	// follows the history while the App serves.
+	inventory *inventory.Inventory
 }
 
 // New connects to the engine or cluster, ensures the image (building it
@@ -238,6 +245,12 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	} else {
 		sweep()
 	}
+	// The inventory's tables are made or migrated here; no row is read
+	// before serving starts (Follow catches up in the background).
+	if a.inventory, err = inventory.New(ctx, l.st, opts.Inventory); err != nil {
+		a.Close()
+		return nil, err
+	}
 	// The policy reads NSE categories from the image through the scans
 	// service, made just after it: a closure over a.
 	pol, err := policy.New(opts.Policy, net.DefaultResolver, func(ctx context.Context) (*policy.ScriptIndex, error) {
@@ -275,6 +288,9 @@ func (a *App) Scans() *scans.Service { return a.scans }
 
 // Store is the scan history.
 func (a *App) Store() *store.Store { return a.store }
+
+// Inventory is what every finished scan found, per client.
+func (a *App) Inventory() *inventory.Inventory { return a.inventory }
 
 // Watches is the watches service (it runs while the App serves).
 func (a *App) Watches() *watches.Service { return a.watches }

@@ -45,10 +45,14 @@ func (a *App) startServing(ctx context.Context, approvalsURL string) (*serving, 
 	a.watches.Notify = subs.Changed
 	watchesDone := make(chan struct{})
 	go func() { defer close(watchesDone); a.watches.Run(bg) }()
+	// The inventory follows the history: every finished scan is ingested,
+	// and what was not seen for inventory.gone_after is marked gone.
+	inventoried := make(chan struct{})
+	go func() { defer close(inventoried); a.inventory.Follow(bg, 5*time.Second, time.Hour, a.log) }()
 	delivery := mcpserver.NewDelivery()
-	srv := mcpserver.New(mcpserver.Deps{Scans: a.scans, Watches: a.watches, Subscriptions: subs, Delivery: delivery, Log: a.log,
+	srv := mcpserver.New(mcpserver.Deps{Scans: a.scans, Watches: a.watches, Inventory: a.inventory, Subscriptions: subs, Delivery: delivery, Log: a.log,
 		Refused: a.meters.Refused, ApprovalsURL: approvalsURL, Info: mcpserver.Info{ServerVersion: a.opts.ServerVersion, EngineVersion: engineVersion, Engine: a.be.version}})
-	return &serving{mcp: srv, delivery: delivery, cancel: cancel, wait: func() { <-watchesDone; <-retained }}, engineVersion
+	return &serving{mcp: srv, delivery: delivery, cancel: cancel, wait: func() { <-watchesDone; <-retained; <-inventoried }}, engineVersion
 }
 
 // ServeStdio serves MCP over in and out (stdout carries only the

@@ -10,8 +10,12 @@ import (
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 )
 
-// followPage is how many scans CatchUp reads from the history at once.
-const followPage = 200
+// followPage is how many scans CatchUp reads from the history at once;
+// followBatch how many Follow ingests per call.
+const (
+	followPage  = 200
+	followBatch = 100
+)
 
 // CatchUp ingests the scans of the history that finished since it last
 // looked, oldest first, at most max of them (0: no bound): the scans it
@@ -141,13 +145,22 @@ func (inv *Inventory) Follow(ctx context.Context, every, sweepEvery time.Duratio
 	defer tick.Stop()
 	lastSweep := time.Time{}
 	for {
-		if n, err := inv.CatchUp(ctx, 0); err != nil {
-			if ctx.Err() != nil {
-				return
+		// In batches, so that a long backfill (a history from before the
+		// inventory) gives way to other writers between them.
+		for ctx.Err() == nil {
+			n, err := inv.CatchUp(ctx, followBatch)
+			if err != nil {
+				if ctx.Err() == nil {
+					log.Warn("inventory: catching up with the scan history failed", "err", err)
+				}
+				break
 			}
-			log.Warn("inventory: catching up with the scan history failed", "err", err)
-		} else if n > 0 {
-			log.Debug("inventory: ingested finished scans", "scans", n)
+			if n > 0 {
+				log.Debug("inventory: ingested finished scans", "scans", n)
+			}
+			if n < followBatch {
+				break
+			}
 		}
 		if time.Since(lastSweep) >= sweepEvery {
 			lastSweep = time.Now()
