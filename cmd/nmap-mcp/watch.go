@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/app"
+	"github.com/nmap-mcp/nmap-mcp/internal/export"
 	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 	"github.com/nmap-mcp/nmap-mcp/internal/watches"
@@ -18,7 +19,7 @@ import (
 // runs (stdio or HTTP), which picks up a watch added here at once.
 func cmdWatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	const usage = `Usage:
-  nmap-mcp watch add NAME --every 1h [--ports P | --top-ports N] [--type T] [--webhook URL] TARGETS...
+  nmap-mcp watch add NAME --every 1h [--ports P | --top-ports N] [--type T] [--webhook URL [--webhook-format json|slack|teams]] TARGETS...
   nmap-mcp watch list
   nmap-mcp watch show NAME [--client C]
   nmap-mcp watch rm NAME [--client C]
@@ -39,6 +40,7 @@ resume runs it again once neither holds.
 	every := fs.Duration("every", time.Hour, "interval between runs (add)")
 	client := fs.String("client", "", "the client whose watch it is, when several clients have a watch of that name (show, rm, resume)")
 	webhook := fs.String("webhook", "", "URL to POST each change to; must be under watches.webhook_allow (add)")
+	webhookFormat := fs.String("webhook-format", "json", "how changes are posted: json, slack or teams (add)")
 	fs.StringVar(&req.ScanType, "type", "connect", "scan type: connect, syn, udp or ping (add)")
 	fs.StringVar(&req.Ports, "ports", "", "ports, e.g. 22,80,443 (add)")
 	fs.IntVar(&topPorts, "top-ports", 0, "the N most common ports (add)")
@@ -69,9 +71,15 @@ resume runs it again once neither holds.
 			return err
 		}
 		defer a.Close()
+		if _, err := export.CheckFormat(*webhookFormat); err != nil {
+			return err
+		}
 		w, err := a.Watches().Create(ctx, pos[0], req, *every, *webhook)
 		if err != nil {
 			return err
+		}
+		if err := a.Watches().SetWebhookFormat(ctx, w.ID, *webhookFormat); err != nil {
+			return fmt.Errorf("watch %s was made, but its webhook format was not recorded (it posts the generic event): %w", w.Name, err)
 		}
 		fmt.Fprintf(stdout, "watch %s: %s every %s; it runs while nmap-mcp serve runs\n", w.Name, req.Targets, w.Interval)
 		return nil

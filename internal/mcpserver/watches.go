@@ -13,6 +13,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
+	"github.com/nmap-mcp/nmap-mcp/internal/export"
 	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 	"github.com/nmap-mcp/nmap-mcp/internal/watches"
@@ -22,6 +23,7 @@ type watchCreateArgs struct {
 	Name            string `json:"name" minLength:"1" maxLength:"63" desc:"a name for the watch: lowercase letters, digits, dots, hyphens, underscores. Example: lab-web"`
 	IntervalSeconds int    `json:"interval_seconds" min:"1" desc:"seconds between runs (at least the deployment's minimum, 900 by default). Example: 3600"`
 	Webhook         string `json:"webhook,omitempty" desc:"optional URL to POST each change to (signed; must be allowed by the deployment). Example: https://hooks.lab/nmap"`
+	WebhookFormat   string `json:"webhook_format,omitempty" enum:"json|slack|teams" default:"json" desc:"how changes are posted: json (a generic event), slack (a Slack incoming-webhook message), teams (a Teams message with an Adaptive Card). Example: slack"`
 	scanargs.Request
 }
 
@@ -142,10 +144,17 @@ func (h *handlers) watchCreate(ctx context.Context, req mcp.CallToolRequest) (*m
 	if err := req.BindArguments(&a); err != nil {
 		return mcp.NewToolResultError(err.Error()), nil
 	}
+	if _, err := export.CheckFormat(a.WebhookFormat); err != nil {
+		h.Refused("validation")
+		return mcp.NewToolResultError("Watch not created: " + err.Error()), nil
+	}
 	w, err := h.Watches.Create(ctx, a.Name, a.Request, time.Duration(a.IntervalSeconds)*time.Second, a.Webhook)
 	if err != nil {
 		h.Refused("watch")
 		return mcp.NewToolResultError("Watch not created: " + err.Error()), nil
+	}
+	if err := h.Watches.SetWebhookFormat(ctx, w.ID, a.WebhookFormat); err != nil {
+		return mcp.NewToolResultError("Watch created, but its webhook format was not recorded (it posts the generic event): " + err.Error()), nil
 	}
 	out := watchOf(w, h.Watches.Ref(ctx, w))
 	return mcp.NewToolResultStructured(out, "created "+watchText(out)), nil

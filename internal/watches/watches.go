@@ -473,7 +473,7 @@ func (s *Service) runOnce(ctx context.Context, w *store.Watch) {
 		// Sent as re-serialised by the check (a webhook stored before
 		// webhooks were canonical is sent in its checked form too).
 		if to, err := CheckWebhook(cur.Webhook, s.cfg.WebhookAllow); err == nil {
-			s.hook.send(to, change, func() bool { return s.deliverable(cur) })
+			s.hook.send(to, s.webhookBody(keep, cur, change), change, func() bool { return s.deliverable(cur) })
 		}
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -52,12 +51,12 @@ func newDeliverer(secret string, log *slog.Logger) *deliverer {
 		backoff: []time.Duration{time.Second, 4 * time.Second, 16 * time.Second}}
 }
 
-// send delivers c to url in the background: up to four attempts; a 2xx
+// send delivers body (c in the watch's webhook format) to url in the
+// background: up to four attempts; a 2xx
 // answer ends them. Before each attempt alive must still say yes (the
 // watch exists, is not paused, its client and webhook are allowed);
 // otherwise the delivery is dropped. Failures are logged and counted.
-func (d *deliverer) send(url string, c *Change, alive func() bool) {
-	body, _ := json.Marshal(c)
+func (d *deliverer) send(url string, body []byte, c *Change, alive func() bool) {
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
