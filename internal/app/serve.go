@@ -19,6 +19,7 @@ import (
 // the watches and the MCP server.
 type serving struct {
 	mcp      *server.MCPServer
+	tasks    *mcpserver.Tasks
 	delivery *mcpserver.Delivery
 	cancel   context.CancelFunc // stops retention and the watches
 	wait     func()             // waits for them to stop
@@ -31,7 +32,10 @@ type serving struct {
 // approvalsURL is the web view's page of scans waiting for approval (""
 // without a web view: such scans are then refused unless the client can
 // ask its user).
-func (a *App) startServing(ctx context.Context, approvalsURL string) (*serving, string) {
+//
+// tasks: the transport passes requests through serving.tasks, so nmap_scan
+// may be called as an MCP task (mcpserver/tasks.go).
+func (a *App) startServing(ctx context.Context, approvalsURL string, tasks bool) (*serving, string) {
 	bg, cancel := context.WithCancel(ctx)
 	retained := make(chan struct{})
 	go func() { defer close(retained); a.store.PruneEvery(bg, time.Hour, a.opts.Keep, a.log) }()
@@ -50,21 +54,23 @@ func (a *App) startServing(ctx context.Context, approvalsURL string) (*serving, 
 	inventoried := make(chan struct{})
 	go func() { defer close(inventoried); a.inventory.Follow(bg, 5*time.Second, time.Hour, a.log) }()
 	delivery := mcpserver.NewDelivery()
-	srv := mcpserver.New(mcpserver.Deps{Scans: a.scans, Watches: a.watches, Inventory: a.inventory, Subscriptions: subs, Delivery: delivery, Log: a.log,
-		Refused: a.meters.Refused, ApprovalsURL: approvalsURL, Info: mcpserver.Info{ServerVersion: a.opts.ServerVersion, EngineVersion: engineVersion, Engine: a.be.version}})
-	return &serving{mcp: srv, delivery: delivery, cancel: cancel, wait: func() { <-watchesDone; <-retained; <-inventoried }}, engineVersion
+	deps := mcpserver.Deps{Scans: a.scans, Watches: a.watches, Inventory: a.inventory, Subscriptions: subs, Delivery: delivery, Log: a.log, Tasks: tasks,
+		Refused: a.meters.Refused, ApprovalsURL: approvalsURL, Info: mcpserver.Info{ServerVersion: a.opts.ServerVersion, EngineVersion: engineVersion, Engine: a.be.version}}
+	srv := mcpserver.New(deps)
+	return &serving{mcp: srv, tasks: mcpserver.NewTasks(deps), delivery: delivery, cancel: cancel, wait: func() { <-watchesDone; <-retained; <-inventoried }}, engineVersion
 }
 
 // ServeStdio serves MCP over in and out (stdout carries only the
 // protocol) until in ends or ctx does, then stops the watches and closes
 // the scans service. errLog receives the transport's own errors.
 func (a *App) ServeStdio(ctx context.Context, in io.Reader, out io.Writer, errLog io.Writer) error {
-	s, engineVersion := a.startServing(ctx, "")
+	s, engineVersion := a.startServing(ctx, "", true)
 	defer func() { s.cancel(); s.wait() }()
 	stdio := server.NewStdioServer(s.mcp)
 	stdio.SetErrorLogger(log.New(errLog, "nmap-mcp: ", log.LstdFlags))
 	a.log.Info("serving MCP on stdio", "image", a.scans.Image().Tag, "engine", engineVersion, "store", a.store.Path())
-	err := stdio.Listen(ctx, in, s.delivery.Writer(out))
+	in, w := s.tasks.Stdio(ctx, in, s.delivery.Writer(out))
+	err := stdio.Listen(ctx, in, w)
 	s.cancel()
 	wctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	if cerr := a.scans.Close(wctx); cerr != nil {
@@ -83,7 +89,7 @@ func (a *App) ServeStdio(ctx context.Context, in io.Reader, out io.Writer, errLo
 // the grace period, the rest are cancelled (their records say so), and no
 // container is left.
 func (a *App) ServeHTTP(ctx context.Context, addr string) error {
-	s, _ := a.startServing(ctx, "the web view's approvals page, /approvals")
+	s, _ := a.startServing(ctx, "the web view's approvals page, /approvals", false)
 	defer func() { s.cancel(); s.wait() }()
 	cfg := a.opts.HTTP
 	cfg.Addr = addr

@@ -57,6 +57,10 @@ type Deps struct {
 	// rule asks for, from a client that cannot ask its user, is refused
 	// instead of waiting for no one.
 	ApprovalsURL string
+	// Tasks advertises the tasks capability and task support on
+	// nmap_scan; the transport must then pass requests through
+	// Tasks.Handle (tasks.go).
+	Tasks bool
 }
 
 // New returns an MCP server exposing the scanner and the scan history.
@@ -76,7 +80,11 @@ func New(d Deps) *server.MCPServer {
 	if d.Watches != nil && d.Subscriptions != nil {
 		d.Subscriptions.hooks(hooks, d.Scans.Viewer)
 	}
-	s := server.NewMCPServer("nmap-mcp", d.Info.ServerVersion,
+	opts := []server.ServerOption{}
+	if d.Tasks {
+		opts = append(opts, server.WithTaskCapabilities(true, true, true))
+	}
+	s := server.NewMCPServer("nmap-mcp", d.Info.ServerVersion, append(opts,
 		server.WithToolCapabilities(false),
 		server.WithResourceCapabilities(d.Watches != nil && d.Subscriptions != nil, false),
 		server.WithHooks(hooks),
@@ -89,11 +97,15 @@ func New(d Deps) *server.MCPServer {
 		server.WithInstructions("Runs Nmap scans in a locked-down container and keeps their history. "+
 			"Call nmap_scan with targets such as 127.0.0.1 or 192.168.1.0/24; for long scans pass wait: false and poll get_scan. "+
 			"list_scans, get_scan and diff_scans read past scans; cancel_scan stops one; check_scope says, without scanning, whether targets are allowed."),
-	)
+	)...)
 	h := &handlers{Deps: d}
 	rules := d.Scans.Rules()
 	maxT := map[string]int{"timeout_seconds": int(rules.MaxTimeout.Seconds())}
-	s.AddTool(scanTool(rules), h.checked("nmap_scan", scanArgs{}, maxT, h.scan))
+	st := scanTool(rules)
+	if d.Tasks {
+		st.Execution = &mcp.ToolExecution{TaskSupport: mcp.TaskSupportOptional}
+	}
+	s.AddTool(st, h.checked("nmap_scan", scanArgs{}, maxT, h.scan))
 	s.AddTool(versionTool(), h.checked("nmap_version", struct{}{}, nil, h.version))
 	s.AddTool(listTool(), h.checked("list_scans", listArgs{}, nil, h.list))
 	s.AddTool(getTool(), h.checked("get_scan", idArgs{}, nil, h.get))
