@@ -89,13 +89,13 @@ func (a *App) ServeStdio(ctx context.Context, in io.Reader, out io.Writer, errLo
 // the grace period, the rest are cancelled (their records say so), and no
 // container is left.
 func (a *App) ServeHTTP(ctx context.Context, addr string) error {
-	s, _ := a.startServing(ctx, "the web view's approvals page, /approvals", false)
+	s, _ := a.startServing(ctx, "the web view's approvals page, /approvals", true)
 	defer func() { s.cancel(); s.wait() }()
 	cfg := a.opts.HTTP
 	cfg.Addr = addr
 	tag := a.scans.Image().Tag // for logs; scans and health use the ID
 	front, err := httpapi.New(cfg, httpapi.Deps{MCP: s.mcp, Delivery: s.delivery, Health: a.be.health, Metrics: a.meters.Handler(),
-		Refused: a.meters.Refused, Log: a.log, Scans: a.scans, AuditPath: a.opts.AuditPath, Watches: a.watches, Approvals: a.scans.Approvals()})
+		Refused: a.meters.Refused, Log: a.log, Scans: a.scans, AuditPath: a.opts.AuditPath, Watches: a.watches, Approvals: a.scans.Approvals(), Tasks: s.tasks})
 	if err != nil {
 		return err
 	}

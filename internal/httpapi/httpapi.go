@@ -152,6 +152,9 @@ func (c Config) Validate() error {
 type Deps struct {
 	MCP      *server.MCPServer
 	Delivery *mcpserver.Delivery
+	// Tasks, when set, answers MCP task requests (task-augmented
+	// nmap_scan, tasks/*) before mcp-go sees them.
+	Tasks *mcpserver.Tasks
 	// Health says why the server cannot scan, or nil.
 	Health  func(ctx context.Context) error
 	Metrics http.Handler
@@ -419,6 +422,19 @@ func (s *Server) guard(next http.Handler, mcpEndpoint bool) http.Handler {
 			defer leave()
 			if mcpserver.AnswerModernCancel(w, r) {
 				return
+			}
+			if s.d.Tasks != nil && r.Method == http.MethodPost {
+				// Task requests are answered from the scans service
+				// (mcpserver/tasks.go), not by mcp-go's in-memory tasks.
+				tctx := scans.WithClient(ctx, id.name)
+				if id.admin {
+					tctx = scans.WithAdmin(tctx)
+				}
+				if resp, ok := s.d.Tasks.Handle(tctx, body); ok {
+					w.Header().Set("Content-Type", "application/json")
+					_, _ = w.Write(resp)
+					return
+				}
 			}
 		}
 		next.ServeHTTP(w, r.WithContext(ctx))

@@ -85,6 +85,9 @@ type rpcError struct {
 // caller's client (scans.WithClient, scans.WithAdmin). tasks/result
 // blocks until the scan ends or ctx does.
 func (t *Tasks) Handle(ctx context.Context, raw []byte) (resp []byte, ok bool) {
+	if !bytes.Contains(raw, []byte("task")) {
+		return nil, false
+	}
 	var req rpcRequest
 	if json.Unmarshal(raw, &req) != nil || len(req.ID) == 0 || req.JSONRPC != "2.0" {
 		return nil, false
