@@ -78,6 +78,8 @@ type page struct {
 	Watches bool // the watches page exists
 	// Approvals: the approvals page exists.
 	Approvals bool
+	// Inventory: the inventory pages exist.
+	Inventory bool
 	Data      any
 }
 
@@ -88,6 +90,7 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, name string, se
 	}
 	p.Watches = h.cfg.Watches != nil
 	p.Approvals = h.cfg.Approvals != nil
+	p.Inventory = h.cfg.Inventory != nil
 	var b bytes.Buffer
 	if err := h.pages[name].ExecuteTemplate(&b, "layout", p); err != nil {
 		h.cfg.Log.Error("web: render page", "page", name, "err", err)

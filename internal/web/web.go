@@ -35,6 +35,7 @@ import (
 	"unicode"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/approval"
+	"github.com/nmap-mcp/nmap-mcp/internal/inventory"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 )
@@ -77,6 +78,8 @@ type Config struct {
 	// approver role (admins always may answer).
 	Approvals *approval.Store
 	Approver  func(client string) bool
+	// Inventory, when set, adds the inventory pages (inventory.go).
+	Inventory *inventory.Inventory
 	// AuditPath is the audit trail shown on the audit page ("" for none).
 	AuditPath string
 	Log       *slog.Logger
@@ -152,6 +155,9 @@ func New(cfg Config, sc Scans) (*Handler, error) {
 	mux.HandleFunc("GET /events", h.signed(h.events))
 	mux.HandleFunc("GET /approvals", h.signed(h.approvalsPage))
 	mux.HandleFunc("POST /approvals/{id}", h.signed(h.answer))
+	if err := h.addInventory(mux); err != nil {
+		return nil, err
+	}
 	h.mux = mux
 	return h, nil
 }
