@@ -95,7 +95,7 @@ func (a *App) ServeHTTP(ctx context.Context, addr string) error {
 	cfg.Addr = addr
 	tag := a.scans.Image().Tag // for logs; scans and health use the ID
 	front, err := httpapi.New(cfg, httpapi.Deps{MCP: s.mcp, Delivery: s.delivery, Health: a.be.health, Metrics: a.meters.Handler(),
-		Refused: a.meters.Refused, Log: a.log, Scans: a.scans, AuditPath: a.opts.AuditPath, Watches: a.watches, Approvals: a.scans.Approvals(), Tasks: s.tasks})
+		Refused: a.meters.Refused, Log: a.log, Scans: a.scans, AuditPath: a.opts.AuditPath, Watches: a.watches, Approvals: a.scans.Approvals(), Tasks: s.tasks, Inventory: a.inventory})
 	if err != nil {
 		return err
 	}

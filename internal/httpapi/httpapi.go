@@ -31,8 +31,9 @@ import (
 
 	"github.com/mark3labs/mcp-go/server"
 
-	"github.com/nmap-mcp/nmap-mcp/internal/mcpserver"
 	"github.com/nmap-mcp/nmap-mcp/internal/approval"
+	"github.com/nmap-mcp/nmap-mcp/internal/inventory"
+	"github.com/nmap-mcp/nmap-mcp/internal/mcpserver"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/web"
 )
@@ -167,6 +168,8 @@ type Deps struct {
 	// Approvals, when set, adds the web view's approvals page, where
 	// tokens with the approver role (or admin) answer.
 	Approvals *approval.Store
+	// Inventory, when set, adds the web view's inventory pages.
+	Inventory *inventory.Inventory
 	// Refused counts refusals by reason (optional).
 	Refused func(reason string)
 	Log     *slog.Logger
@@ -262,7 +265,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	mux.Handle("/mcp", s.guard(s.observe(s.mcp), true))
 	if d.Scans != nil {
 		view, err := web.New(web.Config{Authenticate: s.tokenIdentity, OriginAllowed: s.originAllowed, Secure: cfg.TLSCert != "",
-			AuditPath: d.AuditPath, Log: d.Log, Watches: d.Watches, Approvals: d.Approvals, Approver: s.approver}, d.Scans)
+			AuditPath: d.AuditPath, Log: d.Log, Watches: d.Watches, Approvals: d.Approvals, Approver: s.approver, Inventory: d.Inventory}, d.Scans)
 		if err != nil {
 			return nil, err
 		}
