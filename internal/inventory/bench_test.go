@@ -31,6 +31,10 @@ var products = []struct{ service, product string }{
 // genHosts makes n hosts from base, each with 20 ports (states mostly
 // open), products and versions; gen varies versions between scans.
 func genHosts(base netip.Addr, n, gen int, rng *rand.Rand) []results.Host {
+	return genHostsPorts(base, n, 20, gen, rng)
+}
+
+func genHostsPorts(base netip.Addr, n, nports, gen int, rng *rand.Rand) []results.Host {
 	hosts := make([]results.Host, n)
 	a := base
 	versions := make([]string, 40)
@@ -38,7 +42,7 @@ func genHosts(base netip.Addr, n, gen int, rng *rand.Rand) []results.Host {
 		versions[i] = fmt.Sprintf("%d.%dp%d", 6+i%5, i%10, i%3)
 	}
 	for i := range hosts {
-		ports := make([]results.Port, 20)
+		ports := make([]results.Port, nports)
 		perm := rng.Perm(len(commonPorts))
 		for j := range ports {
 			pr := products[rng.IntN(len(products))]
@@ -69,16 +73,20 @@ func dbSize(b *testing.B, inv *Inventory) int64 {
 // BenchmarkIngest65536 ingests one scan of 65,536 hosts × 20 ports:
 // into an empty inventory (first), and again a day later with versions
 // changed on about one port in twenty (rescan).
-func BenchmarkIngest65536(b *testing.B) { benchIngest(b, 65536) }
+func BenchmarkIngest65536(b *testing.B) { benchIngest(b, 65536, 20) }
 
-// BenchmarkIngest8192 is the same with 8,192 hosts, for quick checks.
-func BenchmarkIngest8192(b *testing.B) { benchIngest(b, 8192) }
+// BenchmarkIngest65536x3 is a /16 sweep's shape: 65,536 hosts with 3
+// listed ports each.
+func BenchmarkIngest65536x3(b *testing.B) { benchIngest(b, 65536, 3) }
 
-func benchIngest(b *testing.B, n int) {
+// BenchmarkIngest8192 is the first with 8,192 hosts, for quick checks.
+func BenchmarkIngest8192(b *testing.B) { benchIngest(b, 8192, 20) }
+
+func benchIngest(b *testing.B, n, nports int) {
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(1, 2))
 	base := netip.MustParseAddr("10.1.0.0")
-	first := genHosts(base, n, 0, rng)
+	first := genHostsPorts(base, n, nports, 0, rng)
 	for _, mode := range []string{"first", "rescan"} {
 		b.Run(mode, func(b *testing.B) {
 			for i := 0; i < b.N; i++ {

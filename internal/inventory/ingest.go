@@ -3,10 +3,8 @@ package inventory
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -115,10 +113,8 @@ func (inv *Inventory) Ingest(ctx context.Context, sc Scan) (Ingested, error) {
 				}
 			}
 			w.scan, w.client, w.at = scanRow, sc.Client, ms(sc.At)
-			for i := start; i < end; i++ {
-				if err := w.host(ctx, &hosts[i], &out); err != nil {
-					return err
-				}
+			if err := w.chunkHosts(ctx, hosts[start:end], &out); err != nil {
+				return err
 			}
 			if end >= len(hosts) {
 				_, err := w.tx.ExecContext(ctx, `UPDATE inv_scans SET hosts = ?, ports = ?, complete = 1 WHERE id = ?`, out.Hosts, out.Ports, scanRow)
@@ -139,13 +135,15 @@ func (inv *Inventory) Ingest(ctx context.Context, sc Scan) (Ingested, error) {
 
 // writer holds one ingest transaction and its prepared statements.
 type writer struct {
-	tx                                   *sql.Tx
-	scan                                 int64
-	client                               string
-	at                                   int64
-	selHost, insHost, updHost, touchHost *sql.Stmt
-	selPorts, insPort, updPort, touch    *sql.Stmt
-	insChange                            *sql.Stmt
+	tx                 *sql.Tx
+	scan               int64
+	client             string
+	at                 int64
+	updHost, touchHost *sql.Stmt
+	updPort            *sql.Stmt
+	// What a chunk writes in bulk (batch.go), as JSON rows.
+	changes, newPorts, touched []any
+	touchedHosts               []int64
 }
 
 // ingestCache is the page cache of the connection an ingest writes
@@ -168,20 +166,12 @@ func chunk(ctx context.Context, conn *sql.Conn, fn func(*writer) error) error {
 		s **sql.Stmt
 		q string
 	}{
-		{&w.selHost, `SELECT id, hostnames, os, os_accuracy, first_seen, last_seen, gone_at FROM inv_hosts WHERE akey = ? AND client = ?`},
-		{&w.insHost, `INSERT INTO inv_hosts (client, addr, akey, hostnames, hostnames_at, os, os_accuracy, os_at, first_seen, last_seen, last_scan, changed_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 		{&w.updHost, `UPDATE inv_hosts SET hostnames = ?, hostnames_at = max(hostnames_at, ?), os = ?, os_accuracy = ?, os_at = max(os_at, ?), last_seen = ?, last_scan = ?,
 			changed_at = max(changed_at, ?), gone_at = 0 WHERE id = ?`},
 		{&w.touchHost, `UPDATE inv_hosts SET first_seen = min(first_seen, ?) WHERE id = ?`},
-		{&w.selPorts, `SELECT proto, port, state, service, product, version, cpe, gone_at FROM inv_ports WHERE host_id = ?`},
-		{&w.insPort, `INSERT INTO inv_ports (host_id, proto, port, client, akey, state, state_at, service, service_at, product, version, vkey, cpe,
-			product_at, first_seen, last_seen, last_scan, changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 		{&w.updPort, `UPDATE inv_ports SET state = ?, state_at = iif(?, ?, state_at), service = ?, service_at = iif(?, ?, service_at),
 			product = ?, version = ?, vkey = ?, cpe = ?, product_at = iif(?, ?, product_at), last_seen = ?, last_scan = ?, changed_at = ?, gone_at = 0
 			WHERE host_id = ? AND proto = ? AND port = ?`},
-		{&w.touch, `UPDATE inv_ports SET last_seen = ?, last_scan = ? WHERE host_id = ? AND proto = ? AND port IN (SELECT value FROM json_each(?))`},
-		{&w.insChange, `INSERT INTO inv_changes (client, at, scan, akey, addr, proto, port, kind, from_v, to_v) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 	} {
 		if *p.s, err = tx.PrepareContext(ctx, p.q); err != nil {
 			return err
@@ -238,176 +228,6 @@ type portRow struct {
 	gone                                  int64
 }
 
-func (w *writer) change(ctx context.Context, ak []byte, addr, proto string, port int, kind, from, to string) error {
-	_, err := w.insChange.ExecContext(ctx, w.client, w.at, w.scan, ak, addr, proto, port, kind, bound(from, 512), bound(to, 512))
-	return err
-}
-
-// host ingests one host of the scan.
-func (w *writer) host(ctx context.Context, h *results.Host, out *Ingested) error {
-	if h.State != "up" || len(h.Addresses) == 0 {
-		return nil
-	}
-	a, ok := parseHost(h.Addresses[0])
-	if !ok {
-		return nil
-	}
-	addr, ak := a.String(), key(a)
-	out.Hosts++
-	out.Ports += len(h.Ports)
-	names := ""
-	if len(h.Hostnames) > 0 {
-		names = strings.Join(h.Hostnames, " ")
-	}
-	osName, osAcc := bestOS(h)
-
-	var (
-		id                          int64
-		oldNames, oldOS             string
-		oldAcc                      int
-		firstSeen, lastSeen, goneAt int64
-	)
-	err := w.selHost.QueryRowContext(ctx, ak, w.client).Scan(&id, &oldNames, &oldOS, &oldAcc, &firstSeen, &lastSeen, &goneAt)
-	if errors.Is(err, sql.ErrNoRows) {
-		res, err := w.insHost.ExecContext(ctx, w.client, addr, ak, names, w.at, osName, osAcc, w.at, w.at, w.at, w.scan, w.at)
-		if err != nil {
-			return err
-		}
-		if id, err = res.LastInsertId(); err != nil {
-			return err
-		}
-		out.NewHosts++
-		var open []string
-		for i := range h.Ports {
-			if p := &h.Ports[i]; p.State == "open" || p.State == "open|filtered" {
-				open = append(open, portSummary(p))
-			}
-		}
-		if err := w.change(ctx, ak, addr, "", 0, HostAppeared, "", strings.Join(open, ", ")); err != nil {
-			return err
-		}
-		out.Changes++
-		for i := range h.Ports {
-			if err := w.newPort(ctx, id, ak, &h.Ports[i]); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if w.at < lastSeen {
-		// A later scan saw this host already: keep its values.
-		out.Stale++
-		_, err := w.touchHost.ExecContext(ctx, w.at, id)
-		return err
-	}
-	changedAt := int64(0)
-	namesAt, osAt := int64(0), int64(0)
-	if goneAt != 0 {
-		if err := w.change(ctx, ak, addr, "", 0, HostAppeared, "gone", ""); err != nil {
-			return err
-		}
-		out.Changes++
-		out.NewHosts++
-		changedAt = w.at
-	}
-	if names != "" && names != oldNames {
-		if err := w.change(ctx, ak, addr, "", 0, Hostnames, oldNames, names); err != nil {
-			return err
-		}
-		out.Changes++
-		oldNames, namesAt, changedAt = names, w.at, w.at
-	}
-	if osName != "" && osName != oldOS {
-		if err := w.change(ctx, ak, addr, "", 0, OS, oldOS, osName); err != nil {
-			return err
-		}
-		out.Changes++
-		oldOS, osAt, changedAt = osName, w.at, w.at
-	}
-	if osName != "" {
-		oldAcc = osAcc
-	}
-	before := out.Changes
-	if err := w.ports(ctx, id, ak, addr, h, out); err != nil {
-		return err
-	}
-	if out.Changes > before {
-		changedAt = w.at // a port changed: so did the host
-	}
-	// hostnames_at and os_at keep their times unless the value changed
-	// (0 leaves them: max).
-	_, err = w.updHost.ExecContext(ctx, oldNames, namesAt, oldOS, oldAcc, osAt, w.at, w.scan, changedAt, id)
-	return err
-}
-
-// ports ingests the ports of a known host.
-func (w *writer) ports(ctx context.Context, id int64, ak []byte, addr string, h *results.Host, out *Ingested) error {
-	if len(h.Ports) == 0 {
-		return nil
-	}
-	known := map[portKey]portRow{}
-	rows, err := w.selPorts.QueryContext(ctx, id)
-	if err != nil {
-		return err
-	}
-	for rows.Next() {
-		var k portKey
-		var r portRow
-		if err := rows.Scan(&k.proto, &k.port, &r.state, &r.service, &r.product, &r.version, &r.cpe, &r.gone); err != nil {
-			rows.Close()
-			return err
-		}
-		known[k] = r
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	unchanged := map[string][]int{}
-	for i := range h.Ports {
-		p := &h.Ports[i]
-		k := portKey{p.Protocol, p.Port}
-		old, ok := known[k]
-		if !ok {
-			if err := w.newPort(ctx, id, ak, p); err != nil {
-				return err
-			}
-			if err := w.change(ctx, ak, addr, p.Protocol, p.Port, PortAppeared, "", portSummary(p)); err != nil {
-				return err
-			}
-			out.Changes++
-			continue
-		}
-		n, err := w.updatePort(ctx, id, ak, addr, p, old)
-		if err != nil {
-			return err
-		}
-		if n < 0 {
-			unchanged[p.Protocol] = append(unchanged[p.Protocol], p.Port)
-		} else {
-			out.Changes += n
-		}
-	}
-	for proto, ports := range unchanged {
-		slices.Sort(ports)
-		list, _ := json.Marshal(ports)
-		if _, err := w.touch.ExecContext(ctx, w.at, w.scan, id, proto, string(list)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (w *writer) newPort(ctx context.Context, hostID int64, ak []byte, p *results.Port) error {
-	cpe := strings.Join(p.CPE, " ")
-	_, err := w.insPort.ExecContext(ctx, hostID, p.Protocol, p.Port, w.client, ak, p.State, w.at, p.Service, w.at,
-		p.Product, p.Version, VersionKey(p.Version), cpe, w.at, w.at, w.at, w.scan, w.at)
-	return err
-}
-
 // updatePort applies a seen port to its row: it returns the changes
 // logged, or -1 when nothing changed (the caller touches it in bulk).
 func (w *writer) updatePort(ctx context.Context, hostID int64, ak []byte, addr string, p *results.Port, old portRow) (int, error) {
@@ -450,9 +270,7 @@ func (w *writer) updatePort(ctx context.Context, hostID int64, ak []byte, addr s
 		return -1, nil
 	}
 	for _, c := range chs {
-		if err := w.change(ctx, ak, addr, p.Protocol, p.Port, c.kind, c.from, c.to); err != nil {
-			return 0, err
-		}
+		w.change(ak, addr, p.Protocol, p.Port, c.kind, c.from, c.to)
 	}
 	_, err := w.updPort.ExecContext(ctx, p.State, stateCh, w.at, service, serviceCh, w.at, product, version, VersionKey(version), cpe,
 		productCh, w.at, w.at, w.scan, w.at, hostID, p.Protocol, p.Port)

@@ -27,6 +27,10 @@ func TestQueryPlans(t *testing.T) {
 			[]any{"c", lo, hi}, "INDEX inv_hosts_"},
 		{`SELECT p.host_id FROM json_each(?) j CROSS JOIN inv_ports p ON p.host_id = j.value WHERE +p.port = ? AND +p.state = ? AND +p.client = ? AND substr(+p.vkey, 1, 2) = ?`,
 			[]any{"[1,2]", 3389, "open", "c", "x"}, "PRIMARY KEY (host_id=?)"},
+		{touchPorts, []any{1, 2, `[[1,"tcp",22]]`}, "PRIMARY KEY (host_id=? AND proto=? AND port=?)"},
+		{touchHosts, []any{1, 2, `[1]`}, "INTEGER PRIMARY KEY (rowid=?)"},
+		{selHosts, []any{"c", `["00"]`}, "INDEX inv_hosts_client (client=? AND akey=?)"},
+		{selPorts, []any{`[1]`}, "PRIMARY KEY (host_id=?)"},
 	} {
 		rows, err := inv.db.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+q.s, q.args...)
 		if err != nil {
