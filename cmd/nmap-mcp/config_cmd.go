@@ -38,6 +38,9 @@ func cmdConfig(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		fmt.Fprintf(stdout, "# %s is valid. Effective settings (before environment variables and flags):\n%s\n# policy\n%s", args[1], out, pol.Describe())
+		if r, err := c.Resolve(); err == nil {
+			fmt.Fprintf(stdout, "\n# %s\n", r.Approval.Describe())
+		}
 		for _, w := range c.Warnings() {
 			fmt.Fprintf(stderr, "warning: %s\n", w)
 		}
