@@ -12,6 +12,9 @@
 #           writes $STATE/env (KUBECONFIG, the image pinned by digest).
 #   down    stops everything and removes the namespace, mounts and state.
 #   status  says whether the cluster answers.
+#   apiserver stop|start
+#           kills the API server, or starts it again as up does (for
+#           the tests of an API server restart mid-scan).
 #
 # Network: everything runs in the network namespace "nmap-mcp-kube". A veth
 # pair joins it to the host (host 10.209.0.1, node 10.209.0.2) only so that
@@ -265,6 +268,49 @@ node_ready() {
 }
 default_sa() { api /api/v1/namespaces/default/serviceaccounts/default; }
 
+start_apiserver() { # bin
+	start kube-apiserver "$1/kube-apiserver" --etcd-servers http://127.0.0.1:2379 \
+		--advertise-address "$NODE_IP" --bind-address "$NODE_IP" --secure-port 6443 \
+		--tls-cert-file "$STATE/pki/apiserver.crt" --tls-private-key-file "$STATE/pki/apiserver.key" \
+		--client-ca-file "$STATE/pki/ca.crt" \
+		--kubelet-client-certificate "$STATE/pki/admin.crt" --kubelet-client-key "$STATE/pki/admin.key" \
+		--service-account-key-file "$STATE/pki/sa.pub" --service-account-signing-key-file "$STATE/pki/sa.key" \
+		--service-account-issuer https://kubernetes.default.svc \
+		--service-cluster-ip-range "$SVC_CIDR" --authorization-mode Node,RBAC \
+		--kubelet-preferred-address-types InternalIP \
+		--allow-privileged=false --profiling=false -v 1
+}
+
+# apiserver stop|start: for the fault tests (issue 26), kill the running
+# cluster's API server (SIGKILL, as a crash) or start it again the same way
+# as up does and wait until it is ready.
+apiserver() {
+	need_root
+	[ -f "$STATE/env" ] || { log "the cluster is not up"; exit 1; }
+	case "${1:-}" in
+	stop)
+		local f=$STATE/pid/kube-apiserver pid
+		[ -f "$f" ] || { log "the API server is not running"; return 0; }
+		pid=$(cat "$f")
+		kill -KILL "$pid" 2>/dev/null || true
+		for _ in $(seq 1 40); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.25
+		done
+		rm -f "$f"
+		;;
+	start)
+		[ ! -f "$STATE/pid/kube-apiserver" ] || { log "the API server runs already"; return 0; }
+		start_apiserver "$(bash scripts/kube-build.sh)"
+		wait_for "the API server" 90 api /readyz
+		;;
+	*)
+		echo "usage: scripts/kube.sh apiserver stop|start" >&2
+		exit 2
+		;;
+	esac
+}
+
 up() {
 	need_root
 	if [ -f "$STATE/env" ] && api /readyz >/dev/null 2>&1; then
@@ -288,16 +334,7 @@ up() {
 		--listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
 		--initial-cluster nmap-mcp-kube=http://127.0.0.1:2380 --log-level warn
 	start containerd containerd --config "$STATE/containerd/config.toml"
-	start kube-apiserver "$bin/kube-apiserver" --etcd-servers http://127.0.0.1:2379 \
-		--advertise-address "$NODE_IP" --bind-address "$NODE_IP" --secure-port 6443 \
-		--tls-cert-file "$STATE/pki/apiserver.crt" --tls-private-key-file "$STATE/pki/apiserver.key" \
-		--client-ca-file "$STATE/pki/ca.crt" \
-		--kubelet-client-certificate "$STATE/pki/admin.crt" --kubelet-client-key "$STATE/pki/admin.key" \
-		--service-account-key-file "$STATE/pki/sa.pub" --service-account-signing-key-file "$STATE/pki/sa.key" \
-		--service-account-issuer https://kubernetes.default.svc \
-		--service-cluster-ip-range "$SVC_CIDR" --authorization-mode Node,RBAC \
-		--kubelet-preferred-address-types InternalIP \
-		--allow-privileged=false --profiling=false -v 1
+	start_apiserver "$bin"
 	wait_for "the API server" 90 api /readyz
 	kubeconfig "$STATE/kubeconfig" "https://$NODE_IP:6443"
 	start kube-controller-manager "$bin/kube-controller-manager" --kubeconfig "$STATE/kubeconfig" \
@@ -391,8 +428,9 @@ case "${1:-}" in
 up) up ;;
 down) down ;;
 status) status ;;
+apiserver) apiserver "${2:-}" ;;
 *)
-	echo "usage: scripts/kube.sh up|down|status" >&2
+	echo "usage: scripts/kube.sh up|down|status|apiserver stop|start" >&2
 	exit 2
 	;;
 esac

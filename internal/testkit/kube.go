@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -458,4 +461,34 @@ func KubeMain(code int) int {
 		return 1
 	}
 	return code
+}
+
+// kubeScript is scripts/kube.sh of this checkout.
+func kubeScript() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "scripts", "kube.sh")
+}
+
+// StopAPIServer kills the test cluster's API server (as a crash); the
+// rest of the cluster runs on. It is started again when the test ends if
+// the test did not (StartAPIServer).
+func (k *Kube) StopAPIServer(t testing.TB) {
+	t.Helper()
+	if out, err := exec.Command("bash", kubeScript(), "apiserver", "stop").CombinedOutput(); err != nil {
+		t.Fatalf("stop the API server: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("bash", kubeScript(), "apiserver", "start").CombinedOutput(); err != nil {
+			t.Errorf("start the API server again: %v: %s", err, out)
+		}
+	})
+}
+
+// StartAPIServer starts the test cluster's API server again, as
+// scripts/kube.sh up does, and returns once it is ready.
+func (k *Kube) StartAPIServer(t testing.TB) {
+	t.Helper()
+	if out, err := exec.Command("bash", kubeScript(), "apiserver", "start").CombinedOutput(); err != nil {
+		t.Fatalf("start the API server: %v: %s", err, out)
+	}
 }
