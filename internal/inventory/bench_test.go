@@ -15,7 +15,7 @@ import (
 // Benchmarks (not timed tests) of the inventory at scale, through the
 // real ingest path from generated results. Run:
 //
-//	go test -run '^$' -bench . -benchtime 20x ./internal/inventory/
+//	go test -short -run '^$' -bench . -benchtime 5x ./internal/inventory/
 //
 // No engine is needed.
 
