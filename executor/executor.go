@@ -373,13 +373,15 @@ func (e *Executor) finishInBackground(id string, hc *container.HostConfig, hijac
 func (e *Executor) Close(ctx context.Context) error {
 	// Removals still retrying (the engine is away) try once more and give
 	// up: the server is closing.
+	var errs []error
 	if err := e.track.Wait(ctx, "container removals"); err != nil {
-		return err
+		errs = append(errs, err)
 	}
 	if abandoned := e.track.Abandoned(); len(abandoned) > 0 {
-		return fmt.Errorf("containers %s were not removed (the engine did not answer); the next start-up sweep removes them", strings.Join(abandoned, ", "))
+		// The fences are still closed below: a server closing with the
+		// engine away must not leave its fencers and warden too.
+		errs = append(errs, fmt.Errorf("containers %s were not removed (the engine did not answer); the next start-up sweep removes them", strings.Join(abandoned, ", ")))
 	}
-	var errs []error
 	if e.fencer != nil {
 		errs = append(errs, e.fencer.Close(ctx))
 	}

@@ -30,14 +30,19 @@ type Tracker struct {
 	mu        sync.Mutex
 	pending   map[string]struct{}
 	abandoned []string
-	wg        sync.WaitGroup
-	stop      chan struct{}
-	stopOnce  sync.Once
+	// active counts background work; idle is closed while it is 0 (work
+	// may start while Wait waits, which a sync.WaitGroup forbids).
+	active   int
+	idle     chan struct{}
+	stop     chan struct{}
+	stopOnce sync.Once
 }
 
 // New returns an empty tracker.
 func New() *Tracker {
-	return &Tracker{pending: map[string]struct{}{}, stop: make(chan struct{})}
+	idle := make(chan struct{})
+	close(idle)
+	return &Tracker{pending: map[string]struct{}{}, idle: idle, stop: make(chan struct{})}
 }
 
 // Add records id as started and not yet gone.
@@ -62,11 +67,24 @@ func (t *Tracker) Pending() []string {
 	return slices.Sorted(maps.Keys(t.pending))
 }
 
-// Go runs f in the background; Wait waits for it.
+// Go runs f in the background; Wait waits for it, and for work started
+// while it waits.
 func (t *Tracker) Go(f func()) {
-	t.wg.Add(1)
+	t.mu.Lock()
+	if t.active == 0 {
+		t.idle = make(chan struct{})
+	}
+	t.active++
+	t.mu.Unlock()
 	go func() {
-		defer t.wg.Done()
+		defer func() {
+			t.mu.Lock()
+			t.active--
+			if t.active == 0 {
+				close(t.idle)
+			}
+			t.mu.Unlock()
+		}()
 		f()
 	}()
 }
@@ -95,12 +113,18 @@ func (t *Tracker) Abandoned() []string {
 // removals".
 func (t *Tracker) Wait(ctx context.Context, what string) error {
 	t.stopOnce.Do(func() { close(t.stop) })
-	done := make(chan struct{})
-	go func() { t.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("wait for %s (still pending: %v): %w", what, t.Pending(), ctx.Err())
+	for {
+		t.mu.Lock()
+		idle, active := t.idle, t.active
+		t.mu.Unlock()
+		if active == 0 {
+			return nil
+		}
+		select {
+		case <-idle:
+			// Work may have started since: look again.
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %s (still pending: %v): %w", what, t.Pending(), ctx.Err())
+		}
 	}
 }

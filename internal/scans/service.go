@@ -400,16 +400,27 @@ func (s *Service) Close(ctx context.Context) error {
 	s.bgCancel()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
+	var waitErr error
 	select {
 	case <-done:
 	case <-ctx.Done():
-		return fmt.Errorf("wait for scans to stop: %w", ctx.Err())
+		// A scan still retrying its end (storage away) must not keep the
+		// runner open: its fencers, warden and pending removals are closed
+		// all the same, on a bound of their own.
+		waitErr = fmt.Errorf("wait for scans to stop: %w", ctx.Err())
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), runnerCloseGrace)
+		defer cancel()
 	}
 	if s.d.Runner == nil {
-		return nil
+		return waitErr
 	}
-	return s.d.Runner.Close(ctx)
+	return errors.Join(waitErr, s.d.Runner.Close(ctx))
 }
+
+// runnerCloseGrace bounds the runner's Close after the wait for scans
+// gave up.
+const runnerCloseGrace = 30 * time.Second
 
 // Explainer answers for targets without scanning; *policy.Policy is one.
 type Explainer interface {

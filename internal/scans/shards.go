@@ -40,7 +40,8 @@ func (r *run) runJob(ctx context.Context, job executor.Job) (*executor.Result, e
 // at once (0: all). Their XML reaches job.Stdout merged live (see Stream),
 // their stderr line by line with a "[shard I/N]" prefix. Cancelling ctx
 // cancels every shard; a shard that fails does not stop the others. The
-// Result is the merged run's: the merged XML as Stdout, the earliest
+// Result is the merged run's: the merged XML as Stdout (its first
+// MaxOutput bytes, the rest counted in DroppedStdout), the earliest
 // start and latest exit, TimedOut, Canceled and OOMKilled when any shard
 // was; the error is nil only when every shard succeeded, otherwise the
 // first failing shard's (errors.As finds its type), naming the shard and
@@ -54,24 +55,40 @@ func runShards(ctx context.Context, inner executor.Runner, job executor.Job, blo
 	if parallel <= 0 || parallel > n {
 		parallel = n
 	}
-	var merged shardBuffer
-	stdout := io.Writer(&merged)
-	if job.Stdout != nil {
-		stdout = io.MultiWriter(&merged, job.Stdout)
+	maxOut := job.MaxOutput
+	if maxOut <= 0 {
+		maxOut = 4 << 20 // the Docker runner's default bound per stream
 	}
-	stream := shard.NewStream(stdout, blocks, job.MaxOutput)
+	merged := &shardBuffer{limit: maxOut}
+	stdout := io.Writer(merged)
+	if job.Stdout != nil {
+		stdout = io.MultiWriter(merged, job.Stdout)
+	}
+	stream := shard.NewStream(stdout, blocks, maxOut)
 	if len(job.Spec.Command) > 3 {
 		// The run's args name every target, as one nmap's would.
 		stream.SetArgs(strings.Join(job.Spec.Command[3:], " "))
 	}
 	var (
-		mu               sync.Mutex
-		results          = make([]*executor.Result, n)
-		errs             = make([]error, n)
-		started, removed int
-		wg               sync.WaitGroup
-		sem              = make(chan struct{}, parallel)
+		mu            sync.Mutex
+		results       = make([]*executor.Result, n)
+		errs          = make([]error, n)
+		started       int
+		created, gone = make([]bool, n), make([]bool, n)
+		goneSent      bool
+		wg            sync.WaitGroup
+		sem           = make(chan struct{}, parallel)
 	)
+	// allGone marks shard i's container gone and reports whether it was
+	// the last (mu held): the scan's containers are gone, once.
+	allGone := func(i int) bool {
+		gone[i] = true
+		if goneSent || slices.Contains(gone, false) {
+			return false
+		}
+		goneSent = true
+		return true
+	}
 	errw := &shardLines{w: job.Stderr}
 	for i := range blocks {
 		spec := job.Spec
@@ -103,9 +120,10 @@ func runShards(ctx context.Context, inner executor.Runner, job executor.Job, blo
 				case executor.StepStarted:
 					started++
 					forward = started == 1 // the scan starts with its first shard
+				case executor.StepCreated:
+					created[i] = true
 				case executor.StepRemoved, executor.StepAbandoned:
-					removed++
-					forward = removed == n // gone when the last shard is
+					forward = allGone(i) // gone when the last shard is
 				}
 				mu.Unlock()
 				ev.Detail = strings.TrimSpace(tag + " " + ev.Detail)
@@ -131,7 +149,13 @@ func runShards(ctx context.Context, inner executor.Runner, job executor.Job, blo
 			}
 			mu.Lock()
 			results[i], errs[i] = res, err
+			// A shard that never made a container (refused fence, failed
+			// create, cancelled while waiting) has none to wait for.
+			last := !created[i] && !gone[i] && allGone(i)
 			mu.Unlock()
+			if last && job.OnEvent != nil {
+				job.OnEvent(executor.Event{Step: executor.StepRemoved, Detail: "every shard's container is gone", At: time.Now()})
+			}
 		}(i)
 	}
 	wg.Wait()
@@ -139,12 +163,10 @@ func runShards(ctx context.Context, inner executor.Runner, job executor.Job, blo
 	for i, err := range errs {
 		failed[i] = err != nil
 	}
-	if err := stream.Close(failed); err != nil && job.Stdout != nil {
-		errw.flush()
-		return combineShards(results, merged.Bytes()), fmt.Errorf("merge the shards' XML: %w", err)
-	}
+	mergeErr := stream.Close(failed)
 	errw.flush()
 	res := combineShards(results, merged.Bytes())
+	res.DroppedStdout = merged.dropped
 	for i, err := range errs {
 		if err != nil {
 			var missing []string
@@ -157,6 +179,9 @@ func runShards(ctx context.Context, inner executor.Runner, job executor.Job, blo
 			}
 			return res, &ShardError{Shard: i + 1, Of: n, Missing: missing, Err: err}
 		}
+	}
+	if mergeErr != nil {
+		return res, fmt.Errorf("merge the shards' XML: %w", mergeErr)
 	}
 	return res, nil
 }
@@ -224,16 +249,21 @@ func blockStrings(blocks []netip.Prefix) []string {
 	return out
 }
 
-// shardBuffer is a bytes buffer safe for concurrent use.
+// shardBuffer keeps the first limit bytes written to it, counting the
+// rest; it is safe for concurrent use.
 type shardBuffer struct {
-	mu sync.Mutex
-	b  []byte
+	mu      sync.Mutex
+	b       []byte
+	limit   int   // bytes kept, as the runner keeps MaxOutput of a stream
+	dropped int64 // bytes past limit
 }
 
 func (s *shardBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.b = append(s.b, p...)
+	keep := min(len(p), max(s.limit-len(s.b), 0))
+	s.b = append(s.b, p[:keep]...)
+	s.dropped += int64(len(p) - keep)
 	return len(p), nil
 }
 

@@ -74,42 +74,48 @@ type Stream struct {
 	next     int // the first shard not yet done: its hosts pass live
 	start    int64
 	maxHeld  int
-	args     string
-	closed   bool
-	werr     error
+	// heldTotal is the bytes all shards hold back; unordered counts
+	// hosts passed on early because holding them would pass maxHeld.
+	heldTotal int
+	unordered int
+	args      string
+	closed    bool
+	werr      error
 }
 
 type part struct {
-	s       *Stream
-	i       int
-	blocks  []netip.Prefix
-	line    []byte // the unfinished line
-	head    []byte // header lines until the first body element
-	inHead  bool
-	block   []byte // the host or runstats being read
-	inHost  bool
-	inStats bool
-	held    [][]byte // finished hosts waiting for earlier shards
-	heldN   int
-	dropped int
-	tasks   map[string]float64
-	ended   map[string]bool
-	done    bool // </nmaprun> seen, or Close
-	stats   bool // runstats seen
-	up      int
-	down    int
-	hosts   int
-	started int64
-	fin     int64
+	s        *Stream
+	i        int
+	blocks   []netip.Prefix
+	line     []byte // the unfinished line
+	head     []byte // header lines until the first body element
+	inHead   bool
+	block    []byte // the host or runstats being read
+	inHost   bool
+	inStats  bool
+	held     [][]byte // finished hosts waiting for earlier shards
+	heldN    int
+	dropped  int
+	cut      int  // hosts dropped with an over-long line
+	skipping bool // the rest of an over-long line is being dropped
+	tasks    map[string]float64
+	ended    map[string]bool
+	done     bool // </nmaprun> seen, or Close
+	stats    bool // runstats seen
+	up       int
+	down     int
+	hosts    int
+	started  int64
+	fin      int64
 }
 
 // NewStream returns a merger of len(blocks) shards into out; maxHeld
-// bounds the bytes of finished hosts one shard may hold back while
-// earlier shards run (0: 64 MiB); hosts beyond it are dropped and counted
-// in the run's error message.
+// bounds the bytes of finished hosts all shards together hold back while
+// earlier shards run (0: 4 MiB); a host that would pass it is passed on at
+// once, out of the targets' order, instead.
 func NewStream(out io.Writer, blocks [][]netip.Prefix, maxHeld int) *Stream {
 	if maxHeld <= 0 {
-		maxHeld = 64 << 20
+		maxHeld = 4 << 20
 	}
 	s := &Stream{out: out, maxHeld: maxHeld}
 	for i, b := range blocks {
@@ -140,18 +146,49 @@ func (p *part) Write(b []byte) (int, error) {
 	for len(b) > 0 {
 		i := bytes.IndexByte(b, '\n')
 		if i < 0 {
-			p.line = append(p.line, b...)
-			if len(p.line) > 1<<20 {
-				p.line = p.line[:0] // no nmap line is this long: drop it
+			if !p.skipping {
+				p.line = append(p.line, b...)
+				// Too long: the rest of it, up to its newline, goes too.
+				p.skipping = p.overlong()
 			}
 			break
 		}
+		if p.skipping {
+			// The end of a line too long to keep: none of it is used.
+			p.skipping = false
+			b = b[i+1:]
+			continue
+		}
 		p.line = append(p.line, b[:i+1]...)
 		b = b[i+1:]
+		if p.overlong() {
+			continue
+		}
 		p.onLine(p.line)
 		p.line = p.line[:0]
 	}
 	return n, s.werr
+}
+
+// maxLine bounds one line of a shard's XML. nmap writes an element per
+// line and escapes newlines in script output, so a script that returns a
+// large page (an HTTP body is at most 2 MiB, escaped at most about 6) makes
+// a long line; a longer one is dropped whole, with the host it belongs to.
+const maxLine = 16 << 20
+
+// overlong drops the line being read when it passes maxLine, and the host
+// it is part of (a host cut mid-way would break the document); it reports
+// whether it did.
+func (p *part) overlong() bool {
+	if len(p.line) <= maxLine {
+		return false
+	}
+	p.line = p.line[:0]
+	if p.inHost {
+		p.inHost, p.block = false, nil
+		p.cut++
+	}
+	return true
 }
 
 var (
@@ -261,12 +298,20 @@ func (p *part) finishHost(h []byte) {
 		s.write(h)
 		return
 	}
-	if p.heldN+len(h) > s.maxHeld {
+	if s.heldTotal+len(h) > s.maxHeld {
+		// Holding more would pass the bound: pass it on now, out of the
+		// targets' order, rather than lose it.
+		if s.headDone {
+			s.write(h)
+			s.unordered++
+			return
+		}
 		p.dropped++
 		return
 	}
 	p.held = append(p.held, append([]byte(nil), h...))
 	p.heldN += len(h)
+	s.heldTotal += len(h)
 }
 
 // task aggregates one taskbegin, taskprogress or taskend line.
@@ -326,6 +371,7 @@ func (s *Stream) flushReady() {
 		for _, h := range q.held {
 			s.write(h)
 		}
+		s.heldTotal -= q.heldN
 		q.held, q.heldN = nil, 0
 		if !q.done {
 			return
@@ -356,7 +402,7 @@ func (s *Stream) Close(failed []bool) error {
 		return fmt.Errorf("merge shards: no shard wrote an <nmaprun> start")
 	}
 	var missing []string
-	var up, down, dropped int
+	var up, down, dropped, cut int
 	fin := int64(0)
 	for i, p := range s.parts {
 		p.done = true
@@ -375,6 +421,7 @@ func (s *Stream) Close(failed []bool) error {
 			up += p.hosts // nmap writes a <host> for hosts that are up
 		}
 		dropped += p.dropped
+		cut += p.cut
 		fin = max(fin, p.fin)
 	}
 	s.flushReady()
@@ -393,7 +440,10 @@ func (s *Stream) Close(failed []bool) error {
 		why = append(why, "shards did not finish; missing blocks: "+strings.Join(missing, ", "))
 	}
 	if dropped > 0 {
-		why = append(why, fmt.Sprintf("%d finished hosts dropped (held back beyond the bound)", dropped))
+		why = append(why, fmt.Sprintf("%d finished hosts dropped (held back beyond the bound before any shard began)", dropped))
+	}
+	if cut > 0 {
+		why = append(why, fmt.Sprintf("%d hosts dropped with an XML line longer than %d MiB", cut, maxLine>>20))
 	}
 	if len(why) > 0 {
 		exit = "error"

@@ -35,6 +35,9 @@ func Split(prefixes []netip.Prefix, n int) ([][]netip.Prefix, error) {
 		if err != nil {
 			return nil, err
 		}
+		if total+size < total {
+			return nil, fmt.Errorf("prefixes: more than 2^64 addresses in all; too many to split")
+		}
 		total += size
 	}
 	if total == 0 {
