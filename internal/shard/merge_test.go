@@ -133,3 +133,26 @@ func TestStreamLive(t *testing.T) {
 		t.Errorf("merged run:\n%s", doc)
 	}
 }
+
+// An over-long line that arrives whole in one write is dropped with its
+// host; the next line is read as usual (unit test).
+func TestStreamOverlongLineInOneWrite(t *testing.T) {
+	multi := string(fixture(t, "multi-host.xml"))
+	i := strings.Index(multi, "<hostnames>\n<hostname name=\"localhost\"")
+	if i < 0 {
+		t.Fatal("fixture changed")
+	}
+	long := multi[:i] + "<os>" + strings.Repeat("x", maxLine+10) + "</os>\n" + multi[i:]
+	var out bytes.Buffer
+	s := NewStream(&out, [][]netip.Prefix{nil}, 0)
+	if _, err := s.Part(0).Write([]byte(long)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close([]bool{false}); err != nil {
+		t.Fatal(err)
+	}
+	r := decode(t, out.Bytes())
+	if len(r.Hosts) != 2 || !strings.Contains(out.String(), "1 hosts dropped with an XML line longer than 16 MiB") {
+		t.Fatalf("%d hosts; runstats %s", len(r.Hosts), out.String()[strings.Index(out.String(), "<runstats>"):])
+	}
+}
