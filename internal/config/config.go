@@ -41,6 +41,8 @@ type Config struct {
 	Audit      Audit      `yaml:"audit"`
 	HTTP       HTTP       `yaml:"http"`
 	Watches    Watches    `yaml:"watches"`
+	// Inventory tunes the inventory built from every finished scan.
+	Inventory Inventory `yaml:"inventory"`
 	// Approval says which scans need a person's yes before they run
 	// (see internal/approval); empty: none.
 	Approval approval.Config `yaml:"approval"`
@@ -63,6 +65,13 @@ type Kubernetes struct {
 	// nodes, relative to the kubelet's seccomp directory; empty: the
 	// runtime's default profile.
 	SeccompProfile string `yaml:"seccomp_profile"`
+}
+
+// Inventory tunes the inventory (internal/inventory).
+type Inventory struct {
+	// GoneAfter is how long a host or port may go unseen before it is
+	// marked gone ("30d", "720h"; "" for the default, 30 days).
+	GoneAfter string `yaml:"gone_after"`
 }
 
 // Watches configures scheduled rescans.

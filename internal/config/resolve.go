@@ -9,6 +9,7 @@ import (
 	units "github.com/docker/go-units"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/approval"
+	"github.com/nmap-mcp/nmap-mcp/internal/inventory"
 	"github.com/nmap-mcp/nmap-mcp/internal/policy"
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
 	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
@@ -36,6 +37,8 @@ type Resolved struct {
 	MaxXML int64
 	// Keep is store.keep; the zero Keep keeps everything.
 	Keep store.Keep
+	// InventoryGoneAfter is inventory.gone_after.
+	InventoryGoneAfter time.Duration
 	// QueueWait is queue.timeout_seconds; 0: no bound.
 	QueueWait time.Duration
 	// Concurrency is queue.max_concurrent, 0 resolved to the number of
@@ -93,6 +96,10 @@ func (c Config) Resolve() (Resolved, error) {
 	}
 	if err := c.checkWatches(); err != nil {
 		return Resolved{}, err
+	}
+	if r.InventoryGoneAfter, err = inventory.ParseGoneAfter(c.Inventory.GoneAfter); err != nil {
+		return Resolved{}, &KeyError{Key: "inventory.gone_after", Value: c.Inventory.GoneAfter,
+			Rule: "give a number of days (30d) or a duration of at least an hour (720h), or leave it empty for 30 days"}
 	}
 	if r.Keep, err = store.ParseKeep(c.Store.Keep); err != nil {
 		return Resolved{}, &KeyError{Key: "store.keep", Value: c.Store.Keep,

@@ -28,6 +28,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -220,4 +222,22 @@ func fromMS(v int64) time.Time {
 		return time.Time{}
 	}
 	return time.UnixMilli(v).UTC()
+}
+
+// ParseGoneAfter reads inventory.gone_after: a number of days ("30d")
+// or a duration of at least an hour ("720h"); "" is DefaultGoneAfter.
+func ParseGoneAfter(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return DefaultGoneAfter, nil
+	}
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		if n, err := strconv.Atoi(d); err == nil && n >= 1 {
+			return time.Duration(n) * 24 * time.Hour, nil
+		}
+	}
+	if d, err := time.ParseDuration(s); err == nil && d >= time.Hour {
+		return d, nil
+	}
+	return 0, fmt.Errorf("%q: give a number of days (30d) or a duration of at least an hour (720h)", s)
 }
