@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/nmap-mcp/nmap-mcp/internal/export"
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
@@ -16,9 +17,11 @@ import (
 func cmdScans(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	const usage = `Usage:
   nmap-mcp scans list [--target T] [--status S] [--since 24h] [--limit N]
-  nmap-mcp scans show [--json|--xml|--html] ID
-  nmap-mcp scans diff [--html] ID_A ID_B
-  nmap-mcp scans diff [--html] --target T      (its latest two finished scans)
+  nmap-mcp scans show [--json|--xml|--html|--csv] ID
+  nmap-mcp scans diff [--html|--csv|--json] ID_A ID_B
+  nmap-mcp scans diff [--html|--csv|--json] --target T      (its latest two finished scans)
+
+--xml is nmap's own XML, the format DefectDojo's "Nmap Scan" import reads.
 `
 	sub, fs, set, ok, err := subcommand("scans", usage, args, stderr)
 	if !ok {
@@ -31,6 +34,7 @@ func cmdScans(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	asJSON := fs.Bool("json", false, "print the full record as JSON (show)")
 	asXML := fs.Bool("xml", false, "print nmap's raw XML (show)")
 	asHTML := fs.Bool("html", false, "write a standalone HTML page, e.g. > report.html (show, diff)")
+	asCSV := fs.Bool("csv", false, "print CSV: one row per port (show) or per change (diff)")
 	fs.Usage = func() { fmt.Fprint(stderr, usage+"\nFlags:\n"); fs.PrintDefaults() }
 	// Flags may come before or after the ids ("scans show ID --html").
 	pos, err := parseInterleaved(fs, args[1:])
@@ -90,6 +94,9 @@ func cmdScans(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if *asHTML {
 			return web.Report(stdout, rec)
 		}
+		if *asCSV {
+			return export.ScanCSV(stdout, rec.ID, rec.Result)
+		}
 		if *asJSON {
 			enc := json.NewEncoder(stdout)
 			enc.SetIndent("", "  ")
@@ -111,6 +118,12 @@ func cmdScans(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		if *asHTML {
 			return web.DiffReport(stdout, ra, rb)
+		}
+		switch {
+		case *asCSV:
+			return export.DiffCSV(stdout, ra.ID, rb.ID, results.Compare(ra.Result, rb.Result))
+		case *asJSON:
+			return export.DiffJSON(stdout, ra.ID, rb.ID, results.Compare(ra.Result, rb.Result))
 		}
 		fmt.Fprintf(stdout, "Changes from scan %s to scan %s:\n%s", ra.ID, rb.ID, results.DiffText(results.Compare(ra.Result, rb.Result)))
 		return nil
