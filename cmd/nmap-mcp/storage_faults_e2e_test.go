@@ -5,14 +5,12 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -23,6 +21,8 @@ import (
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
+
+	"github.com/nmap-mcp/nmap-mcp/internal/testkit/faultfs"
 )
 
 // Storage faults injected for real under a running `nmap-mcp serve`
@@ -42,69 +42,7 @@ import (
 func storageNeedRoot(t *testing.T) {
 	t.Helper()
 	testkit.NeedEngine(t)
-	if os.Geteuid() != 0 {
-		msg := fmt.Sprintf("mounting a tmpfs or a read-only bind mount needs root (euid %d)", os.Geteuid())
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg + "; it is required under CI")
-		}
-		t.Skip(msg)
-	}
-}
-
-func storageSh(t *testing.T, name string, args ...string) {
-	t.Helper()
-	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-}
-
-func storageMounted(dir string) bool {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && f[4] == dir {
-			return true
-		}
-	}
-	return false
-}
-
-func storageUnmountAll(t *testing.T, dir string) {
-	for i := 0; storageMounted(dir) && i < 50; i++ {
-		if err := exec.Command("umount", dir).Run(); err != nil {
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	for i := 0; storageMounted(dir) && i < 20; i++ {
-		_ = exec.Command("umount", "-l", dir).Run()
-	}
-	if storageMounted(dir) {
-		t.Errorf("%s is still mounted", dir)
-	}
-}
-
-// storageTmpfs mounts a tmpfs of size on a new temporary folder.
-func storageTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	dir := t.TempDir() // removed after the unmount (cleanups run last first)
-	storageSh(t, "mount", "-t", "tmpfs", "-o", "size="+size+",mode=0700", "tmpfs", dir)
-	t.Cleanup(func() { storageUnmountAll(t, dir) })
-	return dir
-}
-
-// storageReadOnly makes dir read-only for every open from now on, root's
-// too (a read-only bind mount over itself; files already open stay
-// writable, and the kernel refuses to remount a disk read-only while
-// files on it are open for writing). The returned func remounts it
-// read-write.
-func storageReadOnly(t *testing.T, dir string) func() {
-	t.Helper()
-	storageSh(t, "mount", "--bind", dir, dir)
-	t.Cleanup(func() { storageUnmountAll(t, dir) })
-	storageSh(t, "mount", "-o", "remount,bind,ro", dir)
-	return func() { storageSh(t, "mount", "-o", "remount,bind,rw", dir) }
+	faultfs.NeedRoot(t)
 }
 
 // storageServer is `nmap-mcp serve` with its history and trail where the
@@ -325,12 +263,12 @@ func TestServeStoreLocked(t *testing.T) {
 // and tools still answer; once the folder is writable again, scans work.
 func TestServeStoreReadOnly(t *testing.T) {
 	storageNeedRoot(t)
-	storeDir := storageTmpfs(t, "32m")
+	storeDir := faultfs.Tmpfs(t, "32m")
 	s := startStorageServer(t, filepath.Join(storeDir, "scans.db"), filepath.Join(t.TempDir(), "audit.jsonl"))
 	port := testkit.TCPListener(t)
 	id1 := s.scan(t, port)
 
-	writable := storageReadOnly(t, storeDir)
+	writable := faultfs.ReadOnlyBind(t, storeDir)
 	took := s.refused(t, port, s.store, "read-only", "writable again")
 	t.Logf("a scan while the history was read-only was refused after %s", took.Round(time.Millisecond))
 	s.serves(t, id1, port)
@@ -427,7 +365,7 @@ func TestServeStoreDamaged(t *testing.T) {
 // with no torn line and no repair.
 func TestServeAuditFaults(t *testing.T) {
 	storageNeedRoot(t)
-	trailDir := storageTmpfs(t, "1m")
+	trailDir := faultfs.Tmpfs(t, "1m")
 	s := startStorageServer(t, filepath.Join(t.TempDir(), "scans.db"), filepath.Join(trailDir, "audit.jsonl"))
 	port := testkit.TCPListener(t)
 	id1 := s.scan(t, port)
@@ -438,8 +376,7 @@ func TestServeAuditFaults(t *testing.T) {
 		t.Fatal(text)
 	}
 	id2 := scanID(t, res)
-	filler := filepath.Join(trailDir, "filler")
-	storageFill(t, filler)
+	filler := faultfs.Fill(t, trailDir, 0)
 	took := s.refused(t, port, s.trail, "disk is full", "free space")
 	t.Logf("a scan while the trail's disk was full was refused after %s", took.Round(time.Millisecond))
 	s.serves(t, id1, port)
@@ -459,7 +396,7 @@ func TestServeAuditFaults(t *testing.T) {
 	s.verify(t, 6)
 
 	// Read-only folder.
-	writable := storageReadOnly(t, trailDir)
+	writable := faultfs.ReadOnlyBind(t, trailDir)
 	took = s.refused(t, port, s.trail, "read-only", "writable again")
 	t.Logf("a scan while the trail's folder was read-only was refused after %s", took.Round(time.Millisecond))
 	s.serves(t, id1, port)
@@ -469,23 +406,4 @@ func TestServeAuditFaults(t *testing.T) {
 	t.Logf("first scan after the folder became writable again succeeded %s after it", after.Round(time.Millisecond))
 	s.verify(t, 8)
 	_ = s.sess.Close() // before the bind mount's removal
-}
-
-// storageFill writes path until its disk is full.
-func storageFill(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	chunk := make([]byte, 4096)
-	for {
-		if _, err := f.Write(chunk); err != nil {
-			if errors.Is(err, syscall.ENOSPC) {
-				return
-			}
-			t.Fatal(err)
-		}
-	}
 }

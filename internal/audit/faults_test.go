@@ -4,12 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/nmap-mcp/nmap-mcp/internal/testkit/faultfs"
 )
 
 // Storage faults of the trail injected for real, without the Docker
@@ -17,101 +16,6 @@ import (
 // test mounts and fills) and a read-only folder (a read-only bind mount).
 // The mounts are the test's own, under its temporary folder, unmounted in
 // t.Cleanup even when the test fails.
-
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		msg := fmt.Sprintf("mounting a tmpfs or a read-only bind mount needs root (euid %d)", os.Geteuid())
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg + "; it is required under CI")
-		}
-		t.Skip(msg)
-	}
-}
-
-func sh(t *testing.T, name string, args ...string) {
-	t.Helper()
-	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-}
-
-func mountedAt(dir string) bool {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && f[4] == dir {
-			return true
-		}
-	}
-	return false
-}
-
-func unmountAll(t *testing.T, dir string) {
-	for i := 0; mountedAt(dir) && i < 20; i++ {
-		if err := exec.Command("umount", dir).Run(); err != nil {
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	for i := 0; mountedAt(dir) && i < 20; i++ {
-		_ = exec.Command("umount", "-l", dir).Run()
-	}
-	if mountedAt(dir) {
-		t.Errorf("%s is still mounted", dir)
-	}
-}
-
-func tmpfs(t *testing.T, size string) string {
-	t.Helper()
-	needRoot(t)
-	dir := t.TempDir() // removed after the unmount (cleanups run last first)
-	sh(t, "mount", "-t", "tmpfs", "-o", "size="+size+",mode=0700", "tmpfs", dir)
-	t.Cleanup(func() { unmountAll(t, dir) })
-	return dir
-}
-
-// readOnlyBind makes dir read-only for every open from now on, root's
-// too; the returned func remounts it read-write.
-func readOnlyBind(t *testing.T, dir string) func() {
-	t.Helper()
-	needRoot(t)
-	sh(t, "mount", "--bind", dir, dir)
-	t.Cleanup(func() { unmountAll(t, dir) })
-	sh(t, "mount", "-o", "remount,bind,ro", dir)
-	return func() { sh(t, "mount", "-o", "remount,bind,rw", dir) }
-}
-
-// fill writes a file in dir until the disk is full, then frees keep
-// bytes of it. It returns the file.
-func fill(t *testing.T, dir string, keep int64) string {
-	t.Helper()
-	p := filepath.Join(dir, "filler")
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	chunk := make([]byte, 4096)
-	var n int64
-	for {
-		w, err := f.Write(chunk)
-		n += int64(w)
-		if errors.Is(err, syscall.ENOSPC) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	if keep > 0 {
-		if err := f.Truncate(max(n-keep, 0)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return p
-}
 
 func wantFault(t *testing.T, err error, kind string, words ...string) {
 	t.Helper()
@@ -142,7 +46,7 @@ func verified(t *testing.T, path string, records int) {
 // the disk took only part of is cut back (no torn line); once space is
 // freed, appends work again without reopening the trail.
 func TestDiskFull(t *testing.T) {
-	dir := tmpfs(t, "256k")
+	dir := faultfs.Tmpfs(t, "256k")
 	path := filepath.Join(dir, "audit.jsonl")
 	l, _, err := Open(path)
 	if err != nil {
@@ -154,7 +58,7 @@ func TestDiskFull(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	filler := fill(t, dir, 0)
+	filler := faultfs.Fill(t, dir, 0)
 	wantFault(t, l.Ready(t.Context()), Full, path, "disk is full", "free space", "no restart needed")
 	wantFault(t, l.Append(Record{Event: Admitted, ScanID: "full"}), Full, path, "disk is full", "no space left on device")
 	verified(t, path, 3)
@@ -164,7 +68,7 @@ func TestDiskFull(t *testing.T) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	fill(t, dir, 8<<10)
+	faultfs.Fill(t, dir, 8<<10)
 	big := Record{Event: Admitted, ScanID: "big", Request: []byte(`{"targets":"` + strings.Repeat("1", 40<<10) + `"}`)}
 	wantFault(t, l.Append(big), Full, path)
 	verified(t, path, 3)
@@ -185,7 +89,7 @@ func TestDiskFull(t *testing.T) {
 // (the append succeeded), the head catches up at the next append without
 // calling it a repair, and the chain verifies.
 func TestDiskFullBeforeTheHead(t *testing.T) {
-	dir := tmpfs(t, "256k")
+	dir := faultfs.Tmpfs(t, "256k")
 	path := filepath.Join(dir, "audit.jsonl")
 	l, _, err := Open(path)
 	if err != nil {
@@ -196,7 +100,7 @@ func TestDiskFullBeforeTheHead(t *testing.T) {
 		t.Fatal(err)
 	}
 	var filler string
-	l.afterLine = func() error { filler = fill(t, dir, 0); return nil }
+	l.afterLine = func() error { filler = faultfs.Fill(t, dir, 0); return nil }
 	if err := l.Append(Record{Event: Ended, ScanID: "a"}); err != nil {
 		t.Fatalf("append whose head could not be written: %v", err)
 	}
@@ -217,7 +121,7 @@ func TestDiskFullBeforeTheHead(t *testing.T) {
 // file and what to do; the trail still reads and verifies; once the
 // folder is writable again, appends work without reopening the trail.
 func TestFolderReadOnly(t *testing.T) {
-	dir := tmpfs(t, "1m")
+	dir := faultfs.Tmpfs(t, "1m")
 	path := filepath.Join(dir, "audit.jsonl")
 	l, _, err := Open(path)
 	if err != nil {
@@ -229,7 +133,7 @@ func TestFolderReadOnly(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	undo := readOnlyBind(t, dir)
+	undo := faultfs.ReadOnlyBind(t, dir)
 	wantFault(t, l.Ready(t.Context()), ReadOnly, path, "read-only", "writable again", "no restart needed")
 	wantFault(t, l.Append(Record{Event: Admitted, ScanID: "ro"}), ReadOnly, path, "read-only file system")
 	verified(t, path, 2)

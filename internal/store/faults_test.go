@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
+
+	"github.com/nmap-mcp/nmap-mcp/internal/testkit/faultfs"
 )
 
 // Storage faults injected for real, without the Docker engine (they run
@@ -24,80 +26,6 @@ import (
 // damaged page in a copy of a database. The mounts are the test's own,
 // under its temporary folder, and are unmounted in t.Cleanup even when
 // the test fails.
-
-// needRoot skips a test that mounts, when not root, except under CI.
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		msg := fmt.Sprintf("mounting a tmpfs or a read-only bind mount needs root (euid %d)", os.Geteuid())
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg + "; it is required under CI")
-		}
-		t.Skip(msg)
-	}
-}
-
-func sh(t *testing.T, name string, args ...string) {
-	t.Helper()
-	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-}
-
-// mountedAt reports whether something is mounted at dir.
-func mountedAt(dir string) bool {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && f[4] == dir {
-			return true
-		}
-	}
-	return false
-}
-
-// unmountAll unmounts everything stacked at dir.
-func unmountAll(t *testing.T, dir string) {
-	for i := 0; mountedAt(dir) && i < 20; i++ {
-		if err := exec.Command("umount", dir).Run(); err != nil {
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	// Busy (a file still open through it, e.g. on a failed test's
-	// path): detach it; it goes when the last file closes.
-	for i := 0; mountedAt(dir) && i < 20; i++ {
-		_ = exec.Command("umount", "-l", dir).Run()
-	}
-	if mountedAt(dir) {
-		t.Errorf("%s is still mounted", dir)
-	}
-}
-
-// tmpfs mounts a tmpfs of size (e.g. "8m") on a new temporary folder.
-func tmpfs(t *testing.T, size string) string {
-	t.Helper()
-	needRoot(t)
-	dir := t.TempDir() // removed after the unmount below (cleanups run last first)
-	sh(t, "mount", "-t", "tmpfs", "-o", "size="+size+",mode=0700", "tmpfs", dir)
-	t.Cleanup(func() { unmountAll(t, dir) })
-	return dir
-}
-
-// readOnlyBind makes dir read-only for every open from now on, root's
-// too (a read-only bind mount of dir over itself: files already open stay
-// writable; the kernel refuses to remount a disk read-only while files on
-// it are open for writing). The returned func remounts it read-write, as
-// an administrator would; the bind mount is removed in t.Cleanup.
-func readOnlyBind(t *testing.T, dir string) func() {
-	t.Helper()
-	needRoot(t)
-	sh(t, "mount", "--bind", dir, dir)
-	t.Cleanup(func() { unmountAll(t, dir) })
-	sh(t, "mount", "-o", "remount,bind,ro", dir)
-	return func() { sh(t, "mount", "-o", "remount,bind,rw", dir) }
-}
 
 // TestLockHolderProcess is not a test: run as a child process with
 // STORE_TEST_LOCK_DB set, it holds that database's write lock (BEGIN
@@ -249,11 +177,11 @@ func TestLockedByAnotherProcess(t *testing.T) {
 // without reopening the store.
 func TestReadOnlyFolder(t *testing.T) {
 	ctx := context.Background()
-	dir := tmpfs(t, "32m")
+	dir := faultfs.Tmpfs(t, "32m")
 	path := filepath.Join(dir, "scans.db")
 	s := open(t, path)
 	finished(t, s, "old1")
-	undo := readOnlyBind(t, dir)
+	undo := faultfs.ReadOnlyBind(t, dir)
 
 	wantFault(t, s.Ready(ctx), ReadOnly, path, "read-only", "writable again", "no restart needed")
 	// A connection SQLite opens now cannot write: drop the pool's idle
@@ -284,7 +212,7 @@ func TestReadOnlyFolder(t *testing.T) {
 // file and what to do; nothing in it is lost: once writable, it opens
 // with its records.
 func TestReadOnlyAtOpen(t *testing.T) {
-	dir := tmpfs(t, "32m")
+	dir := faultfs.Tmpfs(t, "32m")
 	path := filepath.Join(dir, "scans.db")
 	s, err := Open(context.Background(), path, 0)
 	if err != nil {
@@ -292,12 +220,12 @@ func TestReadOnlyAtOpen(t *testing.T) {
 	}
 	finished(t, s, "old1")
 	s.Close()
-	sh(t, "mount", "-o", "remount,ro", dir)
+	writable := faultfs.ReadOnlyDisk(t, dir)
 	_, err = Open(context.Background(), path, 0)
 	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "read-only") || !strings.Contains(err.Error(), "writable path") {
 		t.Fatalf("open on a read-only disk: %v", err)
 	}
-	sh(t, "mount", "-o", "remount,rw", dir)
+	writable()
 	s = open(t, path)
 	if got, err := s.Get(context.Background(), "old1", ""); err != nil || got.Status != Done {
 		t.Fatalf("after the fault: %+v %v", got, err)
@@ -379,7 +307,7 @@ func TestDamagedPage(t *testing.T) {
 // written before is lost.
 func TestDiskFull(t *testing.T) {
 	ctx := context.Background()
-	dir := tmpfs(t, "32m")
+	dir := faultfs.Tmpfs(t, "32m")
 	path := filepath.Join(dir, "scans.db")
 	s := open(t, path)
 	finished(t, s, "old1")
