@@ -27,7 +27,7 @@ import (
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
 
-const admissionFile = "../deploy/kubernetes/admission.yaml"
+const admissionFile = "../../deploy/kubernetes/admission.yaml"
 
 // policed is a scans' namespace under the shipped admission policy (its
 // image set to the test cluster's scanner image), the server's account

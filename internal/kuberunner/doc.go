@@ -23,4 +23,17 @@
 // cancellation deletes the Job with foreground propagation and keeps what
 // was read. API refusals (RBAC, quota, Pod Security admission, a missing
 // image, an unschedulable pod) become errors that name the cause.
+//
+// An API server that stops answering mid-scan (a restart) does not end
+// the scan at once: the pod runs on, the pod's watch is opened again with
+// backoff and the log stream resumes after the bytes already read, so a
+// scan whose Job survived finishes with its whole output. After
+// Config.APIGrace the scan ends as *executor.LostError with the output
+// read so far, and the Job's deletion is retried until the API answers or
+// Close gives up (naming the Jobs; their TTL removes them).
+//
+// The runner talks to the API through API, a handful of calls over two
+// REST clients (core/v1, batch/v1) with a scheme of those types only, not
+// client-go's whole clientset: a server that runs scans on Docker does not
+// carry every API group's types (see scripts/bench-binary.sh).
 package kuberunner

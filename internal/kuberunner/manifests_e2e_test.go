@@ -25,7 +25,7 @@ import (
 // manifests reads every object of deploy/kubernetes/*.yaml.
 func manifests(t *testing.T) []*unstructured.Unstructured {
 	t.Helper()
-	files, err := filepath.Glob("../deploy/kubernetes/*.yaml")
+	files, err := filepath.Glob("../../deploy/kubernetes/*.yaml")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no manifests: %v", err)
 	}
