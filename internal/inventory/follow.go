@@ -143,7 +143,15 @@ func (inv *Inventory) Follow(ctx context.Context, every, sweepEvery time.Duratio
 	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
-	lastSweep := time.Time{}
+	lastSweep := time.Time{} // the first sweep after the first catch-up
+	// Not at start-up: the first catch-up waits one interval, so that a
+	// server answers tools/list before the inventory reads the history
+	// (a tool call catches up by itself).
+	select {
+	case <-ctx.Done():
+		return
+	case <-tick.C:
+	}
 	for {
 		// In batches, so that a long backfill (a history from before the
 		// inventory) gives way to other writers between them.

@@ -89,10 +89,12 @@ func (inv *Inventory) Ingest(ctx context.Context, sc Scan) (Ingested, error) {
 		return out, inv.fault(fmt.Sprintf("ingest scan %s", sc.ID), err)
 	}
 	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA cache_size = -%d", ingestCache)); err != nil {
-		return out, inv.fault(fmt.Sprintf("ingest scan %s", sc.ID), err)
+	if len(hosts) > bigIngest {
+		if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA cache_size = -%d", ingestCache)); err != nil {
+			return out, inv.fault(fmt.Sprintf("ingest scan %s", sc.ID), err)
+		}
+		defer conn.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf("PRAGMA cache_size = -%d", defaultCache))
 	}
-	defer conn.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf("PRAGMA cache_size = -%d", defaultCache))
 	first := true
 	var scanRow int64
 	for start := 0; start < len(hosts) || first; start += inv.cfg.ChunkHosts {
@@ -150,9 +152,12 @@ type writer struct {
 // through (KiB): the inventory's indexes take random inserts, which with
 // SQLite's default 2 MB cache spill and re-read pages all along. It is
 // given back (defaultCache) when the ingest ends.
+// Only a big scan (more than bigIngest hosts) gets it: the server's
+// memory stays small while it follows a history of small scans.
 const (
 	ingestCache  = 64 << 10
 	defaultCache = 2000
+	bigIngest    = 512
 )
 
 func chunk(ctx context.Context, conn *sql.Conn, fn func(*writer) error) error {
