@@ -355,39 +355,56 @@ func (s *run) onCancel() {
 	s.kill("cancelled")
 }
 
-// finish drains the log, completes the Result and judges the run.
+// finish drains the log, completes the Result, removes a killed run's
+// Job and judges the run.
 func (s *run) finish() error {
-	res := s.res
-	if s.statusKnown && s.logsDone != nil && !isClosed(s.logsDone) {
-		s.stopWatch() // nothing more to read; the kubelet may take a second to end the stream
-	}
-	if s.logsDone != nil {
-		select {
-		case <-s.logsDone:
-		case <-time.After(lifecycle.DrainGrace):
-			s.stopWatch()
-			<-s.logsDone
-		}
-	}
+	s.drain()
 	s.out.Flush()
-	res.Exited = time.Now()
+	s.res.Exited = time.Now()
 	if s.term != nil {
 		if !s.statusKnown {
-			res.ExitCode = int(s.term.ExitCode)
+			s.res.ExitCode = int(s.term.ExitCode)
 		}
-		res.OOMKilled = s.term.Reason == "OOMKilled"
+		s.res.OOMKilled = s.term.Reason == "OOMKilled"
 	}
-	if s.killed && s.deleteErr == nil {
-		// A killed run's Job is gone before Run returns, as a killed
-		// container is, unless the API does not answer: then close
-		// retries its deletion in the background.
-		if err := s.r.waitGone(s.name); err == nil {
-			s.gone = true
-			s.r.track.Gone(s.name)
-			s.emit(executor.StepRemoved, "")
-		}
+	s.removeKilled()
+	s.emit(executor.StepExited, fmt.Sprintf("exit code %d", s.res.ExitCode))
+	return s.judge()
+}
+
+// drain waits, a bounded time, for the rest of the log.
+func (s *run) drain() {
+	if s.logsDone == nil {
+		return
 	}
-	s.emit(executor.StepExited, fmt.Sprintf("exit code %d", res.ExitCode))
+	if s.statusKnown && !isClosed(s.logsDone) {
+		s.stopWatch() // nothing more to read; the kubelet may take a second to end the stream
+	}
+	select {
+	case <-s.logsDone:
+	case <-time.After(lifecycle.DrainGrace):
+		s.stopWatch()
+		<-s.logsDone
+	}
+}
+
+// removeKilled waits until a killed run's Job is gone, as a killed
+// container is before Run returns, unless the API does not answer: then
+// close retries its deletion in the background.
+func (s *run) removeKilled() {
+	if !s.killed || s.deleteErr != nil {
+		return
+	}
+	if err := s.r.waitGone(s.name); err == nil {
+		s.gone = true
+		s.r.track.Gone(s.name)
+		s.emit(executor.StepRemoved, "")
+	}
+}
+
+// judge is Run's error.
+func (s *run) judge() error {
+	res := s.res
 	if s.failure != nil && !res.Canceled {
 		return s.failure
 	}
