@@ -87,10 +87,13 @@ func (s *Service) Decide(ctx context.Context, req scanargs.Request) (*approval.D
 func (s *Service) decide(ctx context.Context, client string, validated, checked *scanargs.Plan) (*approval.Decision, error) {
 	scan := approval.Scan{Client: client, Validated: validated, Checked: checked}
 	if !s.d.ApprovalRules.Empty() && len(validated.Scripts) > 0 {
-		// Script categories come from the image's index, read once.
-		if idx, err := s.ScriptIndex(ctx); err == nil {
-			scan.Categories = func(name string) []string { return idx.Categories[name] }
+		// Script categories come from the image's index, read once. Fail
+		// closed: a rule by category cannot be decided without it.
+		idx, err := s.ScriptIndex(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("decide whether the scan needs approval: %w", err)
 		}
+		scan.Categories = func(name string) []string { return idx.Categories[name] }
 	}
 	return s.d.ApprovalRules.Decide(scan)
 }
