@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
@@ -219,6 +220,9 @@ func portSummary(p *results.Port) string {
 func bound(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n-- // not inside a character
 	}
 	return s[:n] + "…"
 }

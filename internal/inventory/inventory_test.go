@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
@@ -251,5 +252,12 @@ func TestRange(t *testing.T) {
 	}
 	if _, _, _, err := Range("2001:db8::/32"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestBoundKeepsCharacters(t *testing.T) {
+	s := strings.Repeat("é", 300) // 2 bytes each
+	if got := bound(s, 511); !utf8.ValidString(got) || !strings.HasSuffix(got, "…") {
+		t.Fatalf("bound cut a character: %q", got[len(got)-8:])
 	}
 }
