@@ -73,6 +73,14 @@ func approvalServer(t *testing.T, version string, answer func(*sdk.ElicitRequest
 // multi round-trip loop off, so the test drives the retries.
 func approvalServerWith(t *testing.T, version string, answer func(*sdk.ElicitRequest) (*sdk.ElicitResult, error), timeout time.Duration, manual bool) (*sdk.ClientSession, *instantRunner, *[]string) {
 	t.Helper()
+	sess, runner, asked, _ := approvalServerFull(t, version, answer, timeout, manual, "")
+	return sess, runner, asked
+}
+
+// approvalServerFull is approvalServerWith with a web view's approvals
+// page (approvalsURL) and the question store returned.
+func approvalServerFull(t *testing.T, version string, answer func(*sdk.ElicitRequest) (*sdk.ElicitResult, error), timeout time.Duration, manual bool, approvalsURL string) (*sdk.ClientSession, *instantRunner, *[]string, *approval.Store) {
+	t.Helper()
 	rules, err := approval.Compile(approval.Config{Rules: []approval.Rule{{Name: "two-ports", MinPorts: 2}}})
 	if err != nil {
 		t.Fatal(err)
@@ -81,10 +89,11 @@ func approvalServerWith(t *testing.T, version string, answer func(*sdk.ElicitReq
 	lim.Timeout = timeout
 	st, trail := testkit.OpenHistory(t)
 	runner := &instantRunner{}
+	questions := approval.NewStore(lim, nil)
 	svc := scans.New(scans.Config{Sandbox: sandbox.Options{Limits: sandbox.DefaultLimits()}, MaxAddresses: 4096},
 		scans.Deps{Runner: runner, Image: images.Info{ID: "sha256:fake", Tag: "nmap-mcp/nmap:fake"}, Store: st, Audit: trail,
-			ApprovalRules: rules, Approvals: approval.NewStore(lim, nil)})
-	srv := mcpserver.New(mcpserver.Deps{Scans: svc})
+			ApprovalRules: rules, Approvals: questions})
+	srv := mcpserver.New(mcpserver.Deps{Scans: svc, ApprovalsURL: approvalsURL})
 	ctx, cancel := context.WithCancel(context.Background())
 	cr, cw := io.Pipe()
 	sr, sw := io.Pipe()
@@ -122,7 +131,7 @@ func approvalServerWith(t *testing.T, version string, answer func(*sdk.ElicitReq
 		defer ccancel()
 		_ = svc.Close(cctx)
 	})
-	return sess, runner, &asked
+	return sess, runner, &asked, questions
 }
 
 func text(res *sdk.CallToolResult) string {
@@ -286,5 +295,51 @@ func TestApprovalBindingOverInputRequired(t *testing.T) {
 	}
 	if !forged.NeedsInput() || runner.count() != 1 {
 		t.Fatalf("forged state: %+v (%d runs)", forged, runner.count())
+	}
+}
+
+// A client that cannot ask its user, on a server with a web view: the
+// scan waits as pending-approval, shown by get_scan and list_scans, and
+// runs once an approver says yes there (here: the question store, as the
+// web view does).
+func TestPendingApprovalOverMCP(t *testing.T) {
+	sess, runner, _, questions := approvalServerFull(t, "2025-11-25", nil, time.Minute, false, "/approvals")
+	args := map[string]any{"targets": "127.0.0.1", "ports": "22,80", "wait": false}
+	res := call(t, sess, args)
+	out := structured(t, res)
+	if res.IsError || out.Status != "pending-approval" || !strings.Contains(text(res), "waits for a person's approval (/approvals)") || runner.count() != 0 {
+		t.Fatalf("pending scan: %s %+v", text(res), out)
+	}
+	get := func(name string, a map[string]any) *sdk.CallToolResult {
+		r, err := sess.CallTool(context.Background(), &sdk.CallToolParams{Name: name, Arguments: a})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if o := structured(t, get("get_scan", map[string]any{"id": out.ScanID})); o.Status != "pending-approval" {
+		t.Fatalf("get_scan: %+v", o)
+	}
+	if l := text(get("list_scans", map[string]any{"status": "pending-approval"})); !strings.Contains(l, out.ScanID+" ") || !strings.Contains(l, "pending-approval") {
+		t.Fatalf("list_scans: %s", l)
+	}
+	qs := questions.List()
+	if len(qs) != 1 || qs[0].ScanID != out.ScanID {
+		t.Fatalf("questions: %+v", qs)
+	}
+	if _, err := questions.Decide(qs[0].ID, qs[0].Decision.Hash, approval.Answer{Approve: true, By: "bob", ByClient: "bob", Via: approval.ViaWeb}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		o := structured(t, get("get_scan", map[string]any{"id": out.ScanID}))
+		if o.Status == "done" {
+			if o.Approval.By != "bob" || o.Approval.Via != approval.ViaWeb || runner.count() != 1 {
+				t.Fatalf("approved on the web: %+v, %d runs", o, runner.count())
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the approved scan did not finish: %+v", o)
+		}
 	}
 }
