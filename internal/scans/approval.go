@@ -122,9 +122,17 @@ func pendingRecord(id, client string, req scanargs.Request, plan *scanargs.Plan,
 // recordDenial writes the final record of a scan that was not approved
 // and audits it; nothing ran and nothing was spent.
 func (s *Service) recordDenial(ctx context.Context, rec *store.Record, g approval.Grant) {
+	s.recordUnrun(ctx, rec, store.Denied, "not approved: "+g.String(), &g)
+}
+
+// recordUnrun writes the final record (status) of a scan an approval rule
+// held that never ran — denied, not answered, cancelled while waiting, or
+// refused after its approval — and audits it (a denied line with that
+// outcome); nothing ran and nothing was spent. Failures to write are
+// logged: the caller's answer stands.
+func (s *Service) recordUnrun(ctx context.Context, rec *store.Record, status, why string, g *approval.Grant) {
 	ctx = context.WithoutCancel(ctx)
-	rec.Status, rec.Approval = store.Queued, &g
-	rec.Error = "not approved: " + g.String()
+	rec.Status, rec.Approval, rec.Error = store.Queued, g, why
 	if rec.CreatedAt.IsZero() {
 		rec.CreatedAt = time.Now().UTC()
 	}
@@ -132,19 +140,18 @@ func (s *Service) recordDenial(ctx context.Context, rec *store.Record, g approva
 		Denied(context.Context, *store.Record) error
 	}); ok && a != nil {
 		final := *rec
-		final.Status = store.Denied
+		final.Status = status
 		if err := a.Denied(ctx, &final); err != nil {
-			s.d.Log.Error("audit: the denial of a scan could not be written", "scan", rec.ID, "err", err)
+			s.d.Log.Error("audit: a scan that did not run could not be written", "scan", rec.ID, "status", status, "err", err)
 		}
 	}
-	if err := s.d.Store.Begin(ctx, rec); err != nil {
-		s.d.Log.Error("the record of a denied scan could not be written", "scan", rec.ID, "err", err)
-		rec.Status, rec.EndedAt = store.Denied, time.Now().UTC()
-		return
+	err := s.d.Store.Begin(ctx, rec)
+	rec.Status, rec.EndedAt = status, time.Now().UTC()
+	if err == nil {
+		err = s.d.Store.Finish(ctx, rec)
 	}
-	rec.Status, rec.EndedAt = store.Denied, time.Now().UTC()
-	if err := s.d.Store.Finish(ctx, rec); err != nil {
-		s.d.Log.Error("the record of a denied scan could not be finished", "scan", rec.ID, "err", err)
+	if err != nil {
+		s.d.Log.Error("the record of a scan that did not run could not be written", "scan", rec.ID, "status", status, "err", err)
 	}
 }
 
@@ -155,14 +162,16 @@ func (s *Service) awaitApproval(runCtx context.Context, sc *Scan, q approval.Pen
 	g, err := s.d.Approvals.Wait(runCtx, q.ID)
 	if err != nil {
 		// Cancelled (cancel_scan, the caller went away, or shutdown): the
-		// question is withdrawn; the scan ends as cancelled, unrecorded.
+		// question is withdrawn; the scan ends as cancelled, recorded.
 		s.d.Approvals.Withdraw(q.ID)
 		cause := context.Cause(runCtx)
 		if cause == nil {
 			cause = err
 		}
 		err = fmt.Errorf("cancelled while waiting for approval: %w", cause)
-		s.endPending(sc, sc.ended(store.Cancelled, err, nil), err, events)
+		rec := sc.ended(store.Cancelled, err, nil)
+		s.recordUnrun(runCtx, &rec, store.Cancelled, err.Error(), nil)
+		s.endPending(sc, rec, err, events)
 		return
 	}
 	if taken, err := s.d.Approvals.Take(q.ID, q.Decision.Hash, q.Decision.Client); err == nil {
@@ -176,7 +185,9 @@ func (s *Service) awaitApproval(runCtx context.Context, sc *Scan, q approval.Pen
 			// Approved, then refused (queue full, budget, storage): nothing
 			// ran; the caller learns why from the live scan's end.
 			err = fmt.Errorf("approved, but not admitted: %w", err)
-			s.endPending(sc, sc.ended(store.Failed, err, &g), err, events)
+			rec := sc.ended(store.Failed, err, &g)
+			s.recordUnrun(runCtx, &rec, store.Failed, err.Error(), &g)
+			s.endPending(sc, rec, err, events)
 		}
 		return
 	}

@@ -248,6 +248,11 @@ func TestPendingApproval(t *testing.T) {
 	if rec := wait(t, sc); rec.Status != store.Cancelled || f.questions.Len() != 0 {
 		t.Fatalf("cancelled pending: %s, %d questions", rec.Status, f.questions.Len())
 	}
+	// Recorded, so get_scan (and a task) still finds it.
+	f.stored(t, sc.ID, store.Cancelled, "denied:cancelled")
+	if snap, err := f.svc.Get(ctx, sc.ID); err != nil || snap.Record.Status != store.Cancelled {
+		t.Fatalf("get after cancel: %+v %v", snap.Record, err)
+	}
 }
 
 // A watch of a scan a rule asks for is refused at creation.
