@@ -119,7 +119,7 @@ func classify(ctx context.Context, spec sandbox.Spec, res *Result, waitErr error
 	case res.OOMKilled:
 		return &OOMError{Limit: spec.Memory}
 	case waitErr != nil:
-		return fmt.Errorf("wait for container %.12s: %w", res.ContainerID, waitErr)
+		return fmt.Errorf("wait for container %s: %w", shortID(res.ContainerID), waitErr)
 	case res.ExitCode != 0:
 		if isPidsExhausted(se) {
 			var limit int64
@@ -225,8 +225,8 @@ type LostError struct {
 }
 
 func (e *LostError) Error() string {
-	return fmt.Sprintf("the scan's container %.12s was lost while it ran: %v; the output received until then is kept",
-		e.ContainerID, e.Err)
+	return fmt.Sprintf("the scan's container %s was lost while it ran: %v; the output received until then is kept",
+		shortID(e.ContainerID), e.Err)
 }
 
 func (e *LostError) Unwrap() error { return e.Err }

@@ -435,8 +435,10 @@ func (e *Executor) removeRetrying(id string) error {
 	return nil
 }
 
+// shortID is a Docker container id's usual 12-character form; other
+// runners' names (a Kubernetes "job/NAME") are kept whole.
 func shortID(id string) string {
-	if len(id) > 12 {
+	if len(id) == 64 && strings.Trim(id, "0123456789abcdef") == "" {
 		return id[:12]
 	}
 	return id

@@ -88,7 +88,32 @@ const ExitMarker = "\x1enmap-mcp-exit="
 
 // launcher runs nmap with the user's arguments as positional parameters
 // (never parsed by the shell) and then reports its exit status in-band.
-const launcher = `"$0" "$@"; s=$?; printf '\n\036nmap-mcp-exit=%d\n' "$s"; printf '\n\036nmap-mcp-exit=%d\n' "$s" >&2; exit "$s"`
+var launcher = `"$0" "$@"; s=$?; ` + ExitReport("") + `; exit "$s"`
+
+// ExitReport is the shell that prints the exit line (a newline, then
+// ExitMarker and the status in $s) on stdout and on stderr, for every
+// runner's launcher. stderrMark, when set, starts each line written to
+// stderr (a runner whose log merges both streams marks stderr's lines).
+func ExitReport(stderrMark string) string {
+	marker, mark := printfText(ExitMarker), printfText(stderrMark)
+	line := `\n` + marker + `%d\n`
+	errLine := mark + `\n` + mark + marker + `%d\n`
+	return `printf '` + line + `' "$s"; printf '` + errLine + `' "$s" >&2`
+}
+
+// printfText writes s for a single-quoted printf format: control bytes,
+// quotes, backslashes and percent signs as octal escapes.
+func printfText(s string) string {
+	var b strings.Builder
+	for _, c := range []byte(s) {
+		if c < 0x20 || c == '\'' || c == '\\' || c == '%' || c >= 0x7f {
+			fmt.Fprintf(&b, `\%03o`, c)
+		} else {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
 
 // ResolvConf is where the container's resolver configuration lives; every
 // scan container gets an empty, read-only one (no nameserver).

@@ -129,3 +129,18 @@ func TestSeccompProfile(t *testing.T) {
 		t.Errorf("id %q", SeccompID())
 	}
 }
+
+// Both runners' launchers print the same exit line, from ExitMarker: the
+// Docker launcher on both streams, the Kubernetes one with stderr's lines
+// marked. (Unit test; the executor and runner tests read it back.)
+func TestExitReport(t *testing.T) {
+	if got := ExitReport(""); got != `printf '\n\036nmap-mcp-exit=%d\n' "$s"; printf '\n\036nmap-mcp-exit=%d\n' "$s" >&2` {
+		t.Errorf("plain: %s", got)
+	}
+	if got := ExitReport("\x1f"); got != `printf '\n\036nmap-mcp-exit=%d\n' "$s"; printf '\037\n\037\036nmap-mcp-exit=%d\n' "$s" >&2` {
+		t.Errorf("marked: %s", got)
+	}
+	if !strings.Contains(launcher, ExitReport("")) {
+		t.Error("the Docker launcher does not use ExitReport")
+	}
+}

@@ -108,13 +108,12 @@ const stderrMark = '\x1f'
 // the background so that the shell, pid 1 of the pod, can act on SIGTERM:
 // it exits at once, and the kernel then kills everything else in the pod,
 // instead of the kubelet waiting out the grace period.
-const launcher = `trap 'exit 143' TERM INT
+var launcher = `trap 'exit 143' TERM INT
 exec 3>&1
-( { "$0" "$@" 2>&1 1>&3 3>&-; echo $? >/tmp/.nmap-mcp-exit; } | sed -u 's/^/` + "\x1f" + `/' >&2 3>&- ) &
+( { "$0" "$@" 2>&1 1>&3 3>&-; echo $? >/tmp/.nmap-mcp-exit; } | sed -u 's/^/` + string(stderrMark) + `/' >&2 3>&- ) &
 wait $!
 s=$(cat /tmp/.nmap-mcp-exit 2>/dev/null || echo 125)
-printf '\n\036nmap-mcp-exit=%d\n' "$s"
-printf '\037\n\037\036nmap-mcp-exit=%d\n' "$s" >&2
+` + sandbox.ExitReport(string(stderrMark)) + `
 exit "$s"`
 
 // fenceScript installs the ruleset in $NMAP_MCP_FENCE in the pod's network
