@@ -23,9 +23,9 @@ func TestApprovalSection(t *testing.T) {
 		t.Fatalf("default approval: %v %v", r.Approval.Describe(), err)
 	}
 	for yaml, want := range map[string]string{
-		"approval:\n  rules:\n    - name: x\n      scan_type: [udp]\n": "field scan_type not found",
-		"approval:\n  rules:\n    - name: x\n":                        `approval.rules[0].name "x": gives no condition`,
-		"approval:\n  timeout_seconds: -5\n":                            `approval.timeout_seconds "-5"`,
+		"approval:\n  rules:\n    - name: x\n      scan_type: [udp]\n":              "field scan_type not found",
+		"approval:\n  rules:\n    - name: x\n":                                      `approval.rules[0].name "x": gives no condition`,
+		"approval:\n  timeout_seconds: -5\n":                                        `approval.timeout_seconds "-5"`,
 		"http:\n  tokens:\n    - name: a\n      sha256: x\n      approvers: true\n": "field approvers not found",
 	} {
 		if _, err := Load(write(t, yaml), true); err == nil || !strings.Contains(err.Error(), want) {
