@@ -167,6 +167,19 @@ if ! command -v gcc >/dev/null 2>&1; then
 		{ apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null; }
 fi
 
+# The TypeScript SDK, for the tests that drive the server as a TypeScript
+# MCP client does (approval elicitation, tasks): installed with the
+# machine's Node.js and npm from the npm registry, cached outside the repo.
+step="installing the MCP TypeScript SDK (npm)"
+TSSDK=${NMAP_MCP_TS_SDK:-${XDG_CACHE_HOME:-$HOME/.cache}/nmap-mcp-tssdk}
+if [ ! -d "$TSSDK/node_modules/@modelcontextprotocol/sdk" ]; then
+	command -v npm >/dev/null 2>&1 || fail "the TypeScript SDK tests need Node.js and npm (Debian: apt-get install nodejs npm)"
+	mkdir -p "$TSSDK"
+	log "installing @modelcontextprotocol/sdk@1.32 into $TSSDK"
+	(cd "$TSSDK" && npm install --no-audit --no-fund --silent @modelcontextprotocol/sdk@1.32 >/dev/null)
+fi
+export NMAP_MCP_TS_SDK="$TSSDK"
+
 tmp_before=$(ls -d "${TMPDIR:-/tmp}"/nmap-mcp-* 2>/dev/null | sort || true)
 mkdir -p "$ART"
 rm -rf "$ART/kube" "$ART/go-test.json" "$ART/go-test.txt"
