@@ -299,11 +299,7 @@ if [ -r /proc/net/ipv6_route ]; then while read -r l; do printf 'route6 %s\n' "$
 if [ -r /proc/net/if_inet6 ]; then while read -r l; do printf 'addr6 %s\n' "$l"; done < /proc/net/if_inet6; fi
 printf 'ifaces%s\n' "$devs"
 nft -f -
-nft list table inet ` + fence.TableInet + ` >/dev/null
-hooks=$(nft list ruleset)
-for d in $devs; do
-  case "$hooks" in *"hook egress device \"$d\""*) ;; *) echo "interface $d has no egress fence" >&2; exit 3 ;; esac
-done
+` + fence.Verify + `
 printf '\036nmap-mcp-fenced\n'
 exec sleep "$0"`
 

@@ -115,7 +115,7 @@ func FromConfig(c *config.Config, r config.Resolved, path string, mode Mode) (Op
 	o := Options{
 		Mode: mode, Runner: c.Runner, Kubeconfig: k.Kubeconfig,
 		Kubernetes: kuberunner.Config{Namespace: k.Namespace, Image: k.Image, NodeSelector: k.NodeSelector,
-			ServiceAccount: k.ServiceAccount, SeccompProfile: k.SeccompProfile},
+			ServiceAccount: k.ServiceAccount, SeccompProfile: k.SeccompProfile, ShardSpread: k.ShardSpread},
 		Sandbox:      sandbox.Options{Network: c.Sandbox.Network, FenceNetwork: c.Sandbox.FenceNetwork, Limits: r.Limits, Instance: os.Getenv("NMAP_MCP_INSTANCE")},
 		DebianMirror: c.Image.DebianMirror,
 		StorePath:    storePath, MaxXML: int(r.MaxXML), AuditPath: auditPath, Keep: r.Keep,

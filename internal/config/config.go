@@ -65,6 +65,9 @@ type Kubernetes struct {
 	// nodes, relative to the kubelet's seccomp directory; empty: the
 	// runtime's default profile.
 	SeccompProfile string `yaml:"seccomp_profile"`
+	// ShardSpread is the topology key the pods of one sharded scan spread
+	// over (soft); empty: kubernetes.io/hostname; "none": no spreading.
+	ShardSpread string `yaml:"shard_spread"`
 }
 
 // Inventory tunes the inventory (internal/inventory).

@@ -60,6 +60,16 @@ const (
 	TablePrefix = "nmap_mcp_dev"
 )
 
+// Verify is the shell every runner's fence installer runs after its
+// `nft -f -`: it checks that the inet table is in place and that every
+// interface named in $devs has an egress hook, and exits 3 naming the
+// first that has none (the installer then fails, and nmap never starts).
+const Verify = `nft list table inet ` + TableInet + ` >/dev/null
+hooks=$(nft list ruleset)
+for d in $devs; do
+  case "$hooks" in *"hook egress device \"$d\""*) ;; *) echo "fence: interface $d has no egress fence" >&2; exit 3 ;; esac
+done`
+
 // TableHost is the inet table the host fence installs in the host's
 // network namespace (HostRuleset).
 const TableHost = "nmap_mcp_host"

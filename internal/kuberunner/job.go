@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/fence"
+	"github.com/nmap-mcp/nmap-mcp/internal/shard"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
 
@@ -58,6 +59,10 @@ type Config struct {
 	// runs on meanwhile, and the scan resumes when the API answers within
 	// it. Default 60 s.
 	APIGrace time.Duration
+	// ShardSpread is the topology key over which the pods of one sharded
+	// scan spread (a soft topology spread constraint: ScheduleAnyway);
+	// empty: kubernetes.io/hostname, "none": no constraint.
+	ShardSpread string
 }
 
 // deadlineSlack is added to the scan's wall clock for the Job's
@@ -122,7 +127,7 @@ exit "$s"`
 // loopback's: the only sender address its ARP may carry), in one nft
 // transaction; then checks that it is in place. Any surprise fails the
 // init container, and so the pod, closed: nmap never starts.
-const fenceScript = `set -eu
+var fenceScript = `set -eu
 [ -e /sys/class/net/eth0 ] || { echo "fence: the pod has no eth0" >&2; exit 1; }
 for d in $(ls /sys/class/net); do
 	case "$d" in lo|eth0) ;; *) echo "fence: unexpected interface $d; refusing to fence" >&2; exit 1 ;; esac
@@ -139,8 +144,8 @@ own=$(perl -ne '$a = $1 if /\|-- (\d+\.\d+\.\d+\.\d+)$/; print "$a\n" if m{^\s*/
 		echo "add element netdev nmap_mcp_dev0 own4 { $a }"
 	done
 } | nft -f -
-nft list table inet nmap_mcp >/dev/null
-nft list table netdev nmap_mcp_dev0 | grep -q 'hook egress'
+devs=eth0
+` + fence.Verify + `
 echo "fence: installed for eth0 ($(echo $own)); gateways: $(echo $gws)"`
 
 // PodNetwork names the network of every scan pod in records.
@@ -247,6 +252,16 @@ func JobFor(cfg Config, spec sandbox.Spec) (*batchv1.Job, error) {
 		Containers:                    []corev1.Container{scan},
 		Volumes: []corev1.Volume{{Name: "tmp", VolumeSource: corev1.VolumeSource{
 			EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory, SizeLimit: tmp}}}},
+	}
+	if spread := cfg.ShardSpread; spec.Labels[shard.LabelShard] != "" && spread != "none" {
+		// The shards of one scan spread over nodes, as far as they can.
+		if spread == "" {
+			spread = corev1.LabelHostname
+		}
+		pod.TopologySpreadConstraints = []corev1.TopologySpreadConstraint{{
+			MaxSkew: 1, TopologyKey: spread, WhenUnsatisfiable: corev1.ScheduleAnyway,
+			LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{sandbox.LabelScanID: labels[sandbox.LabelScanID]}},
+		}}
 	}
 	for k, v := range spec.Sysctls {
 		pod.SecurityContext.Sysctls = append(pod.SecurityContext.Sysctls, corev1.Sysctl{Name: k, Value: v})

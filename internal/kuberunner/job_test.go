@@ -12,6 +12,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/nmap-mcp/nmap-mcp/internal/shard"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
 
@@ -201,5 +202,32 @@ func TestRefusedByAdmissionPolicy(t *testing.T) {
 		if strings.Contains(s, "rbac.yaml") {
 			t.Errorf("a policy refusal advises RBAC: %s", s)
 		}
+	}
+}
+
+// The pods of one sharded scan spread over nodes (a soft constraint on
+// the scan's id); a whole scan's pod gets none; "none" turns it off; the
+// node selector still applies. (Unit test; no cluster.)
+func TestJobForSpreadsShards(t *testing.T) {
+	cfg := Config{Namespace: "scans", Image: testImage, Instance: "i1", NodeSelector: map[string]string{"lab": "a"}}
+	sp := testSpec(sandbox.Unprivileged, true)
+	j, err := JobFor(cfg, sp)
+	if err != nil || len(j.Spec.Template.Spec.TopologySpreadConstraints) != 0 {
+		t.Fatalf("a whole scan: %v %+v", err, j.Spec.Template.Spec.TopologySpreadConstraints)
+	}
+	sp.Labels[shard.LabelShard] = "2-of-4"
+	sp.Name += "-s2"
+	j, err = JobFor(cfg, sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := j.Spec.Template.Spec.TopologySpreadConstraints
+	if len(c) != 1 || c[0].TopologyKey != corev1.LabelHostname || c[0].WhenUnsatisfiable != corev1.ScheduleAnyway ||
+		c[0].LabelSelector.MatchLabels[sandbox.LabelScanID] != "abcdef012345" || j.Spec.Template.Spec.NodeSelector["lab"] != "a" {
+		t.Fatalf("shard spread: %+v", c)
+	}
+	cfg.ShardSpread = "none"
+	if j, _ = JobFor(cfg, sp); len(j.Spec.Template.Spec.TopologySpreadConstraints) != 0 {
+		t.Error(`shard_spread "none" still spreads`)
 	}
 }
