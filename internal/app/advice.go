@@ -30,7 +30,7 @@ func adviceFor(runner string, err error) string {
 	case errors.As(err, &pe):
 		return "; raise " + config.Where("sandbox.pids")
 	case errors.As(err, &ie) && runner == "kubernetes":
-		return "; load it on the nodes or push it to their registry (README: Kubernetes runner), and set " + config.Where("kubernetes.image")
+		return "; load it on the nodes or push it to their registry (docs/kubernetes.md), and set " + config.Where("kubernetes.image")
 	case errors.As(err, &ie):
 		return "; build it with: nmap-mcp image build"
 	case errors.As(err, &lost):

@@ -306,7 +306,7 @@ func (c Config) check() error {
 	case c.Runner == "kubernetes" && c.Kubernetes.Namespace == "":
 		return bad("kubernetes.namespace", c.Kubernetes.Namespace, "must name the namespace of scan Jobs when runner is kubernetes")
 	case c.Runner == "kubernetes" && !sandbox.PinnedByDigest(c.Kubernetes.Image):
-		return bad("kubernetes.image", c.Kubernetes.Image, "must be the scanner image pinned by digest, e.g. registry.example/nmap-mcp/nmap@sha256:<64 hex> (README: Kubernetes runner)")
+		return bad("kubernetes.image", c.Kubernetes.Image, "must be the scanner image pinned by digest, e.g. registry.example/nmap-mcp/nmap@sha256:<64 hex> (docs/kubernetes.md)")
 	case strings.HasPrefix(c.Kubernetes.SeccompProfile, "/") || strings.Contains(c.Kubernetes.SeccompProfile, ".."):
 		return bad("kubernetes.seccomp_profile", c.Kubernetes.SeccompProfile, "must be a path relative to the kubelet's seccomp directory, e.g. nmap-mcp.json")
 	case !validNetwork(sb.Network):

@@ -77,7 +77,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("kubernetes.namespace: must be set")
 	}
 	if !sandbox.PinnedByDigest(c.Image) {
-		return fmt.Errorf("kubernetes.image %q: must be an image pinned by digest, e.g. registry.example/nmap-mcp/nmap@sha256:<64 hex> (see README, Kubernetes runner)", c.Image)
+		return fmt.Errorf("kubernetes.image %q: must be an image pinned by digest, e.g. registry.example/nmap-mcp/nmap@sha256:<64 hex> (see docs/kubernetes.md)", c.Image)
 	}
 	if c.SeccompProfile != "" && (strings.HasPrefix(c.SeccompProfile, "/") || strings.Contains(c.SeccompProfile, "..")) {
 		return fmt.Errorf("kubernetes.seccomp_profile %q: must be a path relative to the kubelet's seccomp directory", c.SeccompProfile)
