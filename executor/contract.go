@@ -15,7 +15,7 @@ import (
 // what a job is, what a run returns, the lifecycle events, the typed
 // errors, and how a finished run is judged (Classify). How a runner
 // collects output is Output (output.go); the bookkeeping of what it
-// started is Tracker (lifecycle.go).
+// started is lifecycle.Tracker (package internal/lifecycle).
 
 // Runner runs one prepared container to its end, as exec.Cmd's Run runs
 // a process: it starts the spec's container, streams its stdout and stderr

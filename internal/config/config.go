@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -295,6 +296,10 @@ func (c Config) Validate() error {
 }
 
 // check holds the rules of the values that need no conversion.
+// topologyKey is a Kubernetes label key: an optional DNS-subdomain prefix
+// and a name of at most 63 characters.
+var topologyKey = regexp.MustCompile(`^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)
+
 func (c Config) check() error {
 	bad := func(key string, v any, rule string) error {
 		return &KeyError{Key: key, Value: fmt.Sprint(v), Rule: rule}
@@ -309,6 +314,8 @@ func (c Config) check() error {
 		return bad("kubernetes.image", c.Kubernetes.Image, "must be the scanner image pinned by digest, e.g. registry.example/nmap-mcp/nmap@sha256:<64 hex> (docs/kubernetes.md)")
 	case strings.HasPrefix(c.Kubernetes.SeccompProfile, "/") || strings.Contains(c.Kubernetes.SeccompProfile, ".."):
 		return bad("kubernetes.seccomp_profile", c.Kubernetes.SeccompProfile, "must be a path relative to the kubelet's seccomp directory, e.g. nmap-mcp.json")
+	case c.Kubernetes.ShardSpread != "" && c.Kubernetes.ShardSpread != "none" && !topologyKey.MatchString(c.Kubernetes.ShardSpread):
+		return bad("kubernetes.shard_spread", c.Kubernetes.ShardSpread, "must be a node label key such as kubernetes.io/hostname or topology.kubernetes.io/zone, none, or empty")
 	case !validNetwork(sb.Network):
 		return bad("sandbox.network", sb.Network, "must be fenced, host, none or the name of a Docker network for fenced scans")
 	case !validNetwork(sb.FenceNetwork) || sb.FenceNetwork == "host" || sb.FenceNetwork == "none" || sb.FenceNetwork == "fenced":

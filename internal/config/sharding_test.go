@@ -27,3 +27,17 @@ func TestResolveSharding(t *testing.T) {
 		}
 	}
 }
+
+// kubernetes.shard_spread is a node label key, none, or empty.
+func TestShardSpreadChecked(t *testing.T) {
+	for v, ok := range map[string]bool{"": true, "none": true, "kubernetes.io/hostname": true, "topology.kubernetes.io/zone": true,
+		"rack": true, "bad key": false, "/x": false, "a/b/c": false} {
+		c := Default()
+		c.Kubernetes.ShardSpread = v
+		_, err := c.Resolve()
+		var ke *KeyError
+		if ok != (err == nil) || !ok && (!errors.As(err, &ke) || ke.Key != "kubernetes.shard_spread") {
+			t.Errorf("%q: %v", v, err)
+		}
+	}
+}
