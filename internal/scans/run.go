@@ -443,7 +443,10 @@ func (r *run) prepare(req scanargs.Request, place sandbox.Placement, img images.
 		}
 		r.rec.Notes = append(r.rec.Notes, fmt.Sprintf("split into %d shards, each its own container or Job fenced to its own addresses", len(blocks)))
 	}
+	// A scan that waited for approval is already visible (Snapshot).
+	r.sc.mu.Lock()
 	r.sc.rec = *r.rec
+	r.sc.mu.Unlock()
 	r.tracker = NewTracker(plan)
 }
 
