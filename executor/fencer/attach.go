@@ -3,14 +3,19 @@ package fencer
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"time"
 
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
 
 // attached is a helper container of the fence (a fencer, or the host
@@ -91,4 +96,45 @@ func (a *attached) remove(engine Containers, stop <-chan struct{}, log *slog.Log
 		return
 	}
 	forget()
+}
+
+// helperConfig is the configuration of a fence helper container (a
+// fencer, or the host fence's warden): the scanner image, root with
+// NET_ADMIN as its only capability, no-new-privileges, the scan seccomp
+// profile, a read-only root, half a CPU, 64 MiB and 16 pids, no logs, its
+// stdin attached; script runs with arg as $0 on network. Its labels are
+// base's plus role and a fresh id (idPrefix + 12 hex digits), which it
+// returns to name the container.
+func helperConfig(image string, base map[string]string, role, idPrefix, script, arg string, network container.NetworkMode) (string, *container.Config, *container.HostConfig) {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	id := hex.EncodeToString(b[:])
+	labels := maps.Clone(base)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels[sandbox.LabelScanID] = idPrefix + id
+	labels[LabelRole] = role
+	pids := int64(16)
+	cfg := &container.Config{
+		Image:       image,
+		Entrypoint:  []string{"/bin/sh", "-c", script},
+		Cmd:         []string{arg},
+		User:        "0:0",
+		OpenStdin:   true,
+		StdinOnce:   true,
+		AttachStdin: true, AttachStdout: true, AttachStderr: true,
+		Labels: labels,
+	}
+	hc := &container.HostConfig{
+		NetworkMode:    network,
+		CapDrop:        []string{"ALL"},
+		CapAdd:         []string{"NET_ADMIN"},
+		SecurityOpt:    []string{"no-new-privileges", "seccomp=" + string(sandbox.SeccompProfile())},
+		ReadonlyRootfs: true,
+		Init:           new(bool),
+		Resources:      container.Resources{NanoCPUs: 5e8, Memory: 64 << 20, MemorySwap: 64 << 20, PidsLimit: &pids},
+		LogConfig:      container.LogConfig{Type: "none"},
+	}
+	return id, cfg, hc
 }

@@ -2,22 +2,16 @@ package fencer
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/system"
-
-	"github.com/nmap-mcp/nmap-mcp/sandbox"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/fence"
 	"github.com/nmap-mcp/nmap-mcp/internal/lifecycle"
@@ -263,42 +257,14 @@ func (h *HostFence) start(ctx context.Context) (*warden, error) {
 	if err != nil {
 		return nil, err
 	}
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	labels := maps.Clone(h.cfg.Labels)
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	labels[sandbox.LabelScanID] = "host-fence-" + hex.EncodeToString(b[:])
-	labels[LabelRole] = RoleHostFence
-	pids := int64(16)
-	cfg := &container.Config{
-		Image:       h.cfg.Image,
-		Entrypoint:  []string{"/bin/sh", "-c", wardenScript},
-		Cmd:         []string{rules},
-		User:        "0:0",
-		OpenStdin:   true,
-		StdinOnce:   true,
-		AttachStdin: true, AttachStdout: true, AttachStderr: true,
-		Labels: labels,
-	}
-	hc := &container.HostConfig{
-		NetworkMode:    "host",
-		CapDrop:        []string{"ALL"},
-		CapAdd:         []string{"NET_ADMIN"},
-		SecurityOpt:    []string{"no-new-privileges", "seccomp=" + string(sandbox.SeccompProfile())},
-		ReadonlyRootfs: true,
-		Init:           new(bool),
-		Resources: container.Resources{NanoCPUs: 5e8, Memory: 64 << 20, MemorySwap: 64 << 20, PidsLimit: &pids,
-			CgroupParent: parent},
-		LogConfig: container.LogConfig{Type: "none"},
-		// nft resolves the cgroup's path under /sys/fs/cgroup: the host's
-		// tree, read-only, in place of the container's own view.
-		Mounts: []mount.Mount{{Type: mount.TypeBind, Source: "/sys/fs/cgroup", Target: "/sys/fs/cgroup", ReadOnly: true,
-			BindOptions: &mount.BindOptions{Propagation: mount.PropagationRPrivate}}},
-	}
+	id, cfg, hc := helperConfig(h.cfg.Image, h.cfg.Labels, RoleHostFence, "host-fence-", wardenScript, rules, "host")
+	hc.CgroupParent = parent
+	// nft resolves the cgroup's path under /sys/fs/cgroup: the host's
+	// tree, read-only, in place of the container's own view.
+	hc.Mounts = []mount.Mount{{Type: mount.TypeBind, Source: "/sys/fs/cgroup", Target: "/sys/fs/cgroup", ReadOnly: true,
+		BindOptions: &mount.BindOptions{Propagation: mount.PropagationRPrivate}}}
 	w := &warden{parent: parent}
-	err = startAttached(stepCtx, h.engine, "the host fence's warden (cgroup parent "+parent+")", "nmap-mcp-host-fence-"+hex.EncodeToString(b[:]), cfg, hc,
+	err = startAttached(stepCtx, h.engine, "the host fence's warden (cgroup parent "+parent+")", "nmap-mcp-host-fence-"+id, cfg, hc,
 		func(a *attached) {
 			w.attached = a
 			h.track.Add(a.id)

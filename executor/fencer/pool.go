@@ -3,13 +3,11 @@ package fencer
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -325,36 +323,9 @@ func (p *Pool) start(ctx context.Context) (*fencer, error) {
 	}
 	stepCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	name := "nmap-mcp-fence-" + hex.EncodeToString(b[:])
-	labels := maps.Clone(p.cfg.Labels)
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	labels[sandbox.LabelScanID] = "fence-" + hex.EncodeToString(b[:])
-	labels[LabelRole] = RoleFencer
-	pids := int64(16)
-	cfg := &container.Config{
-		Image:       p.cfg.Image,
-		Entrypoint:  []string{"/bin/sh", "-c", fencerScript},
-		Cmd:         []string{fmt.Sprint(int(p.cfg.Linger.Seconds()))},
-		User:        "0:0",
-		OpenStdin:   true,
-		StdinOnce:   true,
-		AttachStdin: true, AttachStdout: true, AttachStderr: true,
-		Labels: labels,
-	}
-	hc := &container.HostConfig{
-		NetworkMode:    container.NetworkMode(p.cfg.Network),
-		CapDrop:        []string{"ALL"},
-		CapAdd:         []string{"NET_ADMIN"},
-		SecurityOpt:    []string{"no-new-privileges", "seccomp=" + string(sandbox.SeccompProfile())},
-		ReadonlyRootfs: true,
-		Init:           new(bool),
-		Resources:      container.Resources{NanoCPUs: 5e8, Memory: 64 << 20, MemorySwap: 64 << 20, PidsLimit: &pids},
-		LogConfig:      container.LogConfig{Type: "none"},
-	}
+	id, cfg, hc := helperConfig(p.cfg.Image, p.cfg.Labels, RoleFencer, "fence-", fencerScript,
+		fmt.Sprint(int(p.cfg.Linger.Seconds())), container.NetworkMode(p.cfg.Network))
+	name := "nmap-mcp-fence-" + id
 	f := &fencer{}
 	fail := func(err error) (*fencer, error) {
 		if f.attached != nil {
