@@ -78,37 +78,9 @@ func TestBrowserApproval(t *testing.T) {
 	srv := httptest.NewServer(view)
 	t.Cleanup(srv.Close)
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(browser), chromedp.NoSandbox,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.Flag("no-first-run", true), chromedp.WindowSize(1280, 1000))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(actx)
-	defer cancelBrowser()
-	bctx, cancelTime := context.WithTimeout(bctx, 2*time.Minute)
-	defer cancelTime()
-	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(bctx, steps...); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-	text := func(sel string) string {
-		t.Helper()
-		s, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("read %s: %v", sel, err)
-		}
-		return s
-	}
-	eval := func(expr string, opts ...chromedp.EvaluateOption) string {
-		t.Helper()
-		s, err := chromedp.Run(bctx, chromedp.Evaluate[string](expr, opts...))
-		if err != nil {
-			t.Fatalf("evaluate %s: %v", expr, err)
-		}
-		return s
-	}
+	sess := newSession(t, browser, 2*time.Minute)
+	bctx := sess.ctx
+	do, text, eval := sess.do, sess.text, sess.eval
 	shots := artifacts(t)
 	shot := func(name string) {
 		t.Helper()
@@ -121,7 +93,9 @@ func TestBrowserApproval(t *testing.T) {
 		t.Helper()
 		do("sign in "+token, chromedp.Navigate(srv.URL+"/signin?next=/approvals"), chromedp.WaitVisible(chromedp.CSS("#token")),
 			chromedp.SendKeys(chromedp.CSS("#token"), token), chromedp.Click(chromedp.CSS("#signin")),
-			chromedp.WaitVisible(chromedp.CSS("main h1")))
+			// The sign-in page has a heading too: wait until it is gone,
+			// or the next navigation aborts the pending one.
+			chromedp.WaitNotPresent(chromedp.CSS("#token")), chromedp.WaitVisible(chromedp.CSS("main h1")))
 	}
 
 	// Alice asked for the scan: she sees it waiting, without buttons.

@@ -140,16 +140,9 @@ func TestBrowser(t *testing.T) {
 	srv := httptest.NewServer(view)
 	t.Cleanup(srv.Close)
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(browser), chromedp.NoSandbox,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true), chromedp.Flag("no-first-run", true),
-		chromedp.WindowSize(1280, 1000))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(actx)
-	defer cancelBrowser()
-	bctx, cancelTime := context.WithTimeout(bctx, 2*time.Minute)
-	defer cancelTime()
+	sess := newSession(t, browser, 2*time.Minute)
+	bctx := sess.ctx
+	do, text, eval := sess.do, sess.text, sess.eval
 	// A dialog opened by anything on the page counts as script that ran.
 	var dialogs atomic.Int32
 	if err := chromedp.Do(bctx); err != nil { // start the browser
@@ -175,28 +168,6 @@ func TestBrowser(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(shots, name+".png"), png, 0o644); err != nil {
 			t.Fatal(err)
 		}
-	}
-	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(bctx, steps...); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-	text := func(sel string) string {
-		t.Helper()
-		s, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("read %s: %v", sel, err)
-		}
-		return s
-	}
-	eval := func(expr string, opts ...chromedp.EvaluateOption) string {
-		t.Helper()
-		s, err := chromedp.Run(bctx, chromedp.Evaluate[string](expr, opts...))
-		if err != nil {
-			t.Fatalf("evaluate %s: %v", expr, err)
-		}
-		return s
 	}
 	location := func() string {
 		t.Helper()
