@@ -73,7 +73,7 @@ func (inv *Inventory) CatchUp(ctx context.Context, max int) (int, error) {
 		return n, inv.fault("follow", err)
 	}
 	for room() {
-		refs, err := inv.st.ScansAfter(ctx, fromMS(at), after, followPage)
+		refs, err := inv.st.ScansAfter(ctx, store.FromMillis(at), after, followPage)
 		if err != nil {
 			return n, err
 		}
@@ -90,7 +90,7 @@ func (inv *Inventory) CatchUp(ctx context.Context, max int) (int, error) {
 			} else if _, err := inv.db.ExecContext(ctx, `INSERT OR IGNORE INTO inv_pending (scan_id) VALUES (?)`, r.ID); err != nil {
 				return n, inv.fault("follow", err)
 			}
-			at, after = ms(r.CreatedAt), r.ID
+			at, after = store.Millis(r.CreatedAt), r.ID
 			if _, err := inv.db.ExecContext(ctx, `UPDATE inv_follow SET created_at = ?, scan_id = ?`, at, after); err != nil {
 				return n, inv.fault("follow", err)
 			}

@@ -103,7 +103,7 @@ func (inv *Inventory) Ingest(ctx context.Context, sc Scan) (Ingested, error) {
 		err := chunk(ctx, conn, func(w *writer) error {
 			if first {
 				res, err := w.tx.ExecContext(ctx, `INSERT INTO inv_scans (scan_id, client, at) VALUES (?, ?, ?) ON CONFLICT(scan_id) DO NOTHING`,
-					sc.ID, sc.Client, ms(sc.At))
+					sc.ID, sc.Client, store.Millis(sc.At))
 				if err != nil {
 					return err
 				}
@@ -115,7 +115,7 @@ func (inv *Inventory) Ingest(ctx context.Context, sc Scan) (Ingested, error) {
 					return err
 				}
 			}
-			w.scan, w.client, w.at = scanRow, sc.Client, ms(sc.At)
+			w.scan, w.client, w.at = scanRow, sc.Client, store.Millis(sc.At)
 			if err := w.chunkHosts(ctx, hosts[start:end], &out); err != nil {
 				return err
 			}

@@ -214,20 +214,6 @@ func (inv *Inventory) migrate(ctx context.Context) error {
 	return nil
 }
 
-func ms(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixMilli()
-}
-
-func fromMS(v int64) time.Time {
-	if v == 0 {
-		return time.Time{}
-	}
-	return time.UnixMilli(v).UTC()
-}
-
 // ParseGoneAfter reads inventory.gone_after: a number of days ("30d")
 // or a duration of at least an hour ("720h"); "" is DefaultGoneAfter.
 func ParseGoneAfter(s string) (time.Duration, error) {

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/nmap-mcp/nmap-mcp/internal/store"
 )
 
 // Gone filters of a query.
@@ -124,7 +126,7 @@ func stamp(v int64) string {
 	if v == 0 {
 		return ""
 	}
-	return fromMS(v).Format(time.RFC3339)
+	return store.FromMillis(v).Format(time.RFC3339)
 }
 
 func words(s string) []string {
@@ -219,10 +221,10 @@ func (q *Query) conds(alias string, portLevel bool) (*where, error) {
 		}
 	}
 	if !q.SeenSince.IsZero() {
-		w.add(alias+".last_seen >= ?", ms(q.SeenSince))
+		w.add(alias+".last_seen >= ?", store.Millis(q.SeenSince))
 	}
 	if !q.ChangedSince.IsZero() {
-		w.add(alias+".changed_at >= ?", ms(q.ChangedSince))
+		w.add(alias+".changed_at >= ?", store.Millis(q.ChangedSince))
 	}
 	switch q.Gone {
 	case "", GonePresent:
@@ -469,10 +471,10 @@ func (inv *Inventory) Changes(ctx context.Context, q ChangeQuery) (*Changes, err
 		w.add("c.akey BETWEEN ? AND ?", lo, hi)
 	}
 	if !q.Since.IsZero() {
-		w.add("c.at >= ?", ms(q.Since))
+		w.add("c.at >= ?", store.Millis(q.Since))
 	}
 	if !q.Until.IsZero() {
-		w.add("c.at < ?", ms(q.Until))
+		w.add("c.at < ?", store.Millis(q.Until))
 	}
 	if q.Port != 0 {
 		w.add("c.port = ?", q.Port)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/nmap-mcp/nmap-mcp/internal/store"
 )
 
 // Swept says what a Sweep marked gone.
@@ -19,7 +21,7 @@ type Swept struct {
 // reads only what it marks.
 func (inv *Inventory) Sweep(ctx context.Context, now time.Time) (Swept, error) {
 	var sw Swept
-	cut, at := ms(now.Add(-inv.cfg.GoneAfter)), ms(now)
+	cut, at := store.Millis(now.Add(-inv.cfg.GoneAfter)), store.Millis(now)
 	tx, err := inv.db.BeginTx(ctx, nil)
 	if err != nil {
 		return sw, inv.fault("sweep", err)

@@ -37,7 +37,7 @@ func (s *Store) ScansAfter(ctx context.Context, createdAt time.Time, id string, 
 	if limit <= 0 {
 		limit = 100
 	}
-	at := ms(createdAt)
+	at := Millis(createdAt)
 	rows, err := s.db.QueryContext(ctx, `SELECT id, status, created_at FROM scans
 		WHERE created_at >= ? AND (created_at > ? OR id > ?) ORDER BY created_at, id LIMIT ?`, at, at, id, limit)
 	if err != nil {
@@ -51,7 +51,7 @@ func (s *Store) ScansAfter(ctx context.Context, createdAt time.Time, id string, 
 		if err := rows.Scan(&r.ID, &r.Status, &created); err != nil {
 			return nil, s.fail("list scans to follow", err)
 		}
-		r.CreatedAt = fromMS(created)
+		r.CreatedAt = FromMillis(created)
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {

@@ -29,14 +29,17 @@ func (e *NotFoundError) Error() string {
 	return fmt.Sprintf("no scan with id %q; list_scans shows the known ids", e.ID)
 }
 
-func ms(t time.Time) int64 {
+// Millis is t as stored: Unix milliseconds, 0 for the zero time.
+func Millis(t time.Time) int64 {
 	if t.IsZero() {
 		return 0
 	}
 	return t.UnixMilli()
 }
 
-func fromMS(v int64) time.Time {
+// FromMillis is a stored time: Unix milliseconds (0: the zero time), in
+// UTC.
+func FromMillis(v int64) time.Time {
 	if v == 0 {
 		return time.Time{}
 	}
@@ -66,7 +69,7 @@ func (s *Store) Begin(ctx context.Context, r *Record) error {
 	_, err := s.exec(ctx, `INSERT INTO scans (id, status, targets, scan_type, request, argv, image_id, image_tag,
 		limits, client, owner_pid, owner_host, created_at, started_at, notes, approval) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		r.ID, r.Status, r.Targets, r.ScanType, string(req), string(argv), r.ImageID, r.ImageTag,
-		string(limits), r.Client, r.OwnerPID, r.OwnerHost, ms(r.CreatedAt), ms(r.StartedAt), notes, approvalJSON(r.Approval))
+		string(limits), r.Client, r.OwnerPID, r.OwnerHost, Millis(r.CreatedAt), Millis(r.StartedAt), notes, approvalJSON(r.Approval))
 	if err != nil {
 		return s.fail(fmt.Sprintf("record scan %s", r.ID), err)
 	}
@@ -102,7 +105,7 @@ func (s *Store) Import(ctx context.Context, recs []*Record) error {
 			req = json.RawMessage("{}")
 		}
 		if _, err := stmt.ExecContext(ctx, r.ID, r.Status, r.Targets, r.ScanType, string(req), string(argv), r.ImageID, r.ImageTag,
-			string(limits), r.Client, r.OwnerPID, r.OwnerHost, ms(r.CreatedAt), ms(r.StartedAt), ms(r.EndedAt), r.ExitCode, r.Error,
+			string(limits), r.Client, r.OwnerPID, r.OwnerHost, Millis(r.CreatedAt), Millis(r.StartedAt), Millis(r.EndedAt), r.ExitCode, r.Error,
 			r.RawXML, r.RawXMLTruncated, nullString(result), r.HostsUp, r.OpenPorts, notesJSON(r.Notes)); err != nil {
 			return s.fail(fmt.Sprintf("import %s", r.ID), err)
 		}
@@ -115,7 +118,7 @@ func (s *Store) Import(ctx context.Context, recs []*Record) error {
 
 // Start marks a queued record running from startedAt.
 func (s *Store) Start(ctx context.Context, id string, startedAt time.Time) error {
-	_, err := s.exec(ctx, `UPDATE scans SET status = ?, started_at = ? WHERE id = ?`, Running, ms(startedAt), id)
+	_, err := s.exec(ctx, `UPDATE scans SET status = ?, started_at = ? WHERE id = ?`, Running, Millis(startedAt), id)
 	if err != nil {
 		return s.fail(fmt.Sprintf("start scan %s", id), err)
 	}
@@ -142,7 +145,7 @@ func (s *Store) Finish(ctx context.Context, r *Record) error {
 	}
 	_, err := s.exec(ctx, `UPDATE scans SET status=?, started_at=?, ended_at=?, exit_code=?, error=?, raw_xml=?,
 		raw_xml_truncated=?, result=?, hosts_up=?, open_ports=?, notes=? WHERE id=?`,
-		r.Status, ms(r.StartedAt), ms(r.EndedAt), r.ExitCode, r.Error, xml, r.RawXMLTruncated, nullString(result),
+		r.Status, Millis(r.StartedAt), Millis(r.EndedAt), r.ExitCode, r.Error, xml, r.RawXMLTruncated, nullString(result),
 		r.HostsUp, r.OpenPorts, notesJSON(r.Notes), r.ID)
 	if err != nil {
 		return s.fail(fmt.Sprintf("finish scan %s", r.ID), err)
@@ -213,7 +216,7 @@ func scanRecord(row scanner) (*Record, error) {
 	if err := json.Unmarshal([]byte(limits), &r.Limits); err != nil {
 		return nil, fmt.Errorf("scan %s: bad limits: %w", r.ID, err)
 	}
-	r.CreatedAt, r.StartedAt, r.EndedAt = fromMS(created), fromMS(started), fromMS(ended)
+	r.CreatedAt, r.StartedAt, r.EndedAt = FromMillis(created), FromMillis(started), FromMillis(ended)
 	if result.Valid {
 		r.Result = &results.Result{}
 		if err := json.Unmarshal([]byte(result.String), r.Result); err != nil {

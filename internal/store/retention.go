@@ -57,7 +57,7 @@ func (s *Store) Prune(ctx context.Context, k Keep, protect []string, now time.Ti
 	}
 	cut := func(scale int) (int64, bool, error) {
 		if k.Age > 0 {
-			return ms(now.Add(-time.Duration(scale) * k.Age)), true, nil
+			return Millis(now.Add(-time.Duration(scale) * k.Age)), true, nil
 		}
 		var at int64
 		err := s.db.QueryRowContext(ctx, `SELECT created_at FROM scans WHERE status NOT IN (?, ?) ORDER BY created_at DESC LIMIT 1 OFFSET ?`,

@@ -124,8 +124,8 @@ func (s *Store) CreateWatch(ctx context.Context, w *Watch) error {
 		w.ID = id
 	}
 	_, err := s.exec(ctx, `INSERT INTO watches (`+watchColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-		w.ID, w.Client, w.Name, string(w.Request), int64(w.Interval/time.Second), w.Webhook, ms(w.Created), ms(w.NextRun), ms(w.LastRun),
-		w.LastScan, w.LastStatus, w.Baseline, string(w.LastChange), ms(w.LastChangeAt), w.Runs, w.Paused, ms(w.PausedAt))
+		w.ID, w.Client, w.Name, string(w.Request), int64(w.Interval/time.Second), w.Webhook, Millis(w.Created), Millis(w.NextRun), Millis(w.LastRun),
+		w.LastScan, w.LastStatus, w.Baseline, string(w.LastChange), Millis(w.LastChangeAt), w.Runs, w.Paused, Millis(w.PausedAt))
 	if err != nil {
 		if strings.Contains(err.Error(), "UNIQUE") || strings.Contains(err.Error(), "PRIMARY KEY") {
 			return &WatchExistsError{Name: w.Name, Client: w.Client}
@@ -140,8 +140,8 @@ func (s *Store) CreateWatch(ctx context.Context, w *Watch) error {
 // nothing and returns a *NotFoundError: the run must be dropped.
 func (s *Store) SaveWatchRun(ctx context.Context, w *Watch) error {
 	res, err := s.exec(ctx, `UPDATE watches SET next_run=?, last_run=?, last_scan=?, last_status=?, baseline=?, last_change=?,
-		last_change_at=?, runs=? WHERE id=? AND client=?`, ms(w.NextRun), ms(w.LastRun), w.LastScan, w.LastStatus, w.Baseline, string(w.LastChange),
-		ms(w.LastChangeAt), w.Runs, w.ID, w.Client)
+		last_change_at=?, runs=? WHERE id=? AND client=?`, Millis(w.NextRun), Millis(w.LastRun), w.LastScan, w.LastStatus, w.Baseline, string(w.LastChange),
+		Millis(w.LastChangeAt), w.Runs, w.ID, w.Client)
 	if err != nil {
 		return s.fail(fmt.Sprintf("save watch %s", w.Name), err)
 	}
@@ -212,7 +212,7 @@ func (s *Store) ListWatches(ctx context.Context, client string) ([]*Watch, error
 // DueWatches returns the watches not paused whose next run is at or
 // before now.
 func (s *Store) DueWatches(ctx context.Context, now time.Time) ([]*Watch, error) {
-	return s.watches(ctx, `WHERE paused = '' AND next_run <= ? ORDER BY next_run`, ms(now))
+	return s.watches(ctx, `WHERE paused = '' AND next_run <= ? ORDER BY next_run`, Millis(now))
 }
 
 // NextWatchRun is the earliest next run of a watch not paused (zero: none).
@@ -224,7 +224,7 @@ func (s *Store) NextWatchRun(ctx context.Context) (time.Time, error) {
 	if !at.Valid {
 		return time.Time{}, nil
 	}
-	return fromMS(at.Int64), nil
+	return FromMillis(at.Int64), nil
 }
 
 // DeleteWatch removes the watch of that ID if client owns it (any for "").
@@ -244,7 +244,7 @@ func (s *Store) DeleteWatch(ctx context.Context, id, client string) error {
 // why; a watch already paused keeps its first reason.
 func (s *Store) PauseWatch(ctx context.Context, id, client, reason string, at time.Time) error {
 	res, err := s.exec(ctx, `UPDATE watches SET paused = CASE WHEN paused = '' THEN ? ELSE paused END,
-		paused_at = CASE WHEN paused = '' THEN ? ELSE paused_at END WHERE id = ? AND client = ?`, reason, ms(at), id, client)
+		paused_at = CASE WHEN paused = '' THEN ? ELSE paused_at END WHERE id = ? AND client = ?`, reason, Millis(at), id, client)
 	if err != nil {
 		return s.fail(fmt.Sprintf("pause watch %s", id), err)
 	}
@@ -254,7 +254,7 @@ func (s *Store) PauseWatch(ctx context.Context, id, client, reason string, at ti
 // PauseClientWatches pauses every watch of client that runs, saying why,
 // and returns how many it paused.
 func (s *Store) PauseClientWatches(ctx context.Context, client, reason string, at time.Time) (int, error) {
-	res, err := s.exec(ctx, `UPDATE watches SET paused = ?, paused_at = ? WHERE client = ? AND paused = ''`, reason, ms(at), client)
+	res, err := s.exec(ctx, `UPDATE watches SET paused = ?, paused_at = ? WHERE client = ? AND paused = ''`, reason, Millis(at), client)
 	if err != nil {
 		return 0, s.fail(fmt.Sprintf("pause the watches of %s", client), err)
 	}
@@ -265,7 +265,7 @@ func (s *Store) PauseClientWatches(ctx context.Context, client, reason string, a
 // ResumeWatch lets a paused watch run again, from now.
 func (s *Store) ResumeWatch(ctx context.Context, id, client string, now time.Time) error {
 	res, err := s.exec(ctx, `UPDATE watches SET paused = '', paused_at = 0, next_run = min(next_run, ?) WHERE id = ? AND client = ?`,
-		ms(now), id, client)
+		Millis(now), id, client)
 	if err != nil {
 		return s.fail(fmt.Sprintf("resume watch %s", id), err)
 	}
@@ -308,7 +308,7 @@ func (s *Store) watches(ctx context.Context, where string, args ...any) ([]*Watc
 			return nil, s.fail("watches", err)
 		}
 		w.Request, w.Interval = json.RawMessage(req), time.Duration(interval)*time.Second
-		w.Created, w.NextRun, w.LastRun, w.LastChangeAt, w.PausedAt = fromMS(created), fromMS(next), fromMS(last), fromMS(changeAt), fromMS(paused)
+		w.Created, w.NextRun, w.LastRun, w.LastChangeAt, w.PausedAt = FromMillis(created), FromMillis(next), FromMillis(last), FromMillis(changeAt), FromMillis(paused)
 		if change != "" {
 			w.LastChange = json.RawMessage(change)
 		}
