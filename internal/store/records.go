@@ -185,6 +185,19 @@ const (
 	summaryColumns = baseColumns + `NULL`
 )
 
+// qualified prefixes each column of a column list with p (a table's
+// alias and a dot); NULL stays NULL.
+func qualified(p, list string) string {
+	cols := strings.Split(list, ",")
+	for i, c := range cols {
+		if c = strings.TrimSpace(c); c != "NULL" {
+			c = p + c
+		}
+		cols[i] = c
+	}
+	return strings.Join(cols, ", ")
+}
+
 type scanner interface{ Scan(...any) error }
 
 func scanRecord(row scanner) (*Record, error) {
@@ -270,27 +283,31 @@ type Filter struct {
 func (s *Store) List(ctx context.Context, f Filter) ([]*Record, error) {
 	var where []string
 	var args []any
+	// A target filter reads the target index (scan_targets, newest first)
+	// and joins each hit to its scan; the other filters apply to the scan.
+	q, col, order := `SELECT `+summaryColumns+` FROM scans`, "", ` ORDER BY created_at DESC, rowid DESC`
 	if f.Target != "" {
-		where = append(where, `instr(' ' || targets || ' ', ' ' || ? || ' ') > 0`)
+		q = `SELECT ` + qualified("s.", summaryColumns) + ` FROM scan_targets t CROSS JOIN scans s ON s.id = t.id`
+		col, order = "s.", ` ORDER BY t.created_at DESC, t.id DESC`
+		where = append(where, `t.target = ?`)
 		args = append(args, strings.ToLower(f.Target))
 	}
 	if f.Client != "" {
-		where = append(where, `client = ?`)
+		where = append(where, col+`client = ?`)
 		args = append(args, f.Client)
 	}
 	if f.Status != "" {
-		where = append(where, `status = ?`)
+		where = append(where, col+`status = ?`)
 		args = append(args, f.Status)
 	}
 	if f.Finished {
-		where = append(where, `status NOT IN (?, ?)`)
+		where = append(where, col+`status NOT IN (?, ?)`)
 		args = append(args, Queued, Running)
 	}
 	if !f.Since.IsZero() {
-		where = append(where, `created_at >= ?`)
+		where = append(where, col+`created_at >= ?`)
 		args = append(args, f.Since.UnixMilli())
 	}
-	q := `SELECT ` + summaryColumns + ` FROM scans`
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, ` AND `)
 	}
@@ -298,7 +315,7 @@ func (s *Store) List(ctx context.Context, f Filter) ([]*Record, error) {
 	if limit <= 0 {
 		limit = 20
 	}
-	q += ` ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?`
+	q += order + ` LIMIT ? OFFSET ?`
 	args = append(args, limit, max(f.Offset, 0))
 	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {

@@ -309,6 +309,33 @@ var migrations = []string{
 	// Who approved a scan a rule asked for (or denied it): JSON of an
 	// approval.Grant, '' when no rule asked.
 	`ALTER TABLE scans ADD COLUMN approval TEXT NOT NULL DEFAULT '';`,
+	// One row per target token of each scan, kept by triggers, so that
+	// list_scans' target filter reads an index, not every row (targets
+	// are validated tokens: no quotes or backslashes, as json_each needs).
+	`CREATE TABLE scan_targets (
+		target TEXT NOT NULL,
+		created_at INTEGER NOT NULL,
+		id TEXT NOT NULL,
+		PRIMARY KEY (target, created_at, id)
+	) WITHOUT ROWID;
+	CREATE TRIGGER scan_targets_insert AFTER INSERT ON scans BEGIN
+		INSERT OR IGNORE INTO scan_targets SELECT value, NEW.created_at, NEW.id
+			FROM json_each(` + targetTokens("NEW.targets") + `) WHERE value <> '';
+	END;
+	CREATE TRIGGER scan_targets_delete AFTER DELETE ON scans BEGIN
+		DELETE FROM scan_targets WHERE id = OLD.id AND created_at = OLD.created_at
+			AND target IN (SELECT value FROM json_each(` + targetTokens("OLD.targets") + `));
+	END;
+	INSERT OR IGNORE INTO scan_targets SELECT j.value, s.created_at, s.id
+		FROM scans s, json_each(` + targetTokens("s.targets") + `) j WHERE j.value <> '';`,
+}
+
+// targetTokens is the SQL of a JSON array of the lower-cased,
+// space-separated tokens of the targets column expression col (an empty
+// array when they would not make valid JSON, so that no insert fails).
+func targetTokens(col string) string {
+	arr := `'["' || replace(lower(` + col + `), ' ', '","') || '"]'`
+	return `CASE WHEN json_valid(` + arr + `) THEN ` + arr + ` ELSE '[]' END`
 }
 
 func (s *Store) migrate(ctx context.Context) error {
