@@ -121,7 +121,8 @@ func connect(t *testing.T, extraEnv ...string) *mcp.ClientSession {
 	return sess
 }
 
-func call(t *testing.T, s *mcp.ClientSession, name string, args map[string]any) (*mcp.CallToolResult, string) {
+// call calls a tool and returns the result and its text.
+func call(t testing.TB, s *mcp.ClientSession, name string, args map[string]any) (*mcp.CallToolResult, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -5,12 +5,10 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -106,7 +104,7 @@ func readXML(t testing.TB, s *mcp.ClientSession, id string) string {
 func killMidScan(t testing.TB, eng *testkit.Engine, cli *client.Client, fs *faultServer, stop func(), whileDown func()) (string, time.Time) {
 	t.Helper()
 	port := testkit.TCPListener(t)
-	res, text := callTB(t, fs.sess, "nmap_scan", map[string]any{"targets": "127.0.0.1", "ports": fmt.Sprintf("1-60,%d", port), "timing": "T2", "wait": false})
+	res, text := call(t, fs.sess, "nmap_scan", map[string]any{"targets": "127.0.0.1", "ports": fmt.Sprintf("1-60,%d", port), "timing": "T2", "wait": false})
 	if res.IsError {
 		t.Fatal(text)
 	}
@@ -125,24 +123,6 @@ func killMidScan(t testing.TB, eng *testkit.Engine, cli *client.Client, fs *faul
 	time.Sleep(2 * time.Second)
 	eng.Start()
 	return id, time.Now()
-}
-
-// callTB is call for a testing.TB.
-func callTB(t testing.TB, s *mcp.ClientSession, name string, args map[string]any) (*mcp.CallToolResult, string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	res, err := s.CallTool(ctx, &mcp.CallToolParams{Name: name, Arguments: args})
-	if err != nil {
-		t.Fatalf("call %s: %v", name, err)
-	}
-	var b strings.Builder
-	for _, c := range res.Content {
-		if tc, ok := c.(*mcp.TextContent); ok {
-			b.WriteString(tc.Text)
-		}
-	}
-	return res, b.String()
 }
 
 // The engine is killed (SIGKILL) mid-scan and started again: the scan's
@@ -168,7 +148,7 @@ func engineLostMidScan(t *testing.T, stop func(*testkit.Engine)) {
 	fs := startFaultServer(t, eng)
 	id, back := killMidScan(t, eng, cli, fs, func() { stop(eng) }, func() {
 		open := testkit.TCPListener(t)
-		res, text := callTB(t, fs.sess, "nmap_scan", map[string]any{"targets": "127.0.0.1", "ports": fmt.Sprint(open)})
+		res, text := call(t, fs.sess, "nmap_scan", map[string]any{"targets": "127.0.0.1", "ports": fmt.Sprint(open)})
 		if !res.IsError || !strings.Contains(text, "start the Docker engine") || !strings.Contains(text, "no restart needed") {
 			t.Errorf("scan while the engine is down: %s", text)
 		}
@@ -176,7 +156,7 @@ func engineLostMidScan(t *testing.T, stop func(*testkit.Engine)) {
 
 	var text string
 	if !testkit.Eventually(60*time.Second, func() bool {
-		_, text = callTB(t, fs.sess, "get_scan", map[string]any{"id": id})
+		_, text = call(t, fs.sess, "get_scan", map[string]any{"id": id})
 		return strings.Contains(text, "interrupted")
 	}) {
 		t.Fatalf("record after the engine restart: %s", text)
@@ -200,7 +180,7 @@ func engineLostMidScan(t *testing.T, stop func(*testkit.Engine)) {
 		t.Fatalf("audit verify: %+v %v", rep, err)
 	}
 	open := testkit.TCPListener(t)
-	res, text := callTB(t, fs.sess, "nmap_scan", map[string]any{"targets": "127.0.0.1", "ports": fmt.Sprint(open)})
+	res, text := call(t, fs.sess, "nmap_scan", map[string]any{"targets": "127.0.0.1", "ports": fmt.Sprint(open)})
 	if res.IsError || !strings.Contains(text, fmt.Sprintf("%d/tcp open", open)) {
 		t.Fatalf("scan after the engine restart: %s", text)
 	}
@@ -223,13 +203,13 @@ func TestServerStartsWithoutEngine(t *testing.T) {
 	if err != nil || len(tools.Tools) == 0 {
 		t.Fatalf("tools: %v", err)
 	}
-	res, text := callTB(t, fs.sess, "nmap_version", nil)
+	res, text := call(t, fs.sess, "nmap_version", nil)
 	if !res.IsError || !strings.Contains(text, "not answering") || !strings.Contains(text, "DOCKER_HOST") {
 		t.Fatalf("nmap_version without the engine: %s", text)
 	}
 	open := testkit.TCPListener(t)
 	args := map[string]any{"targets": "127.0.0.1", "ports": fmt.Sprint(open)}
-	res, text = callTB(t, fs.sess, "nmap_scan", args)
+	res, text = call(t, fs.sess, "nmap_scan", args)
 	for _, want := range []string{"nothing was run", "start the Docker engine", "docker group", "DOCKER_HOST", "no restart needed"} {
 		if !res.IsError || !strings.Contains(text, want) {
 			t.Fatalf("scan without the engine lacks %q: %s", want, text)
@@ -240,11 +220,11 @@ func TestServerStartsWithoutEngine(t *testing.T) {
 	}
 
 	eng.Start()
-	res, text = callTB(t, fs.sess, "nmap_scan", args)
+	res, text = call(t, fs.sess, "nmap_scan", args)
 	if res.IsError || !strings.Contains(text, fmt.Sprintf("%d/tcp open", open)) {
 		t.Fatalf("scan once the engine answers: %s", text)
 	}
-	if res, text = callTB(t, fs.sess, "nmap_version", nil); res.IsError || !strings.Contains(text, "Docker engine: 20.") {
+	if res, text = call(t, fs.sess, "nmap_version", nil); res.IsError || !strings.Contains(text, "Docker engine: 20.") {
 		t.Fatalf("nmap_version once the engine answers: %s", text)
 	}
 	if !testkit.Eventually(30*time.Second, func() bool { code, _ := hs.healthz(t); return code == http.StatusOK }) {
@@ -257,30 +237,9 @@ func TestServerStartsWithoutEngine(t *testing.T) {
 // only until it listens.
 func startHTTPNoWait(t testing.TB, extraEnv ...string) *httpServer {
 	t.Helper()
-	addr := fmt.Sprintf("127.0.0.1:%d", freePortTB(t))
-	cmd := exec.Command(binary, "serve", "--http", addr)
-	cmd.Env = serverEnv(append([]string{"NMAP_MCP_STORE=" + filepath.Join(t.TempDir(), "scans.db")}, extraEnv...)...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s := &httpServer{cmd: cmd, url: "http://" + addr, stderr: &stderr}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-		}
-		if t.Failed() {
-			t.Logf("http server stderr:\n%s", stderr.String())
-		}
-	})
+	s := launchHTTP(t, append([]string{"NMAP_MCP_STORE=" + filepath.Join(t.TempDir(), "scans.db")}, extraEnv...)...)
 	if !testkit.Eventually(30*time.Second, func() bool { code, _ := s.healthz(t); return code != 0 }) {
-		t.Fatalf("http server did not listen:\n%s", stderr.String())
+		t.Fatalf("http server did not listen:\n%s", s.stderr.String())
 	}
 	return s
 }
@@ -294,16 +253,6 @@ func (s *httpServer) healthz(t testing.TB) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
-}
-
-func freePortTB(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // BenchmarkEngineRestart measures, per kill-and-restart of the engine
@@ -322,7 +271,7 @@ func BenchmarkEngineRestart(b *testing.B) {
 	for b.Loop() {
 		// The same scan with the engine up, for comparison.
 		start := time.Now()
-		if res, text := callTB(b, fs.sess, "nmap_scan", map[string]any{"targets": "127.0.0.1", "ports": fmt.Sprint(open)}); res.IsError {
+		if res, text := call(b, fs.sess, "nmap_scan", map[string]any{"targets": "127.0.0.1", "ports": fmt.Sprint(open)}); res.IsError {
 			b.Fatal(text)
 		}
 		baseline += time.Since(start)
@@ -339,7 +288,7 @@ func BenchmarkEngineRestart(b *testing.B) {
 			done <- -1
 		}()
 		for {
-			res, text := callTB(b, fs.sess, "nmap_scan", map[string]any{"targets": "127.0.0.1", "ports": fmt.Sprint(open)})
+			res, text := call(b, fs.sess, "nmap_scan", map[string]any{"targets": "127.0.0.1", "ports": fmt.Sprint(open)})
 			if !res.IsError {
 				break
 			}

@@ -29,13 +29,45 @@ type httpServer struct {
 	stderr *bytes.Buffer
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// launchHTTP starts `serve --http` on a free loopback port with env (on
+// top of serverEnv) and stops it when the test ends (SIGTERM, then
+// SIGKILL after 20 s), logging its stderr if the test failed. It does not
+// wait for the server.
+func launchHTTP(t testing.TB, env ...string) *httpServer {
+	t.Helper()
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cmd := exec.Command(binary, "serve", "--http", addr)
+	cmd.Env = serverEnv(env...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &httpServer{cmd: cmd, url: "http://" + addr, stderr: &stderr}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+		if t.Failed() {
+			t.Logf("server stderr:\n%s", stderr.String())
+		}
+	})
+	return s
 }
 
 // startHTTP starts a server with one token, "alice", and extra config.
@@ -65,29 +97,8 @@ func startHTTPTokens(t *testing.T, more []httpapi.Token, extraConfig string, ext
 // given configuration file.
 func startHTTPConfig(t *testing.T, cfgText string, extraEnv ...string) *httpServer {
 	t.Helper()
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	cmd := exec.Command(binary, "serve", "--http", addr)
-	cmd.Env = serverEnv(append([]string{"NMAP_MCP_CONFIG=" + writeConfig(t, cfgText),
+	s := launchHTTP(t, append([]string{"NMAP_MCP_CONFIG=" + writeConfig(t, cfgText),
 		"NMAP_MCP_STORE=" + filepath.Join(t.TempDir(), "scans.db")}, extraEnv...)...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s := &httpServer{cmd: cmd, url: "http://" + addr, stderr: &stderr}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-		}
-		if t.Failed() {
-			t.Logf("server stderr:\n%s", stderr.String())
-		}
-	})
 	if !testkit.Eventually(30*time.Second, func() bool {
 		resp, err := http.Get(s.url + "/healthz")
 		if err == nil {
@@ -95,7 +106,7 @@ func startHTTPConfig(t *testing.T, cfgText string, extraEnv ...string) *httpServ
 		}
 		return err == nil && resp.StatusCode == 200
 	}) {
-		t.Fatalf("server did not become healthy:\n%s", stderr.String())
+		t.Fatalf("server did not become healthy:\n%s", s.stderr.String())
 	}
 	return s
 }

@@ -101,7 +101,7 @@ func startStorageServer(t *testing.T, storePath, trailPath string) *storageServe
 // the test unless the scan succeeds.
 func (s *storageServer) scan(t *testing.T, port int) string {
 	t.Helper()
-	res, text := callTB(t, s.sess, "nmap_scan", map[string]any{"targets": "127.0.0.1", "ports": fmt.Sprint(port)})
+	res, text := call(t, s.sess, "nmap_scan", map[string]any{"targets": "127.0.0.1", "ports": fmt.Sprint(port)})
 	if res.IsError || !strings.Contains(text, fmt.Sprintf("%d/tcp open", port)) {
 		t.Fatalf("scan: %s", text)
 	}
@@ -124,7 +124,7 @@ func scanID(t *testing.T, res *mcp.CallToolResult) string {
 func (s *storageServer) refused(t *testing.T, port int, words ...string) time.Duration {
 	t.Helper()
 	start := time.Now()
-	res, text := callTB(t, s.sess, "nmap_scan", map[string]any{"targets": "127.0.0.1", "ports": fmt.Sprint(port)})
+	res, text := call(t, s.sess, "nmap_scan", map[string]any{"targets": "127.0.0.1", "ports": fmt.Sprint(port)})
 	took := time.Since(start)
 	if !res.IsError {
 		t.Fatalf("scan during the fault was not refused: %s", text)
@@ -144,10 +144,10 @@ func (s *storageServer) serves(t *testing.T, id string, port int) {
 	if tools, err := s.sess.ListTools(context.Background(), nil); err != nil || len(tools.Tools) == 0 {
 		t.Fatalf("tools/list: %v", err)
 	}
-	if res, text := callTB(t, s.sess, "get_scan", map[string]any{"id": id}); res.IsError || !strings.Contains(text, fmt.Sprintf("%d/tcp open", port)) {
+	if res, text := call(t, s.sess, "get_scan", map[string]any{"id": id}); res.IsError || !strings.Contains(text, fmt.Sprintf("%d/tcp open", port)) {
 		t.Fatalf("get_scan %s: %s", id, text)
 	}
-	if res, text := callTB(t, s.sess, "list_scans", nil); res.IsError || !strings.Contains(text, id) {
+	if res, text := call(t, s.sess, "list_scans", nil); res.IsError || !strings.Contains(text, id) {
 		t.Fatalf("list_scans: %s", text)
 	}
 }
@@ -157,7 +157,7 @@ func (s *storageServer) serves(t *testing.T, id string, port int) {
 func (s *storageServer) recovered(t *testing.T, port int, since time.Time) (string, time.Duration) {
 	t.Helper()
 	for n := 1; ; n++ {
-		res, text := callTB(t, s.sess, "nmap_scan", map[string]any{"targets": "127.0.0.1", "ports": fmt.Sprint(port)})
+		res, text := call(t, s.sess, "nmap_scan", map[string]any{"targets": "127.0.0.1", "ports": fmt.Sprint(port)})
 		if !res.IsError && strings.Contains(text, fmt.Sprintf("%d/tcp open", port)) {
 			t.Logf("recovered at attempt %d", n)
 			return scanID(t, res), time.Since(since)
@@ -184,7 +184,7 @@ func (s *storageServer) waitStatus(t *testing.T, id, status string, limit time.D
 	var text, got string
 	if !testkit.Eventually(limit, func() bool {
 		var res *mcp.CallToolResult
-		res, text = callTB(t, s.sess, "get_scan", map[string]any{"id": id})
+		res, text = call(t, s.sess, "get_scan", map[string]any{"id": id})
 		b, _ := json.Marshal(res.StructuredContent)
 		var out struct {
 			Status string `json:"status"`
@@ -211,7 +211,7 @@ func TestServeStoreLocked(t *testing.T) {
 	id1 := s.scan(t, port)
 
 	// A scan running when the lock is taken, ending while it is held.
-	res, text := callTB(t, s.sess, "nmap_scan", map[string]any{"targets": "127.0.0.1", "ports": fmt.Sprint(port), "wait": false})
+	res, text := call(t, s.sess, "nmap_scan", map[string]any{"targets": "127.0.0.1", "ports": fmt.Sprint(port), "wait": false})
 	if res.IsError {
 		t.Fatal(text)
 	}
@@ -327,7 +327,7 @@ func TestServeStoreDamaged(t *testing.T) {
 	}
 
 	s := startStorageServer(t, damaged, filepath.Join(dir, "audit.jsonl"))
-	res, text := callTB(t, s.sess, "get_scan", map[string]any{"id": recs[30].ID})
+	res, text := call(t, s.sess, "get_scan", map[string]any{"id": recs[30].ID})
 	for _, w := range []string{damaged, "damaged", "PRAGMA integrity_check", "restore it from a backup", ".recover"} {
 		if !res.IsError || !strings.Contains(text, w) {
 			t.Errorf("get_scan of the damaged record lacks %q: %s", w, text)
@@ -335,7 +335,7 @@ func TestServeStoreDamaged(t *testing.T) {
 	}
 	readable := 0
 	for _, r := range recs {
-		if res, _ := callTB(t, s.sess, "get_scan", map[string]any{"id": r.ID}); !res.IsError {
+		if res, _ := call(t, s.sess, "get_scan", map[string]any{"id": r.ID}); !res.IsError {
 			readable++
 		}
 	}
@@ -345,7 +345,7 @@ func TestServeStoreDamaged(t *testing.T) {
 	}
 	port := testkit.TCPListener(t)
 	id := s.scan(t, port)
-	if res, text := callTB(t, s.sess, "get_scan", map[string]any{"id": id}); res.IsError || !strings.Contains(text, fmt.Sprintf("%d/tcp open", port)) {
+	if res, text := call(t, s.sess, "get_scan", map[string]any{"id": id}); res.IsError || !strings.Contains(text, fmt.Sprintf("%d/tcp open", port)) {
 		t.Fatalf("the new scan's record: %s", text)
 	}
 	if tools, err := s.sess.ListTools(context.Background(), nil); err != nil || len(tools.Tools) == 0 {
@@ -371,7 +371,7 @@ func TestServeAuditFaults(t *testing.T) {
 	id1 := s.scan(t, port)
 
 	// Full, with a scan running: it ends while the disk is full.
-	res, text := callTB(t, s.sess, "nmap_scan", map[string]any{"targets": "127.0.0.1", "ports": fmt.Sprint(port), "wait": false})
+	res, text := call(t, s.sess, "nmap_scan", map[string]any{"targets": "127.0.0.1", "ports": fmt.Sprint(port), "wait": false})
 	if res.IsError {
 		t.Fatal(text)
 	}
