@@ -308,23 +308,8 @@ func TestServeStoreDamaged(t *testing.T) {
 		t.Fatal(err)
 	}
 	st.Close()
-	b, err := os.ReadFile(orig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pageSize := int(b[16])<<8 | int(b[17])
-	at := bytes.Index(b, []byte("MARK-30-"))
-	if at < 0 || pageSize < 512 {
-		t.Fatalf("marker at %d, page size %d", at, pageSize)
-	}
-	page := at / pageSize
-	for i := page * pageSize; i < (page+1)*pageSize; i++ {
-		b[i] = 0xA5
-	}
 	damaged := filepath.Join(dir, "damaged.db")
-	if err := os.WriteFile(damaged, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	page, pages, _ := faultfs.DamagePage(t, orig, "MARK-30-", damaged)
 
 	s := startStorageServer(t, damaged, filepath.Join(dir, "audit.jsonl"))
 	res, text := call(t, s.sess, "get_scan", map[string]any{"id": recs[30].ID})
@@ -339,7 +324,7 @@ func TestServeStoreDamaged(t *testing.T) {
 			readable++
 		}
 	}
-	t.Logf("page %d of %d damaged: %d of %d records read over MCP", page+1, len(b)/pageSize, readable, n)
+	t.Logf("page %d of %d damaged: %d of %d records read over MCP", page+1, pages, readable, n)
 	if readable < n-6 {
 		t.Errorf("only %d of %d records read around one damaged page", readable, n)
 	}

@@ -253,23 +253,8 @@ func TestDamagedPage(t *testing.T) {
 		}
 	}
 	s.Close() // checkpoints the WAL into the file
-	b, err := os.ReadFile(orig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pageSize := int(b[16])<<8 | int(b[17])
-	at := bytes.Index(b, []byte("MARK-30-"))
-	if at < 0 || pageSize < 512 {
-		t.Fatalf("marker at %d, page size %d", at, pageSize)
-	}
-	page := at / pageSize
-	for i := page * pageSize; i < (page+1)*pageSize; i++ {
-		b[i] = 0xA5
-	}
 	damaged := filepath.Join(dir, "damaged.db")
-	if err := os.WriteFile(damaged, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	page, pages, pageSize := faultfs.DamagePage(t, orig, "MARK-30-", damaged)
 
 	d := open(t, damaged)
 	var ok, bad int
@@ -286,7 +271,7 @@ func TestDamagedPage(t *testing.T) {
 	if _, err := d.Get(ctx, "scan30", ""); err == nil {
 		t.Error("the record in the damaged page read back")
 	}
-	t.Logf("page %d of %d (%d bytes) damaged: %d records read, %d refused as damaged", page+1, len(b)/pageSize, pageSize, ok, bad)
+	t.Logf("page %d of %d (%d bytes) damaged: %d records read, %d refused as damaged", page+1, pages, pageSize, ok, bad)
 	if ok < n-6 {
 		t.Errorf("only %d of %d records read around one damaged page", ok, n)
 	}
@@ -375,19 +360,7 @@ func TestDamagedPageAtOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	b, err := os.ReadFile(orig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pageSize := int(b[16])<<8 | int(b[17])
-	at := bytes.Index(b, []byte("MARK-20-"))
-	page := at / pageSize
-	for i := page * pageSize; i < (page+1)*pageSize; i++ {
-		b[i] = 0xA5
-	}
-	if err := os.WriteFile(orig, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	faultfs.DamagePage(t, orig, "MARK-20-", orig)
 	d, err := Open(ctx, orig, 0)
 	if err != nil {
 		t.Fatalf("a damaged page kept the store from opening: %v", err)

@@ -1,12 +1,14 @@
 // Package faultfs injects storage faults for tests, for real: a small
-// tmpfs a test fills (a full disk), and a read-only bind mount of a folder
-// over itself (a read-only disk, root's writes too). Mounts go through
+// tmpfs a test fills (a full disk), a read-only bind mount of a folder
+// over itself (a read-only disk, root's writes too), and a database page
+// overwritten with garbage (DamagePage, no mount). Mounts go through
 // mount(2) (no host process), live under the test's temporary folder, and
 // are removed in t.Cleanup even when the test fails. They need root: a
 // test skips without it, except under CI, where it fails.
 package faultfs
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -139,4 +141,32 @@ func ReadOnlyDisk(t testing.TB, dir string) (writable func()) {
 			t.Fatalf("remount %s read-write: %v", dir, err)
 		}
 	}
+}
+
+// DamagePage writes to dst a copy of the SQLite database src whose page
+// holding marker is overwritten with garbage, as a failing disk leaves
+// it; dst may be src. It returns the damaged page's index, the number of
+// pages and the page size.
+func DamagePage(t testing.TB, src, marker, dst string) (page, pages, pageSize int) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) < 100 {
+		t.Fatalf("%s: not a SQLite database", src)
+	}
+	pageSize = int(b[16])<<8 | int(b[17])
+	at := bytes.Index(b, []byte(marker))
+	if at < 0 || pageSize < 512 {
+		t.Fatalf("%s: marker %q at %d, page size %d", src, marker, at, pageSize)
+	}
+	page = at / pageSize
+	for i := page * pageSize; i < (page+1)*pageSize && i < len(b); i++ {
+		b[i] = 0xA5
+	}
+	if err := os.WriteFile(dst, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return page, len(b) / pageSize, pageSize
 }
