@@ -41,23 +41,32 @@ func verified(t *testing.T, path string, records int) {
 	}
 }
 
-// The trail's disk is full: Ready and Append refuse, naming the file,
-// the fault and what to do; the records written stay and verify; a line
-// the disk took only part of is cut back (no torn line); once space is
-// freed, appends work again without reopening the trail.
-func TestDiskFull(t *testing.T) {
-	dir := faultfs.Tmpfs(t, "256k")
+// trailOnTmpfs opens a trail on a new tmpfs of size (closed when the
+// test ends) holding n admissions, and returns the folder, the trail's
+// path and the log.
+func trailOnTmpfs(t *testing.T, size string, n int) (string, string, *Log) {
+	t.Helper()
+	dir := faultfs.Tmpfs(t, size)
 	path := filepath.Join(dir, "audit.jsonl")
 	l, _, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	for i := range 3 {
+	t.Cleanup(func() { l.Close() })
+	for i := range n {
 		if err := l.Append(Record{Event: Admitted, ScanID: fmt.Sprint("s", i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return dir, path, l
+}
+
+// The trail's disk is full: Ready and Append refuse, naming the file,
+// the fault and what to do; the records written stay and verify; a line
+// the disk took only part of is cut back (no torn line); once space is
+// freed, appends work again without reopening the trail.
+func TestDiskFull(t *testing.T) {
+	dir, path, l := trailOnTmpfs(t, "256k", 3)
 	filler := faultfs.Fill(t, dir, 0)
 	wantFault(t, l.Ready(t.Context()), Full, path, "disk is full", "free space", "no restart needed")
 	wantFault(t, l.Append(Record{Event: Admitted, ScanID: "full"}), Full, path, "disk is full", "no space left on device")
@@ -89,13 +98,7 @@ func TestDiskFull(t *testing.T) {
 // (the append succeeded), the head catches up at the next append without
 // calling it a repair, and the chain verifies.
 func TestDiskFullBeforeTheHead(t *testing.T) {
-	dir := faultfs.Tmpfs(t, "256k")
-	path := filepath.Join(dir, "audit.jsonl")
-	l, _, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	dir, path, l := trailOnTmpfs(t, "256k", 0)
 	if err := l.Append(Record{Event: Admitted, ScanID: "a"}); err != nil {
 		t.Fatal(err)
 	}
@@ -121,18 +124,7 @@ func TestDiskFullBeforeTheHead(t *testing.T) {
 // file and what to do; the trail still reads and verifies; once the
 // folder is writable again, appends work without reopening the trail.
 func TestFolderReadOnly(t *testing.T) {
-	dir := faultfs.Tmpfs(t, "1m")
-	path := filepath.Join(dir, "audit.jsonl")
-	l, _, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	for i := range 2 {
-		if err := l.Append(Record{Event: Admitted, ScanID: fmt.Sprint("s", i)}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir, path, l := trailOnTmpfs(t, "1m", 2)
 	undo := faultfs.ReadOnlyBind(t, dir)
 	wantFault(t, l.Ready(t.Context()), ReadOnly, path, "read-only", "writable again", "no restart needed")
 	wantFault(t, l.Append(Record{Event: Admitted, ScanID: "ro"}), ReadOnly, path, "read-only file system")
