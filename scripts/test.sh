@@ -180,6 +180,18 @@ if [ ! -d "$TSSDK/node_modules/@modelcontextprotocol/sdk" ]; then
 fi
 export NMAP_MCP_TS_SDK="$TSSDK"
 
+# The test OpenID Provider (internal/testkit/oidcop) for the OAuth tests:
+# oidc-provider run by the machine's Node.js, cached outside the repo.
+step="installing the test OpenID Provider (npm)"
+OIDCOP=${NMAP_MCP_OIDC_PROVIDER:-${XDG_CACHE_HOME:-$HOME/.cache}/nmap-mcp-oidcop}
+if ! grep -qs '"version": "9.13.3"' "$OIDCOP/node_modules/oidc-provider/package.json"; then
+	command -v npm >/dev/null 2>&1 || fail "the OAuth tests need Node.js and npm (Debian: apt-get install nodejs npm)"
+	mkdir -p "$OIDCOP"
+	log "installing oidc-provider@9.13.3 into $OIDCOP"
+	npm install --prefix "$OIDCOP" --no-audit --no-fund --silent oidc-provider@9.13.3 >/dev/null
+fi
+export NMAP_MCP_OIDC_PROVIDER="$OIDCOP"
+
 tmp_before=$(ls -d "${TMPDIR:-/tmp}"/nmap-mcp-* 2>/dev/null | sort || true)
 mkdir -p "$ART"
 rm -rf "$ART/kube" "$ART/go-test.json" "$ART/go-test.txt"
