@@ -82,7 +82,8 @@ func New(d Deps) *server.MCPServer {
 	}
 	opts := []server.ServerOption{}
 	if d.Tasks {
-		opts = append(opts, server.WithTaskCapabilities(true, true, true))
+		opts = append(opts, server.WithTaskCapabilities(true, true, true),
+			server.WithExtensions(map[string]any{TasksExtension: map[string]any{}}))
 	}
 	s := server.NewMCPServer("nmap-mcp", d.Info.ServerVersion, append(opts,
 		server.WithToolCapabilities(false),

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
@@ -46,8 +47,11 @@ import (
 // Tasks answers MCP task requests from the scans service.
 type Tasks struct {
 	h *handlers
-	// poll is how often tasks/result looks at a live scan.
+	// poll is how often tasks/result and the status notifications look
+	// at a live scan.
 	poll time.Duration
+	// page is how many tasks a tasks/list page holds (taskPage when 0).
+	page int
 }
 
 // NewTasks returns the task layer over the same dependencies as New.
@@ -77,51 +81,42 @@ type rpcRequest struct {
 type rpcError struct {
 	Code    int    `json:"code"`
 	Message string `json:"message"`
+	Data    any    `json:"data,omitempty"`
 }
 
-// Handle answers raw if it is a task request (a task-augmented nmap_scan
-// call, or tasks/get, tasks/result, tasks/cancel, tasks/list), with the
-// JSON-RPC response; ok is false for anything else. ctx carries the
-// caller's client (scans.WithClient, scans.WithAdmin). tasks/result
-// blocks until the scan ends or ctx does.
+// Handle answers raw if it is a task request, with the JSON-RPC response;
+// ok is false for anything else. Before protocol 2026-07-28 those are a
+// task-augmented nmap_scan call and tasks/get, tasks/result, tasks/cancel
+// and tasks/list; on 2026-07-28 (the request's _meta names it), an
+// nmap_scan call from a client that declares the tasks extension, and
+// tasks/get, tasks/update and tasks/cancel (tasks_ext.go). ctx carries the
+// caller's client (scans.WithClient, scans.WithAdmin) and, for status
+// notifications, its session (WithSession, or the stdio stream's).
+// tasks/result blocks until the scan ends or ctx does.
 func (t *Tasks) Handle(ctx context.Context, raw []byte) (resp []byte, ok bool) {
-	if !bytes.Contains(raw, []byte("task")) {
-		return nil, false
-	}
-	var req rpcRequest
-	if json.Unmarshal(raw, &req) != nil || len(req.ID) == 0 || req.JSONRPC != "2.0" {
-		return nil, false
-	}
-	var p struct {
-		Name      string          `json:"name"`
-		Arguments map[string]any  `json:"arguments"`
-		Task      *mcp.TaskParams `json:"task"`
-		TaskID    string          `json:"taskId"`
-		Meta      *mcp.Meta       `json:"_meta"`
-	}
-	if len(req.Params) > 0 && json.Unmarshal(req.Params, &p) != nil {
+	req, p, ok := parseTask(raw)
+	if !ok {
 		return nil, false
 	}
 	var (
 		result any
 		rerr   *rpcError
 	)
-	switch req.Method {
-	case string(mcp.MethodToolsCall):
-		if p.Task == nil || p.Name != "nmap_scan" {
-			return nil, false
+	if p.info != nil {
+		result, rerr = t.handleModern(ctx, req.Method, p)
+	} else {
+		switch req.Method {
+		case string(mcp.MethodToolsCall):
+			result, rerr = t.create(ctx, p)
+		case string(mcp.MethodTasksGet):
+			result, rerr = t.get(ctx, p.TaskID)
+		case string(mcp.MethodTasksResult):
+			result, rerr = t.result(ctx, p.TaskID)
+		case string(mcp.MethodTasksCancel):
+			result, rerr = t.cancel(ctx, p.TaskID)
+		case string(mcp.MethodTasksList):
+			result, rerr = t.list(ctx, p.Cursor)
 		}
-		result, rerr = t.create(ctx, p.Arguments, p.Meta)
-	case string(mcp.MethodTasksGet):
-		result, rerr = t.get(ctx, p.TaskID)
-	case string(mcp.MethodTasksResult):
-		result, rerr = t.result(ctx, p.TaskID)
-	case string(mcp.MethodTasksCancel):
-		result, rerr = t.cancel(ctx, p.TaskID)
-	case string(mcp.MethodTasksList):
-		result, rerr = t.list(ctx)
-	default:
-		return nil, false
 	}
 	out := map[string]any{"jsonrpc": "2.0", "id": req.ID}
 	if rerr != nil {
@@ -136,17 +131,56 @@ func (t *Tasks) Handle(ctx context.Context, raw []byte) (resp []byte, ok bool) {
 	return b, true
 }
 
-// create starts the scan detached, through nmap_scan's own argument
-// checks, and returns its task.
-func (t *Tasks) create(ctx context.Context, args map[string]any, meta *mcp.Meta) (any, *rpcError) {
-	if args == nil {
-		args = map[string]any{}
+// taskParams are the params of every request the task layer answers.
+type taskParams struct {
+	Name      string          `json:"name"`
+	Arguments map[string]any  `json:"arguments"`
+	Task      *mcp.TaskParams `json:"task"`
+	TaskID    string          `json:"taskId"`
+	Cursor    string          `json:"cursor"`
+	Meta      *mcp.Meta       `json:"_meta"`
+	mcp.MultiRoundTripParams
+	// info is the request's protocol information on 2026-07-28 or later;
+	// nil before.
+	info *server.RequestProtocolInfo
+}
+
+// parseTask decodes raw and reports whether it is a request Handle
+// answers.
+func parseTask(raw []byte) (rpcRequest, *taskParams, bool) {
+	var req rpcRequest
+	if !bytes.Contains(raw, []byte("task")) || json.Unmarshal(raw, &req) != nil || len(req.ID) == 0 || req.JSONRPC != "2.0" {
+		return req, nil, false
 	}
-	args["wait"] = false
-	req := mcp.CallToolRequest{}
-	req.Params.Name, req.Params.Arguments, req.Params.Meta = "nmap_scan", args, meta
-	maxT := map[string]int{"timeout_seconds": int(t.h.Scans.Rules().MaxTimeout.Seconds())}
-	res, err := t.h.checked("nmap_scan", scanArgs{}, maxT, t.h.scan)(ctx, req)
+	p := &taskParams{}
+	if len(req.Params) > 0 && json.Unmarshal(req.Params, p) != nil {
+		return req, nil, false
+	}
+	p.info = modernInfo(p.Meta)
+	switch req.Method {
+	case string(mcp.MethodToolsCall):
+		if p.Name != "nmap_scan" {
+			return req, nil, false
+		}
+		if p.info != nil {
+			// 2026-07-28: the server decides; a scan becomes a task for a
+			// client that declared the extension, unless it asked to wait.
+			return req, p, extensionDeclared(p.info) && p.Arguments["wait"] != true
+		}
+		return req, p, p.Task != nil
+	case string(mcp.MethodTasksGet), string(mcp.MethodTasksResult), string(mcp.MethodTasksCancel), string(mcp.MethodTasksList):
+		return req, p, true
+	case methodTasksUpdate:
+		return req, p, p.info != nil
+	}
+	return req, nil, false
+}
+
+// create starts the scan detached, through nmap_scan's own argument
+// checks, and returns its task (2025-11-25). The task's status changes
+// are sent to the caller's session where there is one (tasks_notify.go).
+func (t *Tasks) create(ctx context.Context, p *taskParams) (any, *rpcError) {
+	res, err := t.callScan(ctx, p)
 	if err != nil {
 		return nil, &rpcError{Code: mcp.INTERNAL_ERROR, Message: err.Error()}
 	}
@@ -154,11 +188,31 @@ func (t *Tasks) create(ctx context.Context, args map[string]any, meta *mcp.Meta)
 	if res.IsError || !ok || out.ScanID == "" {
 		return nil, &rpcError{Code: mcp.INVALID_PARAMS, Message: resultText(res)}
 	}
-	snap, gerr := t.h.Scans.Get(ctx, out.ScanID)
-	if gerr != nil {
-		return nil, &rpcError{Code: mcp.INTERNAL_ERROR, Message: gerr.Error()}
+	snap, rerr := t.snapshot(ctx, out.ScanID)
+	if rerr != nil {
+		return nil, rerr
 	}
-	return map[string]any{"task": taskOf(snap)}, nil
+	task := taskOf(snap)
+	t.follow(ctx, snap, task)
+	return map[string]any{"task": task}, nil
+}
+
+// callScan runs nmap_scan's handler for p with wait: false.
+func (t *Tasks) callScan(ctx context.Context, p *taskParams) (*mcp.CallToolResult, error) {
+	args := p.Arguments
+	if args == nil {
+		args = map[string]any{}
+	}
+	args["wait"] = false
+	req := mcp.CallToolRequest{}
+	req.Params.Name, req.Params.Arguments, req.Params.Meta = "nmap_scan", args, p.Meta
+	req.Params.MultiRoundTripParams = p.MultiRoundTripParams
+	maxT := map[string]int{"timeout_seconds": int(t.h.Scans.Rules().MaxTimeout.Seconds())}
+	res, err := t.h.checked("nmap_scan", scanArgs{}, maxT, t.h.scan)(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("nmap_scan as a task: %w", err)
+	}
+	return res, nil
 }
 
 func resultText(res *mcp.CallToolResult) string {
@@ -230,19 +284,6 @@ func (t *Tasks) cancel(ctx context.Context, id string) (any, *rpcError) {
 	return t.get(ctx, id)
 }
 
-func (t *Tasks) list(ctx context.Context) (any, *rpcError) {
-	recs, err := t.h.Scans.List(ctx, store.Filter{Limit: 50})
-	if err != nil {
-		return nil, &rpcError{Code: mcp.INTERNAL_ERROR, Message: err.Error()}
-	}
-	tasks := make([]mcp.Task, 0, len(recs))
-	for _, r := range recs {
-		snap := scans.Snapshot{Record: r, Live: !store.Finished(r.Status)}
-		tasks = append(tasks, taskOf(snap))
-	}
-	return map[string]any{"tasks": tasks}, nil
-}
-
 // taskOf is a scan seen as a task.
 func taskOf(snap scans.Snapshot) mcp.Task {
 	rec := snap.Record
@@ -292,6 +333,7 @@ func clipText(s string, n int) string {
 // waits), with ctx (the stdio client's). The reader ends when in does.
 func (t *Tasks) Stdio(ctx context.Context, in io.Reader, out io.Writer) (io.Reader, io.Writer) {
 	lw := &lineWriter{w: out}
+	ctx = withSink(ctx, streamSink(ctx, lw))
 	pr, pw := io.Pipe()
 	go func() {
 		r := bufio.NewReaderSize(in, 64<<10)
@@ -318,24 +360,8 @@ func (t *Tasks) Stdio(ctx context.Context, in io.Reader, out io.Writer) (io.Read
 
 // isTask reports whether raw is a request Handle answers.
 func (t *Tasks) isTask(raw []byte) bool {
-	if !bytes.Contains(raw, []byte("task")) {
-		return false
-	}
-	var req rpcRequest
-	if json.Unmarshal(raw, &req) != nil || len(req.ID) == 0 {
-		return false
-	}
-	switch req.Method {
-	case string(mcp.MethodTasksGet), string(mcp.MethodTasksResult), string(mcp.MethodTasksCancel), string(mcp.MethodTasksList):
-		return true
-	case string(mcp.MethodToolsCall):
-		var p struct {
-			Name string          `json:"name"`
-			Task json.RawMessage `json:"task"`
-		}
-		return json.Unmarshal(req.Params, &p) == nil && p.Name == "nmap_scan" && len(p.Task) > 0 && string(p.Task) != "null"
-	}
-	return false
+	_, _, ok := parseTask(raw)
+	return ok
 }
 
 // lineWriter serialises whole writes to one stream.

@@ -57,6 +57,8 @@ type rpcClient struct {
 	mu   sync.Mutex
 	next int
 	wait map[int]chan map[string]any
+	// notes gets the notifications the server sends (dropped when full).
+	notes chan map[string]any
 }
 
 func (c *rpcClient) call(method string, params any) map[string]any {
@@ -95,7 +97,7 @@ func taskServer(t *testing.T, st *store.Store, runner *gatedRunner) *rpcClient {
 	in, out := tasks.Stdio(ctx, cr, sw)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = server.NewStdioServer(srv).Listen(ctx, in, out) }()
-	c := &rpcClient{t: t, w: cw, wait: map[int]chan map[string]any{}}
+	c := &rpcClient{t: t, w: cw, wait: map[int]chan map[string]any{}, notes: make(chan map[string]any, 64)}
 	go func() {
 		r := bufio.NewReader(sr)
 		for {
@@ -109,6 +111,12 @@ func taskServer(t *testing.T, st *store.Store, runner *gatedRunner) *rpcClient {
 			}
 			id, ok := m["id"].(float64)
 			if !ok {
+				if _, note := m["method"]; note {
+					select {
+					case c.notes <- m:
+					default:
+					}
+				}
 				continue
 			}
 			c.mu.Lock()

@@ -1,0 +1,175 @@
+package mcpserver_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nmap-mcp/nmap-mcp/internal/mcpserver"
+	"github.com/nmap-mcp/nmap-mcp/internal/scans"
+	"github.com/nmap-mcp/nmap-mcp/internal/store"
+	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
+)
+
+// Status notifications, tasks/list pages and the 2026-07-28 requests over
+// stdio, with fake runners (no engine, -short).
+
+// A 2025-11-25 task tells the stdio session that created it of its status
+// changes: running, then completed, each as tasks/get would answer.
+func TestTaskStatusNotifications(t *testing.T) {
+	st, _ := testkit.OpenHistory(t)
+	runner := &gatedRunner{}
+	c := taskServer(t, st, runner)
+	id := result(t, c.call("tools/call", map[string]any{"name": "nmap_scan", "arguments": map[string]any{"targets": "127.0.0.1", "ports": "22"},
+		"task": map[string]any{}}))["task"].(map[string]any)["taskId"].(string)
+	next := func() map[string]any {
+		t.Helper()
+		select {
+		case m := <-c.notes:
+			return m
+		case <-time.After(10 * time.Second):
+			t.Fatal("no task status notification")
+			return nil
+		}
+	}
+	var seen []string
+	for {
+		m := next()
+		if m["method"] != "notifications/tasks/status" {
+			continue
+		}
+		p := m["params"].(map[string]any)
+		if p["taskId"] != id || p["createdAt"] == nil || p["lastUpdatedAt"] == nil {
+			t.Fatalf("notification: %v", m)
+		}
+		seen = append(seen, fmt.Sprint(p["status"], " ", p["statusMessage"]))
+		if p["status"] == "working" && strings.HasPrefix(fmt.Sprint(p["statusMessage"]), "running") {
+			close(runner.gate(id))
+		}
+		if p["status"] == "completed" {
+			break
+		}
+	}
+	if len(seen) < 2 || !strings.HasPrefix(seen[0], "working running") {
+		t.Fatalf("notifications: %q", seen)
+	}
+	if g := result(t, c.call("tasks/get", map[string]any{"taskId": id})); g["status"] != "completed" {
+		t.Fatalf("tasks/get: %v", g)
+	}
+}
+
+// tasks/list pages: bounded, every scan once even when scans start between
+// two pages, another client's scans never, an admin's every one, and a
+// cursor it did not hand out refused.
+func TestTaskListPages(t *testing.T) {
+	st, _ := testkit.OpenHistory(t)
+	svc := extService(t, st, &instantRunner{}, scans.Deps{})
+	tasks := mcpserver.NewTasks(mcpserver.Deps{Scans: svc, Tasks: true})
+	mcpserver.SetTaskPage(tasks, 3)
+	c := &handleClient{t: t, tasks: tasks}
+	alice := scans.WithClient(context.Background(), "alice")
+	bob := scans.WithClient(context.Background(), "bob")
+	admin := scans.WithAdmin(scans.WithClient(context.Background(), "root"))
+	start := func(ctx context.Context, port int) string {
+		t.Helper()
+		task := c.must(ctx, "tools/call", map[string]any{"name": "nmap_scan", "arguments": map[string]any{"targets": "127.0.0.1", "ports": fmt.Sprint(port)},
+			"task": map[string]any{}})["task"].(map[string]any)
+		id := task["taskId"].(string)
+		waitStatus(t, st, id, store.Done) // one scan at a time per client
+		return id
+	}
+	want := map[string]bool{}
+	for p := 1; p <= 7; p++ {
+		want[start(alice, p)] = true
+	}
+	bobs := start(bob, 99)
+	got := map[string]int{}
+	cursor, pages := "", 0
+	for {
+		params := map[string]any{}
+		if cursor != "" {
+			params["cursor"] = cursor
+		}
+		r := c.must(alice, "tasks/list", params)
+		list := r["tasks"].([]any)
+		if len(list) > 3 {
+			t.Fatalf("page of %d tasks, want at most 3", len(list))
+		}
+		for _, x := range list {
+			got[x.(map[string]any)["taskId"].(string)]++
+		}
+		pages++
+		if pages == 1 {
+			// Two new scans between pages push the rest down.
+			want[start(alice, 100)] = false
+			want[start(alice, 101)] = false
+		}
+		next, ok := r["nextCursor"].(string)
+		if !ok {
+			break
+		}
+		cursor = next
+	}
+	for id, old := range want {
+		if old && got[id] != 1 {
+			t.Errorf("task %s listed %d times, want once (%v)", id, got[id], got)
+		}
+		if !old && got[id] != 0 {
+			t.Errorf("task %s, started after the first page, listed", id)
+		}
+	}
+	if got[bobs] != 0 || pages != 3 {
+		t.Fatalf("pages %d, bob's listed %d times", pages, got[bobs])
+	}
+	all := 0
+	for cursor = ""; ; {
+		params := map[string]any{}
+		if cursor != "" {
+			params["cursor"] = cursor
+		}
+		r := c.must(admin, "tasks/list", params)
+		all += len(r["tasks"].([]any))
+		next, ok := r["nextCursor"].(string)
+		if !ok {
+			break
+		}
+		cursor = next
+	}
+	if all != 10 {
+		t.Fatalf("admin listed %d tasks, want 10", all)
+	}
+	if m, _ := c.call(alice, "tasks/list", map[string]any{"cursor": "not-a-cursor"}); errCode(m) != -32602 || !strings.Contains(fmt.Sprint(m["error"]), "cursor") {
+		t.Fatalf("bad cursor: %v", m)
+	}
+}
+
+// The 2026-07-28 requests over stdio reach the task layer (tasks/update
+// included), and server/discover advertises the extension.
+func TestTasksExtensionOverStdio(t *testing.T) {
+	st, _ := testkit.OpenHistory(t)
+	runner := &gatedRunner{}
+	c := taskServer(t, st, runner)
+	disc := c.call("server/discover", map[string]any{"_meta": modernMeta(true, false)})
+	caps, _ := result(t, disc)["capabilities"].(map[string]any)
+	ext, _ := caps["extensions"].(map[string]any)
+	if _, ok := ext["io.modelcontextprotocol/tasks"]; !ok {
+		t.Fatalf("server/discover: %v", disc)
+	}
+	created := result(t, c.call("tools/call", map[string]any{"name": "nmap_scan", "arguments": map[string]any{"targets": "127.0.0.1", "ports": "22"},
+		"_meta": modernMeta(true, false)}))
+	id, _ := created["taskId"].(string)
+	if created["resultType"] != "task" || id == "" {
+		t.Fatalf("created: %v", created)
+	}
+	if u := result(t, c.call("tasks/update", map[string]any{"taskId": id, "inputResponses": map[string]any{}, "_meta": modernMeta(true, false)})); u["resultType"] != "complete" {
+		t.Fatalf("tasks/update: %v", u)
+	}
+	if a := result(t, c.call("tasks/cancel", map[string]any{"taskId": id, "_meta": modernMeta(true, false)})); a["resultType"] != "complete" {
+		t.Fatalf("tasks/cancel: %v", a)
+	}
+	if g := result(t, c.call("tasks/get", map[string]any{"taskId": id, "_meta": modernMeta(true, false)})); g["status"] != "cancelled" {
+		t.Fatalf("tasks/get: %v", g)
+	}
+}
