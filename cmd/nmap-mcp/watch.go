@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/app"
+	"github.com/nmap-mcp/nmap-mcp/internal/auth"
 	"github.com/nmap-mcp/nmap-mcp/internal/export"
 	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
@@ -145,7 +146,7 @@ resume runs it again once neither holds.
 			fmt.Fprintf(stdout, "watch %s of %s is not paused\n", w.Name, w.Client)
 			return nil
 		}
-		if reason := pauseReason(set, w); reason != "" {
+		if reason := pauseReason(ctx, set, st, w); reason != "" {
 			return fmt.Errorf("watch %s of %s cannot resume: %s", w.Name, w.Client, reason)
 		}
 		if err := st.ResumeWatch(ctx, w.ID, w.Client, time.Now()); err != nil {
@@ -160,9 +161,14 @@ resume runs it again once neither holds.
 }
 
 // pauseReason says why w may not run under the settings, or "".
-func pauseReason(s *settings, w *store.Watch) string {
+func pauseReason(ctx context.Context, s *settings, st *store.Store, w *store.Watch) string {
 	if !app.ClientExists(s.Config)(w.Client) {
-		return fmt.Sprintf("its client %q has no token in http.tokens", w.Client)
+		if s.resolved.Auth.Verifier == nil {
+			return fmt.Sprintf("its client %q has no token in http.tokens", w.Client)
+		}
+		if !auth.NewStanding(st, s.resolved.Auth.Standing, nil).Holds(ctx, w.Client) {
+			return fmt.Sprintf("its client %q has no token in http.tokens, and has shown no valid token of the identity provider within auth.standing_hours", w.Client)
+		}
 	}
 	if w.Webhook != "" {
 		if _, err := watches.CheckWebhook(w.Webhook, s.Watches.WebhookAllow); err != nil {

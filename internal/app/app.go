@@ -19,6 +19,7 @@ import (
 
 	"github.com/nmap-mcp/nmap-mcp/internal/approval"
 	"github.com/nmap-mcp/nmap-mcp/internal/audit"
+	"github.com/nmap-mcp/nmap-mcp/internal/auth"
 	"github.com/nmap-mcp/nmap-mcp/internal/config"
 	"github.com/nmap-mcp/nmap-mcp/internal/httpapi"
 	"github.com/nmap-mcp/nmap-mcp/internal/inventory"
@@ -84,6 +85,13 @@ type Options struct {
 	// how long running scans may finish when it shuts down.
 	HTTP  httpapi.Config
 	Grace time.Duration
+	// Auth, when set, is the lab's identity provider (serve --http is
+	// then an OAuth 2.1 resource server); Login signs people in to the
+	// web view through it; Standing is how long after their last valid
+	// token a person's watches keep running.
+	Auth     *auth.Config
+	Login    *auth.LoginConfig
+	Standing time.Duration
 	// Listening, when set, is told the HTTP server's address once it
 	// listens (a test serving on port 0 learns its port).
 	Listening func(net.Addr)
@@ -127,7 +135,7 @@ func FromConfig(c *config.Config, r config.Resolved, path string, mode Mode) (Op
 	}
 	if mode != OneShot {
 		perClient := c.Queue.PerClient
-		if perClient == 0 && (mode == Stdio || len(c.HTTP.Tokens) == 0) {
+		if perClient == 0 && (mode == Stdio || len(c.HTTP.Tokens) == 0 && r.Auth.Verifier == nil) {
 			// One client only (stdio, or HTTP without tokens: "local"): no
 			// share to keep; the queue's own bound applies.
 			perClient = math.MaxInt32
@@ -140,6 +148,12 @@ func FromConfig(c *config.Config, r config.Resolved, path string, mode Mode) (Op
 		SessionIdle: r.SessionIdle, MaxSessions: hc.MaxSessions, MaxSessionsPerClient: hc.MaxSessionsPerClient}
 	for _, t := range hc.Tokens {
 		o.HTTP.Tokens = append(o.HTTP.Tokens, httpapi.Token{Name: t.Name, SHA256: t.SHA256, Admin: t.Admin, Approver: t.Approver})
+	}
+	if r.Auth.Verifier != nil {
+		ac := *r.Auth.Verifier
+		// A person may not take a static token's name (or local's).
+		ac.Reserved = ClientExists(c)
+		o.Auth, o.Login, o.Standing = &ac, r.Auth.Login, r.Auth.Standing
 	}
 	return o, nil
 }
@@ -171,6 +185,9 @@ type App struct {
 	// inventory is what every finished scan found, per client; it
 	// follows the history while the App serves.
 	inventory *inventory.Inventory
+	// standing is the provider's people's standing (nil without a
+	// provider).
+	standing *auth.Standing
 }
 
 // New connects to the engine or cluster, ensures the image (building it
@@ -274,6 +291,14 @@ func New(ctx context.Context, opts Options) (*App, error) {
 		return a.scans.QueueStats()
 	})
 	wcfg := opts.Watches
+	if opts.Auth != nil {
+		// A provider's person's watches run while the person stands.
+		a.standing = auth.NewStanding(l.st, opts.Standing, log)
+		static := wcfg.ClientExists
+		wcfg.ClientExists = func(client string) bool {
+			return (static == nil || static(client)) || a.standing.Holds(context.Background(), client)
+		}
+	}
 	if opts.Mode != OneShot {
 		deps.Meter = a.meters
 		wcfg.WebhookOutcome = a.meters.Webhook

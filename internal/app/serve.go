@@ -11,6 +11,7 @@ import (
 
 	"github.com/mark3labs/mcp-go/server"
 
+	"github.com/nmap-mcp/nmap-mcp/internal/auth"
 	"github.com/nmap-mcp/nmap-mcp/internal/httpapi"
 	"github.com/nmap-mcp/nmap-mcp/internal/mcpserver"
 )
@@ -94,8 +95,20 @@ func (a *App) ServeHTTP(ctx context.Context, addr string) error {
 	cfg := a.opts.HTTP
 	cfg.Addr = addr
 	tag := a.scans.Image().Tag // for logs; scans and health use the ID
-	front, err := httpapi.New(cfg, httpapi.Deps{MCP: s.mcp, Delivery: s.delivery, Health: a.be.health, Metrics: a.meters.Handler(),
-		Refused: a.meters.Refused, Log: a.log, Scans: a.scans, AuditPath: a.opts.AuditPath, Watches: a.watches, Approvals: a.scans.Approvals(), Tasks: s.tasks, Inventory: a.inventory})
+	var (
+		err   error
+		front *httpapi.Server
+	)
+	var seen func(auth.Identity)
+	if a.opts.Auth != nil {
+		if cfg.Auth, cfg.Login, err = a.provider(); err != nil {
+			return err
+		}
+		seen = func(id auth.Identity) { a.standing.Seen(ctx, id) }
+	}
+	front, err = httpapi.New(cfg, httpapi.Deps{MCP: s.mcp, Delivery: s.delivery, Health: a.be.health, Metrics: a.meters.Handler(),
+		Refused: a.meters.Refused, Log: a.log, Scans: a.scans, AuditPath: a.opts.AuditPath, Watches: a.watches, Approvals: a.scans.Approvals(), Tasks: s.tasks, Inventory: a.inventory,
+		Seen: seen})
 	if err != nil {
 		return err
 	}
@@ -137,4 +150,21 @@ func (a *App) ServeHTTP(ctx context.Context, addr string) error {
 	scancel()
 	a.log.Info("http server stopped")
 	return nil
+}
+
+// provider is the identity provider's token verifier and, when the web
+// view signs in through it, its login. Neither reaches the provider yet.
+func (a *App) provider() (*auth.Verifier, *auth.Login, error) {
+	v, err := auth.New(*a.opts.Auth)
+	if err != nil {
+		return nil, nil, fmt.Errorf("config %s: %w", a.opts.ConfigPath, err)
+	}
+	if a.opts.Login == nil {
+		return v, nil, nil
+	}
+	l, err := v.NewLogin(*a.opts.Login)
+	if err != nil {
+		return nil, nil, fmt.Errorf("config %s: %w", a.opts.ConfigPath, err)
+	}
+	return v, l, nil
 }

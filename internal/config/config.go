@@ -47,6 +47,9 @@ type Config struct {
 	// Approval says which scans need a person's yes before they run
 	// (see internal/approval); empty: none.
 	Approval approval.Config `yaml:"approval"`
+	// Auth is the lab's identity provider (MCP authorization); empty
+	// issuer: static tokens only.
+	Auth Auth `yaml:"auth"`
 }
 
 // Kubernetes configures the Kubernetes runner (runner: kubernetes).

@@ -59,6 +59,8 @@ type Resolved struct {
 	// Approval is the approval section, compiled; with no rules nothing
 	// needs approval.
 	Approval *approval.Rules
+	// Auth is the auth section, checked against http.
+	Auth AuthResolved
 }
 
 // Resolve checks every value (see Validate) and converts it once into
@@ -130,6 +132,9 @@ func (c Config) Resolve() (Resolved, error) {
 		return Resolved{}, err
 	}
 	if err := c.checkTokens(); err != nil {
+		return Resolved{}, err
+	}
+	if r.Auth, err = c.resolveAuth(); err != nil {
 		return Resolved{}, err
 	}
 	r.Policy = c.Policy()

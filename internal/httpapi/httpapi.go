@@ -32,6 +32,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/approval"
+	"github.com/nmap-mcp/nmap-mcp/internal/auth"
 	"github.com/nmap-mcp/nmap-mcp/internal/inventory"
 	"github.com/nmap-mcp/nmap-mcp/internal/mcpserver"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
@@ -88,6 +89,11 @@ type Config struct {
 	// refused at either cap.
 	MaxSessions          int
 	MaxSessionsPerClient int
+	// Auth, when set, accepts the lab's identity provider's access tokens
+	// beside the static tokens (see oauth.go), and Login signs people in
+	// to the web view through the provider.
+	Auth  *auth.Verifier
+	Login *auth.Login
 }
 
 // Server timeouts. Calls to /mcp may stream for as long as a scan runs
@@ -122,9 +128,9 @@ func (c Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		return fmt.Errorf("http address %q: %w", c.Addr, err)
 	}
-	if !isLoopback(c.Addr) && len(c.Tokens) == 0 {
-		return fmt.Errorf("refusing to serve on %s, which is not loopback, without a bearer token: "+
-			"make one with `nmap-mcp token add NAME` (it is stored in the config file), or serve on 127.0.0.1", c.Addr)
+	if !isLoopback(c.Addr) && len(c.Tokens) == 0 && c.Auth == nil {
+		return fmt.Errorf("refusing to serve on %s, which is not loopback, without a bearer token or an identity provider: "+
+			"make one with `nmap-mcp token add NAME` (it is stored in the config file), configure auth.issuer, or serve on 127.0.0.1", c.Addr)
 	}
 	for _, t := range c.Tokens {
 		if t.Name == "" || len(t.SHA256) != 64 {
@@ -170,6 +176,9 @@ type Deps struct {
 	Approvals *approval.Store
 	// Inventory, when set, adds the web view's inventory pages.
 	Inventory *inventory.Inventory
+	// Seen, when set, is told of each provider's person whose token was
+	// accepted (their standing: see auth.Standing).
+	Seen func(auth.Identity)
 	// Refused counts refusals by reason (optional).
 	Refused func(reason string)
 	Log     *slog.Logger
@@ -200,9 +209,32 @@ type Server struct {
 	healthErr error
 }
 
+// identity is an authenticated caller: a static token's client (read
+// and scan, plus its admin and approver flags) or a provider's person
+// (the roles their token's scopes or groups give).
 type identity struct {
-	name  string
-	admin bool
+	name     string
+	admin    bool
+	approver bool
+	read     bool
+	scan     bool
+	// provider marks a person signed by the identity provider.
+	provider bool
+}
+
+// has says whether id holds role r.
+func (id identity) has(r auth.Role) bool {
+	switch {
+	case id.admin:
+		return true
+	case r == auth.Read:
+		return id.read || id.scan
+	case r == auth.Scan:
+		return id.scan
+	case r == auth.Approve:
+		return id.approver
+	}
+	return false
 }
 
 type clientKey struct{}
@@ -259,13 +291,17 @@ func New(cfg Config, d Deps) (*Server, error) {
 		}))
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", s.healthz)
+	if cfg.Auth != nil {
+		mux.HandleFunc("GET "+metadataPath, s.protectedResource)
+		mux.HandleFunc("GET "+metadataPath+"/mcp", s.protectedResource)
+	}
 	if d.Metrics != nil {
 		mux.Handle("/metrics", s.guard(d.Metrics, false))
 	}
 	mux.Handle("/mcp", s.guard(s.observe(s.mcp), true))
 	if d.Scans != nil {
 		view, err := web.New(web.Config{Authenticate: s.tokenIdentity, OriginAllowed: s.originAllowed, Secure: cfg.TLSCert != "",
-			AuditPath: d.AuditPath, Log: d.Log, Watches: d.Watches, Approvals: d.Approvals, Approver: s.approver, Inventory: d.Inventory}, d.Scans)
+			AuditPath: d.AuditPath, Log: d.Log, Watches: d.Watches, Approvals: d.Approvals, Approver: s.approver, Inventory: d.Inventory, Login: cfg.Login, Seen: d.Seen}, d.Scans)
 		if err != nil {
 			return nil, err
 		}
@@ -383,11 +419,13 @@ func (s *Server) guard(next http.Handler, mcpEndpoint bool) http.Handler {
 			http.Error(w, fmt.Sprintf("Forbidden: Origin %q is not allowed; add it to http.origins in the config file", o), http.StatusForbidden)
 			return
 		}
-		id, ok := s.authenticate(r)
-		if !ok {
-			s.d.Refused("auth")
-			w.Header().Set("WWW-Authenticate", `Bearer realm="nmap-mcp"`)
-			http.Error(w, "Unauthorized: send Authorization: Bearer <token> (make one with nmap-mcp token add NAME)", http.StatusUnauthorized)
+		id, err := s.authenticate(r)
+		if err != nil {
+			s.refuseAuth(w, r, err)
+			return
+		}
+		if !id.has(auth.Read) {
+			s.refuseScope(w, auth.Read)
 			return
 		}
 		s.conns.authenticated(r.Context())
@@ -418,7 +456,12 @@ func (s *Server) guard(next http.Handler, mcpEndpoint bool) http.Handler {
 			rc := http.NewResponseController(w)
 			_ = rc.SetReadDeadline(time.Time{})
 			_ = rc.SetWriteDeadline(time.Time{})
+			if need := requiredRole(body); !id.has(need) {
+				s.refuseScope(w, need)
+				return
+			}
 			var leave func()
+			var ok bool
 			if ctx, leave, ok = s.session(ctx, w, r, id.name, body); !ok {
 				return
 			}
@@ -479,22 +522,30 @@ func (s *Server) session(ctx context.Context, w http.ResponseWriter, r *http.Req
 	return ctx, leave, true
 }
 
-// authenticate returns the token's identity. With no tokens configured
+// authenticate returns the caller's identity: a static token's, or a
+// provider's person's. With neither tokens nor a provider configured
 // (which Validate allows on loopback only) every caller is "local".
-func (s *Server) authenticate(r *http.Request) (identity, bool) {
-	if len(s.cfg.Tokens) == 0 {
-		return identity{name: "local"}, true
+func (s *Server) authenticate(r *http.Request) (identity, error) {
+	if len(s.cfg.Tokens) == 0 && s.cfg.Auth == nil {
+		return identity{name: "local", read: true, scan: true, approver: true}, nil
 	}
 	secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	secret = strings.TrimSpace(secret)
 	if !ok || secret == "" {
-		return identity{}, false
+		return identity{}, errNoToken
 	}
-	return s.checkToken(secret)
+	if id, ok := s.checkToken(secret); ok {
+		return id, nil
+	}
+	if s.cfg.Auth == nil || strings.Count(secret, ".") != 2 {
+		return identity{}, errUnknownToken
+	}
+	return s.verify(r.Context(), secret)
 }
 
 // tokenIdentity names the client of a token, for the web view's sign-in.
 func (s *Server) tokenIdentity(secret string) (string, bool, bool) {
-	if len(s.cfg.Tokens) == 0 {
+	if len(s.cfg.Tokens) == 0 && s.cfg.Auth == nil {
 		return "local", false, true
 	}
 	if strings.TrimSpace(secret) == "" {
@@ -507,7 +558,7 @@ func (s *Server) tokenIdentity(secret string) (string, bool, bool) {
 // approver says whether client's token has the approver role (or is an
 // admin's); without tokens the one client, local, has.
 func (s *Server) approver(client string) bool {
-	if len(s.cfg.Tokens) == 0 {
+	if len(s.cfg.Tokens) == 0 && s.cfg.Auth == nil {
 		return client == "local"
 	}
 	for _, t := range s.cfg.Tokens {
@@ -526,7 +577,7 @@ func (s *Server) checkToken(secret string) (identity, bool) {
 	for _, t := range s.cfg.Tokens {
 		// Compare with every token, in constant time, without stopping early.
 		if subtle.ConstantTimeCompare(got, []byte(strings.ToLower(t.SHA256))) == 1 {
-			id, found = identity{name: t.Name, admin: t.Admin}, found+1
+			id, found = identity{name: t.Name, admin: t.Admin, approver: t.Approver || t.Admin, read: true, scan: true}, found+1
 		}
 	}
 	return id, found > 0

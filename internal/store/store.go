@@ -328,6 +328,13 @@ var migrations = []string{
 	END;
 	INSERT OR IGNORE INTO scan_targets SELECT j.value, s.created_at, s.id
 		FROM scans s, json_each(` + targetTokens("s.targets") + `) j WHERE j.value <> '';`,
+	// People signed by the identity provider: until when each last held a
+	// valid token, so that their watches keep their standing across
+	// restarts (identities.go).
+	`CREATE TABLE identities (
+		name TEXT PRIMARY KEY,
+		valid_until INTEGER NOT NULL
+	) WITHOUT ROWID;`,
 }
 
 // targetTokens is the SQL of a JSON array of the lower-cased,

@@ -36,7 +36,7 @@ type approvalsData struct {
 
 // approver reports whether the session's person may answer questions.
 func (h *Handler) approver(sess *session) bool {
-	return sess.admin || (h.cfg.Approver != nil && h.cfg.Approver(sess.client))
+	return sess.admin || sess.approver || (h.cfg.Approver != nil && h.cfg.Approver(sess.client))
 }
 
 func (h *Handler) approvalsData(sess *session) approvalsData {

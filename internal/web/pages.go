@@ -55,7 +55,7 @@ var funcs = template.FuncMap{
 // parsePages parses each page with the layout.
 func parsePages() (map[string]*template.Template, error) {
 	pages := map[string]*template.Template{}
-	for _, name := range []string{"signin", "scans", "scan", "diff", "audit", "running", "watches", "report", "diffreport", "approvals"} {
+	for _, name := range []string{"signin", "scans", "scan", "diff", "audit", "running", "watches", "report", "diffreport", "approvals", "signedin"} {
 		files := []string{"templates/layout.html", "templates/parts.html", "templates/" + name + ".html"}
 		if name == "report" || name == "diffreport" {
 			files[0] = "templates/standalone.html"

@@ -35,6 +35,7 @@ import (
 	"unicode"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/approval"
+	"github.com/nmap-mcp/nmap-mcp/internal/auth"
 	"github.com/nmap-mcp/nmap-mcp/internal/inventory"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
@@ -80,6 +81,11 @@ type Config struct {
 	Approver  func(client string) bool
 	// Inventory, when set, adds the inventory pages (inventory.go).
 	Inventory *inventory.Inventory
+	// Login, when set, signs people in through the lab's identity
+	// provider (login.go) beside the token sign-in; Seen is told of each
+	// person signed in that way.
+	Login *auth.Login
+	Seen  func(auth.Identity)
 	// AuditPath is the audit trail shown on the audit page ("" for none).
 	AuditPath string
 	Log       *slog.Logger
@@ -103,14 +109,30 @@ type Handler struct {
 
 	mu       sync.Mutex
 	sessions map[string]*session
+	// pending are the sign-ins under way at the identity provider, by
+	// state.
+	pending map[string]*pendingLogin
 }
 
 type session struct {
-	id      string
-	client  string
-	admin   bool
+	id     string
+	client string
+	admin  bool
+	// approver: the person's provider roles let them answer approvals
+	// (a static token's role is Config.Approver's to say).
+	approver bool
+	// read: the person may see scans (every static token may; a
+	// provider's person needs the read or scan role, else only the
+	// approvals page is theirs).
+	read    bool
 	csrf    string
 	expires time.Time
+}
+
+// person is who a session is for.
+type person struct {
+	client               string
+	admin, approver, read bool
 }
 
 // New returns the view's handler.
@@ -128,7 +150,7 @@ func New(cfg Config, sc Scans) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Handler{cfg: cfg, scans: sc, pages: pages, now: time.Now, sessions: map[string]*session{}}
+	h := &Handler{cfg: cfg, scans: sc, pages: pages, now: time.Now, sessions: map[string]*session{}, pending: map[string]*pendingLogin{}}
 	if cfg.AuditPath != "" {
 		if h.audit, err = newAuditView(cfg.AuditPath); err != nil {
 			return nil, err
@@ -140,6 +162,10 @@ func New(cfg Config, sc Scans) (*Handler, error) {
 	mux.HandleFunc("GET /signin", h.signinPage)
 	mux.HandleFunc("POST /signin", h.signin)
 	mux.HandleFunc("POST /signout", h.signed(h.signout))
+	if cfg.Login != nil {
+		mux.HandleFunc("GET /auth/login", h.providerLogin)
+		mux.HandleFunc("GET /auth/callback", h.providerCallback)
+	}
 	mux.HandleFunc("GET /{$}", h.signed(func(w http.ResponseWriter, r *http.Request, _ *session) {
 		http.Redirect(w, r, "/scans", http.StatusSeeOther)
 	}))
@@ -190,6 +216,10 @@ func (h *Handler) signed(next func(http.ResponseWriter, *http.Request, *session)
 			http.Error(w, "Unauthorized: sign in at /signin", http.StatusUnauthorized)
 			return
 		}
+		if !sess.read && r.URL.Path != "/approvals" && !strings.HasPrefix(r.URL.Path, "/approvals/") && r.URL.Path != "/signout" {
+			http.Error(w, "Forbidden: your account has the approve role only; the approvals page is at /approvals", http.StatusForbidden)
+			return
+		}
 		ctx := scans.WithClient(r.Context(), sess.client)
 		if sess.admin {
 			ctx = scans.WithAdmin(ctx)
@@ -221,8 +251,13 @@ func (h *Handler) session(r *http.Request) *session {
 	return s
 }
 
-// newSession stores a session for client and returns it.
+// newSession stores a session for a static token's client and returns it.
 func (h *Handler) newSession(client string, admin bool) (*session, error) {
+	return h.newSessionFor(person{client: client, admin: admin, read: true}, h.now().Add(h.cfg.SessionTTL))
+}
+
+// newSessionFor stores a session for p until expires and returns it.
+func (h *Handler) newSessionFor(p person, expires time.Time) (*session, error) {
 	id, err := randomHex(32)
 	if err != nil {
 		return nil, err
@@ -231,7 +266,7 @@ func (h *Handler) newSession(client string, admin bool) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &session{id: id, client: client, admin: admin, csrf: csrf, expires: h.now().Add(h.cfg.SessionTTL)}
+	s := &session{id: id, client: p.client, admin: p.admin, approver: p.approver, read: p.read, csrf: csrf, expires: expires}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	now := h.now()
@@ -275,7 +310,7 @@ func (h *Handler) sameOrigin(r *http.Request) bool {
 }
 
 func (h *Handler) signinPage(w http.ResponseWriter, r *http.Request) {
-	h.render(w, r, "signin", nil, map[string]any{"Next": safeNext(r.URL.Query().Get("next"))})
+	h.render(w, r, "signin", nil, h.signinData(safeNext(r.URL.Query().Get("next")), ""))
 }
 
 func (h *Handler) signin(w http.ResponseWriter, r *http.Request) {
@@ -293,7 +328,7 @@ func (h *Handler) signin(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		h.cfg.Log.Info("web sign-in refused", "remote", r.RemoteAddr)
 		w.WriteHeader(http.StatusUnauthorized)
-		h.render(w, r, "signin", nil, map[string]any{"Next": next, "Error": "That token is not one of this server's tokens."})
+		h.render(w, r, "signin", nil, h.signinData(next, "That token is not one of this server's tokens."))
 		return
 	}
 	sess, err := h.newSession(client, admin)
