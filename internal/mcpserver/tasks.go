@@ -40,9 +40,8 @@ import (
 // pending-approval for an approver on the web view (status working,
 // "waiting for approval"), or is refused where there is none.
 //
-// Not done: the 2026-07-28 tasks extension (io.modelcontextprotocol/tasks,
-// tasks/update), task status notifications, and tasks/list pagination
-// (the 50 newest).
+// The 2026-07-28 tasks extension is in tasks_ext.go, the status
+// notifications in tasks_notify.go, tasks/list's pages in tasks_list.go.
 
 // Tasks answers MCP task requests from the scans service.
 type Tasks struct {

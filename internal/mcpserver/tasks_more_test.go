@@ -7,10 +7,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mark3labs/mcp-go/mcp"
+
 	"github.com/nmap-mcp/nmap-mcp/internal/mcpserver"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
+	"github.com/nmap-mcp/nmap-mcp/internal/watches"
 )
 
 // Status notifications, tasks/list pages and the 2026-07-28 requests over
@@ -171,5 +174,60 @@ func TestTasksExtensionOverStdio(t *testing.T) {
 	}
 	if g := result(t, c.call("tasks/get", map[string]any{"taskId": id, "_meta": modernMeta(true, false)})); g["status"] != "cancelled" {
 		t.Fatalf("tasks/get: %v", g)
+	}
+}
+
+// fakeSession is an HTTP session as mcp-go keeps it: notifications go to
+// its channel.
+type fakeSession struct {
+	id    string
+	notes chan mcp.JSONRPCNotification
+}
+
+func (f *fakeSession) Initialize()                                         {}
+func (f *fakeSession) Initialized() bool                                   { return true }
+func (f *fakeSession) NotificationChannel() chan<- mcp.JSONRPCNotification { return f.notes }
+func (f *fakeSession) SessionID() string                                   { return f.id }
+
+// Over HTTP the status notifications go through mcp-go to the session the
+// creating call named (WithSession) and to no other session, even of the
+// same client. Registered fake sessions, fake runner (-short).
+func TestTaskStatusNotificationsOwnSession(t *testing.T) {
+	st, _ := testkit.OpenHistory(t)
+	runner := &gatedRunner{}
+	svc := extService(t, st, runner, scans.Deps{})
+	deps := mcpserver.Deps{Scans: svc, Tasks: true, Watches: watches.New(st, svc, watches.Config{MinInterval: time.Second}, nil),
+		Subscriptions: mcpserver.NewSubscriptions()}
+	srv := mcpserver.New(deps)
+	own, other := &fakeSession{id: "s-own", notes: make(chan mcp.JSONRPCNotification, 16)}, &fakeSession{id: "s-other", notes: make(chan mcp.JSONRPCNotification, 16)}
+	for _, s := range []*fakeSession{own, other} {
+		if err := srv.RegisterSession(context.Background(), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := &handleClient{t: t, tasks: mcpserver.NewTasks(deps)}
+	alice := mcpserver.WithSession(scans.WithClient(context.Background(), "alice"), own.id)
+	id := c.must(alice, "tools/call", map[string]any{"name": "nmap_scan", "arguments": map[string]any{"targets": "127.0.0.1", "ports": "22"},
+		"task": map[string]any{}})["task"].(map[string]any)["taskId"].(string)
+	waitStatus(t, st, id, store.Running)
+	close(runner.gate(id))
+	for {
+		select {
+		case n := <-own.notes:
+			if n.Method != "notifications/tasks/status" || n.Params.AdditionalFields["taskId"] != id {
+				t.Fatalf("notification: %+v", n)
+			}
+			if n.Params.AdditionalFields["status"] != "completed" {
+				continue
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the owning session got no completed notification")
+		}
+		break
+	}
+	select {
+	case n := <-other.notes:
+		t.Fatalf("another session got %+v", n)
+	case <-time.After(300 * time.Millisecond):
 	}
 }
