@@ -7,8 +7,9 @@
 // [Start] installs oidc-provider into a cache folder outside the repo when
 // it is missing (NMAP_MCP_OIDC_PROVIDER, else $XDG_CACHE_HOME or
 // ~/.cache, /nmap-mcp-oidcop; scripts/test.sh installs it there first), runs
-// the embedded script op.mjs and removes the process and its temp folder
-// when the test ends. Without node (or without npm while the package is
+// the embedded script op.mjs (from node's command line: no file is
+// written) and stops the process when the test ends; node also exits by
+// itself when the test process dies, even by a panic or SIGKILL. Without node (or without npm while the package is
 // not installed) the test skips, except under CI, where it fails.
 //
 // # Tokens
@@ -88,7 +89,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -147,7 +147,6 @@ type Client struct {
 type Provider struct {
 	issuer  string
 	control string // the control routes' token
-	dir     string // the temp folder: script, config, node_modules link
 	cmd     *exec.Cmd
 	stdin   io.Closer
 	exited  chan struct{} // closed when node has exited
@@ -314,31 +313,15 @@ func (cfg Config) spec() (spec, error) {
 	return s, nil
 }
 
-// start runs node on the script in a new temp folder and waits until the
-// provider answers discovery.
+// start runs node on the script, in the cache folder so that it finds
+// oidc-provider, and waits until the provider answers discovery. It writes
+// no file: the script and its configuration go on node's command line and
+// environment.
 func start(ctx context.Context, node, cache string, s spec) (p *Provider, err error) {
 	t0 := time.Now()
-	dir, err := os.MkdirTemp("", "nmap-mcp-oidcop-")
-	if err != nil {
-		return nil, fmt.Errorf("temp folder: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			os.RemoveAll(dir)
-		}
-	}()
-	if err := os.Symlink(filepath.Join(cache, "node_modules"), filepath.Join(dir, "node_modules")); err != nil {
-		return nil, fmt.Errorf("link node_modules: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "op.mjs"), script, 0o644); err != nil {
-		return nil, fmt.Errorf("write op.mjs: %w", err)
-	}
 	cfgJSON, err := json.Marshal(s)
 	if err != nil {
 		return nil, fmt.Errorf("encode config: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "config.json"), cfgJSON, 0o600); err != nil {
-		return nil, fmt.Errorf("write config.json: %w", err)
 	}
 	control, err := randomToken()
 	if err != nil {
@@ -346,9 +329,9 @@ func start(ctx context.Context, node, cache string, s spec) (p *Provider, err er
 	}
 	log := &tailBuffer{max: 64 << 10}
 	first := &firstLine{rest: log, line: make(chan string, 1)}
-	cmd := exec.Command(node, "op.mjs", "config.json")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "OIDCOP_CONTROL_TOKEN="+control, "NODE_ENV=test")
+	cmd := exec.Command(node, "--input-type=module", "-e", string(script))
+	cmd.Dir = cache
+	cmd.Env = append(os.Environ(), "OIDCOP_CONFIG="+string(cfgJSON), "OIDCOP_CONTROL_TOKEN="+control, "NODE_ENV=test")
 	cmd.Stdout = first
 	cmd.Stderr = log
 	stdin, err := cmd.StdinPipe() // node exits when it closes
@@ -362,7 +345,6 @@ func start(ctx context.Context, node, cache string, s spec) (p *Provider, err er
 	tr.Proxy = nil
 	p = &Provider{
 		control: control,
-		dir:     dir,
 		cmd:     cmd,
 		stdin:   stdin,
 		exited:  make(chan struct{}),
@@ -415,7 +397,7 @@ func randomToken() (string, error) {
 	return fmt.Sprintf("%x", b), nil
 }
 
-// Close stops node and removes the temp folder. It is registered with
+// Close stops node. It is registered with
 // t.Cleanup by Start; calling it earlier is fine, and more than once too.
 func (p *Provider) Close() {
 	p.once.Do(func() {
@@ -426,7 +408,6 @@ func (p *Provider) Close() {
 			_ = p.cmd.Process.Kill()
 			<-p.exited
 		}
-		os.RemoveAll(p.dir)
 	})
 }
 

@@ -392,24 +392,34 @@ func TestRotate(t *testing.T) {
 	}
 }
 
+// TestCloseLeavesNothing: after Close no node process and no port is left,
+// and Start wrote no temp file.
 func TestCloseLeavesNothing(t *testing.T) {
+	before := ourTemp(t)
 	p := Start(t, testConfig())
-	pid, dir := p.cmd.Process.Pid, p.dir
-	if _, err := os.Stat(filepath.Join(dir, "op.mjs")); err != nil {
-		t.Fatal(err)
-	}
+	pid := p.cmd.Process.Pid
 	issuer := p.Issuer()
 	p.Close()
 	p.Close()
 	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
 		t.Errorf("node %d after Close: kill -0 says %v, want ESRCH", pid, err)
 	}
-	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("temp folder %s after Close: %v", dir, err)
-	}
 	if _, err := http.Get(issuer + "/jwks"); err == nil {
 		t.Errorf("the provider still answers after Close")
 	}
+	if after := ourTemp(t); !slices.Equal(before, after) {
+		t.Errorf("temp files: %v before, %v after", before, after)
+	}
+}
+
+// ourTemp lists the nmap-mcp-* entries of the temp folder.
+func ourTemp(t *testing.T) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(os.TempDir(), "nmap-mcp-*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 // TestConfigErrors needs no node: bad configurations fail before it runs.

@@ -1,8 +1,9 @@
 // op.mjs: the test OpenID Provider (oidc-provider 9.13.3) that package
 // oidcop starts for Go tests. It is not a server to run for anything else.
 //
-// Usage: node op.mjs CONFIG.json, with oidc-provider resolvable from the
-// script's folder (the Go side links node_modules next to it). It listens
+// Usage: OIDCOP_CONFIG=JSON OIDCOP_CONTROL_TOKEN=T node --input-type=module
+// -e "$(cat op.mjs)", run in the folder whose node_modules holds
+// oidc-provider (so nothing is written anywhere). It listens
 // on 127.0.0.1 on a free port, then prints one JSON line {"port":N} on
 // stdout. It exits when its standard input closes (the Go test process
 // ended, even abruptly) or on SIGTERM.
@@ -15,11 +16,10 @@
 //   POST /control/rotate          new signing key (control token needed)
 //   POST /control/groups          {"login":..,"groups":[..]} (control token)
 import { randomBytes, generateKeyPairSync } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import Provider, { errors } from 'oidc-provider';
 
-const cfg = JSON.parse(readFileSync(process.argv[2], 'utf8'));
+const cfg = JSON.parse(process.env.OIDCOP_CONFIG);
 const controlToken = process.env.OIDCOP_CONTROL_TOKEN;
 if (!controlToken) {
   throw new Error('OIDCOP_CONTROL_TOKEN is not set');
