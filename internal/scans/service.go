@@ -224,10 +224,16 @@ func WithClient(ctx context.Context, name string) context.Context {
 func WithAdmin(ctx context.Context) context.Context { return context.WithValue(ctx, adminKey{}, true) }
 
 func (s *Service) client(ctx context.Context) string {
-	if name, ok := ctx.Value(clientKey{}).(string); ok && name != "" {
+	if name := ClientOf(ctx); name != "" {
 		return name
 	}
 	return s.cfg.Client
+}
+
+// ClientOf is the client WithClient put in ctx ("" when none).
+func ClientOf(ctx context.Context) string {
+	name, _ := ctx.Value(clientKey{}).(string)
+	return name
 }
 
 // ClientName is the client the caller of ctx acts as.
