@@ -5,12 +5,13 @@
 // PKCE, dynamic client registration), never by minting them by hand.
 //
 // [Start] installs oidc-provider into a cache folder outside the repo when
-// it is missing (NMAP_MCP_OIDC_PROVIDER, else $XDG_CACHE_HOME or
-// ~/.cache, /nmap-mcp-oidcop; scripts/test.sh installs it there first), runs
-// the embedded script op.mjs (from node's command line: no file is
-// written) and stops the process when the test ends; node also exits by
-// itself when the test process dies, even by a panic or SIGKILL. Without node (or without npm while the package is
-// not installed) the test skips, except under CI, where it fails.
+// it is missing (NMAP_MCP_OIDC_PROVIDER, else nmap-mcp-oidcop in
+// $XDG_CACHE_HOME or ~/.cache; scripts/test.sh installs it there first),
+// runs the embedded script op.mjs from node's command line (no file is
+// written), and stops node when the test ends; node also exits by itself
+// when the test process dies, even by a panic or SIGKILL. Without node (or
+// without npm while the package is not installed) the test skips, except
+// under CI, where it fails.
 //
 // # Tokens
 //
@@ -28,19 +29,22 @@
 //
 // ID tokens (RS256) carry sub, preferred_username, groups, name and the
 // request's nonce; userinfo the same claims. Every requested OIDC scope and
-// resource scope is granted at once (no consent page). PKCE (S256) is
-// required for public clients, and for all clients with
-// [Config.RequirePKCE]. Only response_type=code is served. Dynamic client
-// registration ([Config.Registration]) is open: no initial access token.
+// resource scope is granted at once (no consent page). Clients allowed the
+// refresh_token grant get refresh tokens (offline_access not needed); a
+// refresh reads the groups anew. PKCE (S256) is required for public
+// clients, and for all clients with [Config.RequirePKCE]. Only
+// response_type=code is served. Dynamic client registration
+// ([Config.Registration]) is open: no initial access token.
 // /.well-known/oauth-authorization-server answers as
 // /.well-known/openid-configuration does.
 //
 // # Signing in over HTTP (what [Provider.Login] does)
 //
 // Any login is accepted; the account id is the login. A client that is not
-// written in Go (the TypeScript SDK test) signs in with these requests,
-// sending back every cookie the OP set (the cookies are path-scoped, so a
-// jar, or simply all cookies on every request to the OP, both work):
+// written in Go (the TypeScript SDK test) signs in with these requests
+// ([LoginScript] makes them with fetch), sending back every cookie the OP
+// set (they are path-scoped: a jar, or simply all of them on every request
+// to the OP, both work):
 //
 //  1. GET the authorization URL (ISSUER/auth?response_type=code&client_id=…
 //     &redirect_uri=…&code_challenge=…&code_challenge_method=S256&state=…
@@ -59,11 +63,12 @@
 //     and a _session cookie (a later authorization request of the same
 //     cookie holder goes straight to the client, signed in as alice).
 //
-// Should the provider ask for consent after all (it does not with the
-// grants above), the GET of step 2 answers 303 to ISSUER/auth/UID itself,
-// having granted what was missing; follow it as step 4. [Provider.Login]
-// follows every redirect that stays on the OP, posts the login when it gets
-// the login page, and returns the first redirect that leaves the OP.
+// With prompt=consent (which offline_access needs) step 4 answers 303 to
+// ISSUER/interaction/UID2 instead: its GET grants what was asked and
+// answers 303 to ISSUER/auth/UID2, whose GET is step 4 again.
+// [Provider.Login] follows every redirect that stays on the OP, posts the
+// login when it gets the login page, and returns the first redirect that
+// leaves the OP.
 //
 // # Control
 //
@@ -98,6 +103,15 @@ import (
 
 //go:embed op.mjs
 var script []byte
+
+// LoginScript is an ES module (login.mjs) exporting async function
+// login(authorizeURL, user): the sign-in steps of the package doc with
+// fetch, returning the redirect URL that leaves the provider, as
+// [Provider.Login] does. A JavaScript test (the MCP TypeScript SDK's) writes
+// it next to its own script and calls it from redirectToAuthorization.
+//
+//go:embed login.mjs
+var LoginScript []byte
 
 // Version is the oidc-provider release the harness installs and runs.
 const Version = "9.13.3"

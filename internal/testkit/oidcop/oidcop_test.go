@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -211,12 +213,12 @@ func TestDiscoveryAndClientCredentials(t *testing.T) {
 // codeFlow runs the authorization code flow with PKCE for conf's client as
 // login, with golang.org/x/oauth2 and Login, asking for resource, and
 // returns the token and the nonce sent.
-func codeFlow(t *testing.T, p *Provider, conf *oauth2.Config, login, resource string) (*oauth2.Token, string) {
+func codeFlow(t *testing.T, p *Provider, conf *oauth2.Config, login, resource string, extra ...oauth2.AuthCodeOption) (*oauth2.Token, string) {
 	t.Helper()
 	ctx := context.Background()
 	verifier := oauth2.GenerateVerifier()
 	state, nonce := oauth2.GenerateVerifier(), oauth2.GenerateVerifier()
-	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(verifier)}
+	opts := append([]oauth2.AuthCodeOption{oauth2.S256ChallengeOption(verifier)}, extra...)
 	if slices.Contains(conf.Scopes, "openid") { // the OP refuses a nonce without it
 		opts = append(opts, oauth2.SetAuthURLParam("nonce", nonce))
 	}
@@ -278,9 +280,27 @@ func TestAuthorizationCodePKCE(t *testing.T) {
 		t.Errorf("ID token: nonce %q (want %q) sub %q preferred_username %q groups %v", idt.Nonce, nonce, idt.Subject, idc.PreferredUsername, idc.Groups)
 	}
 
-	// Out of her groups: the next sign-in's tokens say so.
+	if tok.RefreshToken == "" {
+		t.Error("no refresh token for a client allowed refresh_token")
+	}
+	// offline_access needs prompt=consent: the consent prompt comes up and
+	// the interaction page grants it. Then out of her groups: the
+	// refreshed token and the next sign-in's tokens say so.
+	offline := *conf
+	offline.Scopes = append(slices.Clone(conf.Scopes), "offline_access")
+	tok, _ = codeFlow(t, p, &offline, "alice", mcpResource, oauth2.SetAuthURLParam("prompt", "consent"))
+	if tok.RefreshToken == "" || tok.Extra("scope") != "nmap:scan nmap:read" {
+		t.Fatalf("prompt=consent with offline_access: refresh token %q, scope %v", tok.RefreshToken, tok.Extra("scope"))
+	}
 	if err := p.SetGroups(ctx, "alice", nil); err != nil {
 		t.Fatal(err)
+	}
+	refreshed, err := offline.TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token()
+	if err != nil {
+		t.Fatalf("refresh: %v", err)
+	}
+	if c, _ := verifyAT(t, p, refreshed.AccessToken); len(c.Groups) != 0 || c.PreferredUsername != "alice" || fmt.Sprint(c.Audience) != "["+mcpResource+"]" {
+		t.Errorf("refreshed after SetGroups(nil): groups %v preferred_username %q aud %v", c.Groups, c.PreferredUsername, c.Audience)
 	}
 	tok, _ = codeFlow(t, p, conf, "alice", "")
 	if c, _ := verifyAT(t, p, tok.AccessToken); len(c.Groups) != 0 || fmt.Sprint(c.Audience) != "["+mcpResource+"]" {
@@ -309,6 +329,48 @@ func TestAuthorizationCodePKCE(t *testing.T) {
 	bad.RedirectURL = "http://127.0.0.1:4/elsewhere"
 	if _, err := p.Login(ctx, bad.AuthCodeURL("s", oauth2.S256ChallengeOption("x")), "alice"); err == nil || !strings.Contains(err.Error(), "400") {
 		t.Errorf("bad redirect_uri: %v, want a 400", err)
+	}
+}
+
+// TestLoginScript signs in with LoginScript under node, as a JavaScript
+// test would, and exchanges the code it brings back.
+func TestLoginScript(t *testing.T) {
+	p := Start(t, testConfig())
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "login.mjs"), LoginScript, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	conf := &oauth2.Config{
+		ClientID:    "cli",
+		Endpoint:    oauth2.Endpoint{AuthURL: p.AuthURL(), TokenURL: p.TokenURL(), AuthStyle: oauth2.AuthStyleInParams},
+		RedirectURL: redirectURI,
+		Scopes:      []string{"nmap:read"},
+	}
+	verifier := oauth2.GenerateVerifier()
+	u := conf.AuthCodeURL("st", oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("resource", mcpResource))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "--input-type=module", "-e",
+		`import { login } from './login.mjs'; console.log((await login(process.argv[1], 'dave')).href);`, u)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("node login.mjs: %v\n%s", err, out)
+	}
+	back, err := url.Parse(strings.TrimSpace(string(out)))
+	if err != nil || back.Query().Get("state") != "st" || back.Query().Get("code") == "" {
+		t.Fatalf("login.mjs returned %q (%v)", out, err)
+	}
+	tok, err := conf.Exchange(ctx, back.Query().Get("code"), oauth2.VerifierOption(verifier))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := verifyAT(t, p, tok.AccessToken); c.PreferredUsername != "dave" || c.Scope != "nmap:read" {
+		t.Errorf("token: preferred_username %q scope %q", c.PreferredUsername, c.Scope)
 	}
 }
 

@@ -82,6 +82,9 @@ function build(issuer) {
       }
       return undefined;
     },
+    // A refresh token for every client allowed the grant (the MCP SDK
+    // asks for no offline_access), not only with offline_access.
+    issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
     // Every requested OIDC and resource scope is granted: the consent
     // prompt does not come up (a first-party login in a test).
     async loadExistingGrant(ctx) {
