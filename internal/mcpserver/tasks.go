@@ -93,9 +93,23 @@ type rpcError struct {
 // notifications, its session (WithSession, or the stdio stream's).
 // tasks/result blocks until the scan ends or ctx does.
 func (t *Tasks) Handle(ctx context.Context, raw []byte) (resp []byte, ok bool) {
+	a, ok := t.answer(ctx, raw)
+	return a.body, ok
+}
+
+// answered is Handle's response, with what an HTTP front needs of it.
+type answered struct {
+	body []byte
+	// code is the JSON-RPC error's code; 0 for a result.
+	code int
+	// modern: the request was on protocol 2026-07-28 or later.
+	modern bool
+}
+
+func (t *Tasks) answer(ctx context.Context, raw []byte) (answered, bool) {
 	req, p, ok := parseTask(raw)
 	if !ok {
-		return nil, false
+		return answered{}, false
 	}
 	var (
 		result any
@@ -117,17 +131,20 @@ func (t *Tasks) Handle(ctx context.Context, raw []byte) (resp []byte, ok bool) {
 			result, rerr = t.list(ctx, p.Cursor)
 		}
 	}
+	a := answered{modern: p.info != nil}
 	out := map[string]any{"jsonrpc": "2.0", "id": req.ID}
 	if rerr != nil {
-		out["error"] = rerr
+		out["error"], a.code = rerr, rerr.Code
 	} else {
 		out["result"] = result
 	}
 	b, err := json.Marshal(out)
 	if err != nil {
+		a.code = mcp.INTERNAL_ERROR
 		b, _ = json.Marshal(map[string]any{"jsonrpc": "2.0", "id": req.ID, "error": rpcError{Code: mcp.INTERNAL_ERROR, Message: err.Error()}})
 	}
-	return b, true
+	a.body = b
+	return a, true
 }
 
 // taskParams are the params of every request the task layer answers.

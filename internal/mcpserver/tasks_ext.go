@@ -73,6 +73,9 @@ func (t *Tasks) handleModern(ctx context.Context, method string, p *taskParams) 
 	if method == string(mcp.MethodTasksList) || method == string(mcp.MethodTasksResult) {
 		return nil, &rpcError{Code: mcp.METHOD_NOT_FOUND, Message: method + " is not part of protocol 2026-07-28's tasks extension: poll tasks/get, whose answer carries the result"}
 	}
+	if p.info.ClientCapabilities == nil {
+		return nil, &rpcError{Code: mcp.INVALID_PARAMS, Message: "missing or invalid _meta " + mcp.MetaKeyClientCapabilities + ": protocol 2026-07-28 requires it on every request ({} for none)"}
+	}
 	if !extensionDeclared(p.info) {
 		return nil, &rpcError{Code: mcp.MISSING_REQUIRED_CLIENT_CAPABILITY,
 			Message: fmt.Sprintf("Missing required client capability: %s needs the %s extension in the request's client capabilities", method, TasksExtension),

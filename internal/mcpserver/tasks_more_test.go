@@ -1,8 +1,12 @@
 package mcpserver_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -230,4 +234,49 @@ func TestTaskStatusNotificationsOwnSession(t *testing.T) {
 		t.Fatalf("another session got %+v", n)
 	case <-time.After(300 * time.Millisecond):
 	}
+}
+
+// AnswerHTTP, what the HTTP front calls: task requests answered with the
+// status 2026-07-28 gives their errors, the session header kept for the
+// notifications, anything else left to mcp-go. Fake runner, -short.
+func TestTasksAnswerHTTP(t *testing.T) {
+	st, _ := testkit.OpenHistory(t)
+	runner := &gatedRunner{}
+	svc := extService(t, st, runner, scans.Deps{})
+	tasks := mcpserver.NewTasks(mcpserver.Deps{Scans: svc, Tasks: true})
+	alice := scans.WithClient(context.Background(), "alice")
+	post := func(body map[string]any) (*httptest.ResponseRecorder, bool) {
+		b, _ := json.Marshal(body)
+		r := httptest.NewRequest(http.MethodPost, "/mcp", bytes.NewReader(b))
+		w := httptest.NewRecorder()
+		return w, tasks.AnswerHTTP(alice, w, r, b)
+	}
+	rpc := func(id int, method string, params map[string]any) map[string]any {
+		return map[string]any{"jsonrpc": "2.0", "id": id, "method": method, "params": params}
+	}
+	w, ok := post(rpc(1, "tools/call", map[string]any{"name": "nmap_scan", "arguments": map[string]any{"targets": "127.0.0.1", "ports": "22"}, "_meta": modernMeta(true, false)}))
+	var created struct{ Result map[string]any }
+	if !ok || w.Code != http.StatusOK || json.Unmarshal(w.Body.Bytes(), &created) != nil || created.Result["resultType"] != "task" ||
+		w.Header().Get("Content-Type") != "application/json" {
+		t.Fatalf("create: %v %d %s", ok, w.Code, w.Body)
+	}
+	id := created.Result["taskId"].(string)
+	for _, c := range []struct {
+		body map[string]any
+		code int
+	}{
+		{rpc(2, "tasks/get", map[string]any{"taskId": id, "_meta": modernMeta(false, false)}), http.StatusBadRequest},
+		{rpc(3, "tasks/get", map[string]any{"taskId": "nope", "_meta": modernMeta(true, false)}), http.StatusBadRequest},
+		{rpc(4, "tasks/list", map[string]any{"_meta": modernMeta(true, false)}), http.StatusNotFound},
+		{rpc(5, "tasks/get", map[string]any{"taskId": id, "_meta": modernMeta(true, false)}), http.StatusOK},
+		{rpc(6, "tasks/get", map[string]any{"taskId": "nope"}), http.StatusOK}, // 2025-11-25: errors ride 200
+	} {
+		if w, ok := post(c.body); !ok || w.Code != c.code {
+			t.Errorf("%v: handled %v, status %d, want %d: %s", c.body, ok, w.Code, c.code, w.Body)
+		}
+	}
+	if _, ok := post(rpc(7, "tools/list", map[string]any{})); ok {
+		t.Error("tools/list was answered by the task layer")
+	}
+	close(runner.gate(id))
 }

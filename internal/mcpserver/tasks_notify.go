@@ -26,12 +26,20 @@ import (
 // error means the session is gone.
 type sink func(method string, params map[string]any) error
 
+// streamed is a stdio stream's sink, with the end of that stream.
+type streamed struct {
+	send sink
+	done <-chan struct{}
+}
+
 type sinkKey struct{}
 
 type sessionKey struct{}
 
+// withSink makes s, until ctx ends, where tasks created under the
+// returned context send their notifications.
 func withSink(ctx context.Context, s sink) context.Context {
-	return context.WithValue(ctx, sinkKey{}, s)
+	return context.WithValue(ctx, sinkKey{}, streamed{send: s, done: ctx.Done()})
 }
 
 // WithSession marks ctx as a request of the MCP session sessionID (the
@@ -63,14 +71,16 @@ func streamSink(ctx context.Context, w *lineWriter) sink {
 	}
 }
 
-// sinkOf is where ctx's session takes notifications; nil for none.
-func (t *Tasks) sinkOf(ctx context.Context) sink {
-	if s, ok := ctx.Value(sinkKey{}).(sink); ok {
-		return s
+// sinkOf is where ctx's session takes notifications (nil for none), and
+// a channel closed when that session ends (nil when only a failed send
+// tells).
+func (t *Tasks) sinkOf(ctx context.Context) (sink, <-chan struct{}) {
+	if s, ok := ctx.Value(sinkKey{}).(streamed); ok {
+		return s.send, s.done
 	}
 	sid, _ := ctx.Value(sessionKey{}).(string)
 	if sid == "" || t.h.Subscriptions == nil {
-		return nil
+		return nil, nil
 	}
 	return func(method string, params map[string]any) error {
 		t.h.Subscriptions.mu.Lock()
@@ -83,15 +93,16 @@ func (t *Tasks) sinkOf(ctx context.Context) sink {
 			return fmt.Errorf("send %s to session %s: %w", method, sid, err)
 		}
 		return nil
-	}
+	}, nil
 }
 
 // follow sends the task's status changes to ctx's session until its scan
-// ends, the session goes, or the scan can no longer be read. It returns at
+// ends, the session goes (its stdio stream ends, or a send fails), or the
+// scan can no longer be read. It returns at
 // once; the following runs in its own goroutine, past ctx's end (an HTTP
 // request's) but with its values (the caller's client).
 func (t *Tasks) follow(ctx context.Context, snap scans.Snapshot, seen mcp.Task) {
-	send := t.sinkOf(ctx)
+	send, gone := t.sinkOf(ctx)
 	if send == nil || !snap.Live {
 		return
 	}
@@ -100,7 +111,12 @@ func (t *Tasks) follow(ctx context.Context, snap scans.Snapshot, seen mcp.Task) 
 	go func() {
 		tick := time.NewTicker(t.poll)
 		defer tick.Stop()
-		for range tick.C {
+		for {
+			select {
+			case <-gone:
+				return
+			case <-tick.C:
+			}
 			now, err := t.h.Scans.Get(ctx, id)
 			if err != nil {
 				t.h.Log.Debug("task status: the scan cannot be read; no more notifications", "task", id, "err", err)
