@@ -7,6 +7,7 @@ import (
 	"io"
 	"log"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/mark3labs/mcp-go/server"
@@ -101,7 +102,7 @@ func (a *App) ServeHTTP(ctx context.Context, addr string) error {
 	)
 	var seen func(auth.Identity)
 	if a.opts.Auth != nil {
-		if cfg.Auth, cfg.Login, err = a.provider(); err != nil {
+		if cfg.Auth, cfg.Login, err = a.provider(addr); err != nil {
 			return err
 		}
 		seen = func(id auth.Identity) { a.standing.Seen(ctx, id) }
@@ -153,16 +154,30 @@ func (a *App) ServeHTTP(ctx context.Context, addr string) error {
 }
 
 // provider is the identity provider's token verifier and, when the web
-// view signs in through it, its login. Neither reaches the provider yet.
-func (a *App) provider() (*auth.Verifier, *auth.Login, error) {
-	v, err := auth.New(*a.opts.Auth)
+// view signs in through it, its login; an audience (and redirect URL) the
+// config leaves empty is derived from addr. Neither reaches the provider
+// yet.
+func (a *App) provider(addr string) (*auth.Verifier, *auth.Login, error) {
+	ac := *a.opts.Auth
+	if ac.Audience == "" {
+		aud, err := auth.DeriveAudience(addr, a.opts.HTTP.TLSCert != "")
+		if err != nil {
+			return nil, nil, fmt.Errorf("config %s: %w", a.opts.ConfigPath, err)
+		}
+		ac.Audience = aud
+	}
+	v, err := auth.New(ac)
 	if err != nil {
 		return nil, nil, fmt.Errorf("config %s: %w", a.opts.ConfigPath, err)
 	}
 	if a.opts.Login == nil {
 		return v, nil, nil
 	}
-	l, err := v.NewLogin(*a.opts.Login)
+	lc := *a.opts.Login
+	if lc.RedirectURL == "" {
+		lc.RedirectURL = strings.TrimSuffix(ac.Audience, "/mcp") + "/auth/callback"
+	}
+	l, err := v.NewLogin(lc)
 	if err != nil {
 		return nil, nil, fmt.Errorf("config %s: %w", a.opts.ConfigPath, err)
 	}

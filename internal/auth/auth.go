@@ -19,6 +19,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -229,6 +230,23 @@ func (c Config) Validate() error {
 		return fmt.Errorf("auth.clock_skew_seconds %d: must be from 0 to 600", int(c.ClockSkew/time.Second))
 	}
 	return nil
+}
+
+// DeriveAudience is the canonical MCP URL of a server listening on addr
+// (http, or https with tls): refused for an address that names no single
+// host (0.0.0.0, ::), where auth.audience must be given.
+func DeriveAudience(addr string, tls bool) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	ip := net.ParseIP(host)
+	if err != nil || host == "" || ip != nil && ip.IsUnspecified() {
+		return "", fmt.Errorf("auth.audience: must be set (this server's canonical URL, e.g. https://scanner.lab:8808/mcp) "+
+			"when serve --http listens on %q, which names no single host", addr)
+	}
+	scheme := "http"
+	if tls {
+		scheme = "https"
+	}
+	return scheme + "://" + net.JoinHostPort(host, port) + "/mcp", nil
 }
 
 // Audience is the canonical URL tokens must be issued for.

@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"strings"
 	"time"
@@ -70,19 +69,7 @@ func (c Config) resolveAuth() (AuthResolved, error) {
 		return r, nil
 	}
 	aud := a.Audience
-	if aud == "" {
-		host, port, err := net.SplitHostPort(c.HTTP.Addr)
-		ip := net.ParseIP(host)
-		if err != nil || host == "" || ip != nil && ip.IsUnspecified() {
-			return r, &KeyError{Key: "auth.audience", Value: "", Rule: fmt.Sprintf("must be set (this server's canonical URL, e.g. https://scanner.lab:8808/mcp) when http.addr (%q) names no single host", c.HTTP.Addr)}
-		}
-		scheme := "http"
-		if c.HTTP.TLSCert != "" {
-			scheme = "https"
-		}
-		aud = scheme + "://" + net.JoinHostPort(host, port) + "/mcp"
-	}
-	if !strings.HasSuffix(aud, "/mcp") {
+	if aud != "" && !strings.HasSuffix(aud, "/mcp") {
 		return r, &KeyError{Key: "auth.audience", Value: aud, Rule: "must be this server's MCP endpoint URL, ending in /mcp"}
 	}
 	switch {
@@ -102,22 +89,27 @@ func (c Config) resolveAuth() (AuthResolved, error) {
 			}
 		}
 	}
-	v := &auth.Config{Issuer: a.Issuer, Audience: aud, Algorithms: a.Algorithms,
+	// An empty audience is derived from the address serve --http listens
+	// on (DeriveAudience); it is checked then.
+	check := aud
+	if check == "" {
+		check = "http://127.0.0.1/mcp"
+	}
+	v := &auth.Config{Issuer: a.Issuer, Audience: check, Algorithms: a.Algorithms,
 		JWKSRefresh: time.Duration(a.JWKSRefreshSeconds) * time.Second, ClockSkew: time.Duration(a.ClockSkewSeconds) * time.Second,
 		IdentityClaim: a.IdentityClaim, GroupsClaim: a.GroupsClaim, Grants: grants}
 	if err := v.Validate(); err != nil {
 		return r, &KeyError{Key: "auth", Value: a.Issuer, Rule: err.Error()}
 	}
+	v.Audience = aud
 	r.Verifier = v
 	r.Standing = time.Duration(a.StandingHours) * time.Hour
 	if r.Standing == 0 {
 		r.Standing = 24 * time.Hour
 	}
 	if a.Web.ClientID != "" {
+		// An empty redirect URL is the audience's origin + /auth/callback.
 		l := &auth.LoginConfig{ClientID: a.Web.ClientID, RedirectURL: a.Web.RedirectURL}
-		if l.RedirectURL == "" {
-			l.RedirectURL = strings.TrimSuffix(aud, "/mcp") + "/auth/callback"
-		}
 		if a.Web.ClientSecretFile != "" {
 			b, err := os.ReadFile(a.Web.ClientSecretFile)
 			if err != nil {

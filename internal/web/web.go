@@ -131,7 +131,7 @@ type session struct {
 
 // person is who a session is for.
 type person struct {
-	client               string
+	client                string
 	admin, approver, read bool
 }
 
