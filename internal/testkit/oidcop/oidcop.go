@@ -38,7 +38,7 @@
 // /.well-known/oauth-authorization-server answers as
 // /.well-known/openid-configuration does.
 //
-// # Signing in over HTTP (what [Provider.Login] does)
+// # Signing in over HTTP (what Provider.Login does)
 //
 // Any login is accepted; the account id is the login. A client that is not
 // written in Go (the TypeScript SDK test) signs in with these requests
