@@ -476,9 +476,7 @@ func (s *Server) guard(next http.Handler, mcpEndpoint bool) http.Handler {
 				if id.admin {
 					tctx = scans.WithAdmin(tctx)
 				}
-				if resp, ok := s.d.Tasks.Handle(tctx, body); ok {
-					w.Header().Set("Content-Type", "application/json")
-					_, _ = w.Write(resp)
+				if s.d.Tasks.AnswerHTTP(tctx, w, r, body) {
 					return
 				}
 			}
