@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/auth"
@@ -17,7 +18,8 @@ import (
 // resource metadata (RFC 9728) at /.well-known/oauth-protected-resource
 // and at the path-suffixed /.well-known/oauth-protected-resource/mcp,
 // answers a request without a valid token 401 with
-// `WWW-Authenticate: Bearer resource_metadata="…"` pointing there, and a
+// `WWW-Authenticate: Bearer resource_metadata="…", scope="…"` pointing
+// there and naming the scopes to ask for, and a
 // token without the role a request needs 403 insufficient_scope naming
 // the scope that gives it.
 
@@ -63,6 +65,9 @@ func (s *Server) refuseAuth(w http.ResponseWriter, r *http.Request, err error) {
 	case s.cfg.Auth != nil:
 		s.d.Refused("auth")
 		challenge := fmt.Sprintf(`Bearer resource_metadata=%q`, s.metadataURL())
+		if sc := s.challengeScope(); sc != "" {
+			challenge += fmt.Sprintf(`, scope=%q`, sc)
+		}
 		if te != nil {
 			challenge += fmt.Sprintf(`, error=%q, error_description=%q`, te.Code, headerSafe(te.Description))
 			s.d.Log.Info("provider token refused", "remote", r.RemoteAddr, "reason", te.Description)
@@ -77,6 +82,25 @@ func (s *Server) refuseAuth(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="nmap-mcp"`)
 		http.Error(w, "Unauthorized: send Authorization: Bearer <token> (make one with nmap-mcp token add NAME)", http.StatusUnauthorized)
 	}
+}
+
+// challengeScope is the scope a 401 tells the client to ask for (RFC 6750
+// section 3; the MCP authorization spec's scope selection puts it before
+// the metadata's scopes_supported): the scopes of the read and scan roles,
+// what an MCP client needs for its work. Without it a client asks for
+// every scope the metadata lists, nmap:admin too, and a provider that
+// grants what is asked makes every person an admin who sees every scan.
+// Approve (the web view's) and admin stay the provider's to give: by a
+// group, or to a client that asks for their scopes itself. "" when only
+// groups give read and scan.
+func (s *Server) challengeScope() string {
+	var scopes []string
+	for _, r := range []auth.Role{auth.Read, auth.Scan} {
+		if sc := s.cfg.Auth.ScopeFor(r); sc != "" && !slices.Contains(scopes, sc) {
+			scopes = append(scopes, sc)
+		}
+	}
+	return strings.Join(scopes, " ")
 }
 
 // headerSafe keeps a description inside a quoted header parameter.

@@ -194,6 +194,48 @@ func TestOAuthProviderDown(t *testing.T) {
 	}
 }
 
+// Regression (TestTypeScriptSDKOAuth): a 401 names the scopes to ask for,
+// those of read and scan. Without them the TypeScript SDK asked for every
+// scope of scopes_supported, nmap:admin too, and the provider granted it:
+// every person was an admin who saw every scan. Roles given by groups
+// only leave the parameter out. No provider is reached (no token is
+// checked); runs under -short.
+func TestOAuthChallengeScope(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		grants map[auth.Role]auth.Grant
+		want   string
+	}{
+		{"default", nil, `, scope="nmap:read nmap:scan"`},
+		{"own scopes", map[auth.Role]auth.Grant{auth.Read: {Scopes: []string{"lab.read"}}, auth.Scan: {Scopes: []string{"lab.scan", "lab.all"}},
+			auth.Approve: {Scopes: []string{"lab.approve"}}, auth.Admin: {Scopes: []string{"lab.admin"}}}, `, scope="lab.read lab.scan"`},
+		{"scan implies read, one scope", map[auth.Role]auth.Grant{auth.Read: {Scopes: []string{"lab"}}, auth.Scan: {Scopes: []string{"lab"}},
+			auth.Approve: {Groups: []string{"a"}}, auth.Admin: {Groups: []string{"b"}}}, `, scope="lab"`},
+		{"groups only", map[auth.Role]auth.Grant{auth.Read: {Groups: []string{"r"}}, auth.Scan: {Groups: []string{"s"}},
+			auth.Approve: {Scopes: []string{"nmap:approve"}}, auth.Admin: {Scopes: []string{"nmap:admin"}}}, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			v, err := auth.New(auth.Config{Issuer: "http://127.0.0.1:1", Audience: oauthAudience, Grants: c.grants})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := New(Config{Addr: "127.0.0.1:0", Auth: v}, Deps{MCP: server.NewMCPServer("t", "1")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := do(s, http.MethodPost, "/mcp", "", "", initBody)
+			want := `Bearer resource_metadata="http://127.0.0.1:8808/.well-known/oauth-protected-resource/mcp"` + c.want
+			if ch := rec.Header().Get("WWW-Authenticate"); rec.Code != 401 || ch != want {
+				t.Fatalf("%d %q, want 401 %q", rec.Code, ch, want)
+			}
+			rec = do(s, http.MethodPost, "/mcp", "nmcp_not-a-token", "", initBody)
+			if ch := rec.Header().Get("WWW-Authenticate"); rec.Code != 401 || !strings.HasPrefix(ch, want+`, error="invalid_token"`) {
+				t.Fatalf("unknown token: %d %q", rec.Code, ch)
+			}
+		})
+	}
+}
+
 func serve(s *Server, r *http.Request) *httptest.ResponseRecorder {
 	rec := httptest.NewRecorder()
 	s.Handler().ServeHTTP(rec, r)
