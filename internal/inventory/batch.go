@@ -3,8 +3,9 @@ package inventory
 import (
 	"context"
 	"encoding/hex"
+	"database/sql"
 	"encoding/json"
-	"strings"
+		"strings"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
 )
@@ -18,22 +19,123 @@ import (
 // of calls instead of several per port.
 
 const (
-	selHosts = `SELECT id, hex(akey), hostnames, os, os_accuracy, first_seen, last_seen, gone_at FROM inv_hosts
+	selHosts = `SELECT id, hex(akey), hostnames, os, os_accuracy, first_seen, last_seen, gone_at, ports_seen, ports_scan FROM inv_hosts
 		WHERE client = ? AND akey IN (SELECT unhex(value) FROM json_each(?))`
-	selPorts = `SELECT p.host_id, p.proto, p.port, p.state, p.service, p.product, p.version, p.cpe, p.gone_at
+	selPorts = `SELECT p.host_id, p.proto, p.port, p.state, p.service, p.product, p.version, p.cpe, p.gone_at, p.ride
 		FROM json_each(?) j CROSS JOIN inv_ports p ON p.host_id = j.value`
-	insHosts = `INSERT INTO inv_hosts (client, addr, akey, hostnames, hostnames_at, os, os_accuracy, os_at, first_seen, last_seen, last_scan, changed_at)
-		SELECT ?1, v->>0, unhex(v->>1), v->>2, ?2, v->>3, v->>4, ?2, ?2, ?2, ?3, ?2 FROM (SELECT value AS v FROM json_each(?4))`
-	insPorts = `INSERT INTO inv_ports (host_id, proto, port, client, akey, state, state_at, service, service_at, product, version, vkey, cpe,
-		product_at, first_seen, last_seen, last_scan, changed_at)
-		SELECT v->>0, v->>1, v->>2, ?1, unhex(v->>3), v->>4, ?2, v->>5, ?2, v->>6, v->>7, v->>8, v->>9, ?2, ?2, ?2, ?3, ?2
-		FROM (SELECT value AS v FROM json_each(?4))`
-	insChanges = `INSERT INTO inv_changes (client, at, scan, akey, addr, proto, port, kind, from_v, to_v)
-		SELECT ?1, ?2, ?3, unhex(v->>0), v->>1, v->>2, v->>3, v->>4, v->>5, v->>6 FROM (SELECT value AS v FROM json_each(?4))`
-	touchPorts = `UPDATE inv_ports SET last_seen = ?1, last_scan = ?2
+	// touchPorts: unchanged ports listed again that had their own
+	// last_seen ride on their host's again.
+	touchPorts = `UPDATE inv_ports SET last_seen = ?1, last_scan = ?2, ride = 1
 		WHERE (host_id, proto, port) IN (SELECT v->>0, v->>1, v->>2 FROM (SELECT value AS v FROM json_each(?3)))`
-	touchHosts = `UPDATE inv_hosts SET last_seen = ?1, last_scan = ?2 WHERE id IN (SELECT value FROM json_each(?3))`
+	// unridePorts: ports riding on their host that its scan did not list
+	// keep the host's ports_seen and ports_scan before the scan.
+	unridePorts = `UPDATE inv_ports SET last_seen = j.value->>3, last_scan = j.value->>4, ride = 0
+		FROM json_each(?1) j WHERE (host_id, proto, port) = (j.value->>0, j.value->>1, j.value->>2)`
+	touchHosts = `UPDATE inv_hosts SET last_seen = ?1, last_scan = ?2, ports_seen = iif(j.value->>1, ?1, ports_seen), ports_scan = iif(j.value->>1, ?2, ports_scan)
+		FROM json_each(?3) j WHERE inv_hosts.id = j.value->>0`
 )
+
+// New rows are written by multi-row INSERTs (bulk): the chunk's
+// constants (client, time, scan) are bound once, in a one-row c, and
+// each row's values in a VALUES list v (column1, column2, ...); a
+// statement of bulkRows rows is prepared once per chunk and run until
+// fewer are left. This costs SQLite no parsing of the rows (a JSON array
+// passed as one value did: a fifth of an ingest). The parameters are
+// anonymous: SQLite finds a numbered one's name by a linear search, which
+// made a 2,560-parameter statement quadratic. OR ROLLBACK: a constraint
+// broken (which would be a bug) fails the chunk's whole transaction, as
+// the caller does for any error; so SQLite keeps no statement journal of
+// each statement's pages to undo it alone (a third of an ingest's time).
+var (
+	insHosts = bulk{
+		head: `INSERT OR ROLLBACK INTO inv_hosts (id, client, addr, akey, hostnames, hostnames_at, os, os_accuracy, os_at, first_seen, last_seen, last_scan, changed_at,
+		ports_seen, ports_scan)
+		SELECT v.column1, c.client, v.column2, v.column3, v.column4, c.at, v.column5, v.column6, c.at, c.at, c.at, c.scan, c.at,
+		iif(v.column7, c.at, 0), iif(v.column7, c.scan, 0)`,
+		width: 7,
+	}
+	insPorts = bulk{
+		head: `INSERT OR ROLLBACK INTO inv_ports (host_id, proto, port, client, akey, state, state_at, service, service_at, product, version, vkey, cpe,
+		product_at, first_seen, last_seen, last_scan, changed_at, ride)
+		SELECT v.column1, v.column2, v.column3, c.client, v.column4, v.column5, c.at, v.column6, c.at, v.column7, v.column8, v.column9, v.column10,
+		c.at, c.at, c.at, c.scan, c.at, 1`,
+		width: 10,
+	}
+	insChanges = bulk{
+		head: `INSERT OR ROLLBACK INTO inv_changes (client, at, scan, akey, addr, proto, port, kind, from_v, to_v)
+		SELECT c.client, c.at, c.scan, v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7`,
+		width: 7,
+	}
+)
+
+// bulkRows is the rows of a full bulk statement (at most 10 values a
+// row: well under SQLite's 32,766 variables).
+const bulkRows = 256
+
+// bulk is a multi-row INSERT: head selects from v (the rows, width
+// values each) CROSS JOIN c (client, at, scan), in the rows' order.
+type bulk struct {
+	head  string
+	width int
+}
+
+// sql is the statement for rows rows.
+func (b *bulk) sql(rows int) string {
+	var s strings.Builder
+	s.WriteString(b.head)
+	s.WriteString(" FROM (VALUES ")
+	tuple := "(" + strings.Repeat("?,", b.width-1) + "?)"
+	for r := range rows {
+		if r > 0 {
+			s.WriteByte(',')
+		}
+		s.WriteString(tuple)
+	}
+	s.WriteString(") v CROSS JOIN (SELECT ? AS client, ? AS at, ? AS scan) c")
+	return s.String()
+}
+
+// insert writes vals (rows of b.width values, flat) with the chunk's
+// constants.
+func (w *writer) insert(ctx context.Context, b *bulk, vals []any) error {
+	width := b.width
+	args := make([]any, 0, 3+bulkRows*width)
+	for len(vals) > 0 {
+		rows := min(len(vals)/width, bulkRows)
+		stmt, err := w.bulkStmt(ctx, b, rows)
+		if err != nil {
+			return err
+		}
+		args = append(append(args[:0], vals[:rows*width]...), w.client, w.at, w.scan)
+		if _, err := stmt.ExecContext(ctx, args...); err != nil {
+			return err
+		}
+		vals = vals[rows*width:]
+	}
+	return nil
+}
+
+// bulkStmt prepares (once per chunk) b's statement for rows rows.
+func (w *writer) bulkStmt(ctx context.Context, b *bulk, rows int) (*sql.Stmt, error) {
+	k := bulkKey{b, rows}
+	if s := w.stmts[k]; s != nil {
+		return s, nil
+	}
+	s, err := w.tx.PrepareContext(ctx, b.sql(rows))
+	if err != nil {
+		return nil, err
+	}
+	if w.stmts == nil {
+		w.stmts = map[bulkKey]*sql.Stmt{}
+	}
+	w.stmts[k] = s
+	return s, nil
+}
+
+type bulkKey struct {
+	b    *bulk
+	rows int
+}
 
 // hostIn is one host of the chunk, parsed.
 type hostIn struct {
@@ -52,10 +154,11 @@ type hostRow struct {
 	names, os                   string
 	acc                         int
 	firstSeen, lastSeen, goneAt int64
+	portsSeen, portsScan        int64
 }
 
 func (w *writer) change(ak []byte, addr, proto string, port int, kind, from, to string) {
-	w.changes = append(w.changes, []any{hex.EncodeToString(ak), addr, proto, port, kind, bound(from, 512), bound(to, 512)})
+	w.changes = append(w.changes, ak, addr, proto, port, kind, bound(from, 512), bound(to, 512))
 }
 
 func jsonOf(v any) string {
@@ -97,9 +200,10 @@ func (w *writer) chunkHosts(ctx context.Context, hosts []results.Host, out *Inge
 	if err != nil {
 		return err
 	}
-	// New hosts, in one statement; then their ids.
+	// New hosts, with ids given here (the chunk's transaction holds
+	// the write lock), in bulk.
 	var fresh []any
-	var freshKeys []string
+	var next int64
 	for _, x := range in {
 		if x.h == nil {
 			continue
@@ -108,19 +212,18 @@ func (w *writer) chunkHosts(ctx context.Context, hosts []results.Host, out *Inge
 			x.known, x.id = r, r.id
 			continue
 		}
-		fresh = append(fresh, []any{x.addr, x.hexk, x.names, x.os, x.osAcc})
-		freshKeys = append(freshKeys, x.hexk)
+		if next == 0 {
+			if err := w.tx.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) + 1 FROM inv_hosts`).Scan(&next); err != nil {
+				return err
+			}
+		}
+		x.id = next
+		next++
+		fresh = append(fresh, x.id, x.addr, x.ak, x.names, x.os, x.osAcc, len(x.h.Ports) > 0)
 	}
 	if len(fresh) > 0 {
-		if _, err := w.tx.ExecContext(ctx, insHosts, w.client, w.at, w.scan, jsonOf(fresh)); err != nil {
+		if err := w.insert(ctx, &insHosts, fresh); err != nil {
 			return err
-		}
-		ids, err := w.knownHosts(ctx, freshKeys)
-		if err != nil {
-			return err
-		}
-		for _, k := range freshKeys {
-			byKey[k].id = ids[k].id
 		}
 	}
 	// The known hosts' ports.
@@ -142,7 +245,7 @@ func (w *writer) chunkHosts(ctx context.Context, hosts []results.Host, out *Inge
 			var id int64
 			var k portKey
 			var r portRow
-			if err := rows.Scan(&id, &k.proto, &k.port, &r.state, &r.service, &r.product, &r.version, &r.cpe, &r.gone); err != nil {
+			if err := rows.Scan(&id, &k.proto, &k.port, &r.state, &r.service, &r.product, &r.version, &r.cpe, &r.gone, &r.ride); err != nil {
 				rows.Close()
 				return err
 			}
@@ -185,7 +288,7 @@ func (w *writer) knownHosts(ctx context.Context, hexKeys []string) (map[string]*
 	for rows.Next() {
 		var r hostRow
 		var k string
-		if err := rows.Scan(&r.id, &k, &r.names, &r.os, &r.acc, &r.firstSeen, &r.lastSeen, &r.goneAt); err != nil {
+		if err := rows.Scan(&r.id, &k, &r.names, &r.os, &r.acc, &r.firstSeen, &r.lastSeen, &r.goneAt, &r.portsSeen, &r.portsScan); err != nil {
 			return nil, err
 		}
 		out[k] = &r
@@ -209,15 +312,15 @@ func (w *writer) freshHost(x *hostIn, out *Ingested) error {
 		p := &x.h.Ports[i]
 		if k := (portKey{p.Protocol, p.Port}); !seen[k] {
 			seen[k] = true
-			w.queuePort(x.id, x.hexk, p)
+			w.queuePort(x.id, x.ak, p)
 		}
 	}
 	return nil
 }
 
-func (w *writer) queuePort(id int64, hexk string, p *results.Port) {
-	w.newPorts = append(w.newPorts, []any{id, p.Protocol, p.Port, hexk, p.State, p.Service, p.Product, p.Version,
-		VersionKey(p.Version), strings.Join(p.CPE, " ")})
+func (w *writer) queuePort(id int64, ak []byte, p *results.Port) {
+	w.newPorts = append(w.newPorts, id, p.Protocol, p.Port, ak, p.State, p.Service, p.Product, p.Version,
+		VersionKey(p.Version), strings.Join(p.CPE, " "))
 }
 
 // knownHost applies a scan's listing to a host seen before.
@@ -260,7 +363,7 @@ func (w *writer) knownHost(ctx context.Context, x *hostIn, out *Ingested) error 
 		seen[k] = true
 		old, ok := x.portsByHost[k]
 		if !ok {
-			w.queuePort(x.id, x.hexk, p)
+			w.queuePort(x.id, x.ak, p)
 			w.change(x.ak, x.addr, p.Protocol, p.Port, PortAppeared, "", portSummary(p))
 			out.Changes++
 			continue
@@ -269,14 +372,24 @@ func (w *writer) knownHost(ctx context.Context, x *hostIn, out *Ingested) error 
 		if err != nil {
 			return err
 		}
-		if n < 0 {
-			w.touched = append(w.touched, []any{x.id, p.Protocol, p.Port})
-		} else {
+		if n >= 0 {
 			out.Changes += n
+		} else if !old.ride {
+			w.touched = append(w.touched, []any{x.id, p.Protocol, p.Port})
+		}
+	}
+	// The ports this scan listed ride on the host from now on; those
+	// riding that it did not list keep the host's last listing.
+	listed := len(seen) > 0
+	if listed {
+		for k, old := range x.portsByHost {
+			if old.ride && !seen[k] {
+				w.unride = append(w.unride, []any{x.id, k.proto, k.port, r.portsSeen, r.portsScan})
+			}
 		}
 	}
 	if out.Changes == before && acc == r.acc {
-		w.touchedHosts = append(w.touchedHosts, x.id)
+		w.touchedHosts = append(w.touchedHosts, []any{x.id, listed})
 		return nil
 	}
 	if out.Changes > before {
@@ -284,19 +397,22 @@ func (w *writer) knownHost(ctx context.Context, x *hostIn, out *Ingested) error 
 	}
 	// hostnames_at and os_at keep their times unless the value changed
 	// (0 leaves them: max).
-	_, err := w.updHost.ExecContext(ctx, names, namesAt, osName, acc, osAt, w.at, w.scan, changedAt, x.id)
+	_, err := w.updHost.ExecContext(ctx, names, namesAt, osName, acc, osAt, w.at, w.scan, changedAt, listed, w.at, listed, w.scan, x.id)
 	return err
 }
 
 // flush writes what the chunk queued.
 func (w *writer) flush(ctx context.Context) error {
-	if len(w.newPorts) > 0 {
-		if _, err := w.tx.ExecContext(ctx, insPorts, w.client, w.at, w.scan, jsonOf(w.newPorts)); err != nil {
-			return err
-		}
+	if err := w.insert(ctx, &insPorts, w.newPorts); err != nil {
+		return err
 	}
 	if len(w.touched) > 0 {
 		if _, err := w.tx.ExecContext(ctx, touchPorts, w.at, w.scan, jsonOf(w.touched)); err != nil {
+			return err
+		}
+	}
+	if len(w.unride) > 0 {
+		if _, err := w.tx.ExecContext(ctx, unridePorts, jsonOf(w.unride)); err != nil {
 			return err
 		}
 	}
@@ -305,11 +421,9 @@ func (w *writer) flush(ctx context.Context) error {
 			return err
 		}
 	}
-	if len(w.changes) > 0 {
-		if _, err := w.tx.ExecContext(ctx, insChanges, w.client, w.at, w.scan, jsonOf(w.changes)); err != nil {
-			return err
-		}
+	if err := w.insert(ctx, &insChanges, w.changes); err != nil {
+		return err
 	}
-	w.newPorts, w.touched, w.touchedHosts, w.changes = nil, nil, nil, nil
+	w.newPorts, w.touched, w.unride, w.touchedHosts, w.changes = nil, nil, nil, nil, nil
 	return nil
 }

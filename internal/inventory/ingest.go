@@ -89,12 +89,22 @@ func (inv *Inventory) Ingest(ctx context.Context, sc Scan) (Ingested, error) {
 	if err != nil {
 		return out, inv.fault(fmt.Sprintf("ingest scan %s", sc.ID), err)
 	}
-	defer conn.Close()
 	if len(hosts) > bigIngest {
 		if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA cache_size = -%d", ingestCache)); err != nil {
+			conn.Close()
 			return out, inv.fault(fmt.Sprintf("ingest scan %s", sc.ID), err)
 		}
-		defer conn.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf("PRAGMA cache_size = -%d", defaultCache))
+		// Giving the cache back frees its pages one by one (half a
+		// second for 64 MB): done after the answer, before the
+		// connection goes back to the pool.
+		defer func() {
+			go func() {
+				conn.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf("PRAGMA cache_size = -%d", defaultCache))
+				conn.Close()
+			}()
+		}()
+	} else {
+		defer conn.Close()
 	}
 	first := true
 	var scanRow int64
@@ -145,8 +155,10 @@ type writer struct {
 	updHost, touchHost *sql.Stmt
 	updPort            *sql.Stmt
 	// What a chunk writes in bulk (batch.go), as JSON rows.
-	changes, newPorts, touched []any
-	touchedHosts               []int64
+	changes, newPorts, touched, unride []any
+	touchedHosts                       []any
+	// stmts are the chunk's prepared bulk statements.
+	stmts map[bulkKey]*sql.Stmt
 }
 
 // ingestCache is the page cache of the connection an ingest writes
@@ -173,10 +185,10 @@ func chunk(ctx context.Context, conn *sql.Conn, fn func(*writer) error) error {
 		q string
 	}{
 		{&w.updHost, `UPDATE inv_hosts SET hostnames = ?, hostnames_at = max(hostnames_at, ?), os = ?, os_accuracy = ?, os_at = max(os_at, ?), last_seen = ?, last_scan = ?,
-			changed_at = max(changed_at, ?), gone_at = 0 WHERE id = ?`},
+			changed_at = max(changed_at, ?), gone_at = 0, ports_seen = iif(?, ?, ports_seen), ports_scan = iif(?, ?, ports_scan) WHERE id = ?`},
 		{&w.touchHost, `UPDATE inv_hosts SET first_seen = min(first_seen, ?) WHERE id = ?`},
 		{&w.updPort, `UPDATE inv_ports SET state = ?, state_at = iif(?, ?, state_at), service = ?, service_at = iif(?, ?, service_at),
-			product = ?, version = ?, vkey = ?, cpe = ?, product_at = iif(?, ?, product_at), last_seen = ?, last_scan = ?, changed_at = ?, gone_at = 0
+			product = ?, version = ?, vkey = ?, cpe = ?, product_at = iif(?, ?, product_at), last_seen = ?, last_scan = ?, changed_at = ?, gone_at = 0, ride = 1
 			WHERE host_id = ? AND proto = ? AND port = ?`},
 	} {
 		if *p.s, err = tx.PrepareContext(ctx, p.q); err != nil {
@@ -184,6 +196,11 @@ func chunk(ctx context.Context, conn *sql.Conn, fn func(*writer) error) error {
 		}
 		defer (*p.s).Close()
 	}
+	defer func() {
+		for _, s := range w.stmts {
+			s.Close()
+		}
+	}()
 	if err := fn(w); err != nil {
 		return err
 	}
@@ -235,6 +252,8 @@ type portKey struct {
 type portRow struct {
 	state, service, product, version, cpe string
 	gone                                  int64
+	// ride: the port takes last_seen and last_scan from its host.
+	ride bool
 }
 
 // updatePort applies a seen port to its row: it returns the changes

@@ -176,6 +176,21 @@ var migrations = []string{
 	// changes): a fifth of an ingest's index work, for an hourly sweep.
 	// The sweep reads the ports table instead.
 	`DROP INDEX IF EXISTS inv_ports_unseen;`,
+	// A rescan rewrote every port it listed, changed or not, for its
+	// last_seen and last_scan. A port listed by its host's latest scan
+	// that listed any port (ride = 1) takes them from the host instead
+	// (ports_seen, ports_scan); one not listed since keeps its own. An
+	// unchanged rescan writes only the hosts. Existing rows keep their own
+	// (ride = 0): nothing to fill.
+	`ALTER TABLE inv_hosts ADD COLUMN ports_seen INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE inv_hosts ADD COLUMN ports_scan INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE inv_ports ADD COLUMN ride INTEGER NOT NULL DEFAULT 0;`,
+}
+
+// portSeen and portScan are a port row's last_seen and last_scan (alias
+// p; host is a correlated lookup of its host row's column).
+func portSeen(p string) string {
+	return "iif(" + p + ".ride, (SELECT x.ports_seen FROM inv_hosts x WHERE x.id = " + p + ".host_id), " + p + ".last_seen)"
 }
 
 func (inv *Inventory) migrate(ctx context.Context) error {

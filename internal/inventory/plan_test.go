@@ -28,7 +28,8 @@ func TestQueryPlans(t *testing.T) {
 		{`SELECT p.host_id FROM json_each(?) j CROSS JOIN inv_ports p ON p.host_id = j.value WHERE +p.port = ? AND +p.state = ? AND +p.client = ? AND substr(+p.vkey, 1, 2) = ?`,
 			[]any{"[1,2]", 3389, "open", "c", "x"}, "PRIMARY KEY (host_id=?)"},
 		{touchPorts, []any{1, 2, `[[1,"tcp",22]]`}, "PRIMARY KEY (host_id=? AND proto=? AND port=?)"},
-		{touchHosts, []any{1, 2, `[1]`}, "INTEGER PRIMARY KEY (rowid=?)"},
+		{touchHosts, []any{1, 2, `[[1,true]]`}, "INTEGER PRIMARY KEY (rowid=?)"},
+		{unridePorts, []any{`[[1,"tcp",22,5,6]]`}, "PRIMARY KEY (host_id=? AND proto=? AND port=?)"},
 		{selHosts, []any{"c", `["00"]`}, "INDEX inv_hosts_client (client=? AND akey=?)"},
 		{selPorts, []any{`[1]`}, "PRIMARY KEY (host_id=?)"},
 	} {

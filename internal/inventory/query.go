@@ -221,7 +221,11 @@ func (q *Query) conds(alias string, portLevel bool) (*where, error) {
 		}
 	}
 	if !q.SeenSince.IsZero() {
-		w.add(alias+".last_seen >= ?", store.Millis(q.SeenSince))
+		if alias == "h" {
+			w.add(alias+".last_seen >= ?", store.Millis(q.SeenSince))
+		} else {
+			w.add(portSeen(alias)+" >= ?", store.Millis(q.SeenSince))
+		}
 	}
 	if !q.ChangedSince.IsZero() {
 		w.add(alias+".changed_at >= ?", store.Millis(q.ChangedSince))
@@ -364,8 +368,9 @@ func (inv *Inventory) hosts(ctx context.Context, ids []int64, pw *where, bounded
 	}
 	args := append([]any{string(list)}, pw.args...)
 	prow, err := inv.db.QueryContext(ctx, `SELECT p.host_id, p.proto, p.port, p.state, p.state_at, p.service, p.service_at, p.product, p.version,
-		p.cpe, p.product_at, p.first_seen, p.last_seen, coalesce(s.scan_id, ''), p.gone_at
-		FROM json_each(?) j CROSS JOIN inv_ports p ON p.host_id = j.value LEFT JOIN inv_scans s ON s.id = p.last_scan
+		p.cpe, p.product_at, p.first_seen, iif(p.ride, hp.ports_seen, p.last_seen), coalesce(s.scan_id, ''), p.gone_at
+		FROM json_each(?) j CROSS JOIN inv_ports p ON p.host_id = j.value CROSS JOIN inv_hosts hp ON hp.id = p.host_id
+		LEFT JOIN inv_scans s ON s.id = iif(p.ride, hp.ports_scan, p.last_scan)
 		WHERE `+pw.sql()+` ORDER BY p.host_id, p.proto, p.port`, args...)
 	if err != nil {
 		return nil, inv.fault("find: ports", err)

@@ -30,10 +30,10 @@ func (inv *Inventory) Sweep(ctx context.Context, now time.Time) (Swept, error) {
 	// Ports first, so that a host's ports gone with it are logged too.
 	if _, err := tx.ExecContext(ctx, `INSERT INTO inv_changes (client, at, scan, akey, addr, proto, port, kind, from_v, to_v)
 		SELECT p.client, ?, 0, p.akey, h.addr, p.proto, p.port, ?, p.state, 'gone'
-		FROM inv_ports p JOIN inv_hosts h ON h.id = p.host_id WHERE p.gone_at = 0 AND p.last_seen < ?`, at, PortGone, cut); err != nil {
+		FROM inv_ports p CROSS JOIN inv_hosts h ON h.id = p.host_id WHERE p.gone_at = 0 AND iif(p.ride, h.ports_seen, p.last_seen) < ?`, at, PortGone, cut); err != nil {
 		return sw, inv.fault("sweep: log gone ports", err)
 	}
-	res, err := tx.ExecContext(ctx, `UPDATE inv_ports SET gone_at = ? WHERE gone_at = 0 AND last_seen < ?`, at, cut)
+	res, err := tx.ExecContext(ctx, `UPDATE inv_ports AS p SET gone_at = ? WHERE p.gone_at = 0 AND `+portSeen("p")+` < ?`, at, cut)
 	if err != nil {
 		return sw, inv.fault("sweep: ports", err)
 	}
