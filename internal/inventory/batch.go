@@ -2,10 +2,10 @@ package inventory
 
 import (
 	"context"
-	"encoding/hex"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
-		"strings"
+	"strings"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
 )
