@@ -1,54 +1,655 @@
 package scans_test
 
 import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/network"
+
+	"github.com/nmap-mcp/nmap-mcp/executor"
 	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
 	"github.com/nmap-mcp/nmap-mcp/internal/shard"
 	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
+	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
 
-// BenchmarkSharding: a latency-bound scan (-T2 connect, no host
-// discovery, one port) of 64 loopback listeners (127.0.1.0/26) with 1, 2,
-// 4 and 8 shards, each shard its own container on the real engine. Run:
+// BenchmarkSharding: a latency-bound scan with 1, 2, 4 and 8 shards, each
+// shard its own fenced container on the real engine. The scan is the
+// issue's case: a -T2 connect scan (nmap's polite template: one probe in
+// flight at a time, max_parallelism 1) of 64 listening addresses, no host
+// discovery, every answer delayed (see latencyTargets), so one nmap needs
+// about probes × delay and n shards about probes/n × delay plus their
+// containers' start. Cases: "1port-100ms" (64 probes, 100 ms each) and
+// "4ports-200ms" (256 probes: one open port and three closed per host,
+// 200 ms each); fencers "cold" (each shard starts its own fencer) or
+// "warm" (8 started ahead, refilled, as a server keeps some). Each sharded
+// result must equal the unsharded one (same hosts, ports, states). Run:
 //
-//	go test -run - -bench Sharding -benchtime 1x ./internal/scans/
+//	go test -run - -bench 'Sharding$' -benchtime 1x ./internal/scans/
+//
+// BENCH_SHARDING=1port-100ms/warm (a sub-benchmark prefix) picks one case.
+// Targets: 64 listener containers on an internal network the benchmark
+// creates; needs root on the host (nsenter, setns).
 func BenchmarkSharding(b *testing.B) {
 	testkit.NeedEngine(b)
-	port := 0
-	for a := netip.MustParseAddr("127.0.1.0"); a.Compare(netip.MustParseAddr("127.0.1.63")) <= 0; a = a.Next() {
-		ln, err := net.Listen("tcp", fmt.Sprintf("%s:%d", a, port))
-		if err != nil {
-			b.Fatal(err)
-		}
-		port = ln.Addr().(*net.TCPAddr).Port
-		b.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				c.Close()
+	const port = 8080
+	for _, c := range []struct {
+		name  string
+		ports string
+		delay time.Duration
+	}{{"1port-100ms", "8080", 100 * time.Millisecond}, {"4ports-200ms", "8080-8083", 200 * time.Millisecond}} {
+		for _, fencers := range []string{"cold", "warm"} {
+			name := c.name + "/" + fencers
+			if want := os.Getenv("BENCH_SHARDING"); want != "" && !strings.HasPrefix(name, want) {
+				continue
 			}
-		}()
+			b.Run(name, func(b *testing.B) {
+				n, block, sl := latencyTargets(b, port, 64, c.delay)
+				warm := 0
+				if fencers == "warm" {
+					warm = 8
+				}
+				tr := &timingRunner{}
+				svc, pool := newShardedServiceWith(b, n, shard.Config{Threshold: 1, Shards: 8}, shardedOptions{Warm: warm,
+					Wrap: func(r executor.Runner) executor.Runner { tr.inner = r; return tr }})
+				var (
+					whole []string
+					base  time.Duration
+					rows  []string
+				)
+				for _, shards := range []int{1, 2, 4, 8} {
+					b.Run(fmt.Sprintf("shards=%d", shards), func(b *testing.B) {
+						for i := 0; i < b.N; i++ {
+							b.StopTimer()
+							if !testkit.Eventually(time.Minute, pool.Ready) {
+								b.Fatal("the fencer pool did not warm up")
+							}
+							tr.reset()
+							b.StartTimer()
+							start := time.Now()
+							rec, err := runScan(b, svc, scanargs.Request{Targets: block.String(), Ports: c.ports, Timing: "T2",
+								ScanType: "connect", SkipHostDiscovery: true, Shards: intp(shards)})
+							wall := time.Since(start)
+							if err != nil {
+								b.Fatal(err)
+							}
+							got := portStates(rec)
+							if want := 64 * portCount(c.ports); len(got) != want || len(notOpen(got)) != want-64 {
+								b.Fatalf("%d ports in the result, want %d with 64 open; not open: %v (%v)", len(got), want, notOpen(got), sl)
+							}
+							if whole == nil {
+								whole = got
+							} else if !slices.Equal(got, whole) {
+								b.Fatalf("%d shards: result differs from the unsharded one:\n%v\nwant %v", shards, got, whole)
+							}
+							if shards == 1 && base == 0 {
+								base = wall
+							}
+							b.ReportMetric(wall.Seconds(), "wall-s")
+							b.ReportMetric(base.Seconds()/wall.Seconds(), "speedup")
+							b.Logf("%s, %d shards: wall %v%s", name, shards, wall.Round(10*time.Millisecond), tr.report(start))
+							rows = append(rows, fmt.Sprintf("| %s | %d | %.1f s | %.2f× |", name, shards, wall.Seconds(), base.Seconds()/wall.Seconds()))
+						}
+					})
+				}
+				b.Logf("results equal the unsharded one; %v\n%s", sl, strings.Join(rows, "\n"))
+			})
+		}
 	}
-	for _, n := range []int{1, 2, 4, 8} {
-		b.Run(fmt.Sprintf("shards=%d", n), func(b *testing.B) {
-			svc := newShardedService(b, nil, shard.Config{Threshold: 1, Shards: 8})
+}
+
+// portCount counts the ports of "a" or "a-b".
+func portCount(ports string) int {
+	var lo, hi int
+	if n, _ := fmt.Sscanf(ports, "%d-%d", &lo, &hi); n == 2 {
+		return hi - lo + 1
+	}
+	return 1
+}
+
+// BenchmarkShardingBelowThreshold: the overhead of sharding for a scan
+// below the threshold (8 addresses, threshold 16): it runs as one
+// container whether the server shards or not, so both take the same
+// time. Targets as in BenchmarkSharding (100 ms). Run:
+//
+//	go test -run - -bench ShardingBelowThreshold -benchtime 5x ./internal/scans/
+func BenchmarkShardingBelowThreshold(b *testing.B) {
+	testkit.NeedEngine(b)
+	const port = 8080
+	n, block, _ := latencyTargets(b, port, 64, 100*time.Millisecond)
+	small := netip.PrefixFrom(block.Addr(), 29)
+	for _, c := range []struct {
+		name string
+		cfg  shard.Config
+	}{{"sharding=off", shard.Config{}}, {"sharding=on", shard.Config{Threshold: 16, Shards: 4}}} {
+		b.Run(c.name, func(b *testing.B) {
+			tr := &timingRunner{}
+			svc, _ := newShardedServiceWith(b, n, c.cfg, shardedOptions{
+				Wrap: func(r executor.Runner) executor.Runner { tr.inner = r; return tr }})
 			for i := 0; i < b.N; i++ {
-				rec, err := runScan(b, svc, scanargs.Request{Targets: "127.0.1.0/26", Ports: fmt.Sprint(port), Timing: "T2",
-					SkipHostDiscovery: true, Shards: intp(n)})
+				tr.reset()
+				start := time.Now()
+				rec, err := runScan(b, svc, scanargs.Request{Targets: small.String(), Ports: fmt.Sprint(port), Timing: "T2",
+					ScanType: "connect", SkipHostDiscovery: true})
+				wall := time.Since(start)
 				if err != nil {
 					b.Fatal(err)
 				}
-				if got := len(portStates(rec)); got != 64 {
-					b.Fatalf("%d ports in the result, want 64", got)
+				if got := portStates(rec); len(got) != 8 || !allOpen(got) || len(rec.Limits.Shards) != 0 {
+					b.Fatalf("result %v, shards %v: want 8 open ports, one container", got, rec.Limits.Shards)
 				}
+				if runs := tr.runs(); runs != 1 {
+					b.Fatalf("%d containers for a scan below the threshold, want 1", runs)
+				}
+				b.ReportMetric(wall.Seconds(), "wall-s")
+				b.Logf("%s: wall %v%s", c.name, wall.Round(10*time.Millisecond), tr.report(start))
 			}
 		})
 	}
+}
+
+func allOpen(states []string) bool { return len(notOpen(states)) == 0 }
+
+func notOpen(states []string) []string {
+	var out []string
+	for _, s := range states {
+		if !strings.HasSuffix(s, " open") {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// latencyTargets makes an internal Docker network for this benchmark
+// (subnet 172.29.X.0/24, Docker assigning addresses from its lower half
+// only) and count listener containers on it with the static addresses
+// 172.29.X.128 on, and makes each answer with a delay: in each
+// container's own network namespace only, its address is taken off its
+// interface (so its kernel answers nothing for it) and a responder on a
+// raw socket of that interface (slowListeners) answers ARP for it at once
+// and each TCP SYN to port with a SYN-ACK (other ports: RST) after delay,
+// as a listener behind a link with that latency would. Docker still lists
+// each address with the container's Ethernet address, so the scans' fences
+// pin them as they pin any target (a fence drops frames to Ethernet
+// addresses Docker does not list). The kernel here has no netem (tc:
+// "Specified qdisc kind is unknown"), hence the responder in user space.
+// It returns the network, the block of those addresses (the scans'
+// targets are exactly that block) and the responders; everything is
+// removed when b ends. Needs root on the host (nsenter, setns) and ip.
+func latencyTargets(b testing.TB, port, count int, delay time.Duration) (*testkit.Network, netip.Prefix, *listenerGroup) {
+	b.Helper()
+	if os.Geteuid() != 0 {
+		b.Fatal("the latency benchmark needs root on the host (to enter its listener containers' network namespaces)")
+	}
+	for _, tool := range []string{"nsenter", "ip"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			b.Fatalf("the latency benchmark needs %s on the host (Debian: util-linux, iproute2): %v", tool, err)
+		}
+	}
+	if count < 1 || count > 64 || count&(count-1) != 0 {
+		b.Fatalf("count %d: must be a power of two in 1..64", count)
+	}
+	ctx := context.Background()
+	var (
+		n      *testkit.Network
+		subnet netip.Prefix
+		err    error
+	)
+	for try := 0; try < 5 && n == nil; try++ {
+		var x [1]byte
+		_, _ = rand.Read(x[:])
+		subnet = netip.MustParsePrefix(fmt.Sprintf("172.29.%d.0/24", x[0]))
+		name := fmt.Sprintf("nmap-mcp-test-bench-%d", x[0])
+		var created network.CreateResponse
+		created, err = env.Client.NetworkCreate(ctx, name, network.CreateOptions{Driver: "bridge", Internal: true,
+			Labels: map[string]string{testkit.LabelTest: env.Instance},
+			IPAM: &network.IPAM{Config: []network.IPAMConfig{{Subnet: subnet.String(),
+				IPRange: netip.PrefixFrom(subnet.Addr(), 25).String(), Gateway: subnet.Addr().Next().String()}}}})
+		if err != nil {
+			continue
+		}
+		id := created.ID
+		b.Cleanup(func() {
+			if err := env.Client.NetworkRemove(context.Background(), id); err != nil {
+				b.Errorf("remove benchmark network %s: %v", name, err)
+			}
+		})
+		n = &testkit.Network{Name: name, ID: id, Gateways: []netip.Addr{subnet.Addr().Next()}, Subnets: []netip.Prefix{subnet}}
+	}
+	if n == nil {
+		b.Fatalf("create the benchmark network: %v", err)
+	}
+	a4 := subnet.Addr().As4()
+	a4[3] = 128
+	block := netip.PrefixFrom(netip.AddrFrom4(a4), 32-bitsFor(count))
+	g := &listenerGroup{}
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, 8)
+	)
+	addr := block.Addr()
+	for i := 0; i < count; i++ {
+		wg.Add(1)
+		go func(addr netip.Addr) {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			sl, id, err := slowListener(ctx, n, addr, port, delay)
+			mu.Lock()
+			defer mu.Unlock()
+			if id != "" {
+				g.ids = append(g.ids, id)
+			}
+			if sl != nil {
+				g.ls = append(g.ls, sl)
+			}
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}(addr)
+		addr = addr.Next()
+	}
+	wg.Wait()
+	b.Cleanup(g.stop)
+	if len(errs) > 0 {
+		b.Fatalf("listeners: %v", errors.Join(errs...))
+	}
+	return n, block, g
+}
+
+// slowListener starts one listener container on n with address addr
+// and its responder; it returns the container's ID even on error, for
+// the caller to remove.
+func slowListener(ctx context.Context, n *testkit.Network, addr netip.Addr, port int, delay time.Duration) (*slowListeners, string, error) {
+	created, err := env.Client.ContainerCreate(ctx,
+		&container.Config{Image: env.Image.ID, Entrypoint: []string{"sleep", "infinity"}, User: "65532:65532",
+			Labels: map[string]string{testkit.LabelTest: env.Instance, sandbox.LabelManaged: "true", sandbox.LabelInstance: env.Instance}},
+		&container.HostConfig{NetworkMode: container.NetworkMode(n.Name), CapDrop: []string{"ALL"}, ReadonlyRootfs: true},
+		&network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
+			n.Name: {IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: addr.String()}}}}, nil, "")
+	if err != nil {
+		return nil, "", fmt.Errorf("create listener %s: %w", addr, err)
+	}
+	if err := env.Client.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+		return nil, created.ID, fmt.Errorf("start listener %s: %w", addr, err)
+	}
+	info, err := env.Client.ContainerInspect(ctx, created.ID)
+	if err != nil || info.State == nil || info.State.Pid == 0 {
+		return nil, created.ID, fmt.Errorf("inspect listener %s: %v", addr, err)
+	}
+	prefix := n.Subnets[0].Bits()
+	cmd := exec.Command("nsenter", fmt.Sprintf("--net=/proc/%d/ns/net", info.State.Pid), "--",
+		"ip", "address", "del", fmt.Sprintf("%s/%d", addr, prefix), "dev", "eth0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, created.ID, fmt.Errorf("listener %s: take the address off its interface: %v: %s", addr, err, out)
+	}
+	sl, err := startSlowListeners(info.State.Pid, "eth0", netip.PrefixFrom(addr, 32), port, delay)
+	if err != nil {
+		return nil, created.ID, fmt.Errorf("listener %s: %w", addr, err)
+	}
+	return sl, created.ID, nil
+}
+
+// listenerGroup is latencyTargets' listeners: their responders and
+// containers.
+type listenerGroup struct {
+	ls  []*slowListeners
+	ids []string
+}
+
+func (g *listenerGroup) stop() {
+	for _, l := range g.ls {
+		l.stop()
+	}
+	for _, id := range g.ids {
+		_ = env.Client.ContainerRemove(context.Background(), id, container.RemoveOptions{Force: true})
+	}
+}
+
+func (g *listenerGroup) String() string {
+	var frames, arps, syns, sent int64
+	for _, l := range g.ls {
+		frames += l.frames.Load()
+		arps += l.arps.Load()
+		syns += l.syns.Load()
+		sent += l.sent.Load()
+	}
+	return fmt.Sprintf("%d listeners: frames %d, ARP requests answered %d, SYNs %d, frames sent %d", len(g.ls), frames, arps, syns, sent)
+}
+
+// bitsFor is the host bits of the smallest block holding count addresses
+// (count a power of two).
+func bitsFor(count int) int {
+	bits := 0
+	for 1<<bits < count {
+		bits++
+	}
+	return bits
+}
+
+// slowListeners is a user-space responder on a raw socket of one
+// interface of another network namespace: it answers ARP for the
+// addresses of block, and TCP SYNs to them with SYN-ACK (port) or RST
+// (other ports) after delay. It ignores every other frame; the namespace's
+// kernel does not own those addresses and drops the rest (the scanner's
+// ACK, FIN and RST).
+type slowListeners struct {
+	fd    int
+	mac   net.HardwareAddr
+	block netip.Prefix
+	port  uint16
+	delay time.Duration
+	done  chan struct{}
+	wg    sync.WaitGroup
+	mu    sync.Mutex // serialises writes
+
+	frames, arps, syns, sent atomic.Int64 // what it saw and answered
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// startSlowListeners opens the raw socket inside the network namespace of
+// process pid (a thread of this process enters it only for the socket's
+// creation; a socket stays in the namespace it was made in) and serves
+// until stop.
+func startSlowListeners(pid int, ifname string, block netip.Prefix, port int, delay time.Duration) (*slowListeners, error) {
+	type opened struct {
+		fd  int
+		mac net.HardwareAddr
+		err error
+	}
+	ch := make(chan opened, 1)
+	go func() {
+		// This goroutine's thread changes namespace and is never unlocked:
+		// Go ends the thread with the goroutine, so no other goroutine runs
+		// in the target's namespace.
+		runtime.LockOSThread()
+		ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", pid))
+		if err != nil {
+			ch <- opened{err: fmt.Errorf("open the target's network namespace: %w", err)}
+			return
+		}
+		defer ns.Close()
+		nr, ok := map[string]uintptr{"amd64": 308, "arm64": 268}[runtime.GOARCH] // setns(2); package syscall has no SYS_SETNS
+		if !ok {
+			ch <- opened{err: fmt.Errorf("setns: GOARCH %s: the benchmark knows only amd64 and arm64", runtime.GOARCH)}
+			return
+		}
+		if _, _, errno := syscall.RawSyscall(nr, ns.Fd(), syscall.CLONE_NEWNET, 0); errno != 0 {
+			ch <- opened{err: fmt.Errorf("setns into the target's network namespace: %w", errno)}
+			return
+		}
+		ifi, err := net.InterfaceByName(ifname)
+		if err != nil {
+			ch <- opened{err: fmt.Errorf("interface %s in the target's namespace: %w", ifname, err)}
+			return
+		}
+		fd, err := syscall.Socket(syscall.AF_PACKET, syscall.SOCK_RAW, int(htons(syscall.ETH_P_ALL)))
+		if err != nil {
+			ch <- opened{err: fmt.Errorf("raw socket: %w", err)}
+			return
+		}
+		if err := syscall.Bind(fd, &syscall.SockaddrLinklayer{Protocol: htons(syscall.ETH_P_ALL), Ifindex: ifi.Index}); err != nil {
+			syscall.Close(fd)
+			ch <- opened{err: fmt.Errorf("bind the raw socket to %s: %w", ifname, err)}
+			return
+		}
+		tv := syscall.Timeval{Usec: 200000}
+		if err := syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv); err != nil {
+			syscall.Close(fd)
+			ch <- opened{err: fmt.Errorf("receive timeout: %w", err)}
+			return
+		}
+		ch <- opened{fd: fd, mac: ifi.HardwareAddr}
+	}()
+	o := <-ch
+	if o.err != nil {
+		return nil, o.err
+	}
+	s := &slowListeners{fd: o.fd, mac: o.mac, block: block, port: uint16(port), delay: delay, done: make(chan struct{})}
+	s.wg.Add(1)
+	go s.serve()
+	return s, nil
+}
+
+func (s *slowListeners) stop() {
+	close(s.done)
+	s.wg.Wait()
+	syscall.Close(s.fd)
+}
+
+func (s *slowListeners) serve() {
+	defer s.wg.Done()
+	buf := make([]byte, 65536)
+	for {
+		select {
+		case <-s.done:
+			return
+		default:
+		}
+		n, _, err := syscall.Recvfrom(s.fd, buf, 0)
+		if err != nil || n < 14 {
+			continue // the receive timeout, or a runt
+		}
+		f := buf[:n]
+		s.frames.Add(1)
+		if bytes.Equal(f[6:12], s.mac) {
+			continue // our own frame, seen on the way out
+		}
+		switch binary.BigEndian.Uint16(f[12:14]) {
+		case 0x0806:
+			s.arp(f)
+		case 0x0800:
+			s.tcp(f)
+		}
+	}
+}
+
+func (s *slowListeners) send(frame []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	if _, err := syscall.Write(s.fd, frame); err == nil {
+		s.sent.Add(1)
+	}
+}
+
+// arp answers a request for one of the block's addresses.
+func (s *slowListeners) arp(f []byte) {
+	a := f[14:]
+	if len(a) < 28 || binary.BigEndian.Uint16(a[6:8]) != 1 {
+		return
+	}
+	want := netip.AddrFrom4([4]byte(a[24:28]))
+	if !s.block.Contains(want) {
+		return
+	}
+	s.arps.Add(1)
+	r := make([]byte, 42)
+	copy(r[0:6], f[6:12])
+	copy(r[6:12], s.mac)
+	binary.BigEndian.PutUint16(r[12:14], 0x0806)
+	copy(r[14:22], []byte{0, 1, 8, 0, 6, 4, 0, 2}) // Ethernet, IPv4, reply
+	copy(r[22:28], s.mac)
+	copy(r[28:32], a[24:28]) // the address asked for is ours
+	copy(r[32:38], a[8:14])  // to the asker
+	copy(r[38:42], a[14:18])
+	s.send(r)
+}
+
+// tcp answers a SYN to one of the block's addresses, after the delay.
+func (s *slowListeners) tcp(f []byte) {
+	ip := f[14:]
+	if len(ip) < 20 || ip[0]>>4 != 4 || ip[9] != 6 {
+		return
+	}
+	ihl := int(ip[0]&0x0f) * 4
+	if len(ip) < ihl+20 {
+		return
+	}
+	dst := netip.AddrFrom4([4]byte(ip[16:20]))
+	if !s.block.Contains(dst) {
+		return
+	}
+	t := ip[ihl:]
+	flags := t[13]
+	if flags&0x02 == 0 || flags&0x10 != 0 {
+		return // not a SYN
+	}
+	s.syns.Add(1)
+	var (
+		srcMAC   = slices.Clone(f[6:12])
+		srcIP    = [4]byte(ip[12:16])
+		dstIP    = [4]byte(ip[16:20]) // copied: buf is reused before the reply
+		sport    = binary.BigEndian.Uint16(t[0:2])
+		dport    = binary.BigEndian.Uint16(t[2:4])
+		theirSeq = binary.BigEndian.Uint32(t[4:8])
+	)
+	reply := func() {
+		r := make([]byte, 14+20+24)
+		copy(r[0:6], srcMAC)
+		copy(r[6:12], s.mac)
+		binary.BigEndian.PutUint16(r[12:14], 0x0800)
+		h := r[14:34]
+		h[0], h[8], h[9] = 0x45, 64, 6
+		binary.BigEndian.PutUint16(h[2:4], 44)
+		binary.BigEndian.PutUint16(h[6:8], 0x4000) // DF
+		copy(h[12:16], dstIP[:])
+		copy(h[16:20], srcIP[:])
+		binary.BigEndian.PutUint16(h[10:12], checksum(h, 0))
+		tc := r[34:]
+		binary.BigEndian.PutUint16(tc[0:2], dport)
+		binary.BigEndian.PutUint16(tc[2:4], sport)
+		binary.BigEndian.PutUint32(tc[8:12], theirSeq+1)
+		tc[12] = 6 << 4 // 24-byte header
+		if dport == s.port {
+			var seq [4]byte
+			_, _ = rand.Read(seq[:])
+			copy(tc[4:8], seq[:])
+			tc[13] = 0x12 // SYN, ACK
+			binary.BigEndian.PutUint16(tc[14:16], 64240)
+		} else {
+			tc[13] = 0x14 // RST, ACK
+		}
+		copy(tc[20:24], []byte{2, 4, 0x05, 0xb4}) // MSS 1460
+		pseudo := uint32(0)
+		for i := 0; i < 8; i += 2 {
+			pseudo += uint32(binary.BigEndian.Uint16(h[12+i : 14+i]))
+		}
+		pseudo += 6 + uint32(len(tc))
+		binary.BigEndian.PutUint16(tc[16:18], checksum(tc, pseudo))
+		s.send(r)
+	}
+	time.AfterFunc(s.delay, reply)
+}
+
+// checksum is the Internet checksum of b, starting from sum.
+func checksum(b []byte, sum uint32) uint16 {
+	for i := 0; i+1 < len(b); i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(b[i : i+2]))
+	}
+	if len(b)%2 == 1 {
+		sum += uint32(b[len(b)-1]) << 8
+	}
+	for sum>>16 != 0 {
+		sum = sum&0xffff + sum>>16
+	}
+	return ^uint16(sum)
+}
+
+// timingRunner records when each job (shard) reached each lifecycle step,
+// for the benchmark's breakdown of where a sharded scan's time goes.
+type timingRunner struct {
+	inner executor.Runner
+	mu    sync.Mutex
+	jobs  []*jobTimes
+}
+
+type jobTimes struct {
+	name        string
+	call, ret   time.Time
+	steps       map[executor.Step]time.Time
+	nmapElapsed time.Duration
+}
+
+func (t *timingRunner) reset() {
+	t.mu.Lock()
+	t.jobs = nil
+	t.mu.Unlock()
+}
+
+func (t *timingRunner) runs() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.jobs)
+}
+
+func (t *timingRunner) Run(ctx context.Context, job executor.Job) (*executor.Result, error) {
+	jt := &jobTimes{name: job.Spec.Name, call: time.Now(), steps: map[executor.Step]time.Time{}}
+	t.mu.Lock()
+	t.jobs = append(t.jobs, jt)
+	t.mu.Unlock()
+	on := job.OnEvent
+	job.OnEvent = func(ev executor.Event) {
+		t.mu.Lock()
+		jt.steps[ev.Step] = time.Now()
+		t.mu.Unlock()
+		if on != nil {
+			on(ev)
+		}
+	}
+	res, err := t.inner.Run(ctx, job)
+	t.mu.Lock()
+	jt.ret = time.Now()
+	if res != nil {
+		jt.nmapElapsed = res.Duration()
+	}
+	t.mu.Unlock()
+	return res, err
+}
+
+func (t *timingRunner) Close(ctx context.Context) error { return t.inner.Close(ctx) }
+
+// report lists, for each job, the offsets from start of its call, fence,
+// create, start, exit, removal and return, and the container's run time.
+func (t *timingRunner) report(start time.Time) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var sb strings.Builder
+	off := func(x time.Time) string {
+		if x.IsZero() {
+			return "-"
+		}
+		return fmt.Sprintf("%.2f", x.Sub(start).Seconds())
+	}
+	for _, j := range t.jobs {
+		fmt.Fprintf(&sb, "\n  %s: call %s fenced %s created %s started %s exited %s removed %s return %s (ran %.2fs)",
+			j.name[max(0, len(j.name)-4):], off(j.call), off(j.steps[executor.StepFenced]), off(j.steps[executor.StepCreated]),
+			off(j.steps[executor.StepStarted]), off(j.steps[executor.StepExited]), off(j.steps[executor.StepRemoved]),
+			off(j.ret), j.nmapElapsed.Seconds())
+	}
+	return sb.String()
 }

@@ -26,14 +26,36 @@ import (
 // more than threshold addresses into shards.
 func newShardedService(t testing.TB, n *testkit.Network, cfg shard.Config) *scans.Service {
 	t.Helper()
+	svc, _ := newShardedServiceWith(t, n, cfg, shardedOptions{})
+	return svc
+}
+
+// shardedOptions vary newShardedServiceWith's service.
+type shardedOptions struct {
+	// Wrap, when set, wraps the service's runner (e.g. to time each shard).
+	Wrap func(executor.Runner) executor.Runner
+	// Warm fencers are kept started ahead of need on n, refilled as a
+	// server does (0: each scan or shard starts its own).
+	Warm int
+}
+
+// newShardedServiceWith is newShardedService shaped by o; it also returns
+// the fencer pool (nil when n is nil).
+func newShardedServiceWith(t testing.TB, n *testkit.Network, cfg shard.Config, o shardedOptions) (*scans.Service, *fencer.Pool) {
+	t.Helper()
 	st, trail := testkit.OpenHistory(t)
 	ex := executor.New(env.Client, nil)
 	ex.SetHostFence(fencer.NewHostFence(env.Client, fencer.HostConfig{Image: env.Image.ID, Labels: sandbox.OwnerLabels(env.Instance)}, nil))
 	opts := sandbox.Options{Limits: sandbox.DefaultLimits(), Instance: env.Instance}
-	var pol scans.Checker
+	var (
+		pol  scans.Checker
+		pool *fencer.Pool
+	)
 	if n != nil {
-		ex.SetFencer(fencer.NewPool(env.Client, fencer.Config{Image: env.Image.ID, Network: n.Name, Warm: 0,
-			Labels: sandbox.OwnerLabels(env.Instance)}, nil))
+		pool = fencer.NewPool(env.Client, fencer.Config{Image: env.Image.ID, Network: n.Name, Warm: o.Warm, Refill: o.Warm > 0,
+			Labels: sandbox.OwnerLabels(env.Instance)}, nil)
+		ex.SetFencer(pool)
+		pool.Start()
 		opts.Network = n.Name
 		pc := policy.DefaultConfig()
 		pc.HostNetwork = false
@@ -43,8 +65,12 @@ func newShardedService(t testing.TB, n *testkit.Network, cfg shard.Config) *scan
 		}
 		pol = p
 	}
+	var runner executor.Runner = ex
+	if o.Wrap != nil {
+		runner = o.Wrap(ex)
+	}
 	svc := scans.New(scans.Config{Sandbox: opts, MaxAddresses: 4096, Concurrency: 1, QueueSize: 2, Sharding: cfg},
-		scans.Deps{Runner: ex, Image: env.Image, Store: st, Audit: trail, Policy: pol})
+		scans.Deps{Runner: runner, Image: env.Image, Store: st, Audit: trail, Policy: pol})
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
@@ -55,7 +81,7 @@ func newShardedService(t testing.TB, n *testkit.Network, cfg shard.Config) *scan
 			t.Error(err)
 		}
 	})
-	return svc
+	return svc, pool
 }
 
 // portStates lists "address port/proto state" of a result, sorted.
