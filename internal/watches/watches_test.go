@@ -14,6 +14,7 @@ import (
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
 	"github.com/nmap-mcp/nmap-mcp/images"
+	"github.com/nmap-mcp/nmap-mcp/internal/auth"
 	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
@@ -413,5 +414,39 @@ func TestChangePostedToCheckedURL(t *testing.T) {
 	}
 	if id := <-notified; id != w.ID {
 		t.Fatalf("notified %s", id)
+	}
+}
+
+// A provider's person's watch runs while the person stands (a valid token
+// within auth.standing_hours, kept in the store) and pauses once they do
+// not: a person removed at the provider gets no new token. The same
+// composition as app.New's; fake runner, no engine.
+func TestProviderPersonStanding(t *testing.T) {
+	f := newFixture(t)
+	standing := auth.NewStanding(f.st, time.Hour, nil)
+	ctx := context.Background()
+	standing.Seen(ctx, auth.Identity{Name: "alice", Expires: time.Now().Add(10 * time.Minute)})
+	standing.Seen(ctx, auth.Identity{Name: "carol", Expires: time.Now().Add(-2 * time.Hour)})
+	ws := watches.New(f.st, f.scans, watches.Config{MinInterval: time.Second,
+		ClientExists: func(c string) bool { return standing.Holds(ctx, c) }}, nil)
+	for _, who := range []string{"alice", "carol", "dave"} {
+		if _, err := ws.Create(as(who), "lab", lab, time.Hour, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run(t, ws)
+	f.runner.finish(f.started(t))
+	testkit.Eventually(10*time.Second, func() bool {
+		a, _ := ws.Get(as("alice"), "lab")
+		c, _ := ws.Get(as("carol"), "lab")
+		d, _ := ws.Get(as("dave"), "lab")
+		return a != nil && a.Runs == 1 && c != nil && c.Paused != "" && d != nil && d.Paused != "" && f.runner.runs() == 1
+	})
+	if n := f.runner.runs(); n != 1 {
+		t.Fatalf("%d scans ran; want alice's only", n)
+	}
+	// The standing outlives the process: another Standing on the store.
+	if !auth.NewStanding(f.st, time.Hour, nil).Holds(ctx, "alice") || auth.NewStanding(f.st, time.Hour, nil).Holds(ctx, "carol") {
+		t.Fatal("standing not kept in the store")
 	}
 }
