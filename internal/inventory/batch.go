@@ -1,10 +1,13 @@
 package inventory
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"strings"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
@@ -19,7 +22,7 @@ import (
 // of calls instead of several per port.
 
 const (
-	selHosts = `SELECT id, hex(akey), hostnames, os, os_accuracy, first_seen, last_seen, gone_at, ports_seen, ports_scan FROM inv_hosts
+	selHosts = `SELECT id, hex(akey), hostnames, os, os_accuracy, first_seen, last_seen, gone_at, ports_seen, ports_scan, ports_fp FROM inv_hosts
 		WHERE client = ? AND akey IN (SELECT unhex(value) FROM json_each(?))`
 	selPorts = `SELECT p.host_id, p.proto, p.port, p.state, p.service, p.product, p.version, p.cpe, p.gone_at, p.ride
 		FROM json_each(?) j CROSS JOIN inv_ports p ON p.host_id = j.value`
@@ -31,7 +34,8 @@ const (
 	// keep the host's ports_seen and ports_scan before the scan.
 	unridePorts = `UPDATE inv_ports SET last_seen = j.value->>3, last_scan = j.value->>4, ride = 0
 		FROM json_each(?1) j WHERE (host_id, proto, port) = (j.value->>0, j.value->>1, j.value->>2)`
-	touchHosts = `UPDATE inv_hosts SET last_seen = ?1, last_scan = ?2, ports_seen = iif(j.value->>1, ?1, ports_seen), ports_scan = iif(j.value->>1, ?2, ports_scan)
+	touchHosts = `UPDATE inv_hosts SET last_seen = ?1, last_scan = ?2, ports_seen = iif(j.value->>1, ?1, ports_seen), ports_scan = iif(j.value->>1, ?2, ports_scan),
+		ports_fp = iif(j.value->>1, unhex(j.value->>2), ports_fp)
 		FROM json_each(?3) j WHERE inv_hosts.id = j.value->>0`
 )
 
@@ -49,9 +53,9 @@ const (
 var (
 	insHosts = bulk{
 		head: `INSERT OR ROLLBACK INTO inv_hosts (id, client, addr, akey, hostnames, hostnames_at, os, os_accuracy, os_at, first_seen, last_seen, last_scan, changed_at,
-		ports_seen, ports_scan)
+		ports_seen, ports_scan, ports_fp)
 		SELECT v.column1, c.client, v.column2, v.column3, v.column4, c.at, v.column5, v.column6, c.at, c.at, c.at, c.scan, c.at,
-		iif(v.column7, c.at, 0), iif(v.column7, c.scan, 0)`,
+		iif(v.column7 IS NULL, 0, c.at), iif(v.column7 IS NULL, 0, c.scan), v.column7`,
 		width: 7,
 	}
 	insPorts = bulk{
@@ -147,6 +151,30 @@ type hostIn struct {
 	known       *hostRow
 	id          int64
 	portsByHost map[portKey]portRow
+	// fp is the digest of the listing (nil: no port listed); same is
+	// true when it is the known host's last one (ports not read).
+	fp   []byte
+	same bool
+}
+
+// listingDigest is the digest of a host's port listing: each distinct
+// port (its first listing) with every value the ingest applies.
+func listingDigest(ports []results.Port) []byte {
+	if len(ports) == 0 {
+		return nil
+	}
+	hash := sha256.New()
+	seen := map[portKey]bool{}
+	for i := range ports {
+		p := &ports[i]
+		k := portKey{p.Protocol, p.Port}
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		fmt.Fprintf(hash, "%q %d %q %q %q %q %q\n", p.Protocol, p.Port, p.State, p.Service, p.Product, p.Version, strings.Join(p.CPE, " "))
+	}
+	return hash.Sum(nil)[:16]
 }
 
 type hostRow struct {
@@ -155,6 +183,7 @@ type hostRow struct {
 	acc                         int
 	firstSeen, lastSeen, goneAt int64
 	portsSeen, portsScan        int64
+	fp                          []byte
 }
 
 func (w *writer) change(ak []byte, addr, proto string, port int, kind, from, to string) {
@@ -183,6 +212,7 @@ func (w *writer) chunkHosts(ctx context.Context, hosts []results.Host, out *Inge
 		ak := key(a)
 		x := &hostIn{h: h, addr: a.String(), ak: ak, hexk: strings.ToUpper(hex.EncodeToString(ak)), names: strings.Join(h.Hostnames, " ")}
 		x.os, x.osAcc = bestOS(h)
+		x.fp = listingDigest(h.Ports)
 		if prev, dup := byKey[x.hexk]; dup {
 			prev.h = nil // superseded
 		}
@@ -219,7 +249,7 @@ func (w *writer) chunkHosts(ctx context.Context, hosts []results.Host, out *Inge
 		}
 		x.id = next
 		next++
-		fresh = append(fresh, x.id, x.addr, x.ak, x.names, x.os, x.osAcc, len(x.h.Ports) > 0)
+		fresh = append(fresh, x.id, x.addr, x.ak, x.names, x.os, x.osAcc, x.fp)
 	}
 	if len(fresh) > 0 {
 		if err := w.insert(ctx, &insHosts, fresh); err != nil {
@@ -231,6 +261,13 @@ func (w *writer) chunkHosts(ctx context.Context, hosts []results.Host, out *Inge
 	byID := map[int64]*hostIn{}
 	for _, x := range in {
 		if x.h != nil && x.known != nil {
+			if w.at < x.known.lastSeen {
+				continue // stale: its ports are not looked at
+			}
+			if x.fp != nil && bytes.Equal(x.fp, x.known.fp) {
+				x.same = true
+				continue
+			}
 			knownIDs = append(knownIDs, x.id)
 			byID[x.id] = x
 			x.portsByHost = map[portKey]portRow{}
@@ -288,7 +325,7 @@ func (w *writer) knownHosts(ctx context.Context, hexKeys []string) (map[string]*
 	for rows.Next() {
 		var r hostRow
 		var k string
-		if err := rows.Scan(&r.id, &k, &r.names, &r.os, &r.acc, &r.firstSeen, &r.lastSeen, &r.goneAt, &r.portsSeen, &r.portsScan); err != nil {
+		if err := rows.Scan(&r.id, &k, &r.names, &r.os, &r.acc, &r.firstSeen, &r.lastSeen, &r.goneAt, &r.portsSeen, &r.portsScan, &r.fp); err != nil {
 			return nil, err
 		}
 		out[k] = &r
@@ -353,8 +390,13 @@ func (w *writer) knownHost(ctx context.Context, x *hostIn, out *Ingested) error 
 	if x.os != "" {
 		acc = x.osAcc
 	}
+	// The same listing as the host's last one applied changes no port
+	// (its ports were not read).
 	seen := map[portKey]bool{}
 	for i := range x.h.Ports {
+		if x.same {
+			break
+		}
 		p := &x.h.Ports[i]
 		k := portKey{p.Protocol, p.Port}
 		if seen[k] {
@@ -380,7 +422,7 @@ func (w *writer) knownHost(ctx context.Context, x *hostIn, out *Ingested) error 
 	}
 	// The ports this scan listed ride on the host from now on; those
 	// riding that it did not list keep the host's last listing.
-	listed := len(seen) > 0
+	listed := x.fp != nil
 	if listed {
 		for k, old := range x.portsByHost {
 			if old.ride && !seen[k] {
@@ -389,7 +431,7 @@ func (w *writer) knownHost(ctx context.Context, x *hostIn, out *Ingested) error 
 		}
 	}
 	if out.Changes == before && acc == r.acc {
-		w.touchedHosts = append(w.touchedHosts, []any{x.id, listed})
+		w.touchedHosts = append(w.touchedHosts, []any{x.id, listed, hex.EncodeToString(x.fp)})
 		return nil
 	}
 	if out.Changes > before {
@@ -397,7 +439,7 @@ func (w *writer) knownHost(ctx context.Context, x *hostIn, out *Ingested) error 
 	}
 	// hostnames_at and os_at keep their times unless the value changed
 	// (0 leaves them: max).
-	_, err := w.updHost.ExecContext(ctx, names, namesAt, osName, acc, osAt, w.at, w.scan, changedAt, listed, w.at, listed, w.scan, x.id)
+	_, err := w.updHost.ExecContext(ctx, names, namesAt, osName, acc, osAt, w.at, w.scan, changedAt, listed, w.at, listed, w.scan, listed, x.fp, x.id)
 	return err
 }
 

@@ -82,8 +82,9 @@ func dbSize(b *testing.B, inv *Inventory) int64 {
 }
 
 // BenchmarkIngest65536 ingests one scan of 65,536 hosts × 20 ports:
-// into an empty inventory (first), and again a day later with versions
-// changed on about one port in twenty (rescan).
+// into an empty inventory (first), and again a day later: unchanged
+// (rescan-unchanged), with one port's version changed on 1% of the hosts
+// (rescan-1pct), and on 5% of them (rescan-5pct).
 func BenchmarkIngest65536(b *testing.B) { benchIngest(b, 65536, 20) }
 
 // BenchmarkIngest65536x3 is a /16 sweep's shape: 65,536 hosts with 3
@@ -98,22 +99,23 @@ func benchIngest(b *testing.B, n, nports int) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	base := netip.MustParseAddr("10.1.0.0")
 	first := genHostsPorts(base, n, nports, 0, rng)
-	for _, mode := range []string{"first", "rescan"} {
+	every := map[string]int{"rescan-unchanged": 0, "rescan-1pct": 100, "rescan-5pct": 20}
+	for _, mode := range []string{"first", "rescan-unchanged", "rescan-1pct", "rescan-5pct"} {
 		b.Run(mode, func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
 				inv, _ := newInv(b, Config{})
-				if mode == "rescan" {
+				if mode != "first" {
 					if _, err := inv.Ingest(ctx, Scan{ID: "base", Client: "c", At: t0, Result: &results.Result{Hosts: first}}); err != nil {
 						b.Fatal(err)
 					}
 				}
 				again := first
-				if mode == "rescan" {
+				if n := every[mode]; n > 0 {
 					again = make([]results.Host, len(first))
 					copy(again, first)
 					for h := range again {
-						if h%20 == 0 {
+						if h%n == 0 {
 							ps := append([]results.Port(nil), again[h].Ports...)
 							ps[0].Version, ps[0].Product = "99.1", "OpenSSH"
 							again[h].Ports = ps

@@ -185,7 +185,8 @@ func chunk(ctx context.Context, conn *sql.Conn, fn func(*writer) error) error {
 		q string
 	}{
 		{&w.updHost, `UPDATE inv_hosts SET hostnames = ?, hostnames_at = max(hostnames_at, ?), os = ?, os_accuracy = ?, os_at = max(os_at, ?), last_seen = ?, last_scan = ?,
-			changed_at = max(changed_at, ?), gone_at = 0, ports_seen = iif(?, ?, ports_seen), ports_scan = iif(?, ?, ports_scan) WHERE id = ?`},
+			changed_at = max(changed_at, ?), gone_at = 0, ports_seen = iif(?, ?, ports_seen), ports_scan = iif(?, ?, ports_scan),
+			ports_fp = iif(?, ?, ports_fp) WHERE id = ?`},
 		{&w.touchHost, `UPDATE inv_hosts SET first_seen = min(first_seen, ?) WHERE id = ?`},
 		{&w.updPort, `UPDATE inv_ports SET state = ?, state_at = iif(?, ?, state_at), service = ?, service_at = iif(?, ?, service_at),
 			product = ?, version = ?, vkey = ?, cpe = ?, product_at = iif(?, ?, product_at), last_seen = ?, last_scan = ?, changed_at = ?, gone_at = 0, ride = 1

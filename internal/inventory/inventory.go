@@ -185,6 +185,12 @@ var migrations = []string{
 	`ALTER TABLE inv_hosts ADD COLUMN ports_seen INTEGER NOT NULL DEFAULT 0;
 	ALTER TABLE inv_hosts ADD COLUMN ports_scan INTEGER NOT NULL DEFAULT 0;
 	ALTER TABLE inv_ports ADD COLUMN ride INTEGER NOT NULL DEFAULT 0;`,
+	// A rescan still read every port of every host it listed, to find
+	// what changed. ports_fp is a digest of the host's last port listing
+	// applied (NULL: none, or its ports changed since: a sweep marked one
+	// gone); a listing with the same digest changes nothing, so its
+	// ports are not read.
+	`ALTER TABLE inv_hosts ADD COLUMN ports_fp BLOB;`,
 }
 
 // portSeen and portScan are a port row's last_seen and last_scan (alias

@@ -38,6 +38,13 @@ func (inv *Inventory) Sweep(ctx context.Context, now time.Time) (Swept, error) {
 		return sw, inv.fault("sweep: ports", err)
 	}
 	sw.Ports, _ = res.RowsAffected()
+	if sw.Ports > 0 {
+		// Their hosts' next listing is read port by port (a port back
+		// from gone is a change even when the listing is the same).
+		if _, err := tx.ExecContext(ctx, `UPDATE inv_hosts SET ports_fp = NULL WHERE id IN (SELECT host_id FROM inv_ports WHERE gone_at = ?)`, at); err != nil {
+			return sw, inv.fault("sweep: ports", err)
+		}
+	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO inv_changes (client, at, scan, akey, addr, kind, from_v, to_v)
 		SELECT client, ?, 0, akey, addr, ?, 'up', 'gone' FROM inv_hosts WHERE gone_at = 0 AND last_seen < ?`, at, HostGone, cut); err != nil {
 		return sw, inv.fault("sweep: log gone hosts", err)
