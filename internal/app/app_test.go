@@ -70,6 +70,54 @@ func TestFromConfigModes(t *testing.T) {
 	}
 }
 
+// With the identity provider and no static tokens, the server has many
+// clients (each person keeps a share of the queue); a person may not take
+// a static token's name or local's; the audience and the web's callback
+// left empty are derived from the --http address (refused for 0.0.0.0).
+func TestFromConfigAuth(t *testing.T) {
+	c := config.Default()
+	c.Auth.Issuer = "https://idp.lab/realms/lab"
+	c.Auth.Web.ClientID = "nmap-mcp-web"
+	r := resolved(t, c)
+	o, err := FromConfig(&c, r, "p", HTTP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Auth == nil || o.Login == nil || o.Standing != 24*time.Hour || o.Queue.PerClient == math.MaxInt32 {
+		t.Fatalf("auth options: %+v %+v %v per client %d", o.Auth, o.Login, o.Standing, o.Queue.PerClient)
+	}
+	if !o.Auth.Reserved("local") || o.Auth.Reserved("alice") {
+		t.Fatal("reserved names")
+	}
+	a := &App{opts: o}
+	v, l, err := a.provider("127.0.0.1:9000")
+	if err != nil || v.Audience() != "http://127.0.0.1:9000/mcp" || l == nil {
+		t.Fatalf("derived audience: %v %v", v, err)
+	}
+	if _, _, err := a.provider("0.0.0.0:9000"); err == nil || !strings.Contains(err.Error(), "auth.audience") {
+		t.Fatalf("0.0.0.0 without an audience: %v", err)
+	}
+	c.HTTP.Tokens = []config.Token{{Name: "alice", SHA256: strings.Repeat("a", 64)}}
+	if o, _ = FromConfig(&c, resolved(t, c), "p", HTTP); !o.Auth.Reserved("alice") {
+		t.Fatal("a static token's name is not reserved")
+	}
+	for key, mod := range map[string]func(*config.Config){
+		"auth.audience":               func(c *config.Config) { c.Auth.Audience = "https://scanner.lab/api" },
+		"auth.issuer":                 func(c *config.Config) { c.Auth.Issuer = "" },
+		"auth.standing_hours":         func(c *config.Config) { c.Auth.StandingHours = -1 },
+		"auth.algorithms":             func(c *config.Config) { c.Auth.Algorithms = []string{"HS256"} },
+		"auth.web.client_secret_file": func(c *config.Config) { c.Auth.Web.ClientSecretFile = "/nonexistent/secret" },
+	} {
+		bad := config.Default()
+		bad.Auth.Issuer = "https://idp.lab"
+		bad.Auth.Web.ClientID = "web"
+		mod(&bad)
+		if _, err := bad.Resolve(); err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("%s: %v", key, err)
+		}
+	}
+}
+
 // Fix-it advice is added at the edge: the runner's typed errors say what
 // happened; the app says which argument, key, flag or variable to change.
 func TestAdvice(t *testing.T) {
