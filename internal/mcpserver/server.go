@@ -97,7 +97,9 @@ func New(d Deps) *server.MCPServer {
 		server.WithResourceRecovery(),
 		server.WithInstructions("Runs Nmap scans in a locked-down container and keeps their history. "+
 			"Call nmap_scan with targets such as 127.0.0.1 or 192.168.1.0/24; for long scans pass wait: false and poll get_scan. "+
-			"list_scans, get_scan and diff_scans read past scans; cancel_scan stops one; check_scope says, without scanning, whether targets are allowed."),
+			"list_scans, get_scan and diff_scans read past scans; cancel_scan stops one; check_scope says, without scanning, whether targets are allowed (and whether a person must approve). "+
+			"find_hosts answers what is on the network from every finished scan (by port, service, version, address block), inventory_changes what changed since a time; "+
+			"watch_create rescans targets on a schedule and reports changes."),
 	)...)
 	h := &handlers{Deps: d}
 	rules := d.Scans.Rules()
