@@ -166,6 +166,18 @@ if ! command -v gcc >/dev/null 2>&1; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null ||
 		{ apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null; }
 fi
+# xsltproc and xmllint read a sharded scan's merged XML with nmap's own
+# stylesheet and DTD (TestShardedXMLReadByNmapTools; the scanner image has
+# neither tool, and nmap never runs on the host).
+step="installing xsltproc and xmllint"
+if ! command -v xsltproc >/dev/null 2>&1 || ! command -v xmllint >/dev/null 2>&1; then
+	if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+		fail "the merged-XML test needs xsltproc and xmllint: install them (Debian: apt-get install xsltproc libxml2-utils) or run this script as root"
+	fi
+	log "installing xsltproc and libxml2-utils"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends xsltproc libxml2-utils >/dev/null ||
+		{ apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends xsltproc libxml2-utils >/dev/null; }
+fi
 
 # The TypeScript SDK, for the tests that drive the server as a TypeScript
 # MCP client does (approval elicitation, tasks): installed with the

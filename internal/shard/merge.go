@@ -89,6 +89,7 @@ type part struct {
 	blocks   []netip.Prefix
 	line     []byte // the unfinished line
 	head     []byte // header lines until the first body element
+	pi       []byte // nmap's stylesheet instruction, before <nmaprun>
 	inHead   bool
 	block    []byte // the host or runstats being read
 	inHost   bool
@@ -228,6 +229,10 @@ func (p *part) onLine(line []byte) {
 		bytes.HasPrefix(t, []byte("<task")) || bytes.HasPrefix(t, []byte("<runstats")) ||
 		bytes.HasPrefix(t, []byte("<postscript")) || bytes.HasPrefix(t, []byte("</nmaprun"))
 	if p.inHead && !body {
+		if len(p.head) == 0 && stylesheetPI(t) {
+			p.pi = append(p.pi[:0], line...)
+			return
+		}
 		if bytes.HasPrefix(t, []byte("<nmaprun ")) || len(p.head) > 0 && !bytes.HasPrefix(t, []byte("<!--")) {
 			if bytes.HasPrefix(t, []byte("<nmaprun ")) {
 				p.started, _ = strconv.ParseInt(attrs(t)["start"], 10, 64)
@@ -244,6 +249,7 @@ func (p *part) onLine(line []byte) {
 		if !s.headDone && len(p.head) > 0 {
 			s.headDone = true
 			s.write([]byte("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!DOCTYPE nmaprun>\n"))
+			s.write(p.pi) // as nmap writes it: browsers and xsltproc find nmap.xsl
 			s.write(p.head)
 			if p.started > 0 {
 				s.start = p.started
@@ -432,7 +438,7 @@ func (s *Stream) Close(failed []bool) error {
 	if start == 0 || start > fin {
 		start = fin
 	}
-	ts := time.Unix(fin, 0).UTC().Format("Mon Jan 2 15:04:05 2006")
+	ts := time.Unix(fin, 0).UTC().Format("Mon Jan _2 15:04:05 2006") // ctime's form, as nmap writes it
 	elapsed := float64(fin - start)
 	exit, errmsg := "success", ""
 	var why []string
@@ -453,6 +459,17 @@ func (s *Stream) Close(failed []bool) error {
 	s.write(fmt.Appendf(nil, "<runstats><finished time=\"%d\" timestr=\"%s\" summary=\"%s\" elapsed=\"%.2f\" exit=\"%s\"%s/><hosts up=\"%d\" down=\"%d\" total=\"%d\"/>\n</runstats>\n</nmaprun>\n",
 		fin, ts, xmlEscape(summary), elapsed, exit, errmsg, up, down, up+down))
 	return s.werr
+}
+
+// stylesheetPI reports whether line (trimmed) is one whole stylesheet
+// processing instruction of the form nmap writes, and nothing else.
+func stylesheetPI(line []byte) bool {
+	t := bytes.TrimRight(line, " \t\r\n")
+	if !bytes.HasPrefix(t, []byte("<?xml-stylesheet href=\"")) || !bytes.HasSuffix(t, []byte("\" type=\"text/xsl\"?>")) {
+		return false
+	}
+	inner := t[len("<?xml-stylesheet href=\"") : len(t)-len("\" type=\"text/xsl\"?>")]
+	return !bytes.ContainsAny(inner, "<>\"?")
 }
 
 // xmlAttr escapes s for an attribute value (quotes too; no $ expansion

@@ -156,3 +156,29 @@ func TestStreamOverlongLineInOneWrite(t *testing.T) {
 		t.Fatalf("%d hosts; runstats %s", len(r.Hosts), out.String()[strings.Index(out.String(), "<runstats>"):])
 	}
 }
+
+// The merged document keeps nmap's prolog as nmap writes it: the
+// stylesheet processing instruction that points browsers and xsltproc at
+// nmap.xsl (once, before <nmaprun>), and a runstats time in nmap's ctime
+// form, the day of month padded with a space ("Sun Dec  6"), not Go's
+// unpadded one. (Unit test on recorded nmap XML; found by reading a
+// sharded scan's scan://ID/xml next to an unsharded one.)
+func TestMergeKeepsNmapProlog(t *testing.T) {
+	one := fixture(t, "connect.xml")
+	early := bytes.ReplaceAll(one, []byte(`time="1795617516"`), []byte(`time="1796600219"`)) // Sun Dec  6 23:36:59 2026 UTC
+	merged, err := Merge([]Part{{XML: one}, {XML: early}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(merged)
+	pi := `<?xml-stylesheet href="file:///usr/bin/../share/nmap/nmap.xsl" type="text/xsl"?>`
+	if strings.Count(s, pi) != 1 || strings.Index(s, pi) > strings.Index(s, "<nmaprun ") || strings.Index(s, pi) < strings.Index(s, "<!DOCTYPE nmaprun>") {
+		t.Errorf("the stylesheet instruction is not once between the DOCTYPE and <nmaprun>:\n%s", s)
+	}
+	if !strings.Contains(s, `timestr="Sun Dec  6 23:36:59 2026"`) || !strings.Contains(s, "Nmap done at Sun Dec  6 23:36:59 2026;") {
+		t.Errorf("runstats time not in nmap's form (Sun Dec  6 23:36:59 2026):\n%s", s[strings.Index(s, "<runstats>"):])
+	}
+	if strings.Contains(s, "<!--") {
+		t.Errorf("a shard's comment (naming only its own targets) was kept:\n%s", s)
+	}
+}
