@@ -155,6 +155,8 @@ type hostIn struct {
 	// true when it is the known host's last one (ports not read).
 	fp   []byte
 	same bool
+	// idBox and akBox are id and ak boxed once for the host's ports.
+	idBox, akBox any
 }
 
 // listingDigest is the digest of a host's port listing: each distinct
@@ -349,15 +351,59 @@ func (w *writer) freshHost(x *hostIn, out *Ingested) error {
 		p := &x.h.Ports[i]
 		if k := (portKey{p.Protocol, p.Port}); !seen[k] {
 			seen[k] = true
-			w.queuePort(x.id, x.ak, p)
+			w.queuePort(x, p)
 		}
 	}
 	return nil
 }
 
-func (w *writer) queuePort(id int64, ak []byte, p *results.Port) {
-	w.newPorts = append(w.newPorts, id, p.Protocol, p.Port, ak, p.State, p.Service, p.Product, p.Version,
-		VersionKey(p.Version), strings.Join(p.CPE, " "))
+func (w *writer) queuePort(x *hostIn, p *results.Port) {
+	if x.idBox == nil {
+		x.idBox, x.akBox = x.id, x.ak
+	}
+	vkey, cpe := "", ""
+	if p.Version != "" {
+		vkey = VersionKey(p.Version)
+	}
+	if len(p.CPE) > 0 {
+		cpe = strings.Join(p.CPE, " ")
+	}
+	w.newPorts = append(w.newPorts, x.idBox, w.box(p.Protocol), w.boxInt(p.Port), x.akBox, w.box(p.State), w.box(p.Service),
+		w.box(p.Product), w.box(p.Version), w.box(vkey), w.box(cpe))
+}
+
+// box and boxInt return values as the interfaces the bulk statements
+// take, once per distinct value and chunk: most values of a scan repeat
+// (protocols, states, services, products, versions, port numbers), and
+// boxing each anew made an allocation per value, whose collection
+// rescanned the scan's whole result again and again.
+func (w *writer) box(s string) any {
+	if s == "" {
+		return ""
+	}
+	if v, ok := w.boxes[s]; ok {
+		return v
+	}
+	if w.boxes == nil {
+		w.boxes = map[string]any{}
+	}
+	v := any(s)
+	if len(w.boxes) < 1<<16 {
+		w.boxes[s] = v
+	}
+	return v
+}
+
+func (w *writer) boxInt(n int) any {
+	if v, ok := w.ints[n]; ok {
+		return v
+	}
+	if w.ints == nil {
+		w.ints = map[int]any{}
+	}
+	v := any(n)
+	w.ints[n] = v
+	return v
 }
 
 // knownHost applies a scan's listing to a host seen before.
@@ -405,7 +451,7 @@ func (w *writer) knownHost(ctx context.Context, x *hostIn, out *Ingested) error 
 		seen[k] = true
 		old, ok := x.portsByHost[k]
 		if !ok {
-			w.queuePort(x.id, x.ak, p)
+			w.queuePort(x, p)
 			w.change(x.ak, x.addr, p.Protocol, p.Port, PortAppeared, "", portSummary(p))
 			out.Changes++
 			continue

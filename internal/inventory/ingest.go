@@ -159,6 +159,9 @@ type writer struct {
 	touchedHosts                       []any
 	// stmts are the chunk's prepared bulk statements.
 	stmts map[bulkKey]*sql.Stmt
+	// boxes and ints hold the chunk's values boxed once (box, boxInt).
+	boxes map[string]any
+	ints  map[int]any
 }
 
 // ingestCache is the page cache of the connection an ingest writes
