@@ -135,8 +135,14 @@ var scanTools = map[string]bool{"nmap_scan": true, "cancel_scan": true, "watch_c
 // requiredRole is the role a JSON-RPC request to /mcp needs: scan for
 // tools that start or stop scans (and task cancellation), read for the
 // rest. A body that is not one request (a response to the server, a
-// notification) needs read.
+// notification) needs read; one that cannot be read as JSON-RPC needs
+// scan: encoding/json fills what it can past a mistyped key (a "PARAMS":5
+// before "params"), and the task layer, which keeps params raw, may read
+// a request from it that this reading missed.
 func requiredRole(body []byte) auth.Role {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return auth.Read
+	}
 	if b := bytes.TrimSpace(body); len(b) > 0 && b[0] == '[' {
 		// A batch needs the most any of its requests needs; one that
 		// cannot be read needs scan, so nothing slips past.
@@ -158,7 +164,7 @@ func requiredRole(body []byte) auth.Role {
 		} `json:"params"`
 	}
 	if json.Unmarshal(body, &req) != nil {
-		return auth.Read
+		return auth.Scan
 	}
 	switch {
 	case req.Method == "tools/call" && scanTools[req.Params.Name], req.Method == "tasks/cancel", req.Method == "tasks/update":
