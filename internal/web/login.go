@@ -1,7 +1,13 @@
 package web
 
 import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
 	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -12,27 +18,75 @@ import (
 
 // Sign-in through the lab's identity provider (Config.Login): /auth/login
 // sends the browser to the provider with a fresh state, nonce and PKCE
-// verifier kept here (bounded, 10 minutes) and a cookie holding the state
-// (SameSite=Lax, so it comes back with the provider's redirect);
-// /auth/callback needs that cookie to equal the state it is given — a
-// sign-in started in another browser cannot be finished in this one — and
-// then redeems the code once. The session lasts no longer than the
-// person's access token: a person removed at the provider loses the web
-// view when it expires.
+// verifier, sealed (AES-GCM, a key of this process) into a cookie
+// (SameSite=Lax, so it comes back with the provider's redirect, 10
+// minutes). Nothing is kept on the server per sign-in, so starting many
+// (the page needs no session) locks nobody out. /auth/callback needs that
+// cookie to open and to hold the state it is given — a sign-in started in
+// another browser cannot be finished in this one — clears it, and then
+// redeems the code (once: the provider refuses a code again). The session
+// lasts no longer than the person's access token: a person removed at the
+// provider loses the web view when it expires.
 
-// loginCookie carries a pending sign-in's state.
+// loginCookie carries a pending sign-in, sealed.
 const loginCookie = "nmap_mcp_login"
 
-// pendingTTL bounds a sign-in at the provider; maxPending bounds how many
-// may be under way.
+// pendingTTL bounds a sign-in at the provider; maxNext bounds the page to
+// go on to that the cookie carries.
 const (
 	pendingTTL = 10 * time.Minute
-	maxPending = 1000
+	maxNext    = 1024
 )
 
+// pendingLogin is a sign-in under way, as sealed in its cookie.
 type pendingLogin struct {
-	nonce, verifier, next string
-	expires               time.Time
+	State    string    `json:"s"`
+	Nonce    string    `json:"n"`
+	Verifier string    `json:"v"`
+	Next     string    `json:"x"`
+	Expires  time.Time `json:"e"`
+}
+
+// loginAD binds sealed values to their use.
+var loginAD = []byte("nmap-mcp provider sign-in")
+
+// newLoginSealer is the AEAD of this process's sign-in cookies.
+func newLoginSealer() (cipher.AEAD, error) {
+	var key [32]byte
+	if _, err := rand.Read(key[:]); err != nil {
+		return nil, fmt.Errorf("sign-in cookie key: %w", err)
+	}
+	b, err := aes.NewCipher(key[:])
+	if err != nil {
+		return nil, fmt.Errorf("sign-in cookie key: %w", err)
+	}
+	return cipher.NewGCM(b)
+}
+
+func (h *Handler) sealLogin(p pendingLogin) (string, error) {
+	plain, err := json.Marshal(p)
+	if err != nil {
+		return "", fmt.Errorf("seal sign-in: %w", err)
+	}
+	nonce := make([]byte, h.loginSeal.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return "", fmt.Errorf("seal sign-in: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(h.loginSeal.Seal(nonce, nonce, plain, loginAD)), nil
+}
+
+func (h *Handler) openLogin(v string) (pendingLogin, bool) {
+	var p pendingLogin
+	b, err := base64.RawURLEncoding.DecodeString(v)
+	n := h.loginSeal.NonceSize()
+	if err != nil || len(b) < n {
+		return p, false
+	}
+	plain, err := h.loginSeal.Open(nil, b[:n], b[n:], loginAD)
+	if err != nil || json.Unmarshal(plain, &p) != nil {
+		return p, false
+	}
+	return p, true
 }
 
 // providerLogin starts a sign-in at the provider.
@@ -55,21 +109,17 @@ func (h *Handler) providerLogin(w http.ResponseWriter, r *http.Request) {
 		h.render(w, r, "signin", nil, h.signinData(safeNext(r.URL.Query().Get("next")), "The identity provider cannot be reached now; try again, or sign in with a token."))
 		return
 	}
-	now := h.now()
-	h.mu.Lock()
-	for k, p := range h.pending {
-		if now.After(p.expires) {
-			delete(h.pending, k)
-		}
+	next := safeNext(r.URL.Query().Get("next"))
+	if len(next) > maxNext {
+		next = safeNext("")
 	}
-	if len(h.pending) >= maxPending {
-		h.mu.Unlock()
-		http.Error(w, "Service Unavailable: too many sign-ins under way; try again in a few minutes", http.StatusServiceUnavailable)
+	sealed, err := h.sealLogin(pendingLogin{State: state, Nonce: nonce, Verifier: verifier, Next: next, Expires: h.now().Add(pendingTTL)})
+	if err != nil {
+		h.cfg.Log.Warn("provider sign-in", "err", err)
+		http.Error(w, "Internal Server Error", http.StatusInternalServerError)
 		return
 	}
-	h.pending[state] = &pendingLogin{nonce: nonce, verifier: verifier, next: safeNext(r.URL.Query().Get("next")), expires: now.Add(pendingTTL)}
-	h.mu.Unlock()
-	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: state, Path: "/auth/", HttpOnly: true, Secure: h.cfg.Secure,
+	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: sealed, Path: "/auth/", HttpOnly: true, Secure: h.cfg.Secure,
 		SameSite: http.SameSiteLaxMode, MaxAge: int(pendingTTL / time.Second)})
 	http.Redirect(w, r, to, http.StatusFound)
 }
@@ -81,30 +131,31 @@ func (h *Handler) providerCallback(w http.ResponseWriter, r *http.Request) {
 	c, err := r.Cookie(loginCookie)
 	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: "", Path: "/auth/", HttpOnly: true, Secure: h.cfg.Secure,
 		SameSite: http.SameSiteLaxMode, MaxAge: -1})
-	if err != nil || state == "" || subtle.ConstantTimeCompare([]byte(c.Value), []byte(state)) != 1 {
+	var p pendingLogin
+	ok := err == nil && state != ""
+	if ok {
+		p, ok = h.openLogin(c.Value)
+	}
+	if !ok || subtle.ConstantTimeCompare([]byte(p.State), []byte(state)) != 1 {
 		h.refuseLogin(w, r, http.StatusBadRequest, "", "This sign-in was not started in this browser (its state does not match); start again.")
 		return
 	}
-	h.mu.Lock()
-	p, ok := h.pending[state]
-	delete(h.pending, state) // once only
-	h.mu.Unlock()
-	if !ok || h.now().After(p.expires) {
-		h.refuseLogin(w, r, http.StatusBadRequest, "", "This sign-in has expired or was already used; start again.")
+	if h.now().After(p.Expires) {
+		h.refuseLogin(w, r, http.StatusBadRequest, "", "This sign-in has expired; start again.")
 		return
 	}
 	if e := q.Get("error"); e != "" {
-		h.refuseLogin(w, r, http.StatusUnauthorized, p.next, "The identity provider refused the sign-in: "+e+" "+q.Get("error_description"))
+		h.refuseLogin(w, r, http.StatusUnauthorized, p.Next, "The identity provider refused the sign-in: "+e+" "+q.Get("error_description"))
 		return
 	}
-	id, err := h.cfg.Login.Finish(r.Context(), q.Get("code"), p.verifier, p.nonce)
+	id, err := h.cfg.Login.Finish(r.Context(), q.Get("code"), p.Verifier, p.Nonce)
 	if err != nil {
 		h.cfg.Log.Info("provider sign-in refused", "remote", r.RemoteAddr, "err", err)
-		h.refuseLogin(w, r, http.StatusUnauthorized, p.next, "The sign-in could not be checked: "+err.Error())
+		h.refuseLogin(w, r, http.StatusUnauthorized, p.Next, "The sign-in could not be checked: "+err.Error())
 		return
 	}
 	if !id.Has(auth.Read) && !id.Has(auth.Approve) {
-		h.refuseLogin(w, r, http.StatusForbidden, p.next, "Your account at the identity provider has no role on this server (it needs the read, scan, approve or admin role).")
+		h.refuseLogin(w, r, http.StatusForbidden, p.Next, "Your account at the identity provider has no role on this server (it needs the read, scan, approve or admin role).")
 		return
 	}
 	expires := h.now().Add(h.cfg.SessionTTL)
@@ -125,7 +176,7 @@ func (h *Handler) providerCallback(w http.ResponseWriter, r *http.Request) {
 	// A page of our own goes on to next: the browser arrived from the
 	// provider, and a redirect would carry that cross-site navigation on,
 	// so that the SameSite=Strict session cookie would not be sent.
-	h.render(w, r, "signedin", nil, map[string]any{"Next": p.next, "Client": id.Name})
+	h.render(w, r, "signedin", nil, map[string]any{"Next": p.Next, "Client": id.Name})
 }
 
 func (h *Handler) refuseLogin(w http.ResponseWriter, r *http.Request, status int, next, msg string) {

@@ -18,6 +18,7 @@ package web
 
 import (
 	"context"
+	"crypto/cipher"
 	"crypto/rand"
 	"crypto/subtle"
 	"embed"
@@ -109,9 +110,9 @@ type Handler struct {
 
 	mu       sync.Mutex
 	sessions map[string]*session
-	// pending are the sign-ins under way at the identity provider, by
-	// state.
-	pending map[string]*pendingLogin
+	// loginSeal seals the provider sign-ins under way into their cookies
+	// (login.go).
+	loginSeal cipher.AEAD
 }
 
 type session struct {
@@ -150,7 +151,10 @@ func New(cfg Config, sc Scans) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Handler{cfg: cfg, scans: sc, pages: pages, now: time.Now, sessions: map[string]*session{}, pending: map[string]*pendingLogin{}}
+	h := &Handler{cfg: cfg, scans: sc, pages: pages, now: time.Now, sessions: map[string]*session{}}
+	if h.loginSeal, err = newLoginSealer(); err != nil {
+		return nil, err
+	}
 	if cfg.AuditPath != "" {
 		if h.audit, err = newAuditView(cfg.AuditPath); err != nil {
 			return nil, err
