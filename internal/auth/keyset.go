@@ -31,6 +31,9 @@ type keySet struct {
 	keys      []jose.JSONWebKey
 	fetchedAt time.Time
 	err       error
+	// inflight is closed when the fetch under way ends; nil when none
+	// is. The lock is not held during a fetch.
+	inflight chan struct{}
 }
 
 func newKeySet(u string, c *http.Client, algs []string, refresh, refetch time.Duration) *keySet {
@@ -101,20 +104,47 @@ func verifyWith(jws *jose.JSONWebSignature, keys []jose.JSONWebKey, kid string) 
 }
 
 // current returns the keys, fetching them when they are older than the
-// refresh (or, with unknown, than the refetch bound). fetched says this
-// call fetched them.
+// refresh (or, with unknown, than the refetch bound). fetched says the
+// keys were fetched for this call. While a fetch is under way (the
+// provider may be slow), a caller that only needs the keys already held
+// gets them at once; one that needs new keys (an unknown key id, or none
+// held yet) waits for that fetch instead of starting another.
 func (k *keySet) current(ctx context.Context, unknown bool) ([]jose.JSONWebKey, bool, error) {
 	k.mu.Lock()
-	defer k.mu.Unlock()
 	age := time.Since(k.fetchedAt)
 	stale := k.fetchedAt.IsZero() || age >= k.refresh || unknown && age >= k.refetch
-	if !stale {
-		if k.keys == nil && k.err != nil {
-			return nil, false, k.err
+	if !stale || k.inflight != nil && k.keys != nil && !unknown {
+		keys, err := k.keys, k.err
+		k.mu.Unlock()
+		if keys == nil && err != nil {
+			return nil, false, err
 		}
-		return k.keys, false, nil
+		return keys, false, nil
 	}
+	if wait := k.inflight; wait != nil {
+		k.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, false, fmt.Errorf("wait for the provider's keys: %w", ctx.Err())
+		}
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		if k.keys == nil && k.err != nil {
+			return nil, true, k.err
+		}
+		return k.keys, true, nil
+	}
+	done := make(chan struct{})
+	k.inflight = done
+	k.mu.Unlock()
 	keys, err := k.fetch(ctx)
+	k.mu.Lock()
+	defer func() {
+		k.inflight = nil
+		close(done)
+		k.mu.Unlock()
+	}()
 	k.fetchedAt = time.Now()
 	if err != nil {
 		k.err = err
