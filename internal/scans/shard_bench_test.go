@@ -1,22 +1,16 @@
 package scans_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,6 +20,7 @@ import (
 	"github.com/nmap-mcp/nmap-mcp/executor"
 	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
 	"github.com/nmap-mcp/nmap-mcp/internal/shard"
+	"github.com/nmap-mcp/nmap-mcp/internal/shard/shardtest"
 	"github.com/nmap-mcp/nmap-mcp/internal/testkit"
 	"github.com/nmap-mcp/nmap-mcp/sandbox"
 )
@@ -279,7 +274,7 @@ func latencyTargets(b testing.TB, port, count int, delay time.Duration) (*testki
 // slowListener starts one listener container on n with address addr
 // and its responder; it returns the container's ID even on error, for
 // the caller to remove.
-func slowListener(ctx context.Context, n *testkit.Network, addr netip.Addr, port int, delay time.Duration) (*slowListeners, string, error) {
+func slowListener(ctx context.Context, n *testkit.Network, addr netip.Addr, port int, delay time.Duration) (*shardtest.Listener, string, error) {
 	created, err := env.Client.ContainerCreate(ctx,
 		&container.Config{Image: env.Image.ID, Entrypoint: []string{"sleep", "infinity"}, User: "65532:65532",
 			Labels: map[string]string{testkit.LabelTest: env.Instance, sandbox.LabelManaged: "true", sandbox.LabelInstance: env.Instance}},
@@ -296,13 +291,7 @@ func slowListener(ctx context.Context, n *testkit.Network, addr netip.Addr, port
 	if err != nil || info.State == nil || info.State.Pid == 0 {
 		return nil, created.ID, fmt.Errorf("inspect listener %s: %v", addr, err)
 	}
-	prefix := n.Subnets[0].Bits()
-	cmd := exec.Command("nsenter", fmt.Sprintf("--net=/proc/%d/ns/net", info.State.Pid), "--",
-		"ip", "address", "del", fmt.Sprintf("%s/%d", addr, prefix), "dev", "eth0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return nil, created.ID, fmt.Errorf("listener %s: take the address off its interface: %v: %s", addr, err, out)
-	}
-	sl, err := startSlowListeners(info.State.Pid, "eth0", netip.PrefixFrom(addr, 32), port, delay)
+	sl, err := shardtest.Start(info.State.Pid, "eth0", netip.PrefixFrom(addr, n.Subnets[0].Bits()), port, delay)
 	if err != nil {
 		return nil, created.ID, fmt.Errorf("listener %s: %w", addr, err)
 	}
@@ -312,13 +301,13 @@ func slowListener(ctx context.Context, n *testkit.Network, addr netip.Addr, port
 // listenerGroup is latencyTargets' listeners: their responders and
 // containers.
 type listenerGroup struct {
-	ls  []*slowListeners
+	ls  []*shardtest.Listener
 	ids []string
 }
 
 func (g *listenerGroup) stop() {
 	for _, l := range g.ls {
-		l.stop()
+		l.Stop()
 	}
 	for _, id := range g.ids {
 		_ = env.Client.ContainerRemove(context.Background(), id, container.RemoveOptions{Force: true})
@@ -326,14 +315,11 @@ func (g *listenerGroup) stop() {
 }
 
 func (g *listenerGroup) String() string {
-	var frames, arps, syns, sent int64
+	var st shardtest.Stats
 	for _, l := range g.ls {
-		frames += l.frames.Load()
-		arps += l.arps.Load()
-		syns += l.syns.Load()
-		sent += l.sent.Load()
+		st = st.Add(l.Stats())
 	}
-	return fmt.Sprintf("%d listeners: frames %d, ARP requests answered %d, SYNs %d, frames sent %d", len(g.ls), frames, arps, syns, sent)
+	return fmt.Sprintf("%d listeners: %+v", len(g.ls), st)
 }
 
 // bitsFor is the host bits of the smallest block holding count addresses
@@ -344,240 +330,6 @@ func bitsFor(count int) int {
 		bits++
 	}
 	return bits
-}
-
-// slowListeners is a user-space responder on a raw socket of one
-// interface of another network namespace: it answers ARP for the
-// addresses of block, and TCP SYNs to them with SYN-ACK (port) or RST
-// (other ports) after delay. It ignores every other frame; the namespace's
-// kernel does not own those addresses and drops the rest (the scanner's
-// ACK, FIN and RST).
-type slowListeners struct {
-	fd    int
-	mac   net.HardwareAddr
-	block netip.Prefix
-	port  uint16
-	delay time.Duration
-	done  chan struct{}
-	wg    sync.WaitGroup
-	mu    sync.Mutex // serialises writes
-
-	frames, arps, syns, sent atomic.Int64 // what it saw and answered
-}
-
-func htons(v uint16) uint16 { return v<<8 | v>>8 }
-
-// startSlowListeners opens the raw socket inside the network namespace of
-// process pid (a thread of this process enters it only for the socket's
-// creation; a socket stays in the namespace it was made in) and serves
-// until stop.
-func startSlowListeners(pid int, ifname string, block netip.Prefix, port int, delay time.Duration) (*slowListeners, error) {
-	type opened struct {
-		fd  int
-		mac net.HardwareAddr
-		err error
-	}
-	ch := make(chan opened, 1)
-	go func() {
-		// This goroutine's thread changes namespace and is never unlocked:
-		// Go ends the thread with the goroutine, so no other goroutine runs
-		// in the target's namespace.
-		runtime.LockOSThread()
-		ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", pid))
-		if err != nil {
-			ch <- opened{err: fmt.Errorf("open the target's network namespace: %w", err)}
-			return
-		}
-		defer ns.Close()
-		nr, ok := map[string]uintptr{"amd64": 308, "arm64": 268}[runtime.GOARCH] // setns(2); package syscall has no SYS_SETNS
-		if !ok {
-			ch <- opened{err: fmt.Errorf("setns: GOARCH %s: the benchmark knows only amd64 and arm64", runtime.GOARCH)}
-			return
-		}
-		if _, _, errno := syscall.RawSyscall(nr, ns.Fd(), syscall.CLONE_NEWNET, 0); errno != 0 {
-			ch <- opened{err: fmt.Errorf("setns into the target's network namespace: %w", errno)}
-			return
-		}
-		ifi, err := net.InterfaceByName(ifname)
-		if err != nil {
-			ch <- opened{err: fmt.Errorf("interface %s in the target's namespace: %w", ifname, err)}
-			return
-		}
-		fd, err := syscall.Socket(syscall.AF_PACKET, syscall.SOCK_RAW, int(htons(syscall.ETH_P_ALL)))
-		if err != nil {
-			ch <- opened{err: fmt.Errorf("raw socket: %w", err)}
-			return
-		}
-		if err := syscall.Bind(fd, &syscall.SockaddrLinklayer{Protocol: htons(syscall.ETH_P_ALL), Ifindex: ifi.Index}); err != nil {
-			syscall.Close(fd)
-			ch <- opened{err: fmt.Errorf("bind the raw socket to %s: %w", ifname, err)}
-			return
-		}
-		tv := syscall.Timeval{Usec: 200000}
-		if err := syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv); err != nil {
-			syscall.Close(fd)
-			ch <- opened{err: fmt.Errorf("receive timeout: %w", err)}
-			return
-		}
-		ch <- opened{fd: fd, mac: ifi.HardwareAddr}
-	}()
-	o := <-ch
-	if o.err != nil {
-		return nil, o.err
-	}
-	s := &slowListeners{fd: o.fd, mac: o.mac, block: block, port: uint16(port), delay: delay, done: make(chan struct{})}
-	s.wg.Add(1)
-	go s.serve()
-	return s, nil
-}
-
-func (s *slowListeners) stop() {
-	close(s.done)
-	s.wg.Wait()
-	syscall.Close(s.fd)
-}
-
-func (s *slowListeners) serve() {
-	defer s.wg.Done()
-	buf := make([]byte, 65536)
-	for {
-		select {
-		case <-s.done:
-			return
-		default:
-		}
-		n, _, err := syscall.Recvfrom(s.fd, buf, 0)
-		if err != nil || n < 14 {
-			continue // the receive timeout, or a runt
-		}
-		f := buf[:n]
-		s.frames.Add(1)
-		if bytes.Equal(f[6:12], s.mac) {
-			continue // our own frame, seen on the way out
-		}
-		switch binary.BigEndian.Uint16(f[12:14]) {
-		case 0x0806:
-			s.arp(f)
-		case 0x0800:
-			s.tcp(f)
-		}
-	}
-}
-
-func (s *slowListeners) send(frame []byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	select {
-	case <-s.done:
-		return
-	default:
-	}
-	if _, err := syscall.Write(s.fd, frame); err == nil {
-		s.sent.Add(1)
-	}
-}
-
-// arp answers a request for one of the block's addresses.
-func (s *slowListeners) arp(f []byte) {
-	a := f[14:]
-	if len(a) < 28 || binary.BigEndian.Uint16(a[6:8]) != 1 {
-		return
-	}
-	want := netip.AddrFrom4([4]byte(a[24:28]))
-	if !s.block.Contains(want) {
-		return
-	}
-	s.arps.Add(1)
-	r := make([]byte, 42)
-	copy(r[0:6], f[6:12])
-	copy(r[6:12], s.mac)
-	binary.BigEndian.PutUint16(r[12:14], 0x0806)
-	copy(r[14:22], []byte{0, 1, 8, 0, 6, 4, 0, 2}) // Ethernet, IPv4, reply
-	copy(r[22:28], s.mac)
-	copy(r[28:32], a[24:28]) // the address asked for is ours
-	copy(r[32:38], a[8:14])  // to the asker
-	copy(r[38:42], a[14:18])
-	s.send(r)
-}
-
-// tcp answers a SYN to one of the block's addresses, after the delay.
-func (s *slowListeners) tcp(f []byte) {
-	ip := f[14:]
-	if len(ip) < 20 || ip[0]>>4 != 4 || ip[9] != 6 {
-		return
-	}
-	ihl := int(ip[0]&0x0f) * 4
-	if len(ip) < ihl+20 {
-		return
-	}
-	dst := netip.AddrFrom4([4]byte(ip[16:20]))
-	if !s.block.Contains(dst) {
-		return
-	}
-	t := ip[ihl:]
-	flags := t[13]
-	if flags&0x02 == 0 || flags&0x10 != 0 {
-		return // not a SYN
-	}
-	s.syns.Add(1)
-	var (
-		srcMAC   = slices.Clone(f[6:12])
-		srcIP    = [4]byte(ip[12:16])
-		dstIP    = [4]byte(ip[16:20]) // copied: buf is reused before the reply
-		sport    = binary.BigEndian.Uint16(t[0:2])
-		dport    = binary.BigEndian.Uint16(t[2:4])
-		theirSeq = binary.BigEndian.Uint32(t[4:8])
-	)
-	reply := func() {
-		r := make([]byte, 14+20+24)
-		copy(r[0:6], srcMAC)
-		copy(r[6:12], s.mac)
-		binary.BigEndian.PutUint16(r[12:14], 0x0800)
-		h := r[14:34]
-		h[0], h[8], h[9] = 0x45, 64, 6
-		binary.BigEndian.PutUint16(h[2:4], 44)
-		binary.BigEndian.PutUint16(h[6:8], 0x4000) // DF
-		copy(h[12:16], dstIP[:])
-		copy(h[16:20], srcIP[:])
-		binary.BigEndian.PutUint16(h[10:12], checksum(h, 0))
-		tc := r[34:]
-		binary.BigEndian.PutUint16(tc[0:2], dport)
-		binary.BigEndian.PutUint16(tc[2:4], sport)
-		binary.BigEndian.PutUint32(tc[8:12], theirSeq+1)
-		tc[12] = 6 << 4 // 24-byte header
-		if dport == s.port {
-			var seq [4]byte
-			_, _ = rand.Read(seq[:])
-			copy(tc[4:8], seq[:])
-			tc[13] = 0x12 // SYN, ACK
-			binary.BigEndian.PutUint16(tc[14:16], 64240)
-		} else {
-			tc[13] = 0x14 // RST, ACK
-		}
-		copy(tc[20:24], []byte{2, 4, 0x05, 0xb4}) // MSS 1460
-		pseudo := uint32(0)
-		for i := 0; i < 8; i += 2 {
-			pseudo += uint32(binary.BigEndian.Uint16(h[12+i : 14+i]))
-		}
-		pseudo += 6 + uint32(len(tc))
-		binary.BigEndian.PutUint16(tc[16:18], checksum(tc, pseudo))
-		s.send(r)
-	}
-	time.AfterFunc(s.delay, reply)
-}
-
-// checksum is the Internet checksum of b, starting from sum.
-func checksum(b []byte, sum uint32) uint16 {
-	for i := 0; i+1 < len(b); i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(b[i : i+2]))
-	}
-	if len(b)%2 == 1 {
-		sum += uint32(b[len(b)-1]) << 8
-	}
-	for sum>>16 != 0 {
-		sum = sum&0xffff + sum>>16
-	}
-	return ^uint16(sum)
 }
 
 // timingRunner records when each job (shard) reached each lifecycle step,
