@@ -154,7 +154,8 @@ type writer struct {
 	at                 int64
 	updHost, touchHost *sql.Stmt
 	updPort            *sql.Stmt
-	// What a chunk writes in bulk (batch.go), as JSON rows.
+	// What a chunk writes in bulk (batch.go): changes and newPorts as
+	// flat values for the multi-row INSERTs, the others as JSON rows.
 	changes, newPorts, touched, unride []any
 	touchedHosts                       []any
 	// stmts are the chunk's prepared bulk statements.
