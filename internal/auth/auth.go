@@ -290,6 +290,11 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Identity, error) {
 		if errors.As(err, &exp) {
 			return Identity{}, invalid(err, "the token expired at %s", exp.Expiry.UTC().Format(time.RFC3339))
 		}
+		if kerr := d.keys.unavailable(); kerr != nil {
+			// No key is held and the provider's keys cannot be fetched:
+			// the token could not be checked, which is not a refusal.
+			return Identity{}, fmt.Errorf("the identity provider %s's keys cannot be fetched: %w", v.cfg.Issuer, kerr)
+		}
 		return Identity{}, invalid(err, "%s", strings.TrimPrefix(err.Error(), "oidc: "))
 	}
 	var claims map[string]any

@@ -159,6 +159,17 @@ func (k *keySet) current(ctx context.Context, unknown bool) ([]jose.JSONWebKey, 
 	return keys, true, nil
 }
 
+// unavailable is the last fetch's error when no key is held: nothing
+// can be verified until the provider's keys are fetched.
+func (k *keySet) unavailable() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.keys == nil {
+		return k.err
+	}
+	return nil
+}
+
 func (k *keySet) fetch(ctx context.Context) ([]jose.JSONWebKey, error) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
