@@ -44,7 +44,9 @@ func (s *Server) verify(ctx context.Context, raw string) (identity, error) {
 	if err != nil {
 		return identity{}, err
 	}
-	if s.d.Seen != nil {
+	if s.d.Seen != nil && id.Has(auth.Scan) {
+		// Standing keeps a person's watches scanning: only a token that
+		// may scan renews it, so taking the role away pauses them.
 		s.d.Seen(id)
 	}
 	return identity{name: id.Name, provider: true, admin: id.Has(auth.Admin), approver: id.Has(auth.Approve),

@@ -39,3 +39,29 @@ func TestRequiredRoleFailsClosed(t *testing.T) {
 		}
 	}
 }
+
+// TestOAuthStandingNeedsScan: a person's standing keeps their watches
+// (which scan) running without them. It was renewed by any valid token,
+// before the role check, so a person whose roles were taken away at the
+// provider (out of the scanners' group) but who can still get a token
+// kept their watches scanning for ever, with one refused request a day.
+// Only a token with the scan role renews it now. Real provider (node),
+// not -short.
+func TestOAuthStandingNeedsScan(t *testing.T) {
+	s, op, _, seen := oauthServer(t)
+	if code, _, body := call(t, s, providerToken(t, op, "robot", "nmap:read"), "list_scans"); code != 200 {
+		t.Fatalf("read: %d %s", code, body)
+	}
+	if code, _, _ := call(t, s, providerToken(t, op, "robot", ""), "list_scans"); code != 403 {
+		t.Fatalf("no role: %d, want 403", code)
+	}
+	if len(*seen) != 0 {
+		t.Fatalf("standing renewed by tokens without the scan role: %+v", *seen)
+	}
+	if code, _, body := call(t, s, providerToken(t, op, "robot", "nmap:scan"), "nmap_scan"); code != 200 {
+		t.Fatalf("scan: %d %s", code, body)
+	}
+	if len(*seen) == 0 || (*seen)[0].Name != "robot" {
+		t.Fatalf("standing not renewed by a scan token: %+v", *seen)
+	}
+}

@@ -167,7 +167,9 @@ func (h *Handler) providerCallback(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Internal Server Error", http.StatusInternalServerError)
 		return
 	}
-	if h.cfg.Seen != nil {
+	if h.cfg.Seen != nil && id.Has(auth.Scan) {
+		// Standing keeps the person's watches scanning: only the scan
+		// role renews it.
 		h.cfg.Seen(id)
 	}
 	h.cfg.Log.Info("web sign-in through the identity provider", "client", id.Name, "remote", r.RemoteAddr, "until", expires)

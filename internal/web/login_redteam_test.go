@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/auth"
+	"github.com/nmap-mcp/nmap-mcp/internal/testkit/oidcop"
 )
 
 // Red-team regressions of the provider sign-in's start and callback.
@@ -119,4 +121,60 @@ func TestProviderCallbackState(t *testing.T) {
 		t.Errorf("matching state: %d %.300s, want 401 from the code's redemption", rec.Code, rec.Body)
 	}
 	_ = stateB
+}
+
+// TestProviderSignInStandingNeedsScan: a web sign-in renewed the person's
+// standing (which keeps their watches scanning) whatever their roles, so
+// a person moved out of the scanners' group kept their watches running by
+// signing in to read. Only a person with the scan role renews it now.
+// Real provider (node; its sign-in over HTTP, no browser), not -short.
+func TestProviderSignInStandingNeedsScan(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an OpenID provider (node); not under -short")
+	}
+	const base = "http://127.0.0.1:8808"
+	op := oidcop.Start(t, oidcop.Config{Resource: base + "/mcp", Scopes: []string{"nmap:read"},
+		Clients: []oidcop.Client{{ClientID: "nmap-web", RedirectURIs: []string{base + "/auth/callback"}}},
+		Groups:  map[string][]string{"alice": {"readers"}, "carol": {"scanners"}}})
+	v, err := auth.New(auth.Config{Issuer: op.Issuer(), Audience: base + "/mcp", IdentityClaim: "preferred_username",
+		Grants: map[auth.Role]auth.Grant{auth.Read: {Groups: []string{"readers"}}, auth.Scan: {Groups: []string{"scanners"}},
+			auth.Approve: {}, auth.Admin: {}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	login, err := v.NewLogin(auth.LoginConfig{ClientID: "nmap-web", RedirectURL: base + "/auth/callback", Scopes: []string{"nmap:read"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	h, err := New(Config{Login: login, Seen: func(id auth.Identity) { seen = append(seen, id.Name) },
+		Authenticate: func(string) (string, bool, bool) { return "", false, false }}, &fakeScans{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, who := range []string{"alice", "carol"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/auth/login", nil))
+		var cookie *http.Cookie
+		for _, c := range rec.Result().Cookies() {
+			if c.Name == loginCookie {
+				cookie = c
+			}
+		}
+		back, err := op.Login(context.Background(), rec.Header().Get("Location"), who)
+		if err != nil || cookie == nil {
+			t.Fatalf("%s: %v (cookie %v)", who, err, cookie)
+		}
+		r := httptest.NewRequest(http.MethodGet, "/auth/callback?"+back.RawQuery, nil)
+		r.AddCookie(cookie)
+		rec = httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		if rec.Code != http.StatusOK ||
+			!strings.Contains(rec.Body.String(), "signed-in-as") {
+			t.Fatalf("%s: callback %d %.300s", who, rec.Code, rec.Body)
+		}
+	}
+	if len(seen) != 1 || seen[0] != "carol" {
+		t.Fatalf("standing renewed for %v, want only carol (the scan role)", seen)
+	}
 }
