@@ -84,6 +84,14 @@ func New(d Deps) *server.MCPServer {
 	if d.Tasks {
 		opts = append(opts, server.WithTaskCapabilities(true, true, true),
 			server.WithExtensions(map[string]any{TasksExtension: map[string]any{}}))
+		// On 2026-07-28 tasks are the extension only (SEP-2663): mcp-go
+		// v1.2.1 also puts the 2025-11-25 capabilities.tasks slot in
+		// server/discover, which that protocol forbids.
+		hooks.AddAfterDiscover(func(_ context.Context, _ any, _ *mcp.DiscoverRequest, r *mcp.DiscoverResult) {
+			if r != nil {
+				r.Capabilities.Tasks = nil
+			}
+		})
 	}
 	s := server.NewMCPServer("nmap-mcp", d.Info.ServerVersion, append(opts,
 		server.WithToolCapabilities(false),
