@@ -127,8 +127,17 @@ type Error struct {
 func (e *Error) Error() string { return e.Code + ": " + e.Description }
 func (e *Error) Unwrap() error { return e.Err }
 
+// maxDescription bounds a refusal's description (in runes): it may
+// quote what the token says (a key id, anyone's to send unsigned), and it
+// goes to a header, a body and a log line.
+const maxDescription = 300
+
 func invalid(err error, format string, a ...any) *Error {
-	return &Error{Code: "invalid_token", Description: fmt.Sprintf(format, a...), Err: err}
+	d := fmt.Sprintf(format, a...)
+	if utf8.RuneCountInString(d) > maxDescription {
+		d = string([]rune(d)[:maxDescription]) + "..."
+	}
+	return &Error{Code: "invalid_token", Description: d, Err: err}
 }
 
 // Verifier checks the provider's access tokens. It reaches the provider

@@ -1,7 +1,16 @@
 package httpapi
 
 import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
+
+	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/auth"
 )
@@ -63,5 +72,41 @@ func TestOAuthStandingNeedsScan(t *testing.T) {
 	}
 	if len(*seen) == 0 || (*seen)[0].Name != "robot" {
 		t.Fatalf("standing not renewed by a scan token: %+v", *seen)
+	}
+}
+
+// TestOAuthRefusalIsBounded: a refusal names the token's key id, which
+// anyone sends unsigned, so a key id of most of a megabyte was echoed in
+// the 401's WWW-Authenticate, its body, and an info log line per request. The
+// description is cut short now. The "provider" only serves discovery (no
+// token is made); -short.
+func TestOAuthRefusalIsBounded(t *testing.T) {
+	var op *httptest.Server
+	op = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"issuer": op.URL, "authorization_endpoint": op.URL + "/auth",
+			"token_endpoint": op.URL + "/token", "jwks_uri": op.URL + "/jwks"})
+	}))
+	t.Cleanup(op.Close)
+	v, err := auth.New(auth.Config{Issuer: op.URL, Audience: oauthAudience})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged bytes.Buffer
+	s, err := New(Config{Addr: "0.0.0.0:8808", Auth: v}, Deps{MCP: server.NewMCPServer("t", "1"),
+		Log: slog.New(slog.NewTextHandler(&logged, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b64 := func(v any) string { b, _ := json.Marshal(v); return base64.RawURLEncoding.EncodeToString(b) }
+	junk := b64(map[string]string{"alg": "RS256", "kid": strings.Repeat("K", 200000)}) + "." +
+		b64(map[string]any{"iss": op.URL, "aud": oauthAudience, "exp": 4102444800}) + ".c2ln"
+	rec := do(s, http.MethodPost, "/mcp", junk, "", initBody)
+	ch := rec.Header().Get("WWW-Authenticate")
+	if rec.Code != http.StatusUnauthorized || !strings.Contains(ch, `error="invalid_token"`) {
+		t.Fatalf("%d %.300q", rec.Code, ch)
+	}
+	if len(ch) > 2000 || rec.Body.Len() > 2000 || logged.Len() > 2000 {
+		t.Fatalf("a refusal echoed the token: challenge %d bytes, body %d, log %d", len(ch), rec.Body.Len(), logged.Len())
 	}
 }
