@@ -53,12 +53,13 @@ func BenchmarkShardingOnCluster(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	tr := &shardtest.TimingRunner{Inner: r}
 	st, trail := testkit.OpenHistory(b)
 	lim := sandbox.DefaultLimits()
 	lim.Memory, lim.CPUs = 128<<20, 0.2 // 8 shards' requests fit the node's 2 cores
 	svc := scans.New(scans.Config{Sandbox: sandbox.Options{Network: sandbox.Fenced, FenceNetwork: "pod", Limits: lim, Instance: instance},
 		MaxAddresses: 4096, Concurrency: 1, QueueSize: 2, Sharding: shard.Config{Threshold: 1, Shards: 8}},
-		scans.Deps{Runner: r, Image: images.Info{ID: k.Image, Tag: k.Image}, Store: st, Audit: trail})
+		scans.Deps{Runner: tr, Image: images.Info{ID: k.Image, Tag: k.Image}, Store: st, Audit: trail})
 	b.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
@@ -75,6 +76,7 @@ func BenchmarkShardingOnCluster(b *testing.B) {
 	for _, shards := range []int{1, 2, 4, 8} {
 		b.Run(fmt.Sprintf("shards=%d", shards), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
+				tr.Reset()
 				start := time.Now()
 				sc, err := svc.Submit(context.Background(), scanargs.Request{Targets: strings.Join(targets, ","), Ports: "8080-8083",
 					Timing: "T2", ScanType: "connect", SkipHostDiscovery: true, Shards: &shards}, scans.Options{})
@@ -110,6 +112,7 @@ func BenchmarkShardingOnCluster(b *testing.B) {
 				}
 				b.ReportMetric(wall.Seconds(), "wall-s")
 				b.ReportMetric(base.Seconds()/wall.Seconds(), "speedup")
+				b.Logf("%d shards: wall %v%s", shards, wall.Round(10*time.Millisecond), tr.Report(start))
 				rows = append(rows, fmt.Sprintf("| %d | %.1f s | %.2f× |", shards, wall.Seconds(), base.Seconds()/wall.Seconds()))
 			}
 		})

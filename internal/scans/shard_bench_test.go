@@ -61,9 +61,9 @@ func BenchmarkSharding(b *testing.B) {
 				if fencers == "warm" {
 					warm = 8
 				}
-				tr := &timingRunner{}
+				tr := &shardtest.TimingRunner{}
 				svc, pool := newShardedServiceWith(b, n, shard.Config{Threshold: 1, Shards: 8}, shardedOptions{Warm: warm,
-					Wrap: func(r executor.Runner) executor.Runner { tr.inner = r; return tr }})
+					Wrap: func(r executor.Runner) executor.Runner { tr.Inner = r; return tr }})
 				var (
 					whole []string
 					base  time.Duration
@@ -76,7 +76,7 @@ func BenchmarkSharding(b *testing.B) {
 							if !testkit.Eventually(time.Minute, pool.Ready) {
 								b.Fatal("the fencer pool did not warm up")
 							}
-							tr.reset()
+							tr.Reset()
 							b.StartTimer()
 							start := time.Now()
 							rec, err := runScan(b, svc, scanargs.Request{Targets: block.String(), Ports: c.ports, Timing: "T2",
@@ -99,7 +99,7 @@ func BenchmarkSharding(b *testing.B) {
 							}
 							b.ReportMetric(wall.Seconds(), "wall-s")
 							b.ReportMetric(base.Seconds()/wall.Seconds(), "speedup")
-							b.Logf("%s, %d shards: wall %v%s", name, shards, wall.Round(10*time.Millisecond), tr.report(start))
+							b.Logf("%s, %d shards: wall %v%s", name, shards, wall.Round(10*time.Millisecond), tr.Report(start))
 							rows = append(rows, fmt.Sprintf("| %s | %d | %.1f s | %.2f× |", name, shards, wall.Seconds(), base.Seconds()/wall.Seconds()))
 						}
 					})
@@ -135,11 +135,11 @@ func BenchmarkShardingBelowThreshold(b *testing.B) {
 		cfg  shard.Config
 	}{{"sharding=off", shard.Config{}}, {"sharding=on", shard.Config{Threshold: 16, Shards: 4}}} {
 		b.Run(c.name, func(b *testing.B) {
-			tr := &timingRunner{}
+			tr := &shardtest.TimingRunner{}
 			svc, _ := newShardedServiceWith(b, n, c.cfg, shardedOptions{
-				Wrap: func(r executor.Runner) executor.Runner { tr.inner = r; return tr }})
+				Wrap: func(r executor.Runner) executor.Runner { tr.Inner = r; return tr }})
 			for i := 0; i < b.N; i++ {
-				tr.reset()
+				tr.Reset()
 				start := time.Now()
 				rec, err := runScan(b, svc, scanargs.Request{Targets: small.String(), Ports: fmt.Sprint(port), Timing: "T2",
 					ScanType: "connect", SkipHostDiscovery: true})
@@ -150,11 +150,11 @@ func BenchmarkShardingBelowThreshold(b *testing.B) {
 				if got := portStates(rec); len(got) != 8 || !allOpen(got) || len(rec.Limits.Shards) != 0 {
 					b.Fatalf("result %v, shards %v: want 8 open ports, one container", got, rec.Limits.Shards)
 				}
-				if runs := tr.runs(); runs != 1 {
+				if runs := tr.Runs(); runs != 1 {
 					b.Fatalf("%d containers for a scan below the threshold, want 1", runs)
 				}
 				b.ReportMetric(wall.Seconds(), "wall-s")
-				b.Logf("%s: wall %v%s", c.name, wall.Round(10*time.Millisecond), tr.report(start))
+				b.Logf("%s: wall %v%s", c.name, wall.Round(10*time.Millisecond), tr.Report(start))
 			}
 		})
 	}
@@ -330,78 +330,4 @@ func bitsFor(count int) int {
 		bits++
 	}
 	return bits
-}
-
-// timingRunner records when each job (shard) reached each lifecycle step,
-// for the benchmark's breakdown of where a sharded scan's time goes.
-type timingRunner struct {
-	inner executor.Runner
-	mu    sync.Mutex
-	jobs  []*jobTimes
-}
-
-type jobTimes struct {
-	name        string
-	call, ret   time.Time
-	steps       map[executor.Step]time.Time
-	nmapElapsed time.Duration
-}
-
-func (t *timingRunner) reset() {
-	t.mu.Lock()
-	t.jobs = nil
-	t.mu.Unlock()
-}
-
-func (t *timingRunner) runs() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.jobs)
-}
-
-func (t *timingRunner) Run(ctx context.Context, job executor.Job) (*executor.Result, error) {
-	jt := &jobTimes{name: job.Spec.Name, call: time.Now(), steps: map[executor.Step]time.Time{}}
-	t.mu.Lock()
-	t.jobs = append(t.jobs, jt)
-	t.mu.Unlock()
-	on := job.OnEvent
-	job.OnEvent = func(ev executor.Event) {
-		t.mu.Lock()
-		jt.steps[ev.Step] = time.Now()
-		t.mu.Unlock()
-		if on != nil {
-			on(ev)
-		}
-	}
-	res, err := t.inner.Run(ctx, job)
-	t.mu.Lock()
-	jt.ret = time.Now()
-	if res != nil {
-		jt.nmapElapsed = res.Duration()
-	}
-	t.mu.Unlock()
-	return res, err
-}
-
-func (t *timingRunner) Close(ctx context.Context) error { return t.inner.Close(ctx) }
-
-// report lists, for each job, the offsets from start of its call, fence,
-// create, start, exit, removal and return, and the container's run time.
-func (t *timingRunner) report(start time.Time) string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	var sb strings.Builder
-	off := func(x time.Time) string {
-		if x.IsZero() {
-			return "-"
-		}
-		return fmt.Sprintf("%.2f", x.Sub(start).Seconds())
-	}
-	for _, j := range t.jobs {
-		fmt.Fprintf(&sb, "\n  %s: call %s fenced %s created %s started %s exited %s removed %s return %s (ran %.2fs)",
-			j.name[max(0, len(j.name)-4):], off(j.call), off(j.steps[executor.StepFenced]), off(j.steps[executor.StepCreated]),
-			off(j.steps[executor.StepStarted]), off(j.steps[executor.StepExited]), off(j.steps[executor.StepRemoved]),
-			off(j.ret), j.nmapElapsed.Seconds())
-	}
-	return sb.String()
 }
