@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 )
 
@@ -276,12 +277,23 @@ func (m *boundManager) Terminate(id string) (bool, error) {
 	return false, nil
 }
 
-// isInitialize reports whether a JSON-RPC body is an initialize request.
-func isInitialize(body []byte) bool {
+// opensSession reports whether a JSON-RPC request is an initialize that
+// opens a session: one of a protocol before 2026-07-28. That protocol has
+// no sessions and removed initialize (mcp-go answers 404, -32601), so the
+// session caps must not answer it first. The era is read as mcp-go reads
+// it: 2026-07-28 or later in the Mcp-Protocol-Version header or in the
+// body's _meta.
+func opensSession(h http.Header, body []byte) bool {
 	var msg struct {
 		Method string `json:"method"`
+		Params struct {
+			Meta *mcp.Meta `json:"_meta"`
+		} `json:"params"`
 	}
-	return json.Unmarshal(body, &msg) == nil && msg.Method == "initialize"
+	if json.Unmarshal(body, &msg) != nil || msg.Method != "initialize" {
+		return false
+	}
+	return !mcp.IsModernProtocol(h.Get(mcp.HeaderProtocolVersion)) && !mcp.IsModernProtocol(msg.Params.Meta.ProtocolVersion())
 }
 
 // refuseSession writes a JSON-RPC error for an initialize refused at a
