@@ -488,8 +488,8 @@ func (s *Server) guard(next http.Handler, mcpEndpoint bool) http.Handler {
 // session admits a /mcp request to its session: a request naming a
 // session id must be its client's (else 404, as for an unknown session);
 // GET and DELETE must name one; an initialize (before 2026-07-28) takes
-// room for the session that mcp-go will mint (refused at a cap). The request is in flight on
-// its session until leave.
+// room for the session that mcp-go will mint (refused at a cap). The
+// request is in flight on its session until leave.
 func (s *Server) session(ctx context.Context, w http.ResponseWriter, r *http.Request, client string, body []byte) (context.Context, func(), bool) {
 	leave := func() {}
 	if sid := r.Header.Get(server.HeaderKeySessionID); sid != "" {
