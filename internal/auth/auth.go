@@ -148,6 +148,10 @@ type Verifier struct {
 	cfg  Config
 	algs []string
 
+	// rediscover and discoverTimeout are rediscoverEvery and the
+	// discovery's timeout (tests shorten them).
+	rediscover, discoverTimeout time.Duration
+
 	mu        sync.Mutex
 	discovery *discovered
 	triedAt   time.Time
@@ -207,7 +211,7 @@ func New(cfg Config) (*Verifier, error) {
 	if len(algs) == 0 {
 		algs = []string{oidc.RS256, oidc.ES256}
 	}
-	return &Verifier{cfg: cfg, algs: algs}, nil
+	return &Verifier{cfg: cfg, algs: algs, rediscover: rediscoverEvery, discoverTimeout: 10 * time.Second}, nil
 }
 
 // allowedAlgs are the asymmetric algorithms a config may name.
@@ -377,7 +381,7 @@ func overlaps(want, have []string) bool {
 }
 
 // discover reads the provider's discovery document once, trying again
-// at most every rediscoverEvery after a failure.
+// no sooner than rediscoverEvery after a failed attempt ended.
 func (v *Verifier) discover(ctx context.Context) (*discovered, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -385,11 +389,14 @@ func (v *Verifier) discover(ctx context.Context) (*discovered, error) {
 		return v.discovery, nil
 	}
 	now := time.Now()
-	if !v.triedAt.IsZero() && now.Sub(v.triedAt) < rediscoverEvery {
+	if !v.triedAt.IsZero() && now.Sub(v.triedAt) < v.rediscover {
 		return nil, v.lastErr
 	}
-	v.triedAt = now
-	cctx, cancel := context.WithTimeout(oidc.ClientContext(context.WithoutCancel(ctx), v.cfg.HTTPClient), 10*time.Second)
+	// The back-off counts from the attempt's end: the requests queued on
+	// the lock behind a provider that hangs then fail with its error at
+	// once instead of each making an attempt of their own.
+	defer func() { v.triedAt = time.Now() }()
+	cctx, cancel := context.WithTimeout(oidc.ClientContext(context.WithoutCancel(ctx), v.cfg.HTTPClient), v.discoverTimeout)
 	defer cancel()
 	p, err := oidc.NewProvider(cctx, v.cfg.Issuer)
 	if err != nil {
