@@ -51,14 +51,18 @@ type Grant struct {
 	Groups []string `yaml:"groups"`
 }
 
-// DefaultGrants are the scopes that give each role when the config names
-// none: nmap:read, nmap:scan, nmap:approve, nmap:admin.
+// DefaultGrants give each role when the config names none: the scopes
+// nmap:read and nmap:scan, and for the privileged roles the provider's
+// groups nmap-approvers and nmap-admins. A client asks for scopes, and
+// many providers grant what a client asks for; groups are what the
+// provider's administrators assign, so approve and admin come from them
+// unless the config maps scopes to them.
 func DefaultGrants() map[Role]Grant {
 	return map[Role]Grant{
 		Read:    {Scopes: []string{"nmap:read"}},
 		Scan:    {Scopes: []string{"nmap:scan"}},
-		Approve: {Scopes: []string{"nmap:approve"}},
-		Admin:   {Scopes: []string{"nmap:admin"}},
+		Approve: {Groups: []string{"nmap-approvers"}},
+		Admin:   {Groups: []string{"nmap-admins"}},
 	}
 }
 

@@ -289,3 +289,34 @@ func getJSON(t *testing.T, u string, v any) {
 		t.Fatal(err)
 	}
 }
+
+// By default the privileged roles come from the provider's groups, never
+// from a scope the client asked for: the test provider grants every scope
+// it is asked for, as many do.
+func TestDefaultsPrivilegedRolesFromGroups(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an OpenID provider (node); not under -short")
+	}
+	op := oidcop.Start(t, oidcop.Config{Resource: audience, Scopes: []string{"nmap:read", "nmap:scan", "nmap:approve", "nmap:admin"},
+		Clients: []oidcop.Client{{ClientID: "robot", Secret: "robot-secret"}, {ClientID: "boss", Secret: "boss-secret"}},
+		Groups:  map[string][]string{"boss": {"nmap-admins"}}})
+	v := verifier(t, op, nil)
+	ctx := context.Background()
+	id, err := v.Verify(ctx, token(t, op, "robot", "nmap:read nmap:scan nmap:approve nmap:admin", audience))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !id.Has(auth.Scan) || id.Has(auth.Admin) || id.Has(auth.Approve) {
+		t.Fatalf("a client that asked for every scope: %+v", id)
+	}
+	id, err = v.Verify(ctx, token(t, op, "boss", "nmap:read", audience))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !id.Has(auth.Admin) || !id.Has(auth.Scan) {
+		t.Fatalf("a member of nmap-admins: %+v", id)
+	}
+	if got := strings.Join(v.ScopesSupported(), " "); got != "nmap:read nmap:scan" {
+		t.Fatalf("scopes supported by default: %q", got)
+	}
+}
