@@ -204,6 +204,20 @@ if ! grep -qs '"version": "9.13.3"' "$OIDCOP/node_modules/oidc-provider/package.
 fi
 export NMAP_MCP_OIDC_PROVIDER="$OIDCOP"
 
+# The MCP conformance suite (TestConformanceSuite): it needs Node 22
+# (fs.globSync), which the npm registry's `node` package ships; the suite
+# runs with that binary, not the machine's Node. Cached outside the repo.
+step="installing the MCP conformance suite and Node 22 (npm)"
+CONFORMANCE=${NMAP_MCP_CONFORMANCE:-${XDG_CACHE_HOME:-$HOME/.cache}/nmap-mcp-conformance}
+if ! grep -qs '"version": "0.2.0-alpha.12"' "$CONFORMANCE/node_modules/@modelcontextprotocol/conformance/package.json" ||
+	! grep -qs '"version": "22.23.3"' "$CONFORMANCE/node_modules/node/package.json"; then
+	command -v npm >/dev/null 2>&1 || fail "the conformance suite test needs npm (Debian: apt-get install nodejs npm)"
+	mkdir -p "$CONFORMANCE"
+	log "installing @modelcontextprotocol/conformance@0.2.0-alpha.12 and node@22.23.3 into $CONFORMANCE"
+	npm install --prefix "$CONFORMANCE" --no-audit --no-fund --silent @modelcontextprotocol/conformance@0.2.0-alpha.12 node@22.23.3 >/dev/null
+fi
+export NMAP_MCP_CONFORMANCE="$CONFORMANCE"
+
 tmp_before=$(ls -d "${TMPDIR:-/tmp}"/nmap-mcp-* 2>/dev/null | sort || true)
 mkdir -p "$ART"
 rm -rf "$ART/kube" "$ART/go-test.json" "$ART/go-test.txt"
