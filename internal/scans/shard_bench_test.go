@@ -178,7 +178,7 @@ func notOpen(states []string) []string {
 // 172.29.X.128 on, and makes each answer with a delay: in each
 // container's own network namespace only, its address is taken off its
 // interface (so its kernel answers nothing for it) and a responder on a
-// raw socket of that interface (slowListeners) answers ARP for it at once
+// raw socket of that interface (shardtest.Listener) answers ARP for it at once
 // and each TCP SYN to port with a SYN-ACK (other ports: RST) after delay,
 // as a listener behind a link with that latency would. Docker still lists
 // each address with the container's Ethernet address, so the scans' fences
