@@ -220,6 +220,8 @@ type identity struct {
 	scan     bool
 	// provider marks a person signed by the identity provider.
 	provider bool
+	// expires is when a provider's token ends (zero for static tokens).
+	expires time.Time
 }
 
 // has says whether id holds role r.
@@ -480,6 +482,15 @@ func (s *Server) guard(next http.Handler, mcpEndpoint bool) http.Handler {
 					return
 				}
 			}
+		}
+		if mcpEndpoint && r.Method == http.MethodGet && !id.expires.IsZero() {
+			// A provider person's event stream ends with their token:
+			// the client reconnects with a fresh one (a person removed
+			// at the provider gets none). Calls are not cut: a scan
+			// admitted under a valid token finishes.
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, id.expires)
+			defer cancel()
 		}
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})

@@ -49,7 +49,7 @@ func (s *Server) verify(ctx context.Context, raw string) (identity, error) {
 		// may scan renews it, so taking the role away pauses them.
 		s.d.Seen(id)
 	}
-	return identity{name: id.Name, provider: true, admin: id.Has(auth.Admin), approver: id.Has(auth.Approve),
+	return identity{name: id.Name, provider: true, expires: id.Expires, admin: id.Has(auth.Admin), approver: id.Has(auth.Approve),
 		read: id.Has(auth.Read), scan: id.Has(auth.Scan)}, nil
 }
 

@@ -3,10 +3,12 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
@@ -240,4 +242,50 @@ func serve(s *Server, r *http.Request) *httptest.ResponseRecorder {
 	rec := httptest.NewRecorder()
 	s.Handler().ServeHTTP(rec, r)
 	return rec
+}
+
+// A provider person's event stream (GET /mcp) ends when their token does
+// (red-team note: it kept delivering after it); the client reconnects
+// with a fresh token, which a removed person does not get.
+func TestOAuthStreamEndsWithToken(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an OpenID provider (node); not under -short")
+	}
+	op := oidcop.Start(t, oidcop.Config{Resource: oauthAudience, Scopes: []string{"nmap:read", "nmap:scan"},
+		Clients: []oidcop.Client{{ClientID: "robot", Secret: "robot-secret"}}, AccessTokenTTL: 2 * time.Second})
+	v, err := auth.New(auth.Config{Issuer: op.Issuer(), Audience: oauthAudience})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{Addr: "127.0.0.1:0", Auth: v}, Deps{MCP: server.NewMCPServer("t", "1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	tok := providerToken(t, op, "robot", "nmap:read")
+	rec := do(s, http.MethodPost, "/mcp", tok, "", initBody)
+	sid := rec.Header().Get(server.HeaderKeySessionID)
+	if rec.Code != 200 || sid == "" {
+		t.Fatalf("initialize: %d", rec.Code)
+	}
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/mcp", nil)
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set(server.HeaderKeySessionID, sid)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET stream: %d", resp.StatusCode)
+	}
+	done := make(chan struct{})
+	go func() { _, _ = io.Copy(io.Discard, resp.Body); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second): // without the bound it lives on (heartbeats every 30 s)
+		t.Fatal("the stream outlived its token")
+	}
 }
