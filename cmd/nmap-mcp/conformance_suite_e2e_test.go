@@ -32,7 +32,9 @@ import (
 // eras: every server scenario at the 2025-11-25 wire (initialize and
 // sessions), then exactly what 2026-07-28 requires at its stateless wire
 // (server/discover, per-request _meta, input_required, the tasks
-// extension, not scored but run). Each applicable scenario
+// extension, not scored but run). The first run leaves 22 sessions open
+// (the suite does not end them), within http.max_sessions_per_client's
+// default 64; the second opens none. Each applicable scenario
 // (conformanceApplies) must pass every check but those that need one of the
 // suite's fixture tools; a WARNING (a SHOULD) is logged. Of every other
 // scenario only the wire-schema-valid check is judged (every message this
