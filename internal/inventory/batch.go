@@ -5,9 +5,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
@@ -165,18 +166,39 @@ func listingDigest(ports []results.Port) []byte {
 	if len(ports) == 0 {
 		return nil
 	}
-	hash := sha256.New()
-	seen := map[portKey]bool{}
+	var buf []byte
+	var seen map[portKey]bool // for long listings; short ones are searched
+	if len(ports) > 32 {
+		seen = map[portKey]bool{}
+	}
+	str := func(v string) {
+		buf = binary.AppendUvarint(buf, uint64(len(v)))
+		buf = append(buf, v...)
+	}
 	for i := range ports {
 		p := &ports[i]
-		k := portKey{p.Protocol, p.Port}
-		if seen[k] {
-			continue
+		if seen != nil {
+			k := portKey{p.Protocol, p.Port}
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+		} else if slices.ContainsFunc(ports[:i], func(q results.Port) bool { return q.Port == p.Port && q.Protocol == p.Protocol }) {
+			continue // the first listing counts
 		}
-		seen[k] = true
-		fmt.Fprintf(hash, "%q %d %q %q %q %q %q\n", p.Protocol, p.Port, p.State, p.Service, p.Product, p.Version, strings.Join(p.CPE, " "))
+		str(p.Protocol)
+		buf = binary.AppendUvarint(buf, uint64(p.Port))
+		str(p.State)
+		str(p.Service)
+		str(p.Product)
+		str(p.Version)
+		buf = binary.AppendUvarint(buf, uint64(len(p.CPE)))
+		for _, c := range p.CPE {
+			str(c)
+		}
 	}
-	return hash.Sum(nil)[:16]
+	sum := sha256.Sum256(buf)
+	return sum[:16]
 }
 
 type hostRow struct {
