@@ -45,7 +45,13 @@ func freePort(t testing.TB) int {
 // wait for the server.
 func launchHTTP(t testing.TB, env ...string) *httpServer {
 	t.Helper()
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	return launchHTTPAt(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), env...)
+}
+
+// launchHTTPAt is launchHTTP at addr (a test that must name the
+// server's URL before it starts, e.g. to its identity provider).
+func launchHTTPAt(t testing.TB, addr string, env ...string) *httpServer {
+	t.Helper()
 	cmd := exec.Command(binary, "serve", "--http", addr)
 	cmd.Env = serverEnv(env...)
 	var stderr bytes.Buffer
@@ -62,12 +68,27 @@ func launchHTTP(t testing.TB, env ...string) *httpServer {
 		case <-done:
 		case <-time.After(20 * time.Second):
 			_ = cmd.Process.Kill()
+			<-done
 		}
 		if t.Failed() {
 			t.Logf("server stderr:\n%s", stderr.String())
 		}
 	})
 	return s
+}
+
+// waitHealthy waits until s answers /healthz.
+func waitHealthy(t testing.TB, s *httpServer) {
+	t.Helper()
+	if !testkit.Eventually(30*time.Second, func() bool {
+		resp, err := http.Get(s.url + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == 200
+	}) {
+		t.Fatalf("server did not become healthy:\n%s", s.stderr.String())
+	}
 }
 
 // startHTTP starts a server with one token, "alice", and extra config.
@@ -99,15 +120,7 @@ func startHTTPConfig(t *testing.T, cfgText string, extraEnv ...string) *httpServ
 	t.Helper()
 	s := launchHTTP(t, append([]string{"NMAP_MCP_CONFIG=" + writeConfig(t, cfgText),
 		"NMAP_MCP_STORE=" + filepath.Join(t.TempDir(), "scans.db")}, extraEnv...)...)
-	if !testkit.Eventually(30*time.Second, func() bool {
-		resp, err := http.Get(s.url + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil && resp.StatusCode == 200
-	}) {
-		t.Fatalf("server did not become healthy:\n%s", s.stderr.String())
-	}
+	waitHealthy(t, s)
 	return s
 }
 

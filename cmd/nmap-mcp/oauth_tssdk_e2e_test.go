@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -39,18 +38,7 @@ import (
 // context; the provider is stopped by oidcop.
 func TestTypeScriptSDKOAuth(t *testing.T) {
 	testkit.NeedEngine(t)
-	sdk := os.Getenv("NMAP_MCP_TS_SDK")
-	if sdk == "" {
-		msg := "needs the TypeScript SDK: npm install @modelcontextprotocol/sdk@1.32 in a folder and set NMAP_MCP_TS_SDK to it (scripts/test.sh does)"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg + "; it is required under CI")
-		}
-		t.Skip(msg)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatalf("NMAP_MCP_TS_SDK is set but node is not on PATH: %v", err)
-	}
+	node, sdk := tsSDK(t)
 	t0 := time.Now()
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	mcpURL := "http://" + addr + "/mcp"
@@ -73,16 +61,8 @@ func TestTypeScriptSDKOAuth(t *testing.T) {
 	}
 	storePath, auditPath := filepath.Join(dir, "scans.db"), filepath.Join(dir, "audit.jsonl")
 	env := []string{"NMAP_MCP_CONFIG=" + cfgPath, "NMAP_MCP_STORE=" + storePath, "NMAP_MCP_AUDIT=" + auditPath}
-	srv := serveHTTPAt(t, addr, env...)
-	if !testkit.Eventually(30*time.Second, func() bool {
-		resp, err := http.Get(srv.url + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil && resp.StatusCode == 200
-	}) {
-		t.Fatalf("server did not become healthy:\n%s", srv.stderr.String())
-	}
+	srv := launchHTTPAt(t, addr, env...)
+	waitHealthy(t, srv)
 
 	// A static token beside the provider.
 	req, _ := http.NewRequest(http.MethodPost, mcpURL, strings.NewReader(
@@ -328,33 +308,4 @@ func (g *oauthRun) check(t *testing.T, mcpURL string) {
 	if i != len(want) {
 		t.Errorf("alice's flow:\n  %s\nwant in this order:\n  %s", strings.Join(steps, "\n  "), strings.Join(want, "\n  "))
 	}
-}
-
-// serveHTTPAt starts `serve --http addr` with env (on top of serverEnv)
-// and stops it when the test ends, as launchHTTP does for a port of its
-// own choosing; the provider's resource needs the address first.
-func serveHTTPAt(t *testing.T, addr string, env ...string) *httpServer {
-	t.Helper()
-	cmd := exec.Command(binary, "serve", "--http", addr)
-	cmd.Env = serverEnv(env...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("server stderr:\n%s", stderr.String())
-		}
-	})
-	return &httpServer{cmd: cmd, url: "http://" + addr, stderr: &stderr}
 }

@@ -23,18 +23,7 @@ import (
 // skips saying so.
 func TestTypeScriptSDK(t *testing.T) {
 	testkit.NeedEngine(t)
-	sdk := os.Getenv("NMAP_MCP_TS_SDK")
-	if sdk == "" {
-		msg := "needs the TypeScript SDK: npm install @modelcontextprotocol/sdk@1.32 in a folder and set NMAP_MCP_TS_SDK to it (scripts/test.sh does)"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg + "; it is required under CI")
-		}
-		t.Skip(msg)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatalf("NMAP_MCP_TS_SDK is set but node is not on PATH: %v", err)
-	}
+	node, sdk := tsSDK(t)
 	dir := t.TempDir()
 	if err := os.Symlink(filepath.Join(sdk, "node_modules"), filepath.Join(dir, "node_modules")); err != nil {
 		t.Fatal(err)
@@ -109,4 +98,24 @@ func TestTypeScriptSDK(t *testing.T) {
 	case got.AfterRestart.TaskID != got.TaskCreated.TaskID || got.AfterRestart.Status != "completed":
 		t.Errorf("after a restart: %+v", got.AfterRestart)
 	}
+}
+
+// tsSDK is node and the folder where the TypeScript SDK is installed
+// (NMAP_MCP_TS_SDK); without them the test skips, except under CI, where
+// it fails.
+func tsSDK(t *testing.T) (node, sdk string) {
+	t.Helper()
+	sdk = os.Getenv("NMAP_MCP_TS_SDK")
+	if sdk == "" {
+		msg := "needs the TypeScript SDK: npm install @modelcontextprotocol/sdk@1.32 in a folder and set NMAP_MCP_TS_SDK to it (scripts/test.sh does)"
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg + "; it is required under CI")
+		}
+		t.Skip(msg)
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatalf("NMAP_MCP_TS_SDK is set but node is not on PATH: %v", err)
+	}
+	return node, sdk
 }
