@@ -133,7 +133,7 @@ func BenchmarkShardingOnCluster(b *testing.B) {
 // slowPods starts count listener pods in ns and makes each answer on port
 // after delay (shardtest.Listener in the pod's own network namespace);
 // it returns their addresses, sorted. The pods go with the namespace.
-func slowPods(b *testing.B, k *testkit.Kube, ns string, count, port int, delay time.Duration) ([]string, fmt.Stringer) {
+func slowPods(b testing.TB, k *testkit.Kube, ns string, count, port int, delay time.Duration) ([]string, fmt.Stringer) {
 	b.Helper()
 	var nonce [2]byte
 	_, _ = rand.Read(nonce[:])
