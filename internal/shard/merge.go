@@ -60,7 +60,8 @@ func Merge(parts []Part) ([]byte, error) {
 //     (a shard past the task counts 100), so progress never falls;
 //   - at Close, one <runstats> with host counts summed, the latest
 //     finish, the elapsed time from the earliest start, and, when a shard
-//     did not finish, exit="error" with an errormsg naming its blocks.
+//     did not finish, exit="error" with an errormsg naming its blocks and
+//     the time of Close as the finish (the run ended when it was stopped).
 //
 // It relies on nmap's XML layout: each top-level element starts a line,
 // a host ends with a "</host>" line and run statistics with
@@ -431,8 +432,10 @@ func (s *Stream) Close(failed []bool) error {
 		fin = max(fin, p.fin)
 	}
 	s.flushReady()
-	if fin == 0 {
-		fin = time.Now().Unix()
+	if fin == 0 || len(missing) > 0 {
+		// A run with a shard that did not finish ended when it was
+		// stopped (now), not when its last finished shard did.
+		fin = max(fin, time.Now().Unix())
 	}
 	start := s.start
 	if start == 0 || start > fin {
