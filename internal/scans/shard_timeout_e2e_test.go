@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -242,6 +244,19 @@ func TestShardedTimeoutKeepsFinishedShards(t *testing.T) {
 		t.Fatalf("scan error %v, want shard 2 of 3's *executor.TimeoutError", sc.Err())
 	}
 	endedSharded(t, svc, trail, sc, store.TimedOut, port, []netip.Addr{addrs[0], addrs[2]}, addrs[1])
+	// The merged run's statistics say it ran until it was stopped, not
+	// until its last finished shard ended (about 16 s).
+	raw, err := svc.RawXML(context.Background(), sc.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`<finished [^>]*elapsed="([0-9.]+)"`).FindSubmatch(raw)
+	if m == nil {
+		t.Fatalf("no <finished> in the merged XML:\n%s", raw)
+	}
+	if elapsed, _ := strconv.ParseFloat(string(m[1]), 64); elapsed < timeout-2 {
+		t.Errorf("the merged run says it took %.2f s; it ran until its %d s timeout", elapsed, timeout)
+	}
 	if wall < timeout*time.Second || wall > (timeout+40)*time.Second {
 		t.Errorf("the scan ended after %v for a %d s timeout", wall, timeout)
 	}
