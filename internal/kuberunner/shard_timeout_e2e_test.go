@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -125,6 +127,13 @@ func TestShardedTimeoutOnCluster(t *testing.T) {
 	}
 	if !slices.Equal(hosts, fast) || !bytes.Contains(raw, []byte(`exit="error"`)) || !bytes.Contains(raw, []byte("missing blocks: "+missing)) {
 		t.Errorf("merged XML: hosts %v, want %v, with exit=\"error\" naming %s:\n%s", hosts, fast, missing, raw)
+	}
+	// The merged run says it ran until it was stopped, not until its
+	// last finished shard ended.
+	if m := regexp.MustCompile(`<finished [^>]*elapsed="([0-9.]+)"`).FindSubmatch(raw); m == nil {
+		t.Errorf("no <finished> in the merged XML")
+	} else if elapsed, _ := strconv.ParseFloat(string(m[1]), 64); elapsed < timeout-2 {
+		t.Errorf("the merged run says it took %.2f s; it ran until its %d s timeout", elapsed, timeout)
 	}
 
 	// Every shard's Job and pod is gone, and the queue is free.
