@@ -312,3 +312,76 @@ func TestShardedKilledShardKeepsFinishedShards(t *testing.T) {
 	endedSharded(t, svc, trail, sc, store.Interrupted, port, []netip.Addr{addrs[0], addrs[2]}, addrs[1])
 	t.Logf("shards, seconds from the submission:%s", tr.Report(start))
 }
+
+// Cancelling a sharded scan after some shards finished ends it
+// cancelled with those shards' hosts kept in the record and the merged
+// XML (whose runstats name the blocks that did not finish), no container
+// left, the queue free and one admission and one end. (Real engine, as
+// above.)
+func TestShardedCancelKeepsFinishedShards(t *testing.T) {
+	testkit.NeedEngine(t)
+	const port = 8080
+	n, addrs := oneSlowShard(t, port)
+	svc, trail, _ := newTrailedShardService(t, n)
+	ctx := context.Background()
+	sc, err := svc.Submit(ctx, scanargs.Request{Targets: addrs[0].String() + "," + addrs[1].String() + "," + addrs[2].String(),
+		Ports: fmt.Sprint(port), ScanType: "connect", Timing: "T1", SkipHostDiscovery: true, TimeoutSeconds: intp(180)}, scans.Options{Detach: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(90 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+		list, _ := env.Client.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(
+			filters.Arg("label", sandbox.LabelScanID+"="+sc.ID), filters.Arg("label", shard.LabelShard))})
+		if len(list) == 1 && list[0].Labels[shard.LabelShard] == "2-of-3" && list[0].State == "running" {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("the fast shards did not finish while the slow one ran: %+v", list)
+		}
+	}
+	if !svc.Cancel(ctx, sc.ID) {
+		t.Fatal("cancel: the scan was not found")
+	}
+	select {
+	case <-sc.Done():
+	case <-time.After(time.Minute):
+		t.Fatal("the cancelled scan did not end")
+	}
+	snap, err := svc.Get(ctx, sc.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := snap.Record
+	if rec.Status != store.Cancelled {
+		t.Fatalf("status %s (%s), want cancelled", rec.Status, rec.Error)
+	}
+	want := []string{fmt.Sprintf("%s %d/tcp open", addrs[0], port), fmt.Sprintf("%s %d/tcp open", addrs[2], port)}
+	if got := portStates(rec); !slices.Equal(got, want) || !rec.Result.Partial {
+		t.Errorf("result ports %v (partial %v), want the finished shards' %v", got, rec.Result.Partial, want)
+	}
+	raw, err := svc.RawXML(ctx, sc.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, err := results.Decode(bytes.NewReader(raw), results.Handlers{})
+	if err != nil || len(dec.Hosts) != 2 || !bytes.Contains(raw, []byte("missing blocks: "+netip.PrefixFrom(addrs[1], 32).String())) {
+		t.Errorf("merged XML (decode error %v):\n%s", err, raw)
+	}
+	var left []string
+	if !testkit.Eventually(30*time.Second, func() bool {
+		left, err = scanContainers(ctx, sc.ID)
+		return err == nil && len(left) == 0
+	}) {
+		t.Errorf("the scan's containers remain: %v (%v)", left, err)
+	}
+	if !testkit.Eventually(30*time.Second, func() bool {
+		running, waiting := svc.QueueStats()
+		return running == 0 && waiting == 0
+	}) {
+		t.Error("queue not freed")
+	}
+	if got, want := auditOf(t, trail, sc.ID), []string{audit.Admitted, audit.Ended + ":" + store.Cancelled}; !slices.Equal(got, want) {
+		t.Errorf("audit of %s: %v, want %v", sc.ID, got, want)
+	}
+	t.Logf("record error: %s", rec.Error)
+}
