@@ -1,10 +1,8 @@
 package kuberunner_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -254,37 +252,10 @@ func (f *oneSlow) ended(t *testing.T, sc *scans.Scan, status string) []byte {
 		running, waiting := f.svc.QueueStats()
 		t.Errorf("queue not freed: %d running, %d waiting", running, waiting)
 	}
-	if got, want := trailOf(t, f.trail, sc.ID), []string{audit.Admitted, audit.Ended + ":" + status}; !slices.Equal(got, want) {
+	if got, want := testkit.AuditEvents(t, f.trail, sc.ID), []string{audit.Admitted, audit.Ended + ":" + status}; !slices.Equal(got, want) {
 		t.Errorf("audit of %s: %v, want %v", sc.ID, got, want)
 	}
 	return raw
 }
 
 func intp(n int) *int { return &n }
-
-// trailOf lists the events ("admitted", "ended:timed-out") of scan id in
-// the audit trail at path, in order.
-func trailOf(t *testing.T, path, id string) []string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 4<<20)
-	for sc.Scan() {
-		var r audit.Record
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			t.Fatalf("audit line %q: %v", sc.Text(), err)
-		}
-		if r.ScanID == id {
-			out = append(out, strings.TrimSuffix(r.Event+":"+r.Outcome, ":"))
-		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}

@@ -106,22 +106,7 @@ func portStates(rec *store.Record) []string {
 func TestShardedEqualsWhole(t *testing.T) {
 	testkit.NeedEngine(t)
 	port := testkit.TCPListener(t)
-	for _, a := range []string{"127.0.0.2", "127.0.0.5", "127.0.0.7"} {
-		ln, err := net.Listen("tcp", fmt.Sprintf("%s:%d", a, port))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				c.Close()
-			}
-		}()
-	}
+	listenOn(t, port, "127.0.0.2", "127.0.0.5", "127.0.0.7")
 	svc := newShardedService(t, nil, shard.Config{Threshold: 4, Shards: 4})
 	req := scanargs.Request{Targets: "127.0.0.0/29", Ports: fmt.Sprint(port), SkipHostDiscovery: true}
 	whole := req
@@ -188,5 +173,27 @@ func TestShardedFencedAndCancelled(t *testing.T) {
 	}
 	if st := sc.Snapshot().Record.Status; st != store.Cancelled {
 		t.Errorf("status %s, want cancelled", st)
+	}
+}
+
+// listenOn accepts (and closes) connections to port on each loopback
+// address until the test ends.
+func listenOn(t *testing.T, port int, addrs ...string) {
+	t.Helper()
+	for _, a := range addrs {
+		ln, err := net.Listen("tcp", fmt.Sprintf("%s:%d", a, port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
 	}
 }

@@ -1,14 +1,11 @@
 package scans_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -100,33 +97,6 @@ func newTrailedShardService(t *testing.T, n *testkit.Network) (*scans.Service, s
 	return svc, trail.Path(), tr
 }
 
-// auditOf lists the events ("admitted", "ended:timed-out") of scan id in
-// the trail at path, in order.
-func auditOf(t *testing.T, path, id string) []string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 4<<20)
-	for sc.Scan() {
-		var r audit.Record
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			t.Fatalf("audit line %q: %v", sc.Text(), err)
-		}
-		if r.ScanID == id {
-			out = append(out, strings.TrimSuffix(r.Event+":"+r.Outcome, ":"))
-		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 // scanContainers lists the containers (any state) labelled with scan id:
 // its shards' scan containers and their fencers.
 func scanContainers(ctx context.Context, id string) ([]string, error) {
@@ -213,7 +183,7 @@ func endedSharded(t *testing.T, svc *scans.Service, trail string, sc *scans.Scan
 		running, waiting := svc.QueueStats()
 		t.Errorf("queue not freed: %d running, %d waiting", running, waiting)
 	}
-	if got, want := auditOf(t, trail, sc.ID), []string{audit.Admitted, audit.Ended + ":" + status}; !slices.Equal(got, want) {
+	if got, want := testkit.AuditEvents(t, trail, sc.ID), []string{audit.Admitted, audit.Ended + ":" + status}; !slices.Equal(got, want) {
 		t.Errorf("audit of %s: %v, want %v", sc.ID, got, want)
 	}
 	return rec
@@ -380,7 +350,7 @@ func TestShardedCancelKeepsFinishedShards(t *testing.T) {
 	}) {
 		t.Error("queue not freed")
 	}
-	if got, want := auditOf(t, trail, sc.ID), []string{audit.Admitted, audit.Ended + ":" + store.Cancelled}; !slices.Equal(got, want) {
+	if got, want := testkit.AuditEvents(t, trail, sc.ID), []string{audit.Admitted, audit.Ended + ":" + store.Cancelled}; !slices.Equal(got, want) {
 		t.Errorf("audit of %s: %v, want %v", sc.ID, got, want)
 	}
 	t.Logf("record error: %s", rec.Error)

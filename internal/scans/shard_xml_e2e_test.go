@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,22 +47,7 @@ func TestShardedXMLReadByNmapTools(t *testing.T) {
 		tools[tool] = path
 	}
 	port := testkit.TCPListener(t) // on 127.0.0.1
-	for _, a := range []string{"127.0.0.2", "127.0.0.5", "127.0.0.7"} {
-		ln, err := net.Listen("tcp", fmt.Sprintf("%s:%d", a, port))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				c.Close()
-			}
-		}()
-	}
+	listenOn(t, port, "127.0.0.2", "127.0.0.5", "127.0.0.7")
 	dir := t.TempDir()
 	xsl, dtd := filepath.Join(dir, "nmap.xsl"), filepath.Join(dir, "nmap.dtd")
 	copyFromImage(t, map[string]string{"/usr/share/nmap/nmap.xsl": xsl, "/usr/share/nmap/nmap.dtd": dtd})

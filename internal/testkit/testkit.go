@@ -7,15 +7,18 @@
 package testkit
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -249,4 +252,31 @@ func OpenHistory(t testing.TB) (*store.Store, *audit.Log) {
 	}
 	t.Cleanup(func() { st.Close(); trail.Close() })
 	return st, trail
+}
+
+// AuditEvents lists the events of scan id in the audit trail at path, in
+// order, as "admitted" or "ended:OUTCOME" (e.g. "ended:timed-out").
+func AuditEvents(t testing.TB, path, id string) []string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 4<<20)
+	for sc.Scan() {
+		var r audit.Record
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("audit line %q: %v", sc.Text(), err)
+		}
+		if r.ScanID == id {
+			out = append(out, strings.TrimSuffix(r.Event+":"+r.Outcome, ":"))
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
