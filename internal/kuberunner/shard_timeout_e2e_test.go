@@ -85,6 +85,7 @@ func TestShardedPodDeletedOnCluster(t *testing.T) {
 	slowShard := fmt.Sprintf("%d-of-3", slices.Index(f.targets, f.slow)+1)
 	sel := metav1.ListOptions{LabelSelector: sandbox.LabelScanID + "=" + sc.ID}
 	var victim string
+	seen := map[string]bool{}
 	for end := time.Now().Add(2 * time.Minute); victim == ""; time.Sleep(500 * time.Millisecond) {
 		if time.Now().After(end) {
 			t.Fatal("the fast shards did not finish while the slow one ran")
@@ -95,6 +96,7 @@ func TestShardedPodDeletedOnCluster(t *testing.T) {
 		}
 		running, others := "", 0
 		for _, p := range pods.Items {
+			seen[p.Labels[shard.LabelShard]] = true
 			switch {
 			case p.Labels[shard.LabelShard] == slowShard && p.Status.Phase == corev1.PodRunning:
 				running = p.Name
@@ -102,7 +104,9 @@ func TestShardedPodDeletedOnCluster(t *testing.T) {
 				others++
 			}
 		}
-		if running != "" && others == 0 {
+		// Every shard's pod was seen (a pod not made yet is not a
+		// finished shard), and the fast ones have succeeded or gone.
+		if running != "" && others == 0 && len(seen) == 3 {
 			victim = running
 		}
 	}

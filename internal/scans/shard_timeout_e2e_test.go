@@ -257,9 +257,13 @@ func TestShardedKilledShardKeepsFinishedShards(t *testing.T) {
 		return list
 	}
 	var left []container.Summary
+	seen := map[string]bool{} // all three made, so one left means two finished
 	for end := time.Now().Add(90 * time.Second); ; time.Sleep(250 * time.Millisecond) {
 		left = shards()
-		if len(left) == 1 && left[0].Labels[shard.LabelShard] == "2-of-3" && left[0].State == "running" {
+		for _, c := range left {
+			seen[c.Labels[shard.LabelShard]] = true
+		}
+		if len(seen) == 3 && len(left) == 1 && left[0].Labels[shard.LabelShard] == "2-of-3" && left[0].State == "running" {
 			break
 		}
 		if time.Now().After(end) {
@@ -299,10 +303,18 @@ func TestShardedCancelKeepsFinishedShards(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The fast shards have finished once all three containers were seen
+	// and only the slow one is left (under load the shards' containers
+	// are made one after another: one container alone at first is not
+	// the end of the others).
+	seen := map[string]bool{}
 	for end := time.Now().Add(90 * time.Second); ; time.Sleep(250 * time.Millisecond) {
 		list, _ := env.Client.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(
 			filters.Arg("label", sandbox.LabelScanID+"="+sc.ID), filters.Arg("label", shard.LabelShard))})
-		if len(list) == 1 && list[0].Labels[shard.LabelShard] == "2-of-3" && list[0].State == "running" {
+		for _, c := range list {
+			seen[c.Labels[shard.LabelShard]] = true
+		}
+		if len(seen) == 3 && len(list) == 1 && list[0].Labels[shard.LabelShard] == "2-of-3" && list[0].State == "running" {
 			break
 		}
 		if time.Now().After(end) {
