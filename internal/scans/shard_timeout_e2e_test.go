@@ -169,9 +169,21 @@ func endedSharded(t *testing.T, svc *scans.Service, trail string, sc *scans.Scan
 	if bytes.Contains(raw, []byte(`addr="`+missing.String()+`"`)) {
 		t.Errorf("the unfinished shard's host is in the merged XML:\n%s", raw)
 	}
-	var left []string
+	leftNothing(t, svc, trail, sc.ID, status)
+	return rec
+}
+
+// leftNothing checks that scan id, ended with status, left no container,
+// freed its queue place and has one admission and one end in the audit
+// trail.
+func leftNothing(t *testing.T, svc *scans.Service, trail, id, status string) {
+	t.Helper()
+	var (
+		left []string
+		err  error
+	)
 	if !testkit.Eventually(30*time.Second, func() bool {
-		left, err = scanContainers(ctx, sc.ID)
+		left, err = scanContainers(context.Background(), id)
 		return err == nil && len(left) == 0
 	}) {
 		t.Errorf("the scan's containers remain: %v (%v)", left, err)
@@ -183,10 +195,32 @@ func endedSharded(t *testing.T, svc *scans.Service, trail string, sc *scans.Scan
 		running, waiting := svc.QueueStats()
 		t.Errorf("queue not freed: %d running, %d waiting", running, waiting)
 	}
-	if got, want := testkit.AuditEvents(t, trail, sc.ID), []string{audit.Admitted, audit.Ended + ":" + status}; !slices.Equal(got, want) {
-		t.Errorf("audit of %s: %v, want %v", sc.ID, got, want)
+	if got, want := testkit.AuditEvents(t, trail, id), []string{audit.Admitted, audit.Ended + ":" + status}; !slices.Equal(got, want) {
+		t.Errorf("audit of %s: %v, want %v", id, got, want)
 	}
-	return rec
+}
+
+// slowShardAlone waits until the fast shards of scan id have finished
+// and only the slow one (2-of-3) runs, and returns its container. All
+// three containers must have been seen first: under load they are made
+// one after another, and one container alone at first is not the end of
+// the others.
+func slowShardAlone(t *testing.T, id string) container.Summary {
+	t.Helper()
+	seen := map[string]bool{}
+	for end := time.Now().Add(90 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+		list, _ := env.Client.ContainerList(context.Background(), container.ListOptions{All: true, Filters: filters.NewArgs(
+			filters.Arg("label", sandbox.LabelScanID+"="+id), filters.Arg("label", shard.LabelShard))})
+		for _, c := range list {
+			seen[c.Labels[shard.LabelShard]] = true
+		}
+		if len(seen) == 3 && len(list) == 1 && list[0].Labels[shard.LabelShard] == "2-of-3" && list[0].State == "running" {
+			return list[0]
+		}
+		if time.Now().After(end) {
+			t.Fatalf("the fast shards did not finish while the slow one ran: %+v", list)
+		}
+	}
 }
 
 // A sharded scan that reaches its timeout_seconds while one shard still
@@ -250,27 +284,7 @@ func TestShardedKilledShardKeepsFinishedShards(t *testing.T) {
 	}
 	// Once the first and third shards' scan containers are gone, kill
 	// the second's.
-	ctx := context.Background()
-	shards := func() []container.Summary {
-		list, _ := env.Client.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(
-			filters.Arg("label", sandbox.LabelScanID+"="+sc.ID), filters.Arg("label", shard.LabelShard))})
-		return list
-	}
-	var left []container.Summary
-	seen := map[string]bool{} // all three made, so one left means two finished
-	for end := time.Now().Add(90 * time.Second); ; time.Sleep(250 * time.Millisecond) {
-		left = shards()
-		for _, c := range left {
-			seen[c.Labels[shard.LabelShard]] = true
-		}
-		if len(seen) == 3 && len(left) == 1 && left[0].Labels[shard.LabelShard] == "2-of-3" && left[0].State == "running" {
-			break
-		}
-		if time.Now().After(end) {
-			t.Fatalf("the fast shards did not finish while the slow one ran: %+v", left)
-		}
-	}
-	if err := env.Client.ContainerKill(ctx, left[0].ID, "KILL"); err != nil {
+	if err := env.Client.ContainerKill(context.Background(), slowShardAlone(t, sc.ID).ID, "KILL"); err != nil {
 		t.Fatalf("kill shard 2: %v", err)
 	}
 	select {
@@ -303,24 +317,7 @@ func TestShardedCancelKeepsFinishedShards(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The fast shards have finished once all three containers were seen
-	// and only the slow one is left (under load the shards' containers
-	// are made one after another: one container alone at first is not
-	// the end of the others).
-	seen := map[string]bool{}
-	for end := time.Now().Add(90 * time.Second); ; time.Sleep(250 * time.Millisecond) {
-		list, _ := env.Client.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(
-			filters.Arg("label", sandbox.LabelScanID+"="+sc.ID), filters.Arg("label", shard.LabelShard))})
-		for _, c := range list {
-			seen[c.Labels[shard.LabelShard]] = true
-		}
-		if len(seen) == 3 && len(list) == 1 && list[0].Labels[shard.LabelShard] == "2-of-3" && list[0].State == "running" {
-			break
-		}
-		if time.Now().After(end) {
-			t.Fatalf("the fast shards did not finish while the slow one ran: %+v", list)
-		}
-	}
+	slowShardAlone(t, sc.ID)
 	if !svc.Cancel(ctx, sc.ID) {
 		t.Fatal("cancel: the scan was not found")
 	}
@@ -349,21 +346,6 @@ func TestShardedCancelKeepsFinishedShards(t *testing.T) {
 	if err != nil || len(dec.Hosts) != 2 || !bytes.Contains(raw, []byte("missing blocks: "+netip.PrefixFrom(addrs[1], 32).String())) {
 		t.Errorf("merged XML (decode error %v):\n%s", err, raw)
 	}
-	var left []string
-	if !testkit.Eventually(30*time.Second, func() bool {
-		left, err = scanContainers(ctx, sc.ID)
-		return err == nil && len(left) == 0
-	}) {
-		t.Errorf("the scan's containers remain: %v (%v)", left, err)
-	}
-	if !testkit.Eventually(30*time.Second, func() bool {
-		running, waiting := svc.QueueStats()
-		return running == 0 && waiting == 0
-	}) {
-		t.Error("queue not freed")
-	}
-	if got, want := testkit.AuditEvents(t, trail, sc.ID), []string{audit.Admitted, audit.Ended + ":" + store.Cancelled}; !slices.Equal(got, want) {
-		t.Errorf("audit of %s: %v, want %v", sc.ID, got, want)
-	}
+	leftNothing(t, svc, trail, sc.ID, store.Cancelled)
 	t.Logf("record error: %s", rec.Error)
 }
