@@ -38,7 +38,8 @@ import (
 // context; the provider is stopped by oidcop.
 func TestTypeScriptSDKOAuth(t *testing.T) {
 	testkit.NeedEngine(t)
-	node, sdk := tsSDK(t)
+	// The script, login.mjs beside it, and the SDK's node_modules.
+	node, scripts := tsScripts(t, map[string][]byte{"login.mjs": oidcop.LoginScript}, "oauth.mjs")
 	t0 := time.Now()
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	mcpURL := "http://" + addr + "/mcp"
@@ -79,24 +80,11 @@ func TestTypeScriptSDKOAuth(t *testing.T) {
 		t.Errorf("static token beside the provider: initialize answered %s", resp.Status)
 	}
 
-	// The script, login.mjs beside it, and the SDK's node_modules.
-	if err := os.Symlink(filepath.Join(sdk, "node_modules"), filepath.Join(dir, "node_modules")); err != nil {
-		t.Fatal(err)
-	}
-	script, err := os.ReadFile(filepath.Join("testdata", "tssdk", "oauth.mjs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, b := range map[string][]byte{"oauth.mjs": script, "login.mjs": oidcop.LoginScript} {
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
 	port := testkit.TCPListener(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, "oauth.mjs", mcpURL, op.Issuer(), fmt.Sprint(port))
-	cmd.Dir = dir
+	cmd.Dir = scripts
 	cmd.Env = append(os.Environ(), "NO_PROXY=127.0.0.1", "no_proxy=127.0.0.1")
 	cmd.WaitDelay = 5 * time.Second
 	var stderr bytes.Buffer

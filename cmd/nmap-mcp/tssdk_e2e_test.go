@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,18 +24,7 @@ import (
 // skips saying so.
 func TestTypeScriptSDK(t *testing.T) {
 	testkit.NeedEngine(t)
-	node, sdk := tsSDK(t)
-	dir := t.TempDir()
-	if err := os.Symlink(filepath.Join(sdk, "node_modules"), filepath.Join(dir, "node_modules")); err != nil {
-		t.Fatal(err)
-	}
-	script, err := os.ReadFile(filepath.Join("testdata", "tssdk", "client.mjs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "client.mjs"), script, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	node, dir := tsScripts(t, nil, "client.mjs")
 	cfg := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(cfg, []byte("approval:\n  timeout_seconds: 3\n  rules:\n    - name: two-ports\n      min_ports: 2\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -100,12 +90,13 @@ func TestTypeScriptSDK(t *testing.T) {
 	}
 }
 
-// tsSDK is node and the folder where the TypeScript SDK is installed
-// (NMAP_MCP_TS_SDK); without them the test skips, except under CI, where
-// it fails.
-func tsSDK(t *testing.T) (node, sdk string) {
+// tsScripts is node and a temporary folder holding the TypeScript SDK's
+// node_modules (a link to NMAP_MCP_TS_SDK's), the named scripts of
+// testdata/tssdk and the extra files; without node or the SDK the test
+// skips, except under CI, where it fails.
+func tsScripts(t *testing.T, extra map[string][]byte, scripts ...string) (node, dir string) {
 	t.Helper()
-	sdk = os.Getenv("NMAP_MCP_TS_SDK")
+	sdk := os.Getenv("NMAP_MCP_TS_SDK")
 	if sdk == "" {
 		msg := "needs the TypeScript SDK: npm install @modelcontextprotocol/sdk@1.32 in a folder and set NMAP_MCP_TS_SDK to it (scripts/test.sh does)"
 		if os.Getenv("CI") != "" {
@@ -117,5 +108,23 @@ func tsSDK(t *testing.T) (node, sdk string) {
 	if err != nil {
 		t.Fatalf("NMAP_MCP_TS_SDK is set but node is not on PATH: %v", err)
 	}
-	return node, sdk
+	dir = t.TempDir()
+	if err := os.Symlink(filepath.Join(sdk, "node_modules"), filepath.Join(dir, "node_modules")); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{}
+	for _, name := range scripts {
+		b, err := os.ReadFile(filepath.Join("testdata", "tssdk", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[name] = b
+	}
+	maps.Copy(files, extra)
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return node, dir
 }
