@@ -35,6 +35,38 @@ fail() {
 	log "$*"
 	exit 1
 }
+# apt_need WHY CMD... -- PKG...: installs the Debian packages (as root)
+# when one of the commands is missing, else fails saying WHY.
+apt_need() {
+	local why=$1 c missing=
+	shift
+	while [ "$1" != -- ]; do
+		command -v "$1" >/dev/null 2>&1 || missing=1
+		shift
+	done
+	shift
+	[ -z "$missing" ] && return 0
+	if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+		fail "$why: install $* (Debian: apt-get install $*) or run this script as root"
+	fi
+	log "installing $*"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null ||
+		{ apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null; }
+}
+# npm_need DIR WHY PKG@VERSION...: installs the npm packages into DIR
+# (a cache folder outside the repo) unless each is there at its version.
+npm_need() {
+	local dir=$1 why=$2 pkg missing=
+	shift 2
+	for pkg in "$@"; do
+		grep -qs "\"version\": \"${pkg##*@}" "$dir/node_modules/${pkg%@*}/package.json" || missing=1
+	done
+	[ -z "$missing" ] && return 0
+	command -v npm >/dev/null 2>&1 || fail "$why needs Node.js and npm (Debian: apt-get install nodejs npm)"
+	mkdir -p "$dir"
+	log "installing $* into $dir"
+	npm install --prefix "$dir" --no-audit --no-fund --silent "$@" >/dev/null
+}
 elapsed() {
 	local s=$(($(date +%s) - t0))
 	printf '%dm%02ds' $((s / 60)) $((s % 60))
@@ -158,65 +190,32 @@ step="installing chromium (scripts/browser.sh)"
 scripts/browser.sh
 # The race detector needs cgo, so a C compiler (not on a minimal Debian).
 step="installing gcc for go test -race"
-if ! command -v gcc >/dev/null 2>&1; then
-	if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-		fail "go test -race needs a C compiler: install gcc (Debian: apt-get install gcc libc6-dev) or run this script as root"
-	fi
-	log "installing gcc and libc6-dev (go test -race needs cgo)"
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null ||
-		{ apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null; }
-fi
+apt_need "go test -race needs a C compiler" gcc -- gcc libc6-dev
 # xsltproc and xmllint read a sharded scan's merged XML with nmap's own
 # stylesheet and DTD (TestShardedXMLReadByNmapTools; the scanner image has
 # neither tool, and nmap never runs on the host).
 step="installing xsltproc and xmllint"
-if ! command -v xsltproc >/dev/null 2>&1 || ! command -v xmllint >/dev/null 2>&1; then
-	if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-		fail "the merged-XML test needs xsltproc and xmllint: install them (Debian: apt-get install xsltproc libxml2-utils) or run this script as root"
-	fi
-	log "installing xsltproc and libxml2-utils"
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends xsltproc libxml2-utils >/dev/null ||
-		{ apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends xsltproc libxml2-utils >/dev/null; }
-fi
+apt_need "the merged-XML test needs xsltproc and xmllint" xsltproc xmllint -- xsltproc libxml2-utils
 
 # The TypeScript SDK, for the tests that drive the server as a TypeScript
-# MCP client does (approval elicitation, tasks): installed with the
+# MCP client does (approval elicitation, tasks, OAuth): installed with the
 # machine's Node.js and npm from the npm registry, cached outside the repo.
 step="installing the MCP TypeScript SDK (npm)"
-TSSDK=${NMAP_MCP_TS_SDK:-${XDG_CACHE_HOME:-$HOME/.cache}/nmap-mcp-tssdk}
-if [ ! -d "$TSSDK/node_modules/@modelcontextprotocol/sdk" ]; then
-	command -v npm >/dev/null 2>&1 || fail "the TypeScript SDK tests need Node.js and npm (Debian: apt-get install nodejs npm)"
-	mkdir -p "$TSSDK"
-	log "installing @modelcontextprotocol/sdk@1.32 into $TSSDK"
-	(cd "$TSSDK" && npm install --no-audit --no-fund --silent @modelcontextprotocol/sdk@1.32 >/dev/null)
-fi
-export NMAP_MCP_TS_SDK="$TSSDK"
+export NMAP_MCP_TS_SDK=${NMAP_MCP_TS_SDK:-${XDG_CACHE_HOME:-$HOME/.cache}/nmap-mcp-tssdk}
+npm_need "$NMAP_MCP_TS_SDK" "the TypeScript SDK tests" @modelcontextprotocol/sdk@1.32
 
 # The test OpenID Provider (internal/testkit/oidcop) for the OAuth tests:
-# oidc-provider run by the machine's Node.js, cached outside the repo.
+# oidc-provider run by the machine's Node.js.
 step="installing the test OpenID Provider (npm)"
-OIDCOP=${NMAP_MCP_OIDC_PROVIDER:-${XDG_CACHE_HOME:-$HOME/.cache}/nmap-mcp-oidcop}
-if ! grep -qs '"version": "9.13.3"' "$OIDCOP/node_modules/oidc-provider/package.json"; then
-	command -v npm >/dev/null 2>&1 || fail "the OAuth tests need Node.js and npm (Debian: apt-get install nodejs npm)"
-	mkdir -p "$OIDCOP"
-	log "installing oidc-provider@9.13.3 into $OIDCOP"
-	npm install --prefix "$OIDCOP" --no-audit --no-fund --silent oidc-provider@9.13.3 >/dev/null
-fi
-export NMAP_MCP_OIDC_PROVIDER="$OIDCOP"
+export NMAP_MCP_OIDC_PROVIDER=${NMAP_MCP_OIDC_PROVIDER:-${XDG_CACHE_HOME:-$HOME/.cache}/nmap-mcp-oidcop}
+npm_need "$NMAP_MCP_OIDC_PROVIDER" "the OAuth tests" oidc-provider@9.13.3
 
 # The MCP conformance suite (TestConformanceSuite): it needs Node 22
 # (fs.globSync), which the npm registry's `node` package ships; the suite
-# runs with that binary, not the machine's Node. Cached outside the repo.
+# runs with that binary, not the machine's Node.
 step="installing the MCP conformance suite and Node 22 (npm)"
-CONFORMANCE=${NMAP_MCP_CONFORMANCE:-${XDG_CACHE_HOME:-$HOME/.cache}/nmap-mcp-conformance}
-if ! grep -qs '"version": "0.2.0-alpha.12"' "$CONFORMANCE/node_modules/@modelcontextprotocol/conformance/package.json" ||
-	! grep -qs '"version": "22.23.3"' "$CONFORMANCE/node_modules/node/package.json"; then
-	command -v npm >/dev/null 2>&1 || fail "the conformance suite test needs npm (Debian: apt-get install nodejs npm)"
-	mkdir -p "$CONFORMANCE"
-	log "installing @modelcontextprotocol/conformance@0.2.0-alpha.12 and node@22.23.3 into $CONFORMANCE"
-	npm install --prefix "$CONFORMANCE" --no-audit --no-fund --silent @modelcontextprotocol/conformance@0.2.0-alpha.12 node@22.23.3 >/dev/null
-fi
-export NMAP_MCP_CONFORMANCE="$CONFORMANCE"
+export NMAP_MCP_CONFORMANCE=${NMAP_MCP_CONFORMANCE:-${XDG_CACHE_HOME:-$HOME/.cache}/nmap-mcp-conformance}
+npm_need "$NMAP_MCP_CONFORMANCE" "the conformance suite test" @modelcontextprotocol/conformance@0.2.0-alpha.12 node@22.23.3
 
 tmp_before=$(ls -d "${TMPDIR:-/tmp}"/nmap-mcp-* 2>/dev/null | sort || true)
 mkdir -p "$ART"
