@@ -166,14 +166,12 @@ type discovered struct {
 	provider *oidc.Provider
 	keys     *keySet
 	verifier *oidc.IDTokenVerifier
-	endpoint endpoints
 }
 
-type endpoints struct {
-	Authorization string `json:"authorization_endpoint"`
-	Token         string `json:"token_endpoint"`
-	JWKS          string `json:"jwks_uri"`
-	EndSession    string `json:"end_session_endpoint"`
+// jwksURI is the one field of the discovery document go-oidc's Provider
+// does not keep.
+type jwksURI struct {
+	JWKS string `json:"jwks_uri"`
 }
 
 // rediscoverEvery bounds how often a failed discovery is tried again.
@@ -183,6 +181,9 @@ const rediscoverEvery = 10 * time.Second
 func New(cfg Config) (*Verifier, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if cfg.Audience == "" {
+		return nil, errors.New("auth.audience: empty; give this server's canonical MCP URL (or derive it with DeriveAudience)")
 	}
 	if cfg.JWKSRefresh <= 0 {
 		cfg.JWKSRefresh = 5 * time.Minute
@@ -230,7 +231,9 @@ func (c Config) Validate() error {
 	if !strings.HasPrefix(c.Issuer, "https://") && !loopbackURL(c.Issuer) {
 		return fmt.Errorf("auth.issuer %q: must use https unless the provider is on loopback", c.Issuer)
 	}
-	if !strings.HasPrefix(c.Audience, "https://") && !strings.HasPrefix(c.Audience, "http://") {
+	// An empty audience is derived from the listening address
+	// (DeriveAudience) before New, which needs one.
+	if c.Audience != "" && !strings.HasPrefix(c.Audience, "https://") && !strings.HasPrefix(c.Audience, "http://") {
 		return fmt.Errorf("auth.audience %q: must be this server's canonical MCP URL, e.g. https://scanner.lab:8808/mcp", c.Audience)
 	}
 	for _, a := range c.Algorithms {
@@ -407,22 +410,28 @@ func (v *Verifier) discover(ctx context.Context) (*discovered, error) {
 		v.lastErr = fmt.Errorf("the identity provider %s cannot be reached: %w", v.cfg.Issuer, err)
 		return nil, v.lastErr
 	}
-	var ep endpoints
+	var ep jwksURI
 	if err := p.Claims(&ep); err != nil || ep.JWKS == "" {
 		v.lastErr = fmt.Errorf("the identity provider %s's discovery document has no jwks_uri", v.cfg.Issuer)
 		return nil, v.lastErr
 	}
 	keys := newKeySet(ep.JWKS, v.cfg.HTTPClient, v.algs, v.cfg.JWKSRefresh, v.cfg.RefetchEvery)
+	v.discovery = &discovered{provider: p, keys: keys, verifier: v.tokenVerifier(keys, v.cfg.Audience)}
+	v.lastErr = nil
+	return v.discovery, nil
+}
+
+// tokenVerifier checks tokens of the provider signed with keys and issued
+// for audience (this server for access tokens, the web client for ID
+// tokens), within the clock skew.
+func (v *Verifier) tokenVerifier(keys oidc.KeySet, audience string) *oidc.IDTokenVerifier {
 	skew := v.cfg.ClockSkew
-	ver := oidc.NewVerifier(v.cfg.Issuer, keys, &oidc.Config{
-		ClientID:             v.cfg.Audience,
+	return oidc.NewVerifier(v.cfg.Issuer, keys, &oidc.Config{
+		ClientID:             audience,
 		SupportedSigningAlgs: v.algs,
 		// go-oidc allows no skew on exp: look at the token from skew ago.
 		Now: func() time.Time { return v.cfg.Now().Add(-skew) },
 	})
-	v.discovery = &discovered{provider: p, keys: keys, verifier: ver, endpoint: ep}
-	v.lastErr = nil
-	return v.discovery, nil
 }
 
 // ProtectedResource is the RFC 9728 metadata document of this server.

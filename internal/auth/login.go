@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
@@ -82,8 +81,7 @@ func (l *Login) Finish(ctx context.Context, code, verifier, nonce string) (Ident
 	if rawID == "" {
 		return Identity{}, errors.New("the provider's answer has no ID token (is openid among the client's scopes?)")
 	}
-	idv := oidc.NewVerifier(l.v.cfg.Issuer, d.keys, &oidc.Config{ClientID: l.cfg.ClientID, SupportedSigningAlgs: l.v.algs,
-		Now: func() time.Time { return l.v.cfg.Now().Add(-l.v.cfg.ClockSkew) }})
+	idv := l.v.tokenVerifier(d.keys, l.cfg.ClientID)
 	idt, err := idv.Verify(cctx, rawID)
 	if err != nil {
 		return Identity{}, fmt.Errorf("the provider's ID token: %w", err)

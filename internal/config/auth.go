@@ -90,18 +90,13 @@ func (c Config) resolveAuth() (AuthResolved, error) {
 		}
 	}
 	// An empty audience is derived from the address serve --http listens
-	// on (DeriveAudience); it is checked then.
-	check := aud
-	if check == "" {
-		check = "http://127.0.0.1/mcp"
-	}
-	v := &auth.Config{Issuer: a.Issuer, Audience: check, Algorithms: a.Algorithms,
+	// on (auth.DeriveAudience).
+	v := &auth.Config{Issuer: a.Issuer, Audience: aud, Algorithms: a.Algorithms,
 		JWKSRefresh: time.Duration(a.JWKSRefreshSeconds) * time.Second, ClockSkew: time.Duration(a.ClockSkewSeconds) * time.Second,
 		IdentityClaim: a.IdentityClaim, GroupsClaim: a.GroupsClaim, Grants: grants}
 	if err := v.Validate(); err != nil {
 		return r, &KeyError{Key: "auth", Value: a.Issuer, Rule: err.Error()}
 	}
-	v.Audience = aud
 	r.Verifier = v
 	r.Standing = time.Duration(a.StandingHours) * time.Hour
 	if r.Standing == 0 {

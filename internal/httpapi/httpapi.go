@@ -123,12 +123,17 @@ func isLoopback(addr string) bool {
 	return host == "localhost" || ip != nil && ip.IsLoopback()
 }
 
+// open reports whether the server knows no one: neither static tokens nor
+// an identity provider (allowed on loopback only; every caller is then
+// "local").
+func (c Config) open() bool { return len(c.Tokens) == 0 && c.Auth == nil }
+
 // Validate refuses a non-loopback address without tokens.
 func (c Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		return fmt.Errorf("http address %q: %w", c.Addr, err)
 	}
-	if !isLoopback(c.Addr) && len(c.Tokens) == 0 && c.Auth == nil {
+	if !isLoopback(c.Addr) && c.open() {
 		return fmt.Errorf("refusing to serve on %s, which is not loopback, without a bearer token or an identity provider: "+
 			"make one with `nmap-mcp token add NAME` (it is stored in the config file), configure auth.issuer, or serve on 127.0.0.1", c.Addr)
 	}
@@ -535,7 +540,7 @@ func (s *Server) session(ctx context.Context, w http.ResponseWriter, r *http.Req
 // provider's person's. With neither tokens nor a provider configured
 // (which Validate allows on loopback only) every caller is "local".
 func (s *Server) authenticate(r *http.Request) (identity, error) {
-	if len(s.cfg.Tokens) == 0 && s.cfg.Auth == nil {
+	if s.cfg.open() {
 		return identity{name: "local", read: true, scan: true, approver: true}, nil
 	}
 	secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -554,7 +559,7 @@ func (s *Server) authenticate(r *http.Request) (identity, error) {
 
 // tokenIdentity names the client of a token, for the web view's sign-in.
 func (s *Server) tokenIdentity(secret string) (string, bool, bool) {
-	if len(s.cfg.Tokens) == 0 && s.cfg.Auth == nil {
+	if s.cfg.open() {
 		return "local", false, true
 	}
 	if strings.TrimSpace(secret) == "" {
@@ -567,7 +572,7 @@ func (s *Server) tokenIdentity(secret string) (string, bool, bool) {
 // approver says whether client's token has the approver role (or is an
 // admin's); without tokens the one client, local, has.
 func (s *Server) approver(client string) bool {
-	if len(s.cfg.Tokens) == 0 && s.cfg.Auth == nil {
+	if s.cfg.open() {
 		return client == "local"
 	}
 	for _, t := range s.cfg.Tokens {
