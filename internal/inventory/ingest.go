@@ -3,6 +3,7 @@ package inventory
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"strconv"
@@ -90,18 +91,26 @@ func (inv *Inventory) Ingest(ctx context.Context, sc Scan) (Ingested, error) {
 		return out, inv.fault(fmt.Sprintf("ingest scan %s", sc.ID), err)
 	}
 	if len(hosts) > bigIngest {
-		if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA cache_size = -%d", ingestCache)); err != nil {
+		if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA cache_size = -%d; PRAGMA wal_autocheckpoint = %d", ingestCache, ingestCheckpoint)); err != nil {
 			conn.Close()
 			return out, inv.fault(fmt.Sprintf("ingest scan %s", sc.ID), err)
 		}
-		// Giving the cache back frees its pages one by one (half a
-		// second for 64 MB): done after the answer, before the
-		// connection goes back to the pool.
 		defer func() {
-			go func() {
-				conn.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf("PRAGMA cache_size = -%d", defaultCache))
-				conn.Close()
-			}()
+			// A checkpoint at the end (and one per ingestCheckpoint
+			// pages on the way): each chunk's commit would otherwise
+			// copy the write-ahead log into the file (every 1,000
+			// pages), again and again for the pages that many chunks
+			// touch (the indexes' inner pages). PASSIVE: it waits for no
+			// reader or writer; what it cannot copy now, the next
+			// commit's automatic checkpoint does. The store cuts the
+			// log back when it starts again (store.walLimit).
+			var busy, logged, copied int
+			_ = conn.QueryRowContext(context.WithoutCancel(ctx), "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &logged, &copied)
+			// The connection is not given back to the pool with its
+			// big cache and rare checkpoints: it is closed, after
+			// the answer (freeing 64 MB of cache page by page takes half
+			// a second).
+			go conn.Raw(func(any) error { return driver.ErrBadConn })
 		}()
 	} else {
 		defer conn.Close()
@@ -168,13 +177,16 @@ type writer struct {
 // ingestCache is the page cache of the connection an ingest writes
 // through (KiB): the inventory's indexes take random inserts, which with
 // SQLite's default 2 MB cache spill and re-read pages all along. It is
-// given back (defaultCache) when the ingest ends.
+// not given back: the connection is closed when the ingest ends.
 // Only a big scan (more than bigIngest hosts) gets it: the server's
 // memory stays small while it follows a history of small scans.
+// ingestCheckpoint (pages) is how far the write-ahead log may grow
+// during a big ingest before its connection checkpoints (128 MB at 4 KiB
+// pages: the disk a /16 ingest borrows stays bounded).
 const (
-	ingestCache  = 64 << 10
-	defaultCache = 2000
-	bigIngest    = 512
+	ingestCache      = 64 << 10
+	bigIngest        = 512
+	ingestCheckpoint = 32768
 )
 
 func chunk(ctx context.Context, conn *sql.Conn, fn func(*writer) error) error {

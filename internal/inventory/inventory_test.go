@@ -2,6 +2,8 @@ package inventory
 
 import (
 	"context"
+	"database/sql"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -259,5 +261,52 @@ func TestBoundKeepsCharacters(t *testing.T) {
 	s := strings.Repeat("é", 300) // 2 bytes each
 	if got := bound(s, 511); !utf8.ValidString(got) || !strings.HasSuffix(got, "…") {
 		t.Fatalf("bound cut a character: %q", got[len(got)-8:])
+	}
+}
+
+// A big ingest writes through a connection with a 64 MB cache and rare
+// checkpoints; it checkpoints at its end and never gives that
+// connection back to the pool. No engine needed.
+func TestBigIngestCheckpointsAndDropsItsConnection(t *testing.T) {
+	ctx := context.Background()
+	inv, _ := newInv(t, Config{ChunkHosts: 256})
+	hosts := make([]results.Host, bigIngest+100)
+	for i := range hosts {
+		hosts[i] = host(fmt.Sprintf("10.9.%d.%d", i/256, i%256), tcp(22, "open", "ssh", "OpenSSH", "8.9"), tcp(80, "open", "http", "", ""))
+	}
+	if _, err := inv.Ingest(ctx, scan("big", "c", t0, hosts...)); err != nil {
+		t.Fatal(err)
+	}
+	var busy, logged, copied int
+	if err := inv.db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &logged, &copied); err != nil {
+		t.Fatal(err)
+	}
+	if busy != 0 || logged != copied {
+		t.Errorf("after the ingest the log holds %d frames, %d copied (busy %d): want all copied", logged, copied, busy)
+	}
+	// Every connection the pool hands out has SQLite's defaults (more
+	// than the pool keeps idle are taken at once).
+	var conns []*sql.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range 4 {
+		c, err := inv.db.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		var cache, auto int
+		if err := c.QueryRowContext(ctx, `PRAGMA cache_size`).Scan(&cache); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.QueryRowContext(ctx, `PRAGMA wal_autocheckpoint`).Scan(&auto); err != nil {
+			t.Fatal(err)
+		}
+		if cache != -2000 || auto != 1000 {
+			t.Errorf("a pooled connection has cache_size %d, wal_autocheckpoint %d: want SQLite's -2000 and 1000", cache, auto)
+		}
 	}
 }

@@ -122,6 +122,11 @@ const MinFree = 8 << 20
 // idleConns is how many idle connections the pool keeps.
 const idleConns = 2
 
+// walLimit is the size (bytes) the write-ahead log is cut back to when
+// it starts again after a checkpoint: a big write (an inventory ingest
+// of a /16 writes hundreds of MB of log) does not keep its disk space.
+const walLimit = 64 << 20
+
 // Ready says whether a scan can be admitted now: the database file (and
 // its -wal file) can be written, its disk has MinFree bytes free, and no
 // other process holds its write lock for longer than BusyTimeout. Its error is a *FaultError. It is

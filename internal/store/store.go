@@ -190,7 +190,7 @@ func Open(ctx context.Context, path string, maxXML int) (*Store, error) {
 	if err := private(path); err != nil {
 		return nil, err
 	}
-	dsn := fmt.Sprintf("file:%s?_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)", path, BusyTimeout.Milliseconds())
+	dsn := fmt.Sprintf("file:%s?_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=journal_size_limit(%d)", path, BusyTimeout.Milliseconds(), walLimit)
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("scan store %s: %w", path, err)

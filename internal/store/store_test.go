@@ -297,3 +297,30 @@ func TestListByTarget(t *testing.T) {
 		t.Errorf("a deleted scan left %d index rows (%v)", left, err)
 	}
 }
+
+// Every connection cuts the write-ahead log back to walLimit when it
+// starts again: a big write does not keep its disk space.
+func TestWALIsCutBack(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "scans.db"))
+	ctx := context.Background()
+	var conns []interface{ Close() error }
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range 3 {
+		c, err := s.DB().Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		var limit int64
+		if err := c.QueryRowContext(ctx, `PRAGMA journal_size_limit`).Scan(&limit); err != nil {
+			t.Fatal(err)
+		}
+		if limit != walLimit {
+			t.Errorf("journal_size_limit %d, want %d", limit, walLimit)
+		}
+	}
+}
