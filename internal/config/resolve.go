@@ -84,15 +84,12 @@ func (c Config) Resolve() (Resolved, error) {
 		// check holds the same rules; this is a guard against drift.
 		return Resolved{}, &KeyError{Key: "sandbox", Value: fmt.Sprintf("%+v", sb), Rule: err.Error()}
 	}
-	r.Rules = scanargs.Rules{MaxAddresses: c.Budgets.MaxAddressesPerScan, DefaultTimeout: r.Limits.Timeout, MaxTimeout: r.Limits.MaxTimeout}
 	r.Sharding = shard.Config{Threshold: c.Sharding.Threshold, Shards: c.Sharding.Shards}
 	if err := r.Sharding.Validate(); err != nil {
 		return Resolved{}, &KeyError{Key: "sharding.shards", Value: fmt.Sprint(c.Sharding.Shards),
 			Rule: fmt.Sprintf("must be from 2 to %d when sharding.threshold is set (0 turns sharding off)", shard.MaxShards)}
 	}
-	if r.Sharding.Threshold > 0 {
-		r.Rules.MaxShards = r.Sharding.Shards
-	}
+	r.Rules = scanargs.NewRules(c.Budgets.MaxAddressesPerScan, r.Limits.Timeout, r.Limits.MaxTimeout, r.Sharding.Width())
 	if r.MaxXML, err = size("store.max_xml", c.Store.MaxXML, 1); err != nil {
 		return Resolved{}, err
 	}

@@ -132,6 +132,13 @@ func DefaultRules() Rules {
 	return Rules{MaxAddresses: 4096, DefaultTimeout: 220 * time.Second, MaxTimeout: HardMaxTimeout}
 }
 
+// NewRules are the bounds of a server that allows maxAddresses per scan,
+// gives a scan timeout unless it asks, at most maxTimeout, and splits
+// scans into at most shards workers (0: it does not split).
+func NewRules(maxAddresses uint64, timeout, maxTimeout time.Duration, shards int) Rules {
+	return Rules{MaxAddresses: maxAddresses, DefaultTimeout: timeout, MaxTimeout: maxTimeout, MaxShards: shards}
+}
+
 // FieldError is a refused input: which field, the value given, and the rule
 // it broke.
 type FieldError struct {

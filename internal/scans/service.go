@@ -181,12 +181,7 @@ func (s *Service) ready(ctx context.Context) (images.Info, error) {
 
 // Rules are the validation bounds in force.
 func (s *Service) Rules() scanargs.Rules {
-	r := scanargs.Rules{MaxAddresses: s.cfg.MaxAddresses, DefaultTimeout: s.cfg.Sandbox.Limits.Timeout,
-		MaxTimeout: s.cfg.Sandbox.Limits.MaxTimeout}
-	if s.cfg.Sharding.Threshold > 0 {
-		r.MaxShards = s.cfg.Sharding.Shards
-	}
-	return r
+	return scanargs.NewRules(s.cfg.MaxAddresses, s.cfg.Sandbox.Limits.Timeout, s.cfg.Sandbox.Limits.MaxTimeout, s.cfg.Sharding.Width())
 }
 
 // QueueStats returns how many scans run and how many wait.

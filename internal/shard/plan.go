@@ -24,6 +24,15 @@ type Config struct {
 	Shards int
 }
 
+// Width is the most shards a scan may be split into: Shards when
+// sharding is on, 0 when it is off.
+func (c Config) Width() int {
+	if c.Threshold == 0 {
+		return 0
+	}
+	return c.Shards
+}
+
 // Validate checks c, naming the setting and the rule.
 func (c Config) Validate() error {
 	if c.Threshold == 0 {
