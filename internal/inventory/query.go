@@ -22,9 +22,14 @@ const (
 const (
 	DefaultLimit = 50
 	MaxLimit     = 1000
-	// MaxPortsPerHost bounds the ports listed per host in an answer
-	// without port filters; PortsOmitted counts the rest.
+	// MaxPortsPerHost bounds the ports listed per host in an answer of
+	// Find, with or without port filters (a host that answers on every
+	// port, a tarpit, would otherwise put tens of thousands of ports per
+	// host in one answer); PortsOmitted counts the rest.
 	MaxPortsPerHost = 100
+	// MaxTimelinePorts bounds the ports a Timeline lists per host (gone
+	// ones included); PortsOmitted counts the rest.
+	MaxTimelinePorts = 1000
 	// CountCap and ChangeCountCap bound what an answer counts, so that
 	// its cost stays bounded however much matches.
 	CountCap       = 100000
@@ -99,7 +104,7 @@ type HostFacts struct {
 	LastScan         string      `json:"last_scan" desc:"id of the scan that last saw the host up"`
 	Gone             bool        `json:"gone" desc:"true when not seen for the configured time (gone_after)"`
 	GoneAt           string      `json:"gone_at" desc:"when it was marked gone; empty unless gone"`
-	Ports            []PortFacts `json:"ports" desc:"ports (only those matching the port filters, when given)"`
+	Ports            []PortFacts `json:"ports" desc:"ports (only those matching the port filters, when given), at most 100 per host in find_hosts"`
 	PortsOmitted     int         `json:"ports_omitted" desc:"ports not listed (over the per-host bound)"`
 }
 
@@ -321,7 +326,7 @@ func (inv *Inventory) Find(ctx context.Context, q Query) (*Found, error) {
 			pw.add("+p.gone_at = 0")
 		}
 	}
-	hosts, err := inv.hosts(ctx, ids, pw, !portLevel)
+	hosts, err := inv.hosts(ctx, ids, pw, MaxPortsPerHost)
 	if err != nil {
 		return nil, err
 	}
@@ -329,9 +334,9 @@ func (inv *Inventory) Find(ctx context.Context, q Query) (*Found, error) {
 	return out, nil
 }
 
-// hosts loads the hosts with ids, in that order, with their ports that
-// meet pw; bounded applies MaxPortsPerHost.
-func (inv *Inventory) hosts(ctx context.Context, ids []int64, pw *where, bounded bool) ([]HostFacts, error) {
+// hosts loads the hosts with ids, in that order, with at most perHost
+// of their ports that meet pw each (the rest counted in PortsOmitted).
+func (inv *Inventory) hosts(ctx context.Context, ids []int64, pw *where, perHost int) ([]HostFacts, error) {
 	out := make([]HostFacts, 0, len(ids))
 	if len(ids) == 0 {
 		return out, nil
@@ -391,7 +396,7 @@ func (inv *Inventory) hosts(ctx context.Context, ids []int64, pw *where, bounded
 		if h == nil {
 			continue
 		}
-		if bounded && len(h.Ports) >= MaxPortsPerHost {
+		if len(h.Ports) >= perHost {
 			h.PortsOmitted++
 			continue
 		}
@@ -531,12 +536,12 @@ func (inv *Inventory) Changes(ctx context.Context, q ChangeQuery) (*Changes, err
 type Timeline struct {
 	// Hosts holds the address's facts in each inventory the caller may
 	// see (one for a client; one per client for an admin).
-	Hosts   []HostFacts `json:"hosts" desc:"what is known of the address, with every port (gone ones too)"`
+	Hosts   []HostFacts `json:"hosts" desc:"what is known of the address, with its ports (gone ones too; at most 1000, the rest counted in ports_omitted)"`
 	Changes []Change    `json:"changes" desc:"its change log, newest first (at most 500)"`
 }
 
-// Host returns one address's facts, all its ports (gone ones included)
-// and its change log, newest first.
+// Host returns one address's facts, its ports (gone ones included, at
+// most MaxTimelinePorts) and its change log, newest first.
 func (inv *Inventory) Host(ctx context.Context, client, address string) (*Timeline, error) {
 	a, ok := parseHost(strings.TrimSpace(address))
 	if !ok {
@@ -562,7 +567,7 @@ func (inv *Inventory) Host(ctx context.Context, client, address string) (*Timeli
 		ids = append(ids, id)
 	}
 	rows.Close()
-	hosts, err := inv.hosts(ctx, ids, &where{}, false)
+	hosts, err := inv.hosts(ctx, ids, &where{}, MaxTimelinePorts)
 	if err != nil {
 		return nil, err
 	}
