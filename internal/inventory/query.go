@@ -75,6 +75,40 @@ func (e *FieldError) Error() string {
 	return fmt.Sprintf("invalid %s %q: %s", e.Field, e.Value, e.Rule)
 }
 
+// Bounds of a query's text fields (bytes), for every caller (the MCP
+// tools' schemas say the same; the web form and the CLI pass what they
+// are given).
+const (
+	MaxAddressLen = 64
+	MaxServiceLen = 64
+	MaxProductLen = 128
+	MaxVersionLen = 64
+)
+
+// shorten keeps an over-long value short enough to quote in an error.
+func shorten(s string) string { return bound(s, 80) }
+
+// checkLen refuses value when longer than n bytes, naming the field.
+func checkLen(field, value string, n int) error {
+	if len(value) > n {
+		return &FieldError{field, shorten(value), fmt.Sprintf("must be at most %d characters (this has %d)", n, len(value))}
+	}
+	return nil
+}
+
+// checkText applies the bounds of q's text fields.
+func (q *Query) checkText() error {
+	for _, f := range []struct {
+		field, value string
+		max          int
+	}{{"address", q.Address, MaxAddressLen}, {"service", q.Service, MaxServiceLen}, {"product", q.Product, MaxProductLen}, {"version", q.Version, MaxVersionLen}} {
+		if err := checkLen(f.field, f.value, f.max); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Found is an answer to a Query.
 type Found struct {
 	Hosts []HostFacts `json:"hosts" desc:"matching hosts, by address, with their matching ports"`
@@ -210,7 +244,11 @@ func (q *Query) conds(alias string, portLevel bool) (*where, error) {
 		if q.Version != "" {
 			cmps, err := ParseVersionFilter(q.Version)
 			if err != nil {
-				return nil, &FieldError{"version", q.Version, "must be comparisons such as <9.0, >=8.0,<9.0 or 9.2 (begins with)"}
+				rule := "must be comparisons such as <9.0, >=8.0,<9.0 or 9.2 (begins with)"
+				if strings.Count(q.Version, ",") >= MaxVersionComparisons {
+					rule = fmt.Sprintf("must be at most %d comparisons, such as >=8.0,<9.0", MaxVersionComparisons)
+				}
+				return nil, &FieldError{"version", shorten(q.Version), rule}
 			}
 			w.add(alias + ".vkey <> ''")
 			for _, c := range cmps {
@@ -255,6 +293,9 @@ func (inv *Inventory) Find(ctx context.Context, q Query) (*Found, error) {
 	}
 	if q.Offset < 0 {
 		return nil, &FieldError{"offset", fmt.Sprint(q.Offset), "must be 0 or more"}
+	}
+	if err := q.checkText(); err != nil {
+		return nil, err
 	}
 	lo, hi, ranged, err := Range(q.Address)
 	if err != nil {
@@ -463,6 +504,9 @@ func (inv *Inventory) Changes(ctx context.Context, q ChangeQuery) (*Changes, err
 	if q.Offset < 0 {
 		return nil, &FieldError{"offset", fmt.Sprint(q.Offset), "must be 0 or more"}
 	}
+	if err := checkLen("address", q.Address, MaxAddressLen); err != nil {
+		return nil, err
+	}
 	lo, hi, ranged, err := Range(q.Address)
 	if err != nil {
 		return nil, &FieldError{"address", q.Address, "must be an IP address (10.0.0.5) or a CIDR (10.1.0.0/16)"}
@@ -543,6 +587,9 @@ type Timeline struct {
 // Host returns one address's facts, its ports (gone ones included, at
 // most MaxTimelinePorts) and its change log, newest first.
 func (inv *Inventory) Host(ctx context.Context, client, address string) (*Timeline, error) {
+	if err := checkLen("address", address, MaxAddressLen); err != nil {
+		return nil, err
+	}
 	a, ok := parseHost(strings.TrimSpace(address))
 	if !ok {
 		return nil, &FieldError{"address", address, "must be an IP address (10.0.0.5, 2001:db8::1)"}

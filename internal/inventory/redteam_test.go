@@ -2,7 +2,9 @@ package inventory
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
@@ -57,5 +59,43 @@ func TestTarpitPortsBounded(t *testing.T) {
 	}
 	if len(tl.Hosts) != 1 || len(tl.Hosts[0].Ports) != MaxTimelinePorts || tl.Hosts[0].PortsOmitted != 500 {
 		t.Fatalf("timeline lists %d ports, %d omitted; want %d and 500", len(tl.Hosts[0].Ports), tl.Hosts[0].PortsOmitted, MaxTimelinePorts)
+	}
+}
+
+// TestQueryTextBounded: a version filter of 2,000 comparisons (the web
+// form and the CLI pass any length) reached SQLite as 2,000 conditions,
+// whose "Expression tree is too large" error named the store's file to
+// the caller; long text fields are refused the same way, naming the
+// field, the rule and a shortened value, and so are too many comparisons.
+func TestQueryTextBounded(t *testing.T) {
+	ctx := context.Background()
+	inv, _ := newInv(t, Config{})
+	mustIngest(t, inv, scan("s1", "alice", t0, host("10.1.0.5", tcp(22, "open", "ssh", "OpenSSH", "8.9p1"))))
+	long := strings.Repeat("<1,", 2000) + "<1"
+	for _, c := range []struct {
+		q     Query
+		field string
+	}{
+		{Query{Client: "alice", Version: long}, "version"},
+		{Query{Client: "alice", Version: strings.Repeat("<9,", MaxVersionComparisons) + "<9"}, "version"},
+		{Query{Client: "alice", Product: strings.Repeat("x", MaxProductLen+1)}, "product"},
+		{Query{Client: "alice", Service: strings.Repeat("x", MaxServiceLen+1)}, "service"},
+		{Query{Client: "alice", Address: strings.Repeat("1", 100000)}, "address"},
+	} {
+		_, err := inv.Find(ctx, c.q)
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != c.field || strings.Contains(err.Error(), "scans.db") || len(err.Error()) > 300 {
+			t.Errorf("%s of %d bytes: %v (want a short FieldError naming %s)", c.field, len(c.q.Version+c.q.Product+c.q.Service+c.q.Address), err, c.field)
+		}
+	}
+	if _, err := inv.Changes(ctx, ChangeQuery{Address: strings.Repeat("1", 100000)}); err == nil || len(err.Error()) > 300 {
+		t.Errorf("changes, long address: %.300v", err)
+	}
+	if _, err := inv.Host(ctx, "alice", strings.Repeat("1", 100000)); err == nil || len(err.Error()) > 300 {
+		t.Errorf("host, long address: %.300v", err)
+	}
+	f, err := inv.Find(ctx, Query{Client: "alice", Version: ">=8.0,<9.0,!=8.5"})
+	if err != nil || len(f.Hosts) != 1 {
+		t.Fatalf("three comparisons: %v", err)
 	}
 }

@@ -48,13 +48,22 @@ type VersionCmp struct {
 	Raw string // the operand as given
 }
 
+// MaxVersionComparisons bounds the comparisons of a version filter: each
+// is a condition of the query, and SQLite refuses an expression deeper
+// than 1,000 (its error named the store's file).
+const MaxVersionComparisons = 8
+
 // ParseVersionFilter reads a version filter: one or more comparisons
 // joined by commas, all of which must hold ("<9.0", ">=8.0,<9.0"); a
 // version without an operator matches the versions it begins ("9.2"
 // matches "9.2p1 Debian 2" but not "9.21"); "=" is exact. It refuses, naming the
-// value and the rule, an empty operand or an unknown operator.
+// value and the rule, an empty operand, an unknown operator or more than
+// MaxVersionComparisons comparisons.
 func ParseVersionFilter(s string) ([]VersionCmp, error) {
 	var out []VersionCmp
+	if n := strings.Count(s, ",") + 1; n > MaxVersionComparisons {
+		return nil, fmt.Errorf("invalid version %q: at most %d comparisons (this has %d)", shorten(s), MaxVersionComparisons, n)
+	}
 	for _, part := range strings.Split(s, ",") {
 		part = strings.TrimSpace(part)
 		if part == "" {

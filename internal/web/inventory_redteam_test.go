@@ -1,0 +1,67 @@
+package web
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nmap-mcp/nmap-mcp/internal/inventory"
+	"github.com/nmap-mcp/nmap-mcp/internal/results"
+	"github.com/nmap-mcp/nmap-mcp/internal/store"
+)
+
+// Red-team regression tests of the inventory pages, at the HTTP level
+// (no engine, no browser: a store file in a temporary folder).
+
+// inventoryServer serves the pages over an inventory with one host of
+// alice's; it returns the server and alice's session cookie.
+func inventoryServer(t *testing.T) (*httptest.Server, *http.Cookie) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "scans.db"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	inv, err := inventory.New(ctx, st, inventory.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &results.Result{Hosts: []results.Host{{Addresses: []string{"10.1.0.5"}, State: "up",
+		Ports: []results.Port{{Protocol: "tcp", Port: 22, State: "open", Service: "ssh", Product: "OpenSSH", Version: "8.9p1"}}}}}
+	r.Normalize()
+	if _, err := inv.Ingest(ctx, inventory.Scan{ID: "a1", Client: "alice", At: time.Now().Add(-time.Hour), Result: r}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := New(Config{Inventory: inv, Authenticate: func(tok string) (string, bool, bool) {
+		if tok == "alice-token" {
+			return "alice", false, true
+		}
+		return "", false, false
+	}}, &fakeScans{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv, signIn(t, srv, "alice-token", srv.URL).Cookies()[0]
+}
+
+// TestInventoryVersionFilterBounded: a signed-in client's version filter
+// of 2,000 comparisons made SQLite fail, and the page showed its error,
+// which names the server's store file; it is refused as a bad field.
+func TestInventoryVersionFilterBounded(t *testing.T) {
+	srv, alice := inventoryServer(t)
+	v := url.QueryEscape(strings.Repeat("<1,", 2000) + "<1")
+	for _, path := range []string{"/inventory?version=" + v, "/inventory/csv?version=" + v} {
+		resp, body := get(t, srv, path, alice)
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "invalid version") || strings.Contains(body, "scans.db") || strings.Contains(body, "SQL") {
+			t.Errorf("%s: %d\n%.600s", path[:20], resp.StatusCode, body)
+		}
+	}
+}
