@@ -42,15 +42,14 @@ func (h *Handler) addInventory(mux *http.ServeMux) error {
 // inventoryForm is the search form's values, as given.
 type inventoryForm struct {
 	Address, Port, Protocol, State, Service, Product, Version, SeenSince, ChangedSince, Gone string
-	Offset                                                                                   int
+	Offset                                                                                   string
 }
 
 func formOf(r *http.Request) inventoryForm {
 	q := r.URL.Query()
 	f := inventoryForm{Address: q.Get("address"), Port: q.Get("port"), Protocol: q.Get("protocol"), State: q.Get("state"),
 		Service: q.Get("service"), Product: q.Get("product"), Version: q.Get("version"), SeenSince: q.Get("seen_since"),
-		ChangedSince: q.Get("changed_since"), Gone: q.Get("gone")}
-	f.Offset, _ = strconv.Atoi(q.Get("offset"))
+		ChangedSince: q.Get("changed_since"), Gone: q.Get("gone"), Offset: q.Get("offset")}
 	return f
 }
 
@@ -70,9 +69,16 @@ func (f inventoryForm) values() url.Values {
 // an error names the field, its value and the rule.
 func (f inventoryForm) query(sess *session, limit int) (inventory.Query, error) {
 	q := inventory.Query{Address: strings.TrimSpace(f.Address), Protocol: f.Protocol, State: f.State, Service: strings.TrimSpace(f.Service),
-		Product: strings.TrimSpace(f.Product), Version: strings.TrimSpace(f.Version), Gone: f.Gone, Limit: limit, Offset: max(f.Offset, 0)}
+		Product: strings.TrimSpace(f.Product), Version: strings.TrimSpace(f.Version), Gone: f.Gone, Limit: limit}
 	if !sess.admin {
 		q.Client = sess.client
+	}
+	if f.Offset != "" {
+		n, err := strconv.Atoi(strings.TrimSpace(f.Offset))
+		if err != nil || n < 0 {
+			return q, fmt.Errorf("invalid offset %q: must be a number of hosts to skip, 0 or more", f.Offset)
+		}
+		q.Offset = n
 	}
 	if f.Port != "" {
 		p, err := strconv.Atoi(strings.TrimSpace(f.Port))

@@ -65,3 +65,21 @@ func TestInventoryVersionFilterBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestInventoryOffsetChecked: a bad offset ("abc", -5) was read as 0
+// without a word (the page showed the first hosts as if asked for them);
+// it is refused naming the field, the value and the rule, as a bad port.
+func TestInventoryOffsetChecked(t *testing.T) {
+	srv, alice := inventoryServer(t)
+	for _, off := range []string{"abc", "-5", "1e3"} {
+		for _, path := range []string{"/inventory?offset=", "/inventory/csv?offset="} {
+			resp, body := get(t, srv, path+url.QueryEscape(off), alice)
+			if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "invalid offset") || !strings.Contains(body, off) {
+				t.Errorf("%s%s: %d\n%.400s", path, off, resp.StatusCode, body)
+			}
+		}
+	}
+	if resp, body := get(t, srv, "/inventory?offset=0", alice); resp.StatusCode != http.StatusOK || !strings.Contains(body, "10.1.0.5") {
+		t.Fatalf("offset 0: %d", resp.StatusCode)
+	}
+}
