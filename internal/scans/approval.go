@@ -18,8 +18,9 @@ import (
 //   - Options.ApprovalID names a question the caller put beforehand (the
 //     MCP layer asks the client's user through elicitation or
 //     input_required) and had answered; or
-//   - Options.AwaitApproval lets the scan wait as pending-approval, live
-//     only (no record, no queue place, no share, no budget), until an
+//   - Options.AwaitApproval lets the scan wait as pending-approval (no
+//     queue place, no share, no budget; its record stored as pending, so
+//     that a server that dies meanwhile leaves it interrupted), until an
 //     approver answers on the web view or the question times out;
 //   - otherwise it is refused with *ApprovalNeededError.
 //
@@ -208,7 +209,7 @@ func (sc *Scan) ended(status string, cause error, g *approval.Grant) store.Recor
 }
 
 // endPending ends a scan that never entered the queue with its final
-// record rec (kept live only unless the caller stored it).
+// record rec (the caller stored it).
 func (s *Service) endPending(sc *Scan, rec store.Record, cause error, events func(Event)) {
 	sc.mu.Lock()
 	sc.final, sc.err = &rec, cause

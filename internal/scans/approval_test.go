@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -174,9 +175,10 @@ func TestDenialSpendsNothing(t *testing.T) {
 	wait(t, sc)
 }
 
-// Without a way to ask the client, a scan waits as pending-approval (live
-// only: no queue place, no record) until an approver answers; a timeout
-// is a denial; second_person refuses the requester's own yes.
+// Without a way to ask the client, a scan waits as pending-approval (no
+// queue place; its record stored as pending, no audit line) until an
+// approver answers; a timeout is a denial; second_person refuses the
+// requester's own yes.
 func TestPendingApproval(t *testing.T) {
 	rule := twoPorts
 	rule.SecondPerson = true
@@ -194,9 +196,9 @@ func TestPendingApproval(t *testing.T) {
 	}
 	list, err := f.svc.List(ctx, store.Filter{})
 	if err != nil || len(list) != 1 || list[0].ID != sc.ID || list[0].Status != store.PendingApproval {
-		t.Fatalf("list: %+v %v", list, err)
+		t.Fatalf("list (the live scan once, not its stored copy too): %+v %v", list, err)
 	}
-	f.nothingStored(t)
+	f.stored(t, sc.ID, store.PendingApproval)
 	// It holds no queue place: a scan no rule asks for runs meanwhile.
 	other, err := f.svc.Submit(ctx, req(22), scans.Options{Detach: true})
 	if err != nil {
@@ -264,5 +266,38 @@ func TestValidateRefusesApprovalScans(t *testing.T) {
 	}
 	if err := f.svc.Validate(context.Background(), req(22)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A server that dies while a scan waits for approval leaves it
+// interrupted, saying nothing ran, not unknown: the next start on the
+// same history (store.Open) reads its stored pending record.
+func TestPendingApprovalOutlivesItsServer(t *testing.T) {
+	f := newApprovalFixture(t, scans.Config{}, twoPorts, time.Minute, nil)
+	ctx := scans.WithClient(context.Background(), "alice")
+	sc, err := f.svc.Submit(ctx, twoPortReq(), scans.Options{Detach: true, AwaitApproval: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.stored(t, sc.ID, store.PendingApproval)
+	// The server dies: its process is gone (a pid that has exited).
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.store.DB().Exec(`UPDATE scans SET owner_pid = ? WHERE id = ?`, dead.ProcessState.Pid(), sc.ID); err != nil {
+		t.Fatal(err)
+	}
+	next, err := store.Open(context.Background(), f.store.Path(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer next.Close()
+	svc := scans.New(scans.Config{Sandbox: sandbox.Options{Limits: sandbox.DefaultLimits()}, MaxAddresses: 4096},
+		scans.Deps{Runner: newFakeRunner(), Image: images.Info{ID: "sha256:fake", Tag: "nmap-mcp/nmap:fake"}, Store: next})
+	defer svc.Close(context.Background())
+	snap, err := svc.Get(ctx, sc.ID)
+	if err != nil || snap.Record.Status != store.Interrupted || !strings.Contains(snap.Record.Error, "waited for approval; nothing ran") {
+		t.Fatalf("after the restart: %+v %v", snap.Record, err)
 	}
 }

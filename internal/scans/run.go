@@ -235,14 +235,24 @@ func (s *Service) Submit(ctx context.Context, req scanargs.Request, opts Options
 		return nil
 	}
 	if decision != nil && decision.Needed && grant == nil {
-		// Wait as pending-approval for an approver: no record, queue
-		// place, share or budget until the answer.
+		// Wait as pending-approval for an approver: no queue place,
+		// share or budget until the answer.
 		q, err := s.d.Approvals.Ask(decision, id)
 		if err != nil {
 			cancel(nil)
 			return nil, err
 		}
-		sc.rec = pendingRecord(id, client, req, plan, q)
+		rec := pendingRecord(id, client, req, plan, q)
+		// Stored, so that a server that dies before the answer leaves the
+		// scan interrupted (the next start says so), not unknown.
+		if s.d.Store != nil {
+			if err := s.d.Store.Begin(ctx, &rec); err != nil {
+				s.d.Approvals.Withdraw(q.ID)
+				cancel(nil)
+				return nil, fmt.Errorf("scan not run, because its record could not be written while it waits for approval: %w", err)
+			}
+		}
+		sc.rec = rec
 		sc.message = fmt.Sprintf("waiting for approval (rule %s)", decision.Rule)
 		s.mu.Lock()
 		s.live[id] = sc

@@ -342,9 +342,9 @@ func (s *Service) Live(ctx context.Context) []Snapshot {
 // List returns summaries of the caller's scans (every client's for an
 // administrator), newest first.
 //
-// Scans waiting for approval are live only (never stored): they come
-// first, newest first, unless the filter's status or target leaves them
-// out.
+// Scans waiting for approval here come first, newest first, as they
+// live (their stored copies are left out), unless the filter's status or
+// target leaves them out.
 func (s *Service) List(ctx context.Context, f store.Filter) ([]*store.Record, error) {
 	f.Client = s.viewer(ctx)
 	recs, err := s.d.Store.List(ctx, f)
@@ -352,14 +352,20 @@ func (s *Service) List(ctx context.Context, f store.Filter) ([]*store.Record, er
 		return recs, err
 	}
 	var pending []*store.Record
+	live := map[string]bool{}
 	for _, snap := range s.Live(ctx) {
 		r := snap.Record
-		if r.Status != store.PendingApproval || (f.Target != "" && !slices.Contains(strings.Fields(r.Targets), f.Target)) {
+		if r.Status != store.PendingApproval {
+			continue
+		}
+		live[r.ID] = true
+		if f.Target != "" && !slices.Contains(strings.Fields(r.Targets), f.Target) {
 			continue
 		}
 		r.Result = nil
 		pending = append([]*store.Record{r}, pending...)
 	}
+	recs = slices.DeleteFunc(recs, func(r *store.Record) bool { return r.Status == store.PendingApproval && live[r.ID] })
 	return append(pending, recs...), nil
 }
 

@@ -174,6 +174,30 @@ func (s *Store) lockable(ctx context.Context, op string) error {
 	return nil
 }
 
+// writeTx runs fn in a write transaction, tried once more on a new
+// connection when it fails as read-only (see exec).
+func (s *Store) writeTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	try := func() error {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		if err := fn(tx); err != nil {
+			return err
+		}
+		return tx.Commit()
+	}
+	err := try()
+	var se *sqlite.Error
+	if errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_READONLY {
+		s.db.SetMaxIdleConns(0)
+		s.db.SetMaxIdleConns(idleConns)
+		err = try()
+	}
+	return err
+}
+
 // exec runs a write. A connection SQLite opened while the disk was
 // read-only stays read-only after the disk is writable again: when the
 // write fails so, the idle connections are dropped and it is tried once

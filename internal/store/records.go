@@ -47,9 +47,11 @@ func FromMillis(v int64) time.Time {
 }
 
 // Begin writes a new record owned by this process, with status queued
-// when r.Status is queued and running otherwise.
+// or pending-approval when r.Status says so, and running otherwise. The
+// record of the same scan (id and client) waiting for approval, if
+// stored, gives way to it in the same transaction.
 func (s *Store) Begin(ctx context.Context, r *Record) error {
-	if r.Status != Queued {
+	if r.Status != Queued && r.Status != PendingApproval {
 		r.Status = Running
 	}
 	r.OwnerPID, r.OwnerHost = os.Getpid(), owner.Host()
@@ -66,10 +68,18 @@ func (s *Store) Begin(ctx context.Context, r *Record) error {
 	argv, _ := json.Marshal(r.Argv)
 	limits, _ := json.Marshal(r.Limits)
 	notes := notesJSON(r.Notes)
-	_, err := s.exec(ctx, `INSERT INTO scans (id, status, targets, scan_type, request, argv, image_id, image_tag,
+	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+		if r.Status != PendingApproval {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM scans WHERE id = ? AND status = ? AND client = ?`, r.ID, PendingApproval, r.Client); err != nil {
+				return err
+			}
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO scans (id, status, targets, scan_type, request, argv, image_id, image_tag,
 		limits, client, owner_pid, owner_host, created_at, started_at, notes, approval) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-		r.ID, r.Status, r.Targets, r.ScanType, string(req), string(argv), r.ImageID, r.ImageTag,
-		string(limits), r.Client, r.OwnerPID, r.OwnerHost, Millis(r.CreatedAt), Millis(r.StartedAt), notes, approvalJSON(r.Approval))
+			r.ID, r.Status, r.Targets, r.ScanType, string(req), string(argv), r.ImageID, r.ImageTag,
+			string(limits), r.Client, r.OwnerPID, r.OwnerHost, Millis(r.CreatedAt), Millis(r.StartedAt), notes, approvalJSON(r.Approval))
+		return err
+	})
 	if err != nil {
 		return s.fail(fmt.Sprintf("record scan %s", r.ID), err)
 	}
@@ -301,8 +311,8 @@ func (s *Store) List(ctx context.Context, f Filter) ([]*Record, error) {
 		args = append(args, f.Status)
 	}
 	if f.Finished {
-		where = append(where, col+`status NOT IN (?, ?)`)
-		args = append(args, Queued, Running)
+		where = append(where, col+`status NOT IN (?, ?, ?)`)
+		args = append(args, Queued, Running, PendingApproval)
 	}
 	if !f.Since.IsZero() {
 		where = append(where, col+`created_at >= ?`)

@@ -60,8 +60,8 @@ func (s *Store) Prune(ctx context.Context, k Keep, protect []string, now time.Ti
 			return Millis(now.Add(-time.Duration(scale) * k.Age)), true, nil
 		}
 		var at int64
-		err := s.db.QueryRowContext(ctx, `SELECT created_at FROM scans WHERE status NOT IN (?, ?) ORDER BY created_at DESC LIMIT 1 OFFSET ?`,
-			Queued, Running, scale*k.Count).Scan(&at)
+		err := s.db.QueryRowContext(ctx, `SELECT created_at FROM scans WHERE status NOT IN (?, ?, ?) ORDER BY created_at DESC LIMIT 1 OFFSET ?`,
+			Queued, Running, PendingApproval, scale*k.Count).Scan(&at)
 		if errors.Is(err, sql.ErrNoRows) {
 			return 0, false, nil
 		}
@@ -77,8 +77,8 @@ func (s *Store) Prune(ctx context.Context, k Keep, protect []string, now time.Ti
 	if at, ok, err := cut(2); err != nil {
 		return p, s.fail("retention", err)
 	} else if ok {
-		res, err := s.exec(ctx, `DELETE FROM scans WHERE created_at < ? AND status NOT IN (?, ?)`+notProtected,
-			append([]any{at, Queued, Running}, args...)...)
+		res, err := s.exec(ctx, `DELETE FROM scans WHERE created_at < ? AND status NOT IN (?, ?, ?)`+notProtected,
+			append([]any{at, Queued, Running, PendingApproval}, args...)...)
 		if err != nil {
 			return p, s.fail("retention: delete", err)
 		}
@@ -87,8 +87,8 @@ func (s *Store) Prune(ctx context.Context, k Keep, protect []string, now time.Ti
 	if at, ok, err := cut(1); err != nil {
 		return p, s.fail("retention", err)
 	} else if ok {
-		res, err := s.exec(ctx, `UPDATE scans SET raw_xml = NULL WHERE created_at < ? AND status NOT IN (?, ?) AND raw_xml IS NOT NULL`+notProtected,
-			append([]any{at, Queued, Running}, args...)...)
+		res, err := s.exec(ctx, `UPDATE scans SET raw_xml = NULL WHERE created_at < ? AND status NOT IN (?, ?, ?) AND raw_xml IS NOT NULL`+notProtected,
+			append([]any{at, Queued, Running, PendingApproval}, args...)...)
 		if err != nil {
 			return p, s.fail("retention: drop raw XML", err)
 		}

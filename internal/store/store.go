@@ -65,7 +65,9 @@ const (
 	Cancelled   = "cancelled"
 	Interrupted = "interrupted"
 	// PendingApproval is a scan waiting for a person's yes (approval
-	// rules); it is live only, never stored: it holds no queue place.
+	// rules): it holds no queue place. Its record is stored so that a
+	// server that dies meanwhile leaves it interrupted, not unknown;
+	// the record the scan begins with when it is answered replaces it.
 	PendingApproval = "pending-approval"
 	// Denied is a scan a person said no to, or that no one approved in
 	// time; nothing ran.
@@ -394,7 +396,7 @@ func (s *Store) migrate(ctx context.Context) error {
 func (s *Store) markInterrupted(ctx context.Context) error {
 	// Row ids from the status index alone, then each record on its own,
 	// so that one damaged page hides only the records it holds.
-	rows, err := s.db.QueryContext(ctx, `SELECT rowid FROM scans WHERE status IN (?, ?)`, Queued, Running)
+	rows, err := s.db.QueryContext(ctx, `SELECT rowid FROM scans WHERE status IN (?, ?, ?)`, Queued, Running, PendingApproval)
 	if err != nil {
 		if faultKind(err) == Damaged {
 			return nil
@@ -427,8 +429,10 @@ func (s *Store) markInterrupted(ctx context.Context) error {
 		case !owner.Orphaned(pid, host):
 			continue
 		}
-		if _, err := s.exec(ctx, `UPDATE scans SET status = ?, error = ?, ended_at = ? WHERE rowid = ? AND status IN (?, ?)`,
-			Interrupted, "the server stopped while this scan was queued or running", time.Now().UnixMilli(), rowid, Queued, Running); err != nil {
+		if _, err := s.exec(ctx, `UPDATE scans SET status = ?, ended_at = ?,
+			error = iif(status = ?, 'the server stopped while this scan waited for approval; nothing ran: ask again', 'the server stopped while this scan was queued or running')
+			WHERE rowid = ? AND status IN (?, ?, ?)`,
+			Interrupted, time.Now().UnixMilli(), PendingApproval, rowid, Queued, Running, PendingApproval); err != nil {
 			if faultKind(err) == Damaged {
 				continue
 			}

@@ -324,3 +324,63 @@ func TestWALIsCutBack(t *testing.T) {
 		}
 	}
 }
+
+// A scan waiting for approval is stored as pending-approval: when its
+// server died before the answer, the next start marks it interrupted and
+// says nothing ran; it is never listed as finished, nor removed by
+// retention while it waits. When it is answered, the record it begins
+// with replaces the pending one (one row, its targets indexed once).
+func TestPendingApprovalRecord(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "scans.db")
+	s := open(t, path)
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"dead", "waiting", "answered"} {
+		r := rec(id, "127.0.0.1")
+		r.Status = PendingApproval
+		if err := s.Begin(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Status != PendingApproval {
+			t.Fatalf("%s began as %s", id, r.Status)
+		}
+	}
+	if fin, err := s.List(ctx, Filter{Finished: true}); err != nil || len(fin) != 0 {
+		t.Fatalf("finished: %d records (%v), want none", len(fin), err)
+	}
+	if p, err := s.Prune(ctx, Keep{Age: time.Hour}, nil, time.Now().Add(48*time.Hour)); err != nil || p.Deleted != 0 {
+		t.Fatalf("retention: %+v %v, want nothing deleted", p, err)
+	}
+	// Answered: the scan begins; its pending record gives way.
+	r := rec("answered", "127.0.0.1")
+	r.Status = Queued
+	if err := s.Begin(ctx, r); err != nil {
+		t.Fatalf("begin after approval: %v", err)
+	}
+	if got, err := s.List(ctx, Filter{Target: "127.0.0.1"}); err != nil || len(got) != 3 {
+		t.Fatalf("by target: %d records (%v), want 3", len(got), err)
+	}
+	// Another client's scan of the same id does not replace it.
+	other := rec("waiting", "127.0.0.1")
+	other.Client = "mallory"
+	if err := s.Begin(ctx, other); err == nil {
+		t.Fatal("another client's record replaced a pending one")
+	}
+	if _, err := s.db.Exec(`UPDATE scans SET owner_pid = ? WHERE id = 'dead'`, dead.ProcessState.Pid()); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s2 := open(t, path)
+	for id, want := range map[string]string{"dead": Interrupted, "waiting": PendingApproval, "answered": Queued} {
+		r, err := s2.Get(ctx, id, "")
+		if err != nil || r.Status != want {
+			t.Fatalf("%s: status %v, %v; want %s", id, r.Status, err, want)
+		}
+		if id == "dead" && !strings.Contains(r.Error, "waited for approval; nothing ran") {
+			t.Fatalf("dead: error %q", r.Error)
+		}
+	}
+}
