@@ -74,22 +74,28 @@ func TestSurvivesRestart(t *testing.T) {
 	}
 }
 
+// deadPID is the process id of a process that has exited.
+func deadPID(t *testing.T) int {
+	t.Helper()
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	return dead.ProcessState.Pid()
+}
+
 // A scan whose server died is marked interrupted at the next open; a scan
 // of a live server is not.
 func TestInterruptedAtOpen(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "scans.db")
 	s := open(t, path)
-	dead := exec.Command("true")
-	if err := dead.Run(); err != nil {
-		t.Fatal(err)
-	}
 	for _, id := range []string{"dead", "live"} {
 		if err := s.Begin(ctx, rec(id, "127.0.0.1")); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.db.Exec(`UPDATE scans SET owner_pid = ? WHERE id = 'dead'`, dead.ProcessState.Pid()); err != nil {
+	if _, err := s.db.Exec(`UPDATE scans SET owner_pid = ? WHERE id = 'dead'`, deadPID(t)); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -334,10 +340,6 @@ func TestPendingApprovalRecord(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "scans.db")
 	s := open(t, path)
-	dead := exec.Command("true")
-	if err := dead.Run(); err != nil {
-		t.Fatal(err)
-	}
 	for _, id := range []string{"dead", "waiting", "answered"} {
 		r := rec(id, "127.0.0.1")
 		r.Status = PendingApproval
@@ -369,7 +371,7 @@ func TestPendingApprovalRecord(t *testing.T) {
 	if err := s.Begin(ctx, other); err == nil {
 		t.Fatal("another client's record replaced a pending one")
 	}
-	if _, err := s.db.Exec(`UPDATE scans SET owner_pid = ? WHERE id = 'dead'`, dead.ProcessState.Pid()); err != nil {
+	if _, err := s.db.Exec(`UPDATE scans SET owner_pid = ? WHERE id = 'dead'`, deadPID(t)); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
