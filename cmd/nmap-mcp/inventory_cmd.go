@@ -25,7 +25,8 @@ func cmdInventory(ctx context.Context, args []string, stdout, stderr io.Writer) 
   nmap-mcp inventory changes [--address A|CIDR] [--port N] [--since 24h] [--until T] [--kind K]
                           [--client C] [--limit N] [--offset N] [--csv|--json]
   nmap-mcp inventory host [--client C] ADDRESS      (its ports, gone ones too, and its change log, as JSON)
-  nmap-mcp inventory sweep [--gone-after 720h]      (mark gone now what was not seen for that long)
+  nmap-mcp inventory sweep [--gone-after 30d|720h]  (mark gone now what was not seen for that long;
+                                                    default: inventory.gone_after; at least an hour)
 `
 	sub, fs, set, ok, err := subcommand("inventory", usage, args, stderr)
 	if !ok {
@@ -49,7 +50,7 @@ func cmdInventory(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	offset := fs.Int("offset", 0, "skip this many first (paging)")
 	asCSV := fs.Bool("csv", false, "print CSV (find, changes)")
 	asJSON := fs.Bool("json", false, "print JSON (find, changes)")
-	goneAfter := fs.Duration("gone-after", inventory.DefaultGoneAfter, "not seen for this long is gone (sweep)")
+	goneAfter := fs.String("gone-after", "", "not seen for this long is gone: days (30d) or a duration of at least an hour (sweep; default: inventory.gone_after)")
 	fs.Usage = func() { fmt.Fprint(stderr, usage+"\nFlags:\n"); fs.PrintDefaults() }
 	pos, err := parseInterleaved(fs, args[1:])
 	if err != nil {
@@ -60,6 +61,16 @@ func cmdInventory(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	if *asCSV && *asJSON {
 		return fmt.Errorf("give --csv or --json, not both")
+	}
+	// The server's setting unless given; the same rule as the setting
+	// (a slip such as --gone-after 1s marked the whole inventory gone).
+	after := set.resolved.InventoryGoneAfter
+	if *goneAfter != "" {
+		d, err := inventory.ParseGoneAfter(*goneAfter)
+		if err != nil {
+			return fmt.Errorf("invalid --gone-after %w", err)
+		}
+		after = d
 	}
 	when := func(flag, v string) (time.Time, error) {
 		if v == "" {
@@ -76,7 +87,7 @@ func cmdInventory(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	defer st.Close()
-	inv, err := inventory.New(ctx, st, inventory.Config{GoneAfter: *goneAfter})
+	inv, err := inventory.New(ctx, st, inventory.Config{GoneAfter: after})
 	if err != nil {
 		return err
 	}
