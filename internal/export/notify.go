@@ -71,9 +71,14 @@ func orNone(s string) string {
 	return s
 }
 
+// count is the number of changes.
+func (n Notice) count() int {
+	return len(n.Diff.HostsAppeared) + len(n.Diff.HostsDisappeared) + len(n.Diff.PortChanges) + len(n.Diff.ServiceChanges)
+}
+
 // Title is the notice's one-line summary.
 func (n Notice) Title() string {
-	count := len(n.Diff.HostsAppeared) + len(n.Diff.HostsDisappeared) + len(n.Diff.PortChanges) + len(n.Diff.ServiceChanges)
+	count := n.count()
 	plural := "s"
 	if count == 1 {
 		plural = ""
@@ -150,6 +155,10 @@ func Slack(n Notice) ([]byte, error) {
 	}{slackEscape(n.Title()), blocks})
 }
 
+// teamsChangesMax bounds the JSON bytes of a Teams message's change
+// lines (Teams refuses a message over 28 KB).
+const teamsChangesMax = 20 << 10
+
 // Teams is the notice as a Microsoft Teams message: the envelope that
 // Teams incoming webhooks and Workflows ("when a Teams webhook request
 // is received") read, {"type": "message", "attachments": [{"contentType":
@@ -188,9 +197,20 @@ func Teams(n Notice) ([]byte, error) {
 		{Type: "FactSet", Facts: []fact{{"Watch", md.Replace(n.Watch)}, {"Targets", md.Replace(n.Targets)}, {"Scan", n.Scan},
 			{"Compared with", n.Baseline}, {"At", n.At.UTC().Format(time.RFC3339)}}},
 	}
-	lines := n.Lines(100)
-	for i := range lines {
-		lines[i] = md.Replace(cut(lines[i], 500))
+	// The changes within teamsChangesMax bytes of JSON: escaping (and
+	// JSON's \u003c for each < of "&lt;") can make a line of banners
+	// ten times longer, and Teams refuses a message over 28 KB whole.
+	var lines []string
+	size, total := 0, n.count()
+	for _, l := range n.Lines(100) {
+		l = md.Replace(cut(l, 500))
+		j, _ := json.Marshal(l)
+		if size+len(j)+4 > teamsChangesMax {
+			lines = append(lines, fmt.Sprintf("… and %d more changes", total-len(lines)))
+			break
+		}
+		lines = append(lines, l)
+		size += len(j) + 4
 	}
 	body = append(body, element{Type: "TextBlock", Text: strings.Join(lines, "\n\n"), Wrap: true, FontType: "Monospace"})
 	return json.Marshal(struct {
