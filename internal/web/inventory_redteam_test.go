@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -19,8 +20,8 @@ import (
 // (no engine, no browser: a store file in a temporary folder).
 
 // inventoryServer serves the pages over an inventory with one host of
-// alice's; it returns the server and alice's session cookie.
-func inventoryServer(t *testing.T) (*httptest.Server, *http.Cookie) {
+// alice's (and more); it returns the server and alice's session cookie.
+func inventoryServer(t *testing.T, more ...results.Host) (*httptest.Server, *http.Cookie) {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "scans.db"), 0)
@@ -32,8 +33,8 @@ func inventoryServer(t *testing.T) (*httptest.Server, *http.Cookie) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &results.Result{Hosts: []results.Host{{Addresses: []string{"10.1.0.5"}, State: "up",
-		Ports: []results.Port{{Protocol: "tcp", Port: 22, State: "open", Service: "ssh", Product: "OpenSSH", Version: "8.9p1"}}}}}
+	r := &results.Result{Hosts: append([]results.Host{{Addresses: []string{"10.1.0.5"}, State: "up",
+		Ports: []results.Port{{Protocol: "tcp", Port: 22, State: "open", Service: "ssh", Product: "OpenSSH", Version: "8.9p1"}}}}, more...)}
 	r.Normalize()
 	if _, err := inv.Ingest(ctx, inventory.Scan{ID: "a1", Client: "alice", At: time.Now().Add(-time.Hour), Result: r}); err != nil {
 		t.Fatal(err)
@@ -82,4 +83,25 @@ func TestInventoryOffsetChecked(t *testing.T) {
 	if resp, body := get(t, srv, "/inventory?offset=0", alice); resp.StatusCode != http.StatusOK || !strings.Contains(body, "10.1.0.5") {
 		t.Fatalf("offset 0: %d", resp.StatusCode)
 	}
+}
+
+// TestInventoryPagesSayOmittedPorts: the answers list at most
+// inventory.MaxPortsPerHost ports of a host (MaxTimelinePorts on its
+// page); the pages say how many more there are instead of hiding them.
+func TestInventoryPagesSayOmittedPorts(t *testing.T) {
+	srv, alice := inventoryServer(t, tarpitHost("10.1.0.7", inventory.MaxTimelinePorts+20))
+	if _, body := get(t, srv, "/inventory?address=10.1.0.7&state=open", alice); !strings.Contains(body, fmt.Sprintf("… %d more ports", inventory.MaxTimelinePorts+20-inventory.MaxPortsPerHost)) {
+		t.Errorf("search does not say what it left out:\n%.2000s", body[len(body)-2000:])
+	}
+	if _, body := get(t, srv, "/inventory/host/10.1.0.7", alice); !strings.Contains(body, "… 20 more ports") {
+		t.Errorf("host page does not say what it left out")
+	}
+}
+
+func tarpitHost(addr string, n int) results.Host {
+	h := results.Host{Addresses: []string{addr}, State: "up"}
+	for p := 1; p <= n; p++ {
+		h.Ports = append(h.Ports, results.Port{Protocol: "tcp", Port: p, State: "open"})
+	}
+	return h
 }
