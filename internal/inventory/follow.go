@@ -106,7 +106,8 @@ func (inv *Inventory) CatchUp(ctx context.Context, max int) (int, error) {
 // ingested before; false when there was nothing to ingest.
 func (inv *Inventory) ingestID(ctx context.Context, id string) (bool, error) {
 	var one int
-	err := inv.db.QueryRowContext(ctx, `SELECT 1 FROM inv_scans WHERE scan_id = ?`, id).Scan(&one)
+	// (complete: an ingest stopped part-way is done again.)
+	err := inv.db.QueryRowContext(ctx, `SELECT 1 FROM inv_scans WHERE scan_id = ? AND complete = 1`, id).Scan(&one)
 	if err == nil {
 		return false, nil
 	}

@@ -73,7 +73,8 @@ func (inv *Inventory) IngestRecord(ctx context.Context, r *store.Record) (Ingest
 
 // Ingest updates the client's inventory with what the scan found, in
 // transactions of at most Config.ChunkHosts hosts. A scan already
-// ingested is not ingested again.
+// ingested is not ingested again; one whose ingest stopped part-way is
+// ingested again from the start.
 func (inv *Inventory) Ingest(ctx context.Context, sc Scan) (Ingested, error) {
 	out := Ingested{Scan: sc.ID}
 	if sc.ID == "" || sc.Result == nil {
@@ -127,10 +128,19 @@ func (inv *Inventory) Ingest(ctx context.Context, sc Scan) (Ingested, error) {
 					return err
 				}
 				if n, _ := res.RowsAffected(); n == 0 {
-					out.Already = true
-					return nil
-				}
-				if scanRow, err = res.LastInsertId(); err != nil {
+					// Ingested before, or begun: an ingest stopped after
+					// some chunks committed (cancelled, a fault) is done
+					// again from the start; the hosts it applied change
+					// nothing the second time.
+					var complete bool
+					if err := w.tx.QueryRowContext(ctx, `SELECT id, complete FROM inv_scans WHERE scan_id = ?`, sc.ID).Scan(&scanRow, &complete); err != nil {
+						return err
+					}
+					if complete {
+						out.Already = true
+						return nil
+					}
+				} else if scanRow, err = res.LastInsertId(); err != nil {
 					return err
 				}
 			}

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
+	"github.com/nmap-mcp/nmap-mcp/internal/store"
 )
 
 // Red-team regression tests (no engine: results are built in Go and
@@ -97,5 +99,62 @@ func TestQueryTextBounded(t *testing.T) {
 	f, err := inv.Find(ctx, Query{Client: "alice", Version: ">=8.0,<9.0,!=8.5"})
 	if err != nil || len(f.Hosts) != 1 {
 		t.Fatalf("three comparisons: %v", err)
+	}
+}
+
+// TestInterruptedIngestResumes: an ingest is cut into transactions of
+// ChunkHosts hosts; one stopped after its first chunk committed (the
+// request whose catch-up ran it was cancelled, the server stopped, the
+// disk filled) left the scan marked ingested, and its other hosts were
+// never ingested: the next catch-up skipped it as done. The second chunk
+// is made to fail here by a trigger; once it is gone, catching up again
+// ingests the rest, without logging the first chunk's hosts twice.
+func TestInterruptedIngestResumes(t *testing.T) {
+	ctx := context.Background()
+	inv, st := newInv(t, Config{ChunkHosts: 2})
+	at := time.Now().Add(-time.Hour).UTC()
+	r := &store.Record{ID: "big", Client: "alice", Targets: "10.0.0.0/29", ScanType: "connect", CreatedAt: at, StartedAt: at}
+	if err := st.Begin(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	res := &results.Result{}
+	for i := 1; i <= 5; i++ {
+		res.Hosts = append(res.Hosts, host(fmt.Sprintf("10.0.0.%d", i), tcp(22, "open", "ssh", "", "")))
+	}
+	res.Normalize()
+	r.Status, r.Result, r.EndedAt = store.Done, res, at.Add(time.Second)
+	if err := st.Finish(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inv.db.ExecContext(ctx, `CREATE TRIGGER fail_third BEFORE INSERT ON inv_hosts WHEN NEW.addr = '10.0.0.3'
+		BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inv.CatchUp(ctx, 0); err == nil {
+		t.Fatal("the ingest did not fail")
+	}
+	if _, err := inv.db.ExecContext(ctx, `DROP TRIGGER fail_third`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inv.CatchUp(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	f, err := inv.Find(ctx, Query{Client: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Total != 5 {
+		t.Fatalf("%d hosts of the scan's 5 in the inventory after catching up again", f.Total)
+	}
+	c, err := inv.Changes(ctx, ChangeQuery{Client: "alice", Kinds: []string{HostAppeared}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Total != 5 {
+		t.Fatalf("%d host_appeared entries, want 5: %s", c.Total, kinds(c))
+	}
+	var complete int
+	if err := inv.db.QueryRowContext(ctx, `SELECT complete FROM inv_scans WHERE scan_id = 'big'`).Scan(&complete); err != nil || complete != 1 {
+		t.Fatalf("scan marked complete %d (%v)", complete, err)
 	}
 }
