@@ -64,13 +64,13 @@ func cmdInventory(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	// The server's setting unless given; the same rule as the setting
 	// (a slip such as --gone-after 1s marked the whole inventory gone).
-	after := set.resolved.InventoryGoneAfter
+	cfg := set.resolved.Inventory
 	if *goneAfter != "" {
 		d, err := inventory.ParseGoneAfter(*goneAfter)
 		if err != nil {
 			return fmt.Errorf("invalid --gone-after %w", err)
 		}
-		after = d
+		cfg.GoneAfter = d
 	}
 	when := func(flag, v string) (time.Time, error) {
 		if v == "" {
@@ -87,7 +87,7 @@ func cmdInventory(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	defer st.Close()
-	inv, err := inventory.New(ctx, st, inventory.Config{GoneAfter: after})
+	inv, err := inventory.New(ctx, st, cfg)
 	if err != nil {
 		return err
 	}

@@ -131,7 +131,7 @@ func FromConfig(c *config.Config, r config.Resolved, path string, mode Mode) (Op
 		Queue: scans.Config{Concurrency: 1, Sharding: r.Sharding},
 		Watches: watches.Config{MinInterval: r.WatchMinInterval, MaxPerClient: c.Watches.MaxPerClient,
 			WebhookAllow: c.Watches.WebhookAllow, WebhookSecret: c.Watches.WebhookSecret, ClientExists: ClientExists(c)},
-		Grace: r.Grace, Warnings: c.Warnings(), ConfigPath: path, Inventory: inventory.Config{GoneAfter: r.InventoryGoneAfter},
+		Grace: r.Grace, Warnings: c.Warnings(), ConfigPath: path, Inventory: r.Inventory,
 	}
 	if mode != OneShot {
 		perClient := c.Queue.PerClient

@@ -79,6 +79,9 @@ type Inventory struct {
 	// GoneAfter is how long a host or port may go unseen before it is
 	// marked gone ("30d", "720h"; "" for the default, 30 days).
 	GoneAfter string `yaml:"gone_after"`
+	// ChangesKeep is how long the change log keeps an entry ("365d",
+	// "8760h"; "" keeps every entry).
+	ChangesKeep string `yaml:"changes_keep"`
 }
 
 // Watches configures scheduled rescans.

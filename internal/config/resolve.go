@@ -37,8 +37,8 @@ type Resolved struct {
 	MaxXML int64
 	// Keep is store.keep; the zero Keep keeps everything.
 	Keep store.Keep
-	// InventoryGoneAfter is inventory.gone_after.
-	InventoryGoneAfter time.Duration
+	// Inventory is the inventory section: gone_after and changes_keep.
+	Inventory inventory.Config
 	// QueueWait is queue.timeout_seconds; 0: no bound.
 	QueueWait time.Duration
 	// Concurrency is queue.max_concurrent, 0 resolved to the number of
@@ -96,7 +96,11 @@ func (c Config) Resolve() (Resolved, error) {
 	if err := c.checkWatches(); err != nil {
 		return Resolved{}, err
 	}
-	if r.InventoryGoneAfter, err = inventory.ParseGoneAfter(c.Inventory.GoneAfter); err != nil {
+	if r.Inventory.ChangesKeep, err = inventory.ParseChangesKeep(c.Inventory.ChangesKeep); err != nil {
+		return Resolved{}, &KeyError{Key: "inventory.changes_keep", Value: c.Inventory.ChangesKeep,
+			Rule: "give a number of days (365d) or a duration of at least an hour (8760h), or leave it empty to keep every change log entry"}
+	}
+	if r.Inventory.GoneAfter, err = inventory.ParseGoneAfter(c.Inventory.GoneAfter); err != nil {
 		return Resolved{}, &KeyError{Key: "inventory.gone_after", Value: c.Inventory.GoneAfter,
 			Rule: "give a number of days (30d) or a duration of at least an hour (720h), or leave it empty for 30 days"}
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -210,8 +211,33 @@ type hostRow struct {
 	fp                          []byte
 }
 
+// MaxHostChanges bounds the change log entries one scan writes for one
+// host (every port of a host of 20 changing all five values); the rest
+// are counted in one ChangesOmitted entry. A host that changes its
+// banners on thousands of ports at every scan (a tarpit) wrote five
+// entries a port a scan, never removed.
+const MaxHostChanges = 100
+
+// change logs a change of the host being applied (see beginHost),
+// within MaxHostChanges.
 func (w *writer) change(ak []byte, addr, proto string, port int, kind, from, to string) {
+	if w.hostLogged >= MaxHostChanges {
+		w.hostOmitted++
+		return
+	}
+	w.hostLogged++
 	w.changes = append(w.changes, ak, addr, proto, port, kind, bound(from, 512), bound(to, 512))
+}
+
+// beginHost starts the count of a host's change log entries; endHost
+// logs how many it left out.
+func (w *writer) beginHost() { w.hostLogged, w.hostOmitted = 0, 0 }
+
+func (w *writer) endHost(x *hostIn) {
+	if w.hostOmitted > 0 {
+		w.changes = append(w.changes, x.ak, x.addr, "", 0, ChangesOmitted, "",
+			fmt.Sprintf("%d more changes of this host by this scan were not logged (at most %d a host a scan)", w.hostOmitted, MaxHostChanges))
+	}
 }
 
 func jsonOf(v any) string {
@@ -325,15 +351,17 @@ func (w *writer) chunkHosts(ctx context.Context, hosts []results.Host, out *Inge
 		}
 		out.Hosts++
 		out.Ports += len(x.h.Ports)
+		w.beginHost()
+		var err error
 		if x.known == nil {
-			if err := w.freshHost(x, out); err != nil {
-				return err
-			}
-			continue
+			err = w.freshHost(x, out)
+		} else {
+			err = w.knownHost(ctx, x, out)
 		}
-		if err := w.knownHost(ctx, x, out); err != nil {
+		if err != nil {
 			return err
 		}
+		w.endHost(x)
 	}
 	return w.flush(ctx)
 }

@@ -175,8 +175,8 @@ func (inv *Inventory) Follow(ctx context.Context, every, sweepEvery time.Duratio
 			lastSweep = time.Now()
 			if sw, err := inv.Sweep(ctx, time.Now()); err != nil && ctx.Err() == nil {
 				log.Warn("inventory sweep failed", "err", err)
-			} else if sw.Hosts+sw.Ports > 0 {
-				log.Info("inventory: "+sw.String(), "gone_after", inv.cfg.GoneAfter.String())
+			} else if sw.Hosts+sw.Ports+sw.Changes > 0 {
+				log.Info("inventory: "+sw.String(), "gone_after", inv.cfg.GoneAfter.String(), "changes_keep", inv.cfg.ChangesKeep.String())
 			}
 		}
 		select {

@@ -28,10 +28,13 @@ const (
 	Product      = "product"
 	Version      = "version"
 	CPE          = "cpe"
+	// ChangesOmitted counts a host's changes by one scan beyond
+	// MaxHostChanges, which were not logged one by one.
+	ChangesOmitted = "changes_omitted"
 )
 
 // ChangeKinds lists every kind of change, for validation and schemas.
-var ChangeKinds = []string{HostAppeared, HostGone, Hostnames, OS, PortAppeared, PortGone, State, Service, Product, Version, CPE}
+var ChangeKinds = []string{HostAppeared, HostGone, Hostnames, OS, PortAppeared, PortGone, State, Service, Product, Version, CPE, ChangesOmitted}
 
 // Scan is one finished scan's facts to ingest.
 type Scan struct {
@@ -51,7 +54,7 @@ type Ingested struct {
 	Hosts    int  `json:"hosts"`     // hosts up with an address
 	NewHosts int  `json:"new_hosts"` // first seen (or back after gone)
 	Ports    int  `json:"ports"`     // listed ports
-	Changes  int  `json:"changes"`   // change log entries written
+	Changes  int  `json:"changes"`   // changes found (the log keeps MaxHostChanges a host)
 	// Stale counts hosts already seen by a later scan: their values
 	// were left as the later scan saw them.
 	Stale int `json:"stale"`
@@ -173,6 +176,9 @@ type writer struct {
 	at                 int64
 	updHost, touchHost *sql.Stmt
 	updPort            *sql.Stmt
+	// hostLogged and hostOmitted count the change log entries of the
+	// host being applied (beginHost, change).
+	hostLogged, hostOmitted int
 	// What a chunk writes in bulk (batch.go): changes and newPorts as
 	// flat values for the multi-row INSERTs, the others as JSON rows.
 	changes, newPorts, touched, unride []any

@@ -48,6 +48,9 @@ type Config struct {
 	// ChunkHosts bounds the hosts ingested per transaction, so that the
 	// store's write lock is never held long (0: 2048).
 	ChunkHosts int
+	// ChangesKeep is how long the change log keeps an entry: Sweep
+	// deletes older ones (0: it keeps them all).
+	ChangesKeep time.Duration
 }
 
 // Inventory is the inventory kept in a scan store's file.
@@ -71,6 +74,9 @@ func New(ctx context.Context, st *store.Store, cfg Config) (*Inventory, error) {
 	}
 	if cfg.GoneAfter == 0 {
 		cfg.GoneAfter = DefaultGoneAfter
+	}
+	if cfg.ChangesKeep < 0 {
+		return nil, fmt.Errorf("invalid inventory.changes_keep %s: must be positive (e.g. 365d)", cfg.ChangesKeep)
 	}
 	if cfg.ChunkHosts <= 0 {
 		cfg.ChunkHosts = 2048
@@ -238,12 +244,31 @@ func (inv *Inventory) migrate(ctx context.Context) error {
 // ParseGoneAfter reads inventory.gone_after: a number of days ("30d")
 // or a duration of at least an hour ("720h"); "" is DefaultGoneAfter.
 func ParseGoneAfter(s string) (time.Duration, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
+	if strings.TrimSpace(s) == "" {
 		return DefaultGoneAfter, nil
 	}
+	return parseDays(s)
+}
+
+// ParseChangesKeep reads inventory.changes_keep: a number of days
+// ("365d") or a duration of at least an hour; "" keeps every entry (0).
+func ParseChangesKeep(s string) (time.Duration, error) {
+	if strings.TrimSpace(s) == "" {
+		return 0, nil
+	}
+	return parseDays(s)
+}
+
+// maxDays bounds a number of days (a century: more would overflow a
+// duration).
+const maxDays = 36500
+
+// parseDays reads a number of days ("30d", at most maxDays) or a
+// duration of at least an hour ("720h").
+func parseDays(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
 	if d, ok := strings.CutSuffix(s, "d"); ok {
-		if n, err := strconv.Atoi(d); err == nil && n >= 1 {
+		if n, err := strconv.Atoi(d); err == nil && n >= 1 && n <= maxDays {
 			return time.Duration(n) * 24 * time.Hour, nil
 		}
 	}

@@ -490,7 +490,7 @@ type Change struct {
 	Address  string `json:"address" desc:"host address"`
 	Protocol string `json:"protocol" desc:"port protocol; empty for host changes"`
 	Port     int    `json:"port" desc:"port; 0 for host changes"`
-	Kind     string `json:"kind" desc:"host_appeared, host_gone, hostnames, os, port_appeared, port_gone, state, service, product, version or cpe"`
+	Kind     string `json:"kind" desc:"host_appeared, host_gone, hostnames, os, port_appeared, port_gone, state, service, product, version, cpe, or changes_omitted (how many more changes of the host one scan saw than the log keeps a host a scan)"`
 	From     string `json:"from" desc:"value before (gone: it was gone; empty: none)"`
 	To       string `json:"to" desc:"value after"`
 }

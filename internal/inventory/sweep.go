@@ -8,11 +8,17 @@ import (
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 )
 
-// Swept says what a Sweep marked gone.
+// Swept says what a Sweep marked gone, and how many change log entries
+// older than Config.ChangesKeep it deleted.
 type Swept struct {
-	Hosts int64 `json:"hosts"`
-	Ports int64 `json:"ports"`
+	Hosts   int64 `json:"hosts"`
+	Ports   int64 `json:"ports"`
+	Changes int64 `json:"changes_deleted"`
 }
+
+// sweepBatch is how many change log entries one transaction of Sweep
+// deletes, so that the store's write lock is never held long.
+const sweepBatch = 10000
 
 // Sweep marks gone, at now, the hosts and ports not seen for GoneAfter,
 // logging each in the change log. Nothing is deleted: a host or port seen
@@ -56,10 +62,29 @@ func (inv *Inventory) Sweep(ctx context.Context, now time.Time) (Swept, error) {
 	if err := tx.Commit(); err != nil {
 		return sw, inv.fault("sweep", err)
 	}
-	return sw, nil
+	if inv.cfg.ChangesKeep <= 0 {
+		return sw, nil
+	}
+	// The change log keeps ChangesKeep (by the at index, in batches).
+	old := store.Millis(now.Add(-inv.cfg.ChangesKeep))
+	for {
+		res, err := inv.db.ExecContext(ctx, `DELETE FROM inv_changes WHERE id IN (SELECT id FROM inv_changes WHERE at < ? LIMIT ?)`, old, sweepBatch)
+		if err != nil {
+			return sw, inv.fault("sweep: old changes", err)
+		}
+		n, _ := res.RowsAffected()
+		sw.Changes += n
+		if n < sweepBatch {
+			return sw, nil
+		}
+	}
 }
 
 // String describes s.
 func (s Swept) String() string {
-	return fmt.Sprintf("%d hosts, %d ports marked gone", s.Hosts, s.Ports)
+	out := fmt.Sprintf("%d hosts, %d ports marked gone", s.Hosts, s.Ports)
+	if s.Changes > 0 {
+		out += fmt.Sprintf("; %d change log entries older than inventory.changes_keep deleted", s.Changes)
+	}
+	return out
 }

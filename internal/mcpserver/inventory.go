@@ -41,7 +41,7 @@ type changesArgs struct {
 	Port    int    `json:"port,omitempty" min:"1" max:"65535" desc:"Only changes of this port. Example: 22"`
 	Since   string `json:"since,omitempty" maxLength:"64" default:"24h" desc:"From this RFC 3339 time or this long ago. Example: 168h"`
 	Until   string `json:"until,omitempty" maxLength:"64" desc:"Before this RFC 3339 time or this long ago (default: now). Example: 2026-12-01T00:00:00Z"`
-	Kind    string `json:"kind,omitempty" enum:"host_appeared|host_gone|hostnames|os|port_appeared|port_gone|state|service|product|version|cpe" desc:"Only changes of this kind. Example: port_appeared"`
+	Kind    string `json:"kind,omitempty" enum:"host_appeared|host_gone|hostnames|os|port_appeared|port_gone|state|service|product|version|cpe|changes_omitted" desc:"Only changes of this kind. Example: port_appeared"`
 	Limit   int    `json:"limit,omitempty" min:"1" max:"200" default:"50" desc:"At most this many changes. Example: 100"`
 	Offset  int    `json:"offset,omitempty" min:"0" max:"10000" desc:"Skip this many changes (paging). Example: 50"`
 }

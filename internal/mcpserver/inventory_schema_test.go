@@ -2,8 +2,11 @@ package mcpserver
 
 import (
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/nmap-mcp/nmap-mcp/internal/inventory"
 )
 
 // The inventory tools' schemas have the shape LM Studio accepts (as
@@ -34,5 +37,17 @@ func TestInventorySchemasAreClientSafe(t *testing.T) {
 	b, _ := json.Marshal(findHostsTool())
 	if !strings.Contains(string(b), `"enum":["open","closed","filtered","unfiltered","open|filtered","closed|filtered"]`) {
 		t.Errorf("find_hosts state enum: %s", b)
+	}
+}
+
+// inventory_changes' kind enum is every kind the change log writes
+// (inventory.ChangeKinds), no more, no fewer. No engine.
+func TestChangeKindEnumIsTheLogs(t *testing.T) {
+	f, ok := reflect.TypeOf(changesArgs{}).FieldByName("Kind")
+	if !ok {
+		t.Fatal("changesArgs has no Kind")
+	}
+	if got, want := f.Tag.Get("enum"), strings.Join(inventory.ChangeKinds, "|"); got != want {
+		t.Fatalf("kind enum %q, want %q", got, want)
 	}
 }

@@ -1,0 +1,111 @@
+package inventory
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nmap-mcp/nmap-mcp/internal/results"
+)
+
+// The change log is bounded: a host that changes its banner on every
+// one of 300 ports at every scan (a tarpit) logs at most MaxHostChanges
+// entries a scan and one changes_omitted entry counting the rest, while
+// its inventory still takes every new value; entries older than
+// ChangesKeep are deleted by the sweep, newer ones stay. No engine.
+func TestChangeLogBounded(t *testing.T) {
+	ctx := context.Background()
+	inv, _ := newInv(t, Config{ChangesKeep: 48 * time.Hour})
+	tarpit := func(version string) results.Host {
+		ports := make([]results.Port, 300)
+		for i := range ports {
+			ports[i] = tcp(1000+i, "open", "http", "Tarpit", version)
+		}
+		return host("10.7.0.1", ports...)
+	}
+	mustIngest(t, inv, scan("s1", "c", t0, tarpit("1.0"), host("10.7.0.2", tcp(22, "open", "ssh", "OpenSSH", "8.9"))))
+	got := mustIngest(t, inv, scan("s2", "c", t0.Add(time.Hour), tarpit("2.0"), host("10.7.0.2", tcp(22, "open", "ssh", "OpenSSH", "9.6"))))
+	if got.Changes != 301 {
+		t.Fatalf("changes found: %d, want 301 (300 versions of the tarpit, 1 of the other host)", got.Changes)
+	}
+	ch, err := inv.Changes(ctx, ChangeQuery{Client: "c", Address: "10.7.0.1", Since: t0.Add(time.Hour), Limit: MaxLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ch.Total != MaxHostChanges+1 {
+		t.Fatalf("the tarpit's log for s2: %d entries, want %d (%d and one changes_omitted)", ch.Total, MaxHostChanges+1, MaxHostChanges)
+	}
+	omitted := 0
+	for _, c := range ch.Changes {
+		if c.Kind == ChangesOmitted {
+			omitted++
+			if !strings.HasPrefix(c.To, "200 more changes") || c.Scan != "s2" {
+				t.Errorf("changes_omitted entry: %+v", c)
+			}
+		}
+	}
+	if omitted != 1 {
+		t.Fatalf("%d changes_omitted entries, want 1: %s", omitted, kinds(ch))
+	}
+	// The other host's change is logged in full; the tarpit's values
+	// are all the new ones.
+	if other, err := inv.Changes(ctx, ChangeQuery{Client: "c", Address: "10.7.0.2", Since: t0.Add(time.Hour)}); err != nil || kinds(other) != "version:8.9>9.6" {
+		t.Fatalf("the other host: %s %v", kinds(other), err)
+	}
+	if f, err := inv.Find(ctx, Query{Client: "c", Product: "Tarpit", Version: "=1.0"}); err != nil || f.Total != 0 {
+		t.Fatalf("tarpit ports still at 1.0: %+v %v", f, err)
+	}
+	if f, err := inv.Find(ctx, Query{Client: "c", Product: "Tarpit", Version: "=2.0"}); err != nil || f.Total != 1 || f.Hosts[0].PortsOmitted != 300-MaxPortsPerHost {
+		t.Fatalf("tarpit ports at 2.0: %+v %v", f, err)
+	}
+
+	// Two days after s1 (and a day after s2): s1's entries go, s2's stay.
+	before, err := inv.Changes(ctx, ChangeQuery{Client: "c", Limit: MaxLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw, err := inv.Sweep(ctx, t0.Add(48*time.Hour+30*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sw.Changes != 2 || !strings.Contains(sw.String(), "2 change log entries older than inventory.changes_keep deleted") {
+		t.Fatalf("sweep: %+v (%s), want s1's 2 host_appeared entries deleted", sw, sw)
+	}
+	after, err := inv.Changes(ctx, ChangeQuery{Client: "c", Limit: MaxLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Total != before.Total-2 {
+		t.Fatalf("after the sweep %d entries, want %d", after.Total, before.Total-2)
+	}
+	for _, c := range after.Changes {
+		if c.Scan == "s1" {
+			t.Fatalf("an entry of s1 outlived changes_keep: %+v", c)
+		}
+	}
+	// Kept for ever when ChangesKeep is 0.
+	keep, _ := newInv(t, Config{})
+	mustIngest(t, keep, scan("s1", "c", t0, host("10.7.0.2", tcp(22, "open", "ssh", "OpenSSH", "8.9"))))
+	if sw, err := keep.Sweep(ctx, t0.Add(100*365*24*time.Hour)); err != nil || sw.Changes != 0 {
+		t.Fatalf("sweep without changes_keep: %+v %v", sw, err)
+	}
+}
+
+// The sweep deletes old entries in batches (sweepBatch a transaction),
+// all of them. No engine.
+func TestSweepDeletesOldChangesInBatches(t *testing.T) {
+	ctx := context.Background()
+	inv, _ := newInv(t, Config{ChangesKeep: time.Hour})
+	n := sweepBatch + 10
+	hosts := make([]results.Host, n)
+	for i := range hosts {
+		hosts[i] = host(fmt.Sprintf("10.8.%d.%d", i/256, i%256), tcp(22, "open", "ssh", "", ""))
+	}
+	mustIngest(t, inv, scan("s1", "c", t0, hosts...))
+	sw, err := inv.Sweep(ctx, t0.Add(2*time.Hour))
+	if err != nil || sw.Changes != int64(n) {
+		t.Fatalf("sweep: %+v %v, want %d entries deleted", sw, err, n)
+	}
+}
