@@ -109,3 +109,64 @@ func TestSweepDeletesOldChangesInBatches(t *testing.T) {
 		t.Fatalf("sweep: %+v %v, want %d entries deleted", sw, err, n)
 	}
 }
+
+// An inventory of schema version 5 (indexes with the client last, no
+// inv_clients) migrates: its clients are listed, the indexes begin with
+// the client, and every answer is the same. No engine.
+func TestMigrationClientFirst(t *testing.T) {
+	ctx := context.Background()
+	inv, st := newInv(t, Config{})
+	mustIngest(t, inv, scan("a1", "alice", t0, host("10.9.0.1", tcp(3389, "open", "ms-wbt-server", "", "")), host("10.9.0.2", tcp(22, "open", "ssh", "OpenSSH", "8.9"))))
+	mustIngest(t, inv, scan("b1", "bob", t0, host("10.9.0.1", tcp(3389, "open", "ms-wbt-server", "", ""), tcp(22, "open", "ssh", "OpenSSH", "9.6"))))
+	queries := []Query{{Client: "alice", Port: 3389}, {Client: "bob", Product: "openssh", Version: "<9.7"}, {Port: 3389}, {Service: "ssh"}, {Address: "10.9.0.0/24"}}
+	answers := func(inv *Inventory) string {
+		var out []string
+		for _, q := range queries {
+			f, err := inv.Find(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, fmt.Sprint(f.Total))
+			for _, h := range f.Hosts {
+				out = append(out, h.Client+" "+h.Address+fmt.Sprint(len(h.Ports)))
+			}
+		}
+		c, err := inv.Changes(ctx, ChangeQuery{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(out, ";") + " changes " + kinds(c)
+	}
+	want := answers(inv)
+	// Back to version 5's shape.
+	for _, q := range []string{`DROP TABLE inv_clients`,
+		`DROP INDEX inv_ports_port`, `DROP INDEX inv_ports_product`, `DROP INDEX inv_ports_service`, `DROP INDEX inv_changes_at`, `DROP INDEX inv_changes_addr`, `DROP INDEX inv_changes_time`,
+		`CREATE INDEX inv_ports_port ON inv_ports(port, akey, state, gone_at, client)`,
+		`CREATE INDEX inv_ports_product ON inv_ports(product COLLATE NOCASE, vkey, gone_at, client, akey)`,
+		`CREATE INDEX inv_ports_service ON inv_ports(service, akey, state, gone_at, client)`,
+		`CREATE INDEX inv_changes_at ON inv_changes(at, client, akey, port, kind)`,
+		`CREATE INDEX inv_changes_addr ON inv_changes(akey, at, client, port, kind)`,
+		`UPDATE inventory_schema_version SET version = 5`} {
+		if _, err := inv.db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	again, err := New(ctx, st, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var clients string
+	if err := again.db.QueryRow(`SELECT group_concat(client, ',') FROM (SELECT client FROM inv_clients ORDER BY client)`).Scan(&clients); err != nil || clients != "alice,bob" {
+		t.Fatalf("inv_clients: %q %v", clients, err)
+	}
+	var sqls string
+	if err := again.db.QueryRow(`SELECT group_concat(sql, ' | ') FROM sqlite_master WHERE type = 'index' AND name IN ('inv_ports_port', 'inv_ports_product', 'inv_ports_service', 'inv_changes_at', 'inv_changes_addr')`).Scan(&sqls); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(sqls, "(client, ") != 5 {
+		t.Fatalf("indexes after the migration: %s", sqls)
+	}
+	if got := answers(again); got != want {
+		t.Fatalf("answers after the migration:\n%s\nwant\n%s", got, want)
+	}
+}

@@ -130,6 +130,9 @@ func (inv *Inventory) Ingest(ctx context.Context, sc Scan) (Ingested, error) {
 				if err != nil {
 					return err
 				}
+				if _, err := w.tx.ExecContext(ctx, `INSERT OR IGNORE INTO inv_clients (client) VALUES (?)`, sc.Client); err != nil {
+					return err
+				}
 				if n, _ := res.RowsAffected(); n == 0 {
 					// Ingested before, or begun: an ingest stopped after
 					// some chunks committed (cancelled, a fault) is done

@@ -197,6 +197,28 @@ var migrations = []string{
 	// gone); a listing with the same digest changes nothing, so its
 	// ports are not read.
 	`ALTER TABLE inv_hosts ADD COLUMN ports_fp BLOB;`,
+	// The indexes of ports and of the change log put the client last,
+	// so one client's query read every client's entries in its range:
+	// another client's 50,000 hosts with port 3389 made alice's
+	// find_hosts port=3389 take 24 ms instead of 0.3 ms, and she could
+	// time it to count them. They begin with the client now; an
+	// administrator's query takes each client's range (inv_clients, one
+	// row per client with an inventory), or, for the change log without
+	// an address, the time index (newest first, and the sweep's old
+	// entries).
+	`CREATE TABLE inv_clients (client TEXT PRIMARY KEY) WITHOUT ROWID;
+	INSERT OR IGNORE INTO inv_clients SELECT DISTINCT client FROM inv_hosts;
+	DROP INDEX inv_ports_port;
+	DROP INDEX inv_ports_product;
+	DROP INDEX inv_ports_service;
+	DROP INDEX inv_changes_at;
+	DROP INDEX inv_changes_addr;
+	CREATE INDEX inv_ports_port ON inv_ports(client, port, akey, state, gone_at);
+	CREATE INDEX inv_ports_product ON inv_ports(client, product COLLATE NOCASE, vkey, gone_at, akey);
+	CREATE INDEX inv_ports_service ON inv_ports(client, service, akey, state, gone_at);
+	CREATE INDEX inv_changes_at ON inv_changes(client, at, akey, port, kind);
+	CREATE INDEX inv_changes_addr ON inv_changes(client, akey, at, port, kind);
+	CREATE INDEX inv_changes_time ON inv_changes(at);`,
 }
 
 // portSeen and portScan are a port row's last_seen and last_scan (alias

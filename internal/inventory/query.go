@@ -176,6 +176,14 @@ func words(s string) []string {
 	return f
 }
 
+// everyClient is an administrator's condition on the ports or the change
+// log (alias): every client, one index range each (their indexes begin
+// with the client, so that one client's query reads only its own
+// entries).
+func everyClient(alias string) string {
+	return alias + ".client IN (SELECT client FROM inv_clients)"
+}
+
 // where builds SQL conditions; alias is the table's alias.
 type where struct {
 	conds []string
@@ -213,8 +221,11 @@ func (q *Query) portLevel() bool {
 // hosts); address conditions are added by the caller when wanted.
 func (q *Query) conds(alias string, portLevel bool) (*where, error) {
 	w := &where{}
-	if q.Client != "" {
+	switch {
+	case q.Client != "":
 		w.add(alias+".client = ?", q.Client)
+	case alias == "p":
+		w.add(everyClient("p"))
 	}
 	if portLevel {
 		if q.Port < 0 || q.Port > 65535 {
@@ -518,8 +529,12 @@ func (inv *Inventory) Changes(ctx context.Context, q ChangeQuery) (*Changes, err
 		return nil, &FieldError{"until", q.Until.Format(time.RFC3339), "must be after since"}
 	}
 	w := &where{}
-	if q.Client != "" {
+	switch {
+	case q.Client != "":
 		w.add("c.client = ?", q.Client)
+	case ranged:
+		// An administrator's range: each client's part of it.
+		w.add(everyClient("c"))
 	}
 	if ranged {
 		w.add("c.akey BETWEEN ? AND ?", lo, hi)

@@ -65,7 +65,7 @@ func (inv *Inventory) Sweep(ctx context.Context, now time.Time) (Swept, error) {
 	if inv.cfg.ChangesKeep <= 0 {
 		return sw, nil
 	}
-	// The change log keeps ChangesKeep (by the at index, in batches).
+	// The change log keeps ChangesKeep (by the time index, in batches).
 	old := store.Millis(now.Add(-inv.cfg.ChangesKeep))
 	for {
 		res, err := inv.db.ExecContext(ctx, `DELETE FROM inv_changes WHERE id IN (SELECT id FROM inv_changes WHERE at < ? LIMIT ?)`, old, sweepBatch)
