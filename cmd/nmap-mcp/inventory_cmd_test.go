@@ -14,29 +14,38 @@ import (
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 )
 
-// "nmap-mcp inventory" ingests the finished scans of the history file and
-// answers from them: find as text and as CSV (read back), changes, host.
-// No engine: the scans are records written to a store file.
-func TestInventoryCommand(t *testing.T) {
+// historyOfOneScan writes a history file with one finished scan, s1 of
+// alice, that found port on 10.1.0.5 (targets as given), ended ago; it
+// returns the file's path.
+func historyOfOneScan(t *testing.T, targets string, port results.Port, ago time.Duration) string {
+	t.Helper()
 	ctx := context.Background()
 	db := filepath.Join(t.TempDir(), "scans.db")
 	st, err := store.Open(ctx, db, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	at := time.Now().Add(-time.Hour).UTC()
-	r := &store.Record{ID: "s1", Client: "alice", Targets: "10.1.0.0/24", ScanType: "connect", CreatedAt: at, StartedAt: at}
+	defer st.Close()
+	at := time.Now().Add(-ago).UTC()
+	r := &store.Record{ID: "s1", Client: "alice", Targets: targets, ScanType: "connect", CreatedAt: at, StartedAt: at}
 	if err := st.Begin(ctx, r); err != nil {
 		t.Fatal(err)
 	}
-	res := &results.Result{Hosts: []results.Host{{Addresses: []string{"10.1.0.5"}, State: "up",
-		Ports: []results.Port{{Protocol: "tcp", Port: 3389, State: "open", Service: "ms-wbt-server"}}}}}
+	res := &results.Result{Hosts: []results.Host{{Addresses: []string{"10.1.0.5"}, State: "up", Ports: []results.Port{port}}}}
 	res.Normalize()
 	r.Status, r.Result, r.EndedAt = store.Done, res, at.Add(time.Second)
 	if err := st.Finish(ctx, r); err != nil {
 		t.Fatal(err)
 	}
-	st.Close()
+	return db
+}
+
+// "nmap-mcp inventory" ingests the finished scans of the history file and
+// answers from them: find as text and as CSV (read back), changes, host.
+// No engine: the scans are records written to a store file.
+func TestInventoryCommand(t *testing.T) {
+	ctx := context.Background()
+	db := historyOfOneScan(t, "10.1.0.0/24", results.Port{Protocol: "tcp", Port: 3389, State: "open", Service: "ms-wbt-server"}, time.Hour)
 
 	var out, errb bytes.Buffer
 	if err := run(ctx, []string{"inventory", "find", "--store", db, "--address", "10.1.0.0/16", "--port", "3389"}, &out, &errb); err != nil {

@@ -3,13 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
-	"github.com/nmap-mcp/nmap-mcp/internal/store"
 )
 
 // TestInventorySweepGoneAfterChecked: "inventory sweep --gone-after 1s"
@@ -18,24 +16,7 @@ import (
 // flag and the rule, and nothing is marked. No engine: a store file.
 func TestInventorySweepGoneAfterChecked(t *testing.T) {
 	ctx := context.Background()
-	db := filepath.Join(t.TempDir(), "scans.db")
-	st, err := store.Open(ctx, db, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	at := time.Now().Add(-time.Minute).UTC()
-	r := &store.Record{ID: "s1", Client: "alice", Targets: "10.1.0.5", ScanType: "connect", CreatedAt: at, StartedAt: at}
-	if err := st.Begin(ctx, r); err != nil {
-		t.Fatal(err)
-	}
-	res := &results.Result{Hosts: []results.Host{{Addresses: []string{"10.1.0.5"}, State: "up",
-		Ports: []results.Port{{Protocol: "tcp", Port: 22, State: "open", Service: "ssh"}}}}}
-	res.Normalize()
-	r.Status, r.Result, r.EndedAt = store.Done, res, at.Add(time.Second)
-	if err := st.Finish(ctx, r); err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
+	db := historyOfOneScan(t, "10.1.0.5", results.Port{Protocol: "tcp", Port: 22, State: "open", Service: "ssh"}, time.Minute)
 	var out, errb bytes.Buffer
 	for _, bad := range []string{"1s", "10m", "0d", "soon"} {
 		err := run(ctx, []string{"inventory", "sweep", "--store", db, "--gone-after", bad}, &out, &errb)
