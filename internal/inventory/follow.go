@@ -4,11 +4,18 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 )
+
+// CatchUpWait is how long an answer (find_hosts, the web view) waits for
+// the scans finished since the inventory last looked: what is not
+// ingested by then is the background follower's, and an ingest cut short
+// is done again in full (Ingest).
+const CatchUpWait = 2 * time.Second
 
 // followPage is how many scans CatchUp reads from the history at once;
 // followBatch how many Follow ingests per call.
@@ -24,9 +31,15 @@ const (
 // ingested whoever ran it (the server, a watch, a CLI command in another
 // process) and whenever (one that finished while no server ran is
 // ingested at the next call). It returns how many scans it ingested.
+// One catch-up runs at a time; a caller waits for its turn only as long
+// as ctx allows.
 func (inv *Inventory) CatchUp(ctx context.Context, max int) (int, error) {
-	inv.followMu.Lock()
-	defer inv.followMu.Unlock()
+	select {
+	case inv.following <- struct{}{}:
+		defer func() { <-inv.following }()
+	case <-ctx.Done():
+		return 0, fmt.Errorf("inventory: another catch-up is under way: %w", context.Cause(ctx))
+	}
 	n := 0
 	room := func() bool { return max <= 0 || n < max }
 	// Scans seen unfinished.

@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,5 +82,22 @@ func TestCatchUp(t *testing.T) {
 	}
 	if n, _ := inv.CatchUp(ctx, 0); n != 1 {
 		t.Fatalf("rest: %d, want 1", n)
+	}
+}
+
+// One catch-up at a time, and a caller waits for its turn only as long as
+// its context allows: an answer is not held by another catch-up ingesting
+// a big scan. No engine.
+func TestCatchUpWaitsOnlyAsLongAsItsContext(t *testing.T) {
+	inv, _ := newInv(t, Config{})
+	inv.following <- struct{}{} // another catch-up holds the turn
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := inv.CatchUp(ctx, 20); err == nil || !strings.Contains(err.Error(), "another catch-up is under way") {
+		t.Fatalf("catch-up while another holds the turn: %v", err)
+	}
+	<-inv.following
+	if _, err := inv.CatchUp(context.Background(), 20); err != nil {
+		t.Fatalf("catch-up after the turn is free: %v", err)
 	}
 }

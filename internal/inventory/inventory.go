@@ -30,7 +30,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
@@ -59,8 +58,9 @@ type Inventory struct {
 	db    *sql.DB
 	fault func(op string, err error) error
 	cfg   Config
-	// followMu serialises CatchUp.
-	followMu sync.Mutex
+	// following holds CatchUp's turn (one at a time); a caller waits
+	// for it no longer than its context allows.
+	following chan struct{}
 }
 
 // New opens the inventory in st's file, creating or migrating its
@@ -81,7 +81,8 @@ func New(ctx context.Context, st *store.Store, cfg Config) (*Inventory, error) {
 	if cfg.ChunkHosts <= 0 {
 		cfg.ChunkHosts = 2048
 	}
-	inv := &Inventory{st: st, db: st.DB(), fault: func(op string, err error) error { return st.Fault("inventory: "+op, err) }, cfg: cfg}
+	inv := &Inventory{st: st, db: st.DB(), fault: func(op string, err error) error { return st.Fault("inventory: "+op, err) }, cfg: cfg,
+		following: make(chan struct{}, 1)}
 	if err := inv.migrate(ctx); err != nil {
 		return nil, err
 	}

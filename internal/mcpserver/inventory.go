@@ -81,10 +81,14 @@ func (h *handlers) addInventory(s *server.MCPServer) {
 }
 
 // catchUp ingests scans finished since the inventory last looked, so
-// that an answer includes a scan that just ended (bounded: a long
-// backfill is the background follower's).
+// that an answer includes a scan that just ended, for at most
+// inventory.CatchUpWait (a long backfill, or another catch-up ingesting
+// a big scan, is left to the background follower: one client's big scan
+// does not hold another's answer).
 func (h *handlers) catchUp(ctx context.Context) {
-	if _, err := h.Inventory.CatchUp(ctx, 20); err != nil {
+	ctx, cancel := context.WithTimeout(ctx, inventory.CatchUpWait)
+	defer cancel()
+	if _, err := h.Inventory.CatchUp(ctx, 20); err != nil && ctx.Err() == nil {
 		h.Log.Warn("inventory: catching up before an answer failed", "err", err)
 	}
 }

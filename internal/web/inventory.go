@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -184,9 +185,12 @@ func (h *Handler) hostPage(w http.ResponseWriter, r *http.Request, sess *session
 }
 
 // catchUp ingests scans finished since the inventory last looked, so that
-// the page shows a scan that just ended.
+// the page shows a scan that just ended, for at most
+// inventory.CatchUpWait (see mcpserver's).
 func (h *Handler) catchUp(r *http.Request) {
-	if _, err := h.cfg.Inventory.CatchUp(r.Context(), 20); err != nil {
+	ctx, cancel := context.WithTimeout(r.Context(), inventory.CatchUpWait)
+	defer cancel()
+	if _, err := h.cfg.Inventory.CatchUp(ctx, 20); err != nil && ctx.Err() == nil {
 		h.cfg.Log.Warn("web: inventory catch-up failed", "err", err)
 	}
 }
