@@ -98,19 +98,14 @@ func (t *Tasks) list(ctx context.Context, cursor string) (any, *rpcError) {
 }
 
 // stored lists the caller's scans in the history, newest first, without
-// the live ones waiting for approval that scans.Service.List puts first.
+// those waiting for approval (listed first, live, on the first page): the
+// store leaves them out, so that offsets and limits count only these.
 func (t *Tasks) stored(ctx context.Context, offset, limit int) ([]*store.Record, error) {
-	recs, err := t.h.Scans.List(ctx, store.Filter{Offset: offset, Limit: limit})
+	recs, err := t.h.Scans.List(ctx, store.Filter{Offset: offset, Limit: limit, NoPending: true})
 	if err != nil {
 		return nil, fmt.Errorf("tasks/list: %w", err)
 	}
-	out := recs[:0]
-	for _, r := range recs {
-		if r.Status != store.PendingApproval {
-			out = append(out, r)
-		}
-	}
-	return out, nil
+	return recs, nil
 }
 
 // after finds the position just after the cursor's last scan: at its old

@@ -150,6 +150,12 @@ func (s *Service) recordUnrun(ctx context.Context, rec *store.Record, status, wh
 	rec.Status, rec.EndedAt = status, time.Now().UTC()
 	if err == nil {
 		err = s.d.Store.Finish(ctx, rec)
+	} else if ferr := s.d.Store.Finish(ctx, rec); ferr == nil {
+		// Not begun anew, but the record stored while it waited for
+		// approval ends in place (Finish updates by id): it must not
+		// read pending-approval while no one waits.
+		s.d.Log.Warn("the record of a scan that did not run was ended in place", "scan", rec.ID, "status", status, "err", err)
+		err = nil
 	}
 	if err != nil {
 		s.d.Log.Error("the record of a scan that did not run could not be written", "scan", rec.ID, "status", status, "err", err)

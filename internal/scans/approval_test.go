@@ -301,3 +301,25 @@ func TestPendingApprovalOutlivesItsServer(t *testing.T) {
 		t.Fatalf("after the restart: %+v %v", snap.Record, err)
 	}
 }
+
+// When the record a scan that did not run begins with cannot be written
+// (a store refusing new rows), its stored pending record ends in place:
+// it never reads pending-approval while no one waits. No engine.
+func TestUnrunEndsItsPendingRecordInPlace(t *testing.T) {
+	f := newApprovalFixture(t, scans.Config{}, twoPorts, 200*time.Millisecond, nil)
+	if _, err := f.store.DB().Exec(`CREATE TRIGGER refuse BEFORE INSERT ON scans WHEN NEW.status <> 'pending-approval' BEGIN SELECT RAISE(ABORT, 'no room'); END`); err != nil {
+		t.Fatal(err)
+	}
+	ctx := scans.WithClient(context.Background(), "alice")
+	sc, err := f.svc.Submit(ctx, twoPortReq(), scans.Options{Detach: true, AwaitApproval: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec := wait(t, sc); rec.Status != store.Denied {
+		t.Fatalf("not answered in time: %s", rec.Status)
+	}
+	snap, err := f.svc.Get(ctx, sc.ID)
+	if err != nil || snap.Live || snap.Record.Status != store.Denied {
+		t.Fatalf("after its end: %s live %v (%v)", snap.Record.Status, snap.Live, err)
+	}
+}

@@ -343,12 +343,12 @@ func (s *Service) Live(ctx context.Context) []Snapshot {
 // administrator), newest first.
 //
 // Scans waiting for approval here come first, newest first, as they
-// live (their stored copies are left out), unless the filter's status or
-// target leaves them out.
+// live (their stored copies are left out), unless the filter's status,
+// target or NoPending leaves them out.
 func (s *Service) List(ctx context.Context, f store.Filter) ([]*store.Record, error) {
 	f.Client = s.viewer(ctx)
 	recs, err := s.d.Store.List(ctx, f)
-	if err != nil || (f.Status != "" && f.Status != store.PendingApproval) {
+	if err != nil || f.NoPending || (f.Status != "" && f.Status != store.PendingApproval) {
 		return recs, err
 	}
 	var pending []*store.Record

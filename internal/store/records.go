@@ -282,8 +282,11 @@ type Filter struct {
 	Status   string    // one of Statuses, or empty for all
 	Since    time.Time // created at or after
 	Finished bool      // only scans that are no longer running
-	Limit    int       // at most this many, newest first (default 20)
-	Offset   int       // skip this many first (paging)
+	// NoPending leaves out scans waiting for approval (their stored
+	// records), so that offsets count only the others.
+	NoPending bool
+	Limit     int // at most this many, newest first (default 20)
+	Offset    int // skip this many first (paging)
 	// Client, when set, keeps only the scans this client started.
 	Client string
 }
@@ -313,6 +316,10 @@ func (s *Store) List(ctx context.Context, f Filter) ([]*Record, error) {
 	if f.Finished {
 		where = append(where, col+`status NOT IN (?, ?, ?)`)
 		args = append(args, Queued, Running, PendingApproval)
+	}
+	if f.NoPending {
+		where = append(where, col+`status <> ?`)
+		args = append(args, PendingApproval)
 	}
 	if !f.Since.IsZero() {
 		where = append(where, col+`created_at >= ?`)
