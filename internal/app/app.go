@@ -263,7 +263,8 @@ func New(ctx context.Context, opts Options) (*App, error) {
 		sweep()
 	}
 	// The inventory's tables are made or migrated here; no row is read
-	// before serving starts (Follow catches up in the background).
+	// before serving starts (Follow catches up in the background), except
+	// by a migration that rebuilds indexes, once (inventory.New).
 	if a.inventory, err = inventory.New(ctx, l.st, opts.Inventory); err != nil {
 		a.Close()
 		return nil, err

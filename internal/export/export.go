@@ -145,7 +145,7 @@ func DiffJSON(w io.Writer, a, b string, d results.Diff) error {
 // InventoryHeader is the header of InventoryCSV.
 var InventoryHeader = []string{"client", "address", "hostnames", "os", "host_first_seen", "host_last_seen", "host_last_scan", "host_gone",
 	"protocol", "port", "state", "state_changed", "service", "product", "version", "cpe", "product_changed",
-	"port_first_seen", "port_last_seen", "port_last_scan", "port_gone"}
+	"port_first_seen", "port_last_seen", "port_last_scan", "port_gone", "host_ports_omitted"}
 
 // InventoryCSV writes an inventory answer, one row per port (a host
 // without ports has one row with empty port columns). Each row says how
@@ -157,14 +157,17 @@ func InventoryCSV(w io.Writer, f *inventory.Found) error {
 		}
 		for _, h := range f.Hosts {
 			host := []string{h.Client, h.Address, strings.Join(h.Hostnames, " "), h.OS, h.FirstSeen, h.LastSeen, h.LastScan, strconv.FormatBool(h.Gone)}
+			// The host's ports the answer left out (over its per-host
+			// bound), on each of its rows.
+			omitted := strconv.Itoa(h.PortsOmitted)
 			if len(h.Ports) == 0 {
-				if err := emit(append(host, make([]string, 13)...)...); err != nil {
+				if err := emit(append(append(host, make([]string, 13)...), omitted)...); err != nil {
 					return err
 				}
 			}
 			for _, p := range h.Ports {
 				row := append(append([]string{}, host...), p.Protocol, strconv.Itoa(p.Port), p.State, p.StateChanged, p.Service, p.Product,
-					p.Version, strings.Join(p.CPE, " "), p.ProductChanged, p.FirstSeen, p.LastSeen, p.LastScan, strconv.FormatBool(p.Gone))
+					p.Version, strings.Join(p.CPE, " "), p.ProductChanged, p.FirstSeen, p.LastSeen, p.LastScan, strconv.FormatBool(p.Gone), omitted)
 				if err := emit(row...); err != nil {
 					return err
 				}

@@ -98,7 +98,7 @@ func TestDiffExports(t *testing.T) {
 func TestInventoryCSV(t *testing.T) {
 	f := &inventory.Found{Hosts: []inventory.HostFacts{{Client: "alice", Address: "10.0.0.1", Hostnames: []string{"a", "b"}, LastScan: "s9",
 		Ports: []inventory.PortFacts{{Protocol: "tcp", Port: 3389, State: "open", Service: "ms-wbt-server", LastScan: "s9", LastSeen: "2026-12-01T10:00:00Z", CPE: []string{}}}},
-		{Client: "alice", Address: "10.0.0.2", Ports: []inventory.PortFacts{}}}}
+		{Client: "alice", Address: "10.0.0.2", Ports: []inventory.PortFacts{}, PortsOmitted: 7}}}
 	var b bytes.Buffer
 	if err := InventoryCSV(&b, f); err != nil {
 		t.Fatal(err)
@@ -106,6 +106,10 @@ func TestInventoryCSV(t *testing.T) {
 	rows := readCSV(t, b.Bytes())
 	if len(rows) != 3 || len(rows[1]) != len(InventoryHeader) || len(rows[2]) != len(InventoryHeader) || rows[1][9] != "3389" || rows[1][19] != "s9" || rows[1][2] != "a b" {
 		t.Fatalf("inventory rows %q", rows)
+	}
+	// The ports an answer left out of a host are said, not lost silently.
+	if last := len(InventoryHeader) - 1; InventoryHeader[last] != "host_ports_omitted" || rows[1][last] != "0" || rows[2][last] != "7" {
+		t.Fatalf("host_ports_omitted: %q", rows)
 	}
 	c := &inventory.Changes{Changes: []inventory.Change{{At: "2026-12-01T10:00:00Z", Scan: "s9", Client: "alice", Address: "10.0.0.1", Kind: "host_appeared", To: "-1 open"}}}
 	b.Reset()

@@ -170,3 +170,24 @@ func TestMigrationClientFirst(t *testing.T) {
 		t.Fatalf("answers after the migration:\n%s\nwant\n%s", got, want)
 	}
 }
+
+// A client missing from inv_clients (an older nmap-mcp ingesting into the
+// file after it was migrated) is listed again by the sweep, so that an
+// administrator's queries see it. No engine.
+func TestSweepListsEveryClient(t *testing.T) {
+	ctx := context.Background()
+	inv, _ := newInv(t, Config{})
+	mustIngest(t, inv, scan("b1", "bob", t0, host("10.9.0.1", tcp(3389, "open", "ms-wbt-server", "", ""))))
+	if _, err := inv.db.Exec(`DELETE FROM inv_clients`); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := inv.Find(ctx, Query{Port: 3389}); err != nil || f.Total != 0 {
+		t.Fatalf("before the sweep: %+v %v (the test's premise)", f, err)
+	}
+	if _, err := inv.Sweep(ctx, t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := inv.Find(ctx, Query{Port: 3389}); err != nil || f.Total != 1 {
+		t.Fatalf("after the sweep: %+v %v", f, err)
+	}
+}

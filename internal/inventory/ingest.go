@@ -96,7 +96,8 @@ func (inv *Inventory) Ingest(ctx context.Context, sc Scan) (Ingested, error) {
 	}
 	if len(hosts) > bigIngest {
 		if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA cache_size = -%d; PRAGMA wal_autocheckpoint = %d", ingestCache, ingestCheckpoint)); err != nil {
-			conn.Close()
+			// Half applied, maybe: not given back to the pool.
+			conn.Raw(func(any) error { return driver.ErrBadConn })
 			return out, inv.fault(fmt.Sprintf("ingest scan %s", sc.ID), err)
 		}
 		defer func() {

@@ -64,19 +64,22 @@ type Inventory struct {
 }
 
 // New opens the inventory in st's file, creating or migrating its
-// tables. It reads no rows: start-up does not grow with the inventory.
+// tables. It reads no rows, so start-up does not grow with the
+// inventory, except once, when a migration rebuilds indexes (migration
+// 6: 15 s on 100,000 hosts × 20 ports, in one transaction: other writers
+// of the file wait, and give up after the store's busy timeout).
 func New(ctx context.Context, st *store.Store, cfg Config) (*Inventory, error) {
 	if st == nil {
 		return nil, errors.New("inventory: no scan store")
 	}
 	if cfg.GoneAfter < 0 {
-		return nil, fmt.Errorf("invalid inventory.gone_after %s: must be positive (e.g. 720h)", cfg.GoneAfter)
+		return nil, fmt.Errorf("invalid inventory.gone_after %s: must not be negative (e.g. 720h)", cfg.GoneAfter)
 	}
 	if cfg.GoneAfter == 0 {
 		cfg.GoneAfter = DefaultGoneAfter
 	}
 	if cfg.ChangesKeep < 0 {
-		return nil, fmt.Errorf("invalid inventory.changes_keep %s: must be positive (e.g. 365d)", cfg.ChangesKeep)
+		return nil, fmt.Errorf("invalid inventory.changes_keep %s: must not be negative (e.g. 365d; 0 keeps every entry)", cfg.ChangesKeep)
 	}
 	if cfg.ChunkHosts <= 0 {
 		cfg.ChunkHosts = 2048

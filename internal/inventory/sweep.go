@@ -33,6 +33,12 @@ func (inv *Inventory) Sweep(ctx context.Context, now time.Time) (Swept, error) {
 		return sw, inv.fault("sweep", err)
 	}
 	defer tx.Rollback()
+	// Every client with hosts is listed for an administrator's queries
+	// (an older nmap-mcp writing to the same file after it was migrated
+	// adds clients without listing them).
+	if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO inv_clients SELECT DISTINCT client FROM inv_hosts`); err != nil {
+		return sw, inv.fault("sweep: list clients", err)
+	}
 	// Ports first, so that a host's ports gone with it are logged too.
 	if _, err := tx.ExecContext(ctx, `INSERT INTO inv_changes (client, at, scan, akey, addr, proto, port, kind, from_v, to_v)
 		SELECT p.client, ?, 0, p.akey, h.addr, p.proto, p.port, ?, p.state, 'gone'
