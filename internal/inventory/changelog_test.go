@@ -3,10 +3,12 @@ package inventory
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nmap-mcp/nmap-mcp/internal/owner"
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
 )
 
@@ -146,6 +148,7 @@ func TestMigrationClientFirst(t *testing.T) {
 		`CREATE INDEX inv_ports_service ON inv_ports(service, akey, state, gone_at, client)`,
 		`CREATE INDEX inv_changes_at ON inv_changes(at, client, akey, port, kind)`,
 		`CREATE INDEX inv_changes_addr ON inv_changes(akey, at, client, port, kind)`,
+		`ALTER TABLE inv_scans DROP COLUMN owner_pid`, `ALTER TABLE inv_scans DROP COLUMN owner_host`,
 		`UPDATE inventory_schema_version SET version = 5`} {
 		if _, err := inv.db.Exec(q); err != nil {
 			t.Fatalf("%s: %v", q, err)
@@ -190,4 +193,39 @@ func TestSweepListsEveryClient(t *testing.T) {
 	if f, err := inv.Find(ctx, Query{Port: 3389}); err != nil || f.Total != 1 {
 		t.Fatalf("after the sweep: %+v %v", f, err)
 	}
+}
+
+// An ingest not complete is done again by its own process or when that
+// process is gone, but not beside another live process's ingest under way
+// (a CLI command beside the server redid its big ingest). No engine.
+func TestIncompleteIngestOfAnotherLiveProcessIsLeft(t *testing.T) {
+	inv, _ := newInv(t, Config{})
+	sc := scan("s1", "alice", t0, host("10.9.0.1", tcp(22, "open", "ssh", "", "")))
+	// Another process began it: pid 1 lives on this host.
+	if _, err := inv.db.Exec(`INSERT INTO inv_scans (scan_id, client, at, owner_pid, owner_host) VALUES ('s1', 'alice', 1, 1, ?)`, owner.Host()); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustIngest(t, inv, sc); !got.Already || got.Hosts != 0 {
+		t.Fatalf("beside a live process's ingest: %+v, want left to it", got)
+	}
+	// That process is gone: done here.
+	if _, err := inv.db.Exec(`UPDATE inv_scans SET owner_pid = ? WHERE scan_id = 's1'`, deadPID(t)); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustIngest(t, inv, sc); got.Already || got.Hosts != 1 {
+		t.Fatalf("after its process died: %+v, want ingested", got)
+	}
+	if got := mustIngest(t, inv, sc); !got.Already {
+		t.Fatalf("once complete: %+v, want already", got)
+	}
+}
+
+// deadPID is the process id of a process that has exited.
+func deadPID(t *testing.T) int {
+	t.Helper()
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	return dead.ProcessState.Pid()
 }

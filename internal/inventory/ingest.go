@@ -6,11 +6,13 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/nmap-mcp/nmap-mcp/internal/owner"
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
 	"github.com/nmap-mcp/nmap-mcp/internal/store"
 )
@@ -48,8 +50,9 @@ type Scan struct {
 // Ingested says what one ingest did.
 type Ingested struct {
 	Scan string `json:"scan_id"`
-	// Already is true when the scan had been ingested before (nothing
-	// was done: ingest is idempotent).
+	// Already is true when the scan had been ingested before, or its
+	// ingest is under way in another live process (nothing was done:
+	// ingest is idempotent).
 	Already  bool `json:"already"`
 	Hosts    int  `json:"hosts"`     // hosts up with an address
 	NewHosts int  `json:"new_hosts"` // first seen (or back after gone)
@@ -126,8 +129,8 @@ func (inv *Inventory) Ingest(ctx context.Context, sc Scan) (Ingested, error) {
 		end := min(start+inv.cfg.ChunkHosts, len(hosts))
 		err := chunk(ctx, conn, func(w *writer) error {
 			if first {
-				res, err := w.tx.ExecContext(ctx, `INSERT INTO inv_scans (scan_id, client, at) VALUES (?, ?, ?) ON CONFLICT(scan_id) DO NOTHING`,
-					sc.ID, sc.Client, store.Millis(sc.At))
+				res, err := w.tx.ExecContext(ctx, `INSERT INTO inv_scans (scan_id, client, at, owner_pid, owner_host) VALUES (?, ?, ?, ?, ?) ON CONFLICT(scan_id) DO NOTHING`,
+					sc.ID, sc.Client, store.Millis(sc.At), os.Getpid(), owner.Host())
 				if err != nil {
 					return err
 				}
@@ -137,15 +140,23 @@ func (inv *Inventory) Ingest(ctx context.Context, sc Scan) (Ingested, error) {
 				if n, _ := res.RowsAffected(); n == 0 {
 					// Ingested before, or begun: an ingest stopped after
 					// some chunks committed (cancelled, a fault) is done
-					// again from the start; the hosts it applied change
-					// nothing the second time.
+					// again from the start, by this process or when its
+					// process is gone; the hosts it applied change nothing
+					// the second time. One under way in another live
+					// process (a CLI command beside the server) is left
+					// to it.
 					var complete bool
-					if err := w.tx.QueryRowContext(ctx, `SELECT id, complete FROM inv_scans WHERE scan_id = ?`, sc.ID).Scan(&scanRow, &complete); err != nil {
+					var pid int
+					var host string
+					if err := w.tx.QueryRowContext(ctx, `SELECT id, complete, owner_pid, owner_host FROM inv_scans WHERE scan_id = ?`, sc.ID).Scan(&scanRow, &complete, &pid, &host); err != nil {
 						return err
 					}
-					if complete {
+					if complete || (pid != os.Getpid() || host != owner.Host()) && !owner.Orphaned(pid, host) {
 						out.Already = true
 						return nil
+					}
+					if _, err := w.tx.ExecContext(ctx, `UPDATE inv_scans SET owner_pid = ?, owner_host = ? WHERE id = ?`, os.Getpid(), owner.Host(), scanRow); err != nil {
+						return err
 					}
 				} else if scanRow, err = res.LastInsertId(); err != nil {
 					return err

@@ -223,6 +223,12 @@ var migrations = []string{
 	CREATE INDEX inv_changes_at ON inv_changes(client, at, akey, port, kind);
 	CREATE INDEX inv_changes_addr ON inv_changes(client, akey, at, port, kind);
 	CREATE INDEX inv_changes_time ON inv_changes(at);`,
+	// Which process ingests a scan: an ingest not complete is done again
+	// by its own process or when that process is gone, never beside
+	// another live process's (a CLI command redid the server's big
+	// ingest under way). 0: none recorded (an older nmap-mcp's).
+	`ALTER TABLE inv_scans ADD COLUMN owner_pid INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE inv_scans ADD COLUMN owner_host TEXT NOT NULL DEFAULT '';`,
 }
 
 // portSeen and portScan are a port row's last_seen and last_scan (alias
