@@ -122,6 +122,9 @@ type Found struct {
 	// AsOf is when the answer was made; each fact carries its own scan
 	// and time.
 	AsOf string `json:"as_of" desc:"when this answer was made (RFC 3339); each fact says which scan saw it last and when"`
+	// CatchingUp is set by the caller when scans that finished were
+	// still being ingested as the answer was made.
+	CatchingUp bool `json:"catching_up" desc:"true when scans that finished were still being ingested as this answer was made: ask again in a few seconds to include them"`
 }
 
 // HostFacts is what is known of one host of one client.
@@ -491,6 +494,8 @@ type Changes struct {
 	Offset      int    `json:"offset" desc:"changes skipped before this page"`
 	More        bool   `json:"more" desc:"true when more changes match than this page holds"`
 	AsOf        string `json:"as_of" desc:"when this answer was made (RFC 3339)"`
+	// CatchingUp: as Found's.
+	CatchingUp bool `json:"catching_up" desc:"true when scans that finished were still being ingested as this answer was made: ask again in a few seconds to include them"`
 }
 
 // Change is one entry of the change log.

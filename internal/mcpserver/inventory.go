@@ -85,13 +85,24 @@ func (h *handlers) addInventory(s *server.MCPServer) {
 // inventory.CatchUpWait (a long backfill, or another catch-up ingesting
 // a big scan, is left to the background follower: one client's big scan
 // does not hold another's answer).
-func (h *handlers) catchUp(ctx context.Context) {
+// It reports whether finished scans may be left to ingest (the answer
+// says so: catching_up).
+func (h *handlers) catchUp(ctx context.Context) bool {
 	ctx, cancel := context.WithTimeout(ctx, inventory.CatchUpWait)
 	defer cancel()
-	if _, err := h.Inventory.CatchUp(ctx, 20); err != nil && ctx.Err() == nil {
+	n, err := h.Inventory.CatchUp(ctx, catchUpMax)
+	if err != nil && ctx.Err() == nil {
 		h.Log.Warn("inventory: catching up before an answer failed", "err", err)
 	}
+	return ctx.Err() != nil || n >= catchUpMax
 }
+
+// catchingUpNote tells the model that scans that finished are not in an
+// answer yet.
+const catchingUpNote = "Scans that finished were still being ingested as this answer was made: ask again in a few seconds to include them.\n"
+
+// catchUpMax bounds the scans an answer ingests first.
+const catchUpMax = 20
 
 func parseWhen(field, v string, now time.Time) (time.Time, error) {
 	if v == "" {
@@ -119,11 +130,12 @@ func (h *handlers) findHosts(ctx context.Context, req mcp.CallToolRequest) (*mcp
 	if q.ChangedSince, err = parseWhen("changed_since", a.ChangedSince, now); err != nil {
 		return mcp.NewToolResultError(err.Error()), nil
 	}
-	h.catchUp(ctx)
+	behind := h.catchUp(ctx)
 	f, err := h.Inventory.Find(ctx, q)
 	if err != nil {
 		return mcp.NewToolResultError(err.Error()), nil
 	}
+	f.CatchingUp = behind
 	return &mcp.CallToolResult{Content: []mcp.Content{mcp.NewTextContent(FoundText(f, h.TextCap))}, StructuredContent: f}, nil
 }
 
@@ -136,6 +148,9 @@ func FoundText(f *inventory.Found, limit int) string {
 		more = "+"
 	}
 	fmt.Fprintf(&b, "%d%s hosts match (showing %d from %d); from the inventory of past scans, not a new scan.\n", f.Total, more, len(f.Hosts), f.Offset)
+	if f.CatchingUp {
+		b.WriteString(catchingUpNote)
+	}
 	for i, h := range f.Hosts {
 		if limit > 0 && b.Len() > limit {
 			fmt.Fprintf(&b, "… %d more hosts in structuredContent\n", len(f.Hosts)-i)
@@ -199,11 +214,12 @@ func (h *handlers) inventoryChanges(ctx context.Context, req mcp.CallToolRequest
 	if q.Until, err = parseWhen("until", a.Until, now); err != nil {
 		return mcp.NewToolResultError(err.Error()), nil
 	}
-	h.catchUp(ctx)
+	behind := h.catchUp(ctx)
 	c, err := h.Inventory.Changes(ctx, q)
 	if err != nil {
 		return mcp.NewToolResultError(err.Error()), nil
 	}
+	c.CatchingUp = behind
 	return &mcp.CallToolResult{Content: []mcp.Content{mcp.NewTextContent(ChangesText(c, h.TextCap))}, StructuredContent: c}, nil
 }
 
@@ -216,6 +232,9 @@ func ChangesText(c *inventory.Changes, limit int) string {
 		more = "+"
 	}
 	fmt.Fprintf(&b, "%d%s changes (showing %d from %d), newest first; from the inventory of past scans.\n", c.Total, more, len(c.Changes), c.Offset)
+	if c.CatchingUp {
+		b.WriteString(catchingUpNote)
+	}
 	for i, x := range c.Changes {
 		if limit > 0 && b.Len() > limit {
 			fmt.Fprintf(&b, "… %d more changes in structuredContent\n", len(c.Changes)-i)
@@ -245,7 +264,7 @@ func (h *handlers) readHost(ctx context.Context, req mcp.ReadResourceRequest) ([
 		return nil, fmt.Errorf("resource %q: not a host:// URI", uri)
 	}
 	addr = strings.Trim(addr, "[]/")
-	h.catchUp(ctx)
+	_ = h.catchUp(ctx)
 	tl, err := h.Inventory.Host(ctx, h.Scans.Viewer(ctx), addr)
 	if err != nil {
 		return nil, err
@@ -258,11 +277,12 @@ func (h *handlers) readHost(ctx context.Context, req mcp.ReadResourceRequest) ([
 
 // readRecentChanges serves changes://recent.
 func (h *handlers) readRecentChanges(ctx context.Context, req mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
-	h.catchUp(ctx)
+	behind := h.catchUp(ctx)
 	c, err := h.Inventory.Changes(ctx, inventory.ChangeQuery{Client: h.Scans.Viewer(ctx), Since: time.Now().Add(-24 * time.Hour), Limit: 200})
 	if err != nil {
 		return nil, err
 	}
+	c.CatchingUp = behind
 	return jsonResource(req.Params.URI, c)
 }
 

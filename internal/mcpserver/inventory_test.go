@@ -3,6 +3,7 @@ package mcpserver_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -190,5 +191,31 @@ func TestInventoryOverMCP(t *testing.T) {
 	res2, err := alice.CallTool(context.Background(), &sdk.CallToolParams{Name: "find_hosts", Arguments: map[string]any{"address": "10.0.0.0/99"}})
 	if err != nil || !res2.IsError {
 		t.Fatalf("bad CIDR: %v %+v", err, res2)
+	}
+}
+
+// An answer says when finished scans were left to ingest (catching_up, and
+// a line of its text): more than an answer ingests first (20) finished
+// since the inventory last looked. Asked again, it has them. No engine.
+func TestInventoryAnswerSaysItIsCatchingUp(t *testing.T) {
+	st, _ := testkit.OpenHistory(t)
+	inv, err := inventory.New(context.Background(), st, inventory.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().Add(-time.Hour).UTC()
+	for i := range 25 {
+		invRecord(t, st, fmt.Sprintf("s%02d", i), "alice", at.Add(time.Duration(i)*time.Second),
+			invUp(fmt.Sprintf("10.4.0.%d", i+1), results.Port{Protocol: "tcp", Port: 22, State: "open", Service: "ssh"}))
+	}
+	sess := inventorySession(t, st, inv, "alice", false)
+	var f inventory.Found
+	text := invCall(t, sess, "find_hosts", map[string]any{"port": 22}, &f)
+	if !f.CatchingUp || f.Total != 20 || !strings.Contains(text, "still being ingested") {
+		t.Fatalf("first answer: catching_up %v, %d hosts; text %q", f.CatchingUp, f.Total, text)
+	}
+	text = invCall(t, sess, "find_hosts", map[string]any{"port": 22}, &f)
+	if f.CatchingUp || f.Total != 25 || strings.Contains(text, "still being ingested") {
+		t.Fatalf("second answer: catching_up %v, %d hosts; text %q", f.CatchingUp, f.Total, text)
 	}
 }
