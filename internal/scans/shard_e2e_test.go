@@ -3,7 +3,6 @@ package scans_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -37,6 +36,8 @@ type shardedOptions struct {
 	// Warm fencers are kept started ahead of need on n, refilled as a
 	// server does (0: each scan or shard starts its own).
 	Warm int
+	// Trail, when set, receives the path of the service's audit trail.
+	Trail *string
 }
 
 // newShardedServiceWith is newShardedService shaped by o; it also returns
@@ -44,6 +45,9 @@ type shardedOptions struct {
 func newShardedServiceWith(t testing.TB, n *testkit.Network, cfg shard.Config, o shardedOptions) (*scans.Service, *fencer.Pool) {
 	t.Helper()
 	st, trail := testkit.OpenHistory(t)
+	if o.Trail != nil {
+		*o.Trail = trail.Path()
+	}
 	ex := executor.New(env.Client, nil)
 	ex.SetHostFence(fencer.NewHostFence(env.Client, fencer.HostConfig{Image: env.Image.ID, Labels: sandbox.OwnerLabels(env.Instance)}, nil))
 	opts := sandbox.Options{Limits: sandbox.DefaultLimits(), Instance: env.Instance}
@@ -181,19 +185,6 @@ func TestShardedFencedAndCancelled(t *testing.T) {
 func listenOn(t *testing.T, port int, addrs ...string) {
 	t.Helper()
 	for _, a := range addrs {
-		ln, err := net.Listen("tcp", fmt.Sprintf("%s:%d", a, port))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				c.Close()
-			}
-		}()
+		testkit.ListenAt(t, a, port)
 	}
 }

@@ -17,9 +17,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 
 	"github.com/nmap-mcp/nmap-mcp/executor"
-	"github.com/nmap-mcp/nmap-mcp/executor/fencer"
 	"github.com/nmap-mcp/nmap-mcp/internal/audit"
-	"github.com/nmap-mcp/nmap-mcp/internal/policy"
 	"github.com/nmap-mcp/nmap-mcp/internal/results"
 	"github.com/nmap-mcp/nmap-mcp/internal/scanargs"
 	"github.com/nmap-mcp/nmap-mcp/internal/scans"
@@ -69,32 +67,23 @@ func oneSlowShard(t *testing.T, port int) (*testkit.Network, [3]netip.Addr) {
 // shard's steps.
 func newTrailedShardService(t *testing.T, n *testkit.Network) (*scans.Service, string, *shardtest.TimingRunner) {
 	t.Helper()
-	st, trail := testkit.OpenHistory(t)
-	ex := executor.New(env.Client, nil)
-	pool := fencer.NewPool(env.Client, fencer.Config{Image: env.Image.ID, Network: n.Name, Labels: sandbox.OwnerLabels(env.Instance)}, nil)
-	ex.SetFencer(pool)
-	pool.Start()
-	tr := &shardtest.TimingRunner{Inner: ex}
-	pc := policy.DefaultConfig()
-	pc.HostNetwork = false
-	pol, err := policy.New(pc, nil, nil)
+	tr := &shardtest.TimingRunner{}
+	var trail string
+	svc, _ := newShardedServiceWith(t, n, shard.Config{Threshold: 1, Shards: 3}, shardedOptions{Trail: &trail,
+		Wrap: func(r executor.Runner) executor.Runner { tr.Inner = r; return tr }})
+	return svc, trail, tr
+}
+
+// submitSlowTrio submits a connect scan of port on the three addresses
+// of oneSlowShard (one shard each) with timeout seconds, detached or not.
+func submitSlowTrio(t *testing.T, svc *scans.Service, addrs [3]netip.Addr, port, timeout int, detach bool) *scans.Scan {
+	t.Helper()
+	sc, err := svc.Submit(context.Background(), scanargs.Request{Targets: addrs[0].String() + "," + addrs[1].String() + "," + addrs[2].String(),
+		Ports: fmt.Sprint(port), ScanType: "connect", Timing: "T1", SkipHostDiscovery: true, TimeoutSeconds: intp(timeout)}, scans.Options{Detach: detach})
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := scans.New(scans.Config{Sandbox: sandbox.Options{Network: n.Name, Limits: sandbox.DefaultLimits(), Instance: env.Instance},
-		MaxAddresses: 4096, Concurrency: 1, QueueSize: 2, Sharding: shard.Config{Threshold: 1, Shards: 3}},
-		scans.Deps{Runner: tr, Image: env.Image, Store: st, Audit: trail, Policy: pol})
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := svc.Close(ctx); err != nil {
-			t.Error(err)
-		}
-		if err := ex.Close(ctx); err != nil {
-			t.Error(err)
-		}
-	})
-	return svc, trail.Path(), tr
+	return sc
 }
 
 // scanContainers lists the containers (any state) labelled with scan id:
@@ -236,11 +225,7 @@ func TestShardedTimeoutKeepsFinishedShards(t *testing.T) {
 	n, addrs := oneSlowShard(t, port)
 	svc, trail, tr := newTrailedShardService(t, n)
 	start := time.Now()
-	sc, err := svc.Submit(context.Background(), scanargs.Request{Targets: addrs[0].String() + "," + addrs[1].String() + "," + addrs[2].String(),
-		Ports: fmt.Sprint(port), ScanType: "connect", Timing: "T1", SkipHostDiscovery: true, TimeoutSeconds: intp(timeout)}, scans.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sc := submitSlowTrio(t, svc, addrs, port, timeout, false)
 	wall := time.Since(start)
 	var te *executor.TimeoutError
 	var se *scans.ShardError
@@ -277,11 +262,7 @@ func TestShardedKilledShardKeepsFinishedShards(t *testing.T) {
 	n, addrs := oneSlowShard(t, port)
 	svc, trail, tr := newTrailedShardService(t, n)
 	start := time.Now()
-	sc, err := svc.Submit(context.Background(), scanargs.Request{Targets: addrs[0].String() + "," + addrs[1].String() + "," + addrs[2].String(),
-		Ports: fmt.Sprint(port), ScanType: "connect", Timing: "T1", SkipHostDiscovery: true, TimeoutSeconds: intp(180)}, scans.Options{Detach: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sc := submitSlowTrio(t, svc, addrs, port, 180, true)
 	// Once the first and third shards' scan containers are gone, kill
 	// the second's.
 	if err := env.Client.ContainerKill(context.Background(), slowShardAlone(t, sc.ID).ID, "KILL"); err != nil {
@@ -312,11 +293,7 @@ func TestShardedCancelKeepsFinishedShards(t *testing.T) {
 	n, addrs := oneSlowShard(t, port)
 	svc, trail, _ := newTrailedShardService(t, n)
 	ctx := context.Background()
-	sc, err := svc.Submit(ctx, scanargs.Request{Targets: addrs[0].String() + "," + addrs[1].String() + "," + addrs[2].String(),
-		Ports: fmt.Sprint(port), ScanType: "connect", Timing: "T1", SkipHostDiscovery: true, TimeoutSeconds: intp(180)}, scans.Options{Detach: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sc := submitSlowTrio(t, svc, addrs, port, 180, true)
 	slowShardAlone(t, sc.ID)
 	if !svc.Cancel(ctx, sc.ID) {
 		t.Fatal("cancel: the scan was not found")

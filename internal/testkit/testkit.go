@@ -162,9 +162,16 @@ func TCPListener(t testing.TB) int {
 // that a test can open and close a port between two scans.
 func ListenOn(t testing.TB, port int) net.Listener {
 	t.Helper()
-	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	return ListenAt(t, "127.0.0.1", port)
+}
+
+// ListenAt is ListenOn at a loopback address of the test's choosing
+// (127.0.0.2, ::1, ...).
+func ListenAt(t testing.TB, addr string, port int) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(addr, fmt.Sprint(port)))
 	if err != nil {
-		t.Fatalf("listen tcp on port %d: %v", port, err)
+		t.Fatalf("listen tcp on %s port %d: %v", addr, port, err)
 	}
 	var wg sync.WaitGroup
 	wg.Add(1)
